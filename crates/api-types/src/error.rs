@@ -1,0 +1,39 @@
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+/// The body of every error response: `{"error":{"code":"…","message":"…"}}`.
+///
+/// `code` is stable and meant for programs (`insufficient_credits`, `invalid_body`, …); `message` is
+/// for people and may change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// The error codes the server sends, for clients that branch on them.
+pub mod codes {
+    pub const INVALID_BODY: &str = "invalid_body";
+    pub const INVALID_QUERY: &str = "invalid_query";
+    pub const MISSING_HEADER: &str = "missing_header";
+    pub const VALIDATION_FAILED: &str = "validation_failed";
+    pub const UNKNOWN_PACK: &str = "unknown_pack";
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    pub const INVALID_CREDENTIALS: &str = "invalid_credentials";
+    pub const INSUFFICIENT_CREDITS: &str = "insufficient_credits";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    pub const EMAIL_TAKEN: &str = "email_taken";
+    pub const IDEMPOTENCY_CONFLICT: &str = "idempotency_key_reused";
+    pub const RATE_LIMITED: &str = "rate_limited";
+    pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
+    pub const INTERNAL: &str = "internal_error";
+    pub const UNAVAILABLE: &str = "service_unavailable";
+}

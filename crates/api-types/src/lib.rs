@@ -1,0 +1,46 @@
+//! The HTTP contract of Mascot credits.
+//!
+//! Every request and response body of the API is a type here. The server serialises them, the Wasm
+//! client deserialises them, and the TypeScript bindings in `plugin/src/generated/` are generated from
+//! them (see `tests/bindings.rs`; never edit those files by hand). Money and credits are integers:
+//! 64-bit in Rust, `number` in TypeScript (all values stay far below 2^53).
+
+mod auth;
+mod credits;
+mod error;
+mod packs;
+
+pub use auth::*;
+pub use credits::*;
+pub use error::*;
+pub use packs::*;
+
+/// Every exported type, as `(file name, generated TypeScript)`. The bindings test compares this list
+/// with the committed files, and `UPDATE_BINDINGS=1 cargo test -p api-types` rewrites them.
+pub fn typescript_bindings() -> Vec<(String, String)> {
+    use ts_rs::TS;
+    macro_rules! bindings {
+        ($($t:ty),* $(,)?) => {
+            vec![$((
+                format!("{}.ts", <$t as TS>::ident()),
+                <$t as TS>::export_to_string().expect("ts-rs renders every API type"),
+            )),*]
+        };
+    }
+    bindings![
+        ErrorBody,
+        ErrorEnvelope,
+        Pack,
+        PacksResponse,
+        Credentials,
+        User,
+        AuthResponse,
+        Me,
+        BalanceResponse,
+        EntryKind,
+        HistoryEntry,
+        HistoryResponse,
+        SpendRequest,
+        SpendResponse,
+    ]
+}

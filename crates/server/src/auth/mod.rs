@@ -1,0 +1,9 @@
+//! Accounts: passwords, bearer tokens and the login throttle.
+
+pub mod accounts;
+pub mod password;
+pub mod throttle;
+pub mod tokens;
+
+pub use accounts::{normalise_email, validate_password, Account};
+pub use throttle::Throttle;

@@ -1,0 +1,66 @@
+//! Bearer tokens: 256 random bits shown to the client once; only their SHA-256 is stored, with an
+//! expiry and a revocation time.
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::db::{now_ms, Db};
+
+const PREFIX: &str = "mct_";
+
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Creates a token for `user_id`, valid for `ttl`, and returns it (the only time it exists in clear).
+pub async fn issue(db: &Db, user_id: &str, ttl: std::time::Duration) -> sqlx::Result<String> {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
+    let now = now_ms();
+    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    sqlx::query("INSERT INTO auth_tokens (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(hash_token(&token))
+        .bind(user_id)
+        .bind(now)
+        .bind(now.saturating_add(ttl_ms))
+        .execute(db.pool())
+        .await?;
+    Ok(token)
+}
+
+/// The user a live (unexpired, unrevoked) token belongs to.
+pub async fn authenticate(db: &Db, token: &str) -> sqlx::Result<Option<(String, String)>> {
+    if !token.starts_with(PREFIX) || token.len() > 100 {
+        return Ok(None);
+    }
+    let row: Option<(String, String)> = sqlx::query_as(
+        "SELECT u.id, u.email FROM auth_tokens t JOIN users u ON u.id = t.user_id
+         WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2",
+    )
+    .bind(hash_token(token))
+    .bind(now_ms())
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(row)
+}
+
+pub async fn revoke(db: &Db, token: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE auth_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL")
+        .bind(now_ms())
+        .bind(hash_token(token))
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Signs the user out everywhere (after a password reset).
+pub async fn revoke_all(db: &Db, user_id: &str) -> sqlx::Result<u64> {
+    let done = sqlx::query("UPDATE auth_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+        .bind(now_ms())
+        .bind(user_id)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,70 @@
+//! Operator commands (`mascot-server credits grant`, `users reset-password`, `migrate`): they work
+//! on the database named by `DATABASE_URL` through the same domain functions as the HTTP API.
+
+use std::io::Read;
+
+use anyhow::{bail, Context};
+use rand::{distributions::Alphanumeric, Rng};
+
+use crate::{
+    auth::{accounts, normalise_email, password, tokens, validate_password},
+    ledger::{self, LedgerError},
+    Db,
+};
+
+/// Grants `amount` credits to the account with `email`. Returns the new balance.
+pub async fn grant_credits(db: &Db, email: &str, amount: i64, reason: &str, grant_id: Option<&str>) -> anyhow::Result<i64> {
+    if amount <= 0 {
+        bail!("--amount must be a positive number of credits");
+    }
+    let reason = reason.trim();
+    if reason.is_empty() {
+        bail!("--reason must say why the credits are granted (it is shown in the user's history)");
+    }
+    let email = normalise_email(email).map_err(anyhow::Error::msg)?;
+    let account = accounts::find_by_email(db, &email).await?.with_context(|| format!("no account with email {email}"))?;
+    let grant_id = grant_id.map(str::to_string).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    match ledger::grant(db, &account.id, amount, reason, &grant_id).await {
+        Ok((posted, replayed)) => {
+            if replayed {
+                eprintln!("grant {grant_id} was already applied; nothing changed");
+            }
+            Ok(posted.balance)
+        }
+        Err(LedgerError::KeyReused) => bail!("grant id {grant_id} was already used for a different grant"),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub enum NewPassword {
+    /// Generate a one-time password and return it.
+    Generate,
+    /// Use this one (read from stdin by the caller).
+    Given(String),
+}
+
+/// Sets a new password for `email` and signs the user out everywhere. Returns the password when it
+/// was generated.
+pub async fn reset_password(db: &Db, email: &str, new: NewPassword) -> anyhow::Result<Option<String>> {
+    let email = normalise_email(email).map_err(anyhow::Error::msg)?;
+    let account = accounts::find_by_email(db, &email).await?.with_context(|| format!("no account with email {email}"))?;
+    let (plain, generated) = match new {
+        NewPassword::Generate => (rand::thread_rng().sample_iter(&Alphanumeric).take(20).map(char::from).collect::<String>(), true),
+        NewPassword::Given(p) => {
+            validate_password(&p).map_err(anyhow::Error::msg)?;
+            (p, false)
+        }
+    };
+    let hash = password::hash(plain.clone()).await?;
+    accounts::set_password_hash(db, &account.id, &hash).await?;
+    let revoked = tokens::revoke_all(db, &account.id).await?;
+    eprintln!("password reset for {email}; {revoked} session(s) signed out");
+    Ok(generated.then_some(plain))
+}
+
+/// Reads a password from standard input (first line, without the newline).
+pub fn read_password_from_stdin() -> anyhow::Result<String> {
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input)?;
+    Ok(input.lines().next().unwrap_or("").to_string())
+}

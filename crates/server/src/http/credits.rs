@@ -1,0 +1,100 @@
+//! Balance, history and spending: thin handlers over the ledger.
+
+use api_types::{codes, BalanceResponse, ErrorEnvelope, HistoryResponse, SpendRequest, SpendResponse};
+use axum::{extract::State, http::StatusCode, Json};
+use serde::Deserialize;
+
+use crate::{
+    error::{ApiError, ApiResult},
+    http::extract::{ApiJson, ApiQuery, AuthUser, IdempotencyKey},
+    ledger::{self, LedgerError},
+    AppState,
+};
+
+/// Largest single spend: far above any real use, small enough that sums can never overflow.
+const MAX_SPEND: i64 = 1_000_000;
+const MAX_REASON_CHARS: usize = 200;
+
+/// The caller's credit balance.
+#[utoipa::path(get, path = "/api/v1/credits/balance", tag = "credits", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Current balance", body = BalanceResponse),
+        (status = 401, description = "Not signed in", body = ErrorEnvelope),
+    ))]
+pub async fn balance(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<BalanceResponse>> {
+    let balance = ledger::balance(&state.db, &user.id).await?.ok_or_else(|| ApiError::unauthorized("This account no longer exists."))?;
+    Ok(Json(BalanceResponse { balance }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Entries per page, 1 to 100 (default 20).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub before: Option<String>,
+}
+
+/// The caller's ledger entries, newest first.
+#[utoipa::path(get, path = "/api/v1/credits/history", tag = "credits", security(("bearer" = [])), params(HistoryQuery),
+    responses(
+        (status = 200, description = "One page of entries", body = HistoryResponse),
+        (status = 400, description = "Unreadable query", body = ErrorEnvelope),
+        (status = 401, description = "Not signed in", body = ErrorEnvelope),
+        (status = 422, description = "limit out of range or unknown cursor", body = ErrorEnvelope),
+    ))]
+pub async fn history(State(state): State<AppState>, user: AuthUser, ApiQuery(q): ApiQuery<HistoryQuery>) -> ApiResult<Json<HistoryResponse>> {
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=ledger::MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(format!("limit must be from 1 to {}.", ledger::MAX_PAGE)));
+    }
+    let before = match q.before.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(cursor) => Some(
+            cursor.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| ApiError::invalid("before must be a next_cursor value from a previous page."))?,
+        ),
+    };
+    let page = ledger::history(&state.db, &user.id, limit, before).await?;
+    Ok(Json(HistoryResponse { entries: page.entries, next_cursor: page.next_cursor }))
+}
+
+/// Spend credits. Retrying with the same `Idempotency-Key` returns the first result and spends once.
+#[utoipa::path(post, path = "/api/v1/credits/spend", tag = "credits", security(("bearer" = [])), request_body = SpendRequest,
+    params(("Idempotency-Key" = String, Header, description = "Unique per spend; reuse it only to retry the same spend")),
+    responses(
+        (status = 200, description = "Spent (or the replay of an earlier identical request)", body = SpendResponse),
+        (status = 400, description = "Bad body or missing Idempotency-Key", body = ErrorEnvelope),
+        (status = 401, description = "Not signed in", body = ErrorEnvelope),
+        (status = 402, description = "Not enough credits; nothing was spent", body = ErrorEnvelope),
+        (status = 409, description = "Idempotency-Key already used for a different request", body = ErrorEnvelope),
+        (status = 422, description = "amount not positive, or reason empty/too long", body = ErrorEnvelope),
+    ))]
+pub async fn spend(
+    State(state): State<AppState>,
+    user: AuthUser,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(body): ApiJson<SpendRequest>,
+) -> ApiResult<Json<SpendResponse>> {
+    if body.amount <= 0 || body.amount > MAX_SPEND {
+        return Err(ApiError::invalid(format!("amount must be a whole number of credits from 1 to {MAX_SPEND}.")));
+    }
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+        return Err(ApiError::invalid(format!("reason must be 1 to {MAX_REASON_CHARS} characters.")));
+    }
+    match ledger::spend(&state.db, &user.id, body.amount, reason, &key).await {
+        Ok((posted, _replayed)) => Ok(Json(SpendResponse { balance: posted.balance, entry_id: posted.entry_id })),
+        Err(LedgerError::InsufficientCredits { balance }) => Err(ApiError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            codes::INSUFFICIENT_CREDITS,
+            format!("Not enough credits: this needs {}, you have {balance}. Buy more credits to continue.", body.amount),
+        )),
+        Err(LedgerError::KeyReused) => Err(ApiError::conflict(
+            codes::IDEMPOTENCY_CONFLICT,
+            "This Idempotency-Key was already used for a different spend. Use a new key for a new operation.",
+        )),
+        Err(LedgerError::UnknownUser) => Err(ApiError::unauthorized("This account no longer exists.")),
+        Err(LedgerError::DuplicateCause) => Err(ApiError::unavailable("spend kept colliding with a concurrent request")),
+        Err(LedgerError::Db(e)) => Err(e.into()),
+    }
+}

@@ -1,0 +1,41 @@
+//! Health, readiness, the pack catalogue, the OpenAPI document and the fallbacks.
+
+use api_types::{codes, PacksResponse};
+use axum::{extract::State, http::StatusCode, Json};
+use serde_json::json;
+
+use crate::{error::ApiError, AppState};
+
+/// The process is up (does not touch the database).
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// The database answers: safe to route traffic here.
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    if state.db.ping().await {
+        Ok(Json(json!({"status": "ready", "database": state.db.kind().to_string()})))
+    } else {
+        Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, codes::UNAVAILABLE, "The database is not reachable."))
+    }
+}
+
+/// The credit packs for sale (public).
+#[utoipa::path(get, path = "/api/v1/billing/packs", tag = "billing",
+    responses((status = 200, description = "The pack catalogue", body = PacksResponse)))]
+pub async fn packs() -> Json<PacksResponse> {
+    Json(PacksResponse::catalogue())
+}
+
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(crate::http::openapi::document())
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("There is nothing at this address.")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, codes::METHOD_NOT_ALLOWED, "This method is not allowed here.")
+}
+

@@ -1,0 +1,70 @@
+//! The whole HTTP surface: every path, its handler, and the layers around them.
+
+pub mod auth;
+pub mod credits;
+pub mod extract;
+pub mod meta;
+pub mod openapi;
+
+use std::time::Duration;
+
+use axum::{
+    extract::{DefaultBodyLimit, Request},
+    http::{header, HeaderName, Method},
+    response::IntoResponse,
+    routing::{get, post},
+    Router,
+};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    cors::{Any, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+use crate::{error::ApiError, AppState};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/auth/signup", post(auth::signup))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
+        .route("/me", get(auth::me))
+        .route("/credits/balance", get(credits::balance))
+        .route("/credits/history", get(credits::history))
+        .route("/credits/spend", post(credits::spend))
+        .route("/billing/packs", get(meta::packs))
+        .route("/openapi.json", get(meta::openapi_json))
+        .method_not_allowed_fallback(meta::method_not_allowed);
+
+    // The Figma UI iframe has origin `null` and authenticates with a bearer token, never cookies:
+    // any origin may call, credentials are not allowed.
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
+        .expose_headers([REQUEST_ID, header::RETRY_AFTER])
+        .max_age(Duration::from_secs(3600));
+
+    let trace = TraceLayer::new_for_http().make_span_with(|req: &Request| {
+        let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+        // The path only: query strings may carry cursors or session ids, never secrets, but stay lean.
+        tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+    });
+
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(meta::healthz))
+        .route("/readyz", get(meta::readyz))
+        .fallback(meta::not_found)
+        .method_not_allowed_fallback(meta::method_not_allowed)
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(CatchPanicLayer::custom(|_| ApiError::internal("a handler panicked").into_response()))
+        .layer(cors)
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(trace)
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}

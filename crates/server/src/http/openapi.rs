@@ -1,0 +1,29 @@
+//! The OpenAPI document, generated from the handlers' annotations and the api-types schemas.
+
+use utoipa::{
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    Modify, OpenApi,
+};
+
+use crate::http::{auth, credits, meta};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Mascot credits API", description = "Accounts, credit balance and history, spending and credit packs for the Mascot Figma plugin. Errors are always {\"error\":{\"code\",\"message\"}}."),
+    paths(auth::signup, auth::login, auth::logout, auth::me, credits::balance, credits::history, credits::spend, meta::packs),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

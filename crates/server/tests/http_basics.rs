@@ -1,0 +1,82 @@
+//! Cross-cutting HTTP behaviour: envelope on every failure, CORS for the Figma iframe, request ids,
+//! health and readiness, packs, OpenAPI, operator grant.
+
+mod common;
+
+use common::{assert_error, spawn_app, Backend};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+async fn health_readiness_and_packs(b: Backend) {
+    let app = spawn_app(b).await;
+    assert_eq!(app.get("/healthz", None).await.status(), StatusCode::OK);
+    let ready: Value = app.get("/readyz", None).await.json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+    let packs: Value = app.get("/api/v1/billing/packs", None).await.json().await.unwrap();
+    let ids: Vec<(&str, i64, i64)> = packs["packs"].as_array().unwrap().iter()
+        .map(|p| (p["id"].as_str().unwrap(), p["credits"].as_i64().unwrap(), p["price_cents"].as_i64().unwrap())).collect();
+    assert_eq!(ids, vec![("pack_25", 25, 599), ("pack_75", 75, 1299), ("pack_200", 200, 2599)]);
+    assert!(packs["packs"].as_array().unwrap().iter().all(|p| p["currency"] == "usd" && p["label"].is_string()));
+}
+
+async fn readiness_fails_when_database_is_gone(b: Backend) {
+    let app = spawn_app(b).await;
+    app.state.db.close().await;
+    assert_error(app.get("/readyz", None).await, StatusCode::SERVICE_UNAVAILABLE, "service_unavailable").await;
+    assert_eq!(app.get("/healthz", None).await.status(), StatusCode::OK, "the process is still up");
+}
+
+async fn every_failure_uses_the_envelope(b: Backend) {
+    let app = spawn_app(b).await;
+    assert_error(app.get("/api/v1/nope", None).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_error(app.get("/nope", None).await, StatusCode::NOT_FOUND, "not_found").await;
+    let res = app.client.delete(app.url("/api/v1/credits/balance")).send().await.unwrap();
+    assert_error(res, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+    let res = app.client.get(app.url("/api/v1/auth/signup")).send().await.unwrap();
+    assert_error(res, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+    let big = format!("{{\"email\":\"{}\",\"password\":\"x\"}}", "a".repeat(100_000));
+    let res = app.post_raw("/api/v1/auth/signup", None, "application/json", &big).await;
+    assert_error(res, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    let res = app.post_raw("/api/v1/auth/signup", None, "text/plain", "not json at all").await;
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid_body").await;
+}
+
+async fn cors_lets_the_figma_iframe_in(b: Backend) {
+    let app = spawn_app(b).await;
+    let res = app.client.request(Method::OPTIONS, app.url("/api/v1/credits/spend"))
+        .header("origin", "null")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization,content-type,idempotency-key")
+        .send().await.unwrap();
+    assert!(res.status().is_success());
+    let h = res.headers();
+    assert_eq!(h["access-control-allow-origin"], "*");
+    let allowed = h["access-control-allow-headers"].to_str().unwrap().to_lowercase();
+    for name in ["authorization", "content-type", "idempotency-key"] {
+        assert!(allowed.contains(name), "{allowed}");
+    }
+    assert!(h.get("access-control-allow-credentials").is_none(), "no cookies");
+    let res = app.client.get(app.url("/api/v1/billing/packs")).header("origin", "null").send().await.unwrap();
+    assert_eq!(res.headers()["access-control-allow-origin"], "*");
+    assert!(res.headers().get("x-request-id").is_some(), "every answer carries a request id");
+}
+
+async fn openapi_document_lists_the_api(b: Backend) {
+    let app = spawn_app(b).await;
+    let doc: Value = app.get("/api/v1/openapi.json", None).await.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in ["/api/v1/auth/signup", "/api/v1/auth/login", "/api/v1/auth/logout", "/api/v1/me", "/api/v1/credits/balance", "/api/v1/credits/history", "/api/v1/credits/spend", "/api/v1/billing/packs"] {
+        assert!(doc["paths"][path].is_object(), "{path} missing from OpenAPI");
+    }
+    for schema in ["AuthResponse", "ErrorEnvelope", "HistoryResponse", "SpendRequest", "PacksResponse"] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema} missing");
+    }
+}
+
+on_both_databases!(
+    health_readiness_and_packs,
+    readiness_fails_when_database_is_gone,
+    every_failure_uses_the_envelope,
+    cors_lets_the_figma_iframe_in,
+    openapi_document_lists_the_api,
+);
