@@ -34,6 +34,11 @@ pub mod codes {
     pub const IDEMPOTENCY_CONFLICT: &str = "idempotency_key_reused";
     pub const RATE_LIMITED: &str = "rate_limited";
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
+    pub const PAYMENTS_UNAVAILABLE: &str = "payments_unavailable";
+    pub const PAYMENT_PROVIDER_ERROR: &str = "payment_provider_error";
+    pub const INVALID_SIGNATURE: &str = "invalid_signature";
+    pub const INVALID_EVENT: &str = "invalid_event";
+    pub const LIVEMODE_MISMATCH: &str = "livemode_mismatch";
     pub const INTERNAL: &str = "internal_error";
     pub const UNAVAILABLE: &str = "service_unavailable";
 }

@@ -6,11 +6,13 @@
 //! 64-bit in Rust, `number` in TypeScript (all values stay far below 2^53).
 
 mod auth;
+mod billing;
 mod credits;
 mod error;
 mod packs;
 
 pub use auth::*;
+pub use billing::*;
 pub use credits::*;
 pub use error::*;
 pub use packs::*;
@@ -42,5 +44,11 @@ pub fn typescript_bindings() -> Vec<(String, String)> {
         HistoryResponse,
         SpendRequest,
         SpendResponse,
+        CheckoutRequest,
+        CheckoutResponse,
+        CheckoutStatus,
+        CheckoutStatusResponse,
+        CheckoutSummary,
+        CheckoutListResponse,
     ]
 }

@@ -74,10 +74,7 @@ fn pack_catalogue_is_the_published_one() {
     let packs = api_types::PacksResponse::catalogue().packs;
     let got: Vec<(&str, i64, i64, &str)> =
         packs.iter().map(|p| (p.id.as_str(), p.credits, p.price_cents, p.currency.as_str())).collect();
-    assert_eq!(
-        got,
-        vec![("pack_25", 25, 599, "usd"), ("pack_75", 75, 1299, "usd"), ("pack_200", 200, 2599, "usd")]
-    );
+    assert_eq!(got, vec![("pack_25", 25, 599, "usd"), ("pack_75", 75, 1299, "usd"), ("pack_200", 200, 2599, "usd")]);
     assert_eq!(packs[1].label, "75 credits — $12.99");
     let json = serde_json::to_value(&packs[0]).unwrap();
     assert_eq!(json["price_cents"], 599);

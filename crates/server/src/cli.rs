@@ -8,12 +8,19 @@ use rand::{distributions::Alphanumeric, Rng};
 
 use crate::{
     auth::{accounts, normalise_email, password, tokens, validate_password},
+    billing::reconcile::DriftReport,
     ledger::{self, LedgerError},
     Db,
 };
 
 /// Grants `amount` credits to the account with `email`. Returns the new balance.
-pub async fn grant_credits(db: &Db, email: &str, amount: i64, reason: &str, grant_id: Option<&str>) -> anyhow::Result<i64> {
+pub async fn grant_credits(
+    db: &Db,
+    email: &str,
+    amount: i64,
+    reason: &str,
+    grant_id: Option<&str>,
+) -> anyhow::Result<i64> {
     if amount <= 0 {
         bail!("--amount must be a positive number of credits");
     }
@@ -22,7 +29,8 @@ pub async fn grant_credits(db: &Db, email: &str, amount: i64, reason: &str, gran
         bail!("--reason must say why the credits are granted (it is shown in the user's history)");
     }
     let email = normalise_email(email).map_err(anyhow::Error::msg)?;
-    let account = accounts::find_by_email(db, &email).await?.with_context(|| format!("no account with email {email}"))?;
+    let account =
+        accounts::find_by_email(db, &email).await?.with_context(|| format!("no account with email {email}"))?;
     let grant_id = grant_id.map(str::to_string).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     match ledger::grant(db, &account.id, amount, reason, &grant_id).await {
         Ok((posted, replayed)) => {
@@ -47,9 +55,12 @@ pub enum NewPassword {
 /// was generated.
 pub async fn reset_password(db: &Db, email: &str, new: NewPassword) -> anyhow::Result<Option<String>> {
     let email = normalise_email(email).map_err(anyhow::Error::msg)?;
-    let account = accounts::find_by_email(db, &email).await?.with_context(|| format!("no account with email {email}"))?;
+    let account =
+        accounts::find_by_email(db, &email).await?.with_context(|| format!("no account with email {email}"))?;
     let (plain, generated) = match new {
-        NewPassword::Generate => (rand::thread_rng().sample_iter(&Alphanumeric).take(20).map(char::from).collect::<String>(), true),
+        NewPassword::Generate => {
+            (rand::thread_rng().sample_iter(&Alphanumeric).take(20).map(char::from).collect::<String>(), true)
+        }
         NewPassword::Given(p) => {
             validate_password(&p).map_err(anyhow::Error::msg)?;
             (p, false)
@@ -67,4 +78,37 @@ pub fn read_password_from_stdin() -> anyhow::Result<String> {
     let mut input = String::new();
     std::io::stdin().read_to_string(&mut input)?;
     Ok(input.lines().next().unwrap_or("").to_string())
+}
+
+/// `2026-11-01` (midnight UTC) or an RFC 3339 time, as unix seconds.
+pub fn parse_since(text: &str) -> anyhow::Result<i64> {
+    let text = text.trim();
+    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+        return Ok(t.unix_timestamp());
+    }
+    let date = time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
+        .map_err(|_| anyhow::anyhow!("--since must be a date like 2026-11-01 or an RFC 3339 time (got {text:?})"))?;
+    Ok(date.midnight().assume_utc().unix_timestamp())
+}
+
+pub fn format_report(r: &DriftReport) -> String {
+    let mut out = format!(
+        "paid Mascot sessions at Stripe: {}\nnot Mascot's (ignored): {}\nfixed now (paid, were not credited): {}\n",
+        r.paid_seen,
+        r.not_ours,
+        r.fixed.len()
+    );
+    for id in &r.fixed {
+        out.push_str(&format!("  fixed {id}\n"));
+    }
+    out.push_str(&format!("paid but NOT credited: {}\n", r.paid_not_credited.len()));
+    for (id, why) in &r.paid_not_credited {
+        out.push_str(&format!("  {id}: {why}\n"));
+    }
+    out.push_str(&format!("credited but NOT paid at Stripe: {}\n", r.credited_not_paid.len()));
+    for id in &r.credited_not_paid {
+        out.push_str(&format!("  {id}\n"));
+    }
+    out.push_str(if r.has_unfixed_drift() { "DRIFT REMAINS\n" } else { "no drift\n" });
+    out
 }

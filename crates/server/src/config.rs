@@ -7,6 +7,10 @@ use secrecy::{ExposeSecret, SecretString};
 /// Where the server keeps its data when `DATABASE_URL` is not set: a SQLite file beside the process.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://mascot.db?mode=rwc";
 
+/// One hour: far longer than anyone takes to pay, yet an abandoned Checkout turns `expired` (and
+/// leaves the plugin's "waiting for payment" list) the same hour instead of lingering for a day.
+pub const DEFAULT_CHECKOUT_TTL_MINUTES: u64 = 60;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     /// Human-readable, coloured: for a terminal.
@@ -28,6 +32,38 @@ impl Default for ThrottleConfig {
     }
 }
 
+/// Stripe credentials and endpoint.
+#[derive(Debug, Clone)]
+pub struct StripeConfig {
+    /// `sk_live_…`/`rk_live_…` in production, `sk_test_…`/`rk_test_…` otherwise.
+    pub secret_key: SecretString,
+    /// Every accepted webhook signing secret (`whsec_…`); two during a rotation.
+    pub webhook_secrets: Vec<SecretString>,
+    /// `https://api.stripe.com`, or the simulator's address in tests and the demo.
+    pub api_base: String,
+}
+
+impl StripeConfig {
+    /// Live mode is decided by the key: events must carry the same `livemode`.
+    pub fn livemode(&self) -> bool {
+        key_is_live(self.secret_key.expose_secret())
+    }
+
+    pub fn mode_name(&self) -> &'static str {
+        if self.livemode() {
+            "LIVE"
+        } else {
+            "TEST"
+        }
+    }
+}
+
+pub fn key_is_live(key: &str) -> bool {
+    key.starts_with("sk_live_") || key.starts_with("rk_live_")
+}
+
+pub const STRIPE_API_BASE: &str = "https://api.stripe.com";
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// May carry a password (PostgreSQL): never printed; see [`database_kind`].
@@ -40,6 +76,17 @@ pub struct Config {
     pub login_throttle: ThrottleConfig,
     /// Database pool size (PostgreSQL); SQLite uses a small fixed pool.
     pub db_max_connections: u32,
+    /// `None` when STRIPE_SECRET_KEY/STRIPE_WEBHOOK_SECRET are unset (`serve` then refuses to start).
+    pub stripe: Option<StripeConfig>,
+    /// Where Checkout sends the customer back: FRONTEND_URL, else APP_URL, else
+    /// https://$RAILWAY_PUBLIC_DOMAIN. Never taken from a request's Host header.
+    pub return_base: Option<String>,
+    /// Lifetime of a Checkout Session (Stripe accepts 30 minutes to 24 hours).
+    pub checkout_ttl: Duration,
+    /// Longest `wait` a checkout status request may hold.
+    pub max_wait: Duration,
+    /// Stripe settings that are absent, one sentence each (`serve` refuses to start with any).
+    pub stripe_missing: Vec<String>,
 }
 
 impl Config {
@@ -54,7 +101,17 @@ impl Config {
             token_ttl: Duration::from_secs(30 * 24 * 3600),
             login_throttle: ThrottleConfig::default(),
             db_max_connections: 10,
+            stripe: None,
+            return_base: None,
+            checkout_ttl: Duration::from_secs(DEFAULT_CHECKOUT_TTL_MINUTES * 60),
+            max_wait: Duration::from_secs(30),
+            stripe_missing: Vec::new(),
         }
+    }
+
+    /// Base URL for Checkout's success and cancel pages: the configured one, or this server.
+    pub fn return_base_or_local(&self) -> String {
+        self.return_base.clone().unwrap_or_else(|| format!("http://127.0.0.1:{}", self.port))
     }
 
     pub fn from_env() -> Result<Config, ConfigError> {
@@ -93,7 +150,13 @@ impl Config {
         // Railway (and most hosts) collect JSON lines; a terminal wants pretty output.
         let on_railway = get("RAILWAY_ENVIRONMENT").is_some() || get("RAILWAY_PROJECT_ID").is_some();
         config.log_format = match get("LOG_FORMAT").as_deref().map(str::trim) {
-            None => if on_railway { LogFormat::Json } else { LogFormat::Pretty },
+            None => {
+                if on_railway {
+                    LogFormat::Json
+                } else {
+                    LogFormat::Pretty
+                }
+            }
             Some("json") => LogFormat::Json,
             Some("pretty") => LogFormat::Pretty,
             Some(other) => {
@@ -104,7 +167,8 @@ impl Config {
         if let Some(hours) = get("TOKEN_TTL_HOURS") {
             match hours.trim().parse::<u64>() {
                 Ok(h) if (1..=24 * 365).contains(&h) => config.token_ttl = Duration::from_secs(h * 3600),
-                _ => problems.push(format!("TOKEN_TTL_HOURS must be a whole number of hours from 1 to 8760 (got {hours:?})")),
+                _ => problems
+                    .push(format!("TOKEN_TTL_HOURS must be a whole number of hours from 1 to 8760 (got {hours:?})")),
             }
         }
         if let Some(n) = get("DB_MAX_CONNECTIONS") {
@@ -114,12 +178,118 @@ impl Config {
             }
         }
 
-        if problems.is_empty() { Ok(config) } else { Err(ConfigError { problems }) }
+        if get("STRIPE_SECRET_KEY").is_none() {
+            config.stripe_missing.push("STRIPE_SECRET_KEY is not set: use the secret key from Stripe's Dashboard (Developers → API keys), sk_live_… in production".into());
+        }
+        if get("STRIPE_WEBHOOK_SECRET").is_none() {
+            config.stripe_missing.push("STRIPE_WEBHOOK_SECRET is not set: use the signing secret (whsec_…) of the webhook endpoint for /api/v1/billing/webhook".into());
+        }
+        config.stripe = read_stripe(&get, &mut problems);
+        config.return_base = read_return_base(&get, &mut problems);
+        if let Some(minutes) = get("CHECKOUT_EXPIRY_MINUTES") {
+            match minutes.trim().parse::<u64>() {
+                Ok(m) if (30..=24 * 60).contains(&m) => config.checkout_ttl = Duration::from_secs(m * 60),
+                _ => problems.push(format!(
+                    "CHECKOUT_EXPIRY_MINUTES must be from 30 to 1440, as Stripe requires (got {minutes:?})"
+                )),
+            }
+        }
+
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// What `serve` requires beyond a readable environment: Stripe configured, and with a live key
+    /// a public return URL. Returns warnings to log when it may start anyway.
+    pub fn check_for_serve(&self) -> Result<Vec<String>, ConfigError> {
+        let mut problems = self.stripe_missing.clone();
+        let mut warnings = Vec::new();
+        if let Some(stripe) = &self.stripe {
+            if self.return_base.is_none() {
+                if stripe.livemode() {
+                    problems.push("a live Stripe key needs a return URL for Checkout: set FRONTEND_URL or APP_URL (or run on Railway with a public domain)".into());
+                } else {
+                    warnings.push(format!(
+                        "no FRONTEND_URL, APP_URL or RAILWAY_PUBLIC_DOMAIN: Checkout will return to {}",
+                        self.return_base_or_local()
+                    ));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(warnings)
+        } else {
+            Err(ConfigError { problems })
+        }
     }
 
     pub fn database_kind(&self) -> DatabaseKind {
         database_kind(self.database_url.expose_secret()).unwrap_or(DatabaseKind::Sqlite)
     }
+}
+
+fn read_stripe(get: &impl Fn(&str) -> Option<String>, problems: &mut Vec<String>) -> Option<StripeConfig> {
+    let key = get("STRIPE_SECRET_KEY").map(|k| k.trim().to_string());
+    let hooks = get("STRIPE_WEBHOOK_SECRET");
+    if let Some(key) = &key {
+        if !["sk_live_", "sk_test_", "rk_live_", "rk_test_"].iter().any(|p| key.starts_with(p)) {
+            problems.push(
+                "STRIPE_SECRET_KEY must be a Stripe secret key (sk_live_…, sk_test_…, or restricted rk_…)".into(),
+            );
+        }
+    }
+    let secrets: Vec<SecretString> = hooks
+        .iter()
+        .flat_map(|h| h.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| SecretString::from(s.to_string()))
+        .collect();
+    if hooks.is_some() && (secrets.is_empty() || secrets.iter().any(|s| !s.expose_secret().starts_with("whsec_"))) {
+        problems.push(
+            "STRIPE_WEBHOOK_SECRET must be the endpoint's signing secret (whsec_…); separate several with commas"
+                .into(),
+        );
+    }
+    let api_base = get("STRIPE_API_BASE")
+        .map(|b| b.trim().trim_end_matches('/').to_string())
+        .unwrap_or_else(|| STRIPE_API_BASE.into());
+    if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
+        problems.push(format!("STRIPE_API_BASE must be an http(s) URL (got {api_base:?})"));
+    }
+    match (key, secrets.is_empty()) {
+        (Some(key), false) => {
+            Some(StripeConfig { secret_key: SecretString::from(key), webhook_secrets: secrets, api_base })
+        }
+        _ => None,
+    }
+}
+
+fn read_return_base(get: &impl Fn(&str) -> Option<String>, problems: &mut Vec<String>) -> Option<String> {
+    let (name, raw) = if let Some(v) = get("FRONTEND_URL") {
+        ("FRONTEND_URL", v)
+    } else if let Some(v) = get("APP_URL") {
+        ("APP_URL", v)
+    } else if let Some(domain) = get("RAILWAY_PUBLIC_DOMAIN") {
+        ("RAILWAY_PUBLIC_DOMAIN", format!("https://{}", domain.trim()))
+    } else {
+        return None;
+    };
+    let base = raw.trim().trim_end_matches('/').to_string();
+    let valid = (base.starts_with("https://") || base.starts_with("http://"))
+        && base.len() > "https://".len()
+        && !base.contains(char::is_whitespace)
+        && !base.contains(['?', '#']);
+    if !valid {
+        problems.push(format!(
+            "{name} must be an absolute http(s) URL without query, e.g. https://mascot.example.com (got {raw:?})"
+        ));
+        return None;
+    }
+    Some(base)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,7 +356,9 @@ mod tests {
 
     #[test]
     fn railway_gets_json_logs_and_postgres() {
-        let c = from(&[("RAILWAY_ENVIRONMENT", "production"), ("DATABASE_URL", "postgresql://u:p@h/db"), ("PORT", "3000")]).unwrap();
+        let c =
+            from(&[("RAILWAY_ENVIRONMENT", "production"), ("DATABASE_URL", "postgresql://u:p@h/db"), ("PORT", "3000")])
+                .unwrap();
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.database_kind(), DatabaseKind::Postgres);
         assert_eq!(c.port, 3000);
@@ -194,9 +366,47 @@ mod tests {
 
     #[test]
     fn reports_every_bad_value_without_leaking_the_url() {
-        let err = from(&[("DATABASE_URL", "mysql://root:hunter2@x/db"), ("PORT", "http"), ("LOG_FORMAT", "xml")]).unwrap_err();
+        let err = from(&[("DATABASE_URL", "mysql://root:hunter2@x/db"), ("PORT", "http"), ("LOG_FORMAT", "xml")])
+            .unwrap_err();
         assert_eq!(err.problems.len(), 3, "{err}");
         assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn stripe_settings_and_return_base() {
+        let c = from(&[
+            ("STRIPE_SECRET_KEY", "sk_test_abc"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_one, whsec_two"),
+            ("APP_URL", "https://app.example.com/"),
+            ("RAILWAY_PUBLIC_DOMAIN", "x.up.railway.app"),
+        ])
+        .unwrap();
+        let stripe = c.stripe.unwrap();
+        assert_eq!(stripe.webhook_secrets.len(), 2);
+        assert!(!stripe.livemode());
+        assert_eq!(stripe.api_base, STRIPE_API_BASE);
+        assert_eq!(c.return_base.as_deref(), Some("https://app.example.com"), "APP_URL wins over Railway's domain");
+        let c = from(&[("FRONTEND_URL", "https://f.example.com"), ("APP_URL", "https://a.example.com")]).unwrap();
+        assert_eq!(c.return_base.as_deref(), Some("https://f.example.com"));
+        let c = from(&[("RAILWAY_PUBLIC_DOMAIN", "mascot-production.up.railway.app")]).unwrap();
+        assert_eq!(c.return_base.as_deref(), Some("https://mascot-production.up.railway.app"));
+        assert!(c.stripe.is_none());
+    }
+
+    #[test]
+    fn malformed_stripe_settings_are_named() {
+        let err = from(&[
+            ("STRIPE_SECRET_KEY", "pk_live_abc"),
+            ("STRIPE_WEBHOOK_SECRET", "secret"),
+            ("APP_URL", "app.example.com"),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("STRIPE_SECRET_KEY") && text.contains("STRIPE_WEBHOOK_SECRET") && text.contains("APP_URL"),
+            "{text}"
+        );
+        assert!(!text.contains("pk_live_abc"), "never echo a key");
     }
 
     #[test]

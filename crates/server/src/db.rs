@@ -9,8 +9,8 @@ use sqlx::{
     AnyPool, ConnectOptions, Executor, Transaction,
 };
 
-pub use crate::config::DatabaseKind;
 use crate::config::database_kind;
+pub use crate::config::DatabaseKind;
 
 pub type Tx = Transaction<'static, sqlx::Any>;
 
@@ -40,19 +40,21 @@ impl Db {
             // WAL lets readers run beside the one writer. synchronous=FULL: a commit is on disk before
             // we answer, so no acknowledged payment can be lost on power failure. busy_timeout makes a
             // writer wait for the lock instead of failing.
-            DatabaseKind::Sqlite => pool_options
-                .max_connections(8)
-                .after_connect(|conn, _| {
-                    Box::pin(async move {
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = FULL").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                        Ok(())
+            DatabaseKind::Sqlite => {
+                pool_options
+                    .max_connections(8)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = FULL").await?;
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            Ok(())
+                        })
                     })
-                })
-                .connect_with(options)
-                .await,
+                    .connect_with(options)
+                    .await
+            }
             DatabaseKind::Postgres => pool_options.max_connections(max_connections).connect_with(options).await,
         }
         .map_err(|e| anyhow::anyhow!("cannot connect to the {kind} database: {}", redact(&e.to_string())))?;
@@ -127,9 +129,7 @@ pub fn now_ms() -> i64 {
 pub fn rfc3339_ms(ms: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let f = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
+    let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
     t.format(&f).unwrap_or_default()
 }
 

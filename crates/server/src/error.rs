@@ -42,20 +42,31 @@ impl ApiError {
     }
 
     pub fn too_many(message: impl Into<String>, retry_after_secs: u64) -> Self {
-        ApiError { retry_after: Some(retry_after_secs.max(1)), ..Self::new(StatusCode::TOO_MANY_REQUESTS, codes::RATE_LIMITED, message) }
+        ApiError {
+            retry_after: Some(retry_after_secs.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, codes::RATE_LIMITED, message)
+        }
     }
 
     /// A failure that is ours, not the caller's. The cause goes to the log, never to the client.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, "Something went wrong on our side. Please try again.")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::INTERNAL,
+            "Something went wrong on our side. Please try again.",
+        )
     }
 
     pub fn unavailable(cause: impl std::fmt::Display) -> Self {
         tracing::warn!(error = %cause, "service unavailable");
         ApiError {
             retry_after: Some(1),
-            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, codes::UNAVAILABLE, "The service is busy. Please try again in a moment.")
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::UNAVAILABLE,
+                "The service is busy. Please try again in a moment.",
+            )
         }
     }
 }

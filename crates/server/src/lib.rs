@@ -4,6 +4,7 @@
 //! and the integration tests both start the server through it.
 
 pub mod auth;
+pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -15,7 +16,8 @@ pub mod telemetry;
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use tokio::net::TcpListener;
+use secrecy::ExposeSecret;
+use tokio::{net::TcpListener, sync::watch};
 
 pub use config::Config;
 pub use db::Db;
@@ -26,13 +28,10 @@ pub struct AppState {
     pub db: Db,
     pub config: Arc<Config>,
     pub throttle: Arc<auth::Throttle>,
-}
-
-impl AppState {
-    pub fn new(db: Db, config: Config) -> Self {
-        let throttle = Arc::new(auth::Throttle::new(config.login_throttle.clone()));
-        AppState { db, config: Arc::new(config), throttle }
-    }
+    /// `None` when Stripe is not configured (billing endpoints answer 503).
+    pub billing: Option<billing::Billing>,
+    /// Turns true when the server starts shutting down: long-polls answer at once.
+    pub shutdown: watch::Receiver<bool>,
 }
 
 /// The router with all routes and layers, for a given state.
@@ -44,15 +43,35 @@ pub fn build_app(state: AppState) -> axum::Router {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    shutdown: watch::Sender<bool>,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        let db = Db::connect(&config.database_url, config.db_max_connections).await?;
-        db.migrate().await?;
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-        Ok(Application { listener, state: AppState::new(db, config) })
+        Application::build_on(config, listener).await
+    }
+
+    /// Like [`Application::build`] on an already bound listener (tests and the demo bind first to
+    /// know the address Checkout must return to).
+    pub async fn build_on(config: Config, listener: TcpListener) -> anyhow::Result<Application> {
+        let db = Db::connect(&config.database_url, config.db_max_connections).await?;
+        db.migrate().await?;
+        let billing = match &config.stripe {
+            Some(stripe) => {
+                let billing = billing::Billing::new(db.clone(), stripe.clone())?;
+                if db.kind() == db::DatabaseKind::Postgres {
+                    billing.hub.spawn_pg_listener(config.database_url.expose_secret().to_string());
+                }
+                Some(billing)
+            }
+            None => None,
+        };
+        let throttle = Arc::new(auth::Throttle::new(config.login_throttle.clone()));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let state = AppState { db, config: Arc::new(config), throttle, billing, shutdown: shutdown_rx };
+        Ok(Application { listener, state, shutdown })
     }
 
     /// The port actually bound (the OS picks one when the config says 0).
@@ -68,7 +87,13 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let db = self.state.db.clone();
         let app = build_app(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        let notify = self.shutdown;
+        let stopping = async move {
+            shutdown.await;
+            // Long-polls answer their current status now instead of holding up the shutdown.
+            let _ = notify.send(true);
+        };
+        let result = axum::serve(self.listener, app).with_graceful_shutdown(stopping).await;
         db.close().await;
         result
     }

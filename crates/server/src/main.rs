@@ -16,6 +16,13 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Compare Stripe's paid Checkout Sessions with the ledger, credit what was missed, report drift.
+    /// Exits with status 2 when drift remains that it could not fix.
+    Reconcile {
+        /// Start date: YYYY-MM-DD (UTC) or RFC 3339.
+        #[arg(long)]
+        since: String,
+    },
     /// Credit operations.
     Credits {
         #[command(subcommand)]
@@ -71,9 +78,19 @@ async fn run() -> anyhow::Result<()> {
 
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
+            let warnings = config.check_for_serve()?;
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            let stripe = config.stripe.as_ref().expect("checked by check_for_serve");
+            tracing::info!(
+                stripe_mode = stripe.mode_name(),
+                database = %config.database_kind(),
+                return_base = %config.return_base_or_local(),
+                "Stripe in {} mode", stripe.mode_name()
+            );
             let app = Application::build(config.clone()).await?;
             tracing::info!(
-                database = %config.database_kind(),
                 address = %format!("{}:{}", config.host, app.port()),
                 "mascot-server listening"
             );
@@ -85,6 +102,20 @@ async fn run() -> anyhow::Result<()> {
             db.migrate().await?;
             println!("migrations applied ({})", config.database_kind());
         }
+        Command::Reconcile { since } => {
+            let since = cli::parse_since(&since)?;
+            let db = open(&config).await?;
+            let stripe = config
+                .stripe
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("reconcile needs STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET"))?;
+            let billing = mascot_server::billing::Billing::new(db, stripe)?;
+            let report = mascot_server::billing::reconcile::reconcile(&billing, since).await?;
+            print!("{}", cli::format_report(&report));
+            if report.has_unfixed_drift() {
+                std::process::exit(2);
+            }
+        }
         Command::Credits { command: CreditsCommand::Grant { email, amount, reason, grant_id } } => {
             let db = open(&config).await?;
             let balance = cli::grant_credits(&db, &email, amount, &reason, grant_id.as_deref()).await?;
@@ -92,9 +123,15 @@ async fn run() -> anyhow::Result<()> {
         }
         Command::Users { command: UsersCommand::ResetPassword { email, stdin } } => {
             let db = open(&config).await?;
-            let new = if stdin { cli::NewPassword::Given(cli::read_password_from_stdin()?) } else { cli::NewPassword::Generate };
+            let new = if stdin {
+                cli::NewPassword::Given(cli::read_password_from_stdin()?)
+            } else {
+                cli::NewPassword::Generate
+            };
             match cli::reset_password(&db, &email, new).await? {
-                Some(password) => println!("one-time password for {email}: {password}\n(ask the user to sign in with it)"),
+                Some(password) => {
+                    println!("one-time password for {email}: {password}\n(ask the user to sign in with it)")
+                }
                 None => println!("password updated for {email}"),
             }
         }

@@ -53,13 +53,15 @@ pub enum CreateError {
 /// Inserts a new user with an already-hashed password.
 pub async fn create(db: &Db, email: &str, password_hash: &str) -> Result<Account, CreateError> {
     let id = uuid::Uuid::new_v4().to_string();
-    let result = sqlx::query("INSERT INTO users (id, email, password_hash, balance, entry_seq, created_at) VALUES ($1, $2, $3, 0, 0, $4)")
-        .bind(&id)
-        .bind(email)
-        .bind(password_hash)
-        .bind(now_ms())
-        .execute(db.pool())
-        .await;
+    let result = sqlx::query(
+        "INSERT INTO users (id, email, password_hash, balance, entry_seq, created_at) VALUES ($1, $2, $3, 0, 0, $4)",
+    )
+    .bind(&id)
+    .bind(email)
+    .bind(password_hash)
+    .bind(now_ms())
+    .execute(db.pool())
+    .await;
     match result {
         Ok(_) => Ok(Account { id, email: email.to_string(), password_hash: password_hash.to_string(), balance: 0 }),
         Err(e) if is_unique_violation(&e) => Err(CreateError::EmailTaken),
@@ -103,7 +105,17 @@ mod tests {
     #[test]
     fn normalises_and_validates_emails() {
         assert_eq!(normalise_email("  Ada@Example.COM ").unwrap(), "ada@example.com");
-        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a da@example.com", "ada@@example.com", "ada@.com", "ada@example..com"] {
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a da@example.com",
+            "ada@@example.com",
+            "ada@.com",
+            "ada@example..com",
+        ] {
             assert!(normalise_email(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -5,11 +5,7 @@
 //! limit is multiplied by the replica count; that is acceptable for a brute-force brake (argon2 is the
 //! real cost) and avoids a shared store.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::Instant,
-};
+use std::{collections::HashMap, sync::Mutex, time::Instant};
 
 use crate::config::ThrottleConfig;
 

@@ -20,14 +20,20 @@ const WRONG_CREDENTIALS: &str = "Wrong email or password.";
         (status = 409, description = "Email already registered", body = ErrorEnvelope),
         (status = 422, description = "Invalid email or password too short", body = ErrorEnvelope),
     ))]
-pub async fn signup(State(state): State<AppState>, ApiJson(body): ApiJson<Credentials>) -> ApiResult<(StatusCode, Json<AuthResponse>)> {
+pub async fn signup(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Credentials>,
+) -> ApiResult<(StatusCode, Json<AuthResponse>)> {
     let email = normalise_email(&body.email).map_err(ApiError::invalid)?;
     validate_password(&body.password).map_err(ApiError::invalid)?;
     let hash = password::hash(body.password).await.map_err(ApiError::internal)?;
     let account = match accounts::create(&state.db, &email, &hash).await {
         Ok(account) => account,
         Err(accounts::CreateError::EmailTaken) => {
-            return Err(ApiError::conflict(codes::EMAIL_TAKEN, "An account with this email already exists. Sign in instead."))
+            return Err(ApiError::conflict(
+                codes::EMAIL_TAKEN,
+                "An account with this email already exists. Sign in instead.",
+            ))
         }
         Err(accounts::CreateError::Db(e)) => return Err(e.into()),
     };
@@ -44,11 +50,18 @@ pub async fn signup(State(state): State<AppState>, ApiJson(body): ApiJson<Creden
         (status = 401, description = "Wrong email or password", body = ErrorEnvelope),
         (status = 429, description = "Too many failed attempts; see Retry-After", body = ErrorEnvelope),
     ))]
-pub async fn login(State(state): State<AppState>, ClientAddr(client): ClientAddr, ApiJson(body): ApiJson<Credentials>) -> ApiResult<Json<AuthResponse>> {
+pub async fn login(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    ApiJson(body): ApiJson<Credentials>,
+) -> ApiResult<Json<AuthResponse>> {
     // A malformed email cannot match an account: same answer as a wrong password.
     let email = normalise_email(&body.email).unwrap_or_else(|_| body.email.trim().to_lowercase());
     if let Some(wait) = state.throttle.check(&email, &client) {
-        return Err(ApiError::too_many(format!("Too many failed sign-in attempts. Try again in {} minutes.", wait.div_ceil(60)), wait));
+        return Err(ApiError::too_many(
+            format!("Too many failed sign-in attempts. Try again in {} minutes.", wait.div_ceil(60)),
+            wait,
+        ));
     }
     let account = accounts::find_by_email(&state.db, &email).await?;
     let stored = account.as_ref().map_or_else(|| password::dummy_hash().to_string(), |a| a.password_hash.clone());
@@ -80,6 +93,8 @@ pub async fn logout(State(state): State<AppState>, user: AuthUser) -> ApiResult<
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
     ))]
 pub async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<Me>> {
-    let account = accounts::find_by_id(&state.db, &user.id).await?.ok_or_else(|| ApiError::unauthorized("This account no longer exists."))?;
+    let account = accounts::find_by_id(&state.db, &user.id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("This account no longer exists."))?;
     Ok(Json(Me { id: account.id, email: account.email, balance: account.balance }))
 }

@@ -22,7 +22,9 @@ const MAX_REASON_CHARS: usize = 200;
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
     ))]
 pub async fn balance(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<BalanceResponse>> {
-    let balance = ledger::balance(&state.db, &user.id).await?.ok_or_else(|| ApiError::unauthorized("This account no longer exists."))?;
+    let balance = ledger::balance(&state.db, &user.id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("This account no longer exists."))?;
     Ok(Json(BalanceResponse { balance }))
 }
 
@@ -43,7 +45,11 @@ pub struct HistoryQuery {
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
         (status = 422, description = "limit out of range or unknown cursor", body = ErrorEnvelope),
     ))]
-pub async fn history(State(state): State<AppState>, user: AuthUser, ApiQuery(q): ApiQuery<HistoryQuery>) -> ApiResult<Json<HistoryResponse>> {
+pub async fn history(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> ApiResult<Json<HistoryResponse>> {
     let limit = q.limit.unwrap_or(20);
     if !(1..=ledger::MAX_PAGE).contains(&limit) {
         return Err(ApiError::invalid(format!("limit must be from 1 to {}.", ledger::MAX_PAGE)));
@@ -51,7 +57,11 @@ pub async fn history(State(state): State<AppState>, user: AuthUser, ApiQuery(q):
     let before = match q.before.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
         Some(cursor) => Some(
-            cursor.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| ApiError::invalid("before must be a next_cursor value from a previous page."))?,
+            cursor
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ApiError::invalid("before must be a next_cursor value from a previous page."))?,
         ),
     };
     let page = ledger::history(&state.db, &user.id, limit, before).await?;
@@ -87,14 +97,19 @@ pub async fn spend(
         Err(LedgerError::InsufficientCredits { balance }) => Err(ApiError::new(
             StatusCode::PAYMENT_REQUIRED,
             codes::INSUFFICIENT_CREDITS,
-            format!("Not enough credits: this needs {}, you have {balance}. Buy more credits to continue.", body.amount),
+            format!(
+                "Not enough credits: this needs {}, you have {balance}. Buy more credits to continue.",
+                body.amount
+            ),
         )),
         Err(LedgerError::KeyReused) => Err(ApiError::conflict(
             codes::IDEMPOTENCY_CONFLICT,
             "This Idempotency-Key was already used for a different spend. Use a new key for a new operation.",
         )),
         Err(LedgerError::UnknownUser) => Err(ApiError::unauthorized("This account no longer exists.")),
-        Err(LedgerError::DuplicateCause) => Err(ApiError::unavailable("spend kept colliding with a concurrent request")),
+        Err(LedgerError::DuplicateCause) => {
+            Err(ApiError::unavailable("spend kept colliding with a concurrent request"))
+        }
         Err(LedgerError::Db(e)) => Err(e.into()),
     }
 }

@@ -6,7 +6,7 @@ use api_types::codes;
 use axum::{
     body::Bytes,
     extract::{rejection::BytesRejection, ConnectInfo, FromRequest, FromRequestParts, Query, Request},
-    http::{request::Parts, header, StatusCode},
+    http::{header, request::Parts, StatusCode},
 };
 use serde::de::DeserializeOwned;
 
@@ -44,10 +44,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(q)| ApiQuery(q))
-            .map_err(|e| ApiError::bad_request(codes::INVALID_QUERY, format!("Invalid query parameters: {}", e.body_text())))
+        Query::<T>::from_request_parts(parts, state).await.map(|Query(q)| ApiQuery(q)).map_err(|e| {
+            ApiError::bad_request(codes::INVALID_QUERY, format!("Invalid query parameters: {}", e.body_text()))
+        })
     }
 }
 
@@ -87,11 +86,17 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let value = parts.headers.get("idempotency-key").ok_or_else(|| {
-            ApiError::bad_request(codes::MISSING_HEADER, "The Idempotency-Key header is required (a unique value per operation, e.g. a UUID).")
+            ApiError::bad_request(
+                codes::MISSING_HEADER,
+                "The Idempotency-Key header is required (a unique value per operation, e.g. a UUID).",
+            )
         })?;
         let key = value.to_str().map(str::trim).unwrap_or("");
         if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ApiError::bad_request(codes::MISSING_HEADER, "The Idempotency-Key header must be 1 to 255 visible ASCII characters."));
+            return Err(ApiError::bad_request(
+                codes::MISSING_HEADER,
+                "The Idempotency-Key header must be 1 to 255 visible ASCII characters.",
+            ));
         }
         Ok(IdempotencyKey(key.to_string()))
     }
@@ -114,5 +119,22 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
             .filter(|s| !s.is_empty());
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
         Ok(ClientAddr(forwarded.or(peer).unwrap_or_else(|| "unknown".into())))
+    }
+}
+
+/// The raw request body, byte for byte (webhook signatures are computed over it).
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state).await.map(RawBody).map_err(|e: BytesRejection| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, codes::PAYLOAD_TOO_LARGE, "The request body is too large.")
+            } else {
+                ApiError::bad_request(codes::INVALID_BODY, "The request body could not be read.")
+            }
+        })
     }
 }

@@ -1,10 +1,12 @@
 //! The whole HTTP surface: every path, its handler, and the layers around them.
 
 pub mod auth;
+pub mod billing;
 pub mod credits;
 pub mod extract;
 pub mod meta;
 pub mod openapi;
+pub mod pages;
 
 use std::time::Duration;
 
@@ -36,6 +38,11 @@ pub fn router(state: AppState) -> Router {
         .route("/credits/history", get(credits::history))
         .route("/credits/spend", post(credits::spend))
         .route("/billing/packs", get(meta::packs))
+        .route("/billing/checkout", post(billing::start_checkout))
+        .route("/billing/checkout/{session_id}", get(billing::checkout_status))
+        .route("/billing/checkouts", get(billing::list_checkouts))
+        // Stripe events can be larger than API bodies.
+        .route("/billing/webhook", post(billing::webhook).layer(DefaultBodyLimit::max(1024 * 1024)))
         .route("/openapi.json", get(meta::openapi_json))
         .method_not_allowed_fallback(meta::method_not_allowed);
 
@@ -58,6 +65,8 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
+        .route("/billing/success", get(pages::success))
+        .route("/billing/cancel", get(pages::cancel))
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
         .layer(DefaultBodyLimit::max(64 * 1024))

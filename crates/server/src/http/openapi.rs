@@ -5,12 +5,13 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use crate::http::{auth, credits, meta};
+use crate::http::{auth, billing, credits, meta};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Mascot credits API", description = "Accounts, credit balance and history, spending and credit packs for the Mascot Figma plugin. Errors are always {\"error\":{\"code\",\"message\"}}."),
-    paths(auth::signup, auth::login, auth::logout, auth::me, credits::balance, credits::history, credits::spend, meta::packs),
+    paths(auth::signup, auth::login, auth::logout, auth::me, credits::balance, credits::history, credits::spend, meta::packs,
+        billing::start_checkout, billing::checkout_status, billing::list_checkouts, billing::webhook),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;
@@ -20,7 +21,10 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 

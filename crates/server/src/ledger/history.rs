@@ -34,7 +34,8 @@ pub async fn history(db: &Db, user_id: &str, limit: i64, before: Option<i64>) ->
             id,
             delta,
             // The CHECK constraint allows only known kinds; a surprise is reported, not hidden.
-            kind: EntryKind::parse(&kind).ok_or_else(|| sqlx::Error::Decode(format!("unknown entry kind {kind:?}").into()))?,
+            kind: EntryKind::parse(&kind)
+                .ok_or_else(|| sqlx::Error::Decode(format!("unknown entry kind {kind:?}").into()))?,
             description,
             created_at: rfc3339_ms(created_at),
         });

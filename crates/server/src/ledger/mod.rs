@@ -70,8 +70,10 @@ pub async fn post(tx: &mut Tx, entry: &NewEntry, overdraft: Overdraft) -> Result
     let updated: Option<(i64, i64)> =
         sqlx::query_as(&sql).bind(entry.delta).bind(&entry.user_id).fetch_optional(&mut **tx).await?;
     let Some((balance, seq)) = updated else {
-        let current: Option<(i64,)> =
-            sqlx::query_as("SELECT balance FROM users WHERE id = $1").bind(&entry.user_id).fetch_optional(&mut **tx).await?;
+        let current: Option<(i64,)> = sqlx::query_as("SELECT balance FROM users WHERE id = $1")
+            .bind(&entry.user_id)
+            .fetch_optional(&mut **tx)
+            .await?;
         return Err(match current {
             Some((balance,)) => LedgerError::InsufficientCredits { balance },
             None => LedgerError::UnknownUser,
@@ -143,7 +145,13 @@ pub async fn post_once(db: &Db, entry: &NewEntry, overdraft: Overdraft) -> Resul
 }
 
 /// Spends `amount` credits for `user_id`, once per `(user, idempotency key)`.
-pub async fn spend(db: &Db, user_id: &str, amount: i64, reason: &str, idempotency_key: &str) -> Result<(Posted, bool), LedgerError> {
+pub async fn spend(
+    db: &Db,
+    user_id: &str,
+    amount: i64,
+    reason: &str,
+    idempotency_key: &str,
+) -> Result<(Posted, bool), LedgerError> {
     let entry = NewEntry {
         user_id: user_id.to_string(),
         delta: -amount,
@@ -157,7 +165,13 @@ pub async fn spend(db: &Db, user_id: &str, amount: i64, reason: &str, idempotenc
 }
 
 /// An operator's gift (or correction) of credits; `grant_id` makes a re-run of the same grant harmless.
-pub async fn grant(db: &Db, user_id: &str, amount: i64, reason: &str, grant_id: &str) -> Result<(Posted, bool), LedgerError> {
+pub async fn grant(
+    db: &Db,
+    user_id: &str,
+    amount: i64,
+    reason: &str,
+    grant_id: &str,
+) -> Result<(Posted, bool), LedgerError> {
     let entry = NewEntry {
         user_id: user_id.to_string(),
         delta: amount,
@@ -177,11 +191,13 @@ pub async fn balance(db: &Db, user_id: &str) -> sqlx::Result<Option<i64>> {
 
 /// Checks the ledger's invariant for one user: the cached balance equals the sum of the entries.
 pub async fn verify_balance(db: &Db, user_id: &str) -> sqlx::Result<(i64, i64)> {
-    let (cached,): (i64,) = sqlx::query_as("SELECT balance FROM users WHERE id = $1").bind(user_id).fetch_one(db.pool()).await?;
-    let (sum,): (i64,) = sqlx::query_as("SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) FROM ledger_entries WHERE user_id = $1")
-        .bind(user_id)
-        .fetch_one(db.pool())
-        .await?;
+    let (cached,): (i64,) =
+        sqlx::query_as("SELECT balance FROM users WHERE id = $1").bind(user_id).fetch_one(db.pool()).await?;
+    let (sum,): (i64,) =
+        sqlx::query_as("SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) FROM ledger_entries WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(db.pool())
+            .await?;
     Ok((cached, sum))
 }
 

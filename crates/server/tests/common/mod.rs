@@ -7,7 +7,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use mascot_server::{Application, AppState, Config};
+use mascot_server::{AppState, Application, Config};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
 use sqlx::Connection;
@@ -76,7 +76,10 @@ impl Drop for Cleanup {
                     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
                     rt.block_on(async {
                         let mut conn = sqlx::AnyConnection::connect(&pg_base_url()).await.ok()?;
-                        sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).execute(&mut conn).await.ok()
+                        sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                            .execute(&mut conn)
+                            .await
+                            .ok()
                     })
                 })
                 .join();
@@ -113,6 +116,43 @@ pub struct TestApp {
     pub state: AppState,
     pub backend: Backend,
     _cleanup: Cleanup,
+}
+
+pub const WEBHOOK_SECRET: &str = "whsec_test_mascot_secret";
+
+/// A server wired to a fresh Stripe simulator that delivers its webhooks to the server.
+pub struct BillingApp {
+    pub app: TestApp,
+    pub sim: stripe_sim::StripeSim,
+}
+
+impl std::ops::Deref for BillingApp {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
+}
+
+pub async fn spawn_billing_app(backend: Backend) -> BillingApp {
+    let sim = stripe_sim::StripeSim::start(stripe_sim::SimConfig::default()).await.expect("simulator starts");
+    let (url, cleanup) = fresh_database(backend).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let mut config = Config::local(&url);
+    config.return_base = Some(address.clone());
+    config.stripe = Some(mascot_server::config::StripeConfig {
+        secret_key: stripe_sim::SimConfig::default().secret_key.into(),
+        webhook_secrets: vec![WEBHOOK_SECRET.to_string().into()],
+        api_base: sim.base_url(),
+    });
+    let app = Application::build_on(config, listener).await.expect("application starts");
+    let state = app.state().clone();
+    tokio::spawn(app.run_until(std::future::pending()));
+    sim.add_webhook_endpoint(stripe_sim::WebhookEndpoint {
+        url: format!("{address}/api/v1/billing/webhook"),
+        secret: WEBHOOK_SECRET.to_string(),
+    });
+    BillingApp { app: TestApp { address, client: Client::new(), state, backend, _cleanup: cleanup }, sim }
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -167,7 +207,8 @@ impl TestApp {
     }
 
     pub async fn signup(&self, email: &str) -> Signed {
-        let res = self.post_json("/api/v1/auth/signup", None, &json!({"email": email, "password": "correct horse"})).await;
+        let res =
+            self.post_json("/api/v1/auth/signup", None, &json!({"email": email, "password": "correct horse"})).await;
         assert_eq!(res.status(), StatusCode::CREATED, "signup of {email}");
         let body: Value = res.json().await.unwrap();
         Signed {

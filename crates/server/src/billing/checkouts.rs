@@ -1,0 +1,178 @@
+//! The `checkout_sessions` table: what we asked Stripe to sell, to whom, and where it stands.
+
+use api_types::{CheckoutStatus, CheckoutSummary};
+
+use crate::db::{now_ms, rfc3339_ms, Db, Tx};
+
+#[derive(Debug, Clone)]
+pub struct CheckoutRecord {
+    pub id: String,
+    pub user_id: String,
+    pub pack_id: String,
+    pub credits: i64,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub status: CheckoutStatus,
+    pub checkout_url: String,
+    pub livemode: bool,
+    pub payment_intent: Option<String>,
+    pub refund_clawed: i64,
+    pub dispute_clawed: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+const COLUMNS: &str = "id, user_id, pack_id, credits, amount_cents, currency, status, checkout_url, livemode, payment_intent, refund_clawed, dispute_clawed, created_at, expires_at";
+
+type Row = (String, String, String, i64, i64, String, String, String, i64, Option<String>, i64, i64, i64, i64);
+
+fn from_row(r: Row) -> CheckoutRecord {
+    CheckoutRecord {
+        id: r.0,
+        user_id: r.1,
+        pack_id: r.2,
+        credits: r.3,
+        amount_cents: r.4,
+        currency: r.5,
+        // The CHECK constraint admits only the four statuses.
+        status: CheckoutStatus::parse(&r.6).unwrap_or(CheckoutStatus::Pending),
+        checkout_url: r.7,
+        livemode: r.8 != 0,
+        payment_intent: r.9,
+        refund_clawed: r.10,
+        dispute_clawed: r.11,
+        created_at: r.12,
+        expires_at: r.13,
+    }
+}
+
+impl CheckoutRecord {
+    pub fn summary(&self) -> CheckoutSummary {
+        CheckoutSummary {
+            session_id: self.id.clone(),
+            pack_id: self.pack_id.clone(),
+            credits: self.credits,
+            amount_cents: self.amount_cents,
+            currency: self.currency.clone(),
+            status: self.status,
+            checkout_url: self.checkout_url.clone(),
+            created_at: rfc3339_ms(self.created_at),
+            expires_at: rfc3339_ms(self.expires_at),
+        }
+    }
+}
+
+pub async fn insert(db: &Db, r: &CheckoutRecord) -> sqlx::Result<()> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO checkout_sessions (id, user_id, pack_id, credits, amount_cents, currency, status, checkout_url, livemode, created_at, expires_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(&r.id)
+    .bind(&r.user_id)
+    .bind(&r.pack_id)
+    .bind(r.credits)
+    .bind(r.amount_cents)
+    .bind(&r.currency)
+    .bind(r.status.as_str())
+    .bind(&r.checkout_url)
+    .bind(i64::from(r.livemode))
+    .bind(r.created_at)
+    .bind(r.expires_at)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+pub async fn find(db: &Db, id: &str) -> sqlx::Result<Option<CheckoutRecord>> {
+    let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM checkout_sessions WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(row.map(from_row))
+}
+
+pub async fn find_by_payment_intent(db: &Db, payment_intent: &str) -> sqlx::Result<Option<CheckoutRecord>> {
+    let row: Option<Row> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM checkout_sessions WHERE payment_intent = $1"))
+            .bind(payment_intent)
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(row.map(from_row))
+}
+
+/// Locks the record for the rest of `tx` (an UPDATE takes the row lock on PostgreSQL; SQLite's
+/// write transaction already excludes other writers) and returns it as it is now.
+pub async fn lock(tx: &mut Tx, id: &str) -> sqlx::Result<Option<CheckoutRecord>> {
+    sqlx::query("UPDATE checkout_sessions SET updated_at = $1 WHERE id = $2")
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM checkout_sessions WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.map(from_row))
+}
+
+/// The caller's sessions, newest first; pending ones only while they can still be paid.
+pub async fn list_for_user(
+    db: &Db,
+    user_id: &str,
+    status: Option<CheckoutStatus>,
+    limit: i64,
+) -> sqlx::Result<Vec<CheckoutRecord>> {
+    let rows: Vec<Row> = match status {
+        Some(CheckoutStatus::Pending) => {
+            sqlx::query_as(&format!(
+                "SELECT {COLUMNS} FROM checkout_sessions WHERE user_id = $1 AND status = 'pending' AND expires_at > $2 ORDER BY created_at DESC LIMIT $3"
+            ))
+            .bind(user_id)
+            .bind(now_ms())
+            .bind(limit)
+            .fetch_all(db.pool())
+            .await?
+        }
+        Some(s) => {
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM checkout_sessions WHERE user_id = $1 AND status = $2 ORDER BY created_at DESC LIMIT $3"))
+                .bind(user_id)
+                .bind(s.as_str())
+                .bind(limit)
+                .fetch_all(db.pool())
+                .await?
+        }
+        None => {
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM checkout_sessions WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2"))
+                .bind(user_id)
+                .bind(limit)
+                .fetch_all(db.pool())
+                .await?
+        }
+    };
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
+/// Credited sessions created since `since_ms` (for reconciliation).
+pub async fn credited_since(db: &Db, since_ms: i64) -> sqlx::Result<Vec<CheckoutRecord>> {
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM checkout_sessions WHERE status = 'credited' AND created_at >= $1"
+    ))
+    .bind(since_ms)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
+/// Moves a pending session to `failed` or `expired`. A credited session never changes back.
+pub async fn close_pending(db: &Db, id: &str, to: CheckoutStatus, reason: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query("UPDATE checkout_sessions SET status = $1, failure_reason = $2, updated_at = $3 WHERE id = $4 AND status = 'pending'")
+        .bind(to.as_str())
+        .bind(reason)
+        .bind(now_ms())
+        .bind(id)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

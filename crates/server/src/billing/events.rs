@@ -1,0 +1,107 @@
+//! What each verified Stripe event does. Parsing reads only the fields we use, so an event in a
+//! newer API version is still understood; an event we cannot read at all is reported, not dropped
+//! silently.
+
+use serde::Deserialize;
+
+use super::{
+    fulfil::{self, ChargeView, ClawbackOutcome, DisputeView, FulfilError, FulfilOutcome},
+    stripe_api::SessionView,
+    Billing,
+};
+
+/// The envelope of a Stripe event.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EventEnvelope {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    #[serde(default)]
+    pub livemode: bool,
+    #[serde(default)]
+    pub created: Option<i64>,
+    pub data: EventData,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EventData {
+    pub object: serde_json::Value,
+}
+
+/// The event types the server acts on (the webhook endpoint should subscribe to these).
+pub const HANDLED_EVENTS: [&str; 7] = [
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
+    "checkout.session.expired",
+    "charge.refunded",
+    "charge.dispute.created",
+    "charge.dispute.closed",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// The body is not a Stripe event we can read; retrying will not help.
+    #[error("unreadable event: {0}")]
+    Unreadable(String),
+    /// Storage or Stripe failed; Stripe should retry the delivery.
+    #[error(transparent)]
+    Transient(#[from] FulfilError),
+}
+
+pub fn parse_event(payload: &[u8]) -> Result<EventEnvelope, EventError> {
+    serde_json::from_slice(payload).map_err(|e| EventError::Unreadable(e.to_string()))
+}
+
+fn object<T: serde::de::DeserializeOwned>(event: &EventEnvelope) -> Result<T, EventError> {
+    serde_json::from_value(event.data.object.clone())
+        .map_err(|e| EventError::Unreadable(format!("{} data.object: {e}", event.event_type)))
+}
+
+/// Applies one verified event; returns a short description of what happened (for logs/journal).
+pub async fn handle_event(billing: &Billing, event: &EventEnvelope) -> Result<String, EventError> {
+    let outcome = match event.event_type.as_str() {
+        "checkout.session.completed" | "checkout.session.async_payment_succeeded" | "checkout.session.expired" => {
+            let session: SessionView = object(event)?;
+            describe(fulfil::fulfil_checkout(billing, &session).await?)
+        }
+        "checkout.session.async_payment_failed" => {
+            let session: SessionView = object(event)?;
+            describe(fulfil::fail_checkout(billing, &session).await?)
+        }
+        "charge.refunded" => {
+            let charge: ChargeView = object(event)?;
+            describe_claw(fulfil::claw_back_refund(billing, &charge).await?)
+        }
+        "charge.dispute.created" => {
+            let dispute: DisputeView = object(event)?;
+            describe_claw(fulfil::claw_back_dispute(billing, &dispute).await?)
+        }
+        "charge.dispute.closed" => {
+            let dispute: DisputeView = object(event)?;
+            describe_claw(fulfil::settle_dispute(billing, &dispute).await?)
+        }
+        other => format!("ignored ({other} is not handled)"),
+    };
+    tracing::info!(event_id = %event.id, event_type = %event.event_type, outcome = %outcome, "stripe event processed");
+    Ok(outcome)
+}
+
+fn describe(o: FulfilOutcome) -> String {
+    match o {
+        FulfilOutcome::Credited { .. } => "credited".into(),
+        FulfilOutcome::AlreadyCredited => "already credited".into(),
+        FulfilOutcome::NotPaid => "not paid".into(),
+        FulfilOutcome::Expired => "expired".into(),
+        FulfilOutcome::NotOurs => "not ours: ignored".into(),
+        FulfilOutcome::Rejected(reason) => format!("rejected: {reason}"),
+    }
+}
+
+fn describe_claw(o: ClawbackOutcome) -> String {
+    match o {
+        ClawbackOutcome::Posted { delta, .. } => format!("posted {delta} credits"),
+        ClawbackOutcome::Nothing => "nothing to do".into(),
+        ClawbackOutcome::NotOurs => "not ours: ignored".into(),
+    }
+}

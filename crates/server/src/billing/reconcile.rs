@@ -1,0 +1,75 @@
+//! `mascot-server reconcile --since <date>`: compares Stripe's paid sessions with the ledger,
+//! fulfils the ones that were missed, and reports what it could not fix.
+
+use std::collections::HashSet;
+
+use api_types::CheckoutStatus;
+
+use super::{
+    checkouts,
+    fulfil::{self, FulfilError, FulfilOutcome},
+    Billing,
+};
+
+#[derive(Debug, Default)]
+pub struct DriftReport {
+    /// Paid sessions of ours seen at Stripe.
+    pub paid_seen: usize,
+    /// Paid but not credited before; credited now.
+    pub fixed: Vec<String>,
+    /// Paid at Stripe, still not credited (with why).
+    pub paid_not_credited: Vec<(String, String)>,
+    /// Credited here, but Stripe does not show them paid.
+    pub credited_not_paid: Vec<String>,
+    /// Paid sessions that are not Mascot's (another integration, `stripe trigger`).
+    pub not_ours: usize,
+}
+
+impl DriftReport {
+    pub fn has_unfixed_drift(&self) -> bool {
+        !self.paid_not_credited.is_empty() || !self.credited_not_paid.is_empty()
+    }
+}
+
+pub async fn reconcile(billing: &Billing, since_unix: i64) -> Result<DriftReport, FulfilError> {
+    let mut report = DriftReport::default();
+    let mut paid_ids = HashSet::new();
+    for session in billing.stripe.complete_sessions_since(since_unix).await? {
+        if !session.is_paid() {
+            continue;
+        }
+        paid_ids.insert(session.id.clone());
+        let Some(record) = checkouts::find(&billing.db, &session.id).await? else {
+            if session.metadata.get("app").map(String::as_str) == Some("mascot") {
+                report
+                    .paid_not_credited
+                    .push((session.id.clone(), "paid at Stripe but unknown to this database".into()));
+            } else {
+                report.not_ours += 1;
+            }
+            continue;
+        };
+        report.paid_seen += 1;
+        if record.status == CheckoutStatus::Credited {
+            continue;
+        }
+        match fulfil::fulfil_checkout(billing, &session).await? {
+            FulfilOutcome::Credited { .. } => report.fixed.push(session.id.clone()),
+            FulfilOutcome::AlreadyCredited => {}
+            other => report.paid_not_credited.push((session.id.clone(), format!("{other:?}"))),
+        }
+    }
+    for record in checkouts::credited_since(&billing.db, since_unix.saturating_mul(1000)).await? {
+        if paid_ids.contains(&record.id) {
+            continue;
+        }
+        // Outside the listed window, or really not paid: ask for this one.
+        match billing.stripe.retrieve_session(&record.id).await {
+            Ok(s) if s.is_paid() => {}
+            Ok(_) => report.credited_not_paid.push(record.id.clone()),
+            Err(e) if e.is_not_found() => report.credited_not_paid.push(record.id.clone()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(report)
+}
