@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 
 async fn whole_account_flow(b: Backend) {
     let app = spawn_app(b).await;
-    let res = app.post_json("/api/v1/auth/signup", None, &json!({"email": "  Ada@Example.com ", "password": "correct horse"})).await;
+    let res = app
+        .post_json("/api/v1/auth/signup", None, &json!({"email": "  Ada@Example.com ", "password": "correct horse"}))
+        .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let body: Value = res.json().await.unwrap();
     let token = body["token"].as_str().unwrap().to_string();
@@ -22,7 +24,9 @@ async fn whole_account_flow(b: Backend) {
     assert_eq!(me, json!({"id": id, "email": "ada@example.com", "balance": 0}));
 
     // Log in with differently-cased email: same account, a new token.
-    let res = app.post_json("/api/v1/auth/login", None, &json!({"email": "ADA@example.com", "password": "correct horse"})).await;
+    let res = app
+        .post_json("/api/v1/auth/login", None, &json!({"email": "ADA@example.com", "password": "correct horse"}))
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let login: Value = res.json().await.unwrap();
     assert_eq!(login["user"]["id"], id.as_str());
@@ -36,7 +40,8 @@ async fn whole_account_flow(b: Backend) {
     assert_eq!(app.get("/api/v1/me", Some(&token2)).await.status(), StatusCode::OK);
 
     // The stored token is a hash, never the token itself.
-    let stored: Vec<(String,)> = sqlx::query_as("SELECT token_hash FROM auth_tokens").fetch_all(app.state.db.pool()).await.unwrap();
+    let stored: Vec<(String,)> =
+        sqlx::query_as("SELECT token_hash FROM auth_tokens").fetch_all(app.state.db.pool()).await.unwrap();
     assert_eq!(stored.len(), 2);
     assert!(stored.iter().all(|(h,)| h != &token && h != &token2 && h.len() == 64));
 }
@@ -46,8 +51,16 @@ async fn signup_rejects_bad_input(b: Backend) {
     app.signup("taken@example.com").await;
     let cases = [
         (json!({"email": "TAKEN@example.com", "password": "long enough"}), StatusCode::CONFLICT, "email_taken"),
-        (json!({"email": "not-an-email", "password": "long enough"}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        (json!({"email": "short@example.com", "password": "1234567"}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (
+            json!({"email": "not-an-email", "password": "long enough"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            json!({"email": "short@example.com", "password": "1234567"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
         (json!({"email": "x@example.com"}), StatusCode::BAD_REQUEST, "invalid_body"),
         (json!({"email": 42, "password": "long enough"}), StatusCode::BAD_REQUEST, "invalid_body"),
         (json!(["email", "password"]), StatusCode::BAD_REQUEST, "invalid_body"),
@@ -68,18 +81,26 @@ async fn signup_rejects_bad_input(b: Backend) {
 async fn login_failures_look_alike_and_are_throttled(b: Backend) {
     let app = spawn_app_with(b, |c| c.login_throttle.max_failures = 3).await;
     app.signup("bob@example.com").await;
-    let wrong_password = app.post_json("/api/v1/auth/login", None, &json!({"email": "bob@example.com", "password": "wrong password"})).await;
+    let wrong_password = app
+        .post_json("/api/v1/auth/login", None, &json!({"email": "bob@example.com", "password": "wrong password"}))
+        .await;
     let m1 = assert_error(wrong_password, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
-    let unknown = app.post_json("/api/v1/auth/login", None, &json!({"email": "nobody@example.com", "password": "whatever123"})).await;
+    let unknown = app
+        .post_json("/api/v1/auth/login", None, &json!({"email": "nobody@example.com", "password": "whatever123"}))
+        .await;
     let m2 = assert_error(unknown, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     assert_eq!(m1, m2, "one message for both cases");
 
     for _ in 0..2 {
-        let res = app.post_json("/api/v1/auth/login", None, &json!({"email": "bob@example.com", "password": "wrong password"})).await;
+        let res = app
+            .post_json("/api/v1/auth/login", None, &json!({"email": "bob@example.com", "password": "wrong password"}))
+            .await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     }
     // Locked now, even with the right password.
-    let res = app.post_json("/api/v1/auth/login", None, &json!({"email": "bob@example.com", "password": "correct horse"})).await;
+    let res = app
+        .post_json("/api/v1/auth/login", None, &json!({"email": "bob@example.com", "password": "correct horse"}))
+        .await;
     let retry_after = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
     assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
     assert!(retry_after.unwrap().parse::<u64>().unwrap() > 0);
@@ -109,20 +130,33 @@ async fn malformed_or_missing_tokens_are_401(b: Backend) {
 async fn password_reset_revokes_sessions(b: Backend) {
     let app = spawn_app(b).await;
     let user = app.signup("reset@example.com").await;
-    let generated = mascot_server::cli::reset_password(&app.state.db, "reset@example.com", mascot_server::cli::NewPassword::Generate)
-        .await
-        .unwrap()
-        .expect("a generated password");
+    let generated = mascot_server::cli::reset_password(
+        &app.state.db,
+        "reset@example.com",
+        mascot_server::cli::NewPassword::Generate,
+    )
+    .await
+    .unwrap()
+    .expect("a generated password");
     assert_error(app.get("/api/v1/me", Some(&user.token)).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
-    let old = app.post_json("/api/v1/auth/login", None, &json!({"email": "reset@example.com", "password": "correct horse"})).await;
+    let old = app
+        .post_json("/api/v1/auth/login", None, &json!({"email": "reset@example.com", "password": "correct horse"}))
+        .await;
     assert_eq!(old.status(), StatusCode::UNAUTHORIZED);
-    let new = app.post_json("/api/v1/auth/login", None, &json!({"email": "reset@example.com", "password": generated})).await;
+    let new =
+        app.post_json("/api/v1/auth/login", None, &json!({"email": "reset@example.com", "password": generated})).await;
     assert_eq!(new.status(), StatusCode::OK);
 
-    mascot_server::cli::reset_password(&app.state.db, "reset@example.com", mascot_server::cli::NewPassword::Given("chosen password".into()))
-        .await
-        .unwrap();
-    let chosen = app.post_json("/api/v1/auth/login", None, &json!({"email": "reset@example.com", "password": "chosen password"})).await;
+    mascot_server::cli::reset_password(
+        &app.state.db,
+        "reset@example.com",
+        mascot_server::cli::NewPassword::Given("chosen password".into()),
+    )
+    .await
+    .unwrap();
+    let chosen = app
+        .post_json("/api/v1/auth/login", None, &json!({"email": "reset@example.com", "password": "chosen password"}))
+        .await;
     assert_eq!(chosen.status(), StatusCode::OK);
 }
 

@@ -79,20 +79,52 @@ async fn spend_rejects_bad_input(b: Backend) {
     let app = spawn_app(b).await;
     let u = app.signup("bad@example.com").await;
     app.grant(&u.email, 10).await;
-    let res = app.client.post(app.url("/api/v1/credits/spend")).bearer_auth(&u.token).json(&json!({"amount": 1, "reason": "x"})).send().await.unwrap();
+    let res = app
+        .client
+        .post(app.url("/api/v1/credits/spend"))
+        .bearer_auth(&u.token)
+        .json(&json!({"amount": 1, "reason": "x"}))
+        .send()
+        .await
+        .unwrap();
     assert_error(res, StatusCode::BAD_REQUEST, "missing_header").await;
-    for (amount, reason) in [(json!(0), json!("x")), (json!(-3), json!("x")), (json!(1), json!("  ")), (json!(1), json!("r".repeat(201)))] {
-        let res = app.client.post(app.url("/api/v1/credits/spend")).bearer_auth(&u.token).header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-            .json(&json!({"amount": amount, "reason": reason})).send().await.unwrap();
+    for (amount, reason) in
+        [(json!(0), json!("x")), (json!(-3), json!("x")), (json!(1), json!("  ")), (json!(1), json!("r".repeat(201)))]
+    {
+        let res = app
+            .client
+            .post(app.url("/api/v1/credits/spend"))
+            .bearer_auth(&u.token)
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .json(&json!({"amount": amount, "reason": reason}))
+            .send()
+            .await
+            .unwrap();
         assert_error(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     }
     for body in [json!({"amount": "3", "reason": "x"}), json!({"amount": 1.5, "reason": "x"}), json!({"reason": "x"})] {
-        let res = app.client.post(app.url("/api/v1/credits/spend")).bearer_auth(&u.token).header("Idempotency-Key", "k").json(&body).send().await.unwrap();
+        let res = app
+            .client
+            .post(app.url("/api/v1/credits/spend"))
+            .bearer_auth(&u.token)
+            .header("Idempotency-Key", "k")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_error(res, StatusCode::BAD_REQUEST, "invalid_body").await;
     }
     // An amount beyond 64 bits is a wrong type, not an overflow.
-    let res = app.client.post(app.url("/api/v1/credits/spend")).bearer_auth(&u.token).header("Idempotency-Key", "k")
-        .header("content-type", "application/json").body(r#"{"amount": 99999999999999999999, "reason": "x"}"#).send().await.unwrap();
+    let res = app
+        .client
+        .post(app.url("/api/v1/credits/spend"))
+        .bearer_auth(&u.token)
+        .header("Idempotency-Key", "k")
+        .header("content-type", "application/json")
+        .body(r#"{"amount": 99999999999999999999, "reason": "x"}"#)
+        .send()
+        .await
+        .unwrap();
     assert_error(res, StatusCode::BAD_REQUEST, "invalid_body").await;
     assert_eq!(app.balance(&u.token).await, 10, "nothing spent");
 }
@@ -111,7 +143,12 @@ async fn users_never_see_each_others_credits(b: Backend) {
     let history: Value = app.get("/api/v1/credits/history?before=999", Some(&m.token)).await.json().await.unwrap();
     assert_eq!(history["entries"], json!([]));
     // Spending with Mallory's token never touches Alice.
-    assert_error(app.spend(&m.token, "alice-1", 5, "steal").await, StatusCode::PAYMENT_REQUIRED, "insufficient_credits").await;
+    assert_error(
+        app.spend(&m.token, "alice-1", 5, "steal").await,
+        StatusCode::PAYMENT_REQUIRED,
+        "insufficient_credits",
+    )
+    .await;
     assert_eq!(app.balance(&a.token).await, 45);
 }
 
@@ -139,10 +176,30 @@ async fn history_pages_newest_first(b: Backend) {
         }
     }
     assert_eq!(seen, vec![-6, -5, -4, -3, -2, -1, 100]);
-    assert_error(app.get("/api/v1/credits/history?limit=0", Some(&u.token)).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
-    assert_error(app.get("/api/v1/credits/history?limit=101", Some(&u.token)).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
-    assert_error(app.get("/api/v1/credits/history?before=abc", Some(&u.token)).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
-    assert_error(app.get("/api/v1/credits/history?limit=ten", Some(&u.token)).await, StatusCode::BAD_REQUEST, "invalid_query").await;
+    assert_error(
+        app.get("/api/v1/credits/history?limit=0", Some(&u.token)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert_error(
+        app.get("/api/v1/credits/history?limit=101", Some(&u.token)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert_error(
+        app.get("/api/v1/credits/history?before=abc", Some(&u.token)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert_error(
+        app.get("/api/v1/credits/history?limit=ten", Some(&u.token)).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    )
+    .await;
 }
 
 /// 60 concurrent spends of 1 credit against a balance of 50: exactly 50 succeed.
@@ -156,7 +213,14 @@ async fn concurrent_spends_never_overdraw(b: Backend) {
         let url = app.url("/api/v1/credits/spend");
         let token = u.token.clone();
         tasks.push(tokio::spawn(async move {
-            let res = client.post(url).bearer_auth(token).header("Idempotency-Key", format!("race-{i}")).json(&json!({"amount": 1, "reason": "race"})).send().await.unwrap();
+            let res = client
+                .post(url)
+                .bearer_auth(token)
+                .header("Idempotency-Key", format!("race-{i}"))
+                .json(&json!({"amount": 1, "reason": "race"}))
+                .send()
+                .await
+                .unwrap();
             let status = res.status();
             let body: Value = res.json().await.unwrap();
             (status, body)
@@ -194,7 +258,14 @@ async fn concurrent_replays_spend_once(b: Backend) {
         let url = app.url("/api/v1/credits/spend");
         let token = u.token.clone();
         tasks.push(tokio::spawn(async move {
-            let res = client.post(url).bearer_auth(token).header("Idempotency-Key", "once").json(&json!({"amount": 3, "reason": "job"})).send().await.unwrap();
+            let res = client
+                .post(url)
+                .bearer_auth(token)
+                .header("Idempotency-Key", "once")
+                .json(&json!({"amount": 3, "reason": "job"}))
+                .send()
+                .await
+                .unwrap();
             (res.status(), res.json::<Value>().await.unwrap())
         }));
     }

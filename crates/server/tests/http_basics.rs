@@ -13,8 +13,12 @@ async fn health_readiness_and_packs(b: Backend) {
     let ready: Value = app.get("/readyz", None).await.json().await.unwrap();
     assert_eq!(ready["status"], "ready");
     let packs: Value = app.get("/api/v1/billing/packs", None).await.json().await.unwrap();
-    let ids: Vec<(&str, i64, i64)> = packs["packs"].as_array().unwrap().iter()
-        .map(|p| (p["id"].as_str().unwrap(), p["credits"].as_i64().unwrap(), p["price_cents"].as_i64().unwrap())).collect();
+    let ids: Vec<(&str, i64, i64)> = packs["packs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap(), p["credits"].as_i64().unwrap(), p["price_cents"].as_i64().unwrap()))
+        .collect();
     assert_eq!(ids, vec![("pack_25", 25, 599), ("pack_75", 75, 1299), ("pack_200", 200, 2599)]);
     assert!(packs["packs"].as_array().unwrap().iter().all(|p| p["currency"] == "usd" && p["label"].is_string()));
 }
@@ -43,11 +47,15 @@ async fn every_failure_uses_the_envelope(b: Backend) {
 
 async fn cors_lets_the_figma_iframe_in(b: Backend) {
     let app = spawn_app(b).await;
-    let res = app.client.request(Method::OPTIONS, app.url("/api/v1/credits/spend"))
+    let res = app
+        .client
+        .request(Method::OPTIONS, app.url("/api/v1/credits/spend"))
         .header("origin", "null")
         .header("access-control-request-method", "POST")
         .header("access-control-request-headers", "authorization,content-type,idempotency-key")
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     assert!(res.status().is_success());
     let h = res.headers();
     assert_eq!(h["access-control-allow-origin"], "*");
@@ -65,7 +73,16 @@ async fn openapi_document_lists_the_api(b: Backend) {
     let app = spawn_app(b).await;
     let doc: Value = app.get("/api/v1/openapi.json", None).await.json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/api/v1/auth/signup", "/api/v1/auth/login", "/api/v1/auth/logout", "/api/v1/me", "/api/v1/credits/balance", "/api/v1/credits/history", "/api/v1/credits/spend", "/api/v1/billing/packs"] {
+    for path in [
+        "/api/v1/auth/signup",
+        "/api/v1/auth/login",
+        "/api/v1/auth/logout",
+        "/api/v1/me",
+        "/api/v1/credits/balance",
+        "/api/v1/credits/history",
+        "/api/v1/credits/spend",
+        "/api/v1/billing/packs",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path} missing from OpenAPI");
     }
     for schema in ["AuthResponse", "ErrorEnvelope", "HistoryResponse", "SpendRequest", "PacksResponse"] {
