@@ -7,6 +7,12 @@ use ts_rs::TS;
 pub struct BalanceResponse {
     #[ts(type = "number")]
     pub balance: i64,
+    /// `balance` minus credits on hold: what a new spend or hold may use.
+    #[ts(type = "number")]
+    pub available: i64,
+    /// Credits reserved by active holds.
+    #[ts(type = "number")]
+    pub held: i64,
 }
 
 /// Why a ledger entry exists.
@@ -86,4 +92,71 @@ pub struct SpendResponse {
     #[ts(type = "number")]
     pub balance: i64,
     pub entry_id: String,
+}
+
+/// Body of `POST /api/v1/credits/holds` (with an `Idempotency-Key` header).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HoldRequest {
+    /// Credits to reserve, > 0.
+    #[ts(type = "number")]
+    pub amount: i64,
+    pub reason: String,
+    /// Seconds until the hold lapses by itself (default 900, at most 86400).
+    #[ts(type = "number | null")]
+    #[serde(default)]
+    pub ttl_seconds: Option<i64>,
+}
+
+/// A new hold (201), or the replay of the request that created it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HoldResponse {
+    pub hold_id: String,
+    #[ts(type = "number")]
+    pub amount: i64,
+    pub expires_at: String,
+    #[ts(type = "number")]
+    pub balance: i64,
+    #[ts(type = "number")]
+    pub available: i64,
+}
+
+/// Body of `POST /api/v1/credits/holds/{id}/capture`; without `amount` the whole hold is spent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CaptureRequest {
+    #[ts(type = "number | null")]
+    #[serde(default)]
+    pub amount: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum HoldStatus {
+    Active,
+    Captured,
+    Released,
+    Expired,
+}
+
+/// Answer to capture and release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HoldOutcome {
+    pub hold_id: String,
+    pub status: HoldStatus,
+    /// Credits that were held.
+    #[ts(type = "number")]
+    pub amount: i64,
+    /// Credits spent by the capture (null unless captured).
+    #[ts(type = "number | null")]
+    pub captured: Option<i64>,
+    /// The `spend` ledger entry of the capture.
+    pub entry_id: Option<String>,
+    #[ts(type = "number")]
+    pub balance: i64,
+    #[ts(type = "number")]
+    pub available: i64,
 }

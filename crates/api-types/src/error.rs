@@ -32,6 +32,7 @@ pub mod codes {
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     pub const EMAIL_TAKEN: &str = "email_taken";
     pub const IDEMPOTENCY_CONFLICT: &str = "idempotency_key_reused";
+    pub const HOLD_CLOSED: &str = "hold_closed";
     pub const RATE_LIMITED: &str = "rate_limited";
     pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
     pub const PAYMENTS_UNAVAILABLE: &str = "payments_unavailable";

@@ -23,6 +23,11 @@ enum Command {
         #[arg(long)]
         since: String,
     },
+    /// The journal of verified Stripe events.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// Credit operations.
     Credits {
         #[command(subcommand)]
@@ -32,6 +37,34 @@ enum Command {
     Users {
         #[command(subcommand)]
         command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// List stored events, newest first.
+    List {
+        /// Only failed events (and ones stuck unprocessed for over 5 minutes).
+        #[arg(long)]
+        failed: bool,
+        /// Only this event type, e.g. checkout.session.completed.
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Run stored events again through the same fulfilment code (a credit still happens once).
+    Replay {
+        /// The event id (evt_…).
+        event_id: Option<String>,
+        /// Replay every failed (or stuck) event instead.
+        #[arg(long, conflicts_with = "event_id")]
+        failed: bool,
+    },
+    /// Delete events received more than N days ago (N ≥ 90: Stripe disputes can come months later).
+    Prune {
+        #[arg(long)]
+        older_than_days: i64,
     },
 }
 
@@ -116,6 +149,7 @@ async fn run() -> anyhow::Result<()> {
                 std::process::exit(2);
             }
         }
+        Command::Events { command } => events_command(&config, command).await?,
         Command::Credits { command: CreditsCommand::Grant { email, amount, reason, grant_id } } => {
             let db = open(&config).await?;
             let balance = cli::grant_credits(&db, &email, amount, &reason, grant_id.as_deref()).await?;
@@ -144,4 +178,65 @@ async fn open(config: &Config) -> anyhow::Result<Db> {
     let db = Db::connect(&config.database_url, 2).await?;
     db.migrate().await?;
     Ok(db)
+}
+
+async fn events_command(config: &Config, command: EventsCommand) -> anyhow::Result<()> {
+    use mascot_server::billing::{journal, webhook, Billing};
+    let db = open(config).await?;
+    match command {
+        EventsCommand::List { failed, event_type, limit } => {
+            let events = journal::list(&db, failed, event_type.as_deref(), limit.clamp(1, 1000)).await?;
+            println!("{:<32} {:<42} {:<10} {:>4}  {:<24} outcome", "id", "type", "status", "seen", "first received");
+            for e in &events {
+                let outcome = e.error.as_deref().or(e.outcome.as_deref()).unwrap_or("");
+                println!(
+                    "{:<32} {:<42} {:<10} {:>4}  {:<24} {}",
+                    e.id,
+                    e.event_type,
+                    e.status,
+                    e.delivery_count,
+                    mascot_server::db::rfc3339_ms(e.first_received_at),
+                    outcome
+                );
+            }
+            println!("{} event(s)", events.len());
+        }
+        EventsCommand::Replay { event_id, failed } => {
+            let stripe = config
+                .stripe
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("replay needs STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET"))?;
+            let billing = Billing::new(db.clone(), stripe)?;
+            let ids: Vec<String> = match (event_id, failed) {
+                (Some(id), _) => vec![id],
+                (None, true) => journal::list(&db, true, None, 10_000).await?.into_iter().map(|e| e.id).collect(),
+                (None, false) => anyhow::bail!("name an event id, or pass --failed"),
+            };
+            let mut errors = 0;
+            for id in &ids {
+                match webhook::replay(&billing, id).await {
+                    Ok(outcome) => println!("{id}: {outcome}"),
+                    Err(e) => {
+                        errors += 1;
+                        println!("{id}: FAILED: {e}");
+                    }
+                }
+            }
+            println!("replayed {} event(s), {errors} failed", ids.len());
+            if errors > 0 {
+                std::process::exit(2);
+            }
+        }
+        EventsCommand::Prune { older_than_days } => {
+            if older_than_days < 90 {
+                anyhow::bail!(
+                    "--older-than-days must be at least 90 (refunds and disputes arrive months after a payment)"
+                );
+            }
+            let cutoff = mascot_server::db::now_ms() - older_than_days * 24 * 3600 * 1000;
+            let n = journal::prune(&db, cutoff).await?;
+            println!("deleted {n} event(s) received more than {older_than_days} days ago");
+        }
+    }
+    Ok(())
 }

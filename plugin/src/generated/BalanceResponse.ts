@@ -3,4 +3,12 @@
 /**
  * `GET /api/v1/credits/balance`.
  */
-export type BalanceResponse = { balance: number, };
+export type BalanceResponse = { balance: number, 
+/**
+ * `balance` minus credits on hold: what a new spend or hold may use.
+ */
+available: number, 
+/**
+ * Credits reserved by active holds.
+ */
+held: number, };

@@ -6,9 +6,11 @@ pub mod checkouts;
 pub mod events;
 pub mod fulfil;
 pub mod hub;
+pub mod journal;
 pub mod reconcile;
 pub mod signature;
 pub mod stripe_api;
+pub mod webhook;
 
 use std::{
     collections::HashMap,

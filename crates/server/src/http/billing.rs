@@ -19,9 +19,9 @@ use tokio::sync::broadcast;
 use crate::{
     billing::{
         checkouts::{self, CheckoutRecord},
-        events::{self, EventError},
         fulfil, signature,
         stripe_api::NewSession,
+        webhook::{self, ReceiveError},
         Billing,
     },
     db::{now_ms, rfc3339_ms},
@@ -248,28 +248,19 @@ pub async fn webhook(
             format!("Webhook signature verification failed: {e}."),
         ));
     }
-    let event = events::parse_event(&body).map_err(|e| {
-        tracing::error!(error = %e, "signed webhook body is not a readable Stripe event");
-        ApiError::bad_request(codes::INVALID_EVENT, "The body is not a Stripe event.")
-    })?;
-    if event.livemode != billing.stripe.livemode() {
-        tracing::error!(event_id = %event.id, livemode = event.livemode, "webhook refused: livemode differs from the secret key's mode");
-        return Err(ApiError::bad_request(
-            codes::LIVEMODE_MISMATCH,
-            "The event's livemode does not match this server's Stripe key.",
-        ));
-    }
-    match events::handle_event(billing, &event).await {
+    match webhook::receive(billing, &body).await {
         Ok(outcome) => Ok(Json(json!({"received": true, "outcome": outcome}))),
-        Err(EventError::Unreadable(e)) => {
-            // Signed by Stripe yet unreadable: keep it failing so Stripe retries after a fix.
-            tracing::error!(event_id = %event.id, event_type = %event.event_type, error = %e, "cannot read a signed Stripe event");
-            Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                codes::INVALID_EVENT,
-                "The event could not be processed.",
+        Err(ReceiveError::NotAnEvent(e)) => {
+            tracing::error!(error = %e, "signed webhook body is not a readable Stripe event");
+            Err(ApiError::bad_request(codes::INVALID_EVENT, "The body is not a Stripe event."))
+        }
+        Err(ReceiveError::LivemodeMismatch) => {
+            tracing::error!("webhook refused: livemode differs from the secret key's mode");
+            Err(ApiError::bad_request(
+                codes::LIVEMODE_MISMATCH,
+                "The event's livemode does not match this server's Stripe key.",
             ))
         }
-        Err(EventError::Transient(e)) => Err(ApiError::unavailable(e)),
+        Err(ReceiveError::Transient(e)) => Err(ApiError::unavailable(e)),
     }
 }

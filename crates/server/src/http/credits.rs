@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::{
     error::{ApiError, ApiResult},
     http::extract::{ApiJson, ApiQuery, AuthUser, IdempotencyKey},
-    ledger::{self, LedgerError},
+    ledger::{self, holds, LedgerError},
     AppState,
 };
 
@@ -22,10 +22,21 @@ const MAX_REASON_CHARS: usize = 200;
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
     ))]
 pub async fn balance(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<BalanceResponse>> {
-    let balance = ledger::balance(&state.db, &user.id)
+    let funds = holds::funds(&state.db, &user.id)
         .await?
         .ok_or_else(|| ApiError::unauthorized("This account no longer exists."))?;
-    Ok(Json(BalanceResponse { balance }))
+    Ok(Json(BalanceResponse { balance: funds.balance, available: funds.available(), held: funds.held }))
+}
+
+pub fn insufficient(needed: i64, available: i64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYMENT_REQUIRED,
+        codes::INSUFFICIENT_CREDITS,
+        format!(
+            "Not enough credits: this needs {needed}, you have {} available. Buy more credits to continue.",
+            available.max(0)
+        ),
+    )
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -94,14 +105,7 @@ pub async fn spend(
     }
     match ledger::spend(&state.db, &user.id, body.amount, reason, &key).await {
         Ok((posted, _replayed)) => Ok(Json(SpendResponse { balance: posted.balance, entry_id: posted.entry_id })),
-        Err(LedgerError::InsufficientCredits { balance }) => Err(ApiError::new(
-            StatusCode::PAYMENT_REQUIRED,
-            codes::INSUFFICIENT_CREDITS,
-            format!(
-                "Not enough credits: this needs {}, you have {balance}. Buy more credits to continue.",
-                body.amount
-            ),
-        )),
+        Err(LedgerError::InsufficientCredits { available, .. }) => Err(insufficient(body.amount, available)),
         Err(LedgerError::KeyReused) => Err(ApiError::conflict(
             codes::IDEMPOTENCY_CONFLICT,
             "This Idempotency-Key was already used for a different spend. Use a new key for a new operation.",

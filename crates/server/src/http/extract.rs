@@ -27,14 +27,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 ApiError::bad_request(codes::INVALID_BODY, "The request body could not be read.")
             }
         })?;
-        // Every body of this API is a JSON object; serde would also read a struct from an array.
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(ApiError::bad_request(codes::INVALID_BODY, "The request body must be a JSON object."));
-        }
-        serde_json::from_slice(&bytes)
-            .map(ApiJson)
-            .map_err(|e| ApiError::bad_request(codes::INVALID_BODY, format!("The request body is not valid: {e}.")))
+        parse_object(&bytes).map(ApiJson)
     }
+}
+
+/// Parses a JSON object body into `T`; 400 with serde's explanation otherwise.
+pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every body of this API is a JSON object; serde would also read a struct from an array.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request(codes::INVALID_BODY, "The request body must be a JSON object."));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(codes::INVALID_BODY, format!("The request body is not valid: {e}.")))
 }
 
 /// Query parameters; unparsable ones are a 400.

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod billing;
 pub mod credits;
 pub mod extract;
+pub mod holds;
 pub mod meta;
 pub mod openapi;
 pub mod pages;
@@ -37,6 +38,9 @@ pub fn router(state: AppState) -> Router {
         .route("/credits/balance", get(credits::balance))
         .route("/credits/history", get(credits::history))
         .route("/credits/spend", post(credits::spend))
+        .route("/credits/holds", post(holds::create))
+        .route("/credits/holds/{hold_id}/capture", post(holds::capture))
+        .route("/credits/holds/{hold_id}/release", post(holds::release))
         .route("/billing/packs", get(meta::packs))
         .route("/billing/checkout", post(billing::start_checkout))
         .route("/billing/checkout/{session_id}", get(billing::checkout_status))

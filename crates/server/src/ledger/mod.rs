@@ -6,6 +6,7 @@
 //! keeps spends from overdrawing, even with many writers.
 
 mod history;
+pub mod holds;
 
 use api_types::EntryKind;
 use sha2::{Digest, Sha256};
@@ -44,7 +45,7 @@ pub struct Posted {
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error("not enough credits")]
-    InsufficientCredits { balance: i64 },
+    InsufficientCredits { balance: i64, available: i64 },
     #[error("no such user")]
     UnknownUser,
     /// The cause already has an entry (the transaction is spoiled on PostgreSQL: roll it back).
@@ -59,7 +60,11 @@ pub enum LedgerError {
 /// Appends `entry` and moves the cached balance, inside the caller's write transaction.
 pub async fn post(tx: &mut Tx, entry: &NewEntry, overdraft: Overdraft) -> Result<Posted, LedgerError> {
     let floor_check = match overdraft {
-        Overdraft::Refuse => " AND balance + $1 >= 0",
+        // Held credits are not available: a spend must leave them covered.
+        Overdraft::Refuse => {
+            holds::sweep_expired(tx, &entry.user_id).await?;
+            " AND balance + $1 >= held"
+        }
         Overdraft::Allow => "",
     };
     // Updating the user row first also takes its row lock (PostgreSQL), so entries of one user are
@@ -70,12 +75,12 @@ pub async fn post(tx: &mut Tx, entry: &NewEntry, overdraft: Overdraft) -> Result
     let updated: Option<(i64, i64)> =
         sqlx::query_as(&sql).bind(entry.delta).bind(&entry.user_id).fetch_optional(&mut **tx).await?;
     let Some((balance, seq)) = updated else {
-        let current: Option<(i64,)> = sqlx::query_as("SELECT balance FROM users WHERE id = $1")
+        let current: Option<(i64, i64)> = sqlx::query_as("SELECT balance, held FROM users WHERE id = $1")
             .bind(&entry.user_id)
             .fetch_optional(&mut **tx)
             .await?;
         return Err(match current {
-            Some((balance,)) => LedgerError::InsufficientCredits { balance },
+            Some((balance, held)) => LedgerError::InsufficientCredits { balance, available: balance - held },
             None => LedgerError::UnknownUser,
         });
     };

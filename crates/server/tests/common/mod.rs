@@ -58,7 +58,7 @@ pub async fn postgres_available() -> bool {
 }
 
 /// Deletes the test's database (file or schema) when the test ends.
-enum Cleanup {
+pub enum Cleanup {
     Dir(PathBuf),
     Schema(String),
 }
@@ -89,7 +89,7 @@ impl Drop for Cleanup {
 }
 
 /// A fresh, empty database URL for `backend`, and what removes it afterwards.
-async fn fresh_database(backend: Backend) -> (String, Cleanup) {
+pub async fn fresh_database(backend: Backend) -> (String, Cleanup) {
     let id = uuid::Uuid::new_v4().simple().to_string();
     match backend {
         Backend::Sqlite => {
@@ -115,44 +115,7 @@ pub struct TestApp {
     pub client: Client,
     pub state: AppState,
     pub backend: Backend,
-    _cleanup: Cleanup,
-}
-
-pub const WEBHOOK_SECRET: &str = "whsec_test_mascot_secret";
-
-/// A server wired to a fresh Stripe simulator that delivers its webhooks to the server.
-pub struct BillingApp {
-    pub app: TestApp,
-    pub sim: stripe_sim::StripeSim,
-}
-
-impl std::ops::Deref for BillingApp {
-    type Target = TestApp;
-    fn deref(&self) -> &TestApp {
-        &self.app
-    }
-}
-
-pub async fn spawn_billing_app(backend: Backend) -> BillingApp {
-    let sim = stripe_sim::StripeSim::start(stripe_sim::SimConfig::default()).await.expect("simulator starts");
-    let (url, cleanup) = fresh_database(backend).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    let mut config = Config::local(&url);
-    config.return_base = Some(address.clone());
-    config.stripe = Some(mascot_server::config::StripeConfig {
-        secret_key: stripe_sim::SimConfig::default().secret_key.into(),
-        webhook_secrets: vec![WEBHOOK_SECRET.to_string().into()],
-        api_base: sim.base_url(),
-    });
-    let app = Application::build_on(config, listener).await.expect("application starts");
-    let state = app.state().clone();
-    tokio::spawn(app.run_until(std::future::pending()));
-    sim.add_webhook_endpoint(stripe_sim::WebhookEndpoint {
-        url: format!("{address}/api/v1/billing/webhook"),
-        secret: WEBHOOK_SECRET.to_string(),
-    });
-    BillingApp { app: TestApp { address, client: Client::new(), state, backend, _cleanup: cleanup }, sim }
+    pub _cleanup: Cleanup,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {

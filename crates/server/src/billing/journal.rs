@@ -1,0 +1,139 @@
+//! The journal of verified Stripe events: every event whose signature verified is stored (once per
+//! event id, with a delivery count) before it is processed, and its outcome after. Operators list
+//! and replay events from it (`mascot-server events …`).
+
+use sha2::{Digest, Sha256};
+
+use crate::db::{now_ms, Db};
+
+#[derive(Debug, Clone)]
+pub struct JournalEntry {
+    pub id: String,
+    pub event_type: String,
+    pub livemode: bool,
+    pub payload: String,
+    pub first_received_at: i64,
+    pub last_received_at: i64,
+    pub delivery_count: i64,
+    pub status: String,
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+}
+
+type Row = (String, String, i64, String, i64, i64, i64, String, Option<String>, Option<String>);
+const COLUMNS: &str =
+    "id, event_type, livemode, payload, first_received_at, last_received_at, delivery_count, status, outcome, error";
+
+fn from_row(r: Row) -> JournalEntry {
+    JournalEntry {
+        id: r.0,
+        event_type: r.1,
+        livemode: r.2 != 0,
+        payload: r.3,
+        first_received_at: r.4,
+        last_received_at: r.5,
+        delivery_count: r.6,
+        status: r.7,
+        outcome: r.8,
+        error: r.9,
+    }
+}
+
+/// The journal key of a body that is not a readable event: it is still kept, under its hash.
+pub fn unparsed_id(payload: &[u8]) -> String {
+    format!("unparsed:{}", hex::encode(Sha256::digest(payload)))
+}
+
+/// Records a delivery of a verified event. Returns the status it had before (None when new):
+/// an event already `processed` needs no second run.
+pub async fn record_delivery(
+    db: &Db,
+    id: &str,
+    event_type: &str,
+    livemode: bool,
+    payload: &[u8],
+) -> sqlx::Result<Option<String>> {
+    let now = now_ms();
+    let payload = String::from_utf8_lossy(payload);
+    // One statement, so concurrent deliveries of the same event neither fail nor double-insert.
+    let inserted = sqlx::query(
+        "INSERT INTO stripe_events (id, event_type, livemode, payload, first_received_at, last_received_at, delivery_count, status)
+         VALUES ($1, $2, $3, $4, $5, $5, 1, 'received') ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(event_type)
+    .bind(i64::from(livemode))
+    .bind(payload.as_ref())
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    if inserted.rows_affected() == 1 {
+        return Ok(None);
+    }
+    let row: Option<(String,)> = sqlx::query_as(
+        "UPDATE stripe_events SET delivery_count = delivery_count + 1, last_received_at = $1 WHERE id = $2 RETURNING status",
+    )
+    .bind(now)
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(row.map(|(s,)| s))
+}
+
+pub async fn mark_processed(db: &Db, id: &str, outcome: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE stripe_events SET status = 'processed', outcome = $1, error = NULL, processed_at = $2 WHERE id = $3",
+    )
+    .bind(outcome)
+    .bind(now_ms())
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+pub async fn mark_failed(db: &Db, id: &str, error: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE stripe_events SET status = 'failed', error = $1, processed_at = $2 WHERE id = $3 AND status <> 'processed'")
+        .bind(error)
+        .bind(now_ms())
+        .bind(id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+pub async fn find(db: &Db, id: &str) -> sqlx::Result<Option<JournalEntry>> {
+    let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM stripe_events WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(row.map(from_row))
+}
+
+/// Newest first. `failed_only` also includes events stuck in `received` for over five minutes
+/// (the process stopped between recording and processing them).
+pub async fn list(db: &Db, failed_only: bool, event_type: Option<&str>, limit: i64) -> sqlx::Result<Vec<JournalEntry>> {
+    let stuck_before = now_ms() - 5 * 60 * 1000;
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM stripe_events
+         WHERE ($1 = 0 OR status = 'failed' OR (status = 'received' AND last_received_at < $2))
+           AND ($3 = '' OR event_type = $3)
+         ORDER BY first_received_at DESC LIMIT $4"
+    ))
+    .bind(i64::from(failed_only))
+    .bind(stuck_before)
+    .bind(event_type.unwrap_or(""))
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
+/// Deletes events first received before `cutoff_ms`; returns how many.
+pub async fn prune(db: &Db, cutoff_ms: i64) -> sqlx::Result<u64> {
+    let done = sqlx::query("DELETE FROM stripe_events WHERE first_received_at < $1")
+        .bind(cutoff_ms)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,43 @@
+//! The server wired to a Stripe simulator (only the billing tests need it).
+
+use mascot_server::{Application, Config};
+use reqwest::Client;
+
+use crate::common::{fresh_database, Backend, TestApp};
+
+pub const WEBHOOK_SECRET: &str = "whsec_test_mascot_secret";
+
+/// A server wired to a fresh Stripe simulator that delivers its webhooks to the server.
+pub struct BillingApp {
+    pub app: TestApp,
+    pub sim: stripe_sim::StripeSim,
+}
+
+impl std::ops::Deref for BillingApp {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
+}
+
+pub async fn spawn_billing_app(backend: Backend) -> BillingApp {
+    let sim = stripe_sim::StripeSim::start(stripe_sim::SimConfig::default()).await.expect("simulator starts");
+    let (url, cleanup) = fresh_database(backend).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let mut config = Config::local(&url);
+    config.return_base = Some(address.clone());
+    config.stripe = Some(mascot_server::config::StripeConfig {
+        secret_key: stripe_sim::SimConfig::default().secret_key.into(),
+        webhook_secrets: vec![WEBHOOK_SECRET.to_string().into()],
+        api_base: sim.base_url(),
+    });
+    let app = Application::build_on(config, listener).await.expect("application starts");
+    let state = app.state().clone();
+    tokio::spawn(app.run_until(std::future::pending()));
+    sim.add_webhook_endpoint(stripe_sim::WebhookEndpoint {
+        url: format!("{address}/api/v1/billing/webhook"),
+        secret: WEBHOOK_SECRET.to_string(),
+    });
+    BillingApp { app: TestApp { address, client: Client::new(), state, backend, _cleanup: cleanup }, sim }
+}
