@@ -8,6 +8,8 @@ pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod db;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod error;
 pub mod http;
 pub mod ledger;
@@ -44,6 +46,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     shutdown: watch::Sender<bool>,
+    extra_routes: Option<axum::Router>,
 }
 
 impl Application {
@@ -71,7 +74,7 @@ impl Application {
         let throttle = Arc::new(auth::Throttle::new(config.login_throttle.clone()));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = AppState { db, config: Arc::new(config), throttle, billing, shutdown: shutdown_rx };
-        Ok(Application { listener, state, shutdown })
+        Ok(Application { listener, state, shutdown, extra_routes: None })
     }
 
     /// The port actually bound (the OS picks one when the config says 0).
@@ -83,10 +86,20 @@ impl Application {
         &self.state
     }
 
+    /// Serves `routes` beside the API (the demo's host page).
+    pub fn with_routes(mut self, routes: axum::Router) -> Self {
+        self.extra_routes = Some(routes);
+        self
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let db = self.state.db.clone();
-        let app = build_app(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        let mut app = build_app(self.state);
+        if let Some(extra) = self.extra_routes {
+            app = extra.merge(app);
+        }
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let notify = self.shutdown;
         let stopping = async move {
             shutdown.await;

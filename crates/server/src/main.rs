@@ -14,6 +14,18 @@ struct Cli {
 enum Command {
     /// Run the HTTP server (the default). Configured by DATABASE_URL, PORT, LOG_FORMAT…
     Serve,
+    /// Try it locally: SQLite + the built-in Stripe simulator + the plugin UI at http://127.0.0.1:8080/
+    #[cfg(feature = "demo")]
+    Demo {
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Where the demo keeps its SQLite database.
+        #[arg(long, default_value = "demo-data")]
+        data_dir: std::path::PathBuf,
+        /// The plugin folder (host page in e2e/, built UI in dist/).
+        #[arg(long, default_value = "plugin")]
+        plugin_dir: std::path::PathBuf,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Compare Stripe's paid Checkout Sessions with the ledger, credit what was missed, report drift.
@@ -129,6 +141,10 @@ async fn run() -> anyhow::Result<()> {
             );
             app.run_until(mascot_server::shutdown_signal()).await?;
             tracing::info!("stopped");
+        }
+        #[cfg(feature = "demo")]
+        Command::Demo { port, data_dir, plugin_dir } => {
+            mascot_server::demo::run(config, mascot_server::demo::DemoOptions { port, data_dir, plugin_dir }).await?;
         }
         Command::Migrate => {
             let db = Db::connect(&config.database_url, 2).await?;

@@ -58,30 +58,43 @@ fn object<T: serde::de::DeserializeOwned>(event: &EventEnvelope) -> Result<T, Ev
         .map_err(|e| EventError::Unreadable(format!("{} data.object: {e}", event.event_type)))
 }
 
+/// The object an event is about, read into the view its handler needs.
+#[derive(Debug, Clone)]
+pub enum EventObject {
+    /// checkout.session.completed / async_payment_succeeded / expired: fulfil from the session.
+    Fulfil(SessionView),
+    /// checkout.session.async_payment_failed.
+    PaymentFailed(SessionView),
+    Refunded(ChargeView),
+    DisputeOpened(DisputeView),
+    DisputeClosed(DisputeView),
+    /// A type we do not act on.
+    Ignored,
+}
+
+/// Reads the event's object for its type. Pure (no I/O): also what the fuzzer exercises.
+pub fn decode_object(event: &EventEnvelope) -> Result<EventObject, EventError> {
+    Ok(match event.event_type.as_str() {
+        "checkout.session.completed" | "checkout.session.async_payment_succeeded" | "checkout.session.expired" => {
+            EventObject::Fulfil(object(event)?)
+        }
+        "checkout.session.async_payment_failed" => EventObject::PaymentFailed(object(event)?),
+        "charge.refunded" => EventObject::Refunded(object(event)?),
+        "charge.dispute.created" => EventObject::DisputeOpened(object(event)?),
+        "charge.dispute.closed" => EventObject::DisputeClosed(object(event)?),
+        _ => EventObject::Ignored,
+    })
+}
+
 /// Applies one verified event; returns a short description of what happened (for logs/journal).
 pub async fn handle_event(billing: &Billing, event: &EventEnvelope) -> Result<String, EventError> {
-    let outcome = match event.event_type.as_str() {
-        "checkout.session.completed" | "checkout.session.async_payment_succeeded" | "checkout.session.expired" => {
-            let session: SessionView = object(event)?;
-            describe(fulfil::fulfil_checkout(billing, &session).await?)
-        }
-        "checkout.session.async_payment_failed" => {
-            let session: SessionView = object(event)?;
-            describe(fulfil::fail_checkout(billing, &session).await?)
-        }
-        "charge.refunded" => {
-            let charge: ChargeView = object(event)?;
-            describe_claw(fulfil::claw_back_refund(billing, &charge).await?)
-        }
-        "charge.dispute.created" => {
-            let dispute: DisputeView = object(event)?;
-            describe_claw(fulfil::claw_back_dispute(billing, &dispute).await?)
-        }
-        "charge.dispute.closed" => {
-            let dispute: DisputeView = object(event)?;
-            describe_claw(fulfil::settle_dispute(billing, &dispute).await?)
-        }
-        other => format!("ignored ({other} is not handled)"),
+    let outcome = match decode_object(event)? {
+        EventObject::Fulfil(session) => describe(fulfil::fulfil_checkout(billing, &session).await?),
+        EventObject::PaymentFailed(session) => describe(fulfil::fail_checkout(billing, &session).await?),
+        EventObject::Refunded(charge) => describe_claw(fulfil::claw_back_refund(billing, &charge).await?),
+        EventObject::DisputeOpened(dispute) => describe_claw(fulfil::claw_back_dispute(billing, &dispute).await?),
+        EventObject::DisputeClosed(dispute) => describe_claw(fulfil::settle_dispute(billing, &dispute).await?),
+        EventObject::Ignored => format!("ignored ({} is not handled)", event.event_type),
     };
     tracing::info!(event_id = %event.id, event_type = %event.event_type, outcome = %outcome, "stripe event processed");
     Ok(outcome)

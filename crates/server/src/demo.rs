@@ -1,0 +1,102 @@
+//! `mascot-server demo`: everything on one laptop, no Stripe account. The Stripe simulator runs in
+//! this process, the server uses a SQLite file, and `/` shows the real plugin UI inside a
+//! Figma-like host page (the same page the browser test drives).
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use axum::{
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use secrecy::SecretString;
+
+use crate::{config::StripeConfig, Application, Config};
+
+pub struct DemoOptions {
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub plugin_dir: PathBuf,
+}
+
+/// The key the demo's simulator accepts. A test key: the simulator refuses live keys.
+const DEMO_KEY: &str = "sk_test_mascot_demo";
+
+pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()> {
+    if std::env::var("STRIPE_SECRET_KEY").is_ok_and(|k| crate::config::key_is_live(k.trim())) {
+        anyhow::bail!("refusing to run the demo with a live Stripe key in STRIPE_SECRET_KEY: the demo only talks to the built-in Stripe simulator");
+    }
+    std::fs::create_dir_all(&options.data_dir)?;
+    let db_path = options.data_dir.join("mascot-demo.db");
+
+    let sim = stripe_sim::StripeSim::start(stripe_sim::SimConfig { secret_key: DEMO_KEY.into(), ..Default::default() })
+        .await
+        .map_err(|e| anyhow::anyhow!("the Stripe simulator did not start: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port))).await?;
+    let port = listener.local_addr()?.port();
+    let base = format!("http://127.0.0.1:{port}");
+    let webhook_secret = format!("whsec_demo_{}", uuid::Uuid::new_v4().simple());
+
+    config.database_url = SecretString::from(format!("sqlite://{}?mode=rwc", db_path.display()));
+    config.host = [127, 0, 0, 1].into();
+    config.port = port;
+    config.return_base = Some(base.clone());
+    config.stripe = Some(StripeConfig {
+        secret_key: SecretString::from(DEMO_KEY.to_string()),
+        webhook_secrets: vec![SecretString::from(webhook_secret.clone())],
+        api_base: sim.base_url(),
+    });
+    sim.add_webhook_endpoint(stripe_sim::WebhookEndpoint {
+        url: format!("{base}/api/v1/billing/webhook"),
+        secret: webhook_secret,
+    });
+
+    let app = Application::build_on(config, listener).await?.with_routes(host_routes(options.plugin_dir.clone()));
+    let ui_built = options.plugin_dir.join("dist/ui.html").exists();
+    println!("MASCOT_DEMO_READY api={base} sim={}", sim.base_url());
+    println!();
+    println!("  Mascot credits demo");
+    println!("  Open {base}/ : the Mascot plugin in a Figma-like frame.");
+    println!("  1. Create an account in the plugin (any email, 8+ character password).");
+    println!("  2. Pick a pack and click \"Buy more credits\": the simulated Stripe Checkout opens in a new tab.");
+    println!("  3. Click Pay there, come back: the credits arrive by themselves.");
+    println!("  Stripe simulator: {} (test mode only, no real money). Data: {}", sim.base_url(), db_path.display());
+    if !ui_built {
+        println!(
+            "  Note: {} is missing; run ./scripts/demo (it builds the plugin) to see the UI.",
+            options.plugin_dir.join("dist/ui.html").display()
+        );
+    }
+    println!("  Ctrl-C stops.");
+    app.run_until(crate::shutdown_signal()).await?;
+    sim.shutdown();
+    Ok(())
+}
+
+/// `/` (the host page), `/plugin/ui.html` and `/plugin/code.js`, read from disk on each request so
+/// a rebuilt plugin shows up on reload.
+fn host_routes(plugin_dir: PathBuf) -> Router {
+    let file = |dir: PathBuf, rel: &'static str, mime: &'static str| {
+        move || {
+            let path = dir.join(rel);
+            async move { serve_file(path, mime).await }
+        }
+    };
+    Router::new()
+        .route("/", get(file(plugin_dir.clone(), "e2e/host.html", "text/html; charset=utf-8")))
+        .route("/plugin/ui.html", get(file(plugin_dir.clone(), "dist/ui.html", "text/html; charset=utf-8")))
+        .route("/plugin/code.js", get(file(plugin_dir, "dist/code.js", "text/javascript; charset=utf-8")))
+}
+
+async fn serve_file(path: PathBuf, mime: &'static str) -> Response {
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "no-store")], bytes).into_response(),
+        Err(_) => (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{} is missing: build the plugin first (./scripts/build-plugin).", path.display()),
+        )
+            .into_response(),
+    }
+}
