@@ -1,0 +1,1 @@
+//! Stripe simulator (work in progress).
