@@ -1,0 +1,444 @@
+//! The simulated account: sessions, payment intents, charges, refunds, disputes and events, and
+//! the state changes a payment, an expiry, a refund or a dispute makes. Events are created under
+//! the lock and delivered after it is released.
+
+use std::{collections::HashMap, time::Duration};
+
+use serde_json::{json, Value};
+
+use crate::{
+    error::StripeError,
+    objects::{self, now},
+    webhooks, DeliveryMode, DeliveryRecord, PayMethod, StripeSim, WebhookEndpoint,
+};
+
+#[derive(Default)]
+pub struct State {
+    pub sessions: HashMap<String, Value>,
+    /// Creation order, for lists (newest first).
+    pub session_order: Vec<String>,
+    pub line_items: HashMap<String, Value>,
+    /// `payment_intent_data[metadata]` per session: charges, refunds and disputes carry it.
+    pub intent_metadata: HashMap<String, Value>,
+    pub payment_intents: HashMap<String, Value>,
+    pub charges: HashMap<String, Value>,
+    pub refunds: HashMap<String, Value>,
+    pub disputes: HashMap<String, Value>,
+    pub events: Vec<Value>,
+    /// Idempotency-Key → (request fingerprint, status, body).
+    pub idempotency: HashMap<String, (String, u16, String)>,
+    pub endpoints: Vec<WebhookEndpoint>,
+    pub delivery: DeliveryMode,
+    pub deliveries: Vec<DeliveryRecord>,
+}
+
+impl State {
+    pub fn new(endpoints: Vec<WebhookEndpoint>) -> Self {
+        State { endpoints, ..Default::default() }
+    }
+
+    fn event(&mut self, sim: &StripeSim, kind: &str, object: Value, previous: Option<Value>) -> Value {
+        let e = objects::event(kind, object, previous, &sim.0.config.api_version, self.endpoints.len(), None);
+        self.events.push(e.clone());
+        e
+    }
+}
+
+fn sum_line_items(items: &Value) -> Result<(i64, String), StripeError> {
+    let mut total = 0i64;
+    let mut currency = None;
+    for (i, item) in items.as_array().into_iter().flatten().enumerate() {
+        let Some(price) = item.get("price_data") else {
+            return Err(StripeError::missing_parameter(&format!("line_items[{i}][price_data]")));
+        };
+        let unit = price
+            .get("unit_amount")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| StripeError::missing_parameter(&format!("line_items[{i}][price_data][unit_amount]")))?;
+        if unit < 0 {
+            return Err(StripeError::coded(
+                &format!("line_items[{i}][price_data][unit_amount]"),
+                "parameter_invalid_integer",
+                "This value must be greater than or equal to 0.",
+            ));
+        }
+        let qty = item
+            .get("quantity")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| StripeError::missing_parameter(&format!("line_items[{i}][quantity]")))?;
+        if qty < 1 {
+            return Err(StripeError::coded(
+                &format!("line_items[{i}][quantity]"),
+                "parameter_invalid_integer",
+                "This value must be greater than or equal to 1.",
+            ));
+        }
+        total = total.saturating_add(unit.saturating_mul(qty));
+        let c = price.get("currency").and_then(Value::as_str).unwrap_or("usd").to_ascii_lowercase();
+        currency.get_or_insert(c);
+    }
+    Ok((total, currency.unwrap_or_else(|| "usd".into())))
+}
+
+/// `POST /v1/checkout/sessions` with typed parameters.
+pub fn create_session(sim: &StripeSim, p: &Value) -> Result<Value, StripeError> {
+    let mode = p.get("mode").and_then(Value::as_str).ok_or_else(|| StripeError::missing_parameter("mode"))?;
+    let items = p.get("line_items").filter(|v| v.as_array().is_some_and(|a| !a.is_empty()));
+    if mode == "payment" && items.is_none() {
+        return Err(StripeError::missing_parameter("line_items"));
+    }
+    if mode != "payment" {
+        return Err(StripeError::invalid("mode", "The simulator supports mode=payment only."));
+    }
+    let ui_mode = p.get("ui_mode").and_then(Value::as_str).unwrap_or("hosted");
+    if ui_mode == "hosted" && p.get("success_url").is_none() {
+        return Err(StripeError::missing_parameter("success_url"));
+    }
+    for url_param in ["success_url", "cancel_url"] {
+        if let Some(u) = p.get(url_param).and_then(Value::as_str) {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(StripeError::coded(url_param, "url_invalid", "Not a valid URL"));
+            }
+        }
+    }
+    let now = now();
+    if let Some(exp) = p.get("expires_at").and_then(Value::as_i64) {
+        if exp < now + 30 * 60 {
+            return Err(StripeError::invalid(
+                "expires_at",
+                "The `expires_at` timestamp must be at least 30 minutes from Checkout Session creation.",
+            ));
+        }
+        if exp > now + 24 * 3600 {
+            return Err(StripeError::invalid(
+                "expires_at",
+                "The `expires_at` timestamp must be less than 24 hours from Checkout Session creation.",
+            ));
+        }
+    }
+    for meta_param in ["metadata", "payment_intent_data[metadata]"] {
+        let meta =
+            if meta_param == "metadata" { p.get("metadata") } else { p.pointer("/payment_intent_data/metadata") };
+        if let Some(map) = meta.and_then(Value::as_object) {
+            if map.len() > 50 {
+                return Err(StripeError::invalid(meta_param, "You can specify up to 50 keys."));
+            }
+            for (k, v) in map {
+                if k.chars().count() > 40 {
+                    return Err(StripeError::invalid(
+                        &format!("{meta_param}[{k}]"),
+                        "Metadata keys can have up to 40 characters.",
+                    ));
+                }
+                if v.as_str().is_some_and(|s| s.chars().count() > 500) {
+                    return Err(StripeError::invalid(
+                        &format!("{meta_param}[{k}]"),
+                        "Metadata values can have up to 500 characters.",
+                    ));
+                }
+            }
+        }
+    }
+    let (total, currency) = sum_line_items(items.unwrap_or(&Value::Null))?;
+    let session = objects::new_session(p, &sim.0.public_url, now, total, &currency);
+    let id = session["id"].as_str().unwrap_or_default().to_string();
+    let mut state = sim.lock();
+    state.line_items.insert(id.clone(), items.cloned().unwrap_or(json!([])));
+    state.intent_metadata.insert(id.clone(), p.pointer("/payment_intent_data/metadata").cloned().unwrap_or(json!({})));
+    state.sessions.insert(id.clone(), session.clone());
+    state.session_order.push(id);
+    Ok(session)
+}
+
+fn open_session(state: &State, id: &str) -> Result<Value, StripeError> {
+    let s = state.sessions.get(id).ok_or_else(|| StripeError::not_found("checkout.session", id))?;
+    if s["status"] != "open" {
+        return Err(StripeError::invalid(
+            "",
+            format!("This Checkout Session is no longer open (status: {}).", s["status"].as_str().unwrap_or("?")),
+        ));
+    }
+    Ok(s.clone())
+}
+
+/// Settles a session as the customer's payment would.
+pub fn pay(sim: &StripeSim, id: &str, method: PayMethod) -> Result<(), StripeError> {
+    let events = {
+        let mut state = sim.lock();
+        let mut session = open_session(&state, id)?;
+        let now = now();
+        let metadata = state.intent_metadata.get(id).cloned().unwrap_or(json!({}));
+        session["status"] = json!("complete");
+        session["customer_details"] = json!({"address": null, "email": session["customer_email"], "name": "Test Customer", "phone": null, "tax_exempt": "none", "tax_ids": []});
+        let mut events = Vec::new();
+        match method {
+            PayMethod::Card => {
+                let mut pi = objects::payment_intent(&session, &metadata, "succeeded", now);
+                let charge = objects::charge(&pi, now);
+                pi["latest_charge"] = charge["id"].clone();
+                session["payment_status"] = json!("paid");
+                session["payment_intent"] = pi["id"].clone();
+                state.charges.insert(charge["id"].as_str().unwrap_or_default().into(), charge);
+                state.payment_intents.insert(pi["id"].as_str().unwrap_or_default().into(), pi);
+                state.sessions.insert(id.into(), session.clone());
+                events.push(state.event(sim, "checkout.session.completed", session, None));
+            }
+            PayMethod::DelayedSuccess | PayMethod::DelayedFailure => {
+                let pi = objects::payment_intent(&session, &metadata, "processing", now);
+                session["payment_status"] = json!("unpaid");
+                session["payment_intent"] = pi["id"].clone();
+                state.payment_intents.insert(pi["id"].as_str().unwrap_or_default().into(), pi);
+                state.sessions.insert(id.into(), session.clone());
+                events.push(state.event(sim, "checkout.session.completed", session, None));
+            }
+        }
+        events
+    };
+    webhooks::dispatch(sim, events);
+    if method != PayMethod::Card {
+        let sim = sim.clone();
+        let id = id.to_string();
+        sim.0.pending.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::spawn(async move {
+            tokio::time::sleep(sim.0.config.async_payment_delay).await;
+            settle_delayed(&sim, &id, method == PayMethod::DelayedSuccess);
+            sim.0.pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
+    Ok(())
+}
+
+fn settle_delayed(sim: &StripeSim, id: &str, success: bool) {
+    let events = {
+        let mut state = sim.lock();
+        let Some(mut session) = state.sessions.get(id).cloned() else { return };
+        let pi_id = session["payment_intent"].as_str().unwrap_or_default().to_string();
+        let Some(mut pi) = state.payment_intents.get(&pi_id).cloned() else { return };
+        let now = now();
+        let kind = if success {
+            pi["status"] = json!("succeeded");
+            pi["amount_received"] = pi["amount"].clone();
+            let charge = objects::charge(&pi, now);
+            pi["latest_charge"] = charge["id"].clone();
+            state.charges.insert(charge["id"].as_str().unwrap_or_default().into(), charge);
+            session["payment_status"] = json!("paid");
+            "checkout.session.async_payment_succeeded"
+        } else {
+            pi["status"] = json!("requires_payment_method");
+            pi["last_payment_error"] = json!({"code": "payment_method_not_available", "message": "The bank declined the debit.", "type": "card_error"});
+            "checkout.session.async_payment_failed"
+        };
+        state.payment_intents.insert(pi_id, pi);
+        state.sessions.insert(id.into(), session.clone());
+        vec![state.event(sim, kind, session, None)]
+    };
+    webhooks::dispatch(sim, events);
+}
+
+/// Expires an open session (`/expire`, the pay page's button, or its expiry time passing).
+pub fn expire(sim: &StripeSim, id: &str, _request: Option<&str>) -> Result<Value, StripeError> {
+    let (session, events) = {
+        let mut state = sim.lock();
+        let mut session =
+            state.sessions.get(id).cloned().ok_or_else(|| StripeError::not_found("checkout.session", id))?;
+        if session["status"] != "open" {
+            return Err(StripeError::invalid("", format!("Only Checkout Sessions with a status of `open` can be expired. This Checkout Session has a status of `{}`.", session["status"].as_str().unwrap_or("?"))));
+        }
+        session["status"] = json!("expired");
+        state.sessions.insert(id.into(), session.clone());
+        let e = state.event(sim, "checkout.session.expired", session.clone(), None);
+        (session, vec![e])
+    };
+    webhooks::dispatch(sim, events);
+    Ok(session)
+}
+
+/// `POST /v1/refunds`.
+pub fn refund(sim: &StripeSim, p: &Value) -> Result<Value, StripeError> {
+    for key in p.as_object().into_iter().flatten().map(|(k, _)| k) {
+        if !["payment_intent", "charge", "amount", "reason", "metadata", "expand"].contains(&key.as_str()) {
+            return Err(StripeError::unknown_parameter(key));
+        }
+    }
+    let (refund, events) = {
+        let mut state = sim.lock();
+        let charge_id = match (p.get("charge").and_then(Value::as_str), p.get("payment_intent").and_then(Value::as_str))
+        {
+            (Some(c), _) => c.to_string(),
+            (None, Some(pi)) => {
+                let pi_obj =
+                    state.payment_intents.get(pi).ok_or_else(|| StripeError::not_found("payment_intent", pi))?;
+                pi_obj["latest_charge"].as_str().map(str::to_string).ok_or_else(|| {
+                    StripeError::invalid(
+                        "payment_intent",
+                        "This PaymentIntent does not have a successful charge to refund.",
+                    )
+                })?
+            }
+            (None, None) => {
+                return Err(StripeError::invalid(
+                    "",
+                    "One of the following params should be provided for this request: payment_intent or charge.",
+                ))
+            }
+        };
+        let mut charge =
+            state.charges.get(&charge_id).cloned().ok_or_else(|| StripeError::not_found("charge", &charge_id))?;
+        let total = charge["amount"].as_i64().unwrap_or(0);
+        let already = charge["amount_refunded"].as_i64().unwrap_or(0);
+        let remaining = total - already;
+        let amount = match p.get("amount") {
+            None => remaining,
+            Some(v) => v
+                .as_str()
+                .and_then(|s| s.parse::<i64>().ok())
+                .ok_or_else(|| StripeError::coded("amount", "parameter_invalid_integer", "Invalid integer"))?,
+        };
+        if remaining <= 0 {
+            return Err(StripeError::coded(
+                "charge",
+                "charge_already_refunded",
+                format!("Charge {charge_id} has already been refunded."),
+            ));
+        }
+        if amount <= 0 || amount > remaining {
+            return Err(StripeError::coded(
+                "amount",
+                "amount_too_large",
+                format!(
+                    "Refund amount (${}.{:02}) is greater than unrefunded amount on charge (${}.{:02})",
+                    amount / 100,
+                    amount % 100,
+                    remaining / 100,
+                    remaining % 100
+                ),
+            ));
+        }
+        let now = now();
+        let refund = objects::refund(
+            &charge,
+            amount,
+            p.get("reason").unwrap_or(&Value::Null),
+            p.get("metadata").unwrap_or(&json!({})),
+            now,
+        );
+        let previous = json!({"amount_refunded": already, "refunded": charge["refunded"]});
+        charge["amount_refunded"] = json!(already + amount);
+        charge["refunded"] = json!(already + amount == total);
+        state.charges.insert(charge_id, charge.clone());
+        state.refunds.insert(refund["id"].as_str().unwrap_or_default().into(), refund.clone());
+        let e1 = state.event(sim, "charge.refunded", charge, Some(previous));
+        let e2 = state.event(sim, "refund.created", refund.clone(), None);
+        (refund, vec![e1, e2])
+    };
+    webhooks::dispatch(sim, events);
+    Ok(refund)
+}
+
+pub fn open_dispute(sim: &StripeSim, charge_id: &str) -> Result<String, StripeError> {
+    let (id, events) = {
+        let mut state = sim.lock();
+        let mut charge =
+            state.charges.get(charge_id).cloned().ok_or_else(|| StripeError::not_found("charge", charge_id))?;
+        let dispute = objects::dispute(&charge, now());
+        charge["disputed"] = json!(true);
+        state.charges.insert(charge_id.into(), charge);
+        let id = dispute["id"].as_str().unwrap_or_default().to_string();
+        state.disputes.insert(id.clone(), dispute.clone());
+        let e = state.event(sim, "charge.dispute.created", dispute, None);
+        (id, vec![e])
+    };
+    webhooks::dispatch(sim, events);
+    Ok(id)
+}
+
+pub fn close_dispute(sim: &StripeSim, dispute_id: &str, won: bool) -> Result<(), StripeError> {
+    let events = {
+        let mut state = sim.lock();
+        let mut dispute =
+            state.disputes.get(dispute_id).cloned().ok_or_else(|| StripeError::not_found("dispute", dispute_id))?;
+        if matches!(dispute["status"].as_str(), Some("won" | "lost")) {
+            return Err(StripeError::invalid("", "This dispute is already closed."));
+        }
+        let previous = json!({"status": dispute["status"]});
+        dispute["status"] = json!(if won { "won" } else { "lost" });
+        state.disputes.insert(dispute_id.into(), dispute.clone());
+        vec![state.event(sim, "charge.dispute.closed", dispute, Some(previous))]
+    };
+    webhooks::dispatch(sim, events);
+    Ok(())
+}
+
+/// Sessions expire by themselves at `expires_at`, as at Stripe.
+pub fn spawn_expiry_sweep(sim: StripeSim) {
+    let mut stop = sim.0.stop.subscribe();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let due: Vec<String> = {
+                let state = sim.lock();
+                let now = now();
+                state
+                    .sessions
+                    .values()
+                    .filter(|s| s["status"] == "open" && s["expires_at"].as_i64().is_some_and(|t| t <= now))
+                    .filter_map(|s| s["id"].as_str().map(str::to_string))
+                    .collect()
+            };
+            for id in due {
+                let _ = expire(&sim, &id, None);
+            }
+        }
+    });
+}
+
+/// Stripe's list envelope over `items` (newest first), with `limit` and `starting_after`.
+pub fn list(url: &str, items: Vec<Value>, q: &Value) -> Result<Value, StripeError> {
+    let limit = match q.get("limit").and_then(Value::as_str) {
+        None => 10,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| StripeError::invalid("limit", "This value must be between 1 and 100."))?,
+    };
+    let start = match q.get("starting_after").and_then(Value::as_str) {
+        None => 0,
+        Some(after) => items
+            .iter()
+            .position(|i| i["id"] == after)
+            .map(|p| p + 1)
+            .ok_or_else(|| StripeError::not_found("object", after))?,
+    };
+    let page: Vec<Value> = items.iter().skip(start).take(limit).cloned().collect();
+    let has_more = items.len() > start + page.len();
+    Ok(json!({"object": "list", "data": page, "has_more": has_more, "url": url}))
+}
+
+/// Applies `created[gte]`, `created[lte]`, `created[gt]`, `created[lt]` or `created=N`.
+pub fn created_matches(q: &Value, created: i64) -> Result<bool, StripeError> {
+    let bound = |op: &str| -> Result<Option<i64>, StripeError> {
+        match q.pointer(&format!("/created/{op}")).and_then(Value::as_str) {
+            None => Ok(None),
+            Some(s) => s.parse().map(Some).map_err(|_| {
+                StripeError::coded(
+                    &format!("created[{op}]"),
+                    "parameter_invalid_integer",
+                    format!("Invalid integer: {s}"),
+                )
+            }),
+        }
+    };
+    if let Some(exact) = q.get("created").and_then(Value::as_str) {
+        return exact.parse::<i64>().map(|e| e == created).map_err(|_| {
+            StripeError::coded("created", "parameter_invalid_integer", format!("Invalid integer: {exact}"))
+        });
+    }
+    Ok(bound("gte")?.is_none_or(|b| created >= b)
+        && bound("gt")?.is_none_or(|b| created > b)
+        && bound("lte")?.is_none_or(|b| created <= b)
+        && bound("lt")?.is_none_or(|b| created < b))
+}
