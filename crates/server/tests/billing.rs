@@ -514,3 +514,71 @@ on_both_databases!(
     foreign_sessions_and_unknown_events_are_acknowledged,
     reconcile_fixes_a_missed_session,
 );
+
+async fn journal(app: &BillingApp) -> Vec<(String, String, i64, String)> {
+    sqlx::query_as("SELECT id, event_type, delivery_count, status FROM stripe_events ORDER BY first_received_at")
+        .fetch_all(app.state.db.pool())
+        .await
+        .unwrap()
+}
+
+/// Each verified event is stored once, with its delivery count; forged ones never are.
+async fn journal_keeps_each_verified_event_once(b: Backend) {
+    let app = spawn_billing_app(b).await;
+    app.sim.set_delivery(DeliveryMode { duplicates: 2, ..Default::default() });
+    let u = app.signup("journal@example.com").await;
+    let (id, _) = start_checkout(&app, &u.token, "pack_25").await;
+    app.sim.pay(&id, PayMethod::Card).await.unwrap();
+    assert!(app.sim.wait_idle(Duration::from_secs(10)).await);
+    let rows = journal(&app).await;
+    let completed: Vec<_> = rows.iter().filter(|r| r.1 == "checkout.session.completed").collect();
+    assert_eq!(completed.len(), 1, "{rows:?}");
+    assert_eq!(completed[0].2, 3, "three deliveries counted");
+    assert_eq!(completed[0].3, "processed");
+    assert_eq!(app.balance(&u.token).await, 25);
+
+    // A forged event (bad signature) is refused and leaves no trace.
+    let forged = event("checkout.session.completed", app.sim.session(&id).unwrap()).to_string();
+    let res = app
+        .client
+        .post(app.url("/api/v1/billing/webhook"))
+        .header("stripe-signature", stripe_sim::sign_payload("whsec_attacker", now(), forged.as_bytes()))
+        .body(forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(journal(&app).await.len(), rows.len());
+}
+
+/// Processing fails for a reason that may pass: 5xx so Stripe retries, failure recorded; once the
+/// cause is fixed a replay credits exactly once, however often it runs.
+async fn failed_event_is_replayed_after_the_fix(b: Backend) {
+    let app = spawn_billing_app(b).await;
+    app.sim.set_delivery(DeliveryMode { drop_all: true, ..Default::default() });
+    let u = app.signup("replay@example.com").await;
+    let (id, _) = start_checkout(&app, &u.token, "pack_75").await;
+    app.sim.pay(&id, PayMethod::Card).await.unwrap();
+    let completed = app.sim.events().into_iter().find(|e| e["type"] == "checkout.session.completed").unwrap();
+    let event_id = completed["id"].as_str().unwrap().to_string();
+
+    // Break the database under fulfilment (the journal itself still works).
+    sqlx::query("ALTER TABLE ledger_entries RENAME TO ledger_entries_away").execute(app.state.db.pool()).await.unwrap();
+    let res = post_event(&app, &completed).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "Stripe must retry");
+    let rows = journal(&app).await;
+    assert_eq!(rows.iter().find(|r| r.0 == event_id).unwrap().3, "failed");
+    sqlx::query("ALTER TABLE ledger_entries_away RENAME TO ledger_entries").execute(app.state.db.pool()).await.unwrap();
+    assert_eq!(app.balance(&u.token).await, 0);
+
+    let billing = app.state.billing.clone().unwrap();
+    for _ in 0..3 {
+        mascot_server::billing::webhook::replay(&billing, &event_id).await.unwrap();
+    }
+    assert_eq!(app.balance(&u.token).await, 75, "credited once");
+    assert_eq!(journal(&app).await.iter().find(|r| r.0 == event_id).unwrap().3, "processed");
+    let listed = mascot_server::billing::journal::list(&app.state.db, true, None, 10).await.unwrap();
+    assert!(listed.is_empty(), "nothing left failed");
+}
+
+on_both_databases!(journal_keeps_each_verified_event_once, failed_event_is_replayed_after_the_fix);
