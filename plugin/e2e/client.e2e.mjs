@@ -1,0 +1,123 @@
+// The compiled Wasm client (plugin/pkg) against the real server, in Chromium from an opaque
+// origin like Figma's iframe: accounts, packs, balance, history, checkout and typed errors.
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import { launchBrowser, root, startDemo } from "./harness.mjs";
+
+let demo;
+let chrome;
+let page;
+
+before(async () => {
+  demo = await startDemo(0);
+  chrome = await launchBrowser();
+  page = await chrome.browser.newPage();
+  // A page of the local server: Chromium refuses loopback fetches from about:blank.
+  await page.goto(`${demo.api}/healthz`);
+  const glue = fs.readFileSync(path.join(root, "plugin/pkg/plugin_client.js"), "utf8");
+  const wasm = fs.readFileSync(path.join(root, "plugin/pkg/plugin_client_bg.wasm")).toString("base64");
+  await page.evaluate(
+    async ({ glue, wasm }) => {
+      const url = URL.createObjectURL(new Blob([glue], { type: "text/javascript" }));
+      const mod = await import(url);
+      await mod.default({ module_or_path: Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0)) });
+      window.MascotClient = mod.MascotClient;
+    },
+    { glue, wasm },
+  );
+});
+
+after(async () => {
+  await chrome?.close();
+  await demo?.stop();
+});
+
+/** Runs `body(client)` in the page; returns its result or the rejection value as {error}. */
+function run(body, args = {}) {
+  return page.evaluate(
+    async ({ src, api, args }) => {
+      const client = new window.MascotClient(api, args.token ?? null);
+      try {
+        return { value: await new Function("client", "args", `return (${src})(client, args)`)(client, args), token: client.token() ?? null };
+      } catch (error) {
+        return { error };
+      }
+    },
+    { src: body.toString(), api: demo.api, args },
+  );
+}
+
+test("signs up, reads the account and stores the token", async () => {
+  const r = await run(async (c) => {
+    const auth = await c.signup("wasm@example.com", "correct horse");
+    return { auth, me: await c.me(), balance: await c.balance(), packs: await c.packs(), history: await c.history(5, null) };
+  });
+  assert.equal(r.error, undefined, JSON.stringify(r.error));
+  assert.equal(r.value.auth.user.email, "wasm@example.com");
+  assert.equal(r.token, r.value.auth.token);
+  assert.deepEqual(r.value.me, { id: r.value.auth.user.id, email: "wasm@example.com", balance: 0 });
+  assert.deepEqual(r.value.balance, { balance: 0, available: 0, held: 0 });
+  assert.deepEqual(r.value.packs.packs.map((p) => [p.id, p.credits, p.price_cents]), [["pack_25", 25, 599], ["pack_75", 75, 1299], ["pack_200", 200, 2599]]);
+  assert.deepEqual(r.value.history, { entries: [], next_cursor: null });
+});
+
+test("errors are typed: http with the envelope code, network when the server is unreachable", async () => {
+  const wrong = await run(async (c) => c.login("wasm@example.com", "wrong password"));
+  assert.deepEqual(
+    { kind: wrong.error.kind, status: wrong.error.status, code: wrong.error.code },
+    { kind: "http", status: 401, code: "invalid_credentials" },
+  );
+  assert.equal(wrong.error.message, "Wrong email or password.");
+  const expired = await run(async (c) => c.me(), { token: "mct_not_a_real_token" });
+  assert.equal(expired.error.code, "unauthorized");
+  const offline = await page.evaluate(async () => {
+    const c = new window.MascotClient("http://127.0.0.1:9", null);
+    try {
+      await c.packs();
+      return null;
+    } catch (e) {
+      return e;
+    }
+  });
+  assert.equal(offline.kind, "network");
+  assert.equal(offline.status, 0);
+});
+
+test("starts a checkout, waits, and resolves with the credited balance", async () => {
+  const signed = await run(async (c) => c.login("wasm@example.com", "correct horse"));
+  const token = signed.token;
+  const started = await run(async (c) => c.startCheckout("pack_25"), { token });
+  assert.ok(started.value.checkout_url.startsWith(demo.sim), started.value.checkout_url);
+  const pending = await run(async (c) => c.pendingCheckouts(), { token });
+  assert.equal(pending.value.checkouts[0].session_id, started.value.session_id);
+  // Pay on the simulated Checkout page while the client waits.
+  const waiting = run(async (c, a) => c.waitForCheckout(a.id, 20000), { token, id: started.value.session_id });
+  const checkout = await chrome.browser.newPage();
+  await checkout.goto(started.value.checkout_url);
+  await checkout.click("#pay");
+  await checkout.waitForURL(/\/billing\/success/);
+  const done = await waiting;
+  assert.equal(done.error, undefined, JSON.stringify(done.error));
+  assert.deepEqual({ status: done.value.status, credits: done.value.credits, balance: done.value.balance }, { status: "credited", credits: 25, balance: 25 });
+  const history = await run(async (c) => c.history(10, null), { token });
+  assert.equal(history.value.entries[0].description, "Bought 25 credits ($5.99)");
+  await checkout.close();
+});
+
+test("a cancelled wait and an unknown pack reject with their kinds", async () => {
+  const signed = await run(async (c) => c.login("wasm@example.com", "correct horse"));
+  const r = await run(
+    async (c) => {
+      const s = await c.startCheckout("pack_75");
+      const w = c.waitForCheckout(s.session_id, 20000);
+      setTimeout(() => c.cancelWait(), 300);
+      return w;
+    },
+    { token: signed.token },
+  );
+  assert.equal(r.error.kind, "cancelled");
+  const bad = await run(async (c) => c.startCheckout("pack_1"), { token: signed.token });
+  assert.deepEqual([bad.error.status, bad.error.code], [422, "unknown_pack"]);
+});

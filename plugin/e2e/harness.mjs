@@ -1,0 +1,55 @@
+// Shared by the browser tests: start `mascot-server demo` (server + Stripe simulator + host page)
+// and Debian's Chromium through playwright-core. Everything stops by itself.
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+export const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
+
+export async function startDemo(port = 0) {
+  const bin = process.env.MASCOT_SERVER_BIN ?? path.join(root, "target/debug/mascot-server");
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "mascot-e2e-"));
+  const child = spawn(bin, ["demo", "--port", String(port), "--data-dir", dataDir, "--plugin-dir", path.join(root, "plugin")], {
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn", STRIPE_SECRET_KEY: "" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  const ready = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`demo did not start:\n${output}`)), 30_000);
+    const onData = (chunk) => {
+      output += chunk;
+      const m = output.match(/MASCOT_DEMO_READY api=(\S+) sim=(\S+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ api: m[1], sim: m[2] });
+      }
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", (c) => (output += c));
+    child.on("exit", (code) => reject(new Error(`demo exited with ${code}:\n${output}`)));
+  });
+  return {
+    ...ready,
+    async stop() {
+      child.kill("SIGTERM");
+      await new Promise((r) => (child.exitCode !== null ? r() : child.on("exit", r)));
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function launchBrowser() {
+  // playwright gives each launch a fresh, temporary profile (the empty --user-data-dir we want).
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  return {
+    browser,
+    async close() {
+      await browser.close();
+    },
+  };
+}

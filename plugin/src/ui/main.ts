@@ -1,0 +1,26 @@
+// UI entry point: instantiate the Wasm client from the inlined bytes, ask the main thread for the
+// stored session, then run the Account tab.
+import init, { MascotClient } from "../../pkg/plugin_client.js";
+import wasmBytes from "../../pkg/plugin_client_bg.wasm";
+import type { ToMain, ToUi } from "../protocol";
+import { AccountTab } from "./account";
+
+function toMain(message: ToMain): void {
+  parent.postMessage({ pluginMessage: message }, "*");
+}
+
+async function start(): Promise<void> {
+  await init({ module_or_path: wasmBytes });
+  const root = document.getElementById("app");
+  if (!root) return;
+  window.addEventListener("message", (event: MessageEvent) => {
+    const message = (event.data as { pluginMessage?: ToUi } | null)?.pluginMessage;
+    if (message?.type === "init") {
+      const client = new MascotClient(message.apiBase, message.token);
+      new AccountTab(root, client, toMain).start();
+    }
+  });
+  toMain({ type: "ready" });
+}
+
+void start();
