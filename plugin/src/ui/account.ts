@@ -124,7 +124,8 @@ export class AccountTab {
       this.history = page.entries;
       this.cursor = page.next_cursor;
       this.busy = false;
-      this.banner = null;
+      // A refresh settles a failure; a success message stays until the next action.
+      if (this.banner?.tone === "error") this.banner = null;
       this.render();
     } catch (e) {
       this.fail(e, () => void this.refresh());
@@ -268,22 +269,29 @@ export class AccountTab {
       minlength: mode === "signup" ? 8 : undefined,
       placeholder: mode === "signup" ? "At least 8 characters" : "",
     });
+    // No native form submission: Figma's sandboxed iframe may not allow it. Enter and the button
+    // both submit.
+    const submit = (): void => {
+      if (!this.busy) void this.submitAuth(mode, email.value.trim(), password.value);
+    };
+    const onEnter = (ev: Event): void => {
+      if ((ev as KeyboardEvent).key === "Enter") {
+        ev.preventDefault();
+        submit();
+      }
+    };
+    email.addEventListener("keydown", onEnter);
+    password.addEventListener("keydown", onEnter);
     const form = h(
-      "form",
-      {
-        className: "card auth",
-        onsubmit: (ev: Event) => {
-          ev.preventDefault();
-          void this.submitAuth(mode, email.value.trim(), password.value);
-        },
-      },
+      "div",
+      { className: "card auth", role: "form", "aria-label": mode === "signin" ? "Sign in" : "Create account" },
       h("h1", {}, mode === "signin" ? "Sign in to Mascot" : "Create your Mascot account"),
       h("p", { className: "muted" }, "Your credits follow your account across files and devices."),
       h("label", { for: "email" }, "Email"),
       email,
       h("label", { for: "password" }, "Password"),
       password,
-      h("button", { type: "submit", className: "primary", id: "auth-submit", disabled: this.busy, "aria-busy": this.busy ? "true" : undefined }, this.busy ? "Please wait…" : mode === "signin" ? "Sign in" : "Create account"),
+      h("button", { type: "button", className: "primary", id: "auth-submit", disabled: this.busy, "aria-busy": this.busy ? "true" : undefined, onclick: submit }, this.busy ? "Please wait…" : mode === "signin" ? "Sign in" : "Create account"),
       h(
         "button",
         { type: "button", className: "link", id: "auth-switch", onclick: () => this.show({ kind: "signed-out", mode: mode === "signin" ? "signup" : "signin" }, null) },
