@@ -75,14 +75,16 @@ impl MascotClient {
 
     #[wasm_bindgen(unchecked_return_type = "AuthResponse")]
     pub async fn signup(&self, email: String, password: String) -> Result<JsValue> {
-        let auth: AuthResponse = self.send(Method::POST, "/api/v1/auth/signup", Some(&Credentials { email, password }), None, None).await?;
+        let auth: AuthResponse =
+            self.send(Method::POST, "/api/v1/auth/signup", Some(&Credentials { email, password }), None, None).await?;
         self.set_token(Some(auth.token.clone()));
         to_js(&auth)
     }
 
     #[wasm_bindgen(unchecked_return_type = "AuthResponse")]
     pub async fn login(&self, email: String, password: String) -> Result<JsValue> {
-        let auth: AuthResponse = self.send(Method::POST, "/api/v1/auth/login", Some(&Credentials { email, password }), None, None).await?;
+        let auth: AuthResponse =
+            self.send(Method::POST, "/api/v1/auth/login", Some(&Credentials { email, password }), None, None).await?;
         self.set_token(Some(auth.token.clone()));
         to_js(&auth)
     }
@@ -125,25 +127,64 @@ impl MascotClient {
     }
 
     #[wasm_bindgen(unchecked_return_type = "SpendResponse", js_name = spend)]
-    pub async fn spend(&self, amount: f64, reason: String, #[wasm_bindgen(js_name = idempotencyKey)] idempotency_key: String) -> Result<JsValue> {
+    pub async fn spend(
+        &self,
+        amount: f64,
+        reason: String,
+        #[wasm_bindgen(js_name = idempotencyKey)] idempotency_key: String,
+    ) -> Result<JsValue> {
         let body = SpendRequest { amount: amount as i64, reason };
-        to_js(&self.send::<SpendResponse, _>(Method::POST, "/api/v1/credits/spend", Some(&body), Some(&idempotency_key), None).await?)
+        to_js(
+            &self
+                .send::<SpendResponse, _>(
+                    Method::POST,
+                    "/api/v1/credits/spend",
+                    Some(&body),
+                    Some(&idempotency_key),
+                    None,
+                )
+                .await?,
+        )
     }
 
     /// Creates a Stripe Checkout Session for a pack; open `checkout_url` in the browser.
     #[wasm_bindgen(unchecked_return_type = "CheckoutResponse", js_name = startCheckout)]
     pub async fn start_checkout(&self, #[wasm_bindgen(js_name = packId)] pack_id: String) -> Result<JsValue> {
-        to_js(&self.send::<CheckoutResponse, _>(Method::POST, "/api/v1/billing/checkout", Some(&CheckoutRequest { pack_id }), None, None).await?)
+        to_js(
+            &self
+                .send::<CheckoutResponse, _>(
+                    Method::POST,
+                    "/api/v1/billing/checkout",
+                    Some(&CheckoutRequest { pack_id }),
+                    None,
+                    None,
+                )
+                .await?,
+        )
     }
 
     /// The caller's checkouts that can still be paid (to resume waiting after a restart).
     #[wasm_bindgen(unchecked_return_type = "CheckoutListResponse", js_name = pendingCheckouts)]
     pub async fn pending_checkouts(&self) -> Result<JsValue> {
-        to_js(&self.send::<CheckoutListResponse, ()>(Method::GET, "/api/v1/billing/checkouts?status=pending", None, None, None).await?)
+        to_js(
+            &self
+                .send::<CheckoutListResponse, ()>(
+                    Method::GET,
+                    "/api/v1/billing/checkouts?status=pending",
+                    None,
+                    None,
+                    None,
+                )
+                .await?,
+        )
     }
 
     #[wasm_bindgen(unchecked_return_type = "CheckoutStatusResponse", js_name = checkoutStatus)]
-    pub async fn checkout_status(&self, #[wasm_bindgen(js_name = sessionId)] session_id: String, #[wasm_bindgen(js_name = waitSeconds)] wait_seconds: Option<u32>) -> Result<JsValue> {
+    pub async fn checkout_status(
+        &self,
+        #[wasm_bindgen(js_name = sessionId)] session_id: String,
+        #[wasm_bindgen(js_name = waitSeconds)] wait_seconds: Option<u32>,
+    ) -> Result<JsValue> {
         to_js(&self.status(&session_id, wait_seconds.unwrap_or(0), None).await.map_err(reject)?)
     }
 
@@ -152,7 +193,11 @@ impl MascotClient {
     /// until something changes, so this reacts at once without polling on a timer; network
     /// failures are retried with back-off.
     #[wasm_bindgen(unchecked_return_type = "CheckoutStatusResponse", js_name = waitForCheckout)]
-    pub async fn wait_for_checkout(&self, #[wasm_bindgen(js_name = sessionId)] session_id: String, #[wasm_bindgen(js_name = timeoutMs)] timeout_ms: Option<f64>) -> Result<JsValue> {
+    pub async fn wait_for_checkout(
+        &self,
+        #[wasm_bindgen(js_name = sessionId)] session_id: String,
+        #[wasm_bindgen(js_name = timeoutMs)] timeout_ms: Option<f64>,
+    ) -> Result<JsValue> {
         let generation = {
             let mut g = self.generation.borrow_mut();
             *g += 1;
@@ -163,11 +208,21 @@ impl MascotClient {
         let mut failures = 0u32;
         loop {
             if cancelled() {
-                return Err(reject(MascotError::new(ErrorKind::Cancelled, 0, "cancelled", "Stopped waiting for the payment.")));
+                return Err(reject(MascotError::new(
+                    ErrorKind::Cancelled,
+                    0,
+                    "cancelled",
+                    "Stopped waiting for the payment.",
+                )));
             }
             let left = deadline - js_sys::Date::now();
             if left <= 0.0 {
-                return Err(reject(MascotError::new(ErrorKind::Timeout, 0, "timeout", "Still no payment. If you paid, your credits will appear shortly; press Refresh.")));
+                return Err(reject(MascotError::new(
+                    ErrorKind::Timeout,
+                    0,
+                    "timeout",
+                    "Still no payment. If you paid, your credits will appear shortly; press Refresh.",
+                )));
             }
             let wait = ((left / 1000.0) as u32).clamp(1, LONG_POLL_SECONDS);
             let controller = web_sys::AbortController::new().ok();
@@ -182,8 +237,22 @@ impl MascotClient {
                     failures = 0;
                     match s.status {
                         CheckoutStatus::Credited => return to_js(&s),
-                        CheckoutStatus::Failed => return Err(reject(MascotError::new(ErrorKind::PaymentFailed, 0, "payment_failed", "The payment did not go through. No credits were added."))),
-                        CheckoutStatus::Expired => return Err(reject(MascotError::new(ErrorKind::CheckoutExpired, 0, "checkout_expired", "The checkout was cancelled or expired before payment."))),
+                        CheckoutStatus::Failed => {
+                            return Err(reject(MascotError::new(
+                                ErrorKind::PaymentFailed,
+                                0,
+                                "payment_failed",
+                                "The payment did not go through. No credits were added.",
+                            )))
+                        }
+                        CheckoutStatus::Expired => {
+                            return Err(reject(MascotError::new(
+                                ErrorKind::CheckoutExpired,
+                                0,
+                                "checkout_expired",
+                                "The checkout was cancelled or expired before payment.",
+                            )))
+                        }
                         CheckoutStatus::Pending => {}
                     }
                 }
@@ -207,12 +276,24 @@ impl MascotClient {
 }
 
 impl MascotClient {
-    async fn status(&self, session_id: &str, wait: u32, signal: Option<web_sys::AbortSignal>) -> std::result::Result<CheckoutStatusResponse, MascotError> {
+    async fn status(
+        &self,
+        session_id: &str,
+        wait: u32,
+        signal: Option<web_sys::AbortSignal>,
+    ) -> std::result::Result<CheckoutStatusResponse, MascotError> {
         let path = format!("/api/v1/billing/checkout/{}?wait={wait}", js_sys::encode_uri_component(session_id));
         self.request::<CheckoutStatusResponse, ()>(Method::GET, &path, None, None, signal.as_ref()).await
     }
 
-    async fn send<T: DeserializeOwned, B: Serialize>(&self, method: Method, path: &str, body: Option<&B>, key: Option<&str>, signal: Option<&web_sys::AbortSignal>) -> Result<T> {
+    async fn send<T: DeserializeOwned, B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        key: Option<&str>,
+        signal: Option<&web_sys::AbortSignal>,
+    ) -> Result<T> {
         self.request(method, path, body, key, signal).await.map_err(reject)
     }
 
@@ -236,14 +317,23 @@ impl MascotClient {
         b
     }
 
-    async fn request<T: DeserializeOwned, B: Serialize>(&self, method: Method, path: &str, body: Option<&B>, key: Option<&str>, signal: Option<&web_sys::AbortSignal>) -> std::result::Result<T, MascotError> {
+    async fn request<T: DeserializeOwned, B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        key: Option<&str>,
+        signal: Option<&web_sys::AbortSignal>,
+    ) -> std::result::Result<T, MascotError> {
         let mut builder = self.builder(method, path, key);
         if let Some(s) = signal {
             builder = builder.abort_signal(Some(s));
         }
         let request = match body {
             Some(b) => {
-                let value = b.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| MascotError::new(ErrorKind::Decode, 0, "decode", e.to_string()))?;
+                let value = b
+                    .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+                    .map_err(|e| MascotError::new(ErrorKind::Decode, 0, "decode", e.to_string()))?;
                 let text: String = js_sys::JSON::stringify(&value).map(String::from).unwrap_or_default();
                 builder.header("Content-Type", "application/json").body(text)
             }
@@ -262,7 +352,9 @@ impl MascotClient {
         if !response.ok() {
             return Err(MascotError::from_envelope(status, &text));
         }
-        let value = js_sys::JSON::parse(&text).map_err(|_| MascotError::new(ErrorKind::Decode, status, "decode", "The server's answer is not JSON."))?;
-        serde_wasm_bindgen::from_value(value).map_err(|e| MascotError::new(ErrorKind::Decode, status, "decode", e.to_string()))
+        let value = js_sys::JSON::parse(&text)
+            .map_err(|_| MascotError::new(ErrorKind::Decode, status, "decode", "The server's answer is not JSON."))?;
+        serde_wasm_bindgen::from_value(value)
+            .map_err(|e| MascotError::new(ErrorKind::Decode, status, "decode", e.to_string()))
     }
 }

@@ -42,12 +42,22 @@ impl MascotError {
     pub fn from_envelope(status: u16, body: &str) -> Self {
         match parse_envelope(body) {
             Some(env) => MascotError::new(ErrorKind::Http, status, &env.error.code, env.error.message),
-            None => MascotError::new(ErrorKind::Http, status, &format!("http_{status}"), format!("The server answered {status}.")),
+            None => MascotError::new(
+                ErrorKind::Http,
+                status,
+                &format!("http_{status}"),
+                format!("The server answered {status}."),
+            ),
         }
     }
 
     pub fn network(detail: impl std::fmt::Display) -> Self {
-        MascotError::new(ErrorKind::Network, 0, "network", format!("Cannot reach the Mascot server. Check your connection. ({detail})"))
+        MascotError::new(
+            ErrorKind::Network,
+            0,
+            "network",
+            format!("Cannot reach the Mascot server. Check your connection. ({detail})"),
+        )
     }
 }
 

@@ -2,9 +2,9 @@
 //! methods return typed Promises of the api-types (generated TypeScript in plugin/src/generated).
 //! Every failure rejects with one typed error, `MascotError`.
 
-mod error;
 #[cfg(target_arch = "wasm32")]
 mod client;
+mod error;
 
 pub use error::{ErrorKind, MascotError};
 
@@ -28,8 +28,14 @@ mod tests {
 
     #[test]
     fn errors_carry_the_envelope() {
-        let e = MascotError::from_envelope(401, r#"{"error":{"code":"invalid_credentials","message":"Wrong email or password."}}"#);
-        assert_eq!((e.kind, e.status, e.code.as_str(), e.message.as_str()), (ErrorKind::Http, 401, "invalid_credentials", "Wrong email or password."));
+        let e = MascotError::from_envelope(
+            401,
+            r#"{"error":{"code":"invalid_credentials","message":"Wrong email or password."}}"#,
+        );
+        assert_eq!(
+            (e.kind, e.status, e.code.as_str(), e.message.as_str()),
+            (ErrorKind::Http, 401, "invalid_credentials", "Wrong email or password.")
+        );
         let e = MascotError::from_envelope(502, "<html>Bad gateway</html>");
         assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Http, "http_502"));
     }

@@ -282,14 +282,18 @@ fn the_demo_refuses_a_live_key() {
 fn the_demo_starts_and_answers() {
     let dir = tempdir::Dir::new();
     let plugin_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugin");
-    let mut child = cmd(&[], &["demo", "--port", "0", "--data-dir", dir.0.to_str().unwrap(), "--plugin-dir", plugin_dir.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = cmd(
+        &[],
+        &["demo", "--port", "0", "--data-dir", dir.0.to_str().unwrap(), "--plugin-dir", plugin_dir.to_str().unwrap()],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let ready = lines.next().unwrap().unwrap();
-    let api = ready.split_whitespace().find_map(|w| w.strip_prefix("api=")).unwrap_or_else(|| panic!("{ready}")).to_string();
+    let api =
+        ready.split_whitespace().find_map(|w| w.strip_prefix("api=")).unwrap_or_else(|| panic!("{ready}")).to_string();
     let sim = ready.split_whitespace().find_map(|w| w.strip_prefix("sim=")).unwrap().to_string();
     let rest: Vec<String> = lines.by_ref().take(6).map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("Open http://127.0.0.1:")), "{rest:?}");
@@ -297,15 +301,32 @@ fn the_demo_starts_and_answers() {
     rt.block_on(async {
         let c = reqwest::Client::new();
         assert_eq!(c.get(format!("{api}/readyz")).send().await.unwrap().status(), 200);
-        let packs: serde_json::Value = c.get(format!("{api}/api/v1/billing/packs")).send().await.unwrap().json().await.unwrap();
+        let packs: serde_json::Value =
+            c.get(format!("{api}/api/v1/billing/packs")).send().await.unwrap().json().await.unwrap();
         assert_eq!(packs["packs"].as_array().unwrap().len(), 3);
         let host = c.get(format!("{api}/")).send().await.unwrap();
         assert_eq!(host.status(), 200);
         assert!(host.text().await.unwrap().contains("Figma plugin (demo host)"));
         // Checkout works against the in-process simulator.
-        let auth: serde_json::Value = c.post(format!("{api}/api/v1/auth/signup")).json(&serde_json::json!({"email": "demo@example.com", "password": "correct horse"})).send().await.unwrap().json().await.unwrap();
-        let checkout: serde_json::Value = c.post(format!("{api}/api/v1/billing/checkout")).bearer_auth(auth["token"].as_str().unwrap())
-            .json(&serde_json::json!({"pack_id": "pack_25"})).send().await.unwrap().json().await.unwrap();
+        let auth: serde_json::Value = c
+            .post(format!("{api}/api/v1/auth/signup"))
+            .json(&serde_json::json!({"email": "demo@example.com", "password": "correct horse"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let checkout: serde_json::Value = c
+            .post(format!("{api}/api/v1/billing/checkout"))
+            .bearer_auth(auth["token"].as_str().unwrap())
+            .json(&serde_json::json!({"pack_id": "pack_25"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert!(checkout["checkout_url"].as_str().unwrap().starts_with(&sim), "{checkout}");
     });
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
