@@ -1,0 +1,64 @@
+//! `mascot-bench`: measures Mascot credits on this machine and writes bench/results.{md,json}.
+//! Every speed figure comes with a reference measured in the same run (a bare axum hello-world
+//! built in the same workspace and profile), because these 2-core machines are noisy.
+//!
+//!   mascot-bench all --server target/release/mascot-server --out bench/results
+//!   mascot-bench hello --port 9000         (the reference server)
+
+mod flood;
+mod procs;
+mod report;
+mod scenarios;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The hello-world reference server.
+    Hello {
+        #[arg(long)]
+        port: u16,
+    },
+    /// Every benchmark and reliability run, on SQLite and PostgreSQL.
+    All {
+        /// The release server binary.
+        #[arg(long, default_value = "target/release/mascot-server")]
+        server: String,
+        /// Where results.md / results.json and server logs go.
+        #[arg(long, default_value = "bench/results")]
+        out: PathBuf,
+        /// PostgreSQL server (a fresh database is created per run).
+        #[arg(long, default_value = "postgres://postgres:bench-db-password@127.0.0.1:5432")]
+        postgres: String,
+        /// Seconds per HTTP load run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    match cli.command {
+        Cmd::Hello { port } => rt.block_on(hello(port)),
+        Cmd::All { server, out, postgres, seconds } => rt.block_on(scenarios::all(&server, &out, &postgres, seconds)),
+    }
+}
+
+/// The reference: the same axum/tokio stack answering a constant, no database, no auth.
+async fn hello(port: u16) -> anyhow::Result<()> {
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "Hello, World!" }))
+        .route("/readyz", axum::routing::get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! results.json → results.md: one table of figures against their targets, then reliability.
+
+use serde_json::Value;
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+fn mark(ok: bool) -> &'static str {
+    if ok {
+        "✅ met"
+    } else {
+        "❌ not met"
+    }
+}
+
+pub fn markdown(r: &Value) -> String {
+    let mut md = String::new();
+    md.push_str("# Mascot credits — benchmark results\n\n");
+    md.push_str(&format!(
+        "Run {} on {} cores (`./bench/run`). Speed figures are ratios against a bare axum hello-world built in the same workspace and profile, measured in the same run with the same load generator (wrk, 2 threads), plus absolute numbers.\n\nDurability is not relaxed: SQLite {}; PostgreSQL {}.\n\n",
+        r["date"].as_str().unwrap_or("?"),
+        r["machine"]["cores"],
+        r["durability"]["sqlite"].as_str().unwrap_or(""),
+        r["durability"]["postgres"].as_str().unwrap_or("")
+    ));
+    md.push_str("| figure | backend | measured | reference (same run) | target | |\n|---|---|---|---|---|---|\n");
+    for (backend, min_ratio) in [("sqlite", 0.40), ("postgres", 0.25)] {
+        let b = &r[backend];
+        if b.is_null() {
+            continue;
+        }
+        let ratio = f(&b["balance"]["ratio"]);
+        md.push_str(&format!(
+            "| `GET /api/v1/credits/balance`, 64 connections | {backend} | {:.0} req/s ({:.0} % of reference) | hello-world {:.0} req/s | ≥ {:.0} % | {} |\n",
+            f(&b["balance"]["rps_64"]), ratio * 100.0, f(&b["hello"]["rps_64"]), min_ratio * 100.0, mark(ratio >= min_ratio)
+        ));
+        let p99 = f(&b["balance"]["p99_ms_8"]);
+        md.push_str(&format!(
+            "| balance p99, 8 connections | {backend} | {p99:.2} ms | hello-world p99 {:.2} ms | ≤ 5 ms | {} |\n",
+            f(&b["hello"]["p99_ms_8"]),
+            mark(p99 <= 5.0)
+        ));
+        let fl = &b["webhook_flood"];
+        let eps = f(&fl["events_per_s"]);
+        let target =
+            if backend == "sqlite" { "≥ 2,000/s, exact totals" } else { "exact totals (2,000/s target is SQLite's)" };
+        let ok = fl["exact"] == true && (backend != "sqlite" || eps >= 2000.0);
+        md.push_str(&format!(
+            "| signed `checkout.session.completed`, {} distinct paid sessions | {backend} | {eps:.0} events/s; credited {} sessions, {} credits (expected {}) | — | {target} | {} |\n",
+            fl["events"], fl["credited_sessions"], fl["credits"], fl["expected_credits"], mark(ok)
+        ));
+        let d = &b["duplicate_flood"];
+        md.push_str(&format!(
+            "| same flood, every event 3× concurrently, shuffled ({} deliveries) | {backend} | {:.0} deliveries/s; {} credits (expected {}) | — | credits == sum of packs | {} |\n",
+            d["deliveries"], f(&d["events_per_s"]), d["credits"], d["expected_credits"], mark(d["exact"] == true)
+        ));
+        let s = &b["spends"];
+        let sps = f(&s["spends_per_s"]);
+        md.push_str(&format!(
+            "| 64 clients spending on one account | {backend} | {sps:.0} spends/s; balance {} == ledger sum {} | — | ≥ 3,000/s, never negative, none lost | {} |\n",
+            s["balance"], s["ledger_sum"], mark(sps >= 3000.0 && s["exact"] == true)
+        ));
+        let l = &b["payment_to_balance"];
+        let p95 = f(&l["p95_ms"]);
+        md.push_str(&format!(
+            "| payment on the simulator → balance visible to a waiting client | {backend} | p95 {p95:.0} ms (p50 {:.0}, {}/{} rounds) | — | ≤ 1 s p95, no fixed-interval polling | {} |\n",
+            f(&l["p50_ms"]), l["credited"], l["rounds"], mark(p95 <= 1000.0 && l["credited"] == l["rounds"])
+        ));
+        let (idle, load, start) = (f(&b["rss_idle_kb"]) / 1024.0, f(&b["rss_load_kb"]) / 1024.0, f(&b["startup_ms"]));
+        md.push_str(&format!(
+            "| server memory idle / under the balance load; start-up incl. migrations | {backend} | {idle:.1} MB / {load:.1} MB RSS; {start:.0} ms | — | ≤ 20 MB / ≤ 60 MB; ≤ 300 ms | {} |\n",
+            mark(idle <= 20.0 && load <= 60.0 && start <= 300.0)
+        ));
+    }
+    let w = &r["wasm"];
+    if let Some(total) = w["total_gzip"].as_f64() {
+        md.push_str(&format!(
+            "| plugin-client wasm + JS glue, gzip | — | {:.1} KB ({:.1} + {:.1}) | — | ≤ 60 KB | {} |\n",
+            total / 1024.0,
+            f(&w["wasm_gzip"]) / 1024.0,
+            f(&w["glue_gzip"]) / 1024.0,
+            mark(total <= 60.0 * 1024.0)
+        ));
+    }
+    md.push_str("\n## Reliability\n\n| run | result | |\n|---|---|---|\n");
+    let c = &r["crash_restart"];
+    md.push_str(&format!(
+        "| SIGKILL the server mid-flood (300 paid sessions), restart, simulator retries | {} failed delivery attempts retried; credited {} sessions, {} credits (expected {}) | {} |\n",
+        c["failed_delivery_attempts_retried"], c["credited_sessions"], c["credits"], c["expected_credits"], if c["exact"] == true { "✅ nothing lost, nothing doubled" } else { "❌" }
+    ));
+    let t = &r["two_replicas"];
+    md.push_str(&format!(
+        "| two replicas on one PostgreSQL, flood split between them (each event also to the other replica) | {:.0} events/s; {} sessions, {} credits (expected {}) | {} |\n",
+        f(&t["events_per_s"]), t["credited_sessions"], t["credits"], t["expected_credits"], if t["exact"] == true { "✅ exact" } else { "❌" }
+    ));
+    let x = &t["cross_replica_wake"];
+    md.push_str(&format!(
+        "| long-poll on replica A, payment fulfilled on replica B | woken {}/{}; p95 {:.0} ms, max {:.0} ms (LISTEN/NOTIFY) | {} |\n",
+        x["woken"], x["rounds"], f(&x["p95_ms"]), f(&x["max_ms"]), if x["woken"] == x["rounds"] { "✅" } else { "❌" }
+    ));
+    let s = &r["secrets_in_logs"];
+    let clean = s["found"].as_array().is_some_and(|a| a.is_empty());
+    md.push_str(&format!(
+        "| secrets in server logs (all runs above: {} lines; Stripe key, webhook secret, DB password, bearer tokens, passwords) | found: {} | {} |\n",
+        s["log_lines"], s["found"], if clean { "✅ none" } else { "❌" }
+    ));
+    md
+}
