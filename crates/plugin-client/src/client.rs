@@ -34,11 +34,10 @@ fn reject(e: MascotError) -> JsValue {
     serde_wasm_bindgen::to_value(&e).unwrap_or_else(|_| JsValue::from_str(&e.message))
 }
 
-fn to_js<T: Serialize>(value: &T) -> Result<JsValue> {
-    // Plain objects (not Maps) for TypeScript's object types.
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| reject(MascotError::new(ErrorKind::Decode, 0, "decode", e.to_string())))
+/// A checked answer: the typed view (validated against api-types) and the JS object itself.
+struct Typed<T> {
+    value: T,
+    js: JsValue,
 }
 
 /// The Mascot API, for one server and (optionally) one signed-in user.
@@ -75,18 +74,18 @@ impl MascotClient {
 
     #[wasm_bindgen(unchecked_return_type = "AuthResponse")]
     pub async fn signup(&self, email: String, password: String) -> Result<JsValue> {
-        let auth: AuthResponse =
+        let auth: Typed<AuthResponse> =
             self.send(Method::POST, "/api/v1/auth/signup", Some(&Credentials { email, password }), None, None).await?;
-        self.set_token(Some(auth.token.clone()));
-        to_js(&auth)
+        self.set_token(Some(auth.value.token));
+        Ok(auth.js)
     }
 
     #[wasm_bindgen(unchecked_return_type = "AuthResponse")]
     pub async fn login(&self, email: String, password: String) -> Result<JsValue> {
-        let auth: AuthResponse =
+        let auth: Typed<AuthResponse> =
             self.send(Method::POST, "/api/v1/auth/login", Some(&Credentials { email, password }), None, None).await?;
-        self.set_token(Some(auth.token.clone()));
-        to_js(&auth)
+        self.set_token(Some(auth.value.token));
+        Ok(auth.js)
     }
 
     /// Revokes the token at the server (best effort) and forgets it.
@@ -103,17 +102,17 @@ impl MascotClient {
 
     #[wasm_bindgen(unchecked_return_type = "Me")]
     pub async fn me(&self) -> Result<JsValue> {
-        to_js(&self.send::<Me, ()>(Method::GET, "/api/v1/me", None, None, None).await?)
+        Ok(self.send::<Me, ()>(Method::GET, "/api/v1/me", None, None, None).await?.js)
     }
 
     #[wasm_bindgen(unchecked_return_type = "PacksResponse")]
     pub async fn packs(&self) -> Result<JsValue> {
-        to_js(&self.send::<PacksResponse, ()>(Method::GET, "/api/v1/billing/packs", None, None, None).await?)
+        Ok(self.send::<PacksResponse, ()>(Method::GET, "/api/v1/billing/packs", None, None, None).await?.js)
     }
 
     #[wasm_bindgen(unchecked_return_type = "BalanceResponse")]
     pub async fn balance(&self) -> Result<JsValue> {
-        to_js(&self.send::<BalanceResponse, ()>(Method::GET, "/api/v1/credits/balance", None, None, None).await?)
+        Ok(self.send::<BalanceResponse, ()>(Method::GET, "/api/v1/credits/balance", None, None, None).await?.js)
     }
 
     /// One page of history, newest first; pass the previous page's `next_cursor` as `before`.
@@ -123,7 +122,7 @@ impl MascotClient {
         if let Some(b) = before.filter(|b| !b.is_empty()) {
             path.push_str(&format!("&before={}", js_sys::encode_uri_component(&b)));
         }
-        to_js(&self.send::<HistoryResponse, ()>(Method::GET, &path, None, None, None).await?)
+        Ok(self.send::<HistoryResponse, ()>(Method::GET, &path, None, None, None).await?.js)
     }
 
     #[wasm_bindgen(unchecked_return_type = "SpendResponse", js_name = spend)]
@@ -134,49 +133,34 @@ impl MascotClient {
         #[wasm_bindgen(js_name = idempotencyKey)] idempotency_key: String,
     ) -> Result<JsValue> {
         let body = SpendRequest { amount: amount as i64, reason };
-        to_js(
-            &self
-                .send::<SpendResponse, _>(
-                    Method::POST,
-                    "/api/v1/credits/spend",
-                    Some(&body),
-                    Some(&idempotency_key),
-                    None,
-                )
-                .await?,
-        )
+        Ok(self
+            .send::<SpendResponse, _>(Method::POST, "/api/v1/credits/spend", Some(&body), Some(&idempotency_key), None)
+            .await?
+            .js)
     }
 
     /// Creates a Stripe Checkout Session for a pack; open `checkout_url` in the browser.
     #[wasm_bindgen(unchecked_return_type = "CheckoutResponse", js_name = startCheckout)]
     pub async fn start_checkout(&self, #[wasm_bindgen(js_name = packId)] pack_id: String) -> Result<JsValue> {
-        to_js(
-            &self
-                .send::<CheckoutResponse, _>(
-                    Method::POST,
-                    "/api/v1/billing/checkout",
-                    Some(&CheckoutRequest { pack_id }),
-                    None,
-                    None,
-                )
-                .await?,
-        )
+        Ok(self
+            .send::<CheckoutResponse, _>(
+                Method::POST,
+                "/api/v1/billing/checkout",
+                Some(&CheckoutRequest { pack_id }),
+                None,
+                None,
+            )
+            .await?
+            .js)
     }
 
     /// The caller's checkouts that can still be paid (to resume waiting after a restart).
     #[wasm_bindgen(unchecked_return_type = "CheckoutListResponse", js_name = pendingCheckouts)]
     pub async fn pending_checkouts(&self) -> Result<JsValue> {
-        to_js(
-            &self
-                .send::<CheckoutListResponse, ()>(
-                    Method::GET,
-                    "/api/v1/billing/checkouts?status=pending",
-                    None,
-                    None,
-                    None,
-                )
-                .await?,
-        )
+        Ok(self
+            .send::<CheckoutListResponse, ()>(Method::GET, "/api/v1/billing/checkouts?status=pending", None, None, None)
+            .await?
+            .js)
     }
 
     #[wasm_bindgen(unchecked_return_type = "CheckoutStatusResponse", js_name = checkoutStatus)]
@@ -185,7 +169,7 @@ impl MascotClient {
         #[wasm_bindgen(js_name = sessionId)] session_id: String,
         #[wasm_bindgen(js_name = waitSeconds)] wait_seconds: Option<u32>,
     ) -> Result<JsValue> {
-        to_js(&self.status(&session_id, wait_seconds.unwrap_or(0), None).await.map_err(reject)?)
+        Ok(self.status(&session_id, wait_seconds.unwrap_or(0), None).await.map_err(reject)?.js)
     }
 
     /// Waits until the checkout is paid and credited (resolves with the new balance), or rejects:
@@ -235,8 +219,8 @@ impl MascotClient {
             match result {
                 Ok(s) => {
                     failures = 0;
-                    match s.status {
-                        CheckoutStatus::Credited => return to_js(&s),
+                    match s.value.status {
+                        CheckoutStatus::Credited => return Ok(s.js),
                         CheckoutStatus::Failed => {
                             return Err(reject(MascotError::new(
                                 ErrorKind::PaymentFailed,
@@ -281,7 +265,7 @@ impl MascotClient {
         session_id: &str,
         wait: u32,
         signal: Option<web_sys::AbortSignal>,
-    ) -> std::result::Result<CheckoutStatusResponse, MascotError> {
+    ) -> std::result::Result<Typed<CheckoutStatusResponse>, MascotError> {
         let path = format!("/api/v1/billing/checkout/{}?wait={wait}", js_sys::encode_uri_component(session_id));
         self.request::<CheckoutStatusResponse, ()>(Method::GET, &path, None, None, signal.as_ref()).await
     }
@@ -293,7 +277,7 @@ impl MascotClient {
         body: Option<&B>,
         key: Option<&str>,
         signal: Option<&web_sys::AbortSignal>,
-    ) -> Result<T> {
+    ) -> Result<Typed<T>> {
         self.request(method, path, body, key, signal).await.map_err(reject)
     }
 
@@ -324,7 +308,7 @@ impl MascotClient {
         body: Option<&B>,
         key: Option<&str>,
         signal: Option<&web_sys::AbortSignal>,
-    ) -> std::result::Result<T, MascotError> {
+    ) -> std::result::Result<Typed<T>, MascotError> {
         let mut builder = self.builder(method, path, key);
         if let Some(s) = signal {
             builder = builder.abort_signal(Some(s));
@@ -352,9 +336,11 @@ impl MascotClient {
         if !response.ok() {
             return Err(MascotError::from_envelope(status, &text));
         }
-        let value = js_sys::JSON::parse(&text)
+        let js = js_sys::JSON::parse(&text)
             .map_err(|_| MascotError::new(ErrorKind::Decode, status, "decode", "The server's answer is not JSON."))?;
-        serde_wasm_bindgen::from_value(value)
-            .map_err(|e| MascotError::new(ErrorKind::Decode, status, "decode", e.to_string()))
+        // Reading it into the api-types struct checks its shape; JS gets the object already parsed.
+        let value = serde_wasm_bindgen::from_value(js.clone())
+            .map_err(|e| MascotError::new(ErrorKind::Decode, status, "decode", e.to_string()))?;
+        Ok(Typed { value, js })
     }
 }
