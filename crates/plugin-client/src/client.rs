@@ -1,15 +1,13 @@
 //! The JS-facing class. Requests go through the browser's fetch (gloo-net); JSON is parsed by the
 //! browser and mapped with serde-wasm-bindgen, which keeps serde_json out of the Wasm binary.
 
-use std::{cell::RefCell, rc::Rc};
+use std::{cell::RefCell, future::Future, pin::Pin, rc::Rc};
 
-use api_types::{
-    AuthResponse, BalanceResponse, CheckoutListResponse, CheckoutRequest, CheckoutResponse, CheckoutStatus,
-    CheckoutStatusResponse, Credentials, HistoryResponse, Me, PacksResponse, SpendRequest, SpendResponse,
-};
+use api_types::{AuthResponse, CheckoutRequest, CheckoutStatus, CheckoutStatusResponse, Credentials, SpendRequest};
 use gloo_net::http::{Method, RequestBuilder};
 use serde::{de::DeserializeOwned, Serialize};
 use wasm_bindgen::prelude::*;
+use web_sys::AbortSignal;
 
 use crate::{backoff_ms, ErrorKind, MascotError, LONG_POLL_SECONDS};
 
@@ -34,10 +32,19 @@ fn reject(e: MascotError) -> JsValue {
     serde_wasm_bindgen::to_value(&e).unwrap_or_else(|_| JsValue::from_str(&e.message))
 }
 
-/// A checked answer: the typed view (validated against api-types) and the JS object itself.
-struct Typed<T> {
-    value: T,
-    js: JsValue,
+/// The one request path: not generic and boxed, so the dozen async methods share it instead of
+/// each inlining a copy (that duplication was most of the Wasm's size).
+type Pending = Pin<Box<dyn Future<Output = std::result::Result<JsValue, MascotError>>>>;
+
+/// Reads a parsed answer into its api-types struct (for the answers the client acts on).
+fn check<T: DeserializeOwned>(js: &JsValue) -> std::result::Result<T, MascotError> {
+    serde_wasm_bindgen::from_value(js.clone())
+        .map_err(|e| MascotError::new(ErrorKind::Decode, 0, "decode", e.to_string()))
+}
+
+fn to_body<B: Serialize>(body: &B) -> std::result::Result<JsValue, MascotError> {
+    body.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| MascotError::new(ErrorKind::Decode, 0, "decode", e.to_string()))
 }
 
 /// The Mascot API, for one server and (optionally) one signed-in user.
@@ -74,26 +81,20 @@ impl MascotClient {
 
     #[wasm_bindgen(unchecked_return_type = "AuthResponse")]
     pub async fn signup(&self, email: String, password: String) -> Result<JsValue> {
-        let auth: Typed<AuthResponse> =
-            self.send(Method::POST, "/api/v1/auth/signup", Some(&Credentials { email, password }), None, None).await?;
-        self.set_token(Some(auth.value.token));
-        Ok(auth.js)
+        self.authenticate("/api/v1/auth/signup", Credentials { email, password }).await
     }
 
     #[wasm_bindgen(unchecked_return_type = "AuthResponse")]
     pub async fn login(&self, email: String, password: String) -> Result<JsValue> {
-        let auth: Typed<AuthResponse> =
-            self.send(Method::POST, "/api/v1/auth/login", Some(&Credentials { email, password }), None, None).await?;
-        self.set_token(Some(auth.value.token));
-        Ok(auth.js)
+        self.authenticate("/api/v1/auth/login", Credentials { email, password }).await
     }
 
     /// Revokes the token at the server (best effort) and forgets it.
     pub async fn logout(&self) -> Result<()> {
-        let result = self.send_empty(Method::POST, "/api/v1/auth/logout").await;
+        let result = self.fetch_json(Method::POST, "/api/v1/auth/logout".into(), None, None, None).await;
         self.set_token(None);
         match result {
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
             // Already invalid at the server: signed out either way.
             Err(e) if e.status == 401 => Ok(()),
             Err(e) => Err(reject(e)),
@@ -102,17 +103,17 @@ impl MascotClient {
 
     #[wasm_bindgen(unchecked_return_type = "Me")]
     pub async fn me(&self) -> Result<JsValue> {
-        Ok(self.send::<Me, ()>(Method::GET, "/api/v1/me", None, None, None).await?.js)
+        self.get("/api/v1/me".into()).await
     }
 
     #[wasm_bindgen(unchecked_return_type = "PacksResponse")]
     pub async fn packs(&self) -> Result<JsValue> {
-        Ok(self.send::<PacksResponse, ()>(Method::GET, "/api/v1/billing/packs", None, None, None).await?.js)
+        self.get("/api/v1/billing/packs".into()).await
     }
 
     #[wasm_bindgen(unchecked_return_type = "BalanceResponse")]
     pub async fn balance(&self) -> Result<JsValue> {
-        Ok(self.send::<BalanceResponse, ()>(Method::GET, "/api/v1/credits/balance", None, None, None).await?.js)
+        self.get("/api/v1/credits/balance".into()).await
     }
 
     /// One page of history, newest first; pass the previous page's `next_cursor` as `before`.
@@ -120,9 +121,10 @@ impl MascotClient {
     pub async fn history(&self, limit: Option<u32>, before: Option<String>) -> Result<JsValue> {
         let mut path = format!("/api/v1/credits/history?limit={}", limit.unwrap_or(20).clamp(1, 100));
         if let Some(b) = before.filter(|b| !b.is_empty()) {
-            path.push_str(&format!("&before={}", js_sys::encode_uri_component(&b)));
+            path.push_str("&before=");
+            path.push_str(&String::from(js_sys::encode_uri_component(&b)));
         }
-        Ok(self.send::<HistoryResponse, ()>(Method::GET, &path, None, None, None).await?.js)
+        self.get(path).await
     }
 
     #[wasm_bindgen(unchecked_return_type = "SpendResponse", js_name = spend)]
@@ -132,35 +134,25 @@ impl MascotClient {
         reason: String,
         #[wasm_bindgen(js_name = idempotencyKey)] idempotency_key: String,
     ) -> Result<JsValue> {
-        let body = SpendRequest { amount: amount as i64, reason };
-        Ok(self
-            .send::<SpendResponse, _>(Method::POST, "/api/v1/credits/spend", Some(&body), Some(&idempotency_key), None)
-            .await?
-            .js)
+        let body = to_body(&SpendRequest { amount: amount as i64, reason }).map_err(reject)?;
+        let js = self
+            .fetch_json(Method::POST, "/api/v1/credits/spend".into(), Some(body), Some(idempotency_key), None)
+            .await;
+        Self::passed_on(js)
     }
 
     /// Creates a Stripe Checkout Session for a pack; open `checkout_url` in the browser.
     #[wasm_bindgen(unchecked_return_type = "CheckoutResponse", js_name = startCheckout)]
     pub async fn start_checkout(&self, #[wasm_bindgen(js_name = packId)] pack_id: String) -> Result<JsValue> {
-        Ok(self
-            .send::<CheckoutResponse, _>(
-                Method::POST,
-                "/api/v1/billing/checkout",
-                Some(&CheckoutRequest { pack_id }),
-                None,
-                None,
-            )
-            .await?
-            .js)
+        let body = to_body(&CheckoutRequest { pack_id }).map_err(reject)?;
+        let js = self.fetch_json(Method::POST, "/api/v1/billing/checkout".into(), Some(body), None, None).await;
+        Self::passed_on(js)
     }
 
     /// The caller's checkouts that can still be paid (to resume waiting after a restart).
     #[wasm_bindgen(unchecked_return_type = "CheckoutListResponse", js_name = pendingCheckouts)]
     pub async fn pending_checkouts(&self) -> Result<JsValue> {
-        Ok(self
-            .send::<CheckoutListResponse, ()>(Method::GET, "/api/v1/billing/checkouts?status=pending", None, None, None)
-            .await?
-            .js)
+        self.get("/api/v1/billing/checkouts?status=pending".into()).await
     }
 
     #[wasm_bindgen(unchecked_return_type = "CheckoutStatusResponse", js_name = checkoutStatus)]
@@ -169,7 +161,9 @@ impl MascotClient {
         #[wasm_bindgen(js_name = sessionId)] session_id: String,
         #[wasm_bindgen(js_name = waitSeconds)] wait_seconds: Option<u32>,
     ) -> Result<JsValue> {
-        Ok(self.status(&session_id, wait_seconds.unwrap_or(0), None).await.map_err(reject)?.js)
+        let js = self.status(&session_id, wait_seconds.unwrap_or(0), None).await.map_err(reject)?;
+        check::<CheckoutStatusResponse>(&js).map_err(reject)?;
+        Ok(js)
     }
 
     /// Waits until the checkout is paid and credited (resolves with the new balance), or rejects:
@@ -216,11 +210,11 @@ impl MascotClient {
             if cancelled() {
                 continue;
             }
-            match result {
-                Ok(s) => {
+            match result.and_then(|js| check::<CheckoutStatusResponse>(&js).map(|s| (s.status, js))) {
+                Ok((status, js)) => {
                     failures = 0;
-                    match s.value.status {
-                        CheckoutStatus::Credited => return Ok(s.js),
+                    match status {
+                        CheckoutStatus::Credited => return Ok(js),
                         CheckoutStatus::Failed => {
                             return Err(reject(MascotError::new(
                                 ErrorKind::PaymentFailed,
@@ -260,87 +254,84 @@ impl MascotClient {
 }
 
 impl MascotClient {
-    async fn status(
-        &self,
-        session_id: &str,
-        wait: u32,
-        signal: Option<web_sys::AbortSignal>,
-    ) -> std::result::Result<Typed<CheckoutStatusResponse>, MascotError> {
-        let path = format!("/api/v1/billing/checkout/{}?wait={wait}", js_sys::encode_uri_component(session_id));
-        self.request::<CheckoutStatusResponse, ()>(Method::GET, &path, None, None, signal.as_ref()).await
+    async fn authenticate(&self, path: &str, credentials: Credentials) -> Result<JsValue> {
+        let body = to_body(&credentials).map_err(reject)?;
+        let js = self.fetch_json(Method::POST, path.into(), Some(body), None, None).await.map_err(reject)?;
+        let auth: AuthResponse = check(&js).map_err(reject)?;
+        self.set_token(Some(auth.token));
+        Ok(js)
     }
 
-    async fn send<T: DeserializeOwned, B: Serialize>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&B>,
-        key: Option<&str>,
-        signal: Option<&web_sys::AbortSignal>,
-    ) -> Result<Typed<T>> {
-        self.request(method, path, body, key, signal).await.map_err(reject)
+    /// Answers the client only passes on reach JS as the browser parsed them, typed for
+    /// TypeScript by `unchecked_return_type` with the generated api-types declaration. Reading
+    /// each into its Rust struct as well would ship one deserialiser per type (a fifth of the
+    /// Wasm) to re-check what the server serialised from those same types; the answers the
+    /// client acts on (the session token, the checkout status) are read through api-types (`check`).
+    async fn get(&self, path: String) -> Result<JsValue> {
+        Self::passed_on(self.fetch_json(Method::GET, path, None, None, None).await)
     }
 
-    async fn send_empty(&self, method: Method, path: &str) -> std::result::Result<(), MascotError> {
-        let response = self.builder(method, path, None).send().await.map_err(MascotError::network)?;
-        if response.ok() {
-            Ok(())
+    fn passed_on(answer: std::result::Result<JsValue, MascotError>) -> Result<JsValue> {
+        let js = answer.map_err(reject)?;
+        if js.is_object() {
+            Ok(js)
         } else {
-            Err(MascotError::from_envelope(response.status(), &response.text().await.unwrap_or_default()))
+            Err(reject(MascotError::new(ErrorKind::Decode, 0, "decode", "The server's answer is not a JSON object.")))
         }
     }
 
-    fn builder(&self, method: Method, path: &str, key: Option<&str>) -> RequestBuilder {
-        let mut b = RequestBuilder::new(&format!("{}{}", self.base, path)).method(method);
-        if let Some(t) = self.token.borrow().as_deref() {
-            b = b.header("Authorization", &format!("Bearer {t}"));
-        }
-        if let Some(k) = key {
-            b = b.header("Idempotency-Key", k);
-        }
-        b
+    fn status(&self, session_id: &str, wait: u32, signal: Option<AbortSignal>) -> Pending {
+        let path =
+            format!("/api/v1/billing/checkout/{}?wait={wait}", String::from(js_sys::encode_uri_component(session_id)));
+        self.fetch_json(Method::GET, path, None, None, signal)
     }
 
-    async fn request<T: DeserializeOwned, B: Serialize>(
+    fn fetch_json(
         &self,
         method: Method,
-        path: &str,
-        body: Option<&B>,
-        key: Option<&str>,
-        signal: Option<&web_sys::AbortSignal>,
-    ) -> std::result::Result<Typed<T>, MascotError> {
-        let mut builder = self.builder(method, path, key);
-        if let Some(s) = signal {
-            builder = builder.abort_signal(Some(s));
-        }
-        let request = match body {
-            Some(b) => {
-                let value = b
-                    .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-                    .map_err(|e| MascotError::new(ErrorKind::Decode, 0, "decode", e.to_string()))?;
-                let text: String = js_sys::JSON::stringify(&value).map(String::from).unwrap_or_default();
-                builder.header("Content-Type", "application/json").body(text)
+        path: String,
+        body: Option<JsValue>,
+        key: Option<String>,
+        signal: Option<AbortSignal>,
+    ) -> Pending {
+        let url = format!("{}{}", self.base, path);
+        let token = self.token.borrow().clone();
+        Box::pin(async move {
+            let mut builder = RequestBuilder::new(&url).method(method);
+            if let Some(t) = token {
+                builder = builder.header("Authorization", &format!("Bearer {t}"));
             }
-            None => builder.build(),
-        }
-        .map_err(|e| MascotError::new(ErrorKind::Decode, 0, "decode", e.to_string()))?;
-        let response = request.send().await.map_err(|e| {
-            if signal.is_some_and(|s| s.aborted()) {
-                MascotError::new(ErrorKind::Cancelled, 0, "cancelled", "Stopped waiting for the payment.")
-            } else {
-                MascotError::network(e)
+            if let Some(k) = key {
+                builder = builder.header("Idempotency-Key", &k);
             }
-        })?;
-        let status = response.status();
-        let text = response.text().await.map_err(MascotError::network)?;
-        if !response.ok() {
-            return Err(MascotError::from_envelope(status, &text));
-        }
-        let js = js_sys::JSON::parse(&text)
-            .map_err(|_| MascotError::new(ErrorKind::Decode, status, "decode", "The server's answer is not JSON."))?;
-        // Reading it into the api-types struct checks its shape; JS gets the object already parsed.
-        let value = serde_wasm_bindgen::from_value(js.clone())
-            .map_err(|e| MascotError::new(ErrorKind::Decode, status, "decode", e.to_string()))?;
-        Ok(Typed { value, js })
+            if let Some(s) = &signal {
+                builder = builder.abort_signal(Some(s));
+            }
+            let request = match body {
+                Some(b) => {
+                    let text: String = js_sys::JSON::stringify(&b).map(String::from).unwrap_or_default();
+                    builder.header("Content-Type", "application/json").body(text)
+                }
+                None => builder.build(),
+            }
+            .map_err(|e| MascotError::new(ErrorKind::Decode, 0, "decode", e.to_string()))?;
+            let response = request.send().await.map_err(|e| {
+                if signal.as_ref().is_some_and(|s| s.aborted()) {
+                    MascotError::new(ErrorKind::Cancelled, 0, "cancelled", "Stopped waiting for the payment.")
+                } else {
+                    MascotError::network(e)
+                }
+            })?;
+            let status = response.status();
+            let text = response.text().await.map_err(MascotError::network)?;
+            if !response.ok() {
+                return Err(MascotError::from_envelope(status, &text));
+            }
+            if text.is_empty() {
+                return Ok(JsValue::UNDEFINED);
+            }
+            js_sys::JSON::parse(&text)
+                .map_err(|_| MascotError::new(ErrorKind::Decode, status, "decode", "The server's answer is not JSON."))
+        })
     }
 }
