@@ -17,9 +17,9 @@ token=$(curl -fs -X POST "http://127.0.0.1:$port/api/v1/auth/signup" -H 'content
   -d '{"email":"fuzz@bench.example.com","password":"fuzz correct horse"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 timeout 600 schemathesis run "http://127.0.0.1:$port/api/v1/openapi.json" --url "http://127.0.0.1:$port" \
   --checks not_a_server_error,response_schema_conformance,status_code_conformance \
-  --max-examples "${SCHEMATHESIS_EXAMPLES:-30}" -H "Authorization: Bearer $token" > "$log" 2>&1
+  --exclude-path /api/v1/auth/logout --max-examples "${SCHEMATHESIS_EXAMPLES:-30}" -H "Authorization: Bearer $token" > "$log" 2>&1
 status=$?
-summary=$(grep -E "^(Test cases|API Operations|[0-9]+ (passed|failed))|passed|failed" "$log" | tail -3 | tr '\n' ' ' | sed 's/|/\//g')
+summary=$(grep -A1 "^Test cases:" "$log" | tail -1 | sed "s/^ *//")
 if [ $status -eq 0 ]; then
   echo "| schemathesis against /api/v1/openapi.json (no 5xx, responses match the schema) | ${summary} | ✅ |"
 else

@@ -80,8 +80,10 @@ pub struct HistoryResponse {
 pub struct SpendRequest {
     /// Credits to spend, > 0.
     #[ts(type = "number")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1_000_000))]
     pub amount: i64,
     /// Shown in the history, e.g. "Generated 4 mascots".
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200, pattern = r"\S"))]
     pub reason: String,
 }
 
@@ -100,11 +102,14 @@ pub struct SpendResponse {
 pub struct HoldRequest {
     /// Credits to reserve, > 0.
     #[ts(type = "number")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1_000_000))]
     pub amount: i64,
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200, pattern = r"\S"))]
     pub reason: String,
     /// Seconds until the hold lapses by itself (default 900, at most 86400).
     #[ts(type = "number | null")]
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 86_400))]
     pub ttl_seconds: Option<i64>,
 }
 
@@ -128,6 +133,7 @@ pub struct HoldResponse {
 pub struct CaptureRequest {
     #[ts(type = "number | null")]
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub amount: Option<i64>,
 }
 

@@ -125,6 +125,7 @@ pub struct WaitQuery {
     params(("session_id" = String, Path, description = "The Checkout Session id"), WaitQuery),
     responses(
         (status = 200, description = "Current status, credits of the pack and the caller's balance", body = CheckoutStatusResponse),
+        (status = 400, description = "Unreadable query (wait must be a whole number)", body = ErrorEnvelope),
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
         (status = 404, description = "No such session for this user", body = ErrorEnvelope),
         (status = 422, description = "wait above 30", body = ErrorEnvelope),
@@ -201,6 +202,7 @@ pub struct ListQuery {
 #[utoipa::path(get, path = "/api/v1/billing/checkouts", tag = "billing", security(("bearer" = [])), params(ListQuery),
     responses(
         (status = 200, description = "Checkouts, newest first (at most 20)", body = CheckoutListResponse),
+        (status = 400, description = "Unreadable query", body = ErrorEnvelope),
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
         (status = 422, description = "Unknown status", body = ErrorEnvelope),
     ))]

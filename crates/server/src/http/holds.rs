@@ -68,6 +68,7 @@ pub async fn create(
     params(("hold_id" = String, Path, description = "The hold")), request_body = CaptureRequest,
     responses(
         (status = 200, description = "Captured (again: same answer)", body = HoldOutcome),
+        (status = 400, description = "Body is not valid JSON of this shape", body = ErrorEnvelope),
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
         (status = 404, description = "No such hold for this account", body = ErrorEnvelope),
         (status = 409, description = "Released, expired, or captured for another amount", body = ErrorEnvelope),
