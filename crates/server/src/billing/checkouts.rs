@@ -93,6 +93,15 @@ pub async fn find(db: &Db, id: &str) -> sqlx::Result<Option<CheckoutRecord>> {
     Ok(row.map(from_row))
 }
 
+/// [`find`] inside a transaction.
+pub async fn find_in(tx: &mut Tx, id: &str) -> sqlx::Result<Option<CheckoutRecord>> {
+    let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM checkout_sessions WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.map(from_row))
+}
+
 pub async fn find_by_payment_intent(db: &Db, payment_intent: &str) -> sqlx::Result<Option<CheckoutRecord>> {
     let row: Option<Row> =
         sqlx::query_as(&format!("SELECT {COLUMNS} FROM checkout_sessions WHERE payment_intent = $1"))
@@ -166,6 +175,20 @@ pub async fn credited_since(db: &Db, since_ms: i64) -> sqlx::Result<Vec<Checkout
 }
 
 /// Moves a pending session to `failed` or `expired`. A credited session never changes back.
+pub async fn close_pending_in(tx: &mut Tx, id: &str, to: CheckoutStatus, reason: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE checkout_sessions SET status = $1, failure_reason = $2, updated_at = $3 WHERE id = $4 AND status = 'pending'",
+    )
+    .bind(to.as_str())
+    .bind(reason)
+    .bind(now_ms())
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// [`close_pending_in`] on its own.
 pub async fn close_pending(db: &Db, id: &str, to: CheckoutStatus, reason: &str) -> sqlx::Result<bool> {
     let done = sqlx::query("UPDATE checkout_sessions SET status = $1, failure_reason = $2, updated_at = $3 WHERE id = $4 AND status = 'pending'")
         .bind(to.as_str())

@@ -5,10 +5,11 @@
 use serde::Deserialize;
 
 use super::{
-    fulfil::{self, ChargeView, ClawbackOutcome, DisputeView, FulfilError, FulfilOutcome},
+    fulfil::{self, AfterCommit, ChargeView, ClawbackOutcome, DisputeView, FulfilError, FulfilOutcome},
     stripe_api::SessionView,
     Billing,
 };
+use crate::db::Tx;
 
 /// The envelope of a Stripe event.
 #[derive(Debug, Clone, Deserialize)]
@@ -86,14 +87,34 @@ pub fn decode_object(event: &EventEnvelope) -> Result<EventObject, EventError> {
     })
 }
 
-/// Applies one verified event; returns a short description of what happened (for logs/journal).
-pub async fn handle_event(billing: &Billing, event: &EventEnvelope) -> Result<String, EventError> {
-    let outcome = match decode_object(event)? {
-        EventObject::Fulfil(session) => describe(fulfil::fulfil_checkout(billing, &session).await?),
-        EventObject::PaymentFailed(session) => describe(fulfil::fail_checkout(billing, &session).await?),
-        EventObject::Refunded(charge) => describe_claw(fulfil::claw_back_refund(billing, &charge).await?),
-        EventObject::DisputeOpened(dispute) => describe_claw(fulfil::claw_back_dispute(billing, &dispute).await?),
-        EventObject::DisputeClosed(dispute) => describe_claw(fulfil::settle_dispute(billing, &dispute).await?),
+/// Lookups at Stripe an event may need (a refund or dispute for a purchase not seen yet), done
+/// before the write transaction so no lock is held across the network.
+pub async fn prepare(billing: &Billing, object: &EventObject) -> Result<(), EventError> {
+    let payment_intent = match object {
+        EventObject::Refunded(charge) => fulfil::refund_payment_intent(billing, charge),
+        EventObject::DisputeOpened(d) | EventObject::DisputeClosed(d) => fulfil::dispute_payment_intent(billing, d),
+        _ => None,
+    };
+    if let Some(pi) = payment_intent {
+        fulfil::ensure_purchase_known(billing, &pi).await?;
+    }
+    Ok(())
+}
+
+/// Applies one verified event inside `tx`; returns a short description of what happened.
+pub async fn apply_in(
+    tx: &mut Tx,
+    billing: &Billing,
+    event: &EventEnvelope,
+    object: &EventObject,
+    after: &mut AfterCommit,
+) -> Result<String, FulfilError> {
+    let outcome = match object {
+        EventObject::Fulfil(session) => describe(fulfil::fulfil_checkout_in(tx, billing, session, after).await?),
+        EventObject::PaymentFailed(session) => describe(fulfil::fail_checkout_in(tx, billing, session, after).await?),
+        EventObject::Refunded(charge) => describe_claw(fulfil::claw_back_refund_in(tx, billing, charge).await?),
+        EventObject::DisputeOpened(dispute) => describe_claw(fulfil::claw_back_dispute_in(tx, billing, dispute).await?),
+        EventObject::DisputeClosed(dispute) => describe_claw(fulfil::settle_dispute_in(tx, billing, dispute).await?),
         EventObject::Ignored => format!("ignored ({} is not handled)", event.event_type),
     };
     tracing::info!(event_id = %event.id, event_type = %event.event_type, outcome = %outcome, "stripe event processed");

@@ -16,7 +16,7 @@ use super::{
     Billing,
 };
 use crate::{
-    db::now_ms,
+    db::{now_ms, Tx},
     ledger::{self, LedgerError, NewEntry, Overdraft},
 };
 
@@ -87,14 +87,65 @@ fn mismatch(session: &SessionView, record: &CheckoutRecord) -> Option<String> {
     None
 }
 
+/// Sessions whose status changed in a transaction, announced to long-polls once it commits.
+#[derive(Debug, Default)]
+pub struct AfterCommit {
+    changed: Vec<String>,
+}
+
+impl AfterCommit {
+    fn changed(&mut self, session_id: &str) {
+        self.changed.push(session_id.to_string());
+    }
+
+    pub fn announce(self, hub: &CheckoutHub) {
+        for id in self.changed {
+            hub.notify_local(&id);
+        }
+    }
+}
+
+/// Commits `tx` when `result` is a success (then wakes the long-polls), rolls it back otherwise.
+async fn finish<T>(
+    billing: &Billing,
+    tx: Tx,
+    after: AfterCommit,
+    result: Result<T, FulfilError>,
+) -> Result<T, FulfilError> {
+    match result {
+        Ok(value) => {
+            tx.commit().await?;
+            after.announce(&billing.hub);
+            Ok(value)
+        }
+        Err(e) => {
+            tx.rollback().await?;
+            Err(e)
+        }
+    }
+}
+
 /// Credits the session's pack if Stripe says it is paid; records expiry otherwise.
 pub async fn fulfil_checkout(billing: &Billing, session: &SessionView) -> Result<FulfilOutcome, FulfilError> {
+    let mut tx = billing.db.begin_write().await?;
+    let mut after = AfterCommit::default();
+    let result = fulfil_checkout_in(&mut tx, billing, session, &mut after).await;
+    finish(billing, tx, after, result).await
+}
+
+/// [`fulfil_checkout`] inside the caller's write transaction.
+pub async fn fulfil_checkout_in(
+    tx: &mut Tx,
+    billing: &Billing,
+    session: &SessionView,
+    after: &mut AfterCommit,
+) -> Result<FulfilOutcome, FulfilError> {
     if session.livemode != billing.stripe.livemode() {
         let reason = format!("livemode {} does not match the server's Stripe key", session.livemode);
         tracing::error!(session_id = %session.id, %reason, "refusing checkout session");
         return Ok(FulfilOutcome::Rejected(reason));
     }
-    let Some(record) = checkouts::find(&billing.db, &session.id).await? else {
+    let Some(record) = checkouts::find_in(tx, &session.id).await? else {
         tracing::info!(session_id = %session.id, "checkout session is not one of ours; nothing credited");
         return Ok(FulfilOutcome::NotOurs);
     };
@@ -103,8 +154,9 @@ pub async fn fulfil_checkout(billing: &Billing, session: &SessionView) -> Result
     }
     if !session.is_paid() {
         if session.status.as_deref() == Some("expired") {
-            if checkouts::close_pending(&billing.db, &record.id, CheckoutStatus::Expired, "expired at Stripe").await? {
-                billing.hub.notify_local(&record.id);
+            if checkouts::close_pending_in(tx, &record.id, CheckoutStatus::Expired, "expired at Stripe").await? {
+                CheckoutHub::notify_in_tx(&billing.db, tx, &record.id).await?;
+                after.changed(&record.id);
             }
             return Ok(FulfilOutcome::Expired);
         }
@@ -116,8 +168,6 @@ pub async fn fulfil_checkout(billing: &Billing, session: &SessionView) -> Result
     }
 
     let pack = find_pack(&record.pack_id).expect("checked by mismatch");
-    let db = &billing.db;
-    let mut tx = db.begin_write().await?;
     let claimed = sqlx::query(
         "UPDATE checkout_sessions SET status = 'credited', payment_intent = $1, credited_at = $2, updated_at = $2, failure_reason = NULL
          WHERE id = $3 AND status <> 'credited'",
@@ -125,10 +175,9 @@ pub async fn fulfil_checkout(billing: &Billing, session: &SessionView) -> Result
     .bind(session.payment_intent_id())
     .bind(now_ms())
     .bind(&record.id)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     if claimed.rows_affected() == 0 {
-        tx.rollback().await?;
         return Ok(FulfilOutcome::AlreadyCredited);
     }
     let entry = NewEntry {
@@ -139,23 +188,13 @@ pub async fn fulfil_checkout(billing: &Billing, session: &SessionView) -> Result
         description: format!("Bought {} credits ({})", pack.credits, pack.price_display()),
         request_hash: None,
     };
-    match ledger::post(&mut tx, &entry, Overdraft::Allow).await {
-        Ok(posted) => {
-            CheckoutHub::notify_in_tx(db, &mut tx, &record.id).await?;
-            tx.commit().await?;
-            billing.hub.notify_local(&record.id);
-            tracing::info!(session_id = %record.id, user_id = %record.user_id, credits = record.credits, "purchase credited");
-            Ok(FulfilOutcome::Credited { balance: posted.balance })
-        }
-        Err(LedgerError::DuplicateCause) => {
-            tx.rollback().await?;
-            Ok(FulfilOutcome::AlreadyCredited)
-        }
-        Err(e) => {
-            tx.rollback().await?;
-            Err(e.into())
-        }
-    }
+    // The claim above already holds the session row, so a duplicate cause cannot reach here; if it
+    // ever did, the transaction is spoiled and the caller rolls back.
+    let posted = ledger::post(tx, &entry, Overdraft::Allow).await?;
+    CheckoutHub::notify_in_tx(&billing.db, tx, &record.id).await?;
+    after.changed(&record.id);
+    tracing::info!(session_id = %record.id, user_id = %record.user_id, credits = record.credits, "purchase credited");
+    Ok(FulfilOutcome::Credited { balance: posted.balance })
 }
 
 /// Asks Stripe for the session and fulfils from its answer (return page, long-poll, reconcile).
@@ -165,15 +204,21 @@ pub async fn fulfil_from_stripe(billing: &Billing, session_id: &str) -> Result<F
 }
 
 /// A delayed payment failed: the session will never be paid.
-pub async fn fail_checkout(billing: &Billing, session: &SessionView) -> Result<FulfilOutcome, FulfilError> {
+pub async fn fail_checkout_in(
+    tx: &mut Tx,
+    billing: &Billing,
+    session: &SessionView,
+    after: &mut AfterCommit,
+) -> Result<FulfilOutcome, FulfilError> {
     if session.livemode != billing.stripe.livemode() {
         return Ok(FulfilOutcome::Rejected("livemode mismatch".into()));
     }
-    match checkouts::find(&billing.db, &session.id).await? {
+    match checkouts::find_in(tx, &session.id).await? {
         None => Ok(FulfilOutcome::NotOurs),
         Some(r) => {
-            if checkouts::close_pending(&billing.db, &r.id, CheckoutStatus::Failed, "payment failed").await? {
-                billing.hub.notify_local(&r.id);
+            if checkouts::close_pending_in(tx, &r.id, CheckoutStatus::Failed, "payment failed").await? {
+                CheckoutHub::notify_in_tx(&billing.db, tx, &r.id).await?;
+                after.changed(&r.id);
             }
             Ok(FulfilOutcome::NotPaid)
         }
@@ -226,41 +271,74 @@ pub enum ClawbackOutcome {
     NotOurs,
 }
 
-/// The credited purchase paid with `payment_intent`. When we have not seen it yet (the refund
-/// overtook the completion event), ask Stripe for its session and fulfil that first.
-async fn purchase_for(billing: &Billing, payment_intent: &str) -> Result<Option<CheckoutRecord>, FulfilError> {
-    if let Some(r) = checkouts::find_by_payment_intent(&billing.db, payment_intent).await? {
-        return Ok(Some(r));
+/// Makes sure the purchase paid with `payment_intent` is known here: when a refund or dispute
+/// overtakes the completion event, ask Stripe for the session and fulfil it first. Network calls
+/// happen here, before any write transaction is opened.
+pub async fn ensure_purchase_known(billing: &Billing, payment_intent: &str) -> Result<(), FulfilError> {
+    if checkouts::find_by_payment_intent(&billing.db, payment_intent).await?.is_none() {
+        if let Some(session) = billing.stripe.session_for_payment_intent(payment_intent).await? {
+            fulfil_checkout(billing, &session).await?;
+        }
     }
-    if let Some(session) = billing.stripe.session_for_payment_intent(payment_intent).await? {
-        fulfil_checkout(billing, &session).await?;
+    Ok(())
+}
+
+async fn purchase_in(tx: &mut Tx, payment_intent: &str) -> Result<Option<CheckoutRecord>, FulfilError> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT id FROM checkout_sessions WHERE payment_intent = $1")
+        .bind(payment_intent)
+        .fetch_optional(&mut **tx)
+        .await?;
+    match row {
+        Some((id,)) => Ok(checkouts::lock(tx, &id).await?),
+        None => Ok(None),
     }
-    Ok(checkouts::find_by_payment_intent(&billing.db, payment_intent).await?)
+}
+
+/// The PaymentIntent a refund concerns, when it is ours to look at.
+pub fn refund_payment_intent(billing: &Billing, charge: &ChargeView) -> Option<String> {
+    (charge.livemode == billing.stripe.livemode()).then(|| id_of(&charge.payment_intent)).flatten()
+}
+
+/// The PaymentIntent a dispute concerns, when it is ours to look at.
+pub fn dispute_payment_intent(billing: &Billing, dispute: &DisputeView) -> Option<String> {
+    (dispute.livemode == billing.stripe.livemode()).then(|| id_of(&dispute.payment_intent)).flatten()
 }
 
 /// `charge.refunded`: takes back ceil(credits × amount_refunded / amount), minus what refunds
 /// already took, never more than what is left of the purchase. `amount_refunded` is cumulative, so
 /// the cause key `refund:<charge>:<amount_refunded>` makes each refund step count once.
 pub async fn claw_back_refund(billing: &Billing, charge: &ChargeView) -> Result<ClawbackOutcome, FulfilError> {
-    if charge.livemode != billing.stripe.livemode() {
-        return Ok(ClawbackOutcome::NotOurs);
+    if let Some(pi) = refund_payment_intent(billing, charge) {
+        ensure_purchase_known(billing, &pi).await?;
     }
-    let Some(pi) = id_of(&charge.payment_intent) else { return Ok(ClawbackOutcome::NotOurs) };
-    let Some(purchase) = purchase_for(billing, &pi).await? else { return Ok(ClawbackOutcome::NotOurs) };
+    let mut tx = billing.db.begin_write().await?;
+    let result = claw_back_refund_in(&mut tx, billing, charge).await;
+    finish(billing, tx, AfterCommit::default(), result).await
+}
+
+pub async fn claw_back_refund_in(
+    tx: &mut Tx,
+    billing: &Billing,
+    charge: &ChargeView,
+) -> Result<ClawbackOutcome, FulfilError> {
+    let Some(pi) = refund_payment_intent(billing, charge) else { return Ok(ClawbackOutcome::NotOurs) };
+    let Some(purchase) = purchase_in(tx, &pi).await? else { return Ok(ClawbackOutcome::NotOurs) };
     if charge.amount <= 0 {
         return Ok(ClawbackOutcome::Nothing);
     }
     let refunded = charge.amount_refunded.clamp(0, charge.amount);
     // Integer ceil(credits × refunded / amount) without floating point.
     let target = (purchase.credits * refunded + charge.amount - 1) / charge.amount;
-    let cause = format!("refund:{}:{}", charge.id, refunded);
-    let description = |n: i64| format!("Refund: {n} of {} purchased credits taken back", purchase.credits);
+    let take = (target - purchase.refund_clawed)
+        .min(purchase.credits - purchase.refund_clawed - purchase.dispute_clawed)
+        .max(0);
+    let description = format!("Refund: {take} of {} purchased credits taken back", purchase.credits);
     claw(
-        billing,
-        &purchase.id,
-        cause,
+        tx,
+        &purchase,
+        format!("refund:{}:{}", charge.id, refunded),
         EntryKind::Refund,
-        move |r| (target - r.refund_clawed).min(r.credits - r.refund_clawed - r.dispute_clawed).max(0),
+        take,
         description,
         Column::Refund,
     )
@@ -269,56 +347,56 @@ pub async fn claw_back_refund(billing: &Billing, charge: &ChargeView) -> Result<
 
 /// `charge.dispute.created`: takes back what is left of the purchase while the dispute is open.
 pub async fn claw_back_dispute(billing: &Billing, dispute: &DisputeView) -> Result<ClawbackOutcome, FulfilError> {
-    let Some(purchase) = dispute_purchase(billing, dispute).await? else { return Ok(ClawbackOutcome::NotOurs) };
-    let cause = format!("dispute:{}", dispute.id);
-    claw(
-        billing,
-        &purchase.id,
-        cause,
-        EntryKind::Dispute,
-        |r| (r.credits - r.refund_clawed - r.dispute_clawed).max(0),
-        |n| format!("Card dispute opened: {n} credits on hold"),
-        Column::Dispute,
-    )
-    .await
+    if let Some(pi) = dispute_payment_intent(billing, dispute) {
+        ensure_purchase_known(billing, &pi).await?;
+    }
+    let mut tx = billing.db.begin_write().await?;
+    let result = claw_back_dispute_in(&mut tx, billing, dispute).await;
+    finish(billing, tx, AfterCommit::default(), result).await
+}
+
+pub async fn claw_back_dispute_in(
+    tx: &mut Tx,
+    billing: &Billing,
+    dispute: &DisputeView,
+) -> Result<ClawbackOutcome, FulfilError> {
+    let Some(pi) = dispute_payment_intent(billing, dispute) else { return Ok(ClawbackOutcome::NotOurs) };
+    let Some(purchase) = purchase_in(tx, &pi).await? else { return Ok(ClawbackOutcome::NotOurs) };
+    let take = (purchase.credits - purchase.refund_clawed - purchase.dispute_clawed).max(0);
+    let description = format!("Card dispute opened: {take} credits on hold");
+    claw(tx, &purchase, format!("dispute:{}", dispute.id), EntryKind::Dispute, take, description, Column::Dispute).await
 }
 
 /// `charge.dispute.closed`: a dispute decided for us returns what it took.
 pub async fn settle_dispute(billing: &Billing, dispute: &DisputeView) -> Result<ClawbackOutcome, FulfilError> {
+    if let Some(pi) = dispute_payment_intent(billing, dispute) {
+        ensure_purchase_known(billing, &pi).await?;
+    }
+    let mut tx = billing.db.begin_write().await?;
+    let result = settle_dispute_in(&mut tx, billing, dispute).await;
+    finish(billing, tx, AfterCommit::default(), result).await
+}
+
+pub async fn settle_dispute_in(
+    tx: &mut Tx,
+    billing: &Billing,
+    dispute: &DisputeView,
+) -> Result<ClawbackOutcome, FulfilError> {
     let won = matches!(dispute.status.as_deref(), Some("won" | "warning_closed" | "prevented"));
     if !won {
         tracing::info!(dispute_id = %dispute.id, status = ?dispute.status, "dispute closed against us: credits stay taken back");
         return Ok(ClawbackOutcome::Nothing);
     }
-    let Some(purchase) = dispute_purchase(billing, dispute).await? else { return Ok(ClawbackOutcome::NotOurs) };
+    let Some(pi) = dispute_payment_intent(billing, dispute) else { return Ok(ClawbackOutcome::NotOurs) };
+    let Some(purchase) = purchase_in(tx, &pi).await? else { return Ok(ClawbackOutcome::NotOurs) };
     let taken: Option<(i64,)> = sqlx::query_as("SELECT delta FROM ledger_entries WHERE cause = $1")
         .bind(format!("dispute:{}", dispute.id))
-        .fetch_optional(billing.db.pool())
+        .fetch_optional(&mut **tx)
         .await?;
     let Some((delta,)) = taken else { return Ok(ClawbackOutcome::Nothing) };
-    let give_back = -delta;
-    let cause = format!("dispute-won:{}", dispute.id);
-    claw(
-        billing,
-        &purchase.id,
-        cause,
-        EntryKind::Dispute,
-        move |_| -give_back,
-        |n| format!("Card dispute won: {} credits returned", -n),
-        Column::Dispute,
-    )
-    .await
-}
-
-async fn dispute_purchase(billing: &Billing, dispute: &DisputeView) -> Result<Option<CheckoutRecord>, FulfilError> {
-    if dispute.livemode != billing.stripe.livemode() {
-        return Ok(None);
-    }
-    let pi = match id_of(&dispute.payment_intent) {
-        Some(pi) => pi,
-        None => return Ok(None),
-    };
-    purchase_for(billing, &pi).await
+    let description = format!("Card dispute won: {} credits returned", -delta);
+    claw(tx, &purchase, format!("dispute-won:{}", dispute.id), EntryKind::Dispute, delta, description, Column::Dispute)
+        .await
 }
 
 #[derive(Clone, Copy)]
@@ -327,53 +405,35 @@ enum Column {
     Dispute,
 }
 
-/// Takes back `amount(record)` credits (returns them when negative) from a credited purchase,
-/// once per `cause`, updating the purchase's clawback totals in the same transaction.
+/// Takes back `take` credits (returns them when negative) from a credited purchase, once per
+/// `cause`, updating the purchase's clawback totals in the same transaction.
 async fn claw(
-    billing: &Billing,
-    session_id: &str,
+    tx: &mut Tx,
+    purchase: &CheckoutRecord,
     cause: String,
     kind: EntryKind,
-    amount: impl FnOnce(&CheckoutRecord) -> i64,
-    description: impl FnOnce(i64) -> String,
+    take: i64,
+    description: String,
     column: Column,
 ) -> Result<ClawbackOutcome, FulfilError> {
-    let db = &billing.db;
-    let mut tx = db.begin_write().await?;
-    let Some(record) = checkouts::lock(&mut tx, session_id).await? else {
-        tx.rollback().await?;
-        return Ok(ClawbackOutcome::NotOurs);
-    };
-    let take = amount(&record);
-    if record.status != CheckoutStatus::Credited || take == 0 {
-        tx.rollback().await?;
+    if purchase.status != CheckoutStatus::Credited || take == 0 {
         return Ok(ClawbackOutcome::Nothing);
     }
-    let entry = NewEntry {
-        user_id: record.user_id.clone(),
-        delta: -take,
-        kind,
-        cause,
-        description: description(take),
-        request_hash: None,
-    };
-    let posted = match ledger::post(&mut tx, &entry, Overdraft::Allow).await {
-        Ok(p) => p,
-        Err(LedgerError::DuplicateCause) => {
-            tx.rollback().await?;
-            return Ok(ClawbackOutcome::Nothing);
-        }
-        Err(e) => {
-            tx.rollback().await?;
-            return Err(e.into());
-        }
-    };
+    // A cause already applied is a replay: nothing to do (checked first, so the transaction is
+    // never spoiled by a unique violation).
+    let done: Option<(String,)> =
+        sqlx::query_as("SELECT id FROM ledger_entries WHERE cause = $1").bind(&cause).fetch_optional(&mut **tx).await?;
+    if done.is_some() {
+        return Ok(ClawbackOutcome::Nothing);
+    }
+    let entry =
+        NewEntry { user_id: purchase.user_id.clone(), delta: -take, kind, cause, description, request_hash: None };
+    let posted = ledger::post(tx, &entry, Overdraft::Allow).await?;
     let sql = match column {
         Column::Refund => "UPDATE checkout_sessions SET refund_clawed = refund_clawed + $1 WHERE id = $2",
         Column::Dispute => "UPDATE checkout_sessions SET dispute_clawed = dispute_clawed + $1 WHERE id = $2",
     };
-    sqlx::query(sql).bind(take).bind(session_id).execute(&mut *tx).await?;
-    tx.commit().await?;
-    tracing::info!(session_id, delta = -take, kind = kind.as_str(), "clawback posted");
+    sqlx::query(sql).bind(take).bind(&purchase.id).execute(&mut **tx).await?;
+    tracing::info!(session_id = %purchase.id, delta = -take, kind = kind.as_str(), "clawback posted");
     Ok(ClawbackOutcome::Posted { delta: -take, balance: posted.balance })
 }

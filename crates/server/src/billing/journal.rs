@@ -4,7 +4,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::db::{now_ms, Db};
+use crate::db::{now_ms, Db, Tx};
 
 #[derive(Debug, Clone)]
 pub struct JournalEntry {
@@ -53,9 +53,23 @@ pub async fn record_delivery(
     livemode: bool,
     payload: &[u8],
 ) -> sqlx::Result<Option<String>> {
+    let mut tx = db.begin_write().await?;
+    let prior = record_delivery_in(&mut tx, id, event_type, livemode, payload).await?;
+    tx.commit().await?;
+    Ok(prior)
+}
+
+/// [`record_delivery`] inside the transaction that applies the event, so the journal row, the
+/// effect and its outcome commit together (one durable commit per event).
+pub async fn record_delivery_in(
+    tx: &mut Tx,
+    id: &str,
+    event_type: &str,
+    livemode: bool,
+    payload: &[u8],
+) -> sqlx::Result<Option<String>> {
     let now = now_ms();
     let payload = String::from_utf8_lossy(payload);
-    // One statement, so concurrent deliveries of the same event neither fail nor double-insert.
     let inserted = sqlx::query(
         "INSERT INTO stripe_events (id, event_type, livemode, payload, first_received_at, last_received_at, delivery_count, status)
          VALUES ($1, $2, $3, $4, $5, $5, 1, 'received') ON CONFLICT (id) DO NOTHING",
@@ -65,7 +79,7 @@ pub async fn record_delivery(
     .bind(i64::from(livemode))
     .bind(payload.as_ref())
     .bind(now)
-    .execute(db.pool())
+    .execute(&mut **tx)
     .await?;
     if inserted.rows_affected() == 1 {
         return Ok(None);
@@ -75,19 +89,19 @@ pub async fn record_delivery(
     )
     .bind(now)
     .bind(id)
-    .fetch_optional(db.pool())
+    .fetch_optional(&mut **tx)
     .await?;
     Ok(row.map(|(s,)| s))
 }
 
-pub async fn mark_processed(db: &Db, id: &str, outcome: &str) -> sqlx::Result<()> {
+pub async fn mark_processed_in(tx: &mut Tx, id: &str, outcome: &str) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE stripe_events SET status = 'processed', outcome = $1, error = NULL, processed_at = $2 WHERE id = $3",
     )
     .bind(outcome)
     .bind(now_ms())
     .bind(id)
-    .execute(db.pool())
+    .execute(&mut **tx)
     .await?;
     Ok(())
 }
