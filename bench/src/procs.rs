@@ -70,17 +70,22 @@ fn ureq_get(url: &str) -> std::io::Result<u16> {
     Ok(head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0))
 }
 
+/// Resident memory of a process, from /proc (KB; 0 once it is gone).
+fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 impl Proc {
     pub fn rss_kb(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|v| v.parse().ok())
-            })
-            .unwrap_or(0)
+        rss_of(self.child.id())
     }
 
     pub fn stop(mut self) {
@@ -107,15 +112,7 @@ pub fn sample_peak_rss(pid: u32, stop: std::sync::Arc<std::sync::atomic::AtomicB
     std::thread::spawn(move || {
         let mut peak = 0;
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .ok()
-                .and_then(|s| {
-                    s.lines()
-                        .find(|l| l.starts_with("VmRSS:"))
-                        .and_then(|l| l.split_whitespace().nth(1))
-                        .and_then(|v| v.parse().ok())
-                })
-                .unwrap_or(0);
+            let rss = rss_of(pid);
             peak = peak.max(rss);
             std::thread::sleep(Duration::from_millis(100));
         }

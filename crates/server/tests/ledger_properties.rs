@@ -17,6 +17,7 @@ use common::{fresh_database, postgres_available, Backend};
 use mascot_server::{
     billing::{
         checkouts::{self, CheckoutRecord},
+        events::{self, EventObject},
         fulfil::{self, ChargeView, DisputeView},
         stripe_api::SessionView,
         Billing,
@@ -192,7 +193,7 @@ impl World {
                     amount_refunded: p.refunded_cents,
                     livemode: false,
                 };
-                fulfil::claw_back_refund(&self.billing, &charge).await.unwrap();
+                events::apply_alone(&self.billing, &EventObject::Refunded(charge)).await.unwrap();
                 let target = (p.credits * p.refunded_cents + p.price - 1) / p.price;
                 let take = (target - p.refund_clawed).min(p.credits - p.refund_clawed - p.dispute_clawed).max(0);
                 p.refund_clawed += take;
@@ -214,7 +215,7 @@ impl World {
                     status: Some("needs_response".into()),
                     livemode: false,
                 };
-                fulfil::claw_back_dispute(&self.billing, &dispute).await.unwrap();
+                events::apply_alone(&self.billing, &EventObject::DisputeOpened(dispute)).await.unwrap();
                 let take = (p.credits - p.refund_clawed - p.dispute_clawed).max(0);
                 p.dispute_clawed += take;
                 p.dispute = Some((id, take, false));
@@ -234,7 +235,7 @@ impl World {
                     status: Some(status.into()),
                     livemode: false,
                 };
-                fulfil::settle_dispute(&self.billing, &dispute).await.unwrap();
+                events::apply_alone(&self.billing, &EventObject::DisputeClosed(dispute)).await.unwrap();
                 if won && !closed && taken > 0 {
                     p.dispute_clawed -= taken;
                     self.balances[p.user] += taken;

@@ -101,11 +101,20 @@ pub async fn prepare(billing: &Billing, object: &EventObject) -> Result<(), Even
     Ok(())
 }
 
-/// Applies one verified event inside `tx`; returns a short description of what happened.
+/// Applies one event's object in its own transaction (tools and tests; the webhook journals it
+/// in the same transaction instead, see `webhook::apply`).
+pub async fn apply_alone(billing: &Billing, object: &EventObject) -> Result<String, EventError> {
+    prepare(billing, object).await?;
+    let mut tx = billing.db.begin_write().await.map_err(FulfilError::from)?;
+    let mut after = AfterCommit::default();
+    let result = apply_in(&mut tx, billing, object, &mut after).await;
+    Ok(fulfil::finish(billing, tx, after, result).await?)
+}
+
+/// Applies one verified event's object inside `tx`; returns a short description of what happened.
 pub async fn apply_in(
     tx: &mut Tx,
     billing: &Billing,
-    event: &EventEnvelope,
     object: &EventObject,
     after: &mut AfterCommit,
 ) -> Result<String, FulfilError> {
@@ -115,9 +124,8 @@ pub async fn apply_in(
         EventObject::Refunded(charge) => describe_claw(fulfil::claw_back_refund_in(tx, billing, charge).await?),
         EventObject::DisputeOpened(dispute) => describe_claw(fulfil::claw_back_dispute_in(tx, billing, dispute).await?),
         EventObject::DisputeClosed(dispute) => describe_claw(fulfil::settle_dispute_in(tx, billing, dispute).await?),
-        EventObject::Ignored => format!("ignored ({} is not handled)", event.event_type),
+        EventObject::Ignored => "ignored (not an event type this server handles)".to_string(),
     };
-    tracing::info!(event_id = %event.id, event_type = %event.event_type, outcome = %outcome, "stripe event processed");
     Ok(outcome)
 }
 

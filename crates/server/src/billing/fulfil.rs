@@ -106,7 +106,7 @@ impl AfterCommit {
 }
 
 /// Commits `tx` when `result` is a success (then wakes the long-polls), rolls it back otherwise.
-async fn finish<T>(
+pub(crate) async fn finish<T>(
     billing: &Billing,
     tx: Tx,
     after: AfterCommit,
@@ -307,15 +307,6 @@ pub fn dispute_payment_intent(billing: &Billing, dispute: &DisputeView) -> Optio
 /// `charge.refunded`: takes back ceil(credits × amount_refunded / amount), minus what refunds
 /// already took, never more than what is left of the purchase. `amount_refunded` is cumulative, so
 /// the cause key `refund:<charge>:<amount_refunded>` makes each refund step count once.
-pub async fn claw_back_refund(billing: &Billing, charge: &ChargeView) -> Result<ClawbackOutcome, FulfilError> {
-    if let Some(pi) = refund_payment_intent(billing, charge) {
-        ensure_purchase_known(billing, &pi).await?;
-    }
-    let mut tx = billing.db.begin_write().await?;
-    let result = claw_back_refund_in(&mut tx, billing, charge).await;
-    finish(billing, tx, AfterCommit::default(), result).await
-}
-
 pub async fn claw_back_refund_in(
     tx: &mut Tx,
     billing: &Billing,
@@ -346,15 +337,6 @@ pub async fn claw_back_refund_in(
 }
 
 /// `charge.dispute.created`: takes back what is left of the purchase while the dispute is open.
-pub async fn claw_back_dispute(billing: &Billing, dispute: &DisputeView) -> Result<ClawbackOutcome, FulfilError> {
-    if let Some(pi) = dispute_payment_intent(billing, dispute) {
-        ensure_purchase_known(billing, &pi).await?;
-    }
-    let mut tx = billing.db.begin_write().await?;
-    let result = claw_back_dispute_in(&mut tx, billing, dispute).await;
-    finish(billing, tx, AfterCommit::default(), result).await
-}
-
 pub async fn claw_back_dispute_in(
     tx: &mut Tx,
     billing: &Billing,
@@ -368,15 +350,6 @@ pub async fn claw_back_dispute_in(
 }
 
 /// `charge.dispute.closed`: a dispute decided for us returns what it took.
-pub async fn settle_dispute(billing: &Billing, dispute: &DisputeView) -> Result<ClawbackOutcome, FulfilError> {
-    if let Some(pi) = dispute_payment_intent(billing, dispute) {
-        ensure_purchase_known(billing, &pi).await?;
-    }
-    let mut tx = billing.db.begin_write().await?;
-    let result = settle_dispute_in(&mut tx, billing, dispute).await;
-    finish(billing, tx, AfterCommit::default(), result).await
-}
-
 pub async fn settle_dispute_in(
     tx: &mut Tx,
     billing: &Billing,

@@ -94,7 +94,7 @@ async fn apply(billing: &Billing, event: &EventEnvelope, payload: &[u8]) -> Resu
                 // A concurrent delivery applied it first: this one only counts.
                 return Ok("duplicate delivery: already processed".to_string());
             }
-            let outcome = events::apply_in(&mut tx, billing, event, &object, &mut after).await?;
+            let outcome = events::apply_in(&mut tx, billing, &object, &mut after).await?;
             journal::mark_processed_in(&mut tx, &event.id, &outcome).await?;
             Ok::<_, FulfilError>(outcome)
         }
@@ -113,7 +113,10 @@ async fn apply(billing: &Billing, event: &EventEnvelope, payload: &[u8]) -> Resu
     }
     .await;
     match result {
-        Ok(outcome) => Ok(outcome),
+        Ok(outcome) => {
+            tracing::info!(event_id = %event.id, event_type = %event.event_type, outcome = %outcome, "stripe event processed");
+            Ok(outcome)
+        }
         Err(e) => {
             // Nothing of the attempt was kept; record the failure on its own so it can be replayed.
             record_failure(billing, &event.id, &event.event_type, event.livemode, payload, &e.to_string()).await;
