@@ -2,8 +2,10 @@
 
 use axum::{
     body::Bytes,
+    extract::Request,
     extract::{Path, RawQuery, State},
     http::{HeaderMap, HeaderValue, Method, StatusCode, Uri},
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
@@ -25,6 +27,8 @@ pub fn router(sim: StripeSim) -> Router {
         .route("/v1/payment_intents/{id}", get(get_payment_intent))
         .route("/v1/charges/{id}", get(get_charge))
         .route("/v1/webhook_endpoints", post(create_webhook_endpoint))
+        // Every /v1 call needs the secret key, as at Stripe; checked once, here.
+        .route_layer(middleware::from_fn_with_state(sim.clone(), require_key))
         .fallback(|uri: Uri| async move {
             StripeError {
                 status: 404,
@@ -32,6 +36,13 @@ pub fn router(sim: StripeSim) -> Router {
             }
         })
         .with_state(sim)
+}
+
+async fn require_key(State(sim): State<StripeSim>, request: Request, next: Next) -> Response {
+    match authenticate(&sim, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// The secret key from `Authorization: Bearer sk_…` (or Basic with the key as user name).
@@ -140,9 +151,6 @@ async fn create_session(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = authenticate(&sim, &headers) {
-        return e.into_response();
-    }
     idempotent(&sim, &method, &uri, &headers, &body, || {
         let parsed = form::parse(&body).map_err(|m| StripeError::invalid("", m))?;
         let typed = schema::checkout_session_create(&parsed)?;
@@ -154,12 +162,7 @@ fn query(raw: &Option<String>) -> Result<Value, StripeError> {
     form::parse(raw.as_deref().unwrap_or("").as_bytes()).map_err(|m| StripeError::invalid("", m))
 }
 
-async fn list_sessions(
-    State(sim): State<StripeSim>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, StripeError> {
-    authenticate(&sim, &headers)?;
+async fn list_sessions(State(sim): State<StripeSim>, RawQuery(raw): RawQuery) -> Result<Response, StripeError> {
     let q = query(&raw)?;
     let state = sim.lock();
     let mut items = Vec::new();
@@ -183,22 +186,12 @@ async fn list_sessions(
     Ok(respond(StatusCode::OK, core::list("/v1/checkout/sessions", items, &q)?))
 }
 
-async fn get_session(
-    State(sim): State<StripeSim>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, StripeError> {
-    authenticate(&sim, &headers)?;
+async fn get_session(State(sim): State<StripeSim>, Path(id): Path<String>) -> Result<Response, StripeError> {
     let s = sim.session(&id).ok_or_else(|| StripeError::not_found("checkout.session", &id))?;
     Ok(respond(StatusCode::OK, s))
 }
 
-async fn line_items(
-    State(sim): State<StripeSim>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, StripeError> {
-    authenticate(&sim, &headers)?;
+async fn line_items(State(sim): State<StripeSim>, Path(id): Path<String>) -> Result<Response, StripeError> {
     let items =
         sim.lock().line_items.get(&id).cloned().ok_or_else(|| StripeError::not_found("checkout.session", &id))?;
     let data: Vec<Value> = items
@@ -227,9 +220,6 @@ async fn expire_session(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = authenticate(&sim, &headers) {
-        return e.into_response();
-    }
     idempotent(&sim, &method, &uri, &headers, &body, || core::expire(&sim, &id, None))
 }
 
@@ -240,21 +230,13 @@ async fn create_refund(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = authenticate(&sim, &headers) {
-        return e.into_response();
-    }
     idempotent(&sim, &method, &uri, &headers, &body, || {
         let parsed = form::parse(&body).map_err(|m| StripeError::invalid("", m))?;
         core::refund(&sim, &parsed)
     })
 }
 
-async fn list_events(
-    State(sim): State<StripeSim>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, StripeError> {
-    authenticate(&sim, &headers)?;
+async fn list_events(State(sim): State<StripeSim>, RawQuery(raw): RawQuery) -> Result<Response, StripeError> {
     let q = query(&raw)?;
     let events = sim.events();
     let mut items = Vec::new();
@@ -272,12 +254,7 @@ async fn list_events(
     Ok(respond(StatusCode::OK, core::list("/v1/events", items, &q)?))
 }
 
-async fn get_event(
-    State(sim): State<StripeSim>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, StripeError> {
-    authenticate(&sim, &headers)?;
+async fn get_event(State(sim): State<StripeSim>, Path(id): Path<String>) -> Result<Response, StripeError> {
     let e = sim
         .events()
         .into_iter()
@@ -286,33 +263,18 @@ async fn get_event(
     Ok(respond(StatusCode::OK, e))
 }
 
-async fn get_payment_intent(
-    State(sim): State<StripeSim>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, StripeError> {
-    authenticate(&sim, &headers)?;
+async fn get_payment_intent(State(sim): State<StripeSim>, Path(id): Path<String>) -> Result<Response, StripeError> {
     let pi =
         sim.lock().payment_intents.get(&id).cloned().ok_or_else(|| StripeError::not_found("payment_intent", &id))?;
     Ok(respond(StatusCode::OK, pi))
 }
 
-async fn get_charge(
-    State(sim): State<StripeSim>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, StripeError> {
-    authenticate(&sim, &headers)?;
+async fn get_charge(State(sim): State<StripeSim>, Path(id): Path<String>) -> Result<Response, StripeError> {
     let c = sim.lock().charges.get(&id).cloned().ok_or_else(|| StripeError::not_found("charge", &id))?;
     Ok(respond(StatusCode::OK, c))
 }
 
-async fn create_webhook_endpoint(
-    State(sim): State<StripeSim>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, StripeError> {
-    authenticate(&sim, &headers)?;
+async fn create_webhook_endpoint(State(sim): State<StripeSim>, body: Bytes) -> Result<Response, StripeError> {
     let p = form::parse(&body).map_err(|m| StripeError::invalid("", m))?;
     let url = p.get("url").and_then(Value::as_str).ok_or_else(|| StripeError::missing_parameter("url"))?.to_string();
     let secret = objects::id("whsec_", 32);
