@@ -76,6 +76,9 @@ pub struct Config {
     pub login_throttle: ThrottleConfig,
     /// Database pool size (PostgreSQL); SQLite uses a small fixed pool.
     pub db_max_connections: u32,
+    /// Longest life of a cached token or balance when no change notification can reach this
+    /// process (SQLite written by an operator command); see `db::cache`.
+    pub cache_ttl: Duration,
     /// `None` when STRIPE_SECRET_KEY/STRIPE_WEBHOOK_SECRET are unset (`serve` then refuses to start).
     pub stripe: Option<StripeConfig>,
     /// Where Checkout sends the customer back: FRONTEND_URL, else APP_URL, else
@@ -101,6 +104,7 @@ impl Config {
             token_ttl: Duration::from_secs(30 * 24 * 3600),
             login_throttle: ThrottleConfig::default(),
             db_max_connections: 10,
+            cache_ttl: crate::db::DEFAULT_CACHE_TTL,
             stripe: None,
             return_base: None,
             checkout_ttl: Duration::from_secs(DEFAULT_CHECKOUT_TTL_MINUTES * 60),

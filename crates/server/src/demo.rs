@@ -57,6 +57,7 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
     println!("MASCOT_DEMO_READY api={base} sim={}", sim.base_url());
     println!();
     println!("  Mascot credits demo");
+    let shutdown = crate::shutdown_signal();
     println!("  Open {base}/ : the Mascot plugin in a Figma-like frame.");
     println!("  1. Create an account in the plugin (any email, 8+ character password).");
     println!("  2. Pick a pack and click \"Buy more credits\": the simulated Stripe Checkout opens in a new tab.");
@@ -69,7 +70,7 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
         );
     }
     println!("  Ctrl-C stops.");
-    app.run_until(crate::shutdown_signal()).await?;
+    app.run_until(shutdown).await?;
     sim.shutdown();
     Ok(())
 }

@@ -59,18 +59,29 @@ impl Application {
     /// Like [`Application::build`] on an already bound listener (tests and the demo bind first to
     /// know the address Checkout must return to).
     pub async fn build_on(config: Config, listener: TcpListener) -> anyhow::Result<Application> {
-        let db = Db::connect(&config.database_url, config.db_max_connections).await?;
+        let db = Db::connect_with(&config.database_url, config.db_max_connections, config.cache_ttl).await?;
         db.migrate().await?;
         let billing = match &config.stripe {
-            Some(stripe) => {
-                let billing = billing::Billing::new(db.clone(), stripe.clone())?;
-                if db.kind() == db::DatabaseKind::Postgres {
-                    billing.hub.spawn_pg_listener(config.database_url.expose_secret().to_string());
-                }
-                Some(billing)
-            }
+            Some(stripe) => Some(billing::Billing::new(db.clone(), stripe.clone())?),
             None => None,
         };
+        match db.kind() {
+            // The cache turns on once the listener hears every change (see `db::notify`).
+            db::DatabaseKind::Postgres => {
+                let hub = billing.as_ref().map(|b| b.hub.clone());
+                db::notify::spawn_listener(
+                    config.database_url.expose_secret().to_string(),
+                    db.cache().clone(),
+                    move |id| {
+                        if let Some(hub) = &hub {
+                            hub.notify_local(id);
+                        }
+                    },
+                );
+            }
+            // One server per file: its own commits invalidate; operator commands age out (cache_ttl).
+            db::DatabaseKind::Sqlite => db.cache().enable(),
+        }
         let throttle = Arc::new(auth::Throttle::new(config.login_throttle.clone()));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = AppState { db, config: Arc::new(config), throttle, billing, shutdown: shutdown_rx };
@@ -112,25 +123,36 @@ impl Application {
     }
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM (Railway, Docker, systemd).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (Railway, Docker, systemd). The handlers are installed
+/// when this is called, not when the future is first polled: a signal that arrives right after
+/// "listening" is logged must not kill the process with the default action.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (signal(SignalKind::terminate()).ok(), signal(SignalKind::interrupt()).ok())
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
+    async move {
+        #[cfg(unix)]
+        {
+            async fn recv(signal: Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            let (terminate, interrupt) = signals;
+            tokio::select! {
+                _ = recv(terminate) => {},
+                _ = recv(interrupt) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown signal received: finishing in-flight requests");
     }
-    tracing::info!("shutdown signal received: finishing in-flight requests");
 }

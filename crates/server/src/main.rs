@@ -135,11 +135,12 @@ async fn run() -> anyhow::Result<()> {
                 "Stripe in {} mode", stripe.mode_name()
             );
             let app = Application::build(config.clone()).await?;
+            let shutdown = mascot_server::shutdown_signal();
             tracing::info!(
                 address = %format!("{}:{}", config.host, app.port()),
                 "mascot-server listening"
             );
-            app.run_until(mascot_server::shutdown_signal()).await?;
+            app.run_until(shutdown).await?;
             tracing::info!("stopped");
         }
         #[cfg(feature = "demo")]

@@ -5,7 +5,7 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::db::{now_ms, Db};
+use crate::db::{cache::TokenOwner, now_ms, Db};
 
 const PREFIX: &str = "mct_";
 
@@ -30,20 +30,29 @@ pub async fn issue(db: &Db, user_id: &str, ttl: std::time::Duration) -> sqlx::Re
     Ok(token)
 }
 
-/// The user a live (unexpired, unrevoked) token belongs to.
+/// The user a live (unexpired, unrevoked) token belongs to: `(user id, email)`.
 pub async fn authenticate(db: &Db, token: &str) -> sqlx::Result<Option<(String, String)>> {
     if !token.starts_with(PREFIX) || token.len() > 100 {
         return Ok(None);
     }
-    let row: Option<(String, String)> = sqlx::query_as(
-        "SELECT u.id, u.email FROM auth_tokens t JOIN users u ON u.id = t.user_id
+    let hash = hash_token(token);
+    let now = now_ms();
+    if let Some(owner) = db.cache().token(&hash, now) {
+        return Ok(Some((owner.user_id, owner.email)));
+    }
+    let ticket = db.cache().token_ticket();
+    let row: Option<(String, String, i64)> = sqlx::query_as(
+        "SELECT u.id, u.email, t.expires_at FROM auth_tokens t JOIN users u ON u.id = t.user_id
          WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2",
     )
-    .bind(hash_token(token))
-    .bind(now_ms())
+    .bind(&hash)
+    .bind(now)
     .fetch_optional(db.pool())
     .await?;
-    Ok(row)
+    Ok(row.map(|(user_id, email, expires_at)| {
+        db.cache().put_token(ticket, &hash, TokenOwner { user_id: user_id.clone(), email: email.clone(), expires_at });
+        (user_id, email)
+    }))
 }
 
 pub async fn revoke(db: &Db, token: &str) -> sqlx::Result<()> {
@@ -52,6 +61,7 @@ pub async fn revoke(db: &Db, token: &str) -> sqlx::Result<()> {
         .bind(hash_token(token))
         .execute(db.pool())
         .await?;
+    db.cache().tokens_changed();
     Ok(())
 }
 
@@ -62,5 +72,6 @@ pub async fn revoke_all(db: &Db, user_id: &str) -> sqlx::Result<u64> {
         .bind(user_id)
         .execute(db.pool())
         .await?;
+    db.cache().tokens_changed();
     Ok(done.rows_affected())
 }

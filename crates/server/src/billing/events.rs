@@ -26,7 +26,9 @@ pub struct EventEnvelope {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct EventData {
-    pub object: serde_json::Value,
+    /// Kept as raw JSON text and read once, straight into the view its handler needs (building a
+    /// `Value` tree first cost more than the database work of a webhook).
+    pub object: Box<serde_json::value::RawValue>,
 }
 
 /// The event types the server acts on (the webhook endpoint should subscribe to these).
@@ -55,7 +57,7 @@ pub fn parse_event(payload: &[u8]) -> Result<EventEnvelope, EventError> {
 }
 
 fn object<T: serde::de::DeserializeOwned>(event: &EventEnvelope) -> Result<T, EventError> {
-    serde_json::from_value(event.data.object.clone())
+    serde_json::from_str(event.data.object.get())
         .map_err(|e| EventError::Unreadable(format!("{} data.object: {e}", event.event_type)))
 }
 

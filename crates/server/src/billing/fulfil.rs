@@ -114,7 +114,7 @@ pub(crate) async fn finish<T>(
 ) -> Result<T, FulfilError> {
     match result {
         Ok(value) => {
-            tx.commit().await?;
+            billing.db.commit(tx).await?;
             after.announce(&billing.hub);
             Ok(value)
         }

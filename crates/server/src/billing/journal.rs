@@ -55,7 +55,7 @@ pub async fn record_delivery(
 ) -> sqlx::Result<Option<String>> {
     let mut tx = db.begin_write().await?;
     let prior = record_delivery_in(&mut tx, id, event_type, livemode, payload).await?;
-    tx.commit().await?;
+    db.commit(tx).await?;
     Ok(prior)
 }
 
@@ -92,6 +92,44 @@ pub async fn record_delivery_in(
     .fetch_optional(&mut **tx)
     .await?;
     Ok(row.map(|(s,)| s))
+}
+
+/// Records a delivery and the outcome of applying it, in the transaction that applied it: one
+/// statement for the common case (a new event), instead of an insert then an update. Returns
+/// `false` when an earlier delivery had already processed the event: its outcome is kept, and the
+/// caller's run (effects are idempotent) changed nothing.
+pub async fn record_processed_in(
+    tx: &mut Tx,
+    id: &str,
+    event_type: &str,
+    livemode: bool,
+    payload: &[u8],
+    outcome: &str,
+) -> sqlx::Result<bool> {
+    let now = now_ms();
+    let payload = String::from_utf8_lossy(payload);
+    // SET expressions see the row as it was: an earlier `processed` keeps its outcome and time.
+    let (processed_at,): (i64,) = sqlx::query_as(
+        "INSERT INTO stripe_events (id, event_type, livemode, payload, first_received_at, last_received_at, delivery_count, status, outcome, processed_at)
+         VALUES ($1, $2, $3, $4, $5, $5, 1, 'processed', $6, $5)
+         ON CONFLICT (id) DO UPDATE SET
+             delivery_count = stripe_events.delivery_count + 1,
+             last_received_at = excluded.last_received_at,
+             outcome = CASE WHEN stripe_events.status = 'processed' THEN stripe_events.outcome ELSE excluded.outcome END,
+             processed_at = CASE WHEN stripe_events.status = 'processed' THEN stripe_events.processed_at ELSE excluded.processed_at END,
+             error = CASE WHEN stripe_events.status = 'processed' THEN stripe_events.error ELSE NULL END,
+             status = 'processed'
+         RETURNING processed_at",
+    )
+    .bind(id)
+    .bind(event_type)
+    .bind(i64::from(livemode))
+    .bind(payload.as_ref())
+    .bind(now)
+    .bind(outcome)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(processed_at == now)
 }
 
 pub async fn mark_processed_in(tx: &mut Tx, id: &str, outcome: &str) -> sqlx::Result<()> {

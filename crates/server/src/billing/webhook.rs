@@ -1,6 +1,8 @@
 //! Receiving a verified Stripe event: journal it, apply it, record the outcome. The HTTP webhook
 //! and `mascot-server events replay` both go through here.
 
+use std::sync::Arc;
+
 use super::{
     events::{self, EventEnvelope},
     fulfil::{AfterCommit, FulfilError},
@@ -23,7 +25,6 @@ pub enum ReceiveError {
 /// Journals and applies a payload whose signature has been verified. `Ok` carries what happened;
 /// it is returned only once the effect, or the failure record, is committed.
 pub async fn receive(billing: &Billing, payload: &[u8]) -> Result<String, ReceiveError> {
-    let db = &billing.db;
     let event = match events::parse_event(payload) {
         Ok(event) => event,
         Err(e) => {
@@ -43,11 +44,8 @@ pub async fn receive(billing: &Billing, payload: &[u8]) -> Result<String, Receiv
         .await;
         return Err(ReceiveError::LivemodeMismatch);
     }
-    if journal::find(db, &event.id).await.ok().flatten().is_some_and(|e| e.status == "processed") {
-        // Already applied: only count the delivery.
-        journal::record_delivery(db, &event.id, &event.event_type, event.livemode, payload).await.map_err(transient)?;
-        return Ok("duplicate delivery: already processed".into());
-    }
+    // A delivery of an event already applied is recognised inside `apply`, in the transaction
+    // that counts it (no separate read and commit first).
     apply(billing, &event, payload).await
 }
 
@@ -64,8 +62,8 @@ pub async fn replay(billing: &Billing, event_id: &str) -> Result<String, Receive
     apply(billing, &event, entry.payload.as_bytes()).await
 }
 
-/// One write transaction per event: the journal row, the effect and the outcome commit together
-/// (one durable commit instead of three, which is what bounds throughput on SQLite).
+/// The journal row, the effect and the outcome commit together, as one group-commit unit (see
+/// `db::group`): concurrent deliveries share one durable commit, which is what bounds throughput.
 async fn apply(billing: &Billing, event: &EventEnvelope, payload: &[u8]) -> Result<String, ReceiveError> {
     let object = match events::decode_object(event) {
         Ok(object) => object,
@@ -84,34 +82,28 @@ async fn apply(billing: &Billing, event: &EventEnvelope, payload: &[u8]) -> Resu
         record_failure(billing, &event.id, &event.event_type, event.livemode, payload, &e.to_string()).await;
         return Err(transient(e));
     }
-    let result = async {
-        let mut tx = billing.db.begin_write().await?;
-        let mut after = AfterCommit::default();
-        let applied = async {
-            let prior =
-                journal::record_delivery_in(&mut tx, &event.id, &event.event_type, event.livemode, payload).await?;
-            if prior.as_deref() == Some("processed") {
-                // A concurrent delivery applied it first: this one only counts.
-                return Ok("duplicate delivery: already processed".to_string());
+    let unit_billing = billing.clone();
+    let unit_event = Arc::new((event.id.clone(), event.event_type.clone(), event.livemode, object, payload.to_vec()));
+    let unit = crate::db::group::unit(move |tx| {
+        let (billing, event) = (unit_billing.clone(), unit_event.clone());
+        Box::pin(async move {
+            let (event_id, event_type, livemode, object, payload) = &*event;
+            let mut after = AfterCommit::default();
+            // Effects are idempotent: a delivery of an event already applied changes nothing,
+            // and the journal row (written last, one statement) keeps the first outcome.
+            let outcome = events::apply_in(tx, &billing, object, &mut after).await?;
+            if !journal::record_processed_in(tx, event_id, event_type, *livemode, payload, &outcome).await? {
+                return Ok(("duplicate delivery: already processed".to_string(), after));
             }
-            let outcome = events::apply_in(&mut tx, billing, &object, &mut after).await?;
-            journal::mark_processed_in(&mut tx, &event.id, &outcome).await?;
-            Ok::<_, FulfilError>(outcome)
-        }
-        .await;
-        match applied {
-            Ok(outcome) => {
-                tx.commit().await?;
-                after.announce(&billing.hub);
-                Ok(outcome)
-            }
-            Err(e) => {
-                tx.rollback().await?;
-                Err(e)
-            }
-        }
-    }
-    .await;
+            Ok::<_, FulfilError>((outcome, after))
+        })
+    });
+    // Concurrent deliveries share group commits (see `db::group`): on SQLite, with its one
+    // writer at a time, and on PostgreSQL too, where it measured faster than parallel transactions.
+    let result = billing.db.write_unit(Some(format!("event:{}", event.id)), unit).await.map(|(outcome, after)| {
+        after.announce(&billing.hub);
+        outcome
+    });
     match result {
         Ok(outcome) => {
             tracing::info!(event_id = %event.id, event_type = %event.event_type, outcome = %outcome, "stripe event processed");

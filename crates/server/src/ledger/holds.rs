@@ -2,15 +2,17 @@
 //! then captures what it used or releases them. `users.held` caches the sum of active holds and
 //! changes in the same transaction as the hold; spends and new holds need `balance - held`.
 //!
-//! Expiry is derived from `expires_at`, not from timers: every write for a user first marks that
-//! user's overdue holds `expired` and frees their credits (`sweep_expired`), and reads compute
-//! `held` from unexpired holds. So an expired hold stops counting at its expiry time, across
+//! Expiry is derived from `expires_at`, not from timers: every hold write for a user first marks
+//! that user's overdue holds `expired` and frees their credits (`sweep_expired`), a spend that
+//! `held` would refuse sweeps and tries again, and reads compute `held` from unexpired holds. So an expired hold stops counting at its expiry time, across
 //! restarts and replicas.
+
+use std::time::Duration;
 
 use api_types::EntryKind;
 
 use super::{post, request_fingerprint, LedgerError, NewEntry, Overdraft};
-use crate::db::{now_ms, Db, Tx};
+use crate::db::{cache::CachedFunds, now_ms, Db, Tx};
 
 pub const DEFAULT_TTL_SECS: i64 = 15 * 60;
 pub const MAX_TTL_SECS: i64 = 24 * 3600;
@@ -108,9 +110,9 @@ fn from_row(r: Row) -> Hold {
     }
 }
 
-/// Marks the user's overdue holds expired and frees their credits. Call inside a write
-/// transaction before anything that depends on `users.held`.
-pub(crate) async fn sweep_expired(tx: &mut Tx, user_id: &str) -> sqlx::Result<()> {
+/// Marks the user's overdue holds expired and frees their credits; returns how many were freed.
+/// Call inside a write transaction before anything that depends on `users.held`.
+pub(crate) async fn sweep_expired(tx: &mut Tx, user_id: &str) -> sqlx::Result<i64> {
     let now = now_ms();
     let freed: Vec<(i64,)> = sqlx::query_as(
         "UPDATE credit_holds SET status = 'expired', closed_at = $1 WHERE user_id = $2 AND status = 'active' AND expires_at <= $1 RETURNING amount",
@@ -127,21 +129,35 @@ pub(crate) async fn sweep_expired(tx: &mut Tx, user_id: &str) -> sqlx::Result<()
             .execute(&mut **tx)
             .await?;
     }
-    Ok(())
+    Ok(total)
 }
 
-/// Balance and unexpired held credits, as of now (read-only).
+/// Balance and unexpired held credits, as of now (read-only; served from the read cache when it
+/// can be, see `db::cache`).
 pub async fn funds(db: &Db, user_id: &str) -> sqlx::Result<Option<Funds>> {
-    let row: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT u.balance, CAST(COALESCE((SELECT SUM(h.amount) FROM credit_holds h
-                 WHERE h.user_id = u.id AND h.status = 'active' AND h.expires_at > $2), 0) AS BIGINT)
+    if let Some(CachedFunds { balance, held }) = db.cache().funds(user_id) {
+        return Ok(Some(Funds { balance, held }));
+    }
+    let ticket = db.cache().funds_ticket();
+    let now = now_ms();
+    // The next expiry bounds how long the answer stays true (an expiry frees credits without a write).
+    let row: Option<(i64, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT u.balance,
+                CAST(COALESCE((SELECT SUM(h.amount) FROM credit_holds h
+                     WHERE h.user_id = u.id AND h.status = 'active' AND h.expires_at > $2), 0) AS BIGINT),
+                (SELECT MIN(h.expires_at) FROM credit_holds h
+                     WHERE h.user_id = u.id AND h.status = 'active' AND h.expires_at > $2)
          FROM users u WHERE u.id = $1",
     )
     .bind(user_id)
-    .bind(now_ms())
+    .bind(now)
     .fetch_optional(db.pool())
     .await?;
-    Ok(row.map(|(balance, held)| Funds { balance, held }))
+    Ok(row.map(|(balance, held, next_expiry)| {
+        let valid_for = next_expiry.map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)));
+        db.cache().put_funds(ticket, user_id, CachedFunds { balance, held }, valid_for);
+        Funds { balance, held }
+    }))
 }
 
 async fn find_for_user(tx: &mut Tx, user_id: &str, hold_id: &str) -> sqlx::Result<Option<Hold>> {
@@ -233,7 +249,7 @@ pub async fn create(
         }
         Err(e) => return Err(e.into()),
     }
-    tx.commit().await?;
+    db.commit(tx).await?;
     Ok((hold, Funds { balance, held }, false))
 }
 
@@ -287,7 +303,7 @@ pub async fn capture(db: &Db, user_id: &str, hold_id: &str, amount: Option<i64>)
         .execute(&mut *tx)
         .await?;
     let funds = current_funds(&mut tx, user_id).await?;
-    tx.commit().await?;
+    db.commit(tx).await?;
     Ok((
         Hold { status: HoldStatus::Captured, captured_amount: Some(take), entry_id: Some(posted.entry_id), ..hold },
         funds,
@@ -321,7 +337,7 @@ pub async fn release(db: &Db, user_id: &str, hold_id: &str) -> Result<(Hold, Fun
         .execute(&mut *tx)
         .await?;
     let funds = current_funds(&mut tx, user_id).await?;
-    tx.commit().await?;
+    db.commit(tx).await?;
     Ok((Hold { status: HoldStatus::Released, ..hold }, funds))
 }
 

@@ -8,6 +8,8 @@
 mod history;
 pub mod holds;
 
+use std::sync::Arc;
+
 use api_types::EntryKind;
 use sha2::{Digest, Sha256};
 
@@ -59,30 +61,27 @@ pub enum LedgerError {
 
 /// Appends `entry` and moves the cached balance, inside the caller's write transaction.
 pub async fn post(tx: &mut Tx, entry: &NewEntry, overdraft: Overdraft) -> Result<Posted, LedgerError> {
-    let floor_check = match overdraft {
-        // Held credits are not available: a spend must leave them covered.
-        Overdraft::Refuse => {
-            holds::sweep_expired(tx, &entry.user_id).await?;
-            " AND balance + $1 >= held"
-        }
-        Overdraft::Allow => "",
-    };
     // Updating the user row first also takes its row lock (PostgreSQL), so entries of one user are
     // written one at a time and `entry_seq` orders them.
-    let sql = format!(
-        "UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1 WHERE id = $2{floor_check} RETURNING balance, entry_seq"
-    );
-    let updated: Option<(i64, i64)> =
-        sqlx::query_as(&sql).bind(entry.delta).bind(&entry.user_id).fetch_optional(&mut **tx).await?;
-    let Some((balance, seq)) = updated else {
-        let current: Option<(i64, i64)> = sqlx::query_as("SELECT balance, held FROM users WHERE id = $1")
-            .bind(&entry.user_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-        return Err(match current {
-            Some((balance, held)) => LedgerError::InsufficientCredits { balance, available: balance - held },
-            None => LedgerError::UnknownUser,
-        });
+    let (balance, seq) = match overdraft {
+        Overdraft::Allow => move_balance(tx, entry, "").await?.ok_or(LedgerError::UnknownUser)?,
+        // Held credits are not available: a spend must leave them covered.
+        Overdraft::Refuse => match move_balance(tx, entry, " AND balance + $1 >= held").await? {
+            Some(moved) => moved,
+            None => {
+                // Refused as things stand: `held` may still count holds that have expired since the
+                // last write (expiry is swept lazily). Sweep, then try once more.
+                let current: Option<(i64, i64)> = sqlx::query_as("SELECT balance, held FROM users WHERE id = $1")
+                    .bind(&entry.user_id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                let Some((balance, held)) = current else { return Err(LedgerError::UnknownUser) };
+                let freed = if held > 0 { holds::sweep_expired(tx, &entry.user_id).await? } else { 0 };
+                let retried =
+                    if freed > 0 { move_balance(tx, entry, " AND balance + $1 >= held").await? } else { None };
+                retried.ok_or(LedgerError::InsufficientCredits { balance, available: balance - (held - freed) })?
+            }
+        },
     };
 
     let entry_id = uuid::Uuid::new_v4().to_string();
@@ -109,6 +108,15 @@ pub async fn post(tx: &mut Tx, entry: &NewEntry, overdraft: Overdraft) -> Result
     }
 }
 
+/// Moves the balance by the entry's delta if the user exists and `condition` holds; returns the
+/// new balance and the entry's sequence number.
+async fn move_balance(tx: &mut Tx, entry: &NewEntry, condition: &str) -> sqlx::Result<Option<(i64, i64)>> {
+    let sql = format!(
+        "UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1 WHERE id = $2{condition} RETURNING balance, entry_seq"
+    );
+    sqlx::query_as(&sql).bind(entry.delta).bind(&entry.user_id).fetch_optional(&mut **tx).await
+}
+
 /// The entry already recorded for `cause`, if any: `(entry id, request hash, balance after)`.
 async fn find_cause(tx: &mut Tx, cause: &str) -> sqlx::Result<Option<(String, Option<String>, i64)>> {
     sqlx::query_as("SELECT id, request_hash, balance_after FROM ledger_entries WHERE cause = $1")
@@ -117,33 +125,48 @@ async fn find_cause(tx: &mut Tx, cause: &str) -> sqlx::Result<Option<(String, Op
         .await
 }
 
-/// Posts `entry` in its own transaction, exactly once per cause. When the cause is already there
-/// (a retry, or a concurrent request that won) the existing entry is returned with `replayed = true`,
-/// provided it was made by the same request (`request_hash`); otherwise [`LedgerError::KeyReused`].
+/// One idempotent posting, as a group-commit unit: logical outcomes (posted, replayed, refused)
+/// are `Ok` and may be committed with the batch; `Err` (a database failure, or a cause that a
+/// concurrent transaction recorded first) rolls the batch back.
+async fn post_once_in(
+    tx: &mut Tx,
+    entry: &NewEntry,
+    overdraft: Overdraft,
+) -> Result<Result<(Posted, bool), LedgerError>, LedgerError> {
+    if let Some((entry_id, hash, balance)) = find_cause(tx, &entry.cause).await? {
+        if hash != entry.request_hash {
+            return Ok(Err(LedgerError::KeyReused));
+        }
+        return Ok(Ok((Posted { entry_id, balance }, true)));
+    }
+    match post(tx, entry, overdraft).await {
+        Ok(posted) => Ok(Ok((posted, false))),
+        Err(e @ (LedgerError::InsufficientCredits { .. } | LedgerError::UnknownUser | LedgerError::KeyReused)) => {
+            Ok(Err(e))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Posts `entry` exactly once per cause, committed (with concurrent postings: see `db::group`)
+/// before this returns. When the cause is already there (a retry, or a concurrent request that
+/// won) the existing entry is returned with `replayed = true`, provided it was made by the same
+/// request (`request_hash`); otherwise [`LedgerError::KeyReused`].
 pub async fn post_once(db: &Db, entry: &NewEntry, overdraft: Overdraft) -> Result<(Posted, bool), LedgerError> {
+    let entry = Arc::new(entry.clone());
     // Two rounds are enough: a cause lost to a concurrent writer is found committed on the second.
     for _ in 0..3 {
-        let mut tx = db.begin_write().await?;
-        if let Some((entry_id, hash, balance)) = find_cause(&mut tx, &entry.cause).await? {
-            tx.rollback().await?;
-            if hash != entry.request_hash {
-                return Err(LedgerError::KeyReused);
-            }
-            return Ok((Posted { entry_id, balance }, true));
-        }
-        match post(&mut tx, entry, overdraft).await {
-            Ok(posted) => {
-                tx.commit().await?;
-                return Ok((posted, false));
-            }
-            Err(LedgerError::DuplicateCause) => {
-                tx.rollback().await?;
-                continue;
-            }
-            Err(e) => {
-                tx.rollback().await?;
-                return Err(e);
-            }
+        let unit_entry = entry.clone();
+        let outcome = db
+            .write_unit(Some(format!("user:{}", entry.user_id)), move |tx| {
+                let entry = unit_entry.clone();
+                Box::pin(async move { post_once_in(tx, &entry, overdraft).await })
+            })
+            .await;
+        match outcome {
+            Ok(result) => return result,
+            Err(LedgerError::DuplicateCause) => continue,
+            Err(e) => return Err(e),
         }
     }
     Err(LedgerError::DuplicateCause)

@@ -1,7 +1,13 @@
 //! One pool for SQLite or PostgreSQL through sqlx's Any driver, migrations, and the per-backend
-//! details (SQLite pragmas, how a write transaction begins) kept in this one place.
+//! details (SQLite pragmas, how a write transaction begins) kept in this one place; with it the
+//! read cache ([`cache`]), the group-commit writer ([`group`]) and PostgreSQL notifications
+//! ([`notify`]).
 
-use std::{str::FromStr, time::Duration};
+pub mod cache;
+pub mod group;
+pub mod notify;
+
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{
@@ -16,15 +22,27 @@ pub type Tx = Transaction<'static, sqlx::Any>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
+/// How long a cached token or balance may live when no notification can reach this process (an
+/// operator command writing the same SQLite file).
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
     kind: DatabaseKind,
+    cache: Arc<cache::ReadCache>,
+    /// `None` only in the writer task's own handle.
+    group: Option<group::GroupCommit>,
 }
 
 impl Db {
     /// Connects (creating the SQLite file if needed). Does not migrate: see [`Db::migrate`].
     pub async fn connect(url: &SecretString, max_connections: u32) -> anyhow::Result<Db> {
+        Db::connect_with(url, max_connections, DEFAULT_CACHE_TTL).await
+    }
+
+    /// [`Db::connect`] with the read cache's time limit.
+    pub async fn connect_with(url: &SecretString, max_connections: u32, cache_ttl: Duration) -> anyhow::Result<Db> {
         sqlx::any::install_default_drivers();
         let url = url.expose_secret();
         let kind = database_kind(url)
@@ -35,35 +53,53 @@ impl Db {
             .log_statements(tracing::log::LevelFilter::Debug)
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
 
-        let pool_options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
-        let pool = match kind {
-            // WAL lets readers run beside the one writer. synchronous=FULL: a commit is on disk before
-            // we answer, so no acknowledged payment can be lost on power failure. busy_timeout makes a
-            // writer wait for the lock instead of failing.
-            DatabaseKind::Sqlite => {
-                pool_options
-                    .max_connections(8)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            conn.execute("PRAGMA journal_mode = WAL").await?;
-                            conn.execute("PRAGMA synchronous = FULL").await?;
-                            conn.execute("PRAGMA busy_timeout = 10000").await?;
-                            conn.execute("PRAGMA foreign_keys = ON").await?;
-                            Ok(())
-                        })
-                    })
-                    .connect_with(options)
-                    .await
-            }
-            DatabaseKind::Postgres => pool_options.max_connections(max_connections).connect_with(options).await,
-        }
-        .map_err(|e| anyhow::anyhow!("cannot connect to the {kind} database: {}", redact(&e.to_string())))?;
-        Ok(Db { pool, kind })
+        let max = match kind {
+            DatabaseKind::Sqlite => 8,
+            DatabaseKind::Postgres => max_connections,
+        };
+        let pool = pool_options(kind, max)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to the {kind} database: {}", redact(&e.to_string())))?;
+        let mut db = Db { pool, kind, cache: Arc::new(cache::ReadCache::new(cache_ttl)), group: None };
+        db.group = Some(group::GroupCommit::spawn(db.clone(), options));
+        Ok(db)
     }
 
-    /// Applies the SQL files in `migrations/` that have not run yet (embedded at build time).
+    /// Applies the SQL files in `migrations/` that have not run yet (embedded at build time), and
+    /// on PostgreSQL (re)installs the triggers that notify other replicas' caches.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        MIGRATOR.run(&self.pool).await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))
+        MIGRATOR.run(&self.pool).await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
+        if self.kind == DatabaseKind::Postgres {
+            notify::install_triggers(self).await.map_err(|e| anyhow::anyhow!("cannot install triggers: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The read cache (off until the server turns it on: see [`cache`]).
+    pub fn cache(&self) -> &Arc<cache::ReadCache> {
+        &self.cache
+    }
+
+    /// Commits a write transaction, then drops cached balances: every balance change commits
+    /// through here or through the group writer, which uses this too.
+    pub async fn commit(&self, tx: Tx) -> sqlx::Result<()> {
+        tx.commit().await?;
+        self.cache.funds_changed();
+        Ok(())
+    }
+
+    /// Runs `unit` in a shared group transaction (see [`group`]); resolves once it is committed.
+    pub async fn write_unit<T, E, F>(&self, order: Option<String>, unit: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<sqlx::Error> + Send + 'static,
+        F: for<'t> Fn(&'t mut Tx) -> group::UnitFuture<'t, T, E> + Send + Sync + 'static,
+    {
+        match &self.group {
+            Some(group) => group.run(order, unit).await,
+            None => group::alone(self, &unit).await,
+        }
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -91,6 +127,26 @@ impl Db {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Pool settings per backend (the request pool, and the group-commit writer's own connection).
+fn pool_options(kind: DatabaseKind, max_connections: u32) -> AnyPoolOptions {
+    let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10)).max_connections(max_connections);
+    match kind {
+        // WAL lets readers run beside the one writer. synchronous=FULL: a commit is on disk before
+        // we answer, so no acknowledged payment can be lost on power failure. busy_timeout makes a
+        // writer wait for the lock instead of failing.
+        DatabaseKind::Sqlite => options.after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("PRAGMA journal_mode = WAL").await?;
+                conn.execute("PRAGMA synchronous = FULL").await?;
+                conn.execute("PRAGMA busy_timeout = 10000").await?;
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+                Ok(())
+            })
+        }),
+        DatabaseKind::Postgres => options,
     }
 }
 
