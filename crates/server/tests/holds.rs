@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_error, spawn_app, Backend, TestApp};
+use common::{assert_error, spawn_app, spawn_app_with, Backend, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -151,7 +151,8 @@ async fn holds_are_idempotent_and_private(b: Backend) {
 }
 
 async fn expired_holds_stop_counting(b: Backend) {
-    let app = spawn_app(b).await;
+    // A long cache life: the balance must still change at the hold's expiry, not at the cache's.
+    let app = spawn_app_with(b, |c| c.cache_ttl = Duration::from_secs(60)).await;
     let u = app.signup("late@example.com").await;
     app.grant(&u.email, 30).await;
     let h: Value = hold(&app, &u.token, "short", json!({"amount": 30, "reason": "job", "ttl_seconds": 1}))

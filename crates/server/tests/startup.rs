@@ -46,11 +46,22 @@ fn cmd(env: &[(&str, &str)], args: &[&str]) -> Command {
 
 fn run(env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
     let out = cmd(env, args).stdin(Stdio::null()).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    keep_output(&stdout);
+    keep_output(&stderr);
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+/// Adds a child's output to the logs the test suite's secret scan reads (see common::capture_logs).
+fn keep_output(text: &str) {
+    use std::io::Write;
+    let Some(dir) = std::env::var_os("MASCOT_TEST_LOG_DIR") else { return };
+    let _ = std::fs::create_dir_all(&dir);
+    let path = std::path::Path::new(&dir).join(format!("startup-children-{}.log", std::process::id()));
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = f.write_all(text.as_bytes());
+    }
 }
 
 /// Starts `serve`, waits for its "listening" log line (or exit), returns the child and its output so far.
@@ -89,6 +100,7 @@ fn start_serve_lines(env: &[(&str, &str)]) -> (Child, String, std::sync::mpsc::R
             }
         }
     }
+    keep_output(&seen);
     (child, seen, rx)
 }
 

@@ -61,6 +61,8 @@ pub async fn postgres_available() -> bool {
 pub enum Cleanup {
     Dir(PathBuf),
     Schema(String),
+    /// Someone else's database.
+    None,
 }
 
 impl Drop for Cleanup {
@@ -84,12 +86,36 @@ impl Drop for Cleanup {
                 })
                 .join();
             }
+            Cleanup::None => {}
         }
     }
 }
 
+/// With `MASCOT_TEST_LOG_DIR` set (`scripts/test` sets it), every log line of the servers, the
+/// Stripe simulator and the tools in this test binary goes, as JSON, to a file there; the script
+/// then checks that no secret reached any of them. At least the production levels are captured.
+pub fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Some(dir) = std::env::var_os("MASCOT_TEST_LOG_DIR") else { return };
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).expect("create MASCOT_TEST_LOG_DIR");
+        let binary = std::env::current_exe().ok().and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()));
+        let path = dir.join(format!("{}-{}.log", binary.unwrap_or_default(), std::process::id()));
+        let file = std::fs::File::create(&path).expect("create the test log file");
+        let filter = tracing_subscriber::EnvFilter::new("info,mascot_server=debug,stripe_sim=debug,tower_http=debug");
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .json()
+            .with_current_span(true)
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init();
+    });
+}
+
 /// A fresh, empty database URL for `backend`, and what removes it afterwards.
 pub async fn fresh_database(backend: Backend) -> (String, Cleanup) {
+    capture_logs();
     let id = uuid::Uuid::new_v4().simple().to_string();
     match backend {
         Backend::Sqlite => {
@@ -112,6 +138,8 @@ pub async fn fresh_database(backend: Backend) -> (String, Cleanup) {
 
 pub struct TestApp {
     pub address: String,
+    /// The database this server runs on (another server or a tool may join it).
+    pub database_url: String,
     pub client: Client,
     pub state: AppState,
     pub backend: Backend,
@@ -125,13 +153,23 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 /// Starts the server with `adjust` applied to the default test configuration.
 pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let (url, cleanup) = fresh_database(backend).await;
+    start_server(backend, url, cleanup, adjust).await
+}
+
+/// A second server (a replica) on `first`'s database; dropping it does not remove the database.
+pub async fn spawn_replica_with(first: &TestApp, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    start_server(first.backend, first.database_url.clone(), Cleanup::None, adjust).await
+}
+
+async fn start_server(backend: Backend, url: String, cleanup: Cleanup, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    capture_logs();
     let mut config = Config::local(&url);
     adjust(&mut config);
     let app = Application::build(config).await.expect("application starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     let state = app.state().clone();
     tokio::spawn(app.run_until(std::future::pending()));
-    TestApp { address, client: Client::new(), state, backend, _cleanup: cleanup }
+    TestApp { address, database_url: url, client: Client::new(), state, backend, _cleanup: cleanup }
 }
 
 pub struct Signed {

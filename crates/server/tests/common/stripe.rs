@@ -39,5 +39,8 @@ pub async fn spawn_billing_app(backend: Backend) -> BillingApp {
         url: format!("{address}/api/v1/billing/webhook"),
         secret: WEBHOOK_SECRET.to_string(),
     });
-    BillingApp { app: TestApp { address, client: Client::new(), state, backend, _cleanup: cleanup }, sim }
+    BillingApp {
+        app: TestApp { address, database_url: url, client: Client::new(), state, backend, _cleanup: cleanup },
+        sim,
+    }
 }
