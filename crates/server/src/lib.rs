@@ -31,7 +31,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub throttle: Arc<auth::Throttle>,
     /// `None` when Stripe is not configured (billing endpoints answer 503).
-    pub billing: Option<billing::Billing>,
+    /// Behind an `Arc`: the state is cloned for every request, and `Billing` holds an HTTP client.
+    pub billing: Option<Arc<billing::Billing>>,
     /// Turns true when the server starts shutting down: long-polls answer at once.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -62,7 +63,7 @@ impl Application {
         let db = Db::connect_with(&config.database_url, config.db_max_connections, config.cache_ttl).await?;
         db.migrate().await?;
         let billing = match &config.stripe {
-            Some(stripe) => Some(billing::Billing::new(db.clone(), stripe.clone())?),
+            Some(stripe) => Some(Arc::new(billing::Billing::new(db.clone(), stripe.clone())?)),
             None => None,
         };
         match db.kind() {

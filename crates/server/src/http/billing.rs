@@ -32,7 +32,7 @@ use crate::{
 
 impl AppState {
     pub fn billing(&self) -> ApiResult<&Billing> {
-        self.billing.as_ref().ok_or_else(|| {
+        self.billing.as_deref().ok_or_else(|| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 codes::PAYMENTS_UNAVAILABLE,

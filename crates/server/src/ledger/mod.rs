@@ -84,6 +84,11 @@ pub async fn post(tx: &mut Tx, entry: &NewEntry, overdraft: Overdraft) -> Result
         },
     };
 
+    insert_entry(tx, entry, balance, seq).await
+}
+
+/// Writes the entry for a balance move just made (`balance` after it, `seq` its number).
+async fn insert_entry(tx: &mut Tx, entry: &NewEntry, balance: i64, seq: i64) -> Result<Posted, LedgerError> {
     let entry_id = uuid::Uuid::new_v4().to_string();
     let inserted = sqlx::query(
         "INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at)
@@ -114,7 +119,40 @@ async fn move_balance(tx: &mut Tx, entry: &NewEntry, condition: &str) -> sqlx::R
     let sql = format!(
         "UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1 WHERE id = $2{condition} RETURNING balance, entry_seq"
     );
-    sqlx::query_as(&sql).bind(entry.delta).bind(&entry.user_id).fetch_optional(&mut **tx).await
+    let query = sqlx::query_as(&sql).bind(entry.delta).bind(&entry.user_id);
+    // Conditions may name the entry's cause as $3.
+    let query = if condition.contains("$3") { query.bind(&entry.cause) } else { query };
+    query.fetch_optional(&mut **tx).await
+}
+
+/// [`move_balance`] then [`insert_entry`] as one PostgreSQL statement (a data-modifying CTE;
+/// SQLite has none, and there a statement is no network round trip anyway).
+async fn move_and_insert(tx: &mut Tx, entry: &NewEntry, condition: &str) -> Result<Option<Posted>, LedgerError> {
+    let sql = format!(
+        "WITH moved AS (
+             UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1 WHERE id = $2{condition}
+             RETURNING balance, entry_seq)
+         INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at)
+         SELECT $4, $2, entry_seq, $1, $5, $3, $6, $7, balance, $8 FROM moved
+         RETURNING balance_after"
+    );
+    let entry_id = uuid::Uuid::new_v4().to_string();
+    let inserted: Result<Option<(i64,)>, _> = sqlx::query_as(&sql)
+        .bind(entry.delta)
+        .bind(&entry.user_id)
+        .bind(&entry.cause)
+        .bind(&entry_id)
+        .bind(entry.kind.as_str())
+        .bind(&entry.request_hash)
+        .bind(&entry.description)
+        .bind(now_ms())
+        .fetch_optional(&mut **tx)
+        .await;
+    match inserted {
+        Ok(row) => Ok(row.map(|(balance,)| Posted { entry_id, balance })),
+        Err(e) if is_unique_violation(&e) => Err(LedgerError::DuplicateCause),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The entry already recorded for `cause`, if any: `(entry id, request hash, balance after)`.
@@ -133,6 +171,25 @@ async fn post_once_in(
     entry: &NewEntry,
     overdraft: Overdraft,
 ) -> Result<Result<(Posted, bool), LedgerError>, LedgerError> {
+    // The common case in two statements: the balance moves only if the cause is new (and, for a
+    // spend, the available credits cover it); anything else takes the slow path below.
+    let condition = match overdraft {
+        Overdraft::Refuse => " AND balance + $1 >= held AND NOT EXISTS (SELECT 1 FROM ledger_entries WHERE cause = $3)",
+        Overdraft::Allow => " AND NOT EXISTS (SELECT 1 FROM ledger_entries WHERE cause = $3)",
+    };
+    match tx.backend_name() {
+        // One round trip: the balance move and the entry in a single statement.
+        "PostgreSQL" => {
+            if let Some(posted) = move_and_insert(tx, entry, condition).await? {
+                return Ok(Ok((posted, false)));
+            }
+        }
+        _ => {
+            if let Some((balance, seq)) = move_balance(tx, entry, condition).await? {
+                return insert_entry(tx, entry, balance, seq).await.map(|posted| Ok((posted, false)));
+            }
+        }
+    }
     if let Some((entry_id, hash, balance)) = find_cause(tx, &entry.cause).await? {
         if hash != entry.request_hash {
             return Ok(Err(LedgerError::KeyReused));
