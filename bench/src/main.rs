@@ -42,6 +42,36 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         seconds: u32,
     },
+    /// Only the signed-webhook flood (distinct paid sessions), with the CPU time it cost.
+    Flood {
+        #[arg(long, default_value = "target/release/mascot-server")]
+        server: String,
+        #[arg(long, default_value = "bench/results")]
+        out: PathBuf,
+        #[arg(long, default_value = "postgres://postgres:bench-db-password@127.0.0.1:5432")]
+        postgres: String,
+        /// sqlite or postgres.
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        #[arg(long, default_value_t = 3000)]
+        events: usize,
+        /// Concurrent senders.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
+    /// Only the 64-clients-on-one-account spend run.
+    Spend {
+        #[arg(long, default_value = "target/release/mascot-server")]
+        server: String,
+        #[arg(long, default_value = "bench/results")]
+        out: PathBuf,
+        #[arg(long, default_value = "postgres://postgres:bench-db-password@127.0.0.1:5432")]
+        postgres: String,
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,6 +80,12 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Cmd::Hello { port } => rt.block_on(hello(port)),
         Cmd::All { server, out, postgres, seconds } => rt.block_on(scenarios::all(&server, &out, &postgres, seconds)),
+        Cmd::Flood { server, out, postgres, backend, events, concurrency } => {
+            rt.block_on(scenarios::flood_only(&server, &out, &postgres, &backend, events, concurrency))
+        }
+        Cmd::Spend { server, out, postgres, backend, seconds } => {
+            rt.block_on(scenarios::spend_only(&server, &out, &postgres, &backend, seconds))
+        }
     }
 }
 

@@ -84,6 +84,11 @@ fn rss_of(pid: u32) -> u64 {
 }
 
 impl Proc {
+    /// CPU seconds (user + system) the process has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds_of(self.child.id())
+    }
+
     pub fn rss_kb(&self) -> u64 {
         rss_of(self.child.id())
     }
@@ -156,4 +161,13 @@ fn parse_ms(v: &str) -> Option<f64> {
     } else {
         None
     }
+}
+
+/// CPU seconds (user + system) used by `pid`, from /proc (clock ticks of 1/100 s on Linux).
+pub fn cpu_seconds_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }

@@ -18,11 +18,12 @@ pub fn markdown(r: &Value) -> String {
     let mut md = String::new();
     md.push_str("# Mascot credits — benchmark results\n\n");
     md.push_str(&format!(
-        "Run {} on {} cores (`./bench/run`). Speed figures are ratios against a bare axum hello-world built in the same workspace and profile, measured in the same run with the same load generator (wrk, 2 threads), plus absolute numbers.\n\nDurability is not relaxed: SQLite {}; PostgreSQL {}.\n\n",
+        "Run {} on {} cores (`./bench/run`). Speed figures are ratios against a bare axum hello-world built in the same workspace and profile, measured in the same run with the same load generator (wrk, 2 threads), plus absolute numbers.\n\nDurability is not relaxed: SQLite {}; PostgreSQL {}; {}.\n\n",
         r["date"].as_str().unwrap_or("?"),
         r["machine"]["cores"],
         r["durability"]["sqlite"].as_str().unwrap_or(""),
-        r["durability"]["postgres"].as_str().unwrap_or("")
+        r["durability"]["postgres"].as_str().unwrap_or(""),
+        r["durability"]["group_commit"].as_str().unwrap_or("one commit per write")
     ));
     md.push_str("| figure | backend | measured | reference (same run) | target | |\n|---|---|---|---|---|---|\n");
     for (backend, min_ratio) in [("sqlite", 0.40), ("postgres", 0.25)] {

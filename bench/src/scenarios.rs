@@ -29,6 +29,7 @@ pub async fn all(server: &str, out: &Path, postgres: &str, seconds: u32) -> anyh
         "durability": {
             "sqlite": "journal_mode=WAL, synchronous=FULL (every acknowledged commit is on disk)",
             "postgres": "defaults: synchronous_commit=on, fsync=on",
+            "group_commit": "concurrent spends and webhook deliveries share one transaction and one commit; each is answered only after that commit",
         },
     });
     let mut tokens = Vec::new();
@@ -51,6 +52,90 @@ pub async fn all(server: &str, out: &Path, postgres: &str, seconds: u32) -> anyh
     std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&results)?)?;
     std::fs::write(out.join("results.md"), report::markdown(&results))?;
     eprintln!("wrote {}", out.join("results.md").display());
+    Ok(())
+}
+
+/// `mascot-bench flood`: the webhook flood alone, printing events/s and the CPU time it cost the
+/// server and this tool (to see which side bounds it on a 2-core machine).
+pub async fn flood_only(
+    server: &str,
+    out: &Path,
+    postgres: &str,
+    backend: &str,
+    events: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out.join("logs"))?;
+    let (url, cleanup) = fresh_db(backend, out, postgres).await?;
+    let sim = sim_for(&[200, 500, 1000, 2000]).await?;
+    let port = free_port();
+    let srv = procs::start(
+        server,
+        &["serve"],
+        &server_env(&url, &sim, port),
+        port,
+        "/readyz",
+        out.join(format!("logs/flood-{backend}.log")),
+    )?;
+    let db = Db::connect(&url.clone().into(), 8).await?;
+    let users = flood::users(&db, "flood-", 50).await?;
+    let prepared = flood::sessions(&db, "f", &users, events).await?;
+    let expected: i64 = prepared.sessions.iter().map(|s| s.2).sum();
+    let bodies: Vec<String> = prepared.sessions.iter().map(flood::completed_event).collect();
+    let webhook = vec![format!("{}/api/v1/billing/webhook", srv.url)];
+    let (server_cpu, own_cpu) = (srv.cpu_seconds(), procs::cpu_seconds_of(std::process::id()));
+    let f = flood::send(&webhook, SECRET, bodies, concurrency, false).await?;
+    let (server_cpu, own_cpu) = (srv.cpu_seconds() - server_cpu, procs::cpu_seconds_of(std::process::id()) - own_cpu);
+    let (n, sum) = flood::credited(&db, "f").await?;
+    println!(
+        "{backend}: {} events in {:.2} s = {:.0} events/s (non-2xx {}); credited {n} sessions, {sum} credits (expected {expected}); CPU: server {:.2} s ({:.0} µs/event), bench tool {:.2} s",
+        f.sent,
+        f.seconds,
+        f.sent as f64 / f.seconds,
+        f.non_2xx,
+        server_cpu,
+        server_cpu * 1e6 / f.sent as f64,
+        own_cpu
+    );
+    srv.stop();
+    sim.shutdown();
+    db.close().await;
+    cleanup.run().await;
+    Ok(())
+}
+
+/// `mascot-bench spend`: 64 clients spending on one account, alone.
+pub async fn spend_only(server: &str, out: &Path, postgres: &str, backend: &str, seconds: u32) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out.join("logs"))?;
+    let (url, cleanup) = fresh_db(backend, out, postgres).await?;
+    let sim = sim_for(&[200]).await?;
+    let port = free_port();
+    let srv = procs::start(
+        server,
+        &["serve"],
+        &server_env(&url, &sim, port),
+        port,
+        "/readyz",
+        out.join(format!("logs/spend-{backend}.log")),
+    )?;
+    let db = Db::connect(&url.clone().into(), 2).await?;
+    let client = reqwest::Client::new();
+    let (token, user_id) = signup(&client, &srv.url, "spender@bench.example.com").await?;
+    let grant = 10_000_000;
+    mascot_server::ledger::grant(&db, &user_id, grant, "bench", &uuid::Uuid::new_v4().to_string()).await?;
+    let cpu = srv.cpu_seconds();
+    let (ok, refused, secs) = spend_run(&srv.url, &token, 64, seconds).await?;
+    let cpu = srv.cpu_seconds() - cpu;
+    let (cached, summed) = mascot_server::ledger::verify_balance(&db, &user_id).await?;
+    println!(
+        "{backend}: {ok} spends in {secs:.2} s = {:.0} spends/s ({refused} refused); balance {cached}, ledger sum {summed}, exact {}; server CPU {cpu:.2} s",
+        ok as f64 / secs,
+        cached == summed && cached == grant - ok as i64
+    );
+    srv.stop();
+    sim.shutdown();
+    db.close().await;
+    cleanup.run().await;
     Ok(())
 }
 
@@ -87,7 +172,8 @@ fn server_env(db: &str, sim: &StripeSim, port: u16) -> Vec<(String, String)> {
         ("STRIPE_API_BASE", sim.base_url()),
         ("APP_URL", format!("http://127.0.0.1:{port}")),
         ("LOG_FORMAT", "json".to_string()),
-        ("RUST_LOG", "info".to_string()),
+        // BENCH_RUST_LOG: more detail in the server logs when studying a run (default: production's).
+        ("RUST_LOG", std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "info".to_string())),
         ("DB_MAX_CONNECTIONS", "16".to_string()),
     ]
     .into_iter()
