@@ -20,6 +20,20 @@ struct Cli {
     command: Cmd,
 }
 
+/// Where a run's server binary, results and PostgreSQL are.
+#[derive(clap::Args)]
+struct Target {
+    /// The release server binary.
+    #[arg(long, default_value = "target/release/mascot-server")]
+    server: String,
+    /// Where results.md / results.json and server logs go.
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+    /// PostgreSQL server (a fresh database is created per run).
+    #[arg(long, default_value = "postgres://postgres:bench-db-password@127.0.0.1:5432")]
+    postgres: String,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// The hello-world reference server.
@@ -29,27 +43,16 @@ enum Cmd {
     },
     /// Every benchmark and reliability run, on SQLite and PostgreSQL.
     All {
-        /// The release server binary.
-        #[arg(long, default_value = "target/release/mascot-server")]
-        server: String,
-        /// Where results.md / results.json and server logs go.
-        #[arg(long, default_value = "bench/results")]
-        out: PathBuf,
-        /// PostgreSQL server (a fresh database is created per run).
-        #[arg(long, default_value = "postgres://postgres:bench-db-password@127.0.0.1:5432")]
-        postgres: String,
+        #[command(flatten)]
+        target: Target,
         /// Seconds per HTTP load run.
         #[arg(long, default_value_t = 5)]
         seconds: u32,
     },
     /// Only the signed-webhook flood (distinct paid sessions), with the CPU time it cost.
     Flood {
-        #[arg(long, default_value = "target/release/mascot-server")]
-        server: String,
-        #[arg(long, default_value = "bench/results")]
-        out: PathBuf,
-        #[arg(long, default_value = "postgres://postgres:bench-db-password@127.0.0.1:5432")]
-        postgres: String,
+        #[command(flatten)]
+        target: Target,
         /// sqlite or postgres.
         #[arg(long, default_value = "sqlite")]
         backend: String,
@@ -61,12 +64,8 @@ enum Cmd {
     },
     /// Only the 64-clients-on-one-account spend run.
     Spend {
-        #[arg(long, default_value = "target/release/mascot-server")]
-        server: String,
-        #[arg(long, default_value = "bench/results")]
-        out: PathBuf,
-        #[arg(long, default_value = "postgres://postgres:bench-db-password@127.0.0.1:5432")]
-        postgres: String,
+        #[command(flatten)]
+        target: Target,
         #[arg(long, default_value = "sqlite")]
         backend: String,
         #[arg(long, default_value_t = 5)]
@@ -79,12 +78,12 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     match cli.command {
         Cmd::Hello { port } => rt.block_on(hello(port)),
-        Cmd::All { server, out, postgres, seconds } => rt.block_on(scenarios::all(&server, &out, &postgres, seconds)),
-        Cmd::Flood { server, out, postgres, backend, events, concurrency } => {
-            rt.block_on(scenarios::flood_only(&server, &out, &postgres, &backend, events, concurrency))
+        Cmd::All { target: t, seconds } => rt.block_on(scenarios::all(&t.server, &t.out, &t.postgres, seconds)),
+        Cmd::Flood { target: t, backend, events, concurrency } => {
+            rt.block_on(scenarios::flood_only(&t.server, &t.out, &t.postgres, &backend, events, concurrency))
         }
-        Cmd::Spend { server, out, postgres, backend, seconds } => {
-            rt.block_on(scenarios::spend_only(&server, &out, &postgres, &backend, seconds))
+        Cmd::Spend { target: t, backend, seconds } => {
+            rt.block_on(scenarios::spend_only(&t.server, &t.out, &t.postgres, &backend, seconds))
         }
     }
 }

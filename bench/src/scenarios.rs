@@ -55,6 +55,33 @@ pub async fn all(server: &str, out: &Path, postgres: &str, seconds: u32) -> anyh
     Ok(())
 }
 
+/// One server on a fresh database with a simulator, for a single scenario.
+struct Single {
+    srv: procs::Proc,
+    sim: StripeSim,
+    db: Db,
+    cleanup: Cleanup,
+}
+
+impl Single {
+    async fn start(server: &str, out: &Path, postgres: &str, backend: &str, tag: &str) -> anyhow::Result<Single> {
+        std::fs::create_dir_all(out.join("logs"))?;
+        let (url, cleanup) = fresh_db(backend, out, postgres).await?;
+        let sim = sim_for(&[200, 500, 1000, 2000]).await?;
+        let port = free_port();
+        let srv = procs::start(
+            server,
+            &["serve"],
+            &server_env(&url, &sim, port),
+            port,
+            "/readyz",
+            out.join(format!("logs/{tag}-{backend}.log")),
+        )?;
+        let db = Db::connect(&url.into(), 8).await?;
+        Ok(Single { srv, sim, db, cleanup })
+    }
+}
+
 /// `mascot-bench flood`: the webhook flood alone, printing events/s and the CPU time it cost the
 /// server and this tool (to see which side bounds it on a 2-core machine).
 pub async fn flood_only(
@@ -65,19 +92,7 @@ pub async fn flood_only(
     events: usize,
     concurrency: usize,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(out.join("logs"))?;
-    let (url, cleanup) = fresh_db(backend, out, postgres).await?;
-    let sim = sim_for(&[200, 500, 1000, 2000]).await?;
-    let port = free_port();
-    let srv = procs::start(
-        server,
-        &["serve"],
-        &server_env(&url, &sim, port),
-        port,
-        "/readyz",
-        out.join(format!("logs/flood-{backend}.log")),
-    )?;
-    let db = Db::connect(&url.clone().into(), 8).await?;
+    let Single { srv, sim, db, cleanup } = Single::start(server, out, postgres, backend, "flood").await?;
     let users = flood::users(&db, "flood-", 50).await?;
     let prepared = flood::sessions(&db, "f", &users, events).await?;
     let expected: i64 = prepared.sessions.iter().map(|s| s.2).sum();
@@ -106,19 +121,7 @@ pub async fn flood_only(
 
 /// `mascot-bench spend`: 64 clients spending on one account, alone.
 pub async fn spend_only(server: &str, out: &Path, postgres: &str, backend: &str, seconds: u32) -> anyhow::Result<()> {
-    std::fs::create_dir_all(out.join("logs"))?;
-    let (url, cleanup) = fresh_db(backend, out, postgres).await?;
-    let sim = sim_for(&[200]).await?;
-    let port = free_port();
-    let srv = procs::start(
-        server,
-        &["serve"],
-        &server_env(&url, &sim, port),
-        port,
-        "/readyz",
-        out.join(format!("logs/spend-{backend}.log")),
-    )?;
-    let db = Db::connect(&url.clone().into(), 2).await?;
+    let Single { srv, sim, db, cleanup } = Single::start(server, out, postgres, backend, "spend").await?;
     let client = reqwest::Client::new();
     let (token, user_id) = signup(&client, &srv.url, "spender@bench.example.com").await?;
     let grant = 10_000_000;
