@@ -59,9 +59,8 @@ pub async fn record_delivery(
     Ok(prior)
 }
 
-/// [`record_delivery`] inside the transaction that applies the event, so the journal row, the
-/// effect and its outcome commit together (one durable commit per event).
-pub async fn record_delivery_in(
+/// [`record_delivery`] inside `tx` (an applied event is journaled by [`record_processed_in`]).
+async fn record_delivery_in(
     tx: &mut Tx,
     id: &str,
     event_type: &str,
@@ -130,18 +129,6 @@ pub async fn record_processed_in(
     .fetch_one(&mut **tx)
     .await?;
     Ok(processed_at == now)
-}
-
-pub async fn mark_processed_in(tx: &mut Tx, id: &str, outcome: &str) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE stripe_events SET status = 'processed', outcome = $1, error = NULL, processed_at = $2 WHERE id = $3",
-    )
-    .bind(outcome)
-    .bind(now_ms())
-    .bind(id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 pub async fn mark_failed(db: &Db, id: &str, error: &str) -> sqlx::Result<()> {
