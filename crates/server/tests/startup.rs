@@ -302,12 +302,21 @@ fn the_demo_starts_and_answers() {
     .stderr(Stdio::null())
     .spawn()
     .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = lines.next().unwrap().unwrap();
+    // Log lines (e.g. a slow-statement warning on a loaded machine) share stdout with the banner,
+    // so look for the READY line and the instructions rather than expecting them first.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok);
+    let mut seen = Vec::new();
+    let ready = loop {
+        let line = lines.next().unwrap_or_else(|| panic!("the demo exited before READY: {seen:?}"));
+        if line.starts_with("MASCOT_DEMO_READY ") {
+            break line;
+        }
+        seen.push(line);
+    };
     let api =
         ready.split_whitespace().find_map(|w| w.strip_prefix("api=")).unwrap_or_else(|| panic!("{ready}")).to_string();
     let sim = ready.split_whitespace().find_map(|w| w.strip_prefix("sim=")).unwrap().to_string();
-    let rest: Vec<String> = lines.by_ref().take(6).map_while(Result::ok).collect();
+    let rest: Vec<String> = lines.by_ref().take(20).take_while(|l| !l.contains("Ctrl-C stops")).collect();
     assert!(rest.iter().any(|l| l.contains("Open http://127.0.0.1:")), "{rest:?}");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
