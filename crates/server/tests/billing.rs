@@ -387,6 +387,15 @@ async fn tampered_sessions_are_not_credited(b: Backend) {
         tamper(&|s| s["metadata"]["user_id"] = json!(m.id.clone())),
         tamper(&|s| s["client_reference_id"] = json!(m.id.clone())),
         tamper(&|s| s["payment_status"] = json!("unpaid")),
+        // Consistent with the catalogue on their own, but not with what was recorded for this sale.
+        tamper(&|s| {
+            s["metadata"]["pack_id"] = json!("pack_25");
+            s["amount_total"] = json!(599);
+        }),
+        tamper(&|s| {
+            s["metadata"]["user_id"] = json!(m.id.clone());
+            s["client_reference_id"] = json!(m.id.clone());
+        }),
     ];
     for e in &cases {
         assert_eq!(post_event(&app, e).await.status(), StatusCode::OK);

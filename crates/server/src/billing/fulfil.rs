@@ -6,7 +6,7 @@
 //! one transaction guarded by UNIQUE causes: duplicates, concurrent deliveries and out-of-order
 //! events credit once. Refunds and disputes claw back with the same guarantees.
 
-use api_types::{find_pack, CheckoutStatus, EntryKind};
+use api_types::{find_pack, CheckoutStatus, EntryKind, PackDef};
 use serde::Deserialize;
 
 use super::{
@@ -145,6 +145,9 @@ pub async fn fulfil_checkout_in(
         tracing::error!(session_id = %session.id, %reason, "refusing checkout session");
         return Ok(FulfilOutcome::Rejected(reason));
     }
+    if let Some(credited) = credit_matching_in(tx, billing, session, after).await? {
+        return Ok(credited);
+    }
     let Some(record) = checkouts::find_in(tx, &session.id).await? else {
         tracing::info!(session_id = %session.id, "checkout session is not one of ours; nothing credited");
         return Ok(FulfilOutcome::NotOurs);
@@ -180,20 +183,76 @@ pub async fn fulfil_checkout_in(
     if claimed.rows_affected() == 0 {
         return Ok(FulfilOutcome::AlreadyCredited);
     }
+    credit_claimed_in(tx, billing, &record.id, &record.user_id, pack, after).await
+}
+
+/// The common case in one claim: a paid session whose every detail matches what the catalogue
+/// sells is claimed by one UPDATE whose WHERE holds the same conditions [`mismatch`] checks (the
+/// record's buyer, pack, credits, amount and currency), then credited. `None` when it did not
+/// apply (not paid, not ours, already credited, or something differs): the caller then takes the
+/// path that reads the record and says why. Saves a read per webhook on the serial write path.
+async fn credit_matching_in(
+    tx: &mut Tx,
+    billing: &Billing,
+    session: &SessionView,
+    after: &mut AfterCommit,
+) -> Result<Option<FulfilOutcome>, FulfilError> {
+    let meta = |k: &str| session.metadata.get(k).map(String::as_str);
+    let (Some(user_id), Some(pack)) = (meta("user_id"), meta("pack_id").and_then(find_pack)) else {
+        return Ok(None);
+    };
+    let currency = session.currency.as_deref().map(str::to_ascii_lowercase);
+    if !session.is_paid()
+        || session.amount_total != Some(pack.price_cents)
+        || currency.as_deref() != Some(pack.currency)
+        || session.client_reference_id.as_deref().is_some_and(|c| c != user_id)
+    {
+        return Ok(None);
+    }
+    let claimed = sqlx::query(
+        "UPDATE checkout_sessions SET status = 'credited', payment_intent = $1, credited_at = $2, updated_at = $2, failure_reason = NULL
+         WHERE id = $3 AND status <> 'credited'
+           AND user_id = $4 AND pack_id = $5 AND credits = $6 AND amount_cents = $7 AND currency = $8",
+    )
+    .bind(session.payment_intent_id())
+    .bind(now_ms())
+    .bind(&session.id)
+    .bind(user_id)
+    .bind(pack.id)
+    .bind(pack.credits)
+    .bind(pack.price_cents)
+    .bind(pack.currency)
+    .execute(&mut **tx)
+    .await?;
+    if claimed.rows_affected() == 0 {
+        return Ok(None);
+    }
+    credit_claimed_in(tx, billing, &session.id, user_id, pack, after).await.map(Some)
+}
+
+/// Posts the purchase entry for a session just claimed (its status set to credited in `tx`).
+async fn credit_claimed_in(
+    tx: &mut Tx,
+    billing: &Billing,
+    session_id: &str,
+    user_id: &str,
+    pack: &PackDef,
+    after: &mut AfterCommit,
+) -> Result<FulfilOutcome, FulfilError> {
     let entry = NewEntry {
-        user_id: record.user_id.clone(),
-        delta: record.credits,
+        user_id: user_id.to_string(),
+        delta: pack.credits,
         kind: EntryKind::Purchase,
-        cause: format!("purchase:{}", record.id),
+        cause: format!("purchase:{session_id}"),
         description: format!("Bought {} credits ({})", pack.credits, pack.price_display()),
         request_hash: None,
     };
-    // The claim above already holds the session row, so a duplicate cause cannot reach here; if it
-    // ever did, the transaction is spoiled and the caller rolls back.
+    // The claim already holds the session row, so a duplicate cause cannot reach here; if it ever
+    // did, the transaction is spoiled and the caller rolls back.
     let posted = ledger::post(tx, &entry, Overdraft::Allow).await?;
-    CheckoutHub::notify_in_tx(&billing.db, tx, &record.id).await?;
-    after.changed(&record.id);
-    tracing::info!(session_id = %record.id, user_id = %record.user_id, credits = record.credits, "purchase credited");
+    CheckoutHub::notify_in_tx(&billing.db, tx, session_id).await?;
+    after.changed(session_id);
+    tracing::info!(session_id, user_id, credits = pack.credits, "purchase credited");
     Ok(FulfilOutcome::Credited { balance: posted.balance })
 }
 
