@@ -65,3 +65,37 @@ async fn a_failing_unit_keeps_nothing_and_loses_nothing(b: Backend) {
     assert_eq!(keys.len(), 180, "every accepted unit committed, no refused one");
     assert!(keys.iter().all(|(k,)| !k.ends_with('0')), "a refused unit's write was kept");
 }
+
+on_both_databases!(a_duplicate_cause_moves_no_balance);
+
+/// `ledger::post` moves the balance and appends the entry in one round trip (two statements sent
+/// together on SQLite): a second entry with the same cause fails and must leave the balance as it
+/// was, even for a caller that goes on to commit.
+async fn a_duplicate_cause_moves_no_balance(b: Backend) {
+    use mascot_server::ledger::{self, LedgerError, NewEntry, Overdraft};
+    let (url, _cleanup) = fresh_database(b).await;
+    let db = Db::connect(&SecretString::from(url), 4).await.unwrap();
+    db.migrate().await.unwrap();
+    let user = mascot_server::auth::accounts::create(&db, "dup@example.com", "not-a-hash").await.ok().unwrap().id;
+    let entry = |delta| NewEntry {
+        user_id: user.clone(),
+        delta,
+        kind: api_types::EntryKind::Grant,
+        cause: "grant:once".into(),
+        description: "test grant".into(),
+        request_hash: None,
+    };
+    let mut tx = db.begin_write().await.unwrap();
+    let first = ledger::post(&mut tx, &entry(10), Overdraft::Allow).await.unwrap();
+    assert_eq!(first.balance, 10);
+    let second = ledger::post(&mut tx, &entry(5), Overdraft::Allow).await;
+    assert!(matches!(second, Err(LedgerError::DuplicateCause)), "{second:?}");
+    // SQLite keeps the transaction usable after a failed statement; PostgreSQL aborts it (then
+    // nothing of it is kept). Either way the balance is the sum of the entries.
+    let _ = db.commit(tx).await;
+    let (balance, summed) = ledger::verify_balance(&db, &user).await.unwrap();
+    assert_eq!(balance, summed);
+    if b == Backend::Sqlite {
+        assert_eq!(balance, 10, "the first entry is kept, the duplicate moved nothing");
+    }
+}

@@ -61,83 +61,60 @@ pub enum LedgerError {
 
 /// Appends `entry` and moves the cached balance, inside the caller's write transaction.
 pub async fn post(tx: &mut Tx, entry: &NewEntry, overdraft: Overdraft) -> Result<Posted, LedgerError> {
-    // Updating the user row first also takes its row lock (PostgreSQL), so entries of one user are
-    // written one at a time and `entry_seq` orders them.
-    let (balance, seq) = match overdraft {
-        Overdraft::Allow => move_balance(tx, entry, "").await?.ok_or(LedgerError::UnknownUser)?,
+    match overdraft {
+        Overdraft::Allow => move_and_insert(tx, entry, "").await?.ok_or(LedgerError::UnknownUser),
         // Held credits are not available: a spend must leave them covered.
-        Overdraft::Refuse => match move_balance(tx, entry, " AND balance + $1 >= held").await? {
-            Some(moved) => moved,
-            None => {
-                // Refused as things stand: `held` may still count holds that have expired since the
-                // last write (expiry is swept lazily). Sweep, then try once more.
-                let current: Option<(i64, i64)> = sqlx::query_as("SELECT balance, held FROM users WHERE id = $1")
-                    .bind(&entry.user_id)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                let Some((balance, held)) = current else { return Err(LedgerError::UnknownUser) };
-                let freed = if held > 0 { holds::sweep_expired(tx, &entry.user_id).await? } else { 0 };
-                let retried =
-                    if freed > 0 { move_balance(tx, entry, " AND balance + $1 >= held").await? } else { None };
-                retried.ok_or(LedgerError::InsufficientCredits { balance, available: balance - (held - freed) })?
+        Overdraft::Refuse => {
+            const COVERED: &str = " AND balance + $1 >= held";
+            if let Some(posted) = move_and_insert(tx, entry, COVERED).await? {
+                return Ok(posted);
             }
-        },
-    };
-
-    insert_entry(tx, entry, balance, seq).await
-}
-
-/// Writes the entry for a balance move just made (`balance` after it, `seq` its number).
-async fn insert_entry(tx: &mut Tx, entry: &NewEntry, balance: i64, seq: i64) -> Result<Posted, LedgerError> {
-    let entry_id = uuid::Uuid::new_v4().to_string();
-    let inserted = sqlx::query(
-        "INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(&entry_id)
-    .bind(&entry.user_id)
-    .bind(seq)
-    .bind(entry.delta)
-    .bind(entry.kind.as_str())
-    .bind(&entry.cause)
-    .bind(&entry.request_hash)
-    .bind(&entry.description)
-    .bind(balance)
-    .bind(now_ms())
-    .execute(&mut **tx)
-    .await;
-    match inserted {
-        Ok(_) => Ok(Posted { entry_id, balance }),
-        Err(e) if is_unique_violation(&e) => Err(LedgerError::DuplicateCause),
-        Err(e) => Err(e.into()),
+            // Refused as things stand: `held` may still count holds that have expired since the
+            // last write (expiry is swept lazily). Sweep, then try once more.
+            let current: Option<(i64, i64)> = sqlx::query_as("SELECT balance, held FROM users WHERE id = $1")
+                .bind(&entry.user_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+            let Some((balance, held)) = current else { return Err(LedgerError::UnknownUser) };
+            let freed = if held > 0 { holds::sweep_expired(tx, &entry.user_id).await? } else { 0 };
+            let retried = if freed > 0 { move_and_insert(tx, entry, COVERED).await? } else { None };
+            retried.ok_or(LedgerError::InsufficientCredits { balance, available: balance - (held - freed) })
+        }
     }
 }
 
-/// Moves the balance by the entry's delta if the user exists and `condition` holds; returns the
-/// new balance and the entry's sequence number.
-async fn move_balance(tx: &mut Tx, entry: &NewEntry, condition: &str) -> sqlx::Result<Option<(i64, i64)>> {
-    let sql = format!(
-        "UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1 WHERE id = $2{condition} RETURNING balance, entry_seq"
-    );
-    let query = sqlx::query_as(&sql).bind(entry.delta).bind(&entry.user_id);
-    // Conditions may name the entry's cause as $3.
-    let query = if condition.contains("$3") { query.bind(&entry.cause) } else { query };
-    query.fetch_optional(&mut **tx).await
-}
-
-/// [`move_balance`] then [`insert_entry`] as one PostgreSQL statement (a data-modifying CTE;
-/// SQLite has none, and there a statement is no network round trip anyway).
+/// Moves the user's balance by the entry's delta and appends the entry, if the user exists and
+/// `condition` (on the `users` row; it may name the entry's cause as `$3`) holds: `None` when
+/// nothing was written. One round trip on either database, because on the serial write path
+/// every round trip counts:
+/// - PostgreSQL: one statement, a data-modifying CTE. Updating the user row first takes its row
+///   lock, so entries of one user are written one at a time and `entry_seq` orders them.
+/// - SQLite (no data-modifying CTEs): two statements sent together. The entry is inserted first,
+///   computed from the user row, so a duplicate cause fails before anything moved; the balance
+///   moves only if that insert wrote a row (`changes()`). Nothing can run in between: SQLite has
+///   one writer and this transaction holds the write lock.
 async fn move_and_insert(tx: &mut Tx, entry: &NewEntry, condition: &str) -> Result<Option<Posted>, LedgerError> {
-    let sql = format!(
-        "WITH moved AS (
-             UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1 WHERE id = $2{condition}
-             RETURNING balance, entry_seq)
-         INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at)
-         SELECT $4, $2, entry_seq, $1, $5, $3, $6, $7, balance, $8 FROM moved
-         RETURNING balance_after"
-    );
-    let entry_id = uuid::Uuid::new_v4().to_string();
-    let inserted: Result<Option<(i64,)>, _> = sqlx::query_as(&sql)
+    let sql = if tx.backend_name() == "PostgreSQL" {
+        format!(
+            "WITH moved AS (
+                 UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1 WHERE id = $2{condition}
+                 RETURNING balance, entry_seq)
+             INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at)
+             SELECT $4, $2, entry_seq, $1, $5, $3, $6, $7, balance, $8 FROM moved
+             RETURNING balance_after"
+        )
+    } else {
+        format!(
+            "INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at)
+             SELECT $4, $2, entry_seq + 1, $1, $5, $3, $6, $7, balance + $1, $8 FROM users WHERE id = $2{condition}
+             RETURNING balance_after;
+             UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1 WHERE id = $2 AND changes() = 1"
+        )
+    };
+    let entry_id = new_entry_id();
+    // `fetch_all`, not `fetch_optional`: the latter stops after the first row, before SQLite's
+    // second statement has run.
+    let inserted: Result<Vec<(i64,)>, _> = sqlx::query_as(&sql)
         .bind(entry.delta)
         .bind(&entry.user_id)
         .bind(&entry.cause)
@@ -146,13 +123,19 @@ async fn move_and_insert(tx: &mut Tx, entry: &NewEntry, condition: &str) -> Resu
         .bind(&entry.request_hash)
         .bind(&entry.description)
         .bind(now_ms())
-        .fetch_optional(&mut **tx)
+        .fetch_all(&mut **tx)
         .await;
     match inserted {
-        Ok(row) => Ok(row.map(|(balance,)| Posted { entry_id, balance })),
+        Ok(rows) => Ok(rows.first().map(|&(balance,)| Posted { entry_id, balance })),
         Err(e) if is_unique_violation(&e) => Err(LedgerError::DuplicateCause),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A time-ordered UUID (v7): new entries land at the end of the primary-key index instead of on
+/// a random page of it, so a commit rewrites fewer index pages.
+fn new_entry_id() -> String {
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// The entry already recorded for `cause`, if any: `(entry id, request hash, balance after)`.
@@ -171,24 +154,14 @@ async fn post_once_in(
     entry: &NewEntry,
     overdraft: Overdraft,
 ) -> Result<Result<(Posted, bool), LedgerError>, LedgerError> {
-    // The common case in two statements: the balance moves only if the cause is new (and, for a
+    // The common case in one round trip: the balance moves only if the cause is new (and, for a
     // spend, the available credits cover it); anything else takes the slow path below.
     let condition = match overdraft {
         Overdraft::Refuse => " AND balance + $1 >= held AND NOT EXISTS (SELECT 1 FROM ledger_entries WHERE cause = $3)",
         Overdraft::Allow => " AND NOT EXISTS (SELECT 1 FROM ledger_entries WHERE cause = $3)",
     };
-    match tx.backend_name() {
-        // One round trip: the balance move and the entry in a single statement.
-        "PostgreSQL" => {
-            if let Some(posted) = move_and_insert(tx, entry, condition).await? {
-                return Ok(Ok((posted, false)));
-            }
-        }
-        _ => {
-            if let Some((balance, seq)) = move_balance(tx, entry, condition).await? {
-                return insert_entry(tx, entry, balance, seq).await.map(|posted| Ok((posted, false)));
-            }
-        }
+    if let Some(posted) = move_and_insert(tx, entry, condition).await? {
+        return Ok(Ok((posted, false)));
     }
     if let Some((entry_id, hash, balance)) = find_cause(tx, &entry.cause).await? {
         if hash != entry.request_hash {
