@@ -4,6 +4,7 @@
 //! ([`notify`]).
 
 pub mod cache;
+mod checkpoint;
 pub mod group;
 pub mod notify;
 
@@ -33,6 +34,8 @@ pub struct Db {
     cache: Arc<cache::ReadCache>,
     /// `None` only in the writer task's own handle.
     group: Option<group::GroupCommit>,
+    /// SQLite only: checkpoints the WAL after commits (see [`checkpoint`]).
+    wal: Option<checkpoint::Checkpointer>,
 }
 
 impl Db {
@@ -61,7 +64,8 @@ impl Db {
             .connect_with(options.clone())
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to the {kind} database: {}", redact(&e.to_string())))?;
-        let mut db = Db { pool, kind, cache: Arc::new(cache::ReadCache::new(cache_ttl)), group: None };
+        let wal = (kind == DatabaseKind::Sqlite).then(|| checkpoint::Checkpointer::spawn(pool.clone()));
+        let mut db = Db { pool, kind, cache: Arc::new(cache::ReadCache::new(cache_ttl)), group: None, wal };
         db.group = Some(group::GroupCommit::spawn(db.clone(), options));
         Ok(db)
     }
@@ -86,6 +90,9 @@ impl Db {
     pub async fn commit(&self, tx: Tx) -> sqlx::Result<()> {
         tx.commit().await?;
         self.cache.funds_changed();
+        if let Some(wal) = &self.wal {
+            wal.committed();
+        }
         Ok(())
     }
 
@@ -136,11 +143,13 @@ fn pool_options(kind: DatabaseKind, max_connections: u32) -> AnyPoolOptions {
     match kind {
         // WAL lets readers run beside the one writer. synchronous=FULL: a commit is on disk before
         // we answer, so no acknowledged payment can be lost on power failure. busy_timeout makes a
-        // writer wait for the lock instead of failing.
+        // writer wait for the lock instead of failing. Checkpoints are a task's job (see
+        // [`checkpoint`]); the automatic one stays as a backstop.
         DatabaseKind::Sqlite => options.after_connect(|conn, _| {
             Box::pin(async move {
                 conn.execute("PRAGMA journal_mode = WAL").await?;
                 conn.execute("PRAGMA synchronous = FULL").await?;
+                conn.execute(format!("PRAGMA wal_autocheckpoint = {}", checkpoint::BACKSTOP_PAGES).as_str()).await?;
                 conn.execute("PRAGMA busy_timeout = 10000").await?;
                 conn.execute("PRAGMA foreign_keys = ON").await?;
                 Ok(())
