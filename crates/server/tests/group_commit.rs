@@ -99,3 +99,33 @@ async fn a_duplicate_cause_moves_no_balance(b: Backend) {
         assert_eq!(balance, 10, "the first entry is kept, the duplicate moved nothing");
     }
 }
+
+/// SQLite: commits are checkpointed into the database file shortly after, by the server's own
+/// task (`db::checkpoint`), not left in the WAL until it reaches SQLite's threshold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_commits_reach_the_database_file() {
+    use sqlx::Connection;
+    let (url, _cleanup) = fresh_database(Backend::Sqlite).await;
+    let db = Db::connect(&SecretString::from(url.clone()), 4).await.unwrap();
+    let mut tx = db.begin_write().await.unwrap();
+    sqlx::query("CREATE TABLE items (k TEXT PRIMARY KEY)").execute(&mut *tx).await.unwrap();
+    db.commit(tx).await.unwrap();
+    for i in 0..20 {
+        let mut tx = db.begin_write().await.unwrap();
+        sqlx::query("INSERT INTO items (k) VALUES ($1)").bind(format!("k{i}")).execute(&mut *tx).await.unwrap();
+        db.commit(tx).await.unwrap();
+    }
+    // An immutable connection reads the database file alone, ignoring the WAL.
+    let file_only = url.replace("?mode=rwc", "?immutable=1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let mut conn = sqlx::AnyConnection::connect(&file_only).await.unwrap();
+        let count: Result<(i64,), _> = sqlx::query_as("SELECT COUNT(*) FROM items").fetch_one(&mut conn).await;
+        let _ = conn.close().await;
+        if matches!(count, Ok((20,))) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the file still lacks the commits: {count:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
