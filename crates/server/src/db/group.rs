@@ -149,7 +149,10 @@ impl GroupCommit {
                                     Err(_) => break,
                                 }
                             }
-                            run_batch(&db, batch).await;
+                            // SQLite has one writer and no row locks, so units that arrive while
+                            // a batch runs may join it (see `run_batch`).
+                            let late = (db.kind == super::DatabaseKind::Sqlite).then_some(&mut jobs);
+                            run_batch(&db, batch, late).await;
                         }
                         db.close().await;
                     })
@@ -179,18 +182,30 @@ impl GroupCommit {
     }
 }
 
-async fn run_batch(db: &Db, mut batch: Vec<Box<dyn Job>>) {
+/// Runs `batch` in one transaction and commits it. With `late`, units queued meanwhile join the
+/// transaction before its commit instead of waiting for the next one: the commit is the fixed
+/// cost, so the more units share it the better. Only where the order of units does not matter
+/// (SQLite: one writer, no row locks); on PostgreSQL units run sorted, so that two replicas' batches
+/// take row locks in the same order.
+async fn run_batch(db: &Db, mut batch: Vec<Box<dyn Job>>, mut late: Option<&mut mpsc::Receiver<Box<dyn Job>>>) {
     let started = std::time::Instant::now();
-    let units = batch.len();
     if batch.iter().any(|j| j.order().is_some()) {
         batch.sort_by(|a, b| a.order().cmp(&b.order()));
     }
     let committed = async {
         let mut tx = db.begin_write().await.ok()?;
-        for job in batch.iter_mut() {
-            if !job.run_in(&mut tx).await {
-                let _ = tx.rollback().await;
-                return None;
+        let mut next = 0;
+        loop {
+            while let Some(job) = batch.get_mut(next) {
+                if !job.run_in(&mut tx).await {
+                    let _ = tx.rollback().await;
+                    return None;
+                }
+                next += 1;
+            }
+            match late.as_deref_mut().filter(|_| batch.len() < MAX_BATCH).map(|jobs| jobs.try_recv()) {
+                Some(Ok(job)) => batch.push(job),
+                _ => break,
             }
         }
         let committing = std::time::Instant::now();
@@ -201,7 +216,7 @@ async fn run_batch(db: &Db, mut batch: Vec<Box<dyn Job>>) {
     match committed {
         Some(commit) => {
             tracing::debug!(
-                units,
+                units = batch.len(),
                 micros = started.elapsed().as_micros() as u64,
                 commit_micros = commit.as_micros() as u64,
                 "group commit"
