@@ -125,6 +125,11 @@ pub(crate) async fn finish<T>(
     }
 }
 
+/// The exactly-once claim of a paid session ($1 payment intent, $2 now, $3 session id): it
+/// changes a row only if the session is not credited yet.
+const CLAIM: &str = "UPDATE checkout_sessions SET status = 'credited', payment_intent = $1, credited_at = $2, updated_at = $2, failure_reason = NULL
+     WHERE id = $3 AND status <> 'credited'";
+
 /// Credits the session's pack if Stripe says it is paid; records expiry otherwise.
 pub async fn fulfil_checkout(billing: &Billing, session: &SessionView) -> Result<FulfilOutcome, FulfilError> {
     let mut tx = billing.db.begin_write().await?;
@@ -171,15 +176,8 @@ pub async fn fulfil_checkout_in(
     }
 
     let pack = find_pack(&record.pack_id).expect("checked by mismatch");
-    let claimed = sqlx::query(
-        "UPDATE checkout_sessions SET status = 'credited', payment_intent = $1, credited_at = $2, updated_at = $2, failure_reason = NULL
-         WHERE id = $3 AND status <> 'credited'",
-    )
-    .bind(session.payment_intent_id())
-    .bind(now_ms())
-    .bind(&record.id)
-    .execute(&mut **tx)
-    .await?;
+    let claimed =
+        sqlx::query(CLAIM).bind(session.payment_intent_id()).bind(now_ms()).bind(&record.id).execute(&mut **tx).await?;
     if claimed.rows_affected() == 0 {
         return Ok(FulfilOutcome::AlreadyCredited);
     }
@@ -209,11 +207,9 @@ async fn credit_matching_in(
     {
         return Ok(None);
     }
-    let claimed = sqlx::query(
-        "UPDATE checkout_sessions SET status = 'credited', payment_intent = $1, credited_at = $2, updated_at = $2, failure_reason = NULL
-         WHERE id = $3 AND status <> 'credited'
-           AND user_id = $4 AND pack_id = $5 AND credits = $6 AND amount_cents = $7 AND currency = $8",
-    )
+    let claimed = sqlx::query(&format!(
+        "{CLAIM} AND user_id = $4 AND pack_id = $5 AND credits = $6 AND amount_cents = $7 AND currency = $8"
+    ))
     .bind(session.payment_intent_id())
     .bind(now_ms())
     .bind(&session.id)

@@ -59,13 +59,18 @@ pub enum LedgerError {
     Db(#[from] sqlx::Error),
 }
 
+/// Conditions on the `users` row for [`move_and_insert`]: the available credits cover the entry
+/// (held credits are not available)…
+const COVERED: &str = " AND balance + $1 >= held";
+/// …and no entry has this cause yet.
+const NEW_CAUSE: &str = " AND NOT EXISTS (SELECT 1 FROM ledger_entries WHERE cause = $3)";
+
 /// Appends `entry` and moves the cached balance, inside the caller's write transaction.
 pub async fn post(tx: &mut Tx, entry: &NewEntry, overdraft: Overdraft) -> Result<Posted, LedgerError> {
     match overdraft {
         Overdraft::Allow => move_and_insert(tx, entry, "").await?.ok_or(LedgerError::UnknownUser),
-        // Held credits are not available: a spend must leave them covered.
+        // A spend must leave held credits covered.
         Overdraft::Refuse => {
-            const COVERED: &str = " AND balance + $1 >= held";
             if let Some(posted) = move_and_insert(tx, entry, COVERED).await? {
                 return Ok(posted);
             }
@@ -157,10 +162,10 @@ async fn post_once_in(
     // The common case in one round trip: the balance moves only if the cause is new (and, for a
     // spend, the available credits cover it); anything else takes the slow path below.
     let condition = match overdraft {
-        Overdraft::Refuse => " AND balance + $1 >= held AND NOT EXISTS (SELECT 1 FROM ledger_entries WHERE cause = $3)",
-        Overdraft::Allow => " AND NOT EXISTS (SELECT 1 FROM ledger_entries WHERE cause = $3)",
+        Overdraft::Refuse => format!("{COVERED}{NEW_CAUSE}"),
+        Overdraft::Allow => NEW_CAUSE.to_string(),
     };
-    if let Some(posted) = move_and_insert(tx, entry, condition).await? {
+    if let Some(posted) = move_and_insert(tx, entry, &condition).await? {
         return Ok(Ok((posted, false)));
     }
     if let Some((entry_id, hash, balance)) = find_cause(tx, &entry.cause).await? {
