@@ -147,6 +147,24 @@ pub enum HoldStatus {
     Expired,
 }
 
+impl HoldStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldStatus::Active => "active",
+            HoldStatus::Captured => "captured",
+            HoldStatus::Released => "released",
+            HoldStatus::Expired => "expired",
+        }
+    }
+
+    /// `None` for anything else (the database's CHECK admits only these four).
+    pub fn parse(s: &str) -> Option<HoldStatus> {
+        [HoldStatus::Active, HoldStatus::Captured, HoldStatus::Released, HoldStatus::Expired]
+            .into_iter()
+            .find(|h| h.as_str() == s)
+    }
+}
+
 /// Answer to capture and release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use rand::{distributions::Alphanumeric, Rng};
 
 use crate::{
-    auth::{accounts, normalise_email, password, tokens, validate_password},
+    auth::{accounts, normalise_email, password, validate_password},
     billing::reconcile::DriftReport,
     ledger::{self, LedgerError},
     Db,
@@ -33,11 +33,11 @@ pub async fn grant_credits(
         accounts::find_by_email(db, &email).await?.with_context(|| format!("no account with email {email}"))?;
     let grant_id = grant_id.map(str::to_string).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     match ledger::grant(db, &account.id, amount, reason, &grant_id).await {
-        Ok((posted, replayed)) => {
-            if replayed {
+        Ok(recorded) => {
+            if recorded.replayed {
                 eprintln!("grant {grant_id} was already applied; nothing changed");
             }
-            Ok(posted.balance)
+            Ok(recorded.posted.balance)
         }
         Err(LedgerError::KeyReused) => bail!("grant id {grant_id} was already used for a different grant"),
         Err(e) => Err(e.into()),
@@ -67,8 +67,9 @@ pub async fn reset_password(db: &Db, email: &str, new: NewPassword) -> anyhow::R
         }
     };
     let hash = password::hash(plain.clone()).await?;
-    accounts::set_password_hash(db, &account.id, &hash).await?;
-    let revoked = tokens::revoke_all(db, &account.id).await?;
+    let revoked = accounts::replace_password(db, &account.id, &hash)
+        .await?
+        .with_context(|| format!("the account {email} was deleted meanwhile"))?;
     eprintln!("password reset for {email}; {revoked} session(s) signed out");
     Ok(generated.then_some(plain))
 }

@@ -79,6 +79,12 @@ pub struct Config {
     /// Longest life of a cached token or balance when no change notification can reach this
     /// process (SQLite written by an operator command); see `db::cache`.
     pub cache_ttl: Duration,
+    /// Concurrent writes share one transaction and one durable commit (`db::group`); off, each
+    /// write commits on its own connection (`DB_GROUP_COMMIT=false`).
+    pub group_commit: bool,
+    /// SQLite only: caps the database file at this many pages (`SQLITE_MAX_PAGE_COUNT`); writes
+    /// beyond it fail as on a full disk.
+    pub sqlite_max_page_count: Option<u64>,
     /// `None` when STRIPE_SECRET_KEY/STRIPE_WEBHOOK_SECRET are unset (`serve` then refuses to start).
     pub stripe: Option<StripeConfig>,
     /// Where Checkout sends the customer back: FRONTEND_URL, else APP_URL, else
@@ -105,11 +111,23 @@ impl Config {
             login_throttle: ThrottleConfig::default(),
             db_max_connections: 10,
             cache_ttl: crate::db::DEFAULT_CACHE_TTL,
+            group_commit: true,
+            sqlite_max_page_count: None,
             stripe: None,
             return_base: None,
             checkout_ttl: Duration::from_secs(DEFAULT_CHECKOUT_TTL_MINUTES * 60),
             max_wait: Duration::from_secs(30),
             stripe_missing: Vec::new(),
+        }
+    }
+
+    /// How the database is set up (see `db::DbOptions`).
+    pub fn db_options(&self) -> crate::db::DbOptions {
+        crate::db::DbOptions {
+            max_connections: self.db_max_connections,
+            cache_ttl: self.cache_ttl,
+            group_commit: self.group_commit,
+            sqlite_max_page_count: self.sqlite_max_page_count,
         }
     }
 
@@ -179,6 +197,19 @@ impl Config {
             match n.trim().parse::<u32>() {
                 Ok(n) if (1..=200).contains(&n) => config.db_max_connections = n,
                 _ => problems.push(format!("DB_MAX_CONNECTIONS must be from 1 to 200 (got {n:?})")),
+            }
+        }
+        if let Some(v) = get("DB_GROUP_COMMIT") {
+            match v.trim() {
+                "true" | "1" => config.group_commit = true,
+                "false" | "0" => config.group_commit = false,
+                _ => problems.push(format!("DB_GROUP_COMMIT must be true or false (got {v:?})")),
+            }
+        }
+        if let Some(n) = get("SQLITE_MAX_PAGE_COUNT") {
+            match n.trim().parse::<u64>() {
+                Ok(n) if n >= 16 => config.sqlite_max_page_count = Some(n),
+                _ => problems.push(format!("SQLITE_MAX_PAGE_COUNT must be a number of pages, at least 16 (got {n:?})")),
             }
         }
 

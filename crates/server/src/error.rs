@@ -75,7 +75,11 @@ impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         match err {
             // Pool exhausted or database unreachable: the request may succeed if retried.
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => ApiError::unavailable(err),
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => {
+                ApiError::unavailable(err)
+            }
+            // A full disk: the write may succeed once space is back (webhooks are retried).
+            ref e if crate::db::write::is_out_of_space(e) => ApiError::unavailable(err),
             other => ApiError::internal(other),
         }
     }

@@ -1,4 +1,4 @@
-//! Mascot credits server: accounts, the credit ledger and (soon) Stripe purchases.
+//! Mascot credits server: accounts, the credit ledger, holds and Stripe purchases.
 //!
 //! `Application::build` connects the database, applies migrations and binds the listener; `main`
 //! and the integration tests both start the server through it.
@@ -60,7 +60,7 @@ impl Application {
     /// Like [`Application::build`] on an already bound listener (tests and the demo bind first to
     /// know the address Checkout must return to).
     pub async fn build_on(config: Config, listener: TcpListener) -> anyhow::Result<Application> {
-        let db = Db::connect_with(&config.database_url, config.db_max_connections, config.cache_ttl).await?;
+        let db = Db::connect_with(&config.database_url, &config.db_options()).await?;
         db.migrate().await?;
         let billing = match &config.stripe {
             Some(stripe) => Some(Arc::new(billing::Billing::new(db.clone(), stripe.clone())?)),
@@ -69,15 +69,11 @@ impl Application {
         match db.kind() {
             // The cache turns on once the listener hears every change (see `db::notify`).
             db::DatabaseKind::Postgres => {
-                let hub = billing.as_ref().map(|b| b.hub.clone());
+                let hub = db.checkouts().clone();
                 db::notify::spawn_listener(
                     config.database_url.expose_secret().to_string(),
                     db.cache().clone(),
-                    move |id| {
-                        if let Some(hub) = &hub {
-                            hub.notify_local(id);
-                        }
-                    },
+                    move |id| hub.notify_local(id),
                 );
             }
             // One server per file: its own commits invalidate; operator commands age out (cache_ttl).

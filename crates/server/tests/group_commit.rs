@@ -6,18 +6,32 @@ mod common;
 use std::sync::Arc;
 
 use common::{fresh_database, Backend};
-use mascot_server::db::{group, Db};
+use mascot_server::db::{Db, UnitError};
 use secrecy::SecretString;
 
 #[derive(Debug)]
-enum UnitError {
+enum TestError {
+    /// Refused after writing: its writes must not be kept.
     Refused,
     Db(sqlx::Error),
 }
 
-impl From<sqlx::Error> for UnitError {
+impl From<sqlx::Error> for TestError {
     fn from(e: sqlx::Error) -> Self {
-        UnitError::Db(e)
+        TestError::Db(e)
+    }
+}
+
+impl UnitError for TestError {
+    fn database_error(&self) -> Option<&sqlx::Error> {
+        match self {
+            TestError::Db(e) => Some(e),
+            TestError::Refused => None,
+        }
+    }
+
+    fn spoils(&self) -> bool {
+        true
     }
 }
 
@@ -34,17 +48,19 @@ async fn a_failing_unit_keeps_nothing_and_loses_nothing(b: Backend) {
         let db = db.clone();
         tasks.spawn(async move {
             let key = Arc::new(format!("k{i:03}"));
-            let unit = group::unit(move |tx| {
-                let key = key.clone();
-                Box::pin(async move {
-                    sqlx::query("INSERT INTO items (k) VALUES ($1)").bind(key.as_str()).execute(&mut **tx).await?;
-                    if i % 10 == 0 {
-                        return Err(UnitError::Refused);
-                    }
-                    Ok::<_, UnitError>(i)
+            let written = db
+                .write(Some(format!("{i:03}")), move |tx| {
+                    let key = key.clone();
+                    Box::pin(async move {
+                        sqlx::query("INSERT INTO items (k) VALUES ($1)").bind(key.as_str()).execute(&mut **tx).await?;
+                        if i % 10 == 0 {
+                            return Err(TestError::Refused);
+                        }
+                        Ok::<_, TestError>(i)
+                    })
                 })
-            });
-            (i, db.write_unit(Some(format!("{i:03}")), unit).await)
+                .await;
+            (i, written)
         });
     }
     let mut ok = 0;
@@ -56,8 +72,8 @@ async fn a_failing_unit_keeps_nothing_and_loses_nothing(b: Backend) {
                 assert_ne!(i % 10, 0, "unit {i} should have been refused");
                 ok += 1;
             }
-            Err(UnitError::Refused) => assert_eq!(i % 10, 0, "unit {i} was refused by mistake"),
-            Err(UnitError::Db(e)) => panic!("unit {i}: database error {e}"),
+            Err(TestError::Refused) => assert_eq!(i % 10, 0, "unit {i} was refused by mistake"),
+            Err(TestError::Db(e)) => panic!("unit {i}: database error {e}"),
         }
     }
     assert_eq!(ok, 180);
@@ -85,14 +101,24 @@ async fn a_duplicate_cause_moves_no_balance(b: Backend) {
         description: "test grant".into(),
         request_hash: None,
     };
-    let mut tx = db.begin_write().await.unwrap();
-    let first = ledger::post(&mut tx, &entry(10), Overdraft::Allow).await.unwrap();
-    assert_eq!(first.balance, 10);
-    let second = ledger::post(&mut tx, &entry(5), Overdraft::Allow).await;
-    assert!(matches!(second, Err(LedgerError::DuplicateCause)), "{second:?}");
-    // SQLite keeps the transaction usable after a failed statement; PostgreSQL aborts it (then
-    // nothing of it is kept). Either way the balance is the sum of the entries.
-    let _ = db.commit(tx).await;
+    let (first, second) = (Arc::new(entry(10)), Arc::new(entry(5)));
+    // A careless unit that swallows the duplicate and asks for a commit anyway.
+    let written = db
+        .write(None, move |tx| {
+            let (first, second) = (first.clone(), second.clone());
+            Box::pin(async move {
+                let posted = ledger::post(tx, &first, Overdraft::Allow).await?;
+                assert_eq!(posted.balance, 10);
+                let again = ledger::post(tx, &second, Overdraft::Allow).await;
+                assert!(matches!(again, Err(LedgerError::DuplicateCause)), "{again:?}");
+                Ok::<_, LedgerError>(())
+            })
+        })
+        .await;
+    // SQLite keeps the transaction usable after a failed statement; PostgreSQL aborts it, and
+    // the write path reports that commit as failed (nothing of it is kept). Either way the
+    // balance is the sum of the entries.
+    assert_eq!(written.is_ok(), b == Backend::Sqlite, "{written:?}");
     let (balance, summed) = ledger::verify_balance(&db, &user).await.unwrap();
     assert_eq!(balance, summed);
     if b == Backend::Sqlite {
@@ -107,13 +133,16 @@ async fn sqlite_commits_reach_the_database_file() {
     use sqlx::Connection;
     let (url, _cleanup) = fresh_database(Backend::Sqlite).await;
     let db = Db::connect(&SecretString::from(url.clone()), 4).await.unwrap();
-    let mut tx = db.begin_write().await.unwrap();
-    sqlx::query("CREATE TABLE items (k TEXT PRIMARY KEY)").execute(&mut *tx).await.unwrap();
-    db.commit(tx).await.unwrap();
+    sqlx::query("CREATE TABLE items (k TEXT PRIMARY KEY)").execute(db.pool()).await.unwrap();
     for i in 0..20 {
-        let mut tx = db.begin_write().await.unwrap();
-        sqlx::query("INSERT INTO items (k) VALUES ($1)").bind(format!("k{i}")).execute(&mut *tx).await.unwrap();
-        db.commit(tx).await.unwrap();
+        db.write(None, move |tx| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO items (k) VALUES ($1)").bind(format!("k{i}")).execute(&mut **tx).await?;
+                Ok::<_, sqlx::Error>(())
+            })
+        })
+        .await
+        .unwrap();
     }
     // An immutable connection reads the database file alone, ignoring the WAL.
     let file_only = url.replace("?mode=rwc", "?immutable=1");

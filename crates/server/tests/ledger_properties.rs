@@ -169,11 +169,17 @@ impl World {
                 let result = ledger::spend(&self.db, &self.users[user], amount, "job", &key_text).await;
                 match self.spends.get(&(user, key)) {
                     Some(&previous) if previous == amount => {
-                        assert!(matches!(result, Ok((_, true))), "replay of the same spend: {result:?}");
+                        assert!(
+                            matches!(result, Ok(ledger::Recorded { replayed: true, .. })),
+                            "replay of the same spend: {result:?}"
+                        );
                     }
                     Some(_) => assert!(matches!(result, Err(ledger::LedgerError::KeyReused)), "{result:?}"),
                     None if self.balances[user] >= amount => {
-                        assert!(matches!(result, Ok((_, false))), "model allows it: {result:?}");
+                        assert!(
+                            matches!(result, Ok(ledger::Recorded { replayed: false, .. })),
+                            "model allows it: {result:?}"
+                        );
                         self.balances[user] -= amount;
                         self.spends.insert((user, key), amount);
                     }

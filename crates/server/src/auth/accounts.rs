@@ -1,6 +1,8 @@
 //! The users table: sign-up, lookup and password reset.
 
-use crate::db::{is_unique_violation, now_ms, Db};
+use std::sync::Arc;
+
+use crate::db::{is_unique_violation, now_ms, Db, UnitError};
 
 #[derive(Debug, Clone)]
 pub struct Account {
@@ -45,57 +47,108 @@ pub fn validate_password(password: &str) -> Result<(), String> {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
 pub enum CreateError {
+    #[error("this email already has an account")]
     EmailTaken,
-    Db(sqlx::Error),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl UnitError for CreateError {
+    fn database_error(&self) -> Option<&sqlx::Error> {
+        match self {
+            CreateError::Db(e) => Some(e),
+            CreateError::EmailTaken => None,
+        }
+    }
+
+    /// A taken email is a failed INSERT: it spoils a PostgreSQL transaction.
+    fn spoils(&self) -> bool {
+        true
+    }
 }
 
 /// Inserts a new user with an already-hashed password.
 pub async fn create(db: &Db, email: &str, password_hash: &str) -> Result<Account, CreateError> {
-    let id = uuid::Uuid::new_v4().to_string();
-    let result = sqlx::query(
-        "INSERT INTO users (id, email, password_hash, balance, entry_seq, created_at) VALUES ($1, $2, $3, 0, 0, $4)",
-    )
-    .bind(&id)
-    .bind(email)
-    .bind(password_hash)
-    .bind(now_ms())
-    .execute(db.pool())
-    .await;
-    match result {
-        Ok(_) => Ok(Account { id, email: email.to_string(), password_hash: password_hash.to_string(), balance: 0 }),
-        Err(e) if is_unique_violation(&e) => Err(CreateError::EmailTaken),
-        Err(e) => Err(CreateError::Db(e)),
-    }
+    let account = Arc::new(Account {
+        id: uuid::Uuid::new_v4().to_string(),
+        email: email.to_string(),
+        password_hash: password_hash.to_string(),
+        balance: 0,
+    });
+    let unit_account = account.clone();
+    db.write(None, move |uow| {
+        let account = unit_account.clone();
+        Box::pin(async move {
+            let result = sqlx::query(
+                "INSERT INTO users (id, email, password_hash, balance, entry_seq, created_at) VALUES ($1, $2, $3, 0, 0, $4)",
+            )
+            .bind(&account.id)
+            .bind(&account.email)
+            .bind(&account.password_hash)
+            .bind(now_ms())
+            .execute(&mut **uow)
+            .await;
+            match result {
+                Ok(_) => Ok(()),
+                Err(e) if is_unique_violation(&e) => Err(CreateError::EmailTaken),
+                Err(e) => Err(CreateError::Db(e)),
+            }
+        })
+    })
+    .await?;
+    Ok((*account).clone())
 }
 
-fn from_row((id, email, password_hash, balance): (String, String, String, i64)) -> Account {
-    Account { id, email, password_hash, balance }
+#[derive(sqlx::FromRow)]
+struct AccountRow {
+    id: String,
+    email: String,
+    password_hash: String,
+    balance: i64,
+}
+
+fn from_row(r: AccountRow) -> Account {
+    Account { id: r.id, email: r.email, password_hash: r.password_hash, balance: r.balance }
 }
 
 pub async fn find_by_email(db: &Db, email: &str) -> sqlx::Result<Option<Account>> {
-    let row = sqlx::query_as("SELECT id, email, password_hash, balance FROM users WHERE email = $1")
-        .bind(email)
-        .fetch_optional(db.pool())
-        .await?;
+    let row: Option<AccountRow> =
+        sqlx::query_as("SELECT id, email, password_hash, balance FROM users WHERE email = $1")
+            .bind(email)
+            .fetch_optional(db.pool())
+            .await?;
     Ok(row.map(from_row))
 }
 
 pub async fn find_by_id(db: &Db, id: &str) -> sqlx::Result<Option<Account>> {
-    let row = sqlx::query_as("SELECT id, email, password_hash, balance FROM users WHERE id = $1")
+    let row: Option<AccountRow> = sqlx::query_as("SELECT id, email, password_hash, balance FROM users WHERE id = $1")
         .bind(id)
         .fetch_optional(db.pool())
         .await?;
     Ok(row.map(from_row))
 }
 
-pub async fn set_password_hash(db: &Db, user_id: &str, password_hash: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-        .bind(password_hash)
-        .bind(user_id)
-        .execute(db.pool())
-        .await?;
-    Ok(done.rows_affected() == 1)
+/// Sets a new password hash and signs the user out everywhere, in one write. Returns how many
+/// sessions were signed out, or `None` when there is no such user.
+pub async fn replace_password(db: &Db, user_id: &str, password_hash: &str) -> sqlx::Result<Option<u64>> {
+    let (user, hash) = (user_id.to_string(), password_hash.to_string());
+    db.write(None, move |uow| {
+        let (user, hash) = (user.clone(), hash.clone());
+        Box::pin(async move {
+            let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                .bind(&hash)
+                .bind(&user)
+                .execute(&mut **uow)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Ok(None);
+            }
+            Ok(Some(super::tokens::revoke_all_in(uow, &user).await?))
+        })
+    })
+    .await
 }
 
 #[cfg(test)]

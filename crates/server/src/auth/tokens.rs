@@ -5,7 +5,7 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::db::{cache::TokenOwner, now_ms, Db};
+use crate::db::{cache::TokenOwner, now_ms, Db, Uow};
 
 const PREFIX: &str = "mct_";
 
@@ -18,15 +18,25 @@ pub async fn issue(db: &Db, user_id: &str, ttl: std::time::Duration) -> sqlx::Re
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let token = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
-    let now = now_ms();
     let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
-    sqlx::query("INSERT INTO auth_tokens (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-        .bind(hash_token(&token))
-        .bind(user_id)
-        .bind(now)
-        .bind(now.saturating_add(ttl_ms))
-        .execute(db.pool())
-        .await?;
+    let (hash, user) = (hash_token(&token), user_id.to_string());
+    db.write(None, move |uow| {
+        let (hash, user) = (hash.clone(), user.clone());
+        Box::pin(async move {
+            let now = now_ms();
+            sqlx::query(
+                "INSERT INTO auth_tokens (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&hash)
+            .bind(&user)
+            .bind(now)
+            .bind(now.saturating_add(ttl_ms))
+            .execute(&mut **uow)
+            .await?;
+            Ok::<_, sqlx::Error>(())
+        })
+    })
+    .await?;
     Ok(token)
 }
 
@@ -55,23 +65,31 @@ pub async fn authenticate(db: &Db, token: &str) -> sqlx::Result<Option<(String, 
     }))
 }
 
+/// Revokes one token (guarded: only a live token changes, so a second logout is a no-op).
 pub async fn revoke(db: &Db, token: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE auth_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL")
-        .bind(now_ms())
-        .bind(hash_token(token))
-        .execute(db.pool())
-        .await?;
-    db.cache().tokens_changed();
-    Ok(())
+    let hash = hash_token(token);
+    db.write(None, move |uow| {
+        let hash = hash.clone();
+        Box::pin(async move {
+            sqlx::query("UPDATE auth_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL")
+                .bind(now_ms())
+                .bind(&hash)
+                .execute(&mut **uow)
+                .await?;
+            uow.tokens_changed();
+            Ok::<_, sqlx::Error>(())
+        })
+    })
+    .await
 }
 
-/// Signs the user out everywhere (after a password reset).
-pub async fn revoke_all(db: &Db, user_id: &str) -> sqlx::Result<u64> {
+/// Signs the user out everywhere, inside a write (after a password change or reset).
+pub async fn revoke_all_in(uow: &mut Uow, user_id: &str) -> sqlx::Result<u64> {
     let done = sqlx::query("UPDATE auth_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
         .bind(now_ms())
         .bind(user_id)
-        .execute(db.pool())
+        .execute(&mut **uow)
         .await?;
-    db.cache().tokens_changed();
+    uow.tokens_changed();
     Ok(done.rows_affected())
 }

@@ -2,7 +2,9 @@
 
 use api_types::{CheckoutStatus, CheckoutSummary};
 
-use crate::db::{now_ms, rfc3339_ms, Db, Tx};
+use std::sync::Arc;
+
+use crate::db::{now_ms, rfc3339_ms, Db, Uow};
 
 #[derive(Debug, Clone)]
 pub struct CheckoutRecord {
@@ -24,26 +26,53 @@ pub struct CheckoutRecord {
 
 const COLUMNS: &str = "id, user_id, pack_id, credits, amount_cents, currency, status, checkout_url, livemode, payment_intent, refund_clawed, dispute_clawed, created_at, expires_at";
 
-type Row = (String, String, String, i64, i64, String, String, String, i64, Option<String>, i64, i64, i64, i64);
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: String,
+    user_id: String,
+    pack_id: String,
+    credits: i64,
+    amount_cents: i64,
+    currency: String,
+    status: String,
+    checkout_url: String,
+    livemode: i64,
+    payment_intent: Option<String>,
+    refund_clawed: i64,
+    dispute_clawed: i64,
+    created_at: i64,
+    expires_at: i64,
+}
 
-fn from_row(r: Row) -> CheckoutRecord {
-    CheckoutRecord {
-        id: r.0,
-        user_id: r.1,
-        pack_id: r.2,
-        credits: r.3,
-        amount_cents: r.4,
-        currency: r.5,
-        // The CHECK constraint admits only the four statuses.
-        status: CheckoutStatus::parse(&r.6).unwrap_or(CheckoutStatus::Pending),
-        checkout_url: r.7,
-        livemode: r.8 != 0,
-        payment_intent: r.9,
-        refund_clawed: r.10,
-        dispute_clawed: r.11,
-        created_at: r.12,
-        expires_at: r.13,
+impl TryFrom<Row> for CheckoutRecord {
+    type Error = sqlx::Error;
+
+    /// An unknown status is an error, never a guess.
+    fn try_from(r: Row) -> sqlx::Result<CheckoutRecord> {
+        let status = CheckoutStatus::parse(&r.status).ok_or_else(|| {
+            sqlx::Error::Decode(format!("checkout session {} has an unknown status {:?}", r.id, r.status).into())
+        })?;
+        Ok(CheckoutRecord {
+            id: r.id,
+            user_id: r.user_id,
+            pack_id: r.pack_id,
+            credits: r.credits,
+            amount_cents: r.amount_cents,
+            currency: r.currency,
+            status,
+            checkout_url: r.checkout_url,
+            livemode: r.livemode != 0,
+            payment_intent: r.payment_intent,
+            refund_clawed: r.refund_clawed,
+            dispute_clawed: r.dispute_clawed,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+        })
     }
+}
+
+fn records(rows: Vec<Row>) -> sqlx::Result<Vec<CheckoutRecord>> {
+    rows.into_iter().map(CheckoutRecord::try_from).collect()
 }
 
 impl CheckoutRecord {
@@ -63,6 +92,15 @@ impl CheckoutRecord {
 }
 
 pub async fn insert(db: &Db, r: &CheckoutRecord) -> sqlx::Result<()> {
+    let r = Arc::new(r.clone());
+    db.write(None, move |uow| {
+        let r = r.clone();
+        Box::pin(async move { insert_in(uow, &r).await })
+    })
+    .await
+}
+
+async fn insert_in(uow: &mut Uow, r: &CheckoutRecord) -> sqlx::Result<()> {
     let now = now_ms();
     sqlx::query(
         "INSERT INTO checkout_sessions (id, user_id, pack_id, credits, amount_cents, currency, status, checkout_url, livemode, created_at, expires_at, updated_at)
@@ -80,7 +118,7 @@ pub async fn insert(db: &Db, r: &CheckoutRecord) -> sqlx::Result<()> {
     .bind(r.created_at)
     .bind(r.expires_at)
     .bind(now)
-    .execute(db.pool())
+    .execute(&mut **uow)
     .await?;
     Ok(())
 }
@@ -90,16 +128,16 @@ pub async fn find(db: &Db, id: &str) -> sqlx::Result<Option<CheckoutRecord>> {
         .bind(id)
         .fetch_optional(db.pool())
         .await?;
-    Ok(row.map(from_row))
+    row.map(CheckoutRecord::try_from).transpose()
 }
 
 /// [`find`] inside a transaction.
-pub async fn find_in(tx: &mut Tx, id: &str) -> sqlx::Result<Option<CheckoutRecord>> {
+pub async fn find_in(tx: &mut Uow, id: &str) -> sqlx::Result<Option<CheckoutRecord>> {
     let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM checkout_sessions WHERE id = $1"))
         .bind(id)
         .fetch_optional(&mut **tx)
         .await?;
-    Ok(row.map(from_row))
+    row.map(CheckoutRecord::try_from).transpose()
 }
 
 pub async fn find_by_payment_intent(db: &Db, payment_intent: &str) -> sqlx::Result<Option<CheckoutRecord>> {
@@ -108,12 +146,12 @@ pub async fn find_by_payment_intent(db: &Db, payment_intent: &str) -> sqlx::Resu
             .bind(payment_intent)
             .fetch_optional(db.pool())
             .await?;
-    Ok(row.map(from_row))
+    row.map(CheckoutRecord::try_from).transpose()
 }
 
 /// Locks the record for the rest of `tx` (an UPDATE takes the row lock on PostgreSQL; SQLite's
 /// write transaction already excludes other writers) and returns it as it is now.
-pub async fn lock(tx: &mut Tx, id: &str) -> sqlx::Result<Option<CheckoutRecord>> {
+pub async fn lock(tx: &mut Uow, id: &str) -> sqlx::Result<Option<CheckoutRecord>> {
     sqlx::query("UPDATE checkout_sessions SET updated_at = $1 WHERE id = $2")
         .bind(now_ms())
         .bind(id)
@@ -123,7 +161,7 @@ pub async fn lock(tx: &mut Tx, id: &str) -> sqlx::Result<Option<CheckoutRecord>>
         .bind(id)
         .fetch_optional(&mut **tx)
         .await?;
-    Ok(row.map(from_row))
+    row.map(CheckoutRecord::try_from).transpose()
 }
 
 /// The caller's sessions, newest first; pending ones only while they can still be paid.
@@ -160,7 +198,7 @@ pub async fn list_for_user(
                 .await?
         }
     };
-    Ok(rows.into_iter().map(from_row).collect())
+    records(rows)
 }
 
 /// Credited sessions created since `since_ms` (for reconciliation).
@@ -171,11 +209,11 @@ pub async fn credited_since(db: &Db, since_ms: i64) -> sqlx::Result<Vec<Checkout
     .bind(since_ms)
     .fetch_all(db.pool())
     .await?;
-    Ok(rows.into_iter().map(from_row).collect())
+    records(rows)
 }
 
 /// Moves a pending session to `failed` or `expired`. A credited session never changes back.
-pub async fn close_pending_in(tx: &mut Tx, id: &str, to: CheckoutStatus, reason: &str) -> sqlx::Result<bool> {
+pub async fn close_pending_in(tx: &mut Uow, id: &str, to: CheckoutStatus, reason: &str) -> sqlx::Result<bool> {
     let done = sqlx::query(
         "UPDATE checkout_sessions SET status = $1, failure_reason = $2, updated_at = $3 WHERE id = $4 AND status = 'pending'",
     )
@@ -185,17 +223,5 @@ pub async fn close_pending_in(tx: &mut Tx, id: &str, to: CheckoutStatus, reason:
     .bind(id)
     .execute(&mut **tx)
     .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// [`close_pending_in`] on its own.
-pub async fn close_pending(db: &Db, id: &str, to: CheckoutStatus, reason: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query("UPDATE checkout_sessions SET status = $1, failure_reason = $2, updated_at = $3 WHERE id = $4 AND status = 'pending'")
-        .bind(to.as_str())
-        .bind(reason)
-        .bind(now_ms())
-        .bind(id)
-        .execute(db.pool())
-        .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -5,11 +5,13 @@
 use serde::Deserialize;
 
 use super::{
-    fulfil::{self, AfterCommit, ChargeView, ClawbackOutcome, DisputeView, FulfilError, FulfilOutcome},
+    fulfil::{self, ChargeView, ClawbackOutcome, DisputeView, FulfilError, FulfilOutcome},
     stripe_api::SessionView,
     Billing,
 };
-use crate::db::Tx;
+use std::sync::Arc;
+
+use crate::db::Uow;
 
 /// The envelope of a Stripe event.
 #[derive(Debug, Clone, Deserialize)]
@@ -19,8 +21,6 @@ pub struct EventEnvelope {
     pub event_type: String,
     #[serde(default)]
     pub livemode: bool,
-    #[serde(default)]
-    pub created: Option<i64>,
     pub data: EventData,
 }
 
@@ -30,17 +30,6 @@ pub struct EventData {
     /// `Value` tree first cost more than the database work of a webhook).
     pub object: Box<serde_json::value::RawValue>,
 }
-
-/// The event types the server acts on (the webhook endpoint should subscribe to these).
-pub const HANDLED_EVENTS: [&str; 7] = [
-    "checkout.session.completed",
-    "checkout.session.async_payment_succeeded",
-    "checkout.session.async_payment_failed",
-    "checkout.session.expired",
-    "charge.refunded",
-    "charge.dispute.created",
-    "charge.dispute.closed",
-];
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
@@ -107,22 +96,21 @@ pub async fn prepare(billing: &Billing, object: &EventObject) -> Result<(), Even
 /// in the same transaction instead, see `webhook::apply`).
 pub async fn apply_alone(billing: &Billing, object: &EventObject) -> Result<String, EventError> {
     prepare(billing, object).await?;
-    let mut tx = billing.db.begin_write().await.map_err(FulfilError::from)?;
-    let mut after = AfterCommit::default();
-    let result = apply_in(&mut tx, billing, object, &mut after).await;
-    Ok(fulfil::finish(billing, tx, after, result).await?)
+    let (unit_billing, object) = (billing.clone(), Arc::new(object.clone()));
+    Ok(billing
+        .db
+        .write(None, move |uow| {
+            let (billing, object) = (unit_billing.clone(), object.clone());
+            Box::pin(async move { apply_in(uow, &billing, &object).await })
+        })
+        .await?)
 }
 
 /// Applies one verified event's object inside `tx`; returns a short description of what happened.
-pub async fn apply_in(
-    tx: &mut Tx,
-    billing: &Billing,
-    object: &EventObject,
-    after: &mut AfterCommit,
-) -> Result<String, FulfilError> {
+pub async fn apply_in(tx: &mut Uow, billing: &Billing, object: &EventObject) -> Result<String, FulfilError> {
     let outcome = match object {
-        EventObject::Fulfil(session) => describe(fulfil::fulfil_checkout_in(tx, billing, session, after).await?),
-        EventObject::PaymentFailed(session) => describe(fulfil::fail_checkout_in(tx, billing, session, after).await?),
+        EventObject::Fulfil(session) => describe(fulfil::fulfil_checkout_in(tx, billing, session).await?),
+        EventObject::PaymentFailed(session) => describe(fulfil::fail_checkout_in(tx, billing, session).await?),
         EventObject::Refunded(charge) => describe_claw(fulfil::claw_back_refund_in(tx, billing, charge).await?),
         EventObject::DisputeOpened(dispute) => describe_claw(fulfil::claw_back_dispute_in(tx, billing, dispute).await?),
         EventObject::DisputeClosed(dispute) => describe_claw(fulfil::settle_dispute_in(tx, billing, dispute).await?),

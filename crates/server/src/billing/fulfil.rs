@@ -9,14 +9,15 @@
 use api_types::{find_pack, CheckoutStatus, EntryKind, PackDef};
 use serde::Deserialize;
 
+use std::sync::Arc;
+
 use super::{
     checkouts::{self, CheckoutRecord},
-    hub::CheckoutHub,
     stripe_api::{SessionView, StripeCallError},
     Billing,
 };
 use crate::{
-    db::{now_ms, Tx},
+    db::{now_ms, UnitError, Uow},
     ledger::{self, LedgerError, NewEntry, Overdraft},
 };
 
@@ -41,14 +42,22 @@ pub enum FulfilError {
     Db(#[from] sqlx::Error),
     #[error(transparent)]
     Stripe(#[from] StripeCallError),
+    /// A posting failed (a duplicate cause: the transaction is spoiled).
+    #[error("ledger: {0}")]
+    Ledger(#[from] LedgerError),
 }
 
-impl From<LedgerError> for FulfilError {
-    fn from(e: LedgerError) -> Self {
-        match e {
-            LedgerError::Db(e) => FulfilError::Db(e),
-            other => FulfilError::Db(sqlx::Error::Protocol(format!("ledger: {other}"))),
+impl UnitError for FulfilError {
+    fn database_error(&self) -> Option<&sqlx::Error> {
+        match self {
+            FulfilError::Db(e) | FulfilError::Ledger(LedgerError::Db(e)) => Some(e),
+            _ => None,
         }
+    }
+
+    /// Every failure here is one Stripe should retry: nothing of the attempt is kept.
+    fn spoils(&self) -> bool {
+        true
     }
 }
 
@@ -87,44 +96,6 @@ fn mismatch(session: &SessionView, record: &CheckoutRecord) -> Option<String> {
     None
 }
 
-/// Sessions whose status changed in a transaction, announced to long-polls once it commits.
-#[derive(Debug, Default)]
-pub struct AfterCommit {
-    changed: Vec<String>,
-}
-
-impl AfterCommit {
-    fn changed(&mut self, session_id: &str) {
-        self.changed.push(session_id.to_string());
-    }
-
-    pub fn announce(self, hub: &CheckoutHub) {
-        for id in self.changed {
-            hub.notify_local(&id);
-        }
-    }
-}
-
-/// Commits `tx` when `result` is a success (then wakes the long-polls), rolls it back otherwise.
-pub(crate) async fn finish<T>(
-    billing: &Billing,
-    tx: Tx,
-    after: AfterCommit,
-    result: Result<T, FulfilError>,
-) -> Result<T, FulfilError> {
-    match result {
-        Ok(value) => {
-            billing.db.commit(tx).await?;
-            after.announce(&billing.hub);
-            Ok(value)
-        }
-        Err(e) => {
-            tx.rollback().await?;
-            Err(e)
-        }
-    }
-}
-
 /// The exactly-once claim of a paid session ($1 payment intent, $2 now, $3 session id): it
 /// changes a row only if the session is not credited yet.
 const CLAIM: &str = "UPDATE checkout_sessions SET status = 'credited', payment_intent = $1, credited_at = $2, updated_at = $2, failure_reason = NULL
@@ -132,25 +103,29 @@ const CLAIM: &str = "UPDATE checkout_sessions SET status = 'credited', payment_i
 
 /// Credits the session's pack if Stripe says it is paid; records expiry otherwise.
 pub async fn fulfil_checkout(billing: &Billing, session: &SessionView) -> Result<FulfilOutcome, FulfilError> {
-    let mut tx = billing.db.begin_write().await?;
-    let mut after = AfterCommit::default();
-    let result = fulfil_checkout_in(&mut tx, billing, session, &mut after).await;
-    finish(billing, tx, after, result).await
+    let (unit_billing, session) = (billing.clone(), Arc::new(session.clone()));
+    let order = Some(format!("session:{}", session.id));
+    billing
+        .db
+        .write(order, move |uow| {
+            let (billing, session) = (unit_billing.clone(), session.clone());
+            Box::pin(async move { fulfil_checkout_in(uow, &billing, &session).await })
+        })
+        .await
 }
 
 /// [`fulfil_checkout`] inside the caller's write transaction.
 pub async fn fulfil_checkout_in(
-    tx: &mut Tx,
+    tx: &mut Uow,
     billing: &Billing,
     session: &SessionView,
-    after: &mut AfterCommit,
 ) -> Result<FulfilOutcome, FulfilError> {
     if session.livemode != billing.stripe.livemode() {
         let reason = format!("livemode {} does not match the server's Stripe key", session.livemode);
         tracing::error!(session_id = %session.id, %reason, "refusing checkout session");
         return Ok(FulfilOutcome::Rejected(reason));
     }
-    if let Some(credited) = credit_matching_in(tx, billing, session, after).await? {
+    if let Some(credited) = credit_matching_in(tx, session).await? {
         return Ok(credited);
     }
     let Some(record) = checkouts::find_in(tx, &session.id).await? else {
@@ -163,8 +138,7 @@ pub async fn fulfil_checkout_in(
     if !session.is_paid() {
         if session.status.as_deref() == Some("expired") {
             if checkouts::close_pending_in(tx, &record.id, CheckoutStatus::Expired, "expired at Stripe").await? {
-                CheckoutHub::notify_in_tx(&billing.db, tx, &record.id).await?;
-                after.changed(&record.id);
+                tx.checkout_changed(&record.id).await?;
             }
             return Ok(FulfilOutcome::Expired);
         }
@@ -181,7 +155,7 @@ pub async fn fulfil_checkout_in(
     if claimed.rows_affected() == 0 {
         return Ok(FulfilOutcome::AlreadyCredited);
     }
-    credit_claimed_in(tx, billing, &record.id, &record.user_id, pack, after).await
+    credit_claimed_in(tx, &record.id, &record.user_id, pack).await
 }
 
 /// The common case in one claim: a paid session whose every detail matches what the catalogue
@@ -189,12 +163,7 @@ pub async fn fulfil_checkout_in(
 /// record's buyer, pack, credits, amount and currency), then credited. `None` when it did not
 /// apply (not paid, not ours, already credited, or something differs): the caller then takes the
 /// path that reads the record and says why. Saves a read per webhook on the serial write path.
-async fn credit_matching_in(
-    tx: &mut Tx,
-    billing: &Billing,
-    session: &SessionView,
-    after: &mut AfterCommit,
-) -> Result<Option<FulfilOutcome>, FulfilError> {
+async fn credit_matching_in(tx: &mut Uow, session: &SessionView) -> Result<Option<FulfilOutcome>, FulfilError> {
     let meta = |k: &str| session.metadata.get(k).map(String::as_str);
     let (Some(user_id), Some(pack)) = (meta("user_id"), meta("pack_id").and_then(find_pack)) else {
         return Ok(None);
@@ -223,17 +192,15 @@ async fn credit_matching_in(
     if claimed.rows_affected() == 0 {
         return Ok(None);
     }
-    credit_claimed_in(tx, billing, &session.id, user_id, pack, after).await.map(Some)
+    credit_claimed_in(tx, &session.id, user_id, pack).await.map(Some)
 }
 
 /// Posts the purchase entry for a session just claimed (its status set to credited in `tx`).
 async fn credit_claimed_in(
-    tx: &mut Tx,
-    billing: &Billing,
+    tx: &mut Uow,
     session_id: &str,
     user_id: &str,
     pack: &PackDef,
-    after: &mut AfterCommit,
 ) -> Result<FulfilOutcome, FulfilError> {
     let entry = NewEntry {
         user_id: user_id.to_string(),
@@ -246,8 +213,7 @@ async fn credit_claimed_in(
     // The claim already holds the session row, so a duplicate cause cannot reach here; if it ever
     // did, the transaction is spoiled and the caller rolls back.
     let posted = ledger::post(tx, &entry, Overdraft::Allow).await?;
-    CheckoutHub::notify_in_tx(&billing.db, tx, session_id).await?;
-    after.changed(session_id);
+    tx.checkout_changed(session_id).await?;
     tracing::info!(session_id, user_id, credits = pack.credits, "purchase credited");
     Ok(FulfilOutcome::Credited { balance: posted.balance })
 }
@@ -260,10 +226,9 @@ pub async fn fulfil_from_stripe(billing: &Billing, session_id: &str) -> Result<F
 
 /// A delayed payment failed: the session will never be paid.
 pub async fn fail_checkout_in(
-    tx: &mut Tx,
+    tx: &mut Uow,
     billing: &Billing,
     session: &SessionView,
-    after: &mut AfterCommit,
 ) -> Result<FulfilOutcome, FulfilError> {
     if session.livemode != billing.stripe.livemode() {
         return Ok(FulfilOutcome::Rejected("livemode mismatch".into()));
@@ -272,8 +237,7 @@ pub async fn fail_checkout_in(
         None => Ok(FulfilOutcome::NotOurs),
         Some(r) => {
             if checkouts::close_pending_in(tx, &r.id, CheckoutStatus::Failed, "payment failed").await? {
-                CheckoutHub::notify_in_tx(&billing.db, tx, &r.id).await?;
-                after.changed(&r.id);
+                tx.checkout_changed(&r.id).await?;
             }
             Ok(FulfilOutcome::NotPaid)
         }
@@ -338,7 +302,7 @@ pub async fn ensure_purchase_known(billing: &Billing, payment_intent: &str) -> R
     Ok(())
 }
 
-async fn purchase_in(tx: &mut Tx, payment_intent: &str) -> Result<Option<CheckoutRecord>, FulfilError> {
+async fn purchase_in(tx: &mut Uow, payment_intent: &str) -> Result<Option<CheckoutRecord>, FulfilError> {
     let row: Option<(String,)> = sqlx::query_as("SELECT id FROM checkout_sessions WHERE payment_intent = $1")
         .bind(payment_intent)
         .fetch_optional(&mut **tx)
@@ -363,7 +327,7 @@ pub fn dispute_payment_intent(billing: &Billing, dispute: &DisputeView) -> Optio
 /// already took, never more than what is left of the purchase. `amount_refunded` is cumulative, so
 /// the cause key `refund:<charge>:<amount_refunded>` makes each refund step count once.
 pub async fn claw_back_refund_in(
-    tx: &mut Tx,
+    tx: &mut Uow,
     billing: &Billing,
     charge: &ChargeView,
 ) -> Result<ClawbackOutcome, FulfilError> {
@@ -393,7 +357,7 @@ pub async fn claw_back_refund_in(
 
 /// `charge.dispute.created`: takes back what is left of the purchase while the dispute is open.
 pub async fn claw_back_dispute_in(
-    tx: &mut Tx,
+    tx: &mut Uow,
     billing: &Billing,
     dispute: &DisputeView,
 ) -> Result<ClawbackOutcome, FulfilError> {
@@ -406,7 +370,7 @@ pub async fn claw_back_dispute_in(
 
 /// `charge.dispute.closed`: a dispute decided for us returns what it took.
 pub async fn settle_dispute_in(
-    tx: &mut Tx,
+    tx: &mut Uow,
     billing: &Billing,
     dispute: &DisputeView,
 ) -> Result<ClawbackOutcome, FulfilError> {
@@ -436,7 +400,7 @@ enum Column {
 /// Takes back `take` credits (returns them when negative) from a credited purchase, once per
 /// `cause`, updating the purchase's clawback totals in the same transaction.
 async fn claw(
-    tx: &mut Tx,
+    tx: &mut Uow,
     purchase: &CheckoutRecord,
     cause: String,
     kind: EntryKind,

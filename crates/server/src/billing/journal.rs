@@ -4,7 +4,9 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::db::{now_ms, Db, Tx};
+use std::sync::Arc;
+
+use crate::db::{now_ms, Db, Uow};
 
 #[derive(Debug, Clone)]
 pub struct JournalEntry {
@@ -44,53 +46,59 @@ pub fn unparsed_id(payload: &[u8]) -> String {
     format!("unparsed:{}", hex::encode(Sha256::digest(payload)))
 }
 
-/// Records a delivery of a verified event. Returns the status it had before (None when new):
-/// an event already `processed` needs no second run.
-pub async fn record_delivery(
+/// Records a delivery of a verified event that could not be applied, marked `failed` with
+/// `error` (an event already `processed` keeps its outcome), as one write.
+pub async fn record_failure(
     db: &Db,
     id: &str,
     event_type: &str,
     livemode: bool,
     payload: &[u8],
-) -> sqlx::Result<Option<String>> {
-    let mut tx = db.begin_write().await?;
-    let prior = record_delivery_in(&mut tx, id, event_type, livemode, payload).await?;
-    db.commit(tx).await?;
-    Ok(prior)
+    error: &str,
+) -> sqlx::Result<()> {
+    let args = Arc::new((id.to_string(), event_type.to_string(), livemode, payload.to_vec(), error.to_string()));
+    db.write(None, move |uow| {
+        let args = args.clone();
+        Box::pin(async move {
+            let (id, event_type, livemode, payload, error) = &*args;
+            record_delivery_in(uow, id, event_type, *livemode, payload).await?;
+            sqlx::query(
+                "UPDATE stripe_events SET status = 'failed', error = $1, processed_at = $2 WHERE id = $3 AND status <> 'processed'",
+            )
+            .bind(error)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&mut **uow)
+            .await?;
+            Ok(())
+        })
+    })
+    .await
 }
 
-/// [`record_delivery`] inside `tx` (an applied event is journaled by [`record_processed_in`]).
+/// Inserts the event's row, or counts one more delivery of it.
 async fn record_delivery_in(
-    tx: &mut Tx,
+    uow: &mut Uow,
     id: &str,
     event_type: &str,
     livemode: bool,
     payload: &[u8],
-) -> sqlx::Result<Option<String>> {
+) -> sqlx::Result<()> {
     let now = now_ms();
     let payload = String::from_utf8_lossy(payload);
-    let inserted = sqlx::query(
+    sqlx::query(
         "INSERT INTO stripe_events (id, event_type, livemode, payload, first_received_at, last_received_at, delivery_count, status)
-         VALUES ($1, $2, $3, $4, $5, $5, 1, 'received') ON CONFLICT (id) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $5, 1, 'received')
+         ON CONFLICT (id) DO UPDATE SET delivery_count = stripe_events.delivery_count + 1, last_received_at = excluded.last_received_at",
     )
     .bind(id)
     .bind(event_type)
     .bind(i64::from(livemode))
     .bind(payload.as_ref())
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut **uow)
     .await?;
-    if inserted.rows_affected() == 1 {
-        return Ok(None);
-    }
-    let row: Option<(String,)> = sqlx::query_as(
-        "UPDATE stripe_events SET delivery_count = delivery_count + 1, last_received_at = $1 WHERE id = $2 RETURNING status",
-    )
-    .bind(now)
-    .bind(id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(row.map(|(s,)| s))
+    Ok(())
 }
 
 /// Records a delivery and the outcome of applying it, in the transaction that applied it: one
@@ -98,7 +106,7 @@ async fn record_delivery_in(
 /// `false` when an earlier delivery had already processed the event: its outcome is kept, and the
 /// caller's run (effects are idempotent) changed nothing.
 pub async fn record_processed_in(
-    tx: &mut Tx,
+    tx: &mut Uow,
     id: &str,
     event_type: &str,
     livemode: bool,
@@ -131,16 +139,6 @@ pub async fn record_processed_in(
     Ok(processed_at == now)
 }
 
-pub async fn mark_failed(db: &Db, id: &str, error: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE stripe_events SET status = 'failed', error = $1, processed_at = $2 WHERE id = $3 AND status <> 'processed'")
-        .bind(error)
-        .bind(now_ms())
-        .bind(id)
-        .execute(db.pool())
-        .await?;
-    Ok(())
-}
-
 pub async fn find(db: &Db, id: &str) -> sqlx::Result<Option<JournalEntry>> {
     let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM stripe_events WHERE id = $1"))
         .bind(id)
@@ -170,9 +168,14 @@ pub async fn list(db: &Db, failed_only: bool, event_type: Option<&str>, limit: i
 
 /// Deletes events first received before `cutoff_ms`; returns how many.
 pub async fn prune(db: &Db, cutoff_ms: i64) -> sqlx::Result<u64> {
-    let done = sqlx::query("DELETE FROM stripe_events WHERE first_received_at < $1")
-        .bind(cutoff_ms)
-        .execute(db.pool())
-        .await?;
-    Ok(done.rows_affected())
+    db.write(None, move |uow| {
+        Box::pin(async move {
+            let done = sqlx::query("DELETE FROM stripe_events WHERE first_received_at < $1")
+                .bind(cutoff_ms)
+                .execute(&mut **uow)
+                .await?;
+            Ok::<_, sqlx::Error>(done.rows_affected())
+        })
+    })
+    .await
 }

@@ -41,9 +41,9 @@ impl Billing {
     pub fn new(db: Db, config: StripeConfig) -> anyhow::Result<Billing> {
         Ok(Billing {
             stripe: StripeApi::new(&config)?,
+            hub: db.checkouts().clone(),
             db,
             config,
-            hub: CheckoutHub::default(),
             last_checked: Default::default(),
         })
     }

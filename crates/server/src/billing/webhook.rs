@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{
     events::{self, EventEnvelope},
-    fulfil::{AfterCommit, FulfilError},
+    fulfil::FulfilError,
     journal, Billing,
 };
 
@@ -71,10 +71,9 @@ async fn apply(billing: &Billing, event: &EventEnvelope, payload: &[u8]) -> Resu
         // recorded (and acknowledged); an operator replays it after a fix.
         Err(e) => {
             tracing::error!(event_id = %event.id, event_type = %event.event_type, error = %e, "stored a Stripe event that could not be read");
-            journal::record_delivery(&billing.db, &event.id, &event.event_type, event.livemode, payload)
+            journal::record_failure(&billing.db, &event.id, &event.event_type, event.livemode, payload, &e.to_string())
                 .await
                 .map_err(transient)?;
-            journal::mark_failed(&billing.db, &event.id, &e.to_string()).await.map_err(transient)?;
             return Ok(format!("failed (kept in the journal): {e}"));
         }
     };
@@ -84,26 +83,25 @@ async fn apply(billing: &Billing, event: &EventEnvelope, payload: &[u8]) -> Resu
     }
     let unit_billing = billing.clone();
     let unit_event = Arc::new((event.id.clone(), event.event_type.clone(), event.livemode, object, payload.to_vec()));
-    let unit = crate::db::group::unit(move |tx| {
-        let (billing, event) = (unit_billing.clone(), unit_event.clone());
-        Box::pin(async move {
-            let (event_id, event_type, livemode, object, payload) = &*event;
-            let mut after = AfterCommit::default();
-            // Effects are idempotent: a delivery of an event already applied changes nothing,
-            // and the journal row (written last, one statement) keeps the first outcome.
-            let outcome = events::apply_in(tx, &billing, object, &mut after).await?;
-            if !journal::record_processed_in(tx, event_id, event_type, *livemode, payload, &outcome).await? {
-                return Ok(("duplicate delivery: already processed".to_string(), after));
-            }
-            Ok::<_, FulfilError>((outcome, after))
+    // Concurrent deliveries share group commits behind `write` (see `db::group`): on SQLite, with
+    // its one writer at a time, and on PostgreSQL too, where it measured faster than parallel
+    // transactions.
+    let result = billing
+        .db
+        .write(Some(format!("event:{}", event.id)), move |uow| {
+            let (billing, event) = (unit_billing.clone(), unit_event.clone());
+            Box::pin(async move {
+                let (event_id, event_type, livemode, object, payload) = &*event;
+                // Effects are idempotent: a delivery of an event already applied changes nothing,
+                // and the journal row (written last, one statement) keeps the first outcome.
+                let outcome = events::apply_in(uow, &billing, object).await?;
+                if !journal::record_processed_in(uow, event_id, event_type, *livemode, payload, &outcome).await? {
+                    return Ok("duplicate delivery: already processed".to_string());
+                }
+                Ok::<_, FulfilError>(outcome)
+            })
         })
-    });
-    // Concurrent deliveries share group commits (see `db::group`): on SQLite, with its one
-    // writer at a time, and on PostgreSQL too, where it measured faster than parallel transactions.
-    let result = billing.db.write_unit(Some(format!("event:{}", event.id)), unit).await.map(|(outcome, after)| {
-        after.announce(&billing.hub);
-        outcome
-    });
+        .await;
     match result {
         Ok(outcome) => {
             tracing::info!(event_id = %event.id, event_type = %event.event_type, outcome = %outcome, "stripe event processed");
@@ -120,8 +118,8 @@ async fn apply(billing: &Billing, event: &EventEnvelope, payload: &[u8]) -> Resu
 /// Keeps a verified event that could not be applied, marked failed (best effort: the database may
 /// be what failed).
 async fn record_failure(billing: &Billing, id: &str, event_type: &str, livemode: bool, payload: &[u8], error: &str) {
-    if journal::record_delivery(&billing.db, id, event_type, livemode, payload).await.is_ok() {
-        let _ = journal::mark_failed(&billing.db, id, error).await;
+    if let Err(e) = journal::record_failure(&billing.db, id, event_type, livemode, payload, error).await {
+        tracing::error!(event_id = %id, error = %e, "could not record a failed Stripe event");
     }
 }
 

@@ -38,9 +38,16 @@ pub struct TokenOwner {
 
 /// A balance and the credits held now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CachedFunds {
+pub struct Funds {
     pub balance: i64,
     pub held: i64,
+}
+
+impl Funds {
+    /// What a spend or a new hold may use.
+    pub fn available(&self) -> i64 {
+        self.balance - self.held
+    }
 }
 
 #[derive(Debug)]
@@ -48,7 +55,7 @@ pub struct ReadCache {
     enabled: AtomicBool,
     ttl: Duration,
     tokens: Part<String, TokenOwner>,
-    funds: Part<String, CachedFunds>,
+    funds: Part<String, Funds>,
 }
 
 /// The generation a read started in; a value read under it is stored only if it is still current.
@@ -109,7 +116,7 @@ impl ReadCache {
         }
     }
 
-    pub fn funds(&self, user_id: &str) -> Option<CachedFunds> {
+    pub fn funds(&self, user_id: &str) -> Option<Funds> {
         if !self.is_enabled() {
             return None;
         }
@@ -122,7 +129,7 @@ impl ReadCache {
 
     /// Stores funds read under `ticket`; `valid_for` caps the entry's life (the next hold expiry
     /// changes the held amount without any write).
-    pub fn put_funds(&self, ticket: Ticket, user_id: &str, funds: CachedFunds, valid_for: Option<Duration>) {
+    pub fn put_funds(&self, ticket: Ticket, user_id: &str, funds: Funds, valid_for: Option<Duration>) {
         if self.is_enabled() {
             let life = valid_for.map_or(self.ttl, |v| v.min(self.ttl));
             self.funds.put(ticket, user_id.to_string(), funds, Instant::now() + life);
@@ -195,11 +202,11 @@ mod tests {
         // A write commits and invalidates while the read is in flight…
         cache.funds_changed();
         // …so the (possibly old) value it read is dropped.
-        cache.put_funds(ticket, "u1", CachedFunds { balance: 5, held: 0 }, None);
+        cache.put_funds(ticket, "u1", Funds { balance: 5, held: 0 }, None);
         assert_eq!(cache.funds("u1"), None);
         let ticket = cache.funds_ticket();
-        cache.put_funds(ticket, "u1", CachedFunds { balance: 7, held: 0 }, None);
-        assert_eq!(cache.funds("u1"), Some(CachedFunds { balance: 7, held: 0 }));
+        cache.put_funds(ticket, "u1", Funds { balance: 7, held: 0 }, None);
+        assert_eq!(cache.funds("u1"), Some(Funds { balance: 7, held: 0 }));
         cache.funds_changed();
         assert_eq!(cache.funds("u1"), None);
     }
@@ -211,7 +218,7 @@ mod tests {
         cache.put_token(cache.token_ticket(), "h", owner(1_000));
         assert!(cache.token("h", 999).is_some());
         assert!(cache.token("h", 1_000).is_none(), "a token is dead at its expiry");
-        cache.put_funds(cache.funds_ticket(), "u1", CachedFunds { balance: 1, held: 1 }, Some(Duration::ZERO));
+        cache.put_funds(cache.funds_ticket(), "u1", Funds { balance: 1, held: 1 }, Some(Duration::ZERO));
         assert_eq!(cache.funds("u1"), None, "a hold expiring now ends the entry");
     }
 

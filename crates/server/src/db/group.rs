@@ -6,29 +6,22 @@
 //! runs them one after another in a single transaction, commits once, and only then answers each
 //! caller. Durability is unchanged: no caller hears "done" before its writes are committed.
 //!
-//! A unit returns `Ok` for anything that may be committed (including "nothing to do" answers,
-//! which must then have written nothing unwanted) and `Err` when its writes must not be kept. An
-//! `Err`, or a failed commit, aborts the whole batch; every unit of it then runs again alone, in its
-//! own transaction, and gets that run's result. Units are written to be idempotent (keyed by a
-//! spend key or an event id), so running one again is always safe.
+//! A unit's `Ok`, and an `Err` that does not spoil the transaction ([`UnitError::spoils`]: a
+//! refusal that wrote nothing unwanted), may be committed with the batch. A spoiling `Err`, or a
+//! failed commit, aborts the whole batch; every unit of it then runs again alone, in its own
+//! transaction, and gets that run's result. Units are written to be idempotent (keyed by a spend
+//! key or an event id), so running one again is always safe.
+//!
+//! This is a detail behind [`Db::write`]: callers do not know whether their unit shared a batch.
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
 use sqlx::any::AnyConnectOptions;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Db, Tx};
+use super::{write::UnitError, Db, Uow};
 
 pub type UnitFuture<'t, T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 't>>;
-
-/// Gives a closure the higher-ranked unit signature (closure inference cannot, when the closure
-/// is bound to a variable before use).
-pub fn unit<T, E, F>(f: F) -> F
-where
-    F: for<'t> Fn(&'t mut Tx) -> UnitFuture<'t, T, E>,
-{
-    f
-}
 
 /// Most units in one transaction (bounds how long the write lock is held).
 const MAX_BATCH: usize = 128;
@@ -39,7 +32,7 @@ trait Job: Send {
     /// same order and cannot deadlock each other.
     fn order(&self) -> Option<&str>;
     /// Runs inside the shared transaction; `false` means the batch must be rolled back.
-    fn run_in<'t>(&'t mut self, tx: &'t mut Tx) -> Pin<Box<dyn Future<Output = bool> + Send + 't>>;
+    fn run_in<'t>(&'t mut self, tx: &'t mut Uow) -> Pin<Box<dyn Future<Output = bool> + Send + 't>>;
     /// Sends the result of the committed run.
     fn deliver(self: Box<Self>);
     /// Runs in a transaction of its own and sends that result.
@@ -56,17 +49,17 @@ struct Typed<T, E, F> {
 impl<T, E, F> Job for Typed<T, E, F>
 where
     T: Send + 'static,
-    E: From<sqlx::Error> + Send + 'static,
-    F: for<'t> Fn(&'t mut Tx) -> UnitFuture<'t, T, E> + Send + Sync + 'static,
+    E: UnitError,
+    F: for<'t> Fn(&'t mut Uow) -> UnitFuture<'t, T, E> + Send + Sync + 'static,
 {
     fn order(&self) -> Option<&str> {
         self.order.as_deref()
     }
 
-    fn run_in<'t>(&'t mut self, tx: &'t mut Tx) -> Pin<Box<dyn Future<Output = bool> + Send + 't>> {
+    fn run_in<'t>(&'t mut self, tx: &'t mut Uow) -> Pin<Box<dyn Future<Output = bool> + Send + 't>> {
         Box::pin(async move {
             let result = (self.unit)(tx).await;
-            let ok = result.is_ok();
+            let ok = result.as_ref().err().is_none_or(|e| !e.spoils());
             self.result = Some(result);
             ok
         })
@@ -86,23 +79,29 @@ where
     }
 }
 
-/// Runs `unit` in a transaction of its own: committed on `Ok`, rolled back on `Err`.
+/// Runs `unit` in a transaction of its own: committed unless its error spoils it.
 pub(super) async fn alone<T, E, F>(db: &Db, unit: &F) -> Result<T, E>
 where
-    E: From<sqlx::Error>,
-    F: for<'t> Fn(&'t mut Tx) -> UnitFuture<'t, T, E>,
+    E: UnitError,
+    F: for<'t> Fn(&'t mut Uow) -> UnitFuture<'t, T, E>,
 {
-    let mut tx = db.begin_write().await?;
-    match unit(&mut tx).await {
-        Ok(value) => {
-            db.commit(tx).await?;
-            Ok(value)
+    let mut uow = db.begin(None).await?;
+    let result = unit(&mut uow).await;
+    let spoiled = match &result {
+        Err(e) if e.spoils() => {
+            if let Some(cause) = e.database_error() {
+                db.health().failed(cause);
+            }
+            true
         }
-        Err(e) => {
-            let _ = tx.rollback().await;
-            Err(e)
-        }
+        _ => false,
+    };
+    if spoiled {
+        uow.rollback().await;
+    } else {
+        db.commit(uow).await?;
     }
+    result
 }
 
 /// The handle through which units are queued (cheap to clone).
@@ -123,7 +122,7 @@ impl GroupCommit {
     /// database (SQLite's worker thread, or PostgreSQL's socket); on the request runtime every
     /// such step would wait behind HTTP work for its turn (measured ~600 µs per webhook unit under
     /// a flood), on its own thread the writer keeps pace.
-    pub(super) fn spawn(db: Db, options: AnyConnectOptions) -> GroupCommit {
+    pub(super) fn spawn(db: Db, options: AnyConnectOptions, max_page_count: Option<u64>) -> GroupCommit {
         let (queue, mut jobs) = mpsc::channel::<Box<dyn Job>>(4 * MAX_BATCH);
         // SQLite needs no I/O driver: without one the thread parks on a futex instead of epoll
         // plus an eventfd write per wake-up, and it wakes several times per unit.
@@ -139,7 +138,7 @@ impl GroupCommit {
                 .spawn(move || {
                     runtime.block_on(async move {
                         // Created here so its connection's I/O is driven by this thread.
-                        let pool = super::pool_options(db.kind, 1).connect_lazy_with(options);
+                        let pool = super::pool_options(db.kind, 1, max_page_count).connect_lazy_with(options);
                         let db = Db { pool, group: None, ..db };
                         while let Some(first) = jobs.recv().await {
                             let mut batch = vec![first];
@@ -170,8 +169,8 @@ impl GroupCommit {
     pub async fn run<T, E, F>(&self, order: Option<String>, unit: F) -> Result<T, E>
     where
         T: Send + 'static,
-        E: From<sqlx::Error> + Send + 'static,
-        F: for<'t> Fn(&'t mut Tx) -> UnitFuture<'t, T, E> + Send + Sync + 'static,
+        E: UnitError,
+        F: for<'t> Fn(&'t mut Uow) -> UnitFuture<'t, T, E> + Send + Sync + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Typed { order, unit: Arc::new(unit), result: None, reply });
@@ -193,12 +192,12 @@ async fn run_batch(db: &Db, mut batch: Vec<Box<dyn Job>>, mut late: Option<&mut 
         batch.sort_by(|a, b| a.order().cmp(&b.order()));
     }
     let committed = async {
-        let mut tx = db.begin_write().await.ok()?;
+        let mut tx = db.begin(None).await.ok()?;
         let mut next = 0;
         loop {
             while let Some(job) = batch.get_mut(next) {
                 if !job.run_in(&mut tx).await {
-                    let _ = tx.rollback().await;
+                    tx.rollback().await;
                     return None;
                 }
                 next += 1;

@@ -1,25 +1,30 @@
 //! One pool for SQLite or PostgreSQL through sqlx's Any driver, migrations, and the per-backend
 //! details (SQLite pragmas, how a write transaction begins) kept in this one place; with it the
-//! read cache ([`cache`]), the group-commit writer ([`group`]) and PostgreSQL notifications
-//! ([`notify`]).
+//! one write path ([`write`]: every write is a unit of work run by [`Db::write`]), the read cache
+//! ([`cache`]), the group-commit writer ([`group`]) and PostgreSQL notifications ([`notify`]).
 
 pub mod cache;
 mod checkpoint;
 pub mod group;
 pub mod notify;
+mod steps;
+pub mod write;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{
     any::{AnyConnectOptions, AnyPoolOptions},
-    AnyPool, ConnectOptions, Executor, Transaction,
+    AnyPool, ConnectOptions, Executor,
 };
 
 use crate::config::database_kind;
 pub use crate::config::DatabaseKind;
 
-pub type Tx = Transaction<'static, sqlx::Any>;
+pub use group::UnitFuture;
+pub use write::{UnitError, Uow, WriteHealth};
+
+use crate::billing::CheckoutHub;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
@@ -32,20 +37,45 @@ pub struct Db {
     pool: AnyPool,
     kind: DatabaseKind,
     cache: Arc<cache::ReadCache>,
-    /// `None` only in the writer task's own handle.
+    /// `None` in the writer task's own handle, and where group commit is off.
     group: Option<group::GroupCommit>,
     /// SQLite only: checkpoints the WAL after commits (see [`checkpoint`]).
     wal: Option<checkpoint::Checkpointer>,
+    /// Wakes this process's long-polls when a checkout session changes.
+    checkouts: CheckoutHub,
+    /// Whether writes are refused for lack of space (`/readyz`).
+    health: Arc<WriteHealth>,
+}
+
+/// How [`Db::connect_with`] sets up the database.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// PostgreSQL pool size (SQLite's is fixed: one writer at a time).
+    pub max_connections: u32,
+    /// How long a cached token or balance may live without a notification (see [`cache`]).
+    pub cache_ttl: Duration,
+    /// Concurrent writes share group commits ([`group`]); off, each write commits on its own.
+    pub group_commit: bool,
+    /// SQLite only: `PRAGMA max_page_count` on every connection (caps the file; tests fill it).
+    pub sqlite_max_page_count: Option<u64>,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions { max_connections: 10, cache_ttl: DEFAULT_CACHE_TTL, group_commit: true, sqlite_max_page_count: None }
+    }
 }
 
 impl Db {
     /// Connects (creating the SQLite file if needed). Does not migrate: see [`Db::migrate`].
     pub async fn connect(url: &SecretString, max_connections: u32) -> anyhow::Result<Db> {
-        Db::connect_with(url, max_connections, DEFAULT_CACHE_TTL).await
+        Db::connect_with(url, &DbOptions { max_connections, ..DbOptions::default() }).await
     }
 
-    /// [`Db::connect`] with the read cache's time limit.
-    pub async fn connect_with(url: &SecretString, max_connections: u32, cache_ttl: Duration) -> anyhow::Result<Db> {
+    /// [`Db::connect`] with every option.
+    pub async fn connect_with(url: &SecretString, options: &DbOptions) -> anyhow::Result<Db> {
+        let (max_connections, cache_ttl) = (options.max_connections, options.cache_ttl);
+        let db_options = options;
         sqlx::any::install_default_drivers();
         let url = url.expose_secret();
         let kind = database_kind(url)
@@ -60,20 +90,34 @@ impl Db {
             DatabaseKind::Sqlite => 8,
             DatabaseKind::Postgres => max_connections,
         };
-        let pool = pool_options(kind, max)
+        let pool = pool_options(kind, max, db_options.sqlite_max_page_count)
             .connect_with(options.clone())
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to the {kind} database: {}", redact(&e.to_string())))?;
         let wal = (kind == DatabaseKind::Sqlite).then(|| checkpoint::Checkpointer::spawn(pool.clone()));
-        let mut db = Db { pool, kind, cache: Arc::new(cache::ReadCache::new(cache_ttl)), group: None, wal };
-        db.group = Some(group::GroupCommit::spawn(db.clone(), options));
+        let health = WriteHealth::new();
+        WriteHealth::spawn_reporter(&health);
+        let mut db = Db {
+            pool,
+            kind,
+            cache: Arc::new(cache::ReadCache::new(cache_ttl)),
+            group: None,
+            wal,
+            checkouts: CheckoutHub::default(),
+            health,
+        };
+        if db_options.group_commit {
+            db.group = Some(group::GroupCommit::spawn(db.clone(), options, db_options.sqlite_max_page_count));
+        }
         Ok(db)
     }
 
-    /// Applies the SQL files in `migrations/` that have not run yet (embedded at build time), and
-    /// on PostgreSQL (re)installs the triggers that notify other replicas' caches.
+    /// Applies the SQL files in `migrations/` that have not run yet (embedded at build time), then
+    /// the steps one SQL file cannot express for both backends ([`steps`]), and on PostgreSQL
+    /// (re)installs the triggers that notify other replicas' caches.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         MIGRATOR.run(&self.pool).await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
+        steps::run(self).await.map_err(|e| anyhow::anyhow!("migration steps failed: {e}"))?;
         if self.kind == DatabaseKind::Postgres {
             notify::install_triggers(self).await.map_err(|e| anyhow::anyhow!("cannot install triggers: {e}"))?;
         }
@@ -85,23 +129,18 @@ impl Db {
         &self.cache
     }
 
-    /// Commits a write transaction, then drops cached balances: every balance change commits
-    /// through here or through the group writer, which uses this too.
-    pub async fn commit(&self, tx: Tx) -> sqlx::Result<()> {
-        tx.commit().await?;
-        self.cache.funds_changed();
-        if let Some(wal) = &self.wal {
-            wal.committed();
-        }
-        Ok(())
-    }
-
-    /// Runs `unit` in a shared group transaction (see [`group`]); resolves once it is committed.
-    pub async fn write_unit<T, E, F>(&self, order: Option<String>, unit: F) -> Result<T, E>
+    /// The one way to write. Runs `unit` in a write transaction and resolves once that
+    /// transaction is committed and its effects applied (see [`write`]): with group commit on,
+    /// the transaction may be shared with concurrent units (see [`group`]; `order` keys such as
+    /// `user:<id>` make batches take row locks in one order). `unit` may run more than once (a
+    /// shared batch that aborted runs each unit again alone), so it must be idempotent.
+    ///
+    /// An `Err` that does not spoil the transaction ([`UnitError::spoils`]) is still committed.
+    pub async fn write<T, E, F>(&self, order: Option<String>, unit: F) -> Result<T, E>
     where
         T: Send + 'static,
-        E: From<sqlx::Error> + Send + 'static,
-        F: for<'t> Fn(&'t mut Tx) -> group::UnitFuture<'t, T, E> + Send + Sync + 'static,
+        E: UnitError,
+        F: for<'t> Fn(&'t mut Uow) -> UnitFuture<'t, T, E> + Send + Sync + 'static,
     {
         match &self.group {
             Some(group) => group.run(order, unit).await,
@@ -109,22 +148,46 @@ impl Db {
         }
     }
 
+    /// Begins a unit of work (the write path's own use; everyone else calls [`Db::write`]).
+    async fn begin(&self, _order: Option<&str>) -> sqlx::Result<Uow> {
+        Uow::begin(&self.pool, self.kind).await.inspect_err(|e| self.health.failed(e))
+    }
+
+    /// Commits `uow`, then applies its effects: cached balances (and tokens, if asked) are
+    /// dropped, long-polls woken, the WAL checkpoint scheduled.
+    async fn commit(&self, uow: Uow) -> sqlx::Result<()> {
+        let effects = uow.commit().await.inspect_err(|e| self.health.failed(e))?;
+        self.health.succeeded();
+        self.cache.funds_changed();
+        if effects.tokens_changed {
+            self.cache.tokens_changed();
+        }
+        for id in &effects.checkouts {
+            self.checkouts.notify_local(id);
+        }
+        if let Some(wal) = &self.wal {
+            wal.committed();
+        }
+        Ok(())
+    }
+
+    /// For reads (and schema work in tests and tools). Writes go through [`Db::write`].
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
-    pub fn kind(&self) -> DatabaseKind {
-        self.kind
+    /// Wakes long-polls on checkout sessions (see `billing::hub`).
+    pub fn checkouts(&self) -> &CheckoutHub {
+        &self.checkouts
     }
 
-    /// Begins a transaction that will write. On SQLite it takes the write lock up front
-    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later can fail with
-    /// SQLITE_BUSY when another writer got in between, and no busy timeout can save it.
-    pub async fn begin_write(&self) -> sqlx::Result<Tx> {
-        match self.kind {
-            DatabaseKind::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            DatabaseKind::Postgres => self.pool.begin().await,
-        }
+    /// Whether writes are being refused for lack of space.
+    pub fn health(&self) -> &Arc<WriteHealth> {
+        &self.health
+    }
+
+    pub fn kind(&self) -> DatabaseKind {
+        self.kind
     }
 
     /// True when the database answers a trivial query.
@@ -138,15 +201,18 @@ impl Db {
 }
 
 /// Pool settings per backend (the request pool, and the group-commit writer's own connection).
-fn pool_options(kind: DatabaseKind, max_connections: u32) -> AnyPoolOptions {
+fn pool_options(kind: DatabaseKind, max_connections: u32, max_page_count: Option<u64>) -> AnyPoolOptions {
     let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10)).max_connections(max_connections);
     match kind {
         // WAL lets readers run beside the one writer. synchronous=FULL: a commit is on disk before
         // we answer, so no acknowledged payment can be lost on power failure. busy_timeout makes a
         // writer wait for the lock instead of failing. Checkpoints are a task's job (see
         // [`checkpoint`]); the automatic one stays as a backstop.
-        DatabaseKind::Sqlite => options.after_connect(|conn, _| {
+        DatabaseKind::Sqlite => options.after_connect(move |conn, _| {
             Box::pin(async move {
+                if let Some(pages) = max_page_count {
+                    conn.execute(format!("PRAGMA max_page_count = {pages}").as_str()).await?;
+                }
                 conn.execute("PRAGMA journal_mode = WAL").await?;
                 conn.execute("PRAGMA synchronous = FULL").await?;
                 conn.execute(format!("PRAGMA wal_autocheckpoint = {}", checkpoint::BACKSTOP_PAGES).as_str()).await?;

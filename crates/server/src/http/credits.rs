@@ -104,7 +104,9 @@ pub async fn spend(
         return Err(ApiError::invalid(format!("reason must be 1 to {MAX_REASON_CHARS} characters.")));
     }
     match ledger::spend(&state.db, &user.id, body.amount, reason, &key).await {
-        Ok((posted, _replayed)) => Ok(Json(SpendResponse { balance: posted.balance, entry_id: posted.entry_id })),
+        Ok(recorded) => {
+            Ok(Json(SpendResponse { balance: recorded.posted.balance, entry_id: recorded.posted.entry_id }))
+        }
         Err(LedgerError::InsufficientCredits { available, .. }) => Err(insufficient(body.amount, available)),
         Err(LedgerError::KeyReused) => Err(ApiError::conflict(
             codes::IDEMPOTENCY_CONFLICT,

@@ -14,7 +14,7 @@ use crate::{
         credits::insufficient,
         extract::{parse_object, ApiJson, AuthUser, IdempotencyKey, RawBody},
     },
-    ledger::holds::{self, Hold, HoldError, HoldStatus},
+    ledger::holds::{self, HoldError, NewHold, Settled},
     AppState,
 };
 
@@ -48,8 +48,15 @@ pub async fn create(
     if !(1..=holds::MAX_TTL_SECS).contains(&ttl) {
         return Err(ApiError::invalid(format!("ttl_seconds must be from 1 to {}.", holds::MAX_TTL_SECS)));
     }
-    match holds::create(&state.db, &user.id, body.amount, reason, ttl, &key).await {
-        Ok((hold, funds, _replayed)) => Ok((
+    let new = NewHold {
+        user_id: user.id.clone(),
+        amount: body.amount,
+        reason: reason.to_string(),
+        ttl_secs: ttl,
+        idempotency_key: key,
+    };
+    match holds::create(&state.db, new).await {
+        Ok(Settled { hold, funds, .. }) => Ok((
             StatusCode::CREATED,
             Json(HoldResponse {
                 hold_id: hold.id,
@@ -59,7 +66,7 @@ pub async fn create(
                 available: funds.available(),
             }),
         )),
-        Err(e) => Err(hold_error(e, body.amount)),
+        Err(e) => Err(hold_error(e)),
     }
 }
 
@@ -84,8 +91,8 @@ pub async fn capture(
     let request: CaptureRequest =
         if body.iter().all(u8::is_ascii_whitespace) { CaptureRequest::default() } else { parse_object(&body)? };
     match holds::capture(&state.db, &user.id, &hold_id, request.amount).await {
-        Ok((hold, funds)) => Ok(Json(outcome(hold, funds))),
-        Err(e) => Err(hold_error(e, 0)),
+        Ok(settled) => Ok(Json(outcome(settled))),
+        Err(e) => Err(hold_error(e)),
     }
 }
 
@@ -104,20 +111,15 @@ pub async fn release(
     Path(hold_id): Path<String>,
 ) -> ApiResult<Json<HoldOutcome>> {
     match holds::release(&state.db, &user.id, &hold_id).await {
-        Ok((hold, funds)) => Ok(Json(outcome(hold, funds))),
-        Err(e) => Err(hold_error(e, 0)),
+        Ok(settled) => Ok(Json(outcome(settled))),
+        Err(e) => Err(hold_error(e)),
     }
 }
 
-fn outcome(hold: Hold, funds: holds::Funds) -> HoldOutcome {
+fn outcome(Settled { hold, funds, .. }: Settled) -> HoldOutcome {
     HoldOutcome {
         hold_id: hold.id,
-        status: match hold.status {
-            HoldStatus::Active => api_types::HoldStatus::Active,
-            HoldStatus::Captured => api_types::HoldStatus::Captured,
-            HoldStatus::Released => api_types::HoldStatus::Released,
-            HoldStatus::Expired => api_types::HoldStatus::Expired,
-        },
+        status: hold.status,
         amount: hold.amount,
         captured: hold.captured_amount,
         entry_id: hold.entry_id,
@@ -126,13 +128,17 @@ fn outcome(hold: Hold, funds: holds::Funds) -> HoldOutcome {
     }
 }
 
-fn hold_error(e: HoldError, needed: i64) -> ApiError {
+fn hold_error(e: HoldError) -> ApiError {
+    let message = e.to_string();
     match e {
-        HoldError::Insufficient(funds) => insufficient(needed, funds.available()),
+        HoldError::Insufficient { funds, needed } => insufficient(needed, funds.available()),
         HoldError::NotFound => ApiError::not_found("No such hold for this account."),
-        HoldError::Conflict(m) if m.contains("Idempotency-Key") => ApiError::conflict(codes::IDEMPOTENCY_CONFLICT, m),
-        HoldError::Conflict(m) => ApiError::conflict(codes::HOLD_CLOSED, m),
-        HoldError::Invalid(m) => ApiError::invalid(m),
+        HoldError::KeyReused => ApiError::conflict(codes::IDEMPOTENCY_CONFLICT, message),
+        HoldError::Released | HoldError::Expired | HoldError::Captured | HoldError::CapturedDifferently => {
+            ApiError::conflict(codes::HOLD_CLOSED, message)
+        }
+        HoldError::InvalidAmount { .. } => ApiError::invalid(message),
+        HoldError::Ledger(e) => ApiError::internal(e),
         HoldError::Db(e) => e.into(),
     }
 }

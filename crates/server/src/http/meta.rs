@@ -13,6 +13,13 @@ pub async fn healthz() -> Json<serde_json::Value> {
 
 /// The database answers: safe to route traffic here.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    if !state.db.health().can_write() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::UNAVAILABLE,
+            "The database refuses writes for lack of space.",
+        ));
+    }
     if state.db.ping().await {
         Ok(Json(json!({"status": "ready", "database": state.db.kind().to_string()})))
     } else {

@@ -2,48 +2,30 @@
 //! then captures what it used or releases them. `users.held` caches the sum of active holds and
 //! changes in the same transaction as the hold; spends and new holds need `balance - held`.
 //!
+//! Every transition is a guarded write: `UPDATE credit_holds … WHERE status = 'active' … RETURNING`
+//! changes the hold only if it is still active, and `held` moves only when that statement returned
+//! the row. Concurrent captures and releases of one hold serialise on the hold's row (PostgreSQL
+//! re-evaluates the WHERE once the first writer commits); the losers then read the hold as the
+//! winner left it and answer as the same request would in serial order. The database backs this
+//! up: `held >= 0` and `captured_amount <= amount` (see `db::steps`).
+//!
 //! Expiry is derived from `expires_at`, not from timers: every hold write for a user first marks
 //! that user's overdue holds `expired` and frees their credits (`sweep_expired`), a spend that
-//! `held` would refuse sweeps and tries again, and reads compute `held` from unexpired holds. So an expired hold stops counting at its expiry time, across
-//! restarts and replicas.
+//! `held` would refuse sweeps and tries again, and reads compute `held` from unexpired holds. So an
+//! expired hold stops counting at its expiry time, across restarts and replicas.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use api_types::EntryKind;
 
 use super::{post, request_fingerprint, LedgerError, NewEntry, Overdraft};
-use crate::db::{cache::CachedFunds, now_ms, Db, Tx};
+use crate::db::{is_unique_violation, now_ms, Db, UnitError, Uow};
+
+pub use crate::db::cache::Funds;
+pub use api_types::HoldStatus;
 
 pub const DEFAULT_TTL_SECS: i64 = 15 * 60;
 pub const MAX_TTL_SECS: i64 = 24 * 3600;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HoldStatus {
-    Active,
-    Captured,
-    Released,
-    Expired,
-}
-
-impl HoldStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HoldStatus::Active => "active",
-            HoldStatus::Captured => "captured",
-            HoldStatus::Released => "released",
-            HoldStatus::Expired => "expired",
-        }
-    }
-
-    fn parse(s: &str) -> HoldStatus {
-        match s {
-            "captured" => HoldStatus::Captured,
-            "released" => HoldStatus::Released,
-            "expired" => HoldStatus::Expired,
-            _ => HoldStatus::Active,
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Hold {
@@ -57,86 +39,123 @@ pub struct Hold {
     request_hash: String,
 }
 
-/// Balance and what is free to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Funds {
-    pub balance: i64,
-    pub held: i64,
-}
-
-impl Funds {
-    pub fn available(&self) -> i64 {
-        self.balance - self.held
-    }
+/// A hold as a write left it, with the account's funds after that write.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    pub hold: Hold,
+    pub funds: Funds,
+    /// True when the answer is that of an earlier request (same idempotency key, or a hold that
+    /// was already captured or released).
+    pub replayed: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum HoldError {
     #[error("not enough available credits")]
-    Insufficient(Funds),
+    Insufficient { funds: Funds, needed: i64 },
     #[error("no such hold")]
     NotFound,
-    /// Capture after release/expiry, release after capture, or a reused idempotency key.
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Invalid(String),
+    #[error("This Idempotency-Key was already used for a different hold.")]
+    KeyReused,
+    #[error("This hold was released; it can no longer be captured.")]
+    Released,
+    #[error("This hold expired; it can no longer be captured.")]
+    Expired,
+    #[error("This hold was captured; it cannot be released.")]
+    Captured,
+    #[error("This hold was already captured for a different amount.")]
+    CapturedDifferently,
+    #[error("amount must be from 1 to the held {held} credits.")]
+    InvalidAmount { held: i64 },
+    /// The capture's ledger posting failed (its transaction is spoiled).
+    #[error(transparent)]
+    Ledger(LedgerError),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
 
-impl From<LedgerError> for HoldError {
-    fn from(e: LedgerError) -> Self {
-        match e {
-            LedgerError::Db(e) => HoldError::Db(e),
-            other => HoldError::Conflict(other.to_string()),
+impl UnitError for HoldError {
+    fn database_error(&self) -> Option<&sqlx::Error> {
+        match self {
+            HoldError::Db(e) | HoldError::Ledger(LedgerError::Db(e)) => Some(e),
+            _ => None,
         }
     }
-}
 
-type Row = (String, String, i64, String, Option<i64>, Option<String>, i64, String);
-const COLUMNS: &str = "id, user_id, amount, status, captured_amount, entry_id, expires_at, request_hash";
-
-fn from_row(r: Row) -> Hold {
-    Hold {
-        id: r.0,
-        user_id: r.1,
-        amount: r.2,
-        status: HoldStatus::parse(&r.3),
-        captured_amount: r.4,
-        entry_id: r.5,
-        expires_at: r.6,
-        request_hash: r.7,
+    /// Refusals are decided before anything but the expiry sweep was written.
+    fn spoils(&self) -> bool {
+        matches!(self, HoldError::Db(_) | HoldError::Ledger(_))
     }
 }
 
-/// Marks the user's overdue holds expired and frees their credits; returns how many were freed.
-/// Call inside a write transaction before anything that depends on `users.held`.
-pub(crate) async fn sweep_expired(tx: &mut Tx, user_id: &str) -> sqlx::Result<i64> {
-    let now = now_ms();
+#[derive(sqlx::FromRow)]
+struct HoldRow {
+    id: String,
+    user_id: String,
+    amount: i64,
+    status: String,
+    captured_amount: Option<i64>,
+    entry_id: Option<String>,
+    expires_at: i64,
+    request_hash: String,
+}
+
+const COLUMNS: &str = "id, user_id, amount, status, captured_amount, entry_id, expires_at, request_hash";
+
+impl TryFrom<HoldRow> for Hold {
+    type Error = sqlx::Error;
+
+    /// An unknown status is an error, never a guess: this is money.
+    fn try_from(r: HoldRow) -> sqlx::Result<Hold> {
+        let status = HoldStatus::parse(&r.status)
+            .ok_or_else(|| sqlx::Error::Decode(format!("hold {} has an unknown status {:?}", r.id, r.status).into()))?;
+        Ok(Hold {
+            id: r.id,
+            user_id: r.user_id,
+            amount: r.amount,
+            status,
+            captured_amount: r.captured_amount,
+            entry_id: r.entry_id,
+            expires_at: r.expires_at,
+            request_hash: r.request_hash,
+        })
+    }
+}
+
+/// Marks the user's holds overdue at `now` expired and frees their credits; returns how many
+/// were freed. Guarded: only rows this statement moved from `active` count, so concurrent sweeps
+/// free each hold once. Call inside a write before anything that depends on `users.held`.
+pub(crate) async fn sweep_expired(uow: &mut Uow, user_id: &str, now: i64) -> sqlx::Result<i64> {
     let freed: Vec<(i64,)> = sqlx::query_as(
         "UPDATE credit_holds SET status = 'expired', closed_at = $1 WHERE user_id = $2 AND status = 'active' AND expires_at <= $1 RETURNING amount",
     )
     .bind(now)
     .bind(user_id)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut **uow)
     .await?;
     let total: i64 = freed.iter().map(|(a,)| a).sum();
     if total > 0 {
-        sqlx::query("UPDATE users SET held = held - $1 WHERE id = $2")
-            .bind(total)
-            .bind(user_id)
-            .execute(&mut **tx)
-            .await?;
+        free_held(uow, user_id, total).await?;
     }
     Ok(total)
+}
+
+/// `held -= amount`, after a guarded transition returned the hold (the CHECK `held >= 0` is the
+/// backstop should that ever be wrong).
+async fn free_held(uow: &mut Uow, user_id: &str, amount: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET held = held - $1 WHERE id = $2")
+        .bind(amount)
+        .bind(user_id)
+        .execute(&mut **uow)
+        .await?;
+    Ok(())
 }
 
 /// Balance and unexpired held credits, as of now (read-only; served from the read cache when it
 /// can be, see `db::cache`).
 pub async fn funds(db: &Db, user_id: &str) -> sqlx::Result<Option<Funds>> {
-    if let Some(CachedFunds { balance, held }) = db.cache().funds(user_id) {
-        return Ok(Some(Funds { balance, held }));
+    if let Some(funds) = db.cache().funds(user_id) {
+        return Ok(Some(funds));
     }
     let ticket = db.cache().funds_ticket();
     let now = now_ms();
@@ -155,194 +174,219 @@ pub async fn funds(db: &Db, user_id: &str) -> sqlx::Result<Option<Funds>> {
     .await?;
     Ok(row.map(|(balance, held, next_expiry)| {
         let valid_for = next_expiry.map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)));
-        db.cache().put_funds(ticket, user_id, CachedFunds { balance, held }, valid_for);
-        Funds { balance, held }
+        let funds = Funds { balance, held };
+        db.cache().put_funds(ticket, user_id, funds, valid_for);
+        funds
     }))
 }
 
-async fn find_for_user(tx: &mut Tx, user_id: &str, hold_id: &str) -> sqlx::Result<Option<Hold>> {
-    let row: Option<Row> =
+async fn find_for_user(uow: &mut Uow, user_id: &str, hold_id: &str) -> sqlx::Result<Option<Hold>> {
+    let row: Option<HoldRow> =
         sqlx::query_as(&format!("SELECT {COLUMNS} FROM credit_holds WHERE id = $1 AND user_id = $2"))
             .bind(hold_id)
             .bind(user_id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut **uow)
             .await?;
-    Ok(row.map(from_row))
+    row.map(Hold::try_from).transpose()
 }
 
-async fn current_funds(tx: &mut Tx, user_id: &str) -> sqlx::Result<Funds> {
+/// The account's funds inside the write (`held` is exact here: the write swept first).
+async fn current_funds(uow: &mut Uow, user_id: &str) -> sqlx::Result<Funds> {
     let (balance, held): (i64, i64) =
-        sqlx::query_as("SELECT balance, held FROM users WHERE id = $1").bind(user_id).fetch_one(&mut **tx).await?;
+        sqlx::query_as("SELECT balance, held FROM users WHERE id = $1").bind(user_id).fetch_one(&mut **uow).await?;
     Ok(Funds { balance, held })
 }
 
+fn user_order(user_id: &str) -> Option<String> {
+    Some(format!("user:{user_id}"))
+}
+
+/// What a new hold asks for.
+#[derive(Debug, Clone)]
+pub struct NewHold {
+    pub user_id: String,
+    pub amount: i64,
+    pub reason: String,
+    pub ttl_secs: i64,
+    pub idempotency_key: String,
+}
+
 /// Reserves `amount` credits for `ttl_secs`, once per `(user, idempotency key)`.
-pub async fn create(
-    db: &Db,
-    user_id: &str,
-    amount: i64,
-    reason: &str,
-    ttl_secs: i64,
-    idempotency_key: &str,
-) -> Result<(Hold, Funds, bool), HoldError> {
-    let hash = request_fingerprint(&[&amount.to_string(), reason, &ttl_secs.to_string()]);
-    let mut tx = db.begin_write().await?;
-    let existing: Option<Row> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM credit_holds WHERE user_id = $1 AND idempotency_key = $2"))
-            .bind(user_id)
-            .bind(idempotency_key)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if let Some(hold) = existing.map(from_row) {
-        tx.rollback().await?;
-        if hold.request_hash != hash {
-            return Err(HoldError::Conflict("This Idempotency-Key was already used for a different hold.".into()));
+pub async fn create(db: &Db, new: NewHold) -> Result<Settled, HoldError> {
+    let new = Arc::new(new);
+    // A concurrent request with the same key can win the insert (a unique violation spoils the
+    // transaction on PostgreSQL); the next round answers as its replay.
+    for _ in 0..3 {
+        let unit_new = new.clone();
+        let result = db
+            .write(user_order(&new.user_id), move |uow| {
+                let new = unit_new.clone();
+                Box::pin(async move { create_in(uow, &new).await })
+            })
+            .await;
+        match result {
+            Err(HoldError::Db(e)) if is_unique_violation(&e) => continue,
+            other => return other,
         }
-        let funds = funds(db, user_id).await?.unwrap_or(Funds { balance: 0, held: 0 });
-        return Ok((hold, funds, true));
     }
-    sweep_expired(&mut tx, user_id).await?;
+    Err(HoldError::KeyReused)
+}
+
+async fn create_in(uow: &mut Uow, new: &NewHold) -> Result<Settled, HoldError> {
+    let hash = request_fingerprint(&[&new.amount.to_string(), &new.reason, &new.ttl_secs.to_string()]);
+    let now = now_ms();
+    let existing: Option<HoldRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM credit_holds WHERE user_id = $1 AND idempotency_key = $2"))
+            .bind(&new.user_id)
+            .bind(&new.idempotency_key)
+            .fetch_optional(&mut **uow)
+            .await?;
+    sweep_expired(uow, &new.user_id, now).await?;
+    if let Some(hold) = existing.map(Hold::try_from).transpose()? {
+        if hold.request_hash != hash {
+            return Err(HoldError::KeyReused);
+        }
+        let funds = current_funds(uow, &new.user_id).await?;
+        return Ok(Settled { hold, funds, replayed: true });
+    }
     // One conditional UPDATE on the user row: concurrent holds and spends serialise on it.
     let reserved: Option<(i64, i64)> = sqlx::query_as(
         "UPDATE users SET held = held + $1 WHERE id = $2 AND balance - held >= $1 RETURNING balance, held",
     )
-    .bind(amount)
-    .bind(user_id)
-    .fetch_optional(&mut *tx)
+    .bind(new.amount)
+    .bind(&new.user_id)
+    .fetch_optional(&mut **uow)
     .await?;
     let Some((balance, held)) = reserved else {
-        let funds = current_funds(&mut tx, user_id).await?;
-        tx.rollback().await?;
-        return Err(HoldError::Insufficient(funds));
+        let funds = current_funds(uow, &new.user_id).await?;
+        return Err(HoldError::Insufficient { funds, needed: new.amount });
     };
-    let now = now_ms();
     let hold = Hold {
         id: format!("hold_{}", uuid::Uuid::new_v4().simple()),
-        user_id: user_id.to_string(),
-        amount,
+        user_id: new.user_id.clone(),
+        amount: new.amount,
         status: HoldStatus::Active,
         captured_amount: None,
         entry_id: None,
-        expires_at: now + ttl_secs * 1000,
+        expires_at: now + new.ttl_secs * 1000,
         request_hash: hash,
     };
-    let inserted = sqlx::query(
+    sqlx::query(
         "INSERT INTO credit_holds (id, user_id, amount, reason, status, idempotency_key, request_hash, created_at, expires_at)
          VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8)",
     )
     .bind(&hold.id)
-    .bind(user_id)
-    .bind(amount)
-    .bind(reason)
-    .bind(idempotency_key)
+    .bind(&new.user_id)
+    .bind(new.amount)
+    .bind(&new.reason)
+    .bind(&new.idempotency_key)
     .bind(&hold.request_hash)
     .bind(now)
     .bind(hold.expires_at)
-    .execute(&mut *tx)
-    .await;
-    match inserted {
-        Ok(_) => {}
-        // A concurrent request with the same key won: answer as its replay.
-        Err(e) if crate::db::is_unique_violation(&e) => {
-            tx.rollback().await?;
-            return Box::pin(create(db, user_id, amount, reason, ttl_secs, idempotency_key)).await;
-        }
-        Err(e) => return Err(e.into()),
-    }
-    db.commit(tx).await?;
-    Ok((hold, Funds { balance, held }, false))
+    .execute(&mut **uow)
+    .await?;
+    Ok(Settled { hold, funds: Funds { balance, held }, replayed: false })
 }
 
-/// Spends up to the held amount (all of it by default) and frees the rest. Idempotent.
-pub async fn capture(db: &Db, user_id: &str, hold_id: &str, amount: Option<i64>) -> Result<(Hold, Funds), HoldError> {
-    let mut tx = db.begin_write().await?;
-    sweep_expired(&mut tx, user_id).await?;
-    let hold = find_for_user(&mut tx, user_id, hold_id).await?.ok_or(HoldError::NotFound)?;
-    match hold.status {
-        HoldStatus::Captured => {
-            tx.rollback().await?;
-            if amount.is_some_and(|a| Some(a) != hold.captured_amount) {
-                return Err(HoldError::Conflict("This hold was already captured for a different amount.".into()));
+/// Spends up to the held amount (all of it by default) and frees the rest. Idempotent: capturing
+/// a captured hold again answers that capture.
+pub async fn capture(db: &Db, user_id: &str, hold_id: &str, amount: Option<i64>) -> Result<Settled, HoldError> {
+    let (user, hold) = (user_id.to_string(), hold_id.to_string());
+    db.write(user_order(user_id), move |uow| {
+        let (user, hold) = (user.clone(), hold.clone());
+        Box::pin(async move { capture_in(uow, &user, &hold, amount).await })
+    })
+    .await
+}
+
+async fn capture_in(uow: &mut Uow, user_id: &str, hold_id: &str, amount: Option<i64>) -> Result<Settled, HoldError> {
+    let now = now_ms();
+    sweep_expired(uow, user_id, now).await?;
+    // The guarded transition: only a hold that is active (so unexpired: just swept with the same
+    // `now`) and covers the amount changes, and only the writer that changed it goes on.
+    let won: Option<(i64, i64, String)> = sqlx::query_as(
+        "UPDATE credit_holds SET status = 'captured', captured_amount = COALESCE($3, amount), closed_at = $4
+         WHERE id = $1 AND user_id = $2 AND status = 'active' AND COALESCE($3, amount) BETWEEN 1 AND amount
+         RETURNING amount, captured_amount, reason",
+    )
+    .bind(hold_id)
+    .bind(user_id)
+    .bind(amount)
+    .bind(now)
+    .fetch_optional(&mut **uow)
+    .await?;
+    let Some((held, taken, reason)) = won else {
+        // Lost, or never possible: answer from the hold as it is now.
+        let hold = find_for_user(uow, user_id, hold_id).await?.ok_or(HoldError::NotFound)?;
+        return match hold.status {
+            HoldStatus::Captured if amount.is_some_and(|a| Some(a) != hold.captured_amount) => {
+                Err(HoldError::CapturedDifferently)
             }
-            let funds = funds(db, user_id).await?.unwrap_or(Funds { balance: 0, held: 0 });
-            return Ok((hold, funds));
-        }
-        HoldStatus::Released => {
-            return Err(HoldError::Conflict("This hold was released; it can no longer be captured.".into()))
-        }
-        HoldStatus::Expired => {
-            return Err(HoldError::Conflict("This hold expired; it can no longer be captured.".into()))
-        }
-        HoldStatus::Active => {}
-    }
-    let take = amount.unwrap_or(hold.amount);
-    if take <= 0 || take > hold.amount {
-        return Err(HoldError::Invalid(format!("amount must be from 1 to the held {} credits.", hold.amount)));
-    }
-    sqlx::query("UPDATE users SET held = held - $1 WHERE id = $2")
-        .bind(hold.amount)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
+            HoldStatus::Captured => {
+                let funds = current_funds(uow, user_id).await?;
+                Ok(Settled { hold, funds, replayed: true })
+            }
+            HoldStatus::Released => Err(HoldError::Released),
+            HoldStatus::Expired => Err(HoldError::Expired),
+            HoldStatus::Active => Err(HoldError::InvalidAmount { held: hold.amount }),
+        };
+    };
+    free_held(uow, user_id, held).await?;
     let entry = NewEntry {
         user_id: user_id.to_string(),
-        delta: -take,
+        delta: -taken,
         kind: EntryKind::Spend,
         cause: format!("hold:{hold_id}"),
-        description: hold_reason(&mut tx, hold_id).await?,
+        description: reason,
         request_hash: None,
     };
     // The credits were reserved, so the capture is covered unless a clawback intervened; it is
     // honoured either way (the job has run).
-    let posted = post(&mut tx, &entry, Overdraft::Allow).await?;
-    sqlx::query("UPDATE credit_holds SET status = 'captured', captured_amount = $1, entry_id = $2, closed_at = $3 WHERE id = $4")
-        .bind(take)
+    let posted = post(uow, &entry, Overdraft::Allow).await.map_err(HoldError::Ledger)?;
+    sqlx::query("UPDATE credit_holds SET entry_id = $1 WHERE id = $2")
         .bind(&posted.entry_id)
-        .bind(now_ms())
         .bind(hold_id)
-        .execute(&mut *tx)
+        .execute(&mut **uow)
         .await?;
-    let funds = current_funds(&mut tx, user_id).await?;
-    db.commit(tx).await?;
-    Ok((
-        Hold { status: HoldStatus::Captured, captured_amount: Some(take), entry_id: Some(posted.entry_id), ..hold },
-        funds,
-    ))
+    let hold = find_for_user(uow, user_id, hold_id).await?.ok_or(HoldError::NotFound)?;
+    let funds = current_funds(uow, user_id).await?;
+    Ok(Settled { hold, funds, replayed: false })
 }
 
-/// Frees the held credits. Idempotent; releasing a captured hold is a conflict.
-pub async fn release(db: &Db, user_id: &str, hold_id: &str) -> Result<(Hold, Funds), HoldError> {
-    let mut tx = db.begin_write().await?;
-    sweep_expired(&mut tx, user_id).await?;
-    let hold = find_for_user(&mut tx, user_id, hold_id).await?.ok_or(HoldError::NotFound)?;
-    match hold.status {
-        HoldStatus::Captured => {
-            return Err(HoldError::Conflict("This hold was captured; it cannot be released.".into()))
-        }
-        HoldStatus::Released | HoldStatus::Expired => {
-            tx.rollback().await?;
-            let funds = funds(db, user_id).await?.unwrap_or(Funds { balance: 0, held: 0 });
-            return Ok((hold, funds));
-        }
-        HoldStatus::Active => {}
+/// Frees the held credits. Idempotent (releasing a released or expired hold answers it as it
+/// is); releasing a captured hold is a conflict.
+pub async fn release(db: &Db, user_id: &str, hold_id: &str) -> Result<Settled, HoldError> {
+    let (user, hold) = (user_id.to_string(), hold_id.to_string());
+    db.write(user_order(user_id), move |uow| {
+        let (user, hold) = (user.clone(), hold.clone());
+        Box::pin(async move { release_in(uow, &user, &hold).await })
+    })
+    .await
+}
+
+async fn release_in(uow: &mut Uow, user_id: &str, hold_id: &str) -> Result<Settled, HoldError> {
+    let now = now_ms();
+    sweep_expired(uow, user_id, now).await?;
+    let won: Option<(i64,)> = sqlx::query_as(
+        "UPDATE credit_holds SET status = 'released', closed_at = $3 WHERE id = $1 AND user_id = $2 AND status = 'active'
+         RETURNING amount",
+    )
+    .bind(hold_id)
+    .bind(user_id)
+    .bind(now)
+    .fetch_optional(&mut **uow)
+    .await?;
+    if let Some((held,)) = won {
+        free_held(uow, user_id, held).await?;
     }
-    sqlx::query("UPDATE credit_holds SET status = 'released', closed_at = $1 WHERE id = $2")
-        .bind(now_ms())
-        .bind(hold_id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE users SET held = held - $1 WHERE id = $2")
-        .bind(hold.amount)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
-    let funds = current_funds(&mut tx, user_id).await?;
-    db.commit(tx).await?;
-    Ok((Hold { status: HoldStatus::Released, ..hold }, funds))
-}
-
-async fn hold_reason(tx: &mut Tx, hold_id: &str) -> sqlx::Result<String> {
-    let (reason,): (String,) =
-        sqlx::query_as("SELECT reason FROM credit_holds WHERE id = $1").bind(hold_id).fetch_one(&mut **tx).await?;
-    Ok(reason)
+    let hold = find_for_user(uow, user_id, hold_id).await?.ok_or(HoldError::NotFound)?;
+    match hold.status {
+        HoldStatus::Captured => Err(HoldError::Captured),
+        HoldStatus::Released | HoldStatus::Expired => {
+            let funds = current_funds(uow, user_id).await?;
+            Ok(Settled { hold, funds, replayed: won.is_none() })
+        }
+        // The guarded UPDATE moves every active hold of this user.
+        HoldStatus::Active => Err(HoldError::Db(sqlx::Error::Protocol(format!("hold {hold_id} is still active")))),
+    }
 }

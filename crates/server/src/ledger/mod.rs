@@ -13,7 +13,7 @@ use std::sync::Arc;
 use api_types::EntryKind;
 use sha2::{Digest, Sha256};
 
-use crate::db::{is_unique_violation, now_ms, Db, Tx};
+use crate::db::{is_unique_violation, now_ms, Db, UnitError, Uow};
 
 pub use history::{history, HistoryPage, MAX_PAGE};
 
@@ -44,6 +44,14 @@ pub struct Posted {
     pub balance: i64,
 }
 
+/// The answer to an idempotent posting ([`post_once`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub posted: Posted,
+    /// True when the cause was already recorded by the same request (a retry).
+    pub replayed: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error("not enough credits")]
@@ -59,6 +67,21 @@ pub enum LedgerError {
     Db(#[from] sqlx::Error),
 }
 
+impl UnitError for LedgerError {
+    fn database_error(&self) -> Option<&sqlx::Error> {
+        match self {
+            LedgerError::Db(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// A refusal (not enough credits, unknown user, reused key) wrote nothing but the expiry
+    /// sweep; a duplicate cause failed a statement, which spoils a PostgreSQL transaction.
+    fn spoils(&self) -> bool {
+        matches!(self, LedgerError::Db(_) | LedgerError::DuplicateCause)
+    }
+}
+
 /// Conditions on the `users` row for [`move_and_insert`]: the available credits cover the entry
 /// (held credits are not available)…
 const COVERED: &str = " AND balance + $1 >= held";
@@ -66,7 +89,7 @@ const COVERED: &str = " AND balance + $1 >= held";
 const NEW_CAUSE: &str = " AND NOT EXISTS (SELECT 1 FROM ledger_entries WHERE cause = $3)";
 
 /// Appends `entry` and moves the cached balance, inside the caller's write transaction.
-pub async fn post(tx: &mut Tx, entry: &NewEntry, overdraft: Overdraft) -> Result<Posted, LedgerError> {
+pub async fn post(tx: &mut Uow, entry: &NewEntry, overdraft: Overdraft) -> Result<Posted, LedgerError> {
     match overdraft {
         Overdraft::Allow => move_and_insert(tx, entry, "").await?.ok_or(LedgerError::UnknownUser),
         // A spend must leave held credits covered.
@@ -81,7 +104,7 @@ pub async fn post(tx: &mut Tx, entry: &NewEntry, overdraft: Overdraft) -> Result
                 .fetch_optional(&mut **tx)
                 .await?;
             let Some((balance, held)) = current else { return Err(LedgerError::UnknownUser) };
-            let freed = if held > 0 { holds::sweep_expired(tx, &entry.user_id).await? } else { 0 };
+            let freed = if held > 0 { holds::sweep_expired(tx, &entry.user_id, now_ms()).await? } else { 0 };
             let retried = if freed > 0 { move_and_insert(tx, entry, COVERED).await? } else { None };
             retried.ok_or(LedgerError::InsufficientCredits { balance, available: balance - (held - freed) })
         }
@@ -98,8 +121,8 @@ pub async fn post(tx: &mut Tx, entry: &NewEntry, overdraft: Overdraft) -> Result
 ///   computed from the user row, so a duplicate cause fails before anything moved; the balance
 ///   moves only if that insert wrote a row (`changes()`). Nothing can run in between: SQLite has
 ///   one writer and this transaction holds the write lock.
-async fn move_and_insert(tx: &mut Tx, entry: &NewEntry, condition: &str) -> Result<Option<Posted>, LedgerError> {
-    let sql = if tx.backend_name() == "PostgreSQL" {
+async fn move_and_insert(tx: &mut Uow, entry: &NewEntry, condition: &str) -> Result<Option<Posted>, LedgerError> {
+    let sql = if tx.kind() == crate::db::DatabaseKind::Postgres {
         format!(
             "WITH moved AS (
                  UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1 WHERE id = $2{condition}
@@ -144,21 +167,16 @@ fn new_entry_id() -> String {
 }
 
 /// The entry already recorded for `cause`, if any: `(entry id, request hash, balance after)`.
-async fn find_cause(tx: &mut Tx, cause: &str) -> sqlx::Result<Option<(String, Option<String>, i64)>> {
+async fn find_cause(tx: &mut Uow, cause: &str) -> sqlx::Result<Option<(String, Option<String>, i64)>> {
     sqlx::query_as("SELECT id, request_hash, balance_after FROM ledger_entries WHERE cause = $1")
         .bind(cause)
         .fetch_optional(&mut **tx)
         .await
 }
 
-/// One idempotent posting, as a group-commit unit: logical outcomes (posted, replayed, refused)
-/// are `Ok` and may be committed with the batch; `Err` (a database failure, or a cause that a
-/// concurrent transaction recorded first) rolls the batch back.
-async fn post_once_in(
-    tx: &mut Tx,
-    entry: &NewEntry,
-    overdraft: Overdraft,
-) -> Result<Result<(Posted, bool), LedgerError>, LedgerError> {
+/// One idempotent posting as a unit of work: refusals (not enough credits, a reused key) are
+/// errors that do not spoil the transaction (see [`UnitError::spoils`]).
+async fn post_once_in(tx: &mut Uow, entry: &NewEntry, overdraft: Overdraft) -> Result<Recorded, LedgerError> {
     // The common case in one round trip: the balance moves only if the cause is new (and, for a
     // spend, the available credits cover it); anything else takes the slow path below.
     let condition = match overdraft {
@@ -166,42 +184,36 @@ async fn post_once_in(
         Overdraft::Allow => NEW_CAUSE.to_string(),
     };
     if let Some(posted) = move_and_insert(tx, entry, &condition).await? {
-        return Ok(Ok((posted, false)));
+        return Ok(Recorded { posted, replayed: false });
     }
     if let Some((entry_id, hash, balance)) = find_cause(tx, &entry.cause).await? {
         if hash != entry.request_hash {
-            return Ok(Err(LedgerError::KeyReused));
+            return Err(LedgerError::KeyReused);
         }
-        return Ok(Ok((Posted { entry_id, balance }, true)));
+        return Ok(Recorded { posted: Posted { entry_id, balance }, replayed: true });
     }
-    match post(tx, entry, overdraft).await {
-        Ok(posted) => Ok(Ok((posted, false))),
-        Err(e @ (LedgerError::InsufficientCredits { .. } | LedgerError::UnknownUser | LedgerError::KeyReused)) => {
-            Ok(Err(e))
-        }
-        Err(e) => Err(e),
-    }
+    let posted = post(tx, entry, overdraft).await?;
+    Ok(Recorded { posted, replayed: false })
 }
 
-/// Posts `entry` exactly once per cause, committed (with concurrent postings: see `db::group`)
-/// before this returns. When the cause is already there (a retry, or a concurrent request that
-/// won) the existing entry is returned with `replayed = true`, provided it was made by the same
-/// request (`request_hash`); otherwise [`LedgerError::KeyReused`].
-pub async fn post_once(db: &Db, entry: &NewEntry, overdraft: Overdraft) -> Result<(Posted, bool), LedgerError> {
+/// Posts `entry` exactly once per cause, committed (perhaps with concurrent postings: see
+/// `db::group`) before this returns. When the cause is already there (a retry, or a concurrent
+/// request that won) the existing entry is returned with `replayed = true`, provided it was made
+/// by the same request (`request_hash`); otherwise [`LedgerError::KeyReused`].
+pub async fn post_once(db: &Db, entry: &NewEntry, overdraft: Overdraft) -> Result<Recorded, LedgerError> {
     let entry = Arc::new(entry.clone());
-    // Two rounds are enough: a cause lost to a concurrent writer is found committed on the second.
+    // A cause lost to a concurrent writer (a unique violation) is found committed next round.
     for _ in 0..3 {
         let unit_entry = entry.clone();
         let outcome = db
-            .write_unit(Some(format!("user:{}", entry.user_id)), move |tx| {
+            .write(Some(format!("user:{}", entry.user_id)), move |tx| {
                 let entry = unit_entry.clone();
                 Box::pin(async move { post_once_in(tx, &entry, overdraft).await })
             })
             .await;
         match outcome {
-            Ok(result) => return result,
             Err(LedgerError::DuplicateCause) => continue,
-            Err(e) => return Err(e),
+            other => return other,
         }
     }
     Err(LedgerError::DuplicateCause)
@@ -214,7 +226,7 @@ pub async fn spend(
     amount: i64,
     reason: &str,
     idempotency_key: &str,
-) -> Result<(Posted, bool), LedgerError> {
+) -> Result<Recorded, LedgerError> {
     let entry = NewEntry {
         user_id: user_id.to_string(),
         delta: -amount,
@@ -228,13 +240,7 @@ pub async fn spend(
 }
 
 /// An operator's gift (or correction) of credits; `grant_id` makes a re-run of the same grant harmless.
-pub async fn grant(
-    db: &Db,
-    user_id: &str,
-    amount: i64,
-    reason: &str,
-    grant_id: &str,
-) -> Result<(Posted, bool), LedgerError> {
+pub async fn grant(db: &Db, user_id: &str, amount: i64, reason: &str, grant_id: &str) -> Result<Recorded, LedgerError> {
     let entry = NewEntry {
         user_id: user_id.to_string(),
         delta: amount,

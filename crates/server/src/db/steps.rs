@@ -1,0 +1,83 @@
+//! Backend steps: schema changes that one SQL file cannot express for both databases.
+//!
+//! `migrations/` holds the SQL both backends share, applied by sqlx's migrator and recorded in
+//! `_sqlx_migrations`. A step here has one statement list per backend and runs after every SQL
+//! migration, once: it is recorded in `schema_steps` (created by migration 20261201000001) in the
+//! same transaction as its statements, so a failed step leaves nothing behind and runs again at
+//! the next start. Steps are never edited once shipped; a new one goes at the end of [`STEPS`].
+//!
+//! Why not one `Migrator` per backend: two migrators on one `_sqlx_migrations` table each see the
+//! other's versions as unknown and fail with `VersionMissing` unless told to ignore missing
+//! versions, which would also hide a migration that is genuinely missing.
+
+use sqlx::Executor;
+
+use super::{now_ms, DatabaseKind, Db};
+
+struct Step {
+    name: &'static str,
+    postgres: &'static [&'static str],
+    sqlite: &'static [&'static str],
+}
+
+/// In order; each runs once per database.
+const STEPS: &[Step] = &[Step {
+    // The database as the backstop for the holds' write paths (I2, I4): a bug must end in a
+    // refused write, not in wrong money. Migration 20261201000001 repaired `held` first. The
+    // PostgreSQL constraints are NOT VALID: they hold for every write from now on, while a row that
+    // broke them before is reported by `mascot-server audit` instead of stopping the start.
+    name: "20261201000001_hold_guards",
+    postgres: &[
+        "ALTER TABLE users ADD CONSTRAINT users_held_nonnegative CHECK (held >= 0) NOT VALID",
+        "ALTER TABLE credit_holds ADD CONSTRAINT credit_holds_capture_within
+             CHECK (captured_amount IS NULL OR captured_amount <= amount) NOT VALID",
+    ],
+    sqlite: &[
+        "CREATE TRIGGER users_held_nonnegative_insert BEFORE INSERT ON users WHEN NEW.held < 0
+             BEGIN SELECT RAISE(ABORT, 'users_held_nonnegative'); END",
+        "CREATE TRIGGER users_held_nonnegative_update BEFORE UPDATE OF held ON users WHEN NEW.held < 0
+             BEGIN SELECT RAISE(ABORT, 'users_held_nonnegative'); END",
+        "CREATE TRIGGER credit_holds_capture_within_insert BEFORE INSERT ON credit_holds
+             WHEN NEW.captured_amount IS NOT NULL AND NEW.captured_amount > NEW.amount
+             BEGIN SELECT RAISE(ABORT, 'credit_holds_capture_within'); END",
+        "CREATE TRIGGER credit_holds_capture_within_update BEFORE UPDATE OF captured_amount, amount ON credit_holds
+             WHEN NEW.captured_amount IS NOT NULL AND NEW.captured_amount > NEW.amount
+             BEGIN SELECT RAISE(ABORT, 'credit_holds_capture_within'); END",
+    ],
+}];
+
+/// Applies the steps this database has not recorded yet.
+pub(super) async fn run(db: &Db) -> sqlx::Result<()> {
+    for step in STEPS {
+        let mut tx = match db.kind() {
+            DatabaseKind::Sqlite => db.pool().begin_with("BEGIN IMMEDIATE").await?,
+            DatabaseKind::Postgres => db.pool().begin().await?,
+        };
+        if db.kind() == DatabaseKind::Postgres {
+            // Replicas starting together apply each step once.
+            tx.execute("SELECT pg_advisory_xact_lock(727274002)").await?;
+        }
+        let done: Option<(String,)> = sqlx::query_as("SELECT name FROM schema_steps WHERE name = $1")
+            .bind(step.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if done.is_some() {
+            continue;
+        }
+        let statements = match db.kind() {
+            DatabaseKind::Postgres => step.postgres,
+            DatabaseKind::Sqlite => step.sqlite,
+        };
+        for statement in statements {
+            tx.execute(*statement).await?;
+        }
+        sqlx::query("INSERT INTO schema_steps (name, applied_at) VALUES ($1, $2)")
+            .bind(step.name)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(step = step.name, "applied backend migration step");
+    }
+    Ok(())
+}
