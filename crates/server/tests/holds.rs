@@ -230,3 +230,68 @@ on_both_databases!(
     expired_holds_stop_counting,
     holds_and_spends_racing_never_overcommit,
 );
+
+on_both_databases!(one_hold_raced_against_itself_moves_held_once);
+
+/// Regression (issue 12): 16 concurrent releases, or captures, or a mix, of one hold. Each racer
+/// used to read the hold as `active` and decrement `users.held`, so `held` went negative and
+/// later spends overdrew. Without group commit every request has its own transaction, as on
+/// replicas. Checked in the database itself, not only through the API.
+async fn one_hold_raced_against_itself_moves_held_once(b: Backend) {
+    let app = spawn_app_with(b, |c| c.group_commit = false).await;
+    let u = app.signup("racer@example.com").await;
+    app.grant(&u.email, 300).await;
+    for (round, mix) in
+        [(0, ["release"; 2]), (1, ["capture"; 2]), (2, ["capture", "release"])].into_iter().cycle().take(9).enumerate()
+    {
+        let res = hold(&app, &u.token, &format!("race-{round}"), json!({"amount": 30, "reason": "race"})).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let id = res.json::<Value>().await.unwrap()["hold_id"].as_str().unwrap().to_string();
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(16));
+        let mut racers = tokio::task::JoinSet::new();
+        for i in 0..16 {
+            let (app_url, token, id, barrier) = (app.address.clone(), u.token.clone(), id.clone(), barrier.clone());
+            let action = mix.1[i % 2];
+            racers.spawn(async move {
+                let client = reqwest::Client::new();
+                barrier.wait().await;
+                let res = client
+                    .post(format!("{app_url}/api/v1/credits/holds/{id}/{action}"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap();
+                (action, res.status(), res.json::<Value>().await.unwrap())
+            });
+        }
+        let answers: Vec<_> = racers.join_all().await;
+        let winner = answers.iter().find(|(_, s, _)| *s == StatusCode::OK).map(|(a, _, b)| (*a, b["status"].clone()));
+        let (won, status) = winner.expect("someone wins");
+        for (action, code, body) in &answers {
+            // In serial order: the winner's kind answers 200 again; the other kind is a conflict.
+            let expected = if *action == won { StatusCode::OK } else { StatusCode::CONFLICT };
+            assert_eq!(*code, expected, "round {round}: {action} after {won}: {body}");
+            if *code == StatusCode::OK {
+                assert_eq!(body["status"], status, "round {round}: every 200 reports the same end state");
+            }
+        }
+        let (held, active): (i64, i64) = sqlx::query_as(
+            "SELECT u.held, CAST(COALESCE((SELECT SUM(h.amount) FROM credit_holds h WHERE h.user_id = u.id AND h.status = 'active'), 0) AS BIGINT)
+             FROM users u WHERE u.id = $1",
+        )
+        .bind(&u.id)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+        assert_eq!((held, active), (0, 0), "round {round}: users.held equals the active holds");
+        let (entries,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM ledger_entries WHERE cause = $1")
+            .bind(format!("hold:{id}"))
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+        assert_eq!(entries, i64::from(won == "capture"), "round {round}: one spend entry per captured hold");
+    }
+    let (balance, summed) = mascot_server::ledger::verify_balance(&app.state.db, &u.id).await.unwrap();
+    assert_eq!(balance, summed);
+    assert!(balance >= 0);
+}
