@@ -21,13 +21,11 @@ pub async fn grant_credits(
     reason: &str,
     grant_id: Option<&str>,
 ) -> anyhow::Result<i64> {
-    if amount <= 0 {
-        bail!("--amount must be a positive number of credits");
-    }
-    let reason = reason.trim();
-    if reason.is_empty() {
+    ledger::input::credits(amount).map_err(|e| anyhow::anyhow!("--{e}"))?;
+    if reason.trim().is_empty() {
         bail!("--reason must say why the credits are granted (it is shown in the user's history)");
     }
+    let reason = ledger::input::reason(reason).map_err(|e| anyhow::anyhow!("--{e}"))?;
     let email = normalise_email(email).map_err(anyhow::Error::msg)?;
     let account =
         accounts::find_by_email(db, &email).await?.with_context(|| format!("no account with email {email}"))?;

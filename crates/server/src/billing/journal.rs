@@ -22,22 +22,35 @@ pub struct JournalEntry {
     pub error: Option<String>,
 }
 
-type Row = (String, String, i64, String, i64, i64, i64, String, Option<String>, Option<String>);
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: String,
+    event_type: String,
+    livemode: i64,
+    payload: String,
+    first_received_at: i64,
+    last_received_at: i64,
+    delivery_count: i64,
+    status: String,
+    outcome: Option<String>,
+    error: Option<String>,
+}
+
 const COLUMNS: &str =
     "id, event_type, livemode, payload, first_received_at, last_received_at, delivery_count, status, outcome, error";
 
 fn from_row(r: Row) -> JournalEntry {
     JournalEntry {
-        id: r.0,
-        event_type: r.1,
-        livemode: r.2 != 0,
-        payload: r.3,
-        first_received_at: r.4,
-        last_received_at: r.5,
-        delivery_count: r.6,
-        status: r.7,
-        outcome: r.8,
-        error: r.9,
+        id: r.id,
+        event_type: r.event_type,
+        livemode: r.livemode != 0,
+        payload: r.payload,
+        first_received_at: r.first_received_at,
+        last_received_at: r.last_received_at,
+        delivery_count: r.delivery_count,
+        status: r.status,
+        outcome: r.outcome,
+        error: r.error,
     }
 }
 

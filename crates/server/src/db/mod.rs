@@ -268,6 +268,36 @@ pub fn rfc3339_ms(ms: i64) -> String {
 mod tests {
     use super::*;
 
+    /// The one write path holds only if nothing else writes: outside `db/`, no statement is
+    /// executed on the pool and no transaction is begun on it (reads use `fetch_*`).
+    #[test]
+    fn only_the_write_path_writes() {
+        fn visit(dir: &std::path::Path, found: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    if path.file_name().is_some_and(|n| n != "db") {
+                        visit(&path, found);
+                    }
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    for (n, line) in text.lines().enumerate() {
+                        let writes = line.contains(".execute(db.pool())")
+                            || line.contains(".execute(self.db.pool())")
+                            || line.contains("pool().begin")
+                            || line.contains("execute(state.db.pool())");
+                        if writes {
+                            found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                        }
+                    }
+                }
+            }
+        }
+        let mut found = Vec::new();
+        visit(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut found);
+        assert!(found.is_empty(), "writes outside Db::write:\n{}", found.join("\n"));
+    }
+
     #[test]
     fn redacts_credentials_in_urls() {
         assert_eq!(redact("error at postgres://u:secret@host:5432/db now"), "error at postgres://***@host:5432/db now");

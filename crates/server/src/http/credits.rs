@@ -7,13 +7,11 @@ use serde::Deserialize;
 use crate::{
     error::{ApiError, ApiResult},
     http::extract::{ApiJson, ApiQuery, AuthUser, IdempotencyKey},
-    ledger::{self, holds, LedgerError},
+    ledger::{self, holds, input, LedgerError},
     AppState,
 };
 
 /// Largest single spend: far above any real use, small enough that sums can never overflow.
-const MAX_SPEND: i64 = 1_000_000;
-const MAX_REASON_CHARS: usize = 200;
 
 /// The caller's credit balance.
 #[utoipa::path(get, path = "/api/v1/credits/balance", tag = "credits", security(("bearer" = [])),
@@ -96,13 +94,8 @@ pub async fn spend(
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<SpendRequest>,
 ) -> ApiResult<Json<SpendResponse>> {
-    if body.amount <= 0 || body.amount > MAX_SPEND {
-        return Err(ApiError::invalid(format!("amount must be a whole number of credits from 1 to {MAX_SPEND}.")));
-    }
-    let reason = body.reason.trim();
-    if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
-        return Err(ApiError::invalid(format!("reason must be 1 to {MAX_REASON_CHARS} characters.")));
-    }
+    input::credits(body.amount).map_err(ApiError::invalid)?;
+    let reason = input::reason(&body.reason).map_err(ApiError::invalid)?;
     match ledger::spend(&state.db, &user.id, body.amount, reason, &key).await {
         Ok(recorded) => {
             Ok(Json(SpendResponse { balance: recorded.posted.balance, entry_id: recorded.posted.entry_id }))

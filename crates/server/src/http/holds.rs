@@ -14,11 +14,12 @@ use crate::{
         credits::insufficient,
         extract::{parse_object, ApiJson, AuthUser, IdempotencyKey, RawBody},
     },
-    ledger::holds::{self, HoldError, NewHold, Settled},
+    ledger::{
+        holds::{self, HoldError, NewHold, Settled},
+        input,
+    },
     AppState,
 };
-
-const MAX_HOLD: i64 = 1_000_000;
 
 /// Reserve credits for a long job.
 #[utoipa::path(post, path = "/api/v1/credits/holds", tag = "credits", security(("bearer" = [])), request_body = HoldRequest,
@@ -37,13 +38,8 @@ pub async fn create(
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<HoldRequest>,
 ) -> ApiResult<(StatusCode, Json<HoldResponse>)> {
-    if body.amount <= 0 || body.amount > MAX_HOLD {
-        return Err(ApiError::invalid(format!("amount must be a whole number of credits from 1 to {MAX_HOLD}.")));
-    }
-    let reason = body.reason.trim();
-    if reason.is_empty() || reason.chars().count() > 200 {
-        return Err(ApiError::invalid("reason must be 1 to 200 characters."));
-    }
+    input::credits(body.amount).map_err(ApiError::invalid)?;
+    let reason = input::reason(&body.reason).map_err(ApiError::invalid)?;
     let ttl = body.ttl_seconds.unwrap_or(holds::DEFAULT_TTL_SECS);
     if !(1..=holds::MAX_TTL_SECS).contains(&ttl) {
         return Err(ApiError::invalid(format!("ttl_seconds must be from 1 to {}.", holds::MAX_TTL_SECS)));

@@ -7,6 +7,7 @@
 
 mod history;
 pub mod holds;
+pub mod input;
 
 use std::sync::Arc;
 
