@@ -11,8 +11,6 @@ use crate::{
     AppState,
 };
 
-/// Largest single spend: far above any real use, small enough that sums can never overflow.
-
 /// The caller's credit balance.
 #[utoipa::path(get, path = "/api/v1/credits/balance", tag = "credits", security(("bearer" = [])),
     responses(

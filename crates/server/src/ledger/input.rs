@@ -1,7 +1,8 @@
 //! Limits on what a request may ask of the ledger, shared by the HTTP API and the operator
 //! commands so that both refuse the same things with the same words.
 
-/// Most credits one spend, hold or grant may move.
+/// Most credits one spend, hold or grant may move: far above any real use, small enough that sums
+/// can never overflow.
 pub const MAX_AMOUNT: i64 = 1_000_000;
 /// Longest reason (shown in the user's history), in characters.
 pub const MAX_REASON_CHARS: usize = 200;
