@@ -10,6 +10,11 @@ pub struct Credentials {
     /// At least 8 characters.
     #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 256))]
     pub password: String,
+    /// The `device_token` an earlier sign-in on this device returned (login only): such a
+    /// login is not slowed down by failed attempts from elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub device_token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
@@ -25,6 +30,8 @@ pub struct User {
 pub struct AuthResponse {
     pub token: String,
     pub user: User,
+    /// Keep it on this device and send it with the next login (see `Credentials`).
+    pub device_token: String,
 }
 
 /// `GET /api/v1/me`.

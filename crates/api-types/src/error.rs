@@ -42,4 +42,6 @@ pub mod codes {
     pub const LIVEMODE_MISMATCH: &str = "livemode_mismatch";
     pub const INTERNAL: &str = "internal_error";
     pub const UNAVAILABLE: &str = "service_unavailable";
+    /// Too much password work at once: retry after Retry-After.
+    pub const BUSY: &str = "busy";
 }

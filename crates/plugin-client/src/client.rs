@@ -81,12 +81,12 @@ impl MascotClient {
 
     #[wasm_bindgen(unchecked_return_type = "AuthResponse")]
     pub async fn signup(&self, email: String, password: String) -> Result<JsValue> {
-        self.authenticate("/api/v1/auth/signup", Credentials { email, password }).await
+        self.authenticate("/api/v1/auth/signup", Credentials { email, password, device_token: None }).await
     }
 
     #[wasm_bindgen(unchecked_return_type = "AuthResponse")]
     pub async fn login(&self, email: String, password: String) -> Result<JsValue> {
-        self.authenticate("/api/v1/auth/login", Credentials { email, password }).await
+        self.authenticate("/api/v1/auth/login", Credentials { email, password, device_token: None }).await
     }
 
     /// Revokes the token at the server (best effort) and forgets it.

@@ -64,7 +64,7 @@ pub async fn reset_password(db: &Db, email: &str, new: NewPassword) -> anyhow::R
             (p, false)
         }
     };
-    let hash = password::hash(plain.clone()).await?;
+    let hash = password::PasswordPool::new(1).hash(plain.clone()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let revoked = accounts::replace_password(db, &account.id, &hash)
         .await?
         .with_context(|| format!("the account {email} was deleted meanwhile"))?;

@@ -21,14 +21,95 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone)]
 pub struct ThrottleConfig {
-    /// Failed logins allowed per email (and per client address, ×4) within `window`.
+    /// Failed logins allowed per (email, client address), and per (email, device), in `window`.
     pub max_failures: u32,
     pub window: Duration,
+    /// Failed logins allowed per client address across all emails in `window`.
+    pub client_max_failures: u32,
+    /// Failures for one email (from anywhere) before its verifications are spaced out.
+    pub email_free_failures: u32,
+    /// The longest spacing between verifications for one email.
+    pub email_max_delay: Duration,
 }
 
 impl Default for ThrottleConfig {
     fn default() -> Self {
-        ThrottleConfig { max_failures: 5, window: Duration::from_secs(15 * 60) }
+        ThrottleConfig {
+            max_failures: 5,
+            window: Duration::from_secs(15 * 60),
+            client_max_failures: 20,
+            email_free_failures: 3,
+            email_max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Requests allowed per client address (sign-ups, logins) or per user (checkouts); beyond them
+/// 429 `rate_limited` with Retry-After.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimits {
+    pub signups_per_hour: u32,
+    pub logins_per_minute: u32,
+    pub checkouts_per_hour: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits { signups_per_hour: 20, logins_per_minute: 30, checkouts_per_hour: 30 }
+    }
+}
+
+impl RateLimits {
+    /// Far above anything a test sends (tests and tools run every client from 127.0.0.1).
+    pub fn generous() -> RateLimits {
+        RateLimits { signups_per_hour: 1_000_000, logins_per_minute: 1_000_000, checkouts_per_hour: 1_000_000 }
+    }
+}
+
+/// Whose word to take for the client's address (throttling and rate limits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustedProxies {
+    /// The TCP peer is the client.
+    None,
+    /// When the peer is in one of these networks, the client is the rightmost `X-Forwarded-For`
+    /// entry that is not.
+    Cidrs(Vec<ipnet::IpNet>),
+    /// Railway: its edge sets `X-Real-IP` to the client's address (the edge is the only public
+    /// way in; services on the project's private network could still set it).
+    Railway,
+}
+
+impl TrustedProxies {
+    pub fn parse(text: &str) -> Result<TrustedProxies, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("railway") {
+            return Ok(TrustedProxies::Railway);
+        }
+        if text.is_empty() || text.eq_ignore_ascii_case("none") {
+            return Ok(TrustedProxies::None);
+        }
+        let nets = text
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("{p:?} is not a CIDR such as 10.0.0.0/8 or an IP address"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(TrustedProxies::Cidrs(nets))
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            TrustedProxies::None => "the TCP peer address (no trusted proxy)".into(),
+            TrustedProxies::Railway => "X-Real-IP set by Railway's edge".into(),
+            TrustedProxies::Cidrs(nets) => format!(
+                "X-Forwarded-For behind {}",
+                nets.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            ),
+        }
     }
 }
 
@@ -74,6 +155,12 @@ pub struct Config {
     /// How long a bearer token stays valid after login.
     pub token_ttl: Duration,
     pub login_throttle: ThrottleConfig,
+    /// Sign-ups and logins per address, checkouts per user.
+    pub rate_limits: RateLimits,
+    /// Where the client's address comes from (`TRUSTED_PROXIES`).
+    pub trusted_proxies: TrustedProxies,
+    /// Threads that hash and verify passwords (`PASSWORD_HASH_THREADS`).
+    pub password_hash_threads: usize,
     /// Database pool size (PostgreSQL); SQLite uses a small fixed pool.
     pub db_max_connections: u32,
     /// Longest life of a cached token or balance when no change notification can reach this
@@ -109,6 +196,9 @@ impl Config {
             log_format: LogFormat::Pretty,
             token_ttl: Duration::from_secs(30 * 24 * 3600),
             login_throttle: ThrottleConfig::default(),
+            rate_limits: RateLimits::generous(),
+            trusted_proxies: TrustedProxies::None,
+            password_hash_threads: crate::auth::password::default_threads(),
             db_max_connections: 10,
             cache_ttl: crate::db::DEFAULT_CACHE_TTL,
             group_commit: true,
@@ -171,6 +261,34 @@ impl Config {
         }
         // Railway (and most hosts) collect JSON lines; a terminal wants pretty output.
         let on_railway = get("RAILWAY_ENVIRONMENT").is_some() || get("RAILWAY_PROJECT_ID").is_some();
+        config.rate_limits = RateLimits::default();
+        config.trusted_proxies = if on_railway { TrustedProxies::Railway } else { TrustedProxies::None };
+        if let Some(v) = get("TRUSTED_PROXIES") {
+            match TrustedProxies::parse(&v) {
+                Ok(t) => config.trusted_proxies = t,
+                Err(e) => problems.push(format!("TRUSTED_PROXIES must be railway, none or a list of CIDRs: {e}")),
+            }
+        }
+        if let Some(n) = get("PASSWORD_HASH_THREADS") {
+            match n.trim().parse::<usize>() {
+                Ok(n) if (1..=64).contains(&n) => config.password_hash_threads = n,
+                _ => problems.push(format!("PASSWORD_HASH_THREADS must be from 1 to 64 (got {n:?})")),
+            }
+        }
+        for (var, slot) in [
+            ("RATE_LIMIT_SIGNUPS_PER_HOUR", &mut config.rate_limits.signups_per_hour),
+            ("RATE_LIMIT_LOGINS_PER_MINUTE", &mut config.rate_limits.logins_per_minute),
+            ("RATE_LIMIT_CHECKOUTS_PER_HOUR", &mut config.rate_limits.checkouts_per_hour),
+            ("LOGIN_MAX_FAILURES", &mut config.login_throttle.max_failures),
+            ("LOGIN_MAX_FAILURES_PER_ADDRESS", &mut config.login_throttle.client_max_failures),
+        ] {
+            if let Some(n) = get(var) {
+                match n.trim().parse::<u32>() {
+                    Ok(n) if n >= 1 => *slot = n,
+                    _ => problems.push(format!("{var} must be a whole number, at least 1 (got {n:?})")),
+                }
+            }
+        }
         config.log_format = match get("LOG_FORMAT").as_deref().map(str::trim) {
             None => {
                 if on_railway {

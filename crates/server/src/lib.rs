@@ -13,6 +13,7 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod ledger;
+pub mod rate_limit;
 pub mod telemetry;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
@@ -30,6 +31,9 @@ pub struct AppState {
     pub db: Db,
     pub config: Arc<Config>,
     pub throttle: Arc<auth::Throttle>,
+    /// Hashes and verifies passwords on a bounded pool of threads.
+    pub passwords: auth::password::PasswordPool,
+    pub limits: Arc<rate_limit::Limits>,
     /// `None` when Stripe is not configured (billing endpoints answer 503).
     /// Behind an `Arc`: the state is cloned for every request, and `Billing` holds an HTTP client.
     pub billing: Option<Arc<billing::Billing>>,
@@ -80,8 +84,16 @@ impl Application {
             db::DatabaseKind::Sqlite => db.cache().enable(),
         }
         let throttle = Arc::new(auth::Throttle::new(config.login_throttle.clone()));
+        let passwords = auth::password::PasswordPool::new(config.password_hash_threads);
+        let limits = Arc::new(rate_limit::Limits::new(&config.rate_limits));
+        tracing::info!(
+            client_address = %config.trusted_proxies.describe(),
+            password_threads = passwords.threads(),
+            "client addresses and password work"
+        );
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let state = AppState { db, config: Arc::new(config), throttle, billing, shutdown: shutdown_rx };
+        let state =
+            AppState { db, config: Arc::new(config), throttle, passwords, limits, billing, shutdown: shutdown_rx };
         Ok(Application { listener, state, shutdown, extra_routes: None })
     }
 

@@ -216,7 +216,7 @@ fn operator_commands_work_on_a_fresh_database() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let db = mascot_server::Db::connect(&db.clone().into(), 2).await.unwrap();
-        let hash = mascot_server::auth::password::hash("old password".into()).await.unwrap();
+        let hash = mascot_server::auth::password::PasswordPool::new(1).hash("old password".into()).await.unwrap();
         assert!(mascot_server::auth::accounts::create(&db, "ada@example.com", &hash).await.is_ok());
     });
     let (code, out, err) = run(

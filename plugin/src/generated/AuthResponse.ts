@@ -4,4 +4,8 @@ import type { User } from "./User";
 /**
  * Answer to signup (201) and login (200). Send `token` as `Authorization: Bearer <token>`.
  */
-export type AuthResponse = { token: string, user: User, };
+export type AuthResponse = { token: string, user: User, 
+/**
+ * Keep it on this device and send it with the next login (see `Credentials`).
+ */
+device_token: string, };

@@ -7,4 +7,9 @@ export type Credentials = { email: string,
 /**
  * At least 8 characters.
  */
-password: string, };
+password: string, 
+/**
+ * The `device_token` an earlier sign-in on this device returned (login only): such a
+ * login is not slowed down by failed attempts from elsewhere.
+ */
+device_token?: string, };

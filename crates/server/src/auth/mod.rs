@@ -1,6 +1,7 @@
 //! Accounts: passwords, bearer tokens and the login throttle.
 
 pub mod accounts;
+pub mod devices;
 pub mod password;
 pub mod throttle;
 pub mod tokens;

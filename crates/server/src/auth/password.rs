@@ -1,32 +1,161 @@
-//! argon2id password hashes. Hashing costs ~20 MB and tens of milliseconds of CPU, so it runs on the
-//! blocking pool, never on the async worker threads.
+//! argon2id password hashes, computed on a fixed pool of threads.
+//!
+//! One hash or verification takes ~19 MiB (`m=19456`) and tens of milliseconds of CPU. On tokio's
+//! blocking pool a burst of logins (no account needed) grows hundreds of threads and gigabytes of
+//! memory; here at most `threads` computations exist at once, a short queue absorbs a spike, and
+//! beyond it callers get [`PasswordError::Busy`] (503 with Retry-After) at once.
+
+use std::sync::{
+    atomic::{AtomicUsize, Ordering},
+    mpsc, Arc, Mutex,
+};
 
 use argon2::{
     password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
     Argon2,
 };
+use tokio::sync::oneshot;
 
-pub async fn hash(password: String) -> anyhow::Result<String> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| anyhow::anyhow!("hashing a password failed: {e}"))
-    })
-    .await?
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// Every thread is busy and the queue is full: try again in a moment.
+    #[error("password checks are busy")]
+    Busy,
+    #[error("{0}")]
+    Failed(String),
 }
 
-pub async fn verify(password: String, stored: String) -> anyhow::Result<bool> {
-    tokio::task::spawn_blocking(move || {
-        let parsed = PasswordHash::new(&stored).map_err(|e| anyhow::anyhow!("stored hash unreadable: {e}"))?;
-        Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
-    })
-    .await?
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The threads that hash and verify passwords (cheap to clone).
+#[derive(Clone)]
+pub struct PasswordPool {
+    queue: mpsc::SyncSender<Job>,
+    threads: usize,
+    running: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for PasswordPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PasswordPool({} threads)", self.threads)
+    }
+}
+
+/// `min(available cores, 4)`: a container may report the host's cores, and more threads than
+/// cores only add memory.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4)
+}
+
+impl PasswordPool {
+    /// Starts `threads` workers with room for `4 × threads` waiting jobs.
+    pub fn new(threads: usize) -> PasswordPool {
+        let threads = threads.max(1);
+        let (queue, jobs) = mpsc::sync_channel::<Job>(4 * threads);
+        let jobs = Arc::new(Mutex::new(jobs));
+        for i in 0..threads {
+            let jobs = jobs.clone();
+            let spawned = std::thread::Builder::new().name(format!("password-{i}")).spawn(move || loop {
+                let job = match jobs.lock() {
+                    Ok(rx) => rx.recv(),
+                    Err(_) => return,
+                };
+                match job {
+                    Ok(job) => job(),
+                    Err(_) => return, // every sender is gone
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password thread");
+            }
+        }
+        PasswordPool { queue, threads, running: Arc::default(), peak: Arc::default() }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The most computations that ran at once since start (tests check it never exceeds `threads`).
+    pub fn peak_running(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, PasswordError> {
+        let (reply, answer) = oneshot::channel();
+        let (running, peak) = (self.running.clone(), self.peak.clone());
+        let job: Job = Box::new(move || {
+            let now = running.fetch_add(1, Ordering::Relaxed) + 1;
+            peak.fetch_max(now, Ordering::Relaxed);
+            let result = work();
+            running.fetch_sub(1, Ordering::Relaxed);
+            let _ = reply.send(result);
+        });
+        match self.queue.try_send(job) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(_)) => return Err(PasswordError::Busy),
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                return Err(PasswordError::Failed("the password threads stopped".into()))
+            }
+        }
+        answer.await.map_err(|_| PasswordError::Failed("a password thread stopped".into()))
+    }
+
+    pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
+        self.run(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            Argon2::default()
+                .hash_password(password.as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| PasswordError::Failed(format!("hashing a password failed: {e}")))
+        })
+        .await?
+    }
+
+    pub async fn verify(&self, password: String, stored: String) -> Result<bool, PasswordError> {
+        self.run(move || {
+            let parsed = PasswordHash::new(&stored)
+                .map_err(|e| PasswordError::Failed(format!("stored hash unreadable: {e}")))?;
+            Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        })
+        .await?
+    }
 }
 
 /// A hash of a random password, verified against when the email is unknown, so that a login for an
 /// unknown email takes as long as one with a wrong password (no account enumeration by timing).
 pub fn dummy_hash() -> &'static str {
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0u3qCFSxJW4m8AvJmUlhzZ3kl9l4pI1Ow5MBOGtKlns"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn at_most_n_at_once_and_busy_beyond_the_queue() {
+        let pool = PasswordPool::new(2);
+        let hash = pool.hash("correct horse".into()).await.unwrap();
+        assert!(pool.verify("correct horse".into(), hash.clone()).await.unwrap());
+        assert!(!pool.verify("wrong".into(), hash.clone()).await.unwrap());
+        let burst: Vec<_> = (0..40)
+            .map(|_| {
+                tokio::spawn({
+                    let (pool, hash) = (pool.clone(), hash.clone());
+                    async move { pool.verify("wrong".into(), hash).await }
+                })
+            })
+            .collect();
+        let mut busy = 0;
+        for task in burst {
+            match task.await.unwrap() {
+                Ok(ok) => assert!(!ok),
+                Err(PasswordError::Busy) => busy += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(busy > 0, "40 at once exceed 2 threads + 8 queued");
+        assert!(pool.peak_running() <= 2, "peak {}", pool.peak_running());
+    }
 }

@@ -1,89 +1,287 @@
-//! Slows down password guessing: after too many failed logins for one email, or from one client
-//! address, further attempts get 429 until the window has passed.
+//! Slows down password guessing without letting a stranger lock the owner out.
+//!
+//! Policy (numbers in [`ThrottleConfig`], documented in docs/operations.md):
+//! - per (email, client address): `max_failures` failures per `window`, then 429 until it passes;
+//! - per client address, across emails (credential stuffing): `client_max_failures` per `window`;
+//! - per email, from any address: never a lockout, only a slowdown. After `email_free_failures`
+//!   failures, verifications for that email are spaced by a growing interval (1 s, 2 s, 4 s, …,
+//!   capped at `email_max_delay`); an attempt inside it gets 429 with a Retry-After of at most the cap;
+//! - a client that signed in to this account before sends its device token: it is limited only per
+//!   (email, device), so a stranger's guesses never refuse or delay the owner on a known device.
+//!
+//! An attempt is counted when it is reserved, before the password is verified, and given back
+//! when the password was right: N concurrent guesses count like N sequential ones.
 //!
 //! The counters live in this process. With several replicas each keeps its own, so the effective
-//! limit is multiplied by the replica count; that is acceptable for a brute-force brake (argon2 is the
-//! real cost) and avoids a shared store.
+//! limit is multiplied by the replica count; that is acceptable for a brute-force brake (argon2 is
+//! the real cost) and avoids a shared store. Keys are capped in length and tables in size.
 
-use std::{collections::HashMap, sync::Mutex, time::Instant};
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use crate::config::ThrottleConfig;
 
-/// Attempts from one address may be this many times the per-email limit (shared offices, NAT).
-const PER_CLIENT_FACTOR: u32 = 4;
-/// Bounds memory under a flood of distinct keys.
+/// Bounds memory under a flood of distinct keys (each table).
 const MAX_KEYS: usize = 100_000;
+/// Longest key kept (an email is at most 254 characters; an address far less).
+const MAX_KEY_LEN: usize = 320;
+
+#[derive(Debug, Clone, Copy)]
+struct Count {
+    n: u32,
+    since: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slowdown {
+    failures: u32,
+    next_allowed: Instant,
+    last: Instant,
+}
+
+#[derive(Default)]
+struct Tables {
+    counts: HashMap<String, Count>,
+    emails: HashMap<String, Slowdown>,
+}
 
 pub struct Throttle {
     config: ThrottleConfig,
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    tables: Mutex<Tables>,
+}
+
+/// Why an attempt was not allowed: which rule, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    pub rule: Rule,
+    pub retry_after_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    EmailAndAddress,
+    Address,
+    EmailSlowdown,
+    Device,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::EmailAndAddress => "email_and_address",
+            Rule::Address => "address",
+            Rule::EmailSlowdown => "email_slowdown",
+            Rule::Device => "device",
+        }
+    }
+}
+
+/// A reserved attempt: already counted; [`Throttle::succeeded`] or [`Throttle::cancelled`] gives
+/// it back, [`Throttle::failed`] keeps it.
+#[must_use]
+pub struct Attempt {
+    keys: Vec<String>,
+    /// The email whose slowdown this attempt advanced, with the state before it.
+    email: Option<(String, Option<Slowdown>)>,
+}
+
+fn key(parts: &[&str]) -> String {
+    let mut k = parts.join("|");
+    if k.len() > MAX_KEY_LEN {
+        let mut end = MAX_KEY_LEN;
+        while !k.is_char_boundary(end) {
+            end -= 1;
+        }
+        k.truncate(end);
+    }
+    k
 }
 
 impl Throttle {
     pub fn new(config: ThrottleConfig) -> Self {
-        Throttle { config, failures: Mutex::new(HashMap::new()) }
+        Throttle { config, tables: Mutex::new(Tables::default()) }
     }
 
-    /// `Some(seconds to wait)` when this email or client is locked out.
-    pub fn check(&self, email: &str, client: &str) -> Option<u64> {
-        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let blocked = |key: String, limit: u32| {
-            map.get(&key).and_then(|(count, since)| {
-                let elapsed = now.duration_since(*since);
-                (*count >= limit && elapsed < self.config.window).then(|| (self.config.window - elapsed).as_secs() + 1)
-            })
-        };
-        blocked(format!("email:{email}"), self.config.max_failures)
-            .or_else(|| blocked(format!("client:{client}"), self.config.max_failures * PER_CLIENT_FACTOR))
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn record_failure(&self, email: &str, client: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if map.len() >= MAX_KEYS {
-            let window = self.config.window;
-            map.retain(|_, (_, since)| now.duration_since(*since) < window);
+    fn delay(&self, failures: u32) -> Duration {
+        let over = failures.saturating_sub(self.config.email_free_failures);
+        if over == 0 {
+            return Duration::ZERO;
         }
-        for key in [format!("email:{email}"), format!("client:{client}")] {
-            let entry = map.entry(key).or_insert((0, now));
-            if now.duration_since(entry.1) >= self.config.window {
-                *entry = (0, now);
+        Duration::from_secs(1u64 << (over - 1).min(20)).min(self.config.email_max_delay)
+    }
+
+    /// Counts one sign-in attempt for `email` from `client` (with the device token's hash when
+    /// the caller sent a valid one for this account), or says why not and for how long.
+    pub fn reserve(&self, email: &str, client: &str, device: Option<&str>) -> Result<Attempt, Refused> {
+        let now = Instant::now();
+        let window = self.config.window;
+        let mut t = self.lock();
+        if t.counts.len() >= MAX_KEYS {
+            t.counts.retain(|_, c| now.duration_since(c.since) < window);
+            if t.counts.len() >= MAX_KEYS {
+                t.counts.clear();
             }
-            entry.0 += 1;
+        }
+        if t.emails.len() >= MAX_KEYS {
+            let cap = self.config.email_max_delay.max(window);
+            t.emails.retain(|_, s| now.duration_since(s.last) < cap);
+            if t.emails.len() >= MAX_KEYS {
+                t.emails.clear();
+            }
+        }
+        let limits: Vec<(String, u32, Rule)> = match device {
+            Some(device) => vec![(key(&["device", email, device]), self.config.max_failures, Rule::Device)],
+            None => vec![
+                (key(&["pair", email, client]), self.config.max_failures, Rule::EmailAndAddress),
+                (key(&["client", client]), self.config.client_max_failures, Rule::Address),
+            ],
+        };
+        for (k, limit, rule) in &limits {
+            if let Some(c) = t.counts.get(k) {
+                let elapsed = now.duration_since(c.since);
+                if c.n >= *limit && elapsed < window {
+                    return Err(Refused { rule: *rule, retry_after_secs: (window - elapsed).as_secs() + 1 });
+                }
+            }
+        }
+        let mut email_state = None;
+        if device.is_none() {
+            let email_key = key(&[email]);
+            let before = t.emails.get(&email_key).copied().filter(|s| now.duration_since(s.last) < window);
+            if let Some(s) = before {
+                if now < s.next_allowed {
+                    let wait = s.next_allowed.duration_since(now);
+                    let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+                    let cap = self.config.email_max_delay.as_secs().max(1);
+                    return Err(Refused { rule: Rule::EmailSlowdown, retry_after_secs: secs.min(cap) });
+                }
+            }
+            // Counted as if it fails: a concurrent guess must wait its turn too.
+            let failures = before.map_or(0, |s| s.failures) + 1;
+            t.emails
+                .insert(email_key.clone(), Slowdown { failures, next_allowed: now + self.delay(failures), last: now });
+            email_state = Some((email_key, before));
+        }
+        for (k, _, _) in &limits {
+            let c = t.counts.entry(k.clone()).or_insert(Count { n: 0, since: now });
+            if now.duration_since(c.since) >= window {
+                *c = Count { n: 0, since: now };
+            }
+            c.n += 1;
+        }
+        Ok(Attempt { keys: limits.into_iter().map(|(k, _, _)| k).collect(), email: email_state })
+    }
+
+    /// The password was wrong: the attempt stays counted.
+    pub fn failed(&self, attempt: Attempt) {
+        drop(attempt);
+    }
+
+    /// The password was right: the attempt is given back and the email's slowdown cleared.
+    pub fn succeeded(&self, attempt: Attempt) {
+        let mut t = self.lock();
+        Self::give_back(&mut t, &attempt.keys);
+        if let Some((email, _)) = attempt.email {
+            t.emails.remove(&email);
         }
     }
 
-    /// A successful login clears the email's counter (not the client's).
-    pub fn record_success(&self, email: &str) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&format!("email:{email}"));
+    /// The password could not be checked (the server was busy): as if the attempt never happened.
+    pub fn cancelled(&self, attempt: Attempt) {
+        let mut t = self.lock();
+        Self::give_back(&mut t, &attempt.keys);
+        if let Some((email, before)) = attempt.email {
+            match before {
+                Some(s) => t.emails.insert(email, s),
+                None => t.emails.remove(&email),
+            };
+        }
+    }
+
+    fn give_back(t: &mut Tables, keys: &[String]) {
+        for k in keys {
+            if let Some(c) = t.counts.get_mut(k) {
+                c.n = c.n.saturating_sub(1);
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
-    #[test]
-    fn locks_an_email_after_the_limit_then_lets_it_go() {
-        let t = Throttle::new(ThrottleConfig { max_failures: 2, window: Duration::from_millis(200) });
-        assert!(t.check("a@x.io", "1.1.1.1").is_none());
-        t.record_failure("a@x.io", "1.1.1.1");
-        t.record_failure("a@x.io", "1.1.1.1");
-        assert!(t.check("a@x.io", "2.2.2.2").is_some(), "same email from elsewhere is locked");
-        assert!(t.check("b@x.io", "1.1.1.1").is_none(), "client limit is higher than the email limit");
-        std::thread::sleep(Duration::from_millis(250));
-        assert!(t.check("a@x.io", "1.1.1.1").is_none());
+    fn config() -> ThrottleConfig {
+        ThrottleConfig {
+            max_failures: 2,
+            window: Duration::from_millis(300),
+            client_max_failures: 3,
+            email_free_failures: 10,
+            email_max_delay: Duration::from_secs(30),
+        }
     }
 
     #[test]
-    fn locks_a_client_trying_many_emails() {
-        let t = Throttle::new(ThrottleConfig { max_failures: 1, window: Duration::from_secs(60) });
-        for i in 0..PER_CLIENT_FACTOR {
-            t.record_failure(&format!("u{i}@x.io"), "9.9.9.9");
+    fn a_pair_is_locked_after_the_limit_then_lets_go() {
+        let t = Throttle::new(config());
+        for _ in 0..2 {
+            t.failed(t.reserve("a@x.io", "1.1.1.1", None).unwrap());
         }
-        assert!(t.check("new@x.io", "9.9.9.9").is_some());
-        assert!(t.check("new@x.io", "8.8.8.8").is_none());
+        let refused = t.reserve("a@x.io", "1.1.1.1", None).err().unwrap();
+        assert_eq!(refused.rule, Rule::EmailAndAddress);
+        assert!(t.reserve("a@x.io", "2.2.2.2", None).is_ok(), "the same email from elsewhere is not locked");
+        std::thread::sleep(Duration::from_millis(350));
+        assert!(t.reserve("a@x.io", "1.1.1.1", None).is_ok());
+    }
+
+    #[test]
+    fn reserved_attempts_count_before_the_verdict() {
+        let t = Throttle::new(config());
+        // Concurrent guesses: reserved together, none answered yet.
+        let a = t.reserve("a@x.io", "1.1.1.1", None).unwrap();
+        let b = t.reserve("a@x.io", "1.1.1.1", None).unwrap();
+        assert!(t.reserve("a@x.io", "1.1.1.1", None).is_err(), "a third concurrent guess is refused");
+        t.succeeded(a);
+        t.failed(b);
+        assert!(t.reserve("a@x.io", "1.1.1.1", None).is_ok(), "a success gives its attempt back");
+    }
+
+    #[test]
+    fn a_client_trying_many_emails_is_stopped() {
+        let t = Throttle::new(config());
+        for i in 0..3 {
+            t.failed(t.reserve(&format!("u{i}@x.io"), "9.9.9.9", None).unwrap());
+        }
+        assert_eq!(t.reserve("new@x.io", "9.9.9.9", None).err().map(|r| r.rule), Some(Rule::Address));
+        assert!(t.reserve("new@x.io", "8.8.8.8", None).is_ok());
+    }
+
+    #[test]
+    fn an_email_is_slowed_never_locked_and_a_device_skips_it() {
+        let t = Throttle::new(ThrottleConfig { email_free_failures: 1, ..config() });
+        t.failed(t.reserve("a@x.io", "1.1.1.1", None).unwrap());
+        t.failed(t.reserve("a@x.io", "2.2.2.2", None).unwrap());
+        let refused = t.reserve("a@x.io", "3.3.3.3", None).err().unwrap();
+        assert_eq!(refused.rule, Rule::EmailSlowdown);
+        assert!((1..=30).contains(&refused.retry_after_secs));
+        assert!(t.reserve("a@x.io", "3.3.3.3", Some("device-hash")).is_ok(), "a known device is not slowed");
+        let cancelled = t.reserve("b@x.io", "1.1.1.1", None).unwrap();
+        t.cancelled(cancelled);
+        assert!(t.reserve("b@x.io", "1.1.1.1", None).is_ok());
+    }
+
+    #[test]
+    fn long_keys_are_capped() {
+        let t = Throttle::new(config());
+        let long = "é".repeat(1000);
+        t.failed(t.reserve(&long, &long, None).unwrap());
+        assert!(t.lock().counts.keys().all(|k| k.len() <= MAX_KEY_LEN));
     }
 }

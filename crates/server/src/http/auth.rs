@@ -4,13 +4,39 @@ use api_types::{codes, AuthResponse, Credentials, ErrorEnvelope, Me, User};
 use axum::{extract::State, http::StatusCode, Json};
 
 use crate::{
-    auth::{accounts, normalise_email, password, tokens, validate_password},
+    auth::{
+        accounts, devices, normalise_email,
+        password::{self, PasswordError},
+        tokens, validate_password,
+    },
     error::{ApiError, ApiResult},
     http::extract::{ApiJson, AuthUser, ClientAddr},
     AppState,
 };
 
 const WRONG_CREDENTIALS: &str = "Wrong email or password.";
+
+fn wrong_credentials() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, codes::INVALID_CREDENTIALS, WRONG_CREDENTIALS)
+}
+
+fn password_error(e: PasswordError) -> ApiError {
+    match e {
+        PasswordError::Busy => ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::BUSY,
+                "Too many sign-ins at once. Please try again in a moment.",
+            )
+        },
+        PasswordError::Failed(e) => ApiError::internal(e),
+    }
+}
+
+fn rate_limited(what: &str, wait: u64) -> ApiError {
+    ApiError::too_many(format!("Too many {what} from your network. Try again in {wait} seconds."), wait)
+}
 
 /// Create an account and sign in.
 #[utoipa::path(post, path = "/api/v1/auth/signup", tag = "auth", request_body = Credentials,
@@ -19,14 +45,21 @@ const WRONG_CREDENTIALS: &str = "Wrong email or password.";
         (status = 400, description = "Body is not valid JSON of this shape", body = ErrorEnvelope),
         (status = 409, description = "Email already registered", body = ErrorEnvelope),
         (status = 422, description = "Invalid email or password too short", body = ErrorEnvelope),
+        (status = 429, description = "Too many sign-ups from this address; see Retry-After", body = ErrorEnvelope),
+        (status = 503, description = "Too many sign-ins at once (`busy`); see Retry-After", body = ErrorEnvelope),
     ))]
 pub async fn signup(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     ApiJson(body): ApiJson<Credentials>,
 ) -> ApiResult<(StatusCode, Json<AuthResponse>)> {
+    if let Err(wait) = state.limits.signups.check(&client) {
+        tracing::warn!(client = %client, "sign-up rate limit reached");
+        return Err(rate_limited("sign-ups", wait));
+    }
     let email = normalise_email(&body.email).map_err(ApiError::invalid)?;
     validate_password(&body.password).map_err(ApiError::invalid)?;
-    let hash = password::hash(body.password).await.map_err(ApiError::internal)?;
+    let hash = state.passwords.hash(body.password).await.map_err(password_error)?;
     let account = match accounts::create(&state.db, &email, &hash).await {
         Ok(account) => account,
         Err(accounts::CreateError::EmailTaken) => {
@@ -38,8 +71,12 @@ pub async fn signup(
         Err(accounts::CreateError::Db(e)) => return Err(e.into()),
     };
     let token = tokens::issue(&state.db, &account.id, state.config.token_ttl).await?;
-    tracing::info!(user_id = %account.id, "account created");
-    Ok((StatusCode::CREATED, Json(AuthResponse { token, user: User { id: account.id, email: account.email } })))
+    let device_token = devices::remember(&state.db, &account.id, None).await?;
+    tracing::info!(user_id = %account.id, client = %client, "account created");
+    Ok((
+        StatusCode::CREATED,
+        Json(AuthResponse { token, user: User { id: account.id, email: account.email }, device_token }),
+    ))
 }
 
 /// Sign in with email and password.
@@ -48,31 +85,70 @@ pub async fn signup(
         (status = 200, description = "Signed in", body = AuthResponse),
         (status = 400, description = "Body is not valid JSON of this shape", body = ErrorEnvelope),
         (status = 401, description = "Wrong email or password", body = ErrorEnvelope),
-        (status = 429, description = "Too many failed attempts; see Retry-After", body = ErrorEnvelope),
+        (status = 429, description = "Too many attempts; see Retry-After", body = ErrorEnvelope),
+        (status = 503, description = "Too many sign-ins at once (`busy`); see Retry-After", body = ErrorEnvelope),
     ))]
 pub async fn login(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     ApiJson(body): ApiJson<Credentials>,
 ) -> ApiResult<Json<AuthResponse>> {
-    // A malformed email cannot match an account: same answer as a wrong password.
-    let email = normalise_email(&body.email).unwrap_or_else(|_| body.email.trim().to_lowercase());
-    if let Some(wait) = state.throttle.check(&email, &client) {
-        return Err(ApiError::too_many(
-            format!("Too many failed sign-in attempts. Try again in {} minutes.", wait.div_ceil(60)),
-            wait,
-        ));
+    if let Err(wait) = state.limits.logins.check(&client) {
+        tracing::warn!(client = %client, "login rate limit reached");
+        return Err(rate_limited("sign-in attempts", wait));
+    }
+    // A malformed email cannot match an account, and no stored password contains NUL: the same
+    // answer as a wrong password, without the cost of a verification.
+    let Ok(email) = normalise_email(&body.email) else { return Err(wrong_credentials()) };
+    if body.password.contains('\0') {
+        return Err(wrong_credentials());
     }
     let account = accounts::find_by_email(&state.db, &email).await?;
-    let stored = account.as_ref().map_or_else(|| password::dummy_hash().to_string(), |a| a.password_hash.clone());
-    let password_ok = password::verify(body.password, stored).await.map_err(ApiError::internal)?;
-    let Some(account) = account.filter(|_| password_ok) else {
-        state.throttle.record_failure(&email, &client);
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, codes::INVALID_CREDENTIALS, WRONG_CREDENTIALS));
+    // A device that signed in to this very account before is limited on its own.
+    let device = match (&body.device_token, &account) {
+        (Some(t), Some(a)) if devices::owner(&state.db, t).await?.as_deref() == Some(a.id.as_str()) => {
+            Some(tokens::hash_token(t))
+        }
+        _ => None,
     };
-    state.throttle.record_success(&email);
+    let attempt = match state.throttle.reserve(&email, &client, device.as_deref()) {
+        Ok(attempt) => attempt,
+        Err(refused) => {
+            tracing::warn!(
+                user_id = account.as_ref().map(|a| a.id.as_str()),
+                client = %client,
+                rule = refused.rule.as_str(),
+                retry_after_secs = refused.retry_after_secs,
+                "sign-in throttled"
+            );
+            let wait = refused.retry_after_secs;
+            let message = if wait >= 60 {
+                format!("Too many failed sign-in attempts. Try again in {} minutes.", wait.div_ceil(60))
+            } else {
+                format!("Too many failed sign-in attempts. Try again in {wait} seconds.")
+            };
+            return Err(ApiError::too_many(message, wait));
+        }
+    };
+    let stored = account.as_ref().map_or_else(|| password::dummy_hash().to_string(), |a| a.password_hash.clone());
+    let user_id = account.as_ref().map(|a| a.id.clone());
+    let password_ok = match state.passwords.verify(body.password, stored).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            state.throttle.cancelled(attempt);
+            return Err(password_error(e));
+        }
+    };
+    let Some(account) = account.filter(|_| password_ok) else {
+        state.throttle.failed(attempt);
+        tracing::warn!(user_id = user_id.as_deref(), client = %client, "sign-in failed");
+        return Err(wrong_credentials());
+    };
+    state.throttle.succeeded(attempt);
     let token = tokens::issue(&state.db, &account.id, state.config.token_ttl).await?;
-    Ok(Json(AuthResponse { token, user: User { id: account.id, email: account.email } }))
+    let device_token = devices::remember(&state.db, &account.id, body.device_token.as_deref()).await?;
+    tracing::info!(user_id = %account.id, client = %client, known_device = device.is_some(), "signed in");
+    Ok(Json(AuthResponse { token, user: User { id: account.id, email: account.email }, device_token }))
 }
 
 /// Revoke the bearer token used for this request.

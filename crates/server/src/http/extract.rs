@@ -1,16 +1,16 @@
 //! Request extractors that turn every malformed input into the JSON error envelope.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use api_types::codes;
 use axum::{
     body::Bytes,
     extract::{rejection::BytesRejection, ConnectInfo, FromRequest, FromRequestParts, Query, Request},
-    http::{header, request::Parts, StatusCode},
+    http::{header, request::Parts, HeaderMap, StatusCode},
 };
 use serde::de::DeserializeOwned;
 
-use crate::{auth::tokens, error::ApiError, AppState};
+use crate::{auth::tokens, config::TrustedProxies, error::ApiError, AppState};
 
 /// A JSON body. Anything that does not parse into `T` (bad JSON, missing field, wrong type) is a
 /// 400 with serde's explanation; the Content-Type is not required (the Figma iframe may omit it).
@@ -106,23 +106,97 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
-/// Who is calling, for throttling: the address the nearest proxy saw (rightmost `X-Forwarded-For`
-/// entry, which the client cannot forge past Railway's edge), else the TCP peer.
+/// Who is calling, for throttling and rate limits, as `TRUSTED_PROXIES` says to read it (see
+/// [`client_address`]); an IPv6 client counts by its /64 (one household or host has a whole /64).
 pub struct ClientAddr(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let forwarded = parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty());
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
-        Ok(ClientAddr(forwarded.or(peer).unwrap_or_else(|| "unknown".into())))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let client = client_address(&state.config.trusted_proxies, peer, &parts.headers);
+        Ok(ClientAddr(client.map_or_else(|| "unknown".to_string(), bucket)))
+    }
+}
+
+/// The client's address: the TCP peer, unless the peer is a trusted proxy.
+/// - `Cidrs`: when the peer is in the list, the rightmost `X-Forwarded-For` entry not in it (a
+///   client can prepend anything; only what the trusted proxies appended counts).
+/// - `Railway`: `X-Real-IP`, which Railway's edge sets to the address it saw.
+pub fn client_address(trusted: &TrustedProxies, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match trusted {
+        TrustedProxies::None => peer,
+        TrustedProxies::Railway => header("x-real-ip").and_then(|v| v.trim().parse().ok()).or(peer),
+        TrustedProxies::Cidrs(nets) => {
+            let trusted = |ip: &IpAddr| nets.iter().any(|n| n.contains(ip));
+            let peer_ip = peer?;
+            if !trusted(&peer_ip) {
+                return Some(peer_ip);
+            }
+            let Some(forwarded) = header("x-forwarded-for") else { return Some(peer_ip) };
+            let mut last = peer_ip;
+            for entry in forwarded.rsplit(',') {
+                match entry.trim().parse::<IpAddr>() {
+                    Ok(ip) if trusted(&ip) => last = ip,
+                    Ok(ip) => return Some(ip),
+                    // Garbage where an address should be: nothing left of it can be trusted.
+                    Err(_) => return Some(last),
+                }
+            }
+            Some(last)
+        }
+    }
+}
+
+/// The key an address counts under: itself for IPv4, its /64 network for IPv6.
+pub fn bucket(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn forwarding_headers_count_only_behind_trusted_proxies() {
+        let peer: IpAddr = "10.0.0.5".parse().unwrap();
+        let spoofed = headers(&[("x-forwarded-for", "6.6.6.6"), ("x-real-ip", "7.7.7.7")]);
+        assert_eq!(client_address(&TrustedProxies::None, Some(peer), &spoofed), Some(peer));
+        let nets = TrustedProxies::parse("10.0.0.0/8, 192.168.1.1").unwrap();
+        let chain = headers(&[("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.9")]);
+        assert_eq!(client_address(&nets, Some(peer), &chain), Some("1.2.3.4".parse().unwrap()));
+        let outside: IpAddr = "8.8.8.8".parse().unwrap();
+        assert_eq!(client_address(&nets, Some(outside), &chain), Some(outside), "an untrusted peer is the client");
+        assert_eq!(client_address(&TrustedProxies::Railway, Some(peer), &spoofed), Some("7.7.7.7".parse().unwrap()));
+        assert_eq!(client_address(&TrustedProxies::Railway, Some(peer), &HeaderMap::new()), Some(peer));
+    }
+
+    #[test]
+    fn ipv6_counts_by_its_64() {
+        assert_eq!(bucket("2001:db8:1:2:aaaa::1".parse().unwrap()), "2001:db8:1:2::/64");
+        assert_eq!(bucket("2001:db8:1:2:bbbb::9".parse().unwrap()), "2001:db8:1:2::/64");
+        assert_eq!(bucket("::ffff:1.2.3.4".parse().unwrap()), "1.2.3.4");
+        assert_eq!(bucket("1.2.3.4".parse().unwrap()), "1.2.3.4");
     }
 }
 
