@@ -114,8 +114,8 @@ pub fn create_session(sim: &StripeSim, p: &Value) -> Result<Value, StripeError> 
     if mode != "payment" {
         return Err(StripeError::invalid("mode", "The simulator supports mode=payment only."));
     }
-    let ui_mode = p.get("ui_mode").and_then(Value::as_str).unwrap_or("hosted");
-    if ui_mode == "hosted" && p.get("success_url").is_none() {
+    let ui_mode = p.get("ui_mode").and_then(Value::as_str).unwrap_or("hosted_page");
+    if ui_mode == "hosted_page" && p.get("success_url").is_none() {
         return Err(StripeError::missing_parameter("success_url"));
     }
     for url_param in ["success_url", "cancel_url"] {

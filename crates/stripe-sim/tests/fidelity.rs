@@ -336,3 +336,35 @@ async fn settings_the_simulator_does_not_implement_are_refused() {
         assert_ne!(e["code"], "parameter_unknown", "Stripe knows {param}");
     }
 }
+
+// https://docs.stripe.com/api/checkout/sessions/object: in 2026-09-30.endive `ui_mode` is one of
+// `elements`, `embedded_page`, `form`, `hosted_page` (`hosted` is the name before
+// 2026-03-25.dahlia; `Checkout.Session.UiMode` in esm/resources/Checkout/Sessions.d.ts). Stripe
+// answers a request in the version its `Stripe-Version` header names
+// (https://docs.stripe.com/api/versioning); the simulator has only the pinned one, so it refuses
+// another instead of answering it in the wrong shape.
+#[tokio::test]
+async fn sessions_speak_the_pinned_api_version() {
+    let (_sim, c) = Client::start().await;
+    let s = c.create_session().await;
+    assert_eq!(s["ui_mode"], "hosted_page");
+    let res = c
+        .http
+        .get(format!("{}/v1/events", c.base))
+        .bearer_auth(KEY)
+        .header("Stripe-Version", "2025-03-31.basil")
+        .send()
+        .await
+        .unwrap();
+    let (status, e) = error_of(res).await;
+    assert_eq!((status, e["type"].as_str()), (400, Some("invalid_request_error")), "{e}");
+    let res = c
+        .http
+        .get(format!("{}/v1/events", c.base))
+        .bearer_auth(KEY)
+        .header("Stripe-Version", "2026-09-30.endive")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
