@@ -253,8 +253,8 @@ async fn expand_replaces_ids_by_objects() {
 }
 
 // https://docs.stripe.com/api/events/object: `request.id` is the id of the API request that caused
-// the event and `request.idempotency_key` its key; both null when it was not an API request.
-// https://docs.stripe.com/api/request_ids: every answer carries a `Request-Id` header.
+// the event and `request.idempotency_key` its key; both null when it was not an API request
+// (`Event.Request` in esm/resources/Events.d.ts).
 #[tokio::test]
 async fn events_name_the_api_request_that_caused_them() {
     let (sim, c) = Client::start().await;
@@ -282,6 +282,9 @@ async fn events_name_the_api_request_that_caused_them() {
     );
 }
 
+// https://docs.stripe.com/api/request_ids: "Each API request has an associated request
+// identifier", returned in the `Request-Id` response header, errors included (the SDKs read it
+// into `StripeError.requestId` / `request_id`).
 #[tokio::test]
 async fn every_answer_carries_a_request_id() {
     let (_sim, c) = Client::start().await;
