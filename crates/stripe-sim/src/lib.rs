@@ -3,6 +3,10 @@
 //! errors, `Idempotency-Key` replay, a hosted pay page, and signed webhooks (`Stripe-Signature:
 //! t=…,v1=…`) delivered concurrently with Stripe-like retries. Test switches duplicate, delay,
 //! reorder or drop deliveries. It exists for tests and the demo: it refuses live keys.
+//!
+//! Which endpoints and parameters it serves, and how strictly, is in README.md: its list is
+//! rendered from the one table every request goes through (src/endpoints.rs), and a test keeps
+//! the two equal. `crates/stripe-sim/sdk-check` checks it with Stripe's official Python SDK.
 
 mod api;
 mod core;
