@@ -505,8 +505,38 @@ async fn reconcile_fixes_a_missed_session(b: Backend) {
     assert_eq!(app.balance(&u.token).await, 75);
 }
 
+/// Stripe documents `Idempotency-Key` for POST requests (https://docs.stripe.com/api/idempotent_requests;
+/// async-stripe's `RequestStrategy::Once` sends none): every create and expire carries a fresh key,
+/// no retrieve or list carries one.
+async fn idempotency_keys_only_on_posts(b: Backend) {
+    let app = spawn_billing_app(b).await;
+    app.sim.set_delivery(DeliveryMode { drop_all: true, ..Default::default() });
+    let u = app.signup("keys@example.com").await;
+    let (paid, _) = start_checkout(&app, &u.token, "pack_25").await;
+    app.sim.pay(&paid, PayMethod::Card).await.unwrap();
+    app.get(&format!("/billing/success?session_id={paid}"), None).await;
+    let (abandoned, _) = start_checkout(&app, &u.token, "pack_75").await;
+    app.get(&format!("/billing/cancel?session_id={abandoned}"), None).await;
+    let billing = app.state.billing.clone().unwrap();
+    mascot_server::billing::reconcile::reconcile(&billing, now() - 3600).await.unwrap();
+    assert_eq!(app.balance(&u.token).await, 25);
+
+    let requests = app.sim.requests();
+    let (posts, gets): (Vec<_>, Vec<_>) = requests.iter().partition(|r| r.method == "POST");
+    assert!(gets.iter().any(|r| r.path == format!("/v1/checkout/sessions/{paid}")), "{requests:?}");
+    assert!(gets.iter().any(|r| r.path == "/v1/checkout/sessions"), "reconcile lists: {requests:?}");
+    for r in &gets {
+        assert_eq!(r.idempotency_key, None, "{r:?}");
+    }
+    assert!(posts.iter().any(|r| r.path == format!("/v1/checkout/sessions/{abandoned}/expire")), "{requests:?}");
+    let keys: Vec<&str> = posts.iter().map(|r| r.idempotency_key.as_deref().expect("every POST is keyed")).collect();
+    assert_eq!(keys.iter().collect::<std::collections::HashSet<_>>().len(), keys.len(), "one key per request");
+    assert!(requests.iter().all(|r| r.status == 200), "{requests:?}");
+}
+
 on_both_databases!(
     whole_purchase_of_each_pack,
+    idempotency_keys_only_on_posts,
     checkout_rejects_bad_requests,
     duplicate_concurrent_deliveries_credit_once,
     dropped_webhook_is_credited_by_the_poll_path,

@@ -23,22 +23,46 @@ pub struct State {
     pub payment_intents: HashMap<String, Value>,
     pub charges: HashMap<String, Value>,
     pub refunds: HashMap<String, Value>,
+    /// Creation order, for lists (newest first).
+    pub refund_order: Vec<String>,
+    /// `payment_intent_data[description]` per session.
+    pub intent_description: HashMap<String, Value>,
     pub disputes: HashMap<String, Value>,
     pub events: Vec<Value>,
-    /// Idempotency-Key → (request fingerprint, status, body).
-    pub idempotency: HashMap<String, (String, u16, String)>,
+    /// Idempotency-Key → what was saved for it.
+    pub idempotency: HashMap<String, Saved>,
+    /// Every `/v1` request, oldest first.
+    pub requests: Vec<crate::RequestRecord>,
     pub endpoints: Vec<WebhookEndpoint>,
     pub delivery: DeliveryMode,
     pub deliveries: Vec<DeliveryRecord>,
 }
+
+/// What an `Idempotency-Key` holds: a request still executing, or the answer it gave.
+#[derive(Clone)]
+pub enum Saved {
+    Executing,
+    Done { fingerprint: String, status: u16, body: String },
+}
+
+/// The API request behind a change: its `req_…` id and `Idempotency-Key` (events carry both).
+pub type RequestRef = Option<(String, Option<String>)>;
 
 impl State {
     pub fn new(endpoints: Vec<WebhookEndpoint>) -> Self {
         State { endpoints, ..Default::default() }
     }
 
-    fn event(&mut self, sim: &StripeSim, kind: &str, object: Value, previous: Option<Value>) -> Value {
-        let e = objects::event(kind, object, previous, &sim.0.config.api_version, self.endpoints.len(), None);
+    fn event(
+        &mut self,
+        sim: &StripeSim,
+        kind: &str,
+        object: Value,
+        previous: Option<Value>,
+        request: &RequestRef,
+    ) -> Value {
+        let request = request.as_ref().map(|(id, key)| (id.as_str(), key.as_deref()));
+        let e = objects::event(kind, object, previous, &sim.0.config.api_version, self.endpoints.len(), request);
         self.events.push(e.clone());
         e
     }
@@ -90,8 +114,8 @@ pub fn create_session(sim: &StripeSim, p: &Value) -> Result<Value, StripeError> 
     if mode != "payment" {
         return Err(StripeError::invalid("mode", "The simulator supports mode=payment only."));
     }
-    let ui_mode = p.get("ui_mode").and_then(Value::as_str).unwrap_or("hosted");
-    if ui_mode == "hosted" && p.get("success_url").is_none() {
+    let ui_mode = p.get("ui_mode").and_then(Value::as_str).unwrap_or("hosted_page");
+    if ui_mode == "hosted_page" && p.get("success_url").is_none() {
         return Err(StripeError::missing_parameter("success_url"));
     }
     for url_param in ["success_url", "cancel_url"] {
@@ -145,6 +169,9 @@ pub fn create_session(sim: &StripeSim, p: &Value) -> Result<Value, StripeError> 
     let mut state = sim.lock();
     state.line_items.insert(id.clone(), items.cloned().unwrap_or(json!([])));
     state.intent_metadata.insert(id.clone(), p.pointer("/payment_intent_data/metadata").cloned().unwrap_or(json!({})));
+    state
+        .intent_description
+        .insert(id.clone(), p.pointer("/payment_intent_data/description").cloned().unwrap_or(Value::Null));
     state.sessions.insert(id.clone(), session.clone());
     state.session_order.push(id);
     Ok(session)
@@ -168,12 +195,14 @@ pub fn pay(sim: &StripeSim, id: &str, method: PayMethod) -> Result<(), StripeErr
         let mut session = open_session(&state, id)?;
         let now = now();
         let metadata = state.intent_metadata.get(id).cloned().unwrap_or(json!({}));
+        let description = state.intent_description.get(id).cloned().unwrap_or(Value::Null);
         session["status"] = json!("complete");
         session["customer_details"] = json!({"address": null, "email": session["customer_email"], "name": "Test Customer", "phone": null, "tax_exempt": "none", "tax_ids": []});
         let mut events = Vec::new();
         match method {
             PayMethod::Card => {
                 let mut pi = objects::payment_intent(&session, &metadata, "succeeded", now);
+                pi["description"] = description;
                 let charge = objects::charge(&pi, now);
                 pi["latest_charge"] = charge["id"].clone();
                 session["payment_status"] = json!("paid");
@@ -181,15 +210,16 @@ pub fn pay(sim: &StripeSim, id: &str, method: PayMethod) -> Result<(), StripeErr
                 state.charges.insert(charge["id"].as_str().unwrap_or_default().into(), charge);
                 state.payment_intents.insert(pi["id"].as_str().unwrap_or_default().into(), pi);
                 state.sessions.insert(id.into(), session.clone());
-                events.push(state.event(sim, "checkout.session.completed", session, None));
+                events.push(state.event(sim, "checkout.session.completed", session, None, &None));
             }
             PayMethod::DelayedSuccess | PayMethod::DelayedFailure => {
-                let pi = objects::payment_intent(&session, &metadata, "processing", now);
+                let mut pi = objects::payment_intent(&session, &metadata, "processing", now);
+                pi["description"] = description;
                 session["payment_status"] = json!("unpaid");
                 session["payment_intent"] = pi["id"].clone();
                 state.payment_intents.insert(pi["id"].as_str().unwrap_or_default().into(), pi);
                 state.sessions.insert(id.into(), session.clone());
-                events.push(state.event(sim, "checkout.session.completed", session, None));
+                events.push(state.event(sim, "checkout.session.completed", session, None, &None));
             }
         }
         events
@@ -230,13 +260,13 @@ fn settle_delayed(sim: &StripeSim, id: &str, success: bool) {
         };
         state.payment_intents.insert(pi_id, pi);
         state.sessions.insert(id.into(), session.clone());
-        vec![state.event(sim, kind, session, None)]
+        vec![state.event(sim, kind, session, None, &None)]
     };
     webhooks::dispatch(sim, events);
 }
 
 /// Expires an open session (`/expire`, the pay page's button, or its expiry time passing).
-pub fn expire(sim: &StripeSim, id: &str, _request: Option<&str>) -> Result<Value, StripeError> {
+pub fn expire(sim: &StripeSim, id: &str, request: RequestRef) -> Result<Value, StripeError> {
     let (session, events) = {
         let mut state = sim.lock();
         let mut session =
@@ -246,7 +276,7 @@ pub fn expire(sim: &StripeSim, id: &str, _request: Option<&str>) -> Result<Value
         }
         session["status"] = json!("expired");
         state.sessions.insert(id.into(), session.clone());
-        let e = state.event(sim, "checkout.session.expired", session.clone(), None);
+        let e = state.event(sim, "checkout.session.expired", session.clone(), None, &request);
         (session, vec![e])
     };
     webhooks::dispatch(sim, events);
@@ -254,12 +284,8 @@ pub fn expire(sim: &StripeSim, id: &str, _request: Option<&str>) -> Result<Value
 }
 
 /// `POST /v1/refunds`.
-pub fn refund(sim: &StripeSim, p: &Value) -> Result<Value, StripeError> {
-    for key in p.as_object().into_iter().flatten().map(|(k, _)| k) {
-        if !["payment_intent", "charge", "amount", "reason", "metadata", "expand"].contains(&key.as_str()) {
-            return Err(StripeError::unknown_parameter(key));
-        }
-    }
+/// `POST /v1/refunds` with validated parameters.
+pub fn refund(sim: &StripeSim, p: &Value, request: RequestRef) -> Result<Value, StripeError> {
     let (refund, events) = {
         let mut state = sim.lock();
         let charge_id = match (p.get("charge").and_then(Value::as_str), p.get("payment_intent").and_then(Value::as_str))
@@ -287,13 +313,7 @@ pub fn refund(sim: &StripeSim, p: &Value) -> Result<Value, StripeError> {
         let total = charge["amount"].as_i64().unwrap_or(0);
         let already = charge["amount_refunded"].as_i64().unwrap_or(0);
         let remaining = total - already;
-        let amount = match p.get("amount") {
-            None => remaining,
-            Some(v) => v
-                .as_str()
-                .and_then(|s| s.parse::<i64>().ok())
-                .ok_or_else(|| StripeError::coded("amount", "parameter_invalid_integer", "Invalid integer"))?,
-        };
+        let amount = p.get("amount").and_then(Value::as_i64).unwrap_or(remaining);
         if remaining <= 0 {
             return Err(StripeError::coded(
                 "charge",
@@ -326,9 +346,11 @@ pub fn refund(sim: &StripeSim, p: &Value) -> Result<Value, StripeError> {
         charge["amount_refunded"] = json!(already + amount);
         charge["refunded"] = json!(already + amount == total);
         state.charges.insert(charge_id, charge.clone());
-        state.refunds.insert(refund["id"].as_str().unwrap_or_default().into(), refund.clone());
-        let e1 = state.event(sim, "charge.refunded", charge, Some(previous));
-        let e2 = state.event(sim, "refund.created", refund.clone(), None);
+        let refund_id = refund["id"].as_str().unwrap_or_default().to_string();
+        state.refunds.insert(refund_id.clone(), refund.clone());
+        state.refund_order.push(refund_id);
+        let e1 = state.event(sim, "charge.refunded", charge, Some(previous), &request);
+        let e2 = state.event(sim, "refund.created", refund.clone(), None, &request);
         (refund, vec![e1, e2])
     };
     webhooks::dispatch(sim, events);
@@ -345,7 +367,7 @@ pub fn open_dispute(sim: &StripeSim, charge_id: &str) -> Result<String, StripeEr
         state.charges.insert(charge_id.into(), charge);
         let id = dispute["id"].as_str().unwrap_or_default().to_string();
         state.disputes.insert(id.clone(), dispute.clone());
-        let e = state.event(sim, "charge.dispute.created", dispute, None);
+        let e = state.event(sim, "charge.dispute.created", dispute, None, &None);
         (id, vec![e])
     };
     webhooks::dispatch(sim, events);
@@ -363,7 +385,7 @@ pub fn close_dispute(sim: &StripeSim, dispute_id: &str, won: bool) -> Result<(),
         let previous = json!({"status": dispute["status"]});
         dispute["status"] = json!(if won { "won" } else { "lost" });
         state.disputes.insert(dispute_id.into(), dispute.clone());
-        vec![state.event(sim, "charge.dispute.closed", dispute, Some(previous))]
+        vec![state.event(sim, "charge.dispute.closed", dispute, Some(previous), &None)]
     };
     webhooks::dispatch(sim, events);
     Ok(())
@@ -395,50 +417,128 @@ pub fn spawn_expiry_sweep(sim: StripeSim) {
     });
 }
 
-/// Stripe's list envelope over `items` (newest first), with `limit` and `starting_after`.
+/// Stripe's list envelope over `items` (newest first), with `limit`, `starting_after` and
+/// `ending_before` (validated integers and strings).
 pub fn list(url: &str, items: Vec<Value>, q: &Value) -> Result<Value, StripeError> {
-    let limit = match q.get("limit").and_then(Value::as_str) {
+    let limit = match q.get("limit").and_then(Value::as_i64) {
         None => 10,
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| StripeError::invalid("limit", "This value must be between 1 and 100."))?,
+        Some(n) if (1..=100).contains(&n) => n as usize,
+        Some(_) => {
+            return Err(StripeError::coded(
+                "limit",
+                "parameter_invalid_integer",
+                "This value must be greater than or equal to 1 and less than or equal to 100.",
+            ))
+        }
     };
-    let start = match q.get("starting_after").and_then(Value::as_str) {
-        None => 0,
-        Some(after) => items
-            .iter()
-            .position(|i| i["id"] == after)
-            .map(|p| p + 1)
-            .ok_or_else(|| StripeError::not_found("object", after))?,
+    let position = |key: &str| -> Result<Option<usize>, StripeError> {
+        match q.get(key).and_then(Value::as_str) {
+            None => Ok(None),
+            Some(cursor) => items
+                .iter()
+                .position(|i| i["id"] == cursor)
+                .map(Some)
+                .ok_or_else(|| StripeError { param: Some(key.into()), ..StripeError::not_found("object", cursor) }),
+        }
     };
-    let page: Vec<Value> = items.iter().skip(start).take(limit).cloned().collect();
-    let has_more = items.len() > start + page.len();
+    let (start, end) = match (position("starting_after")?, position("ending_before")?) {
+        (Some(after), _) => (after + 1, items.len()),
+        (None, Some(before)) => (before.saturating_sub(limit), before),
+        (None, None) => (0, items.len()),
+    };
+    let page: Vec<Value> = items[start.min(end)..end].iter().take(limit).cloned().collect();
+    let has_more = if q.get("ending_before").is_some() && q.get("starting_after").is_none() {
+        start > 0
+    } else {
+        end > start + page.len()
+    };
     Ok(json!({"object": "list", "data": page, "has_more": has_more, "url": url}))
 }
 
-/// Applies `created[gte]`, `created[lte]`, `created[gt]`, `created[lt]` or `created=N`.
-pub fn created_matches(q: &Value, created: i64) -> Result<bool, StripeError> {
-    let bound = |op: &str| -> Result<Option<i64>, StripeError> {
-        match q.pointer(&format!("/created/{op}")).and_then(Value::as_str) {
-            None => Ok(None),
-            Some(s) => s.parse().map(Some).map_err(|_| {
-                StripeError::coded(
-                    &format!("created[{op}]"),
-                    "parameter_invalid_integer",
-                    format!("Invalid integer: {s}"),
-                )
-            }),
+/// Applies `created=N` or `created[gte]`, `created[gt]`, `created[lte]`, `created[lt]` (integers,
+/// already validated).
+pub fn created_matches(q: &Value, created: i64) -> bool {
+    match q.get("created") {
+        None => true,
+        Some(Value::Number(n)) => n.as_i64() == Some(created),
+        Some(bounds) => {
+            let bound = |op: &str| bounds.get(op).and_then(Value::as_i64);
+            bound("gte").is_none_or(|b| created >= b)
+                && bound("gt").is_none_or(|b| created > b)
+                && bound("lte").is_none_or(|b| created <= b)
+                && bound("lt").is_none_or(|b| created < b)
         }
-    };
-    if let Some(exact) = q.get("created").and_then(Value::as_str) {
-        return exact.parse::<i64>().map(|e| e == created).map_err(|_| {
-            StripeError::coded("created", "parameter_invalid_integer", format!("Invalid integer: {exact}"))
-        });
     }
-    Ok(bound("gte")?.is_none_or(|b| created >= b)
-        && bound("gt")?.is_none_or(|b| created > b)
-        && bound("lte")?.is_none_or(|b| created <= b)
-        && bound("lt")?.is_none_or(|b| created < b))
+}
+
+/// `GET /v1/checkout/sessions/{id}/line_items`.
+pub fn line_items(sim: &StripeSim, call: &crate::endpoints::Call) -> Result<Value, StripeError> {
+    let id = &call.id;
+    let items = sim.lock().line_items.get(id).cloned().ok_or_else(|| StripeError::not_found("checkout.session", id))?;
+    let tail = id.rsplit('_').next().unwrap_or_default();
+    let data: Vec<Value> = items
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(n, i)| {
+            let unit = i.pointer("/price_data/unit_amount").and_then(Value::as_i64).unwrap_or(0);
+            let qty = i.get("quantity").and_then(Value::as_i64).unwrap_or(1);
+            json!({"id": format!("li_{n}{tail}"), "object": "item", "amount_discount": 0, "amount_subtotal": unit * qty,
+                   "amount_tax": 0, "amount_total": unit * qty, "currency": i.pointer("/price_data/currency"),
+                   "description": i.pointer("/price_data/product_data/name"), "quantity": qty})
+        })
+        .collect();
+    list(&format!("/v1/checkout/sessions/{id}/line_items"), data, &call.params)
+}
+
+/// `POST /v1/webhook_endpoints`: every event goes to the new endpoint (`enabled_events[]=*`).
+pub fn create_webhook_endpoint(sim: &StripeSim, call: &crate::endpoints::Call) -> Result<Value, StripeError> {
+    let url = call.params["url"].as_str().unwrap_or_default().to_string();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(StripeError::coded("url", "url_invalid", "Invalid URL: must be a URL"));
+    }
+    let secret = objects::id("whsec_", 32);
+    sim.add_webhook_endpoint(WebhookEndpoint { url: url.clone(), secret: secret.clone() });
+    Ok(json!({"id": objects::id("we_1", 22), "object": "webhook_endpoint", "url": url, "secret": secret,
+        "enabled_events": ["*"], "status": "enabled", "livemode": false, "application": null, "description": null,
+        "metadata": {}, "api_version": sim.0.config.api_version, "created": now()}))
+}
+
+/// Replaces ids by their objects along each `expand[]` path (`payment_intent`,
+/// `data.payment_intent`, `payment_intent.latest_charge`), as Stripe does; a path that does not
+/// lead to an expandable id is an error. https://docs.stripe.com/api/expanding_objects
+pub fn expand(sim: &StripeSim, mut value: Value, paths: &Value) -> Result<Value, StripeError> {
+    for (i, path) in paths.as_array().into_iter().flatten().enumerate() {
+        let path = path.as_str().unwrap_or_default();
+        let parts: Vec<&str> = path.split('.').collect();
+        let state = sim.lock();
+        expand_at(&state, &mut value, &parts).map_err(|()| {
+            StripeError::invalid(&format!("expand[{i}]"), format!("This property cannot be expanded ({path})."))
+        })?;
+    }
+    Ok(value)
+}
+
+fn expand_at(state: &State, node: &mut Value, parts: &[&str]) -> Result<(), ()> {
+    let Some((first, rest)) = parts.split_first() else { return Ok(()) };
+    if *first == "data" && node["object"] == "list" {
+        for item in node["data"].as_array_mut().into_iter().flatten() {
+            expand_at(state, item, rest)?;
+        }
+        return Ok(());
+    }
+    let field = node.as_object_mut().and_then(|o| o.get_mut(*first)).ok_or(())?;
+    if let Value::String(id) = field {
+        let found = [&state.payment_intents, &state.charges, &state.refunds, &state.disputes, &state.sessions]
+            .iter()
+            .find_map(|store| store.get(id.as_str()).cloned())
+            .ok_or(())?;
+        *field = found;
+    }
+    match field {
+        Value::Null if rest.is_empty() => Ok(()),
+        Value::Object(_) => expand_at(state, field, rest),
+        _ => Err(()),
+    }
 }

@@ -1,11 +1,11 @@
-//! Stripe's error shape: `{"error":{"type","code","message","param"}}` with an HTTP status.
+//! Stripe's error shape: `{"error":{"type","code","doc_url","message","param"}}` with an HTTP status.
 
 use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
     Json,
 };
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StripeError {
@@ -47,6 +47,17 @@ impl StripeError {
         StripeError { status: 401, kind: "invalid_request_error", code: None, message: message.into(), param: None }
     }
 
+    /// Another request with this key is still executing (https://docs.stripe.com/idempotency).
+    pub fn idempotency_in_progress(key: &str) -> Self {
+        StripeError {
+            status: 409,
+            kind: "idempotency_error",
+            code: None,
+            message: format!("There is currently another in-progress request using this Idempotent Key (that probably means you submitted twice, and the other request is still going through): {key}. Please try again later."),
+            param: None,
+        }
+    }
+
     pub fn idempotency() -> Self {
         StripeError {
             status: 400,
@@ -58,8 +69,10 @@ impl StripeError {
     }
 }
 
-impl IntoResponse for StripeError {
-    fn into_response(self) -> Response {
+impl StripeError {
+    /// `{"error": {type, code, doc_url, message, param}}`, as Stripe answers
+    /// (https://docs.stripe.com/api/errors); `doc_url` comes with a `code`.
+    pub fn body(&self) -> Value {
         let mut error = json!({"type": self.kind, "message": self.message});
         if let Some(code) = &self.code {
             error["code"] = json!(code);
@@ -68,7 +81,13 @@ impl IntoResponse for StripeError {
         if let Some(param) = &self.param {
             error["param"] = json!(param);
         }
+        json!({ "error": error })
+    }
+}
+
+impl IntoResponse for StripeError {
+    fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
-        (status, Json(json!({ "error": error }))).into_response()
+        (status, Json(self.body())).into_response()
     }
 }

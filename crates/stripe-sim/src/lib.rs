@@ -3,9 +3,14 @@
 //! errors, `Idempotency-Key` replay, a hosted pay page, and signed webhooks (`Stripe-Signature:
 //! t=…,v1=…`) delivered concurrently with Stripe-like retries. Test switches duplicate, delay,
 //! reorder or drop deliveries. It exists for tests and the demo: it refuses live keys.
+//!
+//! Which endpoints and parameters it serves, and how strictly, is in README.md: its list is
+//! rendered from the one table every request goes through (src/endpoints.rs), and a test keeps
+//! the two equal. `crates/stripe-sim/sdk-check` checks it with Stripe's official Python SDK.
 
 mod api;
 mod core;
+mod endpoints;
 mod error;
 mod form;
 mod objects;
@@ -112,6 +117,18 @@ pub struct DeliveryRecord {
     pub status_code: Option<u16>,
     pub ok: bool,
     pub dropped: bool,
+}
+
+/// One `/v1` request as the simulator received it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    /// The `Idempotency-Key` header, whatever the method.
+    pub idempotency_key: Option<String>,
+    /// The `Request-Id` answered.
+    pub request_id: String,
+    pub status: u16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -232,6 +249,11 @@ impl StripeSim {
         self.lock().events.clone()
     }
 
+    /// Every `/v1` request received, oldest first.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.lock().requests.clone()
+    }
+
     pub fn deliveries(&self) -> Vec<DeliveryRecord> {
         self.lock().deliveries.clone()
     }
@@ -257,6 +279,11 @@ impl StripeSim {
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, core::State> {
         self.0.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The README's table of the endpoints and parameters served (`stripe-sim --endpoints-markdown`).
+pub fn endpoints_markdown() -> String {
+    endpoints::markdown()
 }
 
 pub fn is_live_key(key: &str) -> bool {

@@ -19,9 +19,13 @@ async fn main() {
                 let (url, secret) = v.rsplit_once('=').unwrap_or_else(|| fail("--webhook takes URL=whsec_…"));
                 config.webhook_endpoints.push(WebhookEndpoint { url: url.into(), secret: secret.into() });
             }
+            "--endpoints-markdown" => {
+                print!("{}", stripe_sim::endpoints_markdown());
+                return;
+            }
             "--help" | "-h" => {
                 println!(
-                    "stripe-sim [--port 12111] [--secret-key sk_test_…] [--public-url URL] [--webhook URL=whsec_…]…"
+                    "stripe-sim [--port 12111] [--secret-key sk_test_…] [--public-url URL] [--webhook URL=whsec_…]… | --endpoints-markdown"
                 );
                 return;
             }

@@ -52,7 +52,7 @@ pub fn new_session(p: &Value, public_url: &str, now: i64, amount_total: i64, cur
     s["success_url"] = get("success_url");
     s["cancel_url"] = get("cancel_url");
     s["livemode"] = json!(false);
-    s["ui_mode"] = p.get("ui_mode").cloned().unwrap_or(json!("hosted"));
+    s["ui_mode"] = p.get("ui_mode").cloned().unwrap_or(json!("hosted_page"));
     s["locale"] = get("locale");
     s["client_secret"] = Value::Null;
     s["customer"] = Value::Null;

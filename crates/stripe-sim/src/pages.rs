@@ -77,12 +77,15 @@ async fn pay_page(State(sim): State<StripeSim>, Path(id): Path<String>) -> Respo
             &format!("<span class=\"badge\">TEST MODE · simulated Stripe</span><h1>{}</h1>", escape(text)),
         );
     }
-    let name = sim
-        .lock()
-        .line_items
-        .get(&id)
-        .and_then(|l| l.pointer("/0/price_data/product_data/name").and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_else(|| "Payment".into());
+    let product = |field: &str| {
+        sim.lock().line_items.get(&id).and_then(|l| {
+            l.pointer(&format!("/0/price_data/product_data/{field}")).and_then(Value::as_str).map(str::to_string)
+        })
+    };
+    let name = product("name").unwrap_or_else(|| "Payment".into());
+    // `product_data[description]` shows under the name, as on Stripe's page.
+    let description =
+        product("description").map(|d| format!("<p class=\"muted\">{}</p>", escape(&d))).unwrap_or_default();
     let amount = money(s["amount_total"].as_i64().unwrap_or(0), s["currency"].as_str().unwrap_or("usd"));
     let action = |a: &str, label: &str, class: &str, id_attr: &str| {
         format!(
@@ -93,7 +96,7 @@ async fn pay_page(State(sim): State<StripeSim>, Path(id): Path<String>) -> Respo
     };
     let body = format!(
         r#"<span class="badge">TEST MODE · simulated Stripe</span>
-<div class="muted">Mascot credits</div><h1>{name}</h1><div class="amount">{amount}</div>
+<div class="muted">Mascot credits</div><h1>{name}</h1>{description}<div class="amount">{amount}</div>
 {pay}
 <div class="row">{ds}{df}</div>
 <div class="row">{cancel}{expire}</div>

@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::error::StripeError;
 
-fn params() -> &'static Value {
+/// The tree of `POST /v1/checkout/sessions`, from the parameter fixture.
+pub fn checkout_session_create_tree() -> &'static Value {
     static PARAMS: OnceLock<Value> = OnceLock::new();
     PARAMS.get_or_init(|| {
         let doc: Value = serde_json::from_str(include_str!("../fixtures/checkout_session_create.params.json"))
@@ -24,9 +25,77 @@ fn params() -> &'static Value {
     })
 }
 
+/// The API version the parameter trees describe; `x-since` / `x-removed-in` are read against it.
+pub const API_VERSION: &str = "2026-09-30.endive";
+
 /// Checks a parsed `POST /v1/checkout/sessions` body; returns it with integers and booleans typed.
+/// Parameters whose effect the simulator implements, in Stripe's names with `[]` for any index
+/// (`line_items[][quantity]`). A name covers everything under it (`metadata` covers
+/// `metadata[pack_id]`). A non-empty value list restricts the values accepted: the ones asking for
+/// what the simulator does anyway (`adaptive_pricing[enabled]` = `false`).
+pub type Implemented = &'static [(&'static str, &'static [&'static str])];
+
+/// Refuses a valid parameter whose effect the simulator does not implement, so that no test passes
+/// on a setting that is silently ignored.
+pub fn check_implemented(value: &Value, implemented: Implemented) -> Result<(), StripeError> {
+    walk(value, "", "", implemented)
+}
+
+fn walk(value: &Value, param: &str, pattern: &str, implemented: Implemented) -> Result<(), StripeError> {
+    if !pattern.is_empty() {
+        let exact = implemented.iter().find(|(p, _)| *p == pattern);
+        if let Some((_, values)) = exact {
+            if values.is_empty() {
+                return Ok(());
+            }
+            let text = match value {
+                Value::String(s) => s.clone(),
+                Value::Bool(_) | Value::Number(_) => value.to_string(),
+                _ => String::new(),
+            };
+            if values.contains(&text.as_str()) {
+                return Ok(());
+            }
+            return Err(StripeError::invalid(
+                param,
+                format!(
+                    "stripe-sim simulates {param}={} only (got {text:?}); Stripe accepts other values, but their effect is not implemented here.",
+                    values.join(" or ")
+                ),
+            ));
+        }
+        if implemented.iter().any(|(p, _)| pattern.starts_with(&format!("{p}["))) {
+            return Ok(());
+        }
+        let deeper = implemented.iter().any(|(p, _)| p.starts_with(&format!("{pattern}[")));
+        if !deeper || !(value.is_object() || value.is_array()) {
+            return Err(StripeError::invalid(
+                param,
+                format!(
+                    "stripe-sim does not simulate {param}: Stripe accepts it, but its effect is not implemented here (see crates/stripe-sim/README.md)."
+                ),
+            ));
+        }
+    }
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                walk(v, &name(param, k), &name(pattern, k), implemented)?;
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                walk(v, &format!("{param}[{i}]"), &format!("{pattern}[]"), implemented)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
 pub fn checkout_session_create(body: &Value) -> Result<Value, StripeError> {
-    check(body, params(), "")
+    check(body, checkout_session_create_tree(), "")
 }
 
 fn name(parent: &str, key: &str) -> String {
@@ -37,11 +106,45 @@ fn name(parent: &str, key: &str) -> String {
     }
 }
 
-fn check(value: &Value, schema: &Value, param: &str) -> Result<Value, StripeError> {
+/// A property that does not exist in [`API_VERSION`] (removed before it, or added after it).
+fn absent_in_version(schema: &Value) -> bool {
+    let removed = schema.get("x-removed-in").and_then(Value::as_str).is_some_and(|v| v <= API_VERSION);
+    let later = schema.get("x-since").and_then(Value::as_str).is_some_and(|v| v > API_VERSION);
+    removed || later
+}
+
+fn shape(value: &Value) -> &'static str {
+    match value {
+        Value::Object(_) => "object",
+        Value::Array(_) => "array",
+        _ => "scalar",
+    }
+}
+
+fn schema_shape(schema: &Value) -> &'static str {
+    match schema.get("type").and_then(Value::as_str) {
+        Some("object") => "object",
+        Some("array") => "array",
+        _ => "scalar",
+    }
+}
+
+/// Validates `value` (a parsed form tree of strings) against `schema`, naming parameters as Stripe
+/// does (`a[b][0][c]`); returns the value with integers, numbers and booleans typed.
+///
+/// Schema nodes: `type` (object, array, string, integer, number, boolean), `properties`,
+/// `additionalProperties`, `items`, `required`, `enum`, `maxLength`, `emptyable` (`""` unsets),
+/// `anyOf` (alternatives told apart by shape: `created=N` or `created[gte]=N`), `x-since` and
+/// `x-removed-in` (API versions).
+pub fn check(value: &Value, schema: &Value, param: &str) -> Result<Value, StripeError> {
     if let Value::String(s) = value {
         if s.is_empty() && schema.get("emptyable").and_then(Value::as_bool) == Some(true) {
             return Ok(Value::String(String::new()));
         }
+    }
+    if let Some(alternatives) = schema.get("anyOf").and_then(Value::as_array) {
+        let chosen = alternatives.iter().find(|a| schema_shape(a) == shape(value)).or(alternatives.first());
+        return check(value, chosen.unwrap_or(&Value::Null), param);
     }
     match schema.get("type").and_then(Value::as_str).unwrap_or("string") {
         "object" => {
@@ -53,7 +156,7 @@ fn check(value: &Value, schema: &Value, param: &str) -> Result<Value, StripeErro
             let mut out = Map::new();
             for (key, v) in map {
                 let child = name(param, key);
-                let sub = props.and_then(|p| p.get(key)).or(extra);
+                let sub = props.and_then(|p| p.get(key)).filter(|s| !absent_in_version(s)).or(extra);
                 match sub {
                     Some(sub) => {
                         out.insert(key.clone(), check(v, sub, &child)?);

@@ -161,10 +161,16 @@ impl StripeApi {
         self.livemode
     }
 
-    /// Sends `request` with one idempotency key for all its attempts (a retry must never create a
-    /// second session), retrying only what Stripe says may pass.
+    /// Sends `request`, retrying only what Stripe says may pass. A POST carries one idempotency
+    /// key for all its attempts (a retry must never create a second session); a GET carries none,
+    /// as Stripe documents keys for POST only (https://docs.stripe.com/api/idempotent_requests).
     async fn send(&self, request: impl StripeRequest, what: &str) -> Result<serde_json::Value, StripeCallError> {
-        let key = IdempotencyKey::new_uuid_v4();
+        let post = matches!(request.build().method, stripe_client_core::StripeMethod::Post);
+        let key = post.then(IdempotencyKey::new_uuid_v4);
+        let strategy = match &key {
+            Some(key) => RequestStrategy::Idempotent(key.clone()),
+            None => RequestStrategy::Once,
+        };
         let mut last = None;
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
@@ -173,7 +179,7 @@ impl StripeApi {
             let sent = request
                 .build()
                 .customize::<miniserde::json::Value>()
-                .request_strategy(RequestStrategy::Idempotent(key.clone()))
+                .request_strategy(strategy.clone())
                 .timeout(TIMEOUT)
                 .send(&self.client)
                 .await;
@@ -184,7 +190,7 @@ impl StripeApi {
                 }
                 Err(e) => {
                     let e = StripeCallError::from(e);
-                    tracing::warn!(call = what, attempt = attempt + 1, idempotency_key = key.as_str(), error = %e, "Stripe call failed");
+                    tracing::warn!(call = what, attempt = attempt + 1, idempotency_key = key.as_ref().map(|k| k.as_str()), error = %e, "Stripe call failed");
                     if !e.is_transient() {
                         return Err(e);
                     }
