@@ -16,11 +16,34 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 /// argon2 hashes whatever it is given; a bound keeps one request from costing seconds.
 pub const MAX_PASSWORD_CHARS: usize = 256;
 
-/// Trims and lower-cases an email and checks it looks deliverable; `Err` is the message for the user.
+/// Characters that change how text looks without being seen: bidi controls, zero-width
+/// characters, invisible operators. In an email they only serve look-alike accounts.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{FEFF}')
+}
+
+/// The stored form of an email: Unicode NFC, lower-cased (not fully case-folded: folding turns
+/// "straße" into "strasse", another mailbox).
+pub fn canonical_email(raw: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    raw.trim().nfc().collect::<String>().to_lowercase()
+}
+
+/// Normalises an email ([`canonical_email`]) and checks it looks deliverable; `Err` is the
+/// message for the user.
 pub fn normalise_email(raw: &str) -> Result<String, String> {
-    let email = raw.trim().to_lowercase();
+    let email = canonical_email(raw);
     let bad = || Err(format!("{:?} is not a valid email address", raw.trim()));
-    if email.is_empty() || email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if email.is_empty()
+        || email.len() > 254
+        || email.chars().any(|c| c.is_whitespace() || c.is_control() || is_invisible(c))
+    {
         return bad();
     }
     let Some((local, domain)) = email.split_once('@') else { return bad() };
@@ -38,7 +61,11 @@ pub fn normalise_email(raw: &str) -> Result<String, String> {
 
 pub fn validate_password(password: &str) -> Result<(), String> {
     let n = password.chars().count();
-    if n < MIN_PASSWORD_CHARS {
+    // Hashed, never stored, so any character may be in it, except NUL (C libraries and password
+    // managers cut at it).
+    if password.contains('\0') {
+        Err("The password must not contain a NUL character.".to_string())
+    } else if n < MIN_PASSWORD_CHARS {
         Err(format!("The password must have at least {MIN_PASSWORD_CHARS} characters."))
     } else if n > MAX_PASSWORD_CHARS {
         Err(format!("The password must have at most {MAX_PASSWORD_CHARS} characters."))
@@ -168,9 +195,16 @@ mod tests {
             "ada@@example.com",
             "ada@.com",
             "ada@example..com",
+            "ad\u{200B}a@example.com",
+            "ada@exa\u{202E}mple.com",
+            "\u{FEFF}ada@example.com",
+            "ada\u{0}@example.com",
         ] {
             assert!(normalise_email(bad).is_err(), "{bad:?} accepted");
         }
+        // NFC: a decomposed é is the same mailbox as the composed one; ß is not folded to ss.
+        assert_eq!(normalise_email("Re\u{301}mi@example.com").unwrap(), "r\u{e9}mi@example.com");
+        assert_eq!(normalise_email("STRAßE@example.com").unwrap(), "straße@example.com");
     }
 
     #[test]
@@ -179,5 +213,6 @@ mod tests {
         assert!(validate_password("12345678").is_ok());
         assert!(validate_password("éééééééé").is_ok(), "counts characters, not bytes");
         assert!(validate_password(&"x".repeat(257)).is_err());
+        assert!(validate_password("correct\u{0}horse").is_err());
     }
 }

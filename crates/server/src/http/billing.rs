@@ -8,7 +8,7 @@ use api_types::{
     ErrorEnvelope,
 };
 use axum::{
-    extract::{Path, State},
+    extract::State,
     http::{HeaderMap, StatusCode},
     Json,
 };
@@ -26,7 +26,7 @@ use crate::{
     },
     db::{now_ms, rfc3339_ms},
     error::{ApiError, ApiResult},
-    http::extract::{ApiJson, ApiQuery, AuthUser, RawBody},
+    http::extract::{ApiJson, ApiQuery, AuthUser, PathId, RawBody},
     ledger, AppState,
 };
 
@@ -49,6 +49,7 @@ impl AppState {
         (status = 400, description = "Body is not valid JSON of this shape", body = ErrorEnvelope),
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
         (status = 422, description = "Unknown pack", body = ErrorEnvelope),
+        (status = 429, description = "Too many checkouts started; see Retry-After", body = ErrorEnvelope),
         (status = 502, description = "Stripe refused or could not be reached", body = ErrorEnvelope),
         (status = 503, description = "Payments are not configured", body = ErrorEnvelope),
     ))]
@@ -57,6 +58,11 @@ pub async fn start_checkout(
     user: AuthUser,
     ApiJson(body): ApiJson<CheckoutRequest>,
 ) -> ApiResult<Json<CheckoutResponse>> {
+    // Each checkout is a call to Stripe: a bounded number per user.
+    if let Err(wait) = state.limits.checkouts.check(&user.id) {
+        tracing::warn!(user_id = %user.id, "checkout rate limit reached");
+        return Err(ApiError::too_many(format!("Too many checkouts started. Try again in {wait} seconds."), wait));
+    }
     let pack = find_pack(body.pack_id.trim()).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -133,7 +139,7 @@ pub struct WaitQuery {
 pub async fn checkout_status(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(session_id): Path<String>,
+    PathId(session_id): PathId,
     ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> ApiResult<Json<CheckoutStatusResponse>> {
     let max = state.config.max_wait.as_secs();

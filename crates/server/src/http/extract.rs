@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use api_types::codes;
 use axum::{
     body::Bytes,
-    extract::{rejection::BytesRejection, ConnectInfo, FromRequest, FromRequestParts, Query, Request},
+    extract::{rejection::BytesRejection, ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request},
     http::{header, request::Parts, HeaderMap, StatusCode},
 };
 use serde::de::DeserializeOwned;
@@ -51,6 +51,23 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
         Query::<T>::from_request_parts(parts, state).await.map(|Query(q)| ApiQuery(q)).map_err(|e| {
             ApiError::bad_request(codes::INVALID_QUERY, format!("Invalid query parameters: {}", e.body_text()))
         })
+    }
+}
+
+/// An id in the path (a hold, a checkout session). One with a control character cannot exist
+/// (ids are ASCII we minted, and PostgreSQL text cannot even hold NUL): 404, as for any unknown id.
+pub struct PathId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let not_found = || ApiError::not_found("There is nothing with this id.");
+        let Path(id) = Path::<String>::from_request_parts(parts, state).await.map_err(|_| not_found())?;
+        if id.is_empty() || id.len() > 255 || id.chars().any(char::is_control) {
+            return Err(not_found());
+        }
+        Ok(PathId(id))
     }
 }
 

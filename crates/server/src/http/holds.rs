@@ -1,18 +1,14 @@
 //! Credit holds over HTTP: reserve, capture, release.
 
 use api_types::{codes, CaptureRequest, ErrorEnvelope, HoldOutcome, HoldRequest, HoldResponse};
-use axum::{
-    extract::{Path, State},
-    http::StatusCode,
-    Json,
-};
+use axum::{extract::State, http::StatusCode, Json};
 
 use crate::{
     db::rfc3339_ms,
     error::{ApiError, ApiResult},
     http::{
         credits::insufficient,
-        extract::{parse_object, ApiJson, AuthUser, IdempotencyKey, RawBody},
+        extract::{parse_object, ApiJson, AuthUser, IdempotencyKey, PathId, RawBody},
     },
     ledger::{
         holds::{self, HoldError, NewHold, Settled},
@@ -80,7 +76,7 @@ pub async fn create(
 pub async fn capture(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(hold_id): Path<String>,
+    PathId(hold_id): PathId,
     RawBody(body): RawBody,
 ) -> ApiResult<Json<HoldOutcome>> {
     // The body is optional: no body means "capture everything".
@@ -104,7 +100,7 @@ pub async fn capture(
 pub async fn release(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(hold_id): Path<String>,
+    PathId(hold_id): PathId,
 ) -> ApiResult<Json<HoldOutcome>> {
     match holds::release(&state.db, &user.id, &hold_id).await {
         Ok(settled) => Ok(Json(outcome(settled))),

@@ -97,8 +97,13 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
-        .route("/billing/success", get(pages::success))
-        .route("/billing/cancel", get(pages::cancel))
+        .merge(
+            axum::Router::new()
+                .route("/billing/success", get(pages::success))
+                .route("/billing/cancel", get(pages::cancel))
+                .route("/billing/pages.css", get(pages::stylesheet))
+                .layer(axum::middleware::map_response(pages::html_headers)),
+        )
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
         .layer(DefaultBodyLimit::max(64 * 1024))
