@@ -3,7 +3,8 @@
 import init, { MascotClient } from "../../pkg/plugin_client.js";
 import wasmBytes from "../../pkg/plugin_client_bg.wasm";
 import type { ToMain, ToUi } from "../protocol";
-import { AccountTab } from "./account";
+import { AccountState } from "./state";
+import { render } from "./view";
 
 function toMain(message: ToMain): void {
   parent.postMessage({ pluginMessage: message }, "*");
@@ -17,7 +18,7 @@ async function start(): Promise<void> {
     const message = (event.data as { pluginMessage?: ToUi } | null)?.pluginMessage;
     if (message?.type === "init") {
       const client = new MascotClient(message.apiBase, message.token);
-      new AccountTab(root, client, toMain).start();
+      new AccountState(client, toMain, (model, actions) => render(root, model, actions)).start();
     }
   });
   toMain({ type: "ready" });
