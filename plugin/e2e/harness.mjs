@@ -53,3 +53,29 @@ export async function launchBrowser() {
     },
   };
 }
+
+/** The plugin UI's frame in the host page (a new one after each reopen or theme change). */
+export async function pluginFrame(page) {
+  const handle = await page.locator("#plugin-slot iframe").elementHandle();
+  return handle.contentFrame();
+}
+
+const axeSource = fs.readFileSync(path.join(root, "plugin/node_modules/axe-core/axe.min.js"), "utf8");
+
+/** Runs axe-core inside the plugin frame (every rule axe enables by default: WCAG A/AA and
+ * best practices) and returns its violations, one readable line each. */
+export async function axeViolations(page) {
+  const frame = await pluginFrame(page);
+  await frame.evaluate((src) => {
+    if (!window.axe) (0, eval)(src);
+  }, axeSource);
+  const result = await frame.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ["violations"] });
+    return { violations: r.violations, ran: [...r.passes, ...r.violations, ...r.incomplete, ...r.inapplicable].map((x) => x.id) };
+  });
+  // Make sure the best-practice rules really ran (a silent change of axe's defaults would hide them).
+  for (const id of ["region", "landmark-one-main", "page-has-heading-one", "aria-allowed-role", "color-contrast"]) {
+    if (!result.ran.includes(id)) throw new Error(`axe did not run ${id}`);
+  }
+  return result.violations.map((v) => `${v.id} (${v.impact}): ${v.help}: ${v.nodes.map((n) => `${n.target.join(" ")} ${n.failureSummary ?? ""}`).join(" | ")}`);
+}

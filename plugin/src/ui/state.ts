@@ -36,6 +36,8 @@ export interface Model {
   waiting: Waiting | null;
   /** The id of the element to focus after the next render (e.g. the field an error is about). */
   focus: string | null;
+  /** Said through the live region by the next render (e.g. the credited balance). */
+  announce: string;
 }
 
 /** What the view can ask for. */
@@ -71,6 +73,7 @@ export function initialModel(): Model {
     loadingMore: false,
     waiting: null,
     focus: null,
+    announce: "",
   };
 }
 
@@ -95,9 +98,10 @@ export class AccountState implements Actions {
     }
   }
 
-  /** The only way the model changes; each call renders once (`focus` applies to that render only). */
+  /** The only way the model changes; each call renders once (`focus` and `announce` apply to
+   * that render only). */
   private set(patch: Partial<Model>): void {
-    this.model = { ...this.model, focus: null, ...patch };
+    this.model = { ...this.model, focus: null, announce: "", ...patch };
     this.onChange(this.model, this);
   }
 
@@ -254,6 +258,7 @@ export class AccountState implements Actions {
           waiting: null,
           banner: { text, tone: "success" },
           balance: b ? { ...b, balance: done.balance, available: done.balance - b.held } : b,
+          announce: `${text} Your balance is now ${credits(done.balance)}.`,
           focus: "buy",
         });
         await this.doRefresh();

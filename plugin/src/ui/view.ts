@@ -4,7 +4,25 @@ import { h, mount } from "./dom";
 import { credits, delta, money, packLabel, when } from "./format";
 import type { Actions, AuthMode, Banner, Model, Waiting } from "./state";
 
-export function render(root: HTMLElement, model: Model, actions: Actions): void {
+/** The parts that stay across renders: the tab bar (banner landmark), the main landmark with
+ * the tab panel that each render replaces, and a live region that is never rebuilt (so that what
+ * it says is announced). */
+export function skeleton(app: HTMLElement): { screen: HTMLElement; live: HTMLElement } {
+  const screen = h("div", { id: "panel", role: "tabpanel", "aria-labelledby": "tab-account" });
+  const live = h("div", { id: "live", className: "sr-only", role: "status", "aria-live": "polite" });
+  mount(
+    app,
+    h(
+      "header",
+      { className: "tabs" },
+      h("div", { role: "tablist", "aria-label": "Mascot" }, h("button", { className: "tab active", role: "tab", id: "tab-account", "aria-selected": "true", "aria-controls": "panel", type: "button" }, "Account")),
+    ),
+    h("main", {}, screen, live),
+  );
+  return { screen, live };
+}
+
+export function render(root: HTMLElement, live: HTMLElement, model: Model, actions: Actions): void {
   // Keep the keyboard where it was: elements are rebuilt on each render, so focus follows the id.
   const active = document.activeElement;
   const keep = model.focus ?? (active && active !== document.body && root.contains(active) ? active.id || null : null);
@@ -13,18 +31,22 @@ export function render(root: HTMLElement, model: Model, actions: Actions): void 
     const el = root.querySelector<HTMLElement>(`#${CSS.escape(keep)}`);
     el?.focus();
   }
+  if (model.announce) live.textContent = model.announce;
 }
 
 function screen(model: Model, actions: Actions): (HTMLElement | null)[] {
-  const header = h("header", { className: "tabs", role: "tablist" }, h("button", { className: "tab active", role: "tab", "aria-selected": "true", type: "button" }, "Account"));
   const banner = bannerView(model.banner);
   switch (model.screen.kind) {
     case "loading":
-      return [header, banner, model.banner ? null : h("div", { className: "loading", role: "status" }, h("span", { className: "spinner", "aria-hidden": "true" }), "Loading your account…")];
+      return [
+        h("h1", { className: "sr-only" }, "Your Mascot account"),
+        banner,
+        model.banner ? null : h("div", { className: "loading", role: "status" }, h("span", { className: "spinner", "aria-hidden": "true" }), "Loading your account…"),
+      ];
     case "signed-out":
-      return [header, banner, authView(model, actions, model.screen.mode)];
+      return [banner, authView(model, actions, model.screen.mode)];
     case "account":
-      return [header, banner, balanceView(model, actions), model.waiting ? waitingView(model.waiting, actions) : packsView(model, actions), historyView(model, actions)];
+      return [banner, balanceView(model, actions), model.waiting ? waitingView(model.waiting, actions) : packsView(model, actions), historyView(model, actions)];
   }
 }
 
@@ -86,11 +108,11 @@ function balanceView(model: Model, actions: Actions): HTMLElement {
     h(
       "div",
       { className: "row" },
-      h("div", {}, h("div", { className: "muted small" }, "Your balance"), h("div", { className: "big", id: "balance" }, b ? credits(b.balance) : "—")),
+      h("div", {}, h("h1", { className: "muted small label" }, "Your balance"), h("div", { className: "big", id: "balance" }, b ? credits(b.balance) : "—")),
       h("button", { type: "button", className: "icon", id: "refresh", title: "Refresh", "aria-label": "Refresh balance and history", disabled: model.busy, onclick: () => actions.refresh() }, "↻"),
     ),
     b && b.held > 0 ? h("div", { className: "muted small", id: "held" }, `${credits(b.held)} on hold for running jobs · ${credits(b.available)} available`) : null,
-    b && b.balance < 0 ? h("div", { className: "warn small" }, "Your balance is negative after a refund or dispute. Buy credits to continue.") : null,
+    b && b.balance < 0 ? h("div", { className: "warn small", id: "negative" }, "Your balance is negative after a refund or dispute. Buy credits to continue.") : null,
     h(
       "div",
       { className: "row small muted" },
