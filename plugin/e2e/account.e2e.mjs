@@ -133,6 +133,22 @@ test("the keyboard reaches every action in order, with the focus always visible"
   assert.ok(await ui.locator("#pack-pack_75").isChecked());
 });
 
+test("each pack shows its price per credit, and the cheapest per credit is marked Best value", async () => {
+  // The catalogue as the server sends it; the UI must agree with it, whatever its prices.
+  const { packs } = await page.evaluate(async (api) => (await fetch(`${api}/api/v1/billing/packs`)).json(), demo.api);
+  assert.ok(packs.length > 1);
+  const cheapest = packs.reduce((a, b) => (b.price_cents * a.credits < a.price_cents * b.credits ? b : a));
+  for (const p of packs) {
+    const row = ui.locator(`label[data-pack="${p.id}"]`);
+    const text = await row.textContent();
+    const unit = new Intl.NumberFormat("en-US", { style: "currency", currency: p.currency.toUpperCase() }).format(p.price_cents / p.credits / 100);
+    assert.ok(text.includes(p.label), `${p.id} shows the server's label: ${text}`);
+    assert.ok(text.includes(`${unit} per credit`), `${p.id} shows ${unit} per credit: ${text}`);
+    assert.equal(await row.locator(".best-value").count(), p.id === cheapest.id ? 1 : 0, `${p.id}: ${text}`);
+  }
+  assert.equal(await ui.locator(".best-value").count(), 1);
+});
+
 test("reopening the plugin during a payment resumes waiting for it", async () => {
   await ui.locator('label[data-pack="pack_25"]').click();
   await ui.locator("#buy").click();

@@ -1,7 +1,7 @@
 // The Account tab's view: pure functions from the model to elements. Each screen is one function;
 // events call the actions and never change anything here. `render` is the only renderer.
 import { h, mount } from "./dom";
-import { credits, delta, money, packLabel, when } from "./format";
+import { bestValue, credits, delta, perCredit, when } from "./format";
 import type { Actions, AuthMode, Banner, Model, Waiting } from "./state";
 
 /** The parts that stay across renders: the tab bar (banner landmark), the main landmark with
@@ -123,13 +123,16 @@ function balanceView(model: Model, actions: Actions): HTMLElement {
 }
 
 function packsView(model: Model, actions: Actions): HTMLElement {
+  // What each pack is and costs comes from the server's catalogue (its label); the view only
+  // divides price by credits and points at the cheapest per credit.
+  const best = bestValue(model.packs);
   const options = model.packs.map((p) =>
     h(
       "label",
       { className: `pack${p.id === model.selected ? " selected" : ""}`, "data-pack": p.id },
       h("input", { type: "radio", name: "pack", id: `pack-${p.id}`, value: p.id, checked: p.id === model.selected, onchange: () => actions.select(p.id) }),
-      h("span", { className: "pack-credits" }, credits(p.credits)),
-      h("span", { className: "pack-price" }, money(p.price_cents, p.currency)),
+      h("span", { className: "pack-label" }, h("span", { className: "pack-name" }, p.label), h("span", { className: "pack-unit muted small" }, perCredit(p))),
+      p.id === best ? h("span", { className: "best-value" }, "Best value") : null,
     ),
   );
   const chosen = model.packs.find((p) => p.id === model.selected);
@@ -143,7 +146,7 @@ function packsView(model: Model, actions: Actions): HTMLElement {
       { type: "button", className: "primary", id: "buy", disabled: model.busy || !chosen, "aria-busy": model.busy ? "true" : undefined, onclick: () => actions.buy() },
       model.busy ? "Opening checkout…" : "Buy more credits",
     ),
-    h("p", { className: "muted small" }, chosen ? `${packLabel(chosen)}. You pay securely with Stripe in your browser.` : ""),
+    h("p", { className: "muted small" }, chosen ? `${chosen.label}. You pay securely with Stripe in your browser.` : ""),
   );
 }
 
