@@ -13,6 +13,7 @@ let demo;
 let chrome;
 let page;
 let ui;
+let apiOffline = false;
 
 before(async () => {
   const built = fs.readFileSync(path.join(root, "plugin/dist/manifest.json"), "utf8");
@@ -21,6 +22,12 @@ before(async () => {
   demo = await startDemo(port);
   chrome = await launchBrowser();
   const context = await chrome.browser.newContext({ viewport: { width: 1200, height: 760 } });
+  // Lets a test cut the API off (installed up front: Chromium runs the sandboxed plugin frame in a
+  // process of its own, and a route added later does not always reach it).
+  await context.route(
+    (url) => url.pathname.startsWith("/api/"),
+    (route) => (apiOffline ? route.abort("internetdisconnected") : route.continue()),
+  );
   page = await context.newPage();
   // Record openExternal calls instead of opening real tabs (the test follows the URL itself).
   await page.addInitScript(() => {
@@ -174,6 +181,18 @@ test("sign out clears the session; signing in again restores the account", async
   await host(() => window.__figmaHost.reopen());
   await waitText("#balance", "100 credits");
   assert.equal(await text("#signed-in-as"), "figma-user@example.com");
+});
+
+test("when the server cannot be reached, the tab says so and Try again recovers", async () => {
+  // Every API request fails as if offline (the host page and the plugin's files still load).
+  apiOffline = true;
+  try {
+    await everyTheme("account-error", () => waitText(".banner.error", "You seem to be offline"));
+  } finally {
+    apiOffline = false;
+  }
+  await ui.locator("#retry").click();
+  await waitText("#balance", "100 credits");
 });
 
 test("a wrong password shows its message", async () => {

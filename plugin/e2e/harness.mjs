@@ -44,7 +44,10 @@ export async function launchBrowser() {
   // playwright gives each launch a fresh, temporary profile (the empty --user-data-dir we want).
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    // IsolateSandboxedIframes off: the plugin's sandboxed frame then shares the page's process, so
+    // request routing set up by a test reaches it every time (in a process of its own it did not
+    // always); the frame's origin stays "null".
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-features=IsolateSandboxedIframes"],
   });
   return {
     browser,
