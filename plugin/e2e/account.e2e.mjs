@@ -58,6 +58,24 @@ async function everyTheme(name, reach) {
   }
 }
 
+/** The ids Tab reaches from the tab bar, each marked when its focus ring is not visible. */
+async function tabOrder(count) {
+  const frame = await pluginFrame(page);
+  await ui.locator("#tab-account").focus();
+  const order = [];
+  for (let i = 0; i < count; i++) {
+    await page.keyboard.press("Tab");
+    order.push(
+      await frame.evaluate(() => {
+        const el = document.activeElement;
+        const style = getComputedStyle(el);
+        return `${el.id}${style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2 ? "" : " (focus not visible)"}`;
+      }),
+    );
+  }
+  return order;
+}
+
 async function signUp(email, password) {
   await ui.locator("#auth-switch").click();
   await ui.locator("#email").fill(email);
@@ -92,6 +110,7 @@ test("signing in and creating an account: no accessibility violation, light and 
   });
   await ui.locator("#auth-switch").click();
   await waitText("h1", "Sign in to Mascot");
+  assert.deepEqual(await tabOrder(4), ["email", "password", "auth-submit", "auth-switch"]);
 });
 
 test("create an account, buy 75 credits, and see them arrive without a reload", async () => {
@@ -118,20 +137,8 @@ test("create an account, buy 75 credits, and see them arrive without a reload", 
 
 test("the keyboard reaches every action in order, with the focus always visible", async () => {
   const frame = await pluginFrame(page);
-  await ui.locator("#tab-account").focus();
-  const order = [];
-  for (let i = 0; i < 4; i++) {
-    await page.keyboard.press("Tab");
-    order.push(
-      await frame.evaluate(() => {
-        const el = document.activeElement;
-        const style = getComputedStyle(el);
-        return `${el.id}${style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2 ? "" : " (focus not visible)"}`;
-      }),
-    );
-  }
   // The radio group is one stop (the checked pack); the arrows move within it.
-  assert.deepEqual(order, ["refresh", "sign-out", "pack-pack_75", "buy"]);
+  assert.deepEqual(await tabOrder(4), ["refresh", "sign-out", "pack-pack_75", "buy"]);
   await ui.locator("#pack-pack_75").focus();
   await page.keyboard.press("ArrowDown");
   assert.equal(await frame.evaluate(() => document.activeElement.id), "pack-pack_200", "focus stays on the pack chosen with the keyboard");
