@@ -41,10 +41,13 @@ const ui = await esbuild.build({
   // wasm-bindgen's default URL lookup is never used (we pass the bytes); keep it inert.
   define: { "import.meta.url": '"about:blank"' },
   logLevel: "warning",
+  // wasm-bindgen's glue lists the client's JS snippet once per function it imports directly
+  // from it: the same module under the same key, harmless.
+  logOverride: { "duplicate-object-key": "silent" },
 });
 const css = await esbuild.transform(fs.readFileSync(path.join(here, "src/ui/styles.css"), "utf8"), { loader: "css", minify: true });
 const js = ui.outputFiles[0].text.replace(/<\/script/gi, "<\\/script");
-const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>Mascot</title><style>${css.code}</style></head><body><div id="app" aria-live="polite"></div><script>${js}</script></body></html>`;
+const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>Mascot</title><style>${css.code}</style></head><body><div id="app"></div><script>${js}</script></body></html>`;
 fs.writeFileSync(path.join(dist, "ui.html"), html);
 
 const manifest = JSON.parse(fs.readFileSync(path.join(here, "manifest.json"), "utf8"));

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { launchBrowser, root, startDemo } from "./harness.mjs";
+import { axeViolations, launchBrowser, pluginFrame, root, startDemo } from "./harness.mjs";
 
 const port = Number(process.env.E2E_PORT ?? 8080);
 const shots = path.join(root, "artifacts/screenshots");
@@ -13,6 +13,7 @@ let demo;
 let chrome;
 let page;
 let ui;
+let apiOffline = false;
 
 before(async () => {
   const built = fs.readFileSync(path.join(root, "plugin/dist/manifest.json"), "utf8");
@@ -21,6 +22,12 @@ before(async () => {
   demo = await startDemo(port);
   chrome = await launchBrowser();
   const context = await chrome.browser.newContext({ viewport: { width: 1200, height: 760 } });
+  // Lets a test cut the API off (installed up front: Chromium runs the sandboxed plugin frame in a
+  // process of its own, and a route added later does not always reach it).
+  await context.route(
+    (url) => url.pathname.startsWith("/api/"),
+    (route) => (apiOffline ? route.abort("internetdisconnected") : route.continue()),
+  );
   page = await context.newPage();
   // Record openExternal calls instead of opening real tabs (the test follows the URL itself).
   await page.addInitScript(() => {
@@ -35,9 +42,39 @@ after(async () => {
   await demo?.stop();
 });
 
-const host = (fn) => page.evaluate(fn);
+const host = (fn, arg) => page.evaluate(fn, arg);
 const text = (selector) => ui.locator(selector).textContent();
 const waitText = (selector, hasText, timeout = 15_000) => ui.locator(selector, { hasText }).waitFor({ timeout });
+
+/** Shows one screen in Figma's light and dark themes (the host reopens the plugin for each, and
+ * `reach` brings it back to the screen): axe-core finds no violation, and a screenshot of each is
+ * kept in artifacts/screenshots/<name>-<theme>.png. Ends in the dark theme, as the tests start. */
+async function everyTheme(name, reach) {
+  for (const theme of ["light", "dark"]) {
+    await host((t) => window.__figmaHost.setTheme(t), theme);
+    await reach();
+    assert.deepEqual(await axeViolations(page), [], `${name}, ${theme}`);
+    await page.locator(".panel").screenshot({ path: path.join(shots, `${name}-${theme}.png`) });
+  }
+}
+
+/** The ids Tab reaches from the tab bar, each marked when its focus ring is not visible. */
+async function tabOrder(count) {
+  const frame = await pluginFrame(page);
+  await ui.locator("#tab-account").focus();
+  const order = [];
+  for (let i = 0; i < count; i++) {
+    await page.keyboard.press("Tab");
+    order.push(
+      await frame.evaluate(() => {
+        const el = document.activeElement;
+        const style = getComputedStyle(el);
+        return `${el.id}${style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2 ? "" : " (focus not visible)"}`;
+      }),
+    );
+  }
+  return order;
+}
 
 async function signUp(email, password) {
   await ui.locator("#auth-switch").click();
@@ -65,6 +102,17 @@ test("the origin of the plugin UI is null, as in Figma", async () => {
   assert.equal(origin, "null");
 });
 
+test("signing in and creating an account: no accessibility violation, light and dark", async () => {
+  await everyTheme("sign-in", () => waitText("h1", "Sign in to Mascot"));
+  await everyTheme("sign-up", async () => {
+    await ui.locator("#auth-switch").click();
+    await waitText("h1", "Create your Mascot account");
+  });
+  await ui.locator("#auth-switch").click();
+  await waitText("h1", "Sign in to Mascot");
+  assert.deepEqual(await tabOrder(4), ["email", "password", "auth-submit", "auth-switch"]);
+});
+
 test("create an account, buy 75 credits, and see them arrive without a reload", async () => {
   await signUp("figma-user@example.com", "correct horse");
   await waitText("#balance", "0 credits");
@@ -72,18 +120,47 @@ test("create an account, buy 75 credits, and see them arrive without a reload", 
   await ui.locator('label[data-pack="pack_75"]').click();
   await ui.locator("#buy").click();
   await waitText("#waiting-title", "Waiting for payment");
+  // Reopening resumes the wait, so the waiting screen can be checked in both themes.
+  await everyTheme("waiting-for-payment", () => waitText("#waiting-title", "Waiting for payment"));
   const success = await payOpenedCheckout(0);
   assert.match(success, /75 credits were added/);
-  // The tab was waiting: the balance changes by itself.
+  // The tab was waiting: the balance changes by itself, and the live region says so.
   await waitText("#balance", "75 credits");
   await waitText("#history", "Bought 75 credits ($12.99)");
   await waitText(".banner.success", "75 credits added");
+  await waitText("#live", "75 credits added. Thank you! Your balance is now 75 credits.");
+  assert.equal(await ui.locator("#live").getAttribute("aria-live"), "polite");
   const toasts = await host(() => window.__figmaHost.notified);
   assert.ok(toasts.some((t) => t.includes("75 credits added")), JSON.stringify(toasts));
-  await page.locator(".panel").screenshot({ path: path.join(shots, "account-dark.png") });
-  await host(() => window.__figmaHost.setTheme("light"));
-  await waitText("#balance", "75 credits");
-  await page.locator(".panel").screenshot({ path: path.join(shots, "account-light.png") });
+  await everyTheme("account", () => waitText("#history", "Bought 75 credits ($12.99)"));
+});
+
+test("the keyboard reaches every action in order, with the focus always visible", async () => {
+  const frame = await pluginFrame(page);
+  // The radio group is one stop (the checked pack); the arrows move within it.
+  assert.deepEqual(await tabOrder(4), ["refresh", "sign-out", "pack-pack_75", "buy"]);
+  await ui.locator("#pack-pack_75").focus();
+  await page.keyboard.press("ArrowDown");
+  assert.equal(await frame.evaluate(() => document.activeElement.id), "pack-pack_200", "focus stays on the pack chosen with the keyboard");
+  assert.ok(await ui.locator("#pack-pack_200").isChecked());
+  await page.keyboard.press("ArrowUp");
+  assert.ok(await ui.locator("#pack-pack_75").isChecked());
+});
+
+test("each pack shows its price per credit, and the cheapest per credit is marked Best value", async () => {
+  // The catalogue as the server sends it; the UI must agree with it, whatever its prices.
+  const { packs } = await page.evaluate(async (api) => (await fetch(`${api}/api/v1/billing/packs`)).json(), demo.api);
+  assert.ok(packs.length > 1);
+  const cheapest = packs.reduce((a, b) => (b.price_cents * a.credits < a.price_cents * b.credits ? b : a));
+  for (const p of packs) {
+    const row = ui.locator(`label[data-pack="${p.id}"]`);
+    const text = await row.textContent();
+    const unit = new Intl.NumberFormat("en-US", { style: "currency", currency: p.currency.toUpperCase() }).format(p.price_cents / p.credits / 100);
+    assert.ok(text.includes(p.label), `${p.id} shows the server's label: ${text}`);
+    assert.ok(text.includes(`${unit} per credit`), `${p.id} shows ${unit} per credit: ${text}`);
+    assert.equal(await row.locator(".best-value").count(), p.id === cheapest.id ? 1 : 0, `${p.id}: ${text}`);
+  }
+  assert.equal(await ui.locator(".best-value").count(), 1);
 });
 
 test("reopening the plugin during a payment resumes waiting for it", async () => {
@@ -113,11 +190,29 @@ test("sign out clears the session; signing in again restores the account", async
   assert.equal(await text("#signed-in-as"), "figma-user@example.com");
 });
 
+test("when the server cannot be reached, the tab says so and Try again recovers", async () => {
+  // Every API request fails as if offline (the host page and the plugin's files still load).
+  apiOffline = true;
+  try {
+    await everyTheme("account-error", () => waitText(".banner.error", "You seem to be offline"));
+  } finally {
+    apiOffline = false;
+  }
+  await ui.locator("#retry").click();
+  await waitText("#balance", "100 credits");
+});
+
 test("a wrong password shows its message", async () => {
   await ui.locator("#sign-out").click();
   await ui.locator("#email").fill("figma-user@example.com");
   await ui.locator("#password").fill("not my password");
   await ui.locator("#auth-submit").click();
   await waitText(".banner.error", "Wrong email or password.");
-  await page.locator(".panel").screenshot({ path: path.join(shots, "sign-in-error.png") });
+  assert.equal(await (await pluginFrame(page)).evaluate(() => document.activeElement.id), "password", "focus goes to the field to fix");
+  await everyTheme("sign-in-error", async () => {
+    await ui.locator("#email").fill("figma-user@example.com");
+    await ui.locator("#password").fill("not my password");
+    await ui.locator("#auth-submit").click();
+    await waitText(".banner.error", "Wrong email or password.");
+  });
 });

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
+import * as esbuild from "esbuild";
 import { launchBrowser, root, startDemo } from "./harness.mjs";
 
 let demo;
@@ -16,7 +17,16 @@ before(async () => {
   page = await chrome.browser.newPage();
   // A page of the local server: Chromium refuses loopback fetches from about:blank.
   await page.goto(`${demo.api}/healthz`);
-  const glue = fs.readFileSync(path.join(root, "plugin/pkg/plugin_client.js"), "utf8");
+  // The glue imports the client's JS snippet (pkg/snippets/): bundle them into one module, as
+  // the plugin build does.
+  const bundled = await esbuild.build({
+    entryPoints: [path.join(root, "plugin/pkg/plugin_client.js")],
+    bundle: true,
+    format: "esm",
+    write: false,
+    logLevel: "error",
+  });
+  const glue = bundled.outputFiles[0].text;
   const wasm = fs.readFileSync(path.join(root, "plugin/pkg/plugin_client_bg.wasm")).toString("base64");
   await page.evaluate(
     async ({ glue, wasm }) => {

@@ -44,7 +44,10 @@ export async function launchBrowser() {
   // playwright gives each launch a fresh, temporary profile (the empty --user-data-dir we want).
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    // IsolateSandboxedIframes off: the plugin's sandboxed frame then shares the page's process, so
+    // request routing set up by a test reaches it every time (in a process of its own it did not
+    // always); the frame's origin stays "null".
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-features=IsolateSandboxedIframes"],
   });
   return {
     browser,
@@ -52,4 +55,30 @@ export async function launchBrowser() {
       await browser.close();
     },
   };
+}
+
+/** The plugin UI's frame in the host page (a new one after each reopen or theme change). */
+export async function pluginFrame(page) {
+  const handle = await page.locator("#plugin-slot iframe").elementHandle();
+  return handle.contentFrame();
+}
+
+const axeSource = fs.readFileSync(path.join(root, "plugin/node_modules/axe-core/axe.min.js"), "utf8");
+
+/** Runs axe-core inside the plugin frame (every rule axe enables by default: WCAG A/AA and
+ * best practices) and returns its violations, one readable line each. */
+export async function axeViolations(page) {
+  const frame = await pluginFrame(page);
+  await frame.evaluate((src) => {
+    if (!window.axe) (0, eval)(src);
+  }, axeSource);
+  const result = await frame.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ["violations"] });
+    return { violations: r.violations, ran: [...r.passes, ...r.violations, ...r.incomplete, ...r.inapplicable].map((x) => x.id) };
+  });
+  // Make sure the best-practice rules really ran (a silent change of axe's defaults would hide them).
+  for (const id of ["region", "landmark-one-main", "page-has-heading-one", "aria-allowed-role", "color-contrast"]) {
+    if (!result.ran.includes(id)) throw new Error(`axe did not run ${id}`);
+  }
+  return result.violations.map((v) => `${v.id} (${v.impact}): ${v.help}: ${v.nodes.map((n) => `${n.target.join(" ")} ${n.failureSummary ?? ""}`).join(" | ")}`);
 }

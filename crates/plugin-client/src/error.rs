@@ -1,10 +1,8 @@
 //! The one error every method rejects with.
 
-use api_types::ErrorEnvelope;
-use serde::Serialize;
+use crate::json::{self, Object};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// The server answered with an error status (see `status` and `code`).
     Http,
@@ -22,8 +20,23 @@ pub enum ErrorKind {
     Decode,
 }
 
-/// Serialised to JS as `{kind, status, code, message}` (see the `MascotError` TypeScript type).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+impl ErrorKind {
+    /// The `kind` string of the `MascotError` TypeScript type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Http => "http",
+            ErrorKind::Network => "network",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::PaymentFailed => "payment_failed",
+            ErrorKind::CheckoutExpired => "checkout_expired",
+            ErrorKind::Decode => "decode",
+        }
+    }
+}
+
+/// Reaches JS as `{kind, status, code, message}` (see the `MascotError` TypeScript type).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MascotError {
     pub kind: ErrorKind,
     /// HTTP status, 0 when there was no HTTP answer.
@@ -38,46 +51,106 @@ impl MascotError {
         MascotError { kind, status, code: code.to_string(), message: message.into() }
     }
 
-    /// From an error answer: the JSON envelope when there is one.
+    /// From an error answer: the server's `{"error":{"code","message"}}` envelope when the body is
+    /// one (read by the same JSON reader as every answer), else `http_<status>`.
     pub fn from_envelope(status: u16, body: &str) -> Self {
-        match parse_envelope(body) {
-            Some(env) => MascotError::new(ErrorKind::Http, status, &env.error.code, env.error.message),
-            None => MascotError::new(
-                ErrorKind::Http,
-                status,
-                &format!("http_{status}"),
-                format!("The server answered {status}."),
-            ),
+        let env = json::parse(body);
+        let field = |k| env.as_ref().and_then(|v| v.str_at(&["error", k]));
+        match (field("code"), field("message")) {
+            (Some(code), Some(message)) => MascotError::new(ErrorKind::Http, status, code, message),
+            _ => {
+                let mut n = String::new();
+                json::write_int(&mut n, status.into());
+                let message = "The server answered ".to_string() + &n + ".";
+                MascotError::new(ErrorKind::Http, status, &("http_".to_string() + &n), message)
+            }
         }
     }
 
-    pub fn network(detail: impl std::fmt::Display) -> Self {
+    pub fn network(detail: &str) -> Self {
         MascotError::new(
             ErrorKind::Network,
             0,
             "network",
-            format!("Cannot reach the Mascot server. Check your connection. ({detail})"),
+            "Cannot reach the Mascot server. Check your connection. (".to_string() + detail + ")",
         )
+    }
+
+    pub fn decode(status: u16, message: &str) -> Self {
+        MascotError::new(ErrorKind::Decode, status, "decode", message)
+    }
+
+    pub fn cancelled() -> Self {
+        MascotError::new(ErrorKind::Cancelled, 0, "cancelled", "Stopped waiting for the payment.")
+    }
+
+    /// `{"kind","status","code","message"}`, for the JS side.
+    pub fn to_json(&self) -> String {
+        Object::default()
+            .str("kind", self.kind.as_str())
+            .int("status", self.status.into())
+            .str("code", &self.code)
+            .str("message", &self.message)
+            .finish()
     }
 }
 
-#[cfg(target_arch = "wasm32")]
-fn parse_envelope(body: &str) -> Option<ErrorEnvelope> {
-    let value = js_sys::JSON::parse(body).ok()?;
-    serde_wasm_bindgen::from_value(value).ok()
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-#[cfg(not(target_arch = "wasm32"))]
-fn parse_envelope(body: &str) -> Option<ErrorEnvelope> {
-    // Native builds (unit tests) read the envelope by hand: the Wasm build has no serde_json.
-    let code = between(body, "\"code\":\"", "\"")?;
-    let message = between(body, "\"message\":\"", "\"")?;
-    Some(ErrorEnvelope { error: api_types::ErrorBody { code, message } })
-}
+    #[test]
+    fn reads_the_servers_envelope() {
+        let e = MascotError::from_envelope(
+            401,
+            r#"{"error":{"code":"invalid_credentials","message":"Wrong email or password."}}"#,
+        );
+        assert_eq!(
+            (e.kind, e.status, e.code.as_str(), e.message.as_str()),
+            (ErrorKind::Http, 401, "invalid_credentials", "Wrong email or password.")
+        );
+    }
 
-#[cfg(not(target_arch = "wasm32"))]
-fn between(text: &str, start: &str, end: &str) -> Option<String> {
-    let from = text.find(start)? + start.len();
-    let len = text[from..].find(end)?;
-    Some(text[from..from + len].to_string())
+    #[test]
+    fn decodes_escapes_in_the_envelope_and_the_field_order_does_not_matter() {
+        // What the server's serializer (serde_json, through api-types) writes for such a message.
+        let body = serde_json::to_string(&api_types::ErrorEnvelope {
+            error: api_types::ErrorBody {
+                code: "validation".into(),
+                message: "The field \"email\" is invalid:\n\tuse a\\b — café 😀".into(),
+            },
+        })
+        .unwrap();
+        let e = MascotError::from_envelope(422, &body);
+        assert_eq!(e.code, "validation");
+        assert_eq!(e.message, "The field \"email\" is invalid:\n\tuse a\\b — café 😀");
+        let e = MascotError::from_envelope(
+            409,
+            r#" { "error" : { "message" : "\u00c9t\u00e9 \"x\"", "code" : "conflict" } } "#,
+        );
+        assert_eq!((e.code.as_str(), e.message.as_str()), ("conflict", "Été \"x\""));
+    }
+
+    #[test]
+    fn anything_else_is_http_status() {
+        for body in
+            ["<html>Bad gateway</html>", "", "{}", r#"{"error":"nope"}"#, r#"{"error":{"code":1,"message":"x"}}"#]
+        {
+            let e = MascotError::from_envelope(502, body);
+            assert_eq!(
+                (e.kind, e.code.as_str(), e.message.as_str()),
+                (ErrorKind::Http, "http_502", "The server answered 502.")
+            );
+        }
+    }
+
+    #[test]
+    fn reaches_js_as_the_typescript_shape() {
+        let e = MascotError::new(ErrorKind::PaymentFailed, 0, "payment_failed", "Say \"no\"");
+        let v = json::parse(&e.to_json()).unwrap();
+        assert_eq!(v.str_at(&["kind"]), Some("payment_failed"));
+        assert_eq!(v.get("status"), Some(&json::Value::Number("0".into())));
+        assert_eq!(v.str_at(&["code"]), Some("payment_failed"));
+        assert_eq!(v.str_at(&["message"]), Some("Say \"no\""));
+    }
 }

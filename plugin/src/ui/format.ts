@@ -18,6 +18,24 @@ export function when(iso: string): string {
   return Number.isNaN(d.getTime()) ? iso : d.toLocaleString("en-US", { month: "short", day: "numeric", hour: "numeric", minute: "2-digit" });
 }
 
-export function packLabel(pack: Pack): string {
-  return `${credits(pack.credits)} · ${money(pack.price_cents, pack.currency)}`;
+/** The pack's price for one credit, e.g. "$0.17 per credit". */
+export function perCredit(pack: Pack): string {
+  return `${money(pack.price_cents / pack.credits, pack.currency)} per credit`;
+}
+
+/** The id of the pack that is cheapest per credit, compared exactly (price × credits, no
+ * rounding), or null when none is strictly cheaper than all the others (nothing to point at). */
+export function bestValue(packs: Pack[]): string | null {
+  let best: Pack | null = null;
+  let tie = false;
+  for (const p of packs) {
+    if (p.credits <= 0) continue;
+    if (!best || p.price_cents * best.credits < best.price_cents * p.credits) {
+      best = p;
+      tie = false;
+    } else if (p.price_cents * best.credits === best.price_cents * p.credits) {
+      tie = true;
+    }
+  }
+  return best && !tie && packs.length > 1 ? best.id : null;
 }

@@ -3,7 +3,8 @@
 import init, { MascotClient } from "../../pkg/plugin_client.js";
 import wasmBytes from "../../pkg/plugin_client_bg.wasm";
 import type { ToMain, ToUi } from "../protocol";
-import { AccountTab } from "./account";
+import { AccountState } from "./state";
+import { render, skeleton } from "./view";
 
 function toMain(message: ToMain): void {
   parent.postMessage({ pluginMessage: message }, "*");
@@ -11,13 +12,14 @@ function toMain(message: ToMain): void {
 
 async function start(): Promise<void> {
   await init({ module_or_path: wasmBytes });
-  const root = document.getElementById("app");
-  if (!root) return;
+  const app = document.getElementById("app");
+  if (!app) return;
+  const { screen, live } = skeleton(app);
   window.addEventListener("message", (event: MessageEvent) => {
     const message = (event.data as { pluginMessage?: ToUi } | null)?.pluginMessage;
     if (message?.type === "init") {
       const client = new MascotClient(message.apiBase, message.token);
-      new AccountTab(root, client, toMain).start();
+      new AccountState(client, toMain, (model, actions) => render(screen, live, model, actions)).start();
     }
   });
   toMain({ type: "ready" });

@@ -1,0 +1,303 @@
+//! The client against a scripted transport: the requests it makes, how it reads the answers,
+//! and the long-poll's back-off, time-out and cancellation, on a fake clock.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use api_types::{AuthResponse, CheckoutStatus, CheckoutStatusResponse, Credentials, SpendRequest, User};
+
+use super::*;
+
+enum Step {
+    /// Answer after `ms` of (fake) time.
+    Reply(Reply, f64),
+    /// Never answer until aborted.
+    Hold,
+}
+
+#[derive(Default)]
+struct Script {
+    steps: RefCell<VecDeque<Step>>,
+    sent: RefCell<Vec<Request>>,
+    clock: Cell<f64>,
+    slept: RefCell<Vec<u32>>,
+    aborted: Cell<bool>,
+}
+
+impl Script {
+    fn answer(self, status: u16, body: &str) -> Self {
+        self.after(0.0, Reply::Answer { status, body: body.into() })
+    }
+
+    fn after(self, ms: f64, reply: Reply) -> Self {
+        self.steps.borrow_mut().push_back(Step::Reply(reply, ms));
+        self
+    }
+
+    fn hold(self) -> Self {
+        self.steps.borrow_mut().push_back(Step::Hold);
+        self
+    }
+}
+
+struct Held<'a>(&'a Script);
+
+impl Future for Held<'_> {
+    type Output = Reply;
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Reply> {
+        if self.0.aborted.replace(false) {
+            Poll::Ready(Reply::Aborted)
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl Transport for Script {
+    async fn send(&self, request: Request) -> Reply {
+        self.sent.borrow_mut().push(request);
+        let step = self.steps.borrow_mut().pop_front().expect("a scripted answer for every request");
+        match step {
+            Step::Reply(reply, ms) => {
+                self.clock.set(self.clock.get() + ms);
+                reply
+            }
+            Step::Hold => Held(self).await,
+        }
+    }
+    async fn sleep(&self, ms: u32) {
+        self.slept.borrow_mut().push(ms);
+        self.clock.set(self.clock.get() + f64::from(ms));
+    }
+    fn now_ms(&self) -> f64 {
+        self.clock.get()
+    }
+    fn abort(&self) {
+        self.aborted.set(true);
+    }
+}
+
+fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..1000 {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+    panic!("the future never finished");
+}
+
+fn client(script: Script, token: Option<&str>) -> Client<Script> {
+    Client::new("http://api.test/", token.map(String::from), script)
+}
+
+fn sent(c: &Client<Script>) -> Vec<Request> {
+    c.transport().sent.borrow().clone()
+}
+
+fn auth_json() -> String {
+    serde_json::to_string(&AuthResponse {
+        token: "mct_abc\"def".into(),
+        user: User { id: "u1".into(), email: "a@b.c".into() },
+        device_token: "mcd_xyz".into(),
+    })
+    .unwrap()
+}
+
+#[test]
+fn backoff_doubles_then_caps() {
+    let steps: Vec<u32> = (0..7).map(backoff_ms).collect();
+    assert_eq!(steps, vec![500, 1000, 2000, 4000, 8000, 8000, 8000]);
+}
+
+#[test]
+fn encodes_like_encode_uri_component() {
+    assert_eq!(encode_component("cs_test_a1B2"), "cs_test_a1B2");
+    assert_eq!(encode_component("a b/c?d&e=f#g+h"), "a%20b%2Fc%3Fd%26e%3Df%23g%2Bh");
+    assert_eq!(encode_component("-_.!~*'()"), "-_.!~*'()");
+    assert_eq!(encode_component("é😀"), "%C3%A9%F0%9F%98%80");
+}
+
+#[test]
+fn login_sends_the_credentials_and_keeps_the_token() {
+    let c = client(Script::default().answer(200, &auth_json()), None);
+    let text = block_on(c.login("a@b.c", "pa\"ss\\word\n")).unwrap();
+    assert_eq!(text, auth_json(), "the answer is passed on as the server wrote it");
+    assert_eq!(c.token().as_deref(), Some("mct_abc\"def"));
+    let req = &sent(&c)[0];
+    assert_eq!((req.method, req.url.as_str()), (Method::Post, "http://api.test/api/v1/auth/login"));
+    assert_eq!(req.headers, vec![("Content-Type", "application/json".to_string())]);
+    let want = serde_json::to_string(&Credentials {
+        email: "a@b.c".into(),
+        password: "pa\"ss\\word\n".into(),
+        device_token: None,
+    })
+    .unwrap();
+    assert_eq!(req.body.as_deref(), Some(want.as_str()), "the same JSON the server's types read");
+}
+
+#[test]
+fn signed_in_requests_carry_the_bearer_token() {
+    let script = Script::default().answer(200, r#"{"balance":5,"available":5,"held":0}"#).answer(200, "{}");
+    let c = client(script, Some("mct_t"));
+    block_on(c.balance()).unwrap();
+    block_on(c.spend(3, "render", "key-1")).unwrap();
+    let reqs = sent(&c);
+    assert_eq!(reqs[0].url, "http://api.test/api/v1/credits/balance");
+    assert_eq!(reqs[0].headers, vec![("Authorization", "Bearer mct_t".to_string())]);
+    assert_eq!(
+        reqs[1].headers,
+        vec![
+            ("Authorization", "Bearer mct_t".to_string()),
+            ("Idempotency-Key", "key-1".to_string()),
+            ("Content-Type", "application/json".to_string()),
+        ]
+    );
+    let want = serde_json::to_string(&SpendRequest { amount: 3, reason: "render".into() }).unwrap();
+    assert_eq!(reqs[1].body.as_deref(), Some(want.as_str()));
+}
+
+#[test]
+fn every_path() {
+    let script = (0..7).fold(Script::default(), |s, _| s.answer(200, "{}"));
+    let c = client(script, Some("t"));
+    block_on(async {
+        c.me().await.unwrap();
+        c.packs().await.unwrap();
+        c.history(None, None).await.unwrap();
+        c.history(Some(500), Some("2026-01-01T00:00:00Z|e 1")).await.unwrap();
+        c.start_checkout("pack_75").await.unwrap();
+        c.pending_checkouts().await.unwrap();
+        c.checkout_status("cs/1", 0).await.unwrap_err();
+    });
+    let urls: Vec<String> = sent(&c).into_iter().map(|r| r.url.replace("http://api.test", "")).collect();
+    assert_eq!(
+        urls,
+        [
+            "/api/v1/me",
+            "/api/v1/billing/packs",
+            "/api/v1/credits/history?limit=20",
+            "/api/v1/credits/history?limit=100&before=2026-01-01T00%3A00%3A00Z%7Ce%201",
+            "/api/v1/billing/checkout",
+            "/api/v1/billing/checkouts?status=pending",
+            "/api/v1/billing/checkout/cs%2F1?wait=0",
+        ]
+    );
+    assert_eq!(sent(&c)[4].body.as_deref(), Some(r#"{"pack_id":"pack_75"}"#));
+}
+
+#[test]
+fn errors_are_typed() {
+    let script = Script::default()
+        .answer(401, r#"{"error":{"code":"invalid_credentials","message":"Wrong email or password."}}"#)
+        .answer(502, "<html>Bad gateway</html>")
+        .after(0.0, Reply::Unreachable("TypeError: Failed to fetch".into()))
+        .answer(200, "not json")
+        .answer(200, "[1]")
+        .answer(200, r#"{"user":{}}"#);
+    let c = client(script, None);
+    let e = block_on(c.login("a@b.c", "x")).unwrap_err();
+    assert_eq!((e.kind, e.status, e.code.as_str()), (ErrorKind::Http, 401, "invalid_credentials"));
+    let e = block_on(c.packs()).unwrap_err();
+    assert_eq!((e.kind, e.status, e.code.as_str()), (ErrorKind::Http, 502, "http_502"));
+    let e = block_on(c.packs()).unwrap_err();
+    assert_eq!((e.kind, e.status, e.code.as_str()), (ErrorKind::Network, 0, "network"));
+    assert!(e.message.contains("Failed to fetch"), "{}", e.message);
+    let e = block_on(c.packs()).unwrap_err();
+    assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Decode, "The server's answer is not JSON."));
+    let e = block_on(c.packs()).unwrap_err();
+    assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Decode, "The server's answer is not a JSON object."));
+    let e = block_on(c.login("a@b.c", "x")).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Decode);
+    assert_eq!(c.token(), None);
+}
+
+#[test]
+fn logout_forgets_the_token_even_when_the_server_already_did() {
+    let c = client(Script::default().answer(204, ""), Some("t"));
+    block_on(c.logout()).unwrap();
+    assert_eq!(c.token(), None);
+    let c = client(Script::default().answer(401, r#"{"error":{"code":"unauthorized","message":"x"}}"#), Some("t"));
+    block_on(c.logout()).unwrap();
+    assert_eq!(c.token(), None);
+}
+
+fn status_json(status: CheckoutStatus, balance: i64) -> String {
+    serde_json::to_string(&CheckoutStatusResponse { session_id: "cs_1".into(), status, credits: 75, balance }).unwrap()
+}
+
+#[test]
+fn reads_every_checkout_status_the_server_writes() {
+    for s in [CheckoutStatus::Pending, CheckoutStatus::Credited, CheckoutStatus::Failed, CheckoutStatus::Expired] {
+        let name = serde_json::to_value(s).unwrap();
+        assert_eq!(checkout_status(name.as_str().unwrap()), Some(s));
+    }
+    assert_eq!(checkout_status("paid"), None);
+}
+
+#[test]
+fn waits_through_pending_answers_and_network_failures() {
+    let script = Script::default()
+        .after(25_000.0, Reply::Answer { status: 200, body: status_json(CheckoutStatus::Pending, 0) })
+        .after(0.0, Reply::Unreachable("offline".into()))
+        .after(0.0, Reply::Answer { status: 503, body: String::new() })
+        .after(0.0, Reply::Unreachable("offline".into()))
+        .after(0.0, Reply::Answer { status: 200, body: status_json(CheckoutStatus::Pending, 0) })
+        .after(0.0, Reply::Unreachable("offline".into()))
+        .after(3_000.0, Reply::Answer { status: 200, body: status_json(CheckoutStatus::Credited, 75) });
+    let c = client(script, Some("t"));
+    let done = block_on(c.wait_for_checkout("cs_1", Some(120_000.0))).unwrap();
+    assert_eq!(done, status_json(CheckoutStatus::Credited, 75));
+    // Back-off doubles while failures last and starts again after an answer.
+    assert_eq!(*c.transport().slept.borrow(), vec![500, 1000, 2000, 500]);
+    let reqs = sent(&c);
+    assert!(reqs
+        .iter()
+        .all(|r| r.abortable && r.url.starts_with("http://api.test/api/v1/billing/checkout/cs_1?wait=")));
+    assert_eq!(reqs[0].url, "http://api.test/api/v1/billing/checkout/cs_1?wait=25");
+}
+
+#[test]
+fn the_last_long_poll_is_no_longer_than_the_time_left_then_it_times_out() {
+    let pending = || Reply::Answer { status: 200, body: status_json(CheckoutStatus::Pending, 0) };
+    let script = Script::default().after(25_000.0, pending()).after(4_500.0, pending());
+    let c = client(script, None);
+    let e = block_on(c.wait_for_checkout("cs_1", Some(29_500.0))).unwrap_err();
+    assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Timeout, "timeout"));
+    let waits: Vec<String> = sent(&c).iter().map(|r| r.url.rsplit('=').next().unwrap().to_string()).collect();
+    assert_eq!(waits, ["25", "4"]);
+}
+
+#[test]
+fn failed_expired_and_client_errors_end_the_wait() {
+    for (reply, kind) in [
+        (status_json(CheckoutStatus::Failed, 0), ErrorKind::PaymentFailed),
+        (status_json(CheckoutStatus::Expired, 0), ErrorKind::CheckoutExpired),
+        (r#"{"session_id":"cs_1","status":"refunded"}"#.to_string(), ErrorKind::Decode),
+    ] {
+        let c = client(Script::default().answer(200, &reply), None);
+        assert_eq!(block_on(c.wait_for_checkout("cs_1", None)).unwrap_err().kind, kind);
+    }
+    let c =
+        client(Script::default().answer(404, r#"{"error":{"code":"not_found","message":"No such checkout."}}"#), None);
+    let e = block_on(c.wait_for_checkout("cs_1", None)).unwrap_err();
+    assert_eq!((e.kind, e.status, e.code.as_str()), (ErrorKind::Http, 404, "not_found"));
+}
+
+#[test]
+fn cancel_wait_aborts_the_long_poll_in_flight() {
+    let c = client(Script::default().hold(), None);
+    let mut wait = pin!(c.wait_for_checkout("cs_1", None));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(wait.as_mut().poll(&mut cx).is_pending(), "held by the server");
+    c.cancel_wait();
+    match wait.as_mut().poll(&mut cx) {
+        Poll::Ready(Err(e)) => assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Cancelled, "cancelled")),
+        other => panic!("{other:?}"),
+    }
+    assert!(!c.transport().aborted.get(), "the abort reached the transport");
+}
