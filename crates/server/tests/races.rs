@@ -52,7 +52,7 @@ fn concurrency() -> usize {
 }
 
 /// One request of a round.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Req {
     Spend {
         token: String,
@@ -97,6 +97,23 @@ enum Req {
         amount: i64,
         grant_id: String,
     },
+}
+
+/// Without the bearer tokens and event bodies (failure messages must not carry secrets).
+impl std::fmt::Debug for Req {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Req::Spend { key, amount, .. } => write!(f, "Spend {{ key: {key}, amount: {amount} }}"),
+            Req::Hold { key, amount, .. } => write!(f, "Hold {{ key: {key}, amount: {amount} }}"),
+            Req::Capture { hold, amount, .. } => write!(f, "Capture {{ hold: {hold}, amount: {amount:?} }}"),
+            Req::Release { hold, .. } => write!(f, "Release {{ hold: {hold} }}"),
+            Req::Poll { session, wait, .. } => write!(f, "Poll {{ session: {session}, wait: {wait} }}"),
+            Req::SuccessPage { session } => write!(f, "SuccessPage {{ session: {session} }}"),
+            Req::Webhook { body } => write!(f, "Webhook {{ {} bytes }}", body.len()),
+            Req::Reconcile { since } => write!(f, "Reconcile {{ since: {since} }}"),
+            Req::Grant { amount, grant_id, .. } => write!(f, "Grant {{ amount: {amount}, grant_id: {grant_id} }}"),
+        }
+    }
 }
 
 /// The status and body of an answer (an HTML page's text as a JSON string; an in-process call
