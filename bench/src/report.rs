@@ -100,6 +100,20 @@ pub fn markdown(r: &Value) -> String {
         "| long-poll on replica A, payment fulfilled on replica B | woken {}/{}; p95 {:.0} ms, max {:.0} ms (LISTEN/NOTIFY) | {} |\n",
         x["woken"], x["rounds"], f(&x["p95_ms"]), f(&x["max_ms"]), if x["woken"] == x["rounds"] { "✅" } else { "❌" }
     ));
+    for (run, what) in [
+        ("sqlite", "the SQLite runs above"),
+        ("postgres", "the PostgreSQL runs above"),
+        ("crash_restart", "the SIGKILL run"),
+        ("two_replicas", "the two-replica run"),
+    ] {
+        let a = &r[run]["audit"];
+        let clean = a["exit"] == 0 && a["violations"].as_array().is_some_and(|v| v.is_empty());
+        md.push_str(&format!(
+            "| `mascot-server audit` on the database {what} left ({} ledger entries, {} holds, {} checkout sessions) | exit {}; violations: {} | {} |\n",
+            a["checked"]["ledger_entries"], a["checked"]["holds"], a["checked"]["checkout_sessions"], a["exit"],
+            a["violations"].as_array().map_or(0, Vec::len), if clean { "✅ clean" } else { "❌" }
+        ));
+    }
     let s = &r["secrets_in_logs"];
     let clean = s["found"].as_array().is_some_and(|a| a.is_empty());
     md.push_str(&format!(

@@ -37,22 +37,52 @@ pub async fn all(server: &str, out: &Path, postgres: &str, seconds: u32) -> anyh
         eprintln!("== {backend}");
         let (url, cleanup) = fresh_db(backend, out, postgres).await?;
         let r = backend_run(server, &me, &url, backend, out, seconds, &mut tokens).await;
+        let audited = audit(server, &url);
         cleanup.run().await;
         results[backend] = r?;
+        results[backend]["audit"] = audited?;
     }
     eprintln!("== reliability");
     let (url, cleanup) = fresh_db("sqlite", out, postgres).await?;
-    results["crash_restart"] = crash_restart(server, &url, out).await?;
+    let crash = crash_restart(server, &url, out).await;
+    let audited = audit(server, &url);
     cleanup.run().await;
+    results["crash_restart"] = crash?;
+    results["crash_restart"]["audit"] = audited?;
     let (url, cleanup) = fresh_db("postgres", out, postgres).await?;
-    results["two_replicas"] = two_replicas(server, &url, out).await?;
+    let replicas = two_replicas(server, &url, out).await;
+    let audited = audit(server, &url);
     cleanup.run().await;
+    results["two_replicas"] = replicas?;
+    results["two_replicas"]["audit"] = audited?;
     results["wasm"] = wasm_size();
     results["secrets_in_logs"] = scan_logs(&out.join("logs"), postgres, &tokens)?;
     std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&results)?)?;
     std::fs::write(out.join("results.md"), report::markdown(&results))?;
     eprintln!("wrote {}", out.join("results.md").display());
     Ok(())
+}
+
+/// `mascot-server audit --json` on the database a run left behind: its exit status (0 clean, 2
+/// violations, 1 could not run) and the violations it printed.
+fn audit(server: &str, db_url: &str) -> anyhow::Result<Value> {
+    let out = std::process::Command::new(server)
+        .args(["audit", "--json"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", db_url)
+        .env("LOG_FORMAT", "json")
+        .output()?;
+    let code = out.status.code().unwrap_or(-1);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    if code != 0 {
+        eprintln!(
+            "audit exited {code}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(json!({"exit": code, "violations": report["violations"].clone(), "checked": report["checked"].clone()}))
 }
 
 /// One server on a fresh database with a simulator, for a single scenario.

@@ -35,6 +35,13 @@ enum Command {
         #[arg(long)]
         since: String,
     },
+    /// Check the money invariants (balances, held credits, holds, purchases) over the whole
+    /// database, read-only. Exits 0 when clean, 2 when it found violations, 1 when it could not run.
+    Audit {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The journal of verified Stripe events.
     Events {
         #[command(subcommand)]
@@ -163,6 +170,20 @@ async fn run() -> anyhow::Result<()> {
             let report = mascot_server::billing::reconcile::reconcile(&billing, since).await?;
             print!("{}", cli::format_report(&report));
             if report.has_unfixed_drift() {
+                std::process::exit(2);
+            }
+        }
+        Command::Audit { json } => {
+            // Read-only and without migrating: it must also report on a database before a migration.
+            let db = Db::connect(&config.database_url, 2).await?;
+            let report = mascot_server::audit::run(&db).await?;
+            db.close().await;
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            if !report.is_clean() {
                 std::process::exit(2);
             }
         }
