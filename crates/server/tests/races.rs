@@ -25,7 +25,14 @@ use std::{
     sync::Arc,
 };
 
-use common::{spawn_app, Backend, TestApp};
+use common::{spawn_app_with, Backend, TestApp};
+
+/// On PostgreSQL every request gets a transaction of its own (no group commit), as with several
+/// replicas: the guards, not the one writer thread, must keep the invariants. SQLite keeps its
+/// production setting (one writer either way).
+fn race_config(b: Backend) -> impl FnOnce(&mut mascot_server::Config) {
+    move |c| c.group_commit = b == Backend::Sqlite
+}
 use mascot_server::{audit, billing::Billing, db::now_ms, Db};
 use proptest::{
     prelude::*,
@@ -34,7 +41,7 @@ use proptest::{
 };
 use reqwest::Client;
 use serde_json::{json, Value};
-use stripe::{spawn_billing_app, BillingApp, WEBHOOK_SECRET};
+use stripe::{spawn_billing_app_with, BillingApp, WEBHOOK_SECRET};
 use stripe_sim::{DeliveryMode, PayMethod};
 use tokio::sync::Barrier;
 
@@ -388,7 +395,7 @@ fn expect_status(at: &str, what: &str, answer: &Answer, allowed: &[u16]) {
 /// exactly that many keys spend, both requests of a key get the same answer (a 200 replay of the
 /// same entry, or both 402), and a 402 left no entry.
 async fn spend_x_spend(b: Backend) {
-    let app = spawn_app(b).await;
+    let app = spawn_app_with(b, race_config(b)).await;
     let ctx = Ctx::of(&app);
     let u = app.signup("spend@example.com").await;
     let (c, keys) = (concurrency(), concurrency() / 2);
@@ -442,7 +449,7 @@ async fn spend_x_spend(b: Backend) {
 /// Holds and spends of 10 on an account where a quarter of them fit: exactly that many succeed
 /// in any serial order; a 402 hold left no hold, a 402 spend no entry.
 async fn hold_x_spend(b: Backend) {
-    let app = spawn_app(b).await;
+    let app = spawn_app_with(b, race_config(b)).await;
     let ctx = Ctx::of(&app);
     let u = app.signup("holdspend@example.com").await;
     let c = concurrency();
@@ -497,7 +504,7 @@ async fn hold_x_spend(b: Backend) {
 /// Every release of one hold answers 200 `released` (serially: a release, then replays) and the
 /// held credits are freed once.
 async fn release_x_release(b: Backend) {
-    let app = spawn_app(b).await;
+    let app = spawn_app_with(b, race_config(b)).await;
     let ctx = Ctx::of(&app);
     let u = app.signup("release@example.com").await;
     app.grant(&u.email, 300).await;
@@ -518,7 +525,7 @@ async fn release_x_release(b: Backend) {
 /// Every capture of one hold answers 200 with the same capture (serially: a capture, then
 /// replays), and there is one spend entry.
 async fn capture_x_capture(b: Backend) {
-    let app = spawn_app(b).await;
+    let app = spawn_app_with(b, race_config(b)).await;
     let ctx = Ctx::of(&app);
     let u = app.signup("capture@example.com").await;
     app.grant(&u.email, 30 * rounds() as i64).await;
@@ -548,7 +555,7 @@ async fn capture_x_capture(b: Backend) {
 /// Captures and releases of one hold: whichever kind goes first wins, the others of its kind
 /// replay it (200), the other kind gets 409 `hold_closed`.
 async fn capture_x_release(b: Backend) {
-    let app = spawn_app(b).await;
+    let app = spawn_app_with(b, race_config(b)).await;
     let ctx = Ctx::of(&app);
     let u = app.signup("caprel@example.com").await;
     app.grant(&u.email, 30 * rounds() as i64).await;
@@ -614,7 +621,7 @@ fn sweepers(token: &str, r: usize, n: usize) -> impl Iterator<Item = Req> + '_ {
 /// Captures of a hold that expires during the round: either the capture came first (every capture
 /// answers that capture) or the expiry did (every capture answers 409).
 async fn capture_x_expiry(b: Backend) {
-    let app = spawn_app(b).await;
+    let app = spawn_app_with(b, race_config(b)).await;
     let ctx = Ctx::of(&app);
     let u = app.signup("capexp@example.com").await;
     let c = concurrency();
@@ -656,7 +663,7 @@ async fn capture_x_expiry(b: Backend) {
 /// Releases of a hold that expires during the round: every release answers 200 with the one state
 /// the hold ended in (released if a release came first, expired otherwise).
 async fn release_x_expiry(b: Backend) {
-    let app = spawn_app(b).await;
+    let app = spawn_app_with(b, race_config(b)).await;
     let ctx = Ctx::of(&app);
     let u = app.signup("relexp@example.com").await;
     let c = concurrency();
@@ -703,7 +710,7 @@ fn sim_event(app: &BillingApp, kind: &str, matches: impl Fn(&Value) -> bool) -> 
 /// One paid session fulfilled at once by the webhook (several deliveries), long-polls, the return
 /// page and `reconcile`: every path answers credited, the purchase is credited once.
 async fn fulfil_paths(b: Backend) {
-    let app = spawn_billing_app(b).await;
+    let app = spawn_billing_app_with(b, race_config(b)).await;
     // Webhooks reach the server only when the test sends them, inside the round.
     app.sim.set_delivery(DeliveryMode { drop_all: true, ..Default::default() });
     let ctx = Ctx::of(&app);
@@ -736,7 +743,12 @@ async fn fulfil_paths(b: Backend) {
                 2 => {
                     expect_status(&at, "return page", a, &[200]);
                     let html = a.body.as_str().unwrap_or("");
-                    assert!(html.contains("25 credits were added"), "{at}: return page: {html}");
+                    // Only one return page per session asks Stripe every few seconds (issue 13);
+                    // the others answer from what is stored, which may not be credited yet.
+                    assert!(
+                        html.contains("25 credits were added") || html.contains("being processed"),
+                        "{at}: return page: {html}"
+                    );
                 }
                 _ => {
                     expect_status(&at, "reconcile", a, &[200]);
@@ -762,7 +774,7 @@ async fn fulfil_paths(b: Backend) {
 /// in either order they take back exactly the 75 credits bought; spends succeed as some serial
 /// order allows; a 402 spend left no entry.
 async fn refund_x_dispute_x_spend(b: Backend) {
-    let app = spawn_billing_app(b).await;
+    let app = spawn_billing_app_with(b, race_config(b)).await;
     app.sim.set_delivery(DeliveryMode { drop_all: true, ..Default::default() });
     let ctx = Ctx::of(&app);
     let u = app.signup("clawback@example.com").await;
@@ -842,7 +854,7 @@ async fn refund_x_dispute_x_spend(b: Backend) {
 /// Grants (each grant id twice) race spends: every grant applies once, spends succeed as some
 /// serial order allows, the balance adds up, a 402 spend left no entry.
 async fn grant_x_spend(b: Backend) {
-    let app = spawn_app(b).await;
+    let app = spawn_app_with(b, race_config(b)).await;
     let ctx = Ctx::of(&app);
     let u = app.signup("grant@example.com").await;
     let c = concurrency();
@@ -1090,7 +1102,7 @@ async fn model_checked_concurrent_operations(b: Backend) {
     let strategy = prop::collection::vec(prop::collection::vec(op(), 1..=4), steps);
     for case in 0..cases {
         let plan = strategy.new_tree(&mut runner).expect("a case").current();
-        let app = spawn_app(b).await;
+        let app = spawn_app_with(b, race_config(b)).await;
         let ctx = Ctx::of(&app);
         let u = app.signup("model@example.com").await;
         app.grant(&u.email, 50).await;

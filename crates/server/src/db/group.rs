@@ -79,8 +79,31 @@ where
     }
 }
 
-/// Runs `unit` in a transaction of its own: committed unless its error spoils it.
+/// Runs `unit` in a transaction of its own: committed unless its error spoils it. A transaction
+/// that PostgreSQL aborted to break a deadlock (or a serialisation failure) runs again: units are
+/// idempotent, and the other transaction has moved on.
 pub(super) async fn alone<T, E, F>(db: &Db, unit: &F) -> Result<T, E>
+where
+    E: UnitError,
+    F: for<'t> Fn(&'t mut Uow) -> UnitFuture<'t, T, E>,
+{
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let result = once(db, unit).await;
+        match &result {
+            Err(e) if tries < 4 && e.database_error().is_some_and(super::write::is_retryable) => {
+                tracing::debug!(
+                    tries,
+                    "transaction aborted by the database (deadlock or serialisation): running it again"
+                );
+            }
+            _ => return result,
+        }
+    }
+}
+
+async fn once<T, E, F>(db: &Db, unit: &F) -> Result<T, E>
 where
     E: UnitError,
     F: for<'t> Fn(&'t mut Uow) -> UnitFuture<'t, T, E>,

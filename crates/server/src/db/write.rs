@@ -152,6 +152,12 @@ pub fn is_out_of_space(e: &sqlx::Error) -> bool {
     }
 }
 
+/// True for a transaction PostgreSQL aborted so that another could go on: a deadlock (40P01) or
+/// a serialisation failure (40001). Running it again is the documented remedy.
+pub fn is_retryable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01" | "40001")))
+}
+
 /// Whether the database takes writes, as the last write found out (`/readyz`).
 #[derive(Debug, Default)]
 pub struct WriteHealth {

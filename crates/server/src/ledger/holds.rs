@@ -235,13 +235,19 @@ pub async fn create(db: &Db, new: NewHold) -> Result<Settled, HoldError> {
 async fn create_in(uow: &mut Uow, new: &NewHold) -> Result<Settled, HoldError> {
     let hash = request_fingerprint(&[&new.amount.to_string(), &new.reason, &new.ttl_secs.to_string()]);
     let now = now_ms();
+    sweep_expired(uow, &new.user_id, now).await?;
+    // Take the user row's lock before looking the key up: a concurrent create with the same key
+    // then is either committed (and found: a replay or a conflict, as in serial order) or waits
+    // for us. Without it, a loser could be refused for lack of credits that the winner took. A
+    // no-op UPDATE takes the lock on both databases (SQLite's write transaction already has it).
+    // Holds rows (the sweep) are locked before the user row, as in capture and release.
+    sqlx::query("UPDATE users SET held = held WHERE id = $1").bind(&new.user_id).execute(&mut **uow).await?;
     let existing: Option<HoldRow> =
         sqlx::query_as(&format!("SELECT {COLUMNS} FROM credit_holds WHERE user_id = $1 AND idempotency_key = $2"))
             .bind(&new.user_id)
             .bind(&new.idempotency_key)
             .fetch_optional(&mut **uow)
             .await?;
-    sweep_expired(uow, &new.user_id, now).await?;
     if let Some(hold) = existing.map(Hold::try_from).transpose()? {
         if hold.request_hash != hash {
             return Err(HoldError::KeyReused);

@@ -21,6 +21,11 @@ impl std::ops::Deref for BillingApp {
 }
 
 pub async fn spawn_billing_app(backend: Backend) -> BillingApp {
+    spawn_billing_app_with(backend, |_| {}).await
+}
+
+/// [`spawn_billing_app`] with `adjust` applied to the configuration.
+pub async fn spawn_billing_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> BillingApp {
     let sim = stripe_sim::StripeSim::start(stripe_sim::SimConfig::default()).await.expect("simulator starts");
     let (url, cleanup) = fresh_database(backend).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -32,6 +37,7 @@ pub async fn spawn_billing_app(backend: Backend) -> BillingApp {
         webhook_secrets: vec![WEBHOOK_SECRET.to_string().into()],
         api_base: sim.base_url(),
     });
+    adjust(&mut config);
     let app = Application::build_on(config, listener).await.expect("application starts");
     let state = app.state().clone();
     tokio::spawn(app.run_until(std::future::pending()));
