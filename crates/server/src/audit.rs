@@ -11,6 +11,8 @@
 //!   (refund and dispute totals) stay within what it bought, and each user's refund and dispute
 //!   entries add up to what their sessions record as clawed back.
 //!
+//! - A1: every stored email is in its canonical form (NFC, lower-cased).
+//!
 //! Nothing here writes. A violation names its invariant and the ids involved; the report is JSON
 //! (`--json`) for scripts or [`Report::to_text`] for people.
 
@@ -23,7 +25,7 @@ use crate::Db;
 /// What one check found wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
-    /// `I1`, `I2`, `I4` or `I5`.
+    /// `I1`, `I2`, `I4`, `I5` or `A1`.
     pub invariant: &'static str,
     /// A stable name for the check, e.g. `balance_mismatch`.
     pub check: &'static str,
@@ -106,6 +108,21 @@ pub async fn run(db: &Db) -> anyhow::Result<Report> {
         checkout_sessions: count("checkout_sessions").await?,
     };
     let v = &mut report.violations;
+
+    // Accounts: every email in its canonical form (`auth::canonical_email`). The start-up step
+    // that rewrites older rows leaves one alone when its canonical form is another account's.
+    let emails: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, email FROM users ORDER BY id").fetch_all(pool).await?;
+    for (user, email) in emails {
+        if crate::auth::accounts::canonical_email(&email) != email {
+            v.push(Violation::new(
+                "A1",
+                "email_not_canonical",
+                &[("user_id", &user)],
+                "the stored email is not NFC and lower-cased (its canonical form may be another account's)".into(),
+            ));
+        }
+    }
 
     // I1: the cached balance is the sum of the entries.
     let rows: Vec<(String, i64, i64)> = sqlx::query_as(

@@ -14,37 +14,84 @@ use sqlx::Executor;
 
 use super::{now_ms, DatabaseKind, Db};
 
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+type DataStep =
+    for<'t> fn(&'t mut Tx) -> std::pin::Pin<Box<dyn std::future::Future<Output = sqlx::Result<()>> + Send + 't>>;
+
 struct Step {
     name: &'static str,
     postgres: &'static [&'static str],
     sqlite: &'static [&'static str],
+    /// Rust that runs after the statements, in the same transaction (data no SQL can fix on both).
+    data: Option<DataStep>,
 }
 
 /// In order; each runs once per database.
-const STEPS: &[Step] = &[Step {
-    // The database as the backstop for the holds' write paths (I2, I4): a bug must end in a
-    // refused write, not in wrong money. Migration 20261201000001 repaired `held` first. The
-    // PostgreSQL constraints are NOT VALID: they hold for every write from now on, while a row that
-    // broke them before is reported by `mascot-server audit` instead of stopping the start.
-    name: "20261201000001_hold_guards",
-    postgres: &[
-        "ALTER TABLE users ADD CONSTRAINT users_held_nonnegative CHECK (held >= 0) NOT VALID",
-        "ALTER TABLE credit_holds ADD CONSTRAINT credit_holds_capture_within
+const STEPS: &[Step] = &[
+    Step {
+        // The database as the backstop for the holds' write paths (I2, I4): a bug must end in a
+        // refused write, not in wrong money. Migration 20261201000001 repaired `held` first. The
+        // PostgreSQL constraints are NOT VALID: they hold for every write from now on, while a row that
+        // broke them before is reported by `mascot-server audit` instead of stopping the start.
+        name: "20261201000001_hold_guards",
+        postgres: &[
+            "ALTER TABLE users ADD CONSTRAINT users_held_nonnegative CHECK (held >= 0) NOT VALID",
+            "ALTER TABLE credit_holds ADD CONSTRAINT credit_holds_capture_within
              CHECK (captured_amount IS NULL OR captured_amount <= amount) NOT VALID",
-    ],
-    sqlite: &[
-        "CREATE TRIGGER users_held_nonnegative_insert BEFORE INSERT ON users WHEN NEW.held < 0
+        ],
+        sqlite: &[
+            "CREATE TRIGGER users_held_nonnegative_insert BEFORE INSERT ON users WHEN NEW.held < 0
              BEGIN SELECT RAISE(ABORT, 'users_held_nonnegative'); END",
-        "CREATE TRIGGER users_held_nonnegative_update BEFORE UPDATE OF held ON users WHEN NEW.held < 0
+            "CREATE TRIGGER users_held_nonnegative_update BEFORE UPDATE OF held ON users WHEN NEW.held < 0
              BEGIN SELECT RAISE(ABORT, 'users_held_nonnegative'); END",
-        "CREATE TRIGGER credit_holds_capture_within_insert BEFORE INSERT ON credit_holds
+            "CREATE TRIGGER credit_holds_capture_within_insert BEFORE INSERT ON credit_holds
              WHEN NEW.captured_amount IS NOT NULL AND NEW.captured_amount > NEW.amount
              BEGIN SELECT RAISE(ABORT, 'credit_holds_capture_within'); END",
-        "CREATE TRIGGER credit_holds_capture_within_update BEFORE UPDATE OF captured_amount, amount ON credit_holds
+            "CREATE TRIGGER credit_holds_capture_within_update BEFORE UPDATE OF captured_amount, amount ON credit_holds
              WHEN NEW.captured_amount IS NOT NULL AND NEW.captured_amount > NEW.amount
              BEGIN SELECT RAISE(ABORT, 'credit_holds_capture_within'); END",
-    ],
-}];
+        ],
+        data: None,
+    },
+    Step {
+        // Emails are stored NFC and lower-cased (`auth::canonical_email`); older rows were only
+        // lower-cased, and neither SQLite (no NFC) nor PostgreSQL (no such lower-casing) can redo
+        // that in SQL. A row whose new form belongs to another account stays as it is, so nobody
+        // is locked out; `mascot-server audit` reports it.
+        name: "20261201000002_canonical_emails",
+        postgres: &[],
+        sqlite: &[],
+        data: Some(|tx| Box::pin(canonical_emails(tx))),
+    },
+];
+
+async fn canonical_emails(tx: &mut Tx) -> sqlx::Result<()> {
+    let users: Vec<(String, String)> = sqlx::query_as("SELECT id, email FROM users").fetch_all(&mut **tx).await?;
+    let mut kept = 0;
+    for (id, email) in users {
+        let canonical = crate::auth::accounts::canonical_email(&email);
+        if canonical == email {
+            continue;
+        }
+        let taken: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM users WHERE email = $1").bind(&canonical).fetch_optional(&mut **tx).await?;
+        if taken.is_some() {
+            kept += 1;
+            tracing::warn!(user_id = %id, "email left as it is: its canonical form belongs to another account");
+            continue;
+        }
+        sqlx::query("UPDATE users SET email = $1 WHERE id = $2 AND email = $3")
+            .bind(&canonical)
+            .bind(&id)
+            .bind(&email)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if kept > 0 {
+        tracing::warn!(kept, "some emails are not canonical (run mascot-server audit)");
+    }
+    Ok(())
+}
 
 /// Applies the steps this database has not recorded yet.
 pub(super) async fn run(db: &Db) -> sqlx::Result<()> {
@@ -70,6 +117,9 @@ pub(super) async fn run(db: &Db) -> sqlx::Result<()> {
         };
         for statement in statements {
             tx.execute(*statement).await?;
+        }
+        if let Some(data) = step.data {
+            data(&mut tx).await?;
         }
         sqlx::query("INSERT INTO schema_steps (name, applied_at) VALUES ($1, $2)")
             .bind(step.name)

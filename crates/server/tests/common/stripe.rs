@@ -20,6 +20,7 @@ impl std::ops::Deref for BillingApp {
     }
 }
 
+#[allow(dead_code)]
 pub async fn spawn_billing_app(backend: Backend) -> BillingApp {
     spawn_billing_app_with(backend, |_| {}).await
 }
