@@ -73,6 +73,16 @@ pub fn markdown(r: &Value) -> String {
             "| server memory idle / under the balance load; start-up incl. migrations | {backend} | {idle:.1} MB / {load:.1} MB RSS; {start:.0} ms | — | ≤ 20 MB / ≤ 60 MB; ≤ 300 ms | {} |\n",
             mark(idle <= 20.0 && load <= 60.0 && start <= 300.0)
         ));
+        let l = &b["login_burst"];
+        if l.is_object() {
+            let (peak, owner) = (f(&l["peak_rss_kb"]) / 1024.0, f(&l["owner_ms"]));
+            md.push_str(&format!(
+                "| 150 concurrent logins from 150 addresses: peak RSS; a real user's login meanwhile | {backend} | {peak:.1} MB; owner signed in after {owner:.0} ms in {} attempt(s) ({} burst answers 503 busy) | — | ≤ 150 MB; ≤ 10 s, ≤ 3 attempts | {} |\n",
+                l["owner_attempts"],
+                l["busy_503"],
+                mark(peak <= 150.0 && owner <= 10_000.0 && l["owner_ok"] == true)
+            ));
+        }
     }
     let w = &r["wasm"];
     if let Some(total) = w["total_gzip"].as_f64() {

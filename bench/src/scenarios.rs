@@ -208,6 +208,8 @@ fn server_env(db: &str, sim: &StripeSim, port: u16) -> Vec<(String, String)> {
         // BENCH_RUST_LOG: more detail in the server logs when studying a run (default: production's).
         ("RUST_LOG", std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "info".to_string())),
         ("DB_MAX_CONNECTIONS", "16".to_string()),
+        // The login burst sends one forwarded address per request (an older server ignores it).
+        ("TRUSTED_PROXIES", "127.0.0.1/32".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -338,6 +340,16 @@ async fn backend_run(
     // Payment on the simulator → balance visible to a waiting client.
     let latency = payment_latency(&client, &srv.url, &sim, backend, 40).await?;
 
+    // 150 concurrent logins from 150 addresses (no account needed), and a real user meanwhile.
+    let (_, _) = signup(&client, &srv.url, &format!("owner-{backend}@bench.example.com")).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = procs::sample_peak_rss(srv.child.id(), stop.clone());
+    let burst = login_burst(&srv.url, &format!("owner-{backend}@bench.example.com"), 150).await?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let burst_rss = sampler.join().unwrap_or(0);
+    let login_res = json!({"concurrent": 150, "peak_rss_kb": burst_rss, "owner_ms": burst.0, "owner_attempts": burst.1,
+                           "owner_ok": burst.2, "busy_503": burst.3});
+
     srv.stop();
     sim.shutdown();
     db.close().await;
@@ -346,7 +358,56 @@ async fn backend_run(
         "hello": {"rps_64": hello_rps, "p99_ms_8": hello_p99},
         "balance": {"rps_64": balance_rps, "p99_ms_8": balance_p99, "ratio": balance_rps / hello_rps},
         "webhook_flood": flood_res, "duplicate_flood": dup_res, "spends": spend_res, "payment_to_balance": latency,
+        "login_burst": login_res,
     }))
+}
+
+/// `n` concurrent wrong logins for unknown emails, each from its own forwarded address; 20 ms in,
+/// the owner signs in, honouring Retry-After (at most 3 attempts). Returns the owner's time to a
+/// 200 in ms, attempts, whether it succeeded, and how many burst requests were told 503 busy.
+async fn login_burst(api: &str, owner: &str, n: usize) -> anyhow::Result<(f64, u32, bool, usize)> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
+    let url = format!("{api}/api/v1/auth/login");
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (client, url) = (client.clone(), url.clone());
+        tasks.spawn(async move {
+            client
+                .post(url)
+                .header("x-forwarded-for", format!("10.77.{}.{}", i / 250, i % 250 + 1))
+                .json(&json!({"email": format!("nobody{i}@bench.example.com"), "password": "wrong guess!"}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let started = std::time::Instant::now();
+    let mut attempts = 0;
+    let ok = loop {
+        attempts += 1;
+        let res = client
+            .post(&url)
+            .header("x-forwarded-for", "10.78.0.1")
+            .json(&json!({"email": owner, "password": USER_PASSWORD}))
+            .send()
+            .await?;
+        if res.status().as_u16() == 503 && attempts < 3 {
+            let wait = res
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            continue;
+        }
+        break res.status().is_success();
+    };
+    let owner_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let statuses = tasks.join_all().await;
+    Ok((owner_ms, attempts, ok, statuses.iter().filter(|s| **s == 503).count()))
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
