@@ -108,7 +108,7 @@ where
     E: UnitError,
     F: for<'t> Fn(&'t mut Uow) -> UnitFuture<'t, T, E>,
 {
-    let mut uow = db.begin(None).await?;
+    let mut uow = db.begin().await?;
     let result = unit(&mut uow).await;
     let spoiled = match &result {
         Err(e) if e.spoils() => {
@@ -215,7 +215,7 @@ async fn run_batch(db: &Db, mut batch: Vec<Box<dyn Job>>, mut late: Option<&mut 
         batch.sort_by(|a, b| a.order().cmp(&b.order()));
     }
     let committed = async {
-        let mut tx = db.begin(None).await.ok()?;
+        let mut tx = db.begin().await.ok()?;
         let mut next = 0;
         loop {
             while let Some(job) = batch.get_mut(next) {

@@ -149,7 +149,7 @@ impl Db {
     }
 
     /// Begins a unit of work (the write path's own use; everyone else calls [`Db::write`]).
-    async fn begin(&self, _order: Option<&str>) -> sqlx::Result<Uow> {
+    async fn begin(&self) -> sqlx::Result<Uow> {
         Uow::begin(&self.pool, self.kind).await.inspect_err(|e| self.health.failed(e))
     }
 
