@@ -181,6 +181,23 @@ pub fn bucket(ip: IpAddr) -> String {
     }
 }
 
+/// The raw request body, byte for byte (webhook signatures are computed over it).
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state).await.map(RawBody).map_err(|e: BytesRejection| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, codes::PAYLOAD_TOO_LARGE, "The request body is too large.")
+            } else {
+                ApiError::bad_request(codes::INVALID_BODY, "The request body could not be read.")
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,22 +231,5 @@ mod tests {
         assert_eq!(bucket("2001:db8:1:2:bbbb::9".parse().unwrap()), "2001:db8:1:2::/64");
         assert_eq!(bucket("::ffff:1.2.3.4".parse().unwrap()), "1.2.3.4");
         assert_eq!(bucket("1.2.3.4".parse().unwrap()), "1.2.3.4");
-    }
-}
-
-/// The raw request body, byte for byte (webhook signatures are computed over it).
-pub struct RawBody(pub Bytes);
-
-impl<S: Send + Sync> FromRequest<S> for RawBody {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Bytes::from_request(req, state).await.map(RawBody).map_err(|e: BytesRejection| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, codes::PAYLOAD_TOO_LARGE, "The request body is too large.")
-            } else {
-                ApiError::bad_request(codes::INVALID_BODY, "The request body could not be read.")
-            }
-        })
     }
 }
