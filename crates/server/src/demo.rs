@@ -41,6 +41,8 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
     config.database_url = SecretString::from(format!("sqlite://{}?mode=rwc", db_path.display()));
     config.host = [127, 0, 0, 1].into();
     config.port = port;
+    // One person on 127.0.0.1: per-address limits would only get in the way of trying it out.
+    config.rate_limits = crate::config::RateLimits::generous();
     config.return_base = Some(base.clone());
     config.stripe = Some(StripeConfig {
         secret_key: SecretString::from(DEMO_KEY.to_string()),
