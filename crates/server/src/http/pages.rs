@@ -25,9 +25,10 @@ pub async fn success(State(state): State<AppState>, Query(q): Query<ReturnQuery>
         return page(StatusCode::NOT_FOUND, "Payment not found", "We could not find this payment. If you were charged, your credits will still arrive; open the Mascot plugin in Figma to check.");
     };
     let mut status = record.status;
-    // Anyone with the link can reload this page: Stripe is asked at most once per session every
-    // few seconds; otherwise the page answers from what is stored (the webhook credits anyway).
-    if status == CheckoutStatus::Pending && billing.may_check_stripe(&record.id) {
+    // Anyone with the link can reload this page: the return pages ask Stripe at most once per
+    // session every few seconds (their own spacing, apart from the plugin's long-poll, so the
+    // buyer's first landing here always asks); otherwise they answer from what is stored.
+    if status == CheckoutStatus::Pending && billing.may_check_stripe(&page_key(&record.id)) {
         if let Err(e) = fulfil::fulfil_from_stripe(billing, &record.id).await {
             tracing::warn!(session_id = %record.id, error = %e, "success page could not check the session at Stripe");
         }
@@ -46,7 +47,7 @@ pub async fn success(State(state): State<AppState>, Query(q): Query<ReturnQuery>
 /// the plugin stops waiting for it at once.
 pub async fn cancel(State(state): State<AppState>, Query(q): Query<ReturnQuery>) -> Response {
     if let Some((billing, record)) = lookup(&state, q.session_id.as_deref()).await {
-        if record.status == CheckoutStatus::Pending && billing.may_check_stripe(&record.id) {
+        if record.status == CheckoutStatus::Pending && billing.may_check_stripe(&page_key(&record.id)) {
             match billing.stripe.expire_session(&record.id).await {
                 Ok(session) => {
                     if let Err(e) = fulfil::fulfil_checkout(billing, &session).await {
@@ -74,6 +75,11 @@ pub async fn cancel(State(state): State<AppState>, Query(q): Query<ReturnQuery>)
         "Checkout cancelled",
         "Nothing was charged. Go back to Figma to choose another pack whenever you like.",
     )
+}
+
+/// The return pages' key in the Stripe-check spacing (see `Billing::may_check_stripe`).
+fn page_key(session_id: &str) -> String {
+    format!("page:{session_id}")
 }
 
 async fn lookup<'a>(
