@@ -154,13 +154,17 @@ async fn corrupted_rows_are_reported(b: Backend) {
     exec(app, &format!("UPDATE users SET balance = balance - 7 WHERE id = '{u2}'")).await;
     assert!(audit::run(&app.state.db).await.unwrap().is_clean());
 
-    // I2: held credits that no active hold explains (what racing releases leave behind).
-    exec(app, &format!("UPDATE users SET held = held - 30 WHERE id = '{u0}'")).await;
+    // I2: held credits that no active hold explains. (A negative `held`, what racing releases
+    // left behind before the guards, is now refused by the database itself.)
+    let negative =
+        sqlx::query(&format!("UPDATE users SET held = -1 WHERE id = '{u0}'")).execute(app.state.db.pool()).await;
+    assert!(negative.is_err(), "the database must refuse a negative held");
+    exec(app, &format!("UPDATE users SET held = held + 30 WHERE id = '{u0}'")).await;
     let report = audit::run(&app.state.db).await.unwrap();
     assert_eq!(report.of("I2").len(), 1, "{}", report.to_text());
     assert!(has(&report, "I2", "held_mismatch", "user_id", &u0), "{}", report.to_text());
     assert!(report.to_text().contains(&format!("I2 held_mismatch [user_id={u0}]")), "{}", report.to_text());
-    exec(app, &format!("UPDATE users SET held = held + 30 WHERE id = '{u0}'")).await;
+    exec(app, &format!("UPDATE users SET held = held - 30 WHERE id = '{u0}'")).await;
 
     // I4: a capture whose amount differs from its entry; a released hold with a spend entry.
     exec(app, &format!("UPDATE credit_holds SET captured_amount = 25 WHERE id = '{}'", busy.captured)).await;
@@ -178,7 +182,26 @@ async fn corrupted_rows_are_reported(b: Backend) {
     assert!(has(&report, "I4", "uncaptured_hold_has_entry", "hold_id", &busy.released), "{}", report.to_text());
     assert!(has(&report, "I4", "uncaptured_hold_has_entry", "entry_id", "e-audit-1"), "{}", report.to_text());
     assert!(report.of("I1").is_empty() && report.of("I5").is_empty(), "{}", report.to_text());
-    exec(app, &format!("UPDATE credit_holds SET captured_amount = 40 WHERE id = '{}'", busy.captured)).await;
+    // A capture above its hold is refused by the database now; audit still finds one that was
+    // written before the guard existed (the guard is taken away for the test, then restored).
+    let over = format!("UPDATE credit_holds SET captured_amount = 40 WHERE id = '{}'", busy.captured);
+    assert!(sqlx::query(&over).execute(app.state.db.pool()).await.is_err(), "the database must refuse it");
+    let (drop_guard, restore_guard) = match app.backend {
+        Backend::Postgres => (
+            "ALTER TABLE credit_holds DROP CONSTRAINT credit_holds_capture_within".to_string(),
+            "ALTER TABLE credit_holds ADD CONSTRAINT credit_holds_capture_within CHECK (captured_amount IS NULL OR captured_amount <= amount) NOT VALID".to_string(),
+        ),
+        Backend::Sqlite => (
+            "DROP TRIGGER credit_holds_capture_within_update".to_string(),
+            "CREATE TRIGGER credit_holds_capture_within_update BEFORE UPDATE OF captured_amount, amount ON credit_holds WHEN NEW.captured_amount IS NOT NULL AND NEW.captured_amount > NEW.amount BEGIN SELECT RAISE(ABORT, 'credit_holds_capture_within'); END".to_string(),
+        ),
+    };
+    {
+        let mut conn = app.state.db.pool().acquire().await.unwrap();
+        for sql in [&drop_guard, &over, &restore_guard] {
+            sqlx::query(sql).execute(&mut *conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
     let report = audit::run(&app.state.db).await.unwrap();
     assert!(has(&report, "I4", "capture_exceeds_hold", "hold_id", &busy.captured), "{}", report.to_text());
     exec(app, &format!("UPDATE credit_holds SET captured_amount = 20 WHERE id = '{}'", busy.captured)).await;
