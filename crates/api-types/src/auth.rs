@@ -32,6 +32,40 @@ pub struct AuthResponse {
     pub user: User,
     /// Keep it on this device and send it with the next login (see `Credentials`).
     pub device_token: String,
+    /// Signed in with a one-time password: the token works only for `POST /api/v1/auth/password`
+    /// and `/auth/logout` until the password is changed (everything else answers 403
+    /// `password_change_required`).
+    #[serde(default)]
+    pub password_change_required: bool,
+}
+
+/// Body of `POST /api/v1/auth/password`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PasswordChange {
+    pub current_password: String,
+    /// At least 8 characters.
+    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 256))]
+    pub new_password: String,
+}
+
+/// How a user who forgot the password gets back in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PasswordReset {
+    /// A reset link by email.
+    Email,
+    /// Write to `support_email`.
+    Contact,
+}
+
+/// `GET /api/v1/auth/options`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuthOptions {
+    pub password_reset: PasswordReset,
+    pub support_email: Option<String>,
 }
 
 /// `GET /api/v1/me`.

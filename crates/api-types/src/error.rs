@@ -44,4 +44,6 @@ pub mod codes {
     pub const UNAVAILABLE: &str = "service_unavailable";
     /// Too much password work at once: retry after Retry-After.
     pub const BUSY: &str = "busy";
+    /// Signed in with a one-time password: change it first (`POST /api/v1/auth/password`).
+    pub const PASSWORD_CHANGE_REQUIRED: &str = "password_change_required";
 }

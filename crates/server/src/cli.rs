@@ -65,10 +65,11 @@ pub async fn reset_password(db: &Db, email: &str, new: NewPassword) -> anyhow::R
         }
     };
     let hash = password::PasswordPool::new(1).hash(plain.clone()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let revoked = accounts::replace_password(db, &account.id, &hash)
+    let revoked = accounts::replace_password(db, &account.id, &hash, accounts::NewPasswordKind::OneTime, None)
         .await?
         .with_context(|| format!("the account {email} was deleted meanwhile"))?;
-    eprintln!("password reset for {email}; {revoked} session(s) signed out");
+    tracing::info!(user_id = %account.id, "password reset by an operator (one-time password, 24 hours)");
+    eprintln!("password reset for {email}; {revoked} session(s) signed out; the new password works for 24 hours and must be changed at the first sign-in");
     Ok(generated.then_some(plain))
 }
 

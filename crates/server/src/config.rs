@@ -161,6 +161,8 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// Threads that hash and verify passwords (`PASSWORD_HASH_THREADS`).
     pub password_hash_threads: usize,
+    /// Whom a user who forgot the password writes to (`SUPPORT_EMAIL`).
+    pub support_email: Option<String>,
     /// Database pool size (PostgreSQL); SQLite uses a small fixed pool.
     pub db_max_connections: u32,
     /// Longest life of a cached token or balance when no change notification can reach this
@@ -199,6 +201,7 @@ impl Config {
             rate_limits: RateLimits::generous(),
             trusted_proxies: TrustedProxies::None,
             password_hash_threads: crate::auth::password::default_threads(),
+            support_email: None,
             db_max_connections: 10,
             cache_ttl: crate::db::DEFAULT_CACHE_TTL,
             group_commit: true,
@@ -267,6 +270,12 @@ impl Config {
             match TrustedProxies::parse(&v) {
                 Ok(t) => config.trusted_proxies = t,
                 Err(e) => problems.push(format!("TRUSTED_PROXIES must be railway, none or a list of CIDRs: {e}")),
+            }
+        }
+        if let Some(e) = get("SUPPORT_EMAIL") {
+            match crate::auth::normalise_email(&e) {
+                Ok(e) => config.support_email = Some(e),
+                Err(_) => problems.push(format!("SUPPORT_EMAIL must be an email address (got {e:?})")),
             }
         }
         if let Some(n) = get("PASSWORD_HASH_THREADS") {

@@ -8,4 +8,10 @@ export type AuthResponse = { token: string, user: User,
 /**
  * Keep it on this device and send it with the next login (see `Credentials`).
  */
-device_token: string, };
+device_token: string, 
+/**
+ * Signed in with a one-time password: the token works only for `POST /api/v1/auth/password`
+ * and `/auth/logout` until the password is changed (everything else answers 403
+ * `password_change_required`).
+ */
+password_change_required: boolean, };

@@ -10,7 +10,12 @@ pub struct Account {
     pub email: String,
     pub password_hash: String,
     pub balance: i64,
+    /// Set while the password is an operator's one-time password: valid until then (ms).
+    pub password_expires_at: Option<i64>,
 }
+
+/// How long an operator's one-time password (`users reset-password`) works.
+pub const ONE_TIME_PASSWORD_TTL_MS: i64 = 24 * 3600 * 1000;
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
 /// argon2 hashes whatever it is given; a bound keeps one request from costing seconds.
@@ -103,6 +108,7 @@ pub async fn create(db: &Db, email: &str, password_hash: &str) -> Result<Account
         email: email.to_string(),
         password_hash: password_hash.to_string(),
         balance: 0,
+        password_expires_at: None,
     });
     let unit_account = account.clone();
     db.write(None, move |uow| {
@@ -134,15 +140,22 @@ struct AccountRow {
     email: String,
     password_hash: String,
     balance: i64,
+    password_expires_at: Option<i64>,
 }
 
 fn from_row(r: AccountRow) -> Account {
-    Account { id: r.id, email: r.email, password_hash: r.password_hash, balance: r.balance }
+    Account {
+        id: r.id,
+        email: r.email,
+        password_hash: r.password_hash,
+        balance: r.balance,
+        password_expires_at: r.password_expires_at,
+    }
 }
 
 pub async fn find_by_email(db: &Db, email: &str) -> sqlx::Result<Option<Account>> {
     let row: Option<AccountRow> =
-        sqlx::query_as("SELECT id, email, password_hash, balance FROM users WHERE email = $1")
+        sqlx::query_as("SELECT id, email, password_hash, balance, password_expires_at FROM users WHERE email = $1")
             .bind(email)
             .fetch_optional(db.pool())
             .await?;
@@ -150,29 +163,50 @@ pub async fn find_by_email(db: &Db, email: &str) -> sqlx::Result<Option<Account>
 }
 
 pub async fn find_by_id(db: &Db, id: &str) -> sqlx::Result<Option<Account>> {
-    let row: Option<AccountRow> = sqlx::query_as("SELECT id, email, password_hash, balance FROM users WHERE id = $1")
-        .bind(id)
-        .fetch_optional(db.pool())
-        .await?;
+    let row: Option<AccountRow> =
+        sqlx::query_as("SELECT id, email, password_hash, balance, password_expires_at FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db.pool())
+            .await?;
     Ok(row.map(from_row))
 }
 
-/// Sets a new password hash and signs the user out everywhere, in one write. Returns how many
-/// sessions were signed out, or `None` when there is no such user.
-pub async fn replace_password(db: &Db, user_id: &str, password_hash: &str) -> sqlx::Result<Option<u64>> {
+/// What a new password is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewPasswordKind {
+    /// The user chose it.
+    Chosen,
+    /// An operator's one-time password: valid for [`ONE_TIME_PASSWORD_TTL_MS`], and it must be
+    /// changed before anything else.
+    OneTime,
+}
+
+/// Sets a new password hash and signs the user out of every session except `keep` (the token
+/// the user is changing it with, which is then no longer restricted), in one write. Returns
+/// how many sessions were signed out, or `None` when there is no such user.
+pub async fn replace_password(
+    db: &Db,
+    user_id: &str,
+    password_hash: &str,
+    kind: NewPasswordKind,
+    keep: Option<&str>,
+) -> sqlx::Result<Option<u64>> {
     let (user, hash) = (user_id.to_string(), password_hash.to_string());
+    let keep = keep.map(super::tokens::hash_token);
     db.write(None, move |uow| {
-        let (user, hash) = (user.clone(), hash.clone());
+        let (user, hash, keep) = (user.clone(), hash.clone(), keep.clone());
         Box::pin(async move {
-            let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            let expires = (kind == NewPasswordKind::OneTime).then(|| now_ms() + ONE_TIME_PASSWORD_TTL_MS);
+            let done = sqlx::query("UPDATE users SET password_hash = $1, password_expires_at = $2 WHERE id = $3")
                 .bind(&hash)
+                .bind(expires)
                 .bind(&user)
                 .execute(&mut **uow)
                 .await?;
             if done.rows_affected() == 0 {
                 return Ok(None);
             }
-            Ok(Some(super::tokens::revoke_all_in(uow, &user).await?))
+            Ok(Some(super::tokens::revoke_all_in(uow, &user, keep.as_deref()).await?))
         })
     })
     .await

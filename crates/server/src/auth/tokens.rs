@@ -13,8 +13,10 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Creates a token for `user_id`, valid for `ttl`, and returns it (the only time it exists in clear).
-pub async fn issue(db: &Db, user_id: &str, ttl: std::time::Duration) -> sqlx::Result<String> {
+/// Creates a token for `user_id`, valid for `ttl`, and returns it (the only time it exists in
+/// clear). A `restricted` token (signed in with a one-time password) may only change the
+/// password or sign out.
+pub async fn issue(db: &Db, user_id: &str, ttl: std::time::Duration, restricted: bool) -> sqlx::Result<String> {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let token = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
@@ -25,12 +27,13 @@ pub async fn issue(db: &Db, user_id: &str, ttl: std::time::Duration) -> sqlx::Re
         Box::pin(async move {
             let now = now_ms();
             sqlx::query(
-                "INSERT INTO auth_tokens (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO auth_tokens (token_hash, user_id, created_at, expires_at, restricted) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(&hash)
             .bind(&user)
             .bind(now)
             .bind(now.saturating_add(ttl_ms))
+            .bind(i64::from(restricted))
             .execute(&mut **uow)
             .await?;
             Ok::<_, sqlx::Error>(())
@@ -40,28 +43,29 @@ pub async fn issue(db: &Db, user_id: &str, ttl: std::time::Duration) -> sqlx::Re
     Ok(token)
 }
 
-/// The user a live (unexpired, unrevoked) token belongs to: `(user id, email)`.
-pub async fn authenticate(db: &Db, token: &str) -> sqlx::Result<Option<(String, String)>> {
+/// The user a live (unexpired, unrevoked) token belongs to.
+pub async fn authenticate(db: &Db, token: &str) -> sqlx::Result<Option<TokenOwner>> {
     if !token.starts_with(PREFIX) || token.len() > 100 {
         return Ok(None);
     }
     let hash = hash_token(token);
     let now = now_ms();
     if let Some(owner) = db.cache().token(&hash, now) {
-        return Ok(Some((owner.user_id, owner.email)));
+        return Ok(Some(owner));
     }
     let ticket = db.cache().token_ticket();
-    let row: Option<(String, String, i64)> = sqlx::query_as(
-        "SELECT u.id, u.email, t.expires_at FROM auth_tokens t JOIN users u ON u.id = t.user_id
+    let row: Option<(String, String, i64, i64)> = sqlx::query_as(
+        "SELECT u.id, u.email, t.expires_at, t.restricted FROM auth_tokens t JOIN users u ON u.id = t.user_id
          WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2",
     )
     .bind(&hash)
     .bind(now)
     .fetch_optional(db.pool())
     .await?;
-    Ok(row.map(|(user_id, email, expires_at)| {
-        db.cache().put_token(ticket, &hash, TokenOwner { user_id: user_id.clone(), email: email.clone(), expires_at });
-        (user_id, email)
+    Ok(row.map(|(user_id, email, expires_at, restricted)| {
+        let owner = TokenOwner { user_id, email, expires_at, restricted: restricted != 0 };
+        db.cache().put_token(ticket, &hash, owner.clone());
+        owner
     }))
 }
 
@@ -83,13 +87,34 @@ pub async fn revoke(db: &Db, token: &str) -> sqlx::Result<()> {
     .await
 }
 
-/// Signs the user out everywhere, inside a write (after a password change or reset).
-pub async fn revoke_all_in(uow: &mut Uow, user_id: &str) -> sqlx::Result<u64> {
-    let done = sqlx::query("UPDATE auth_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
-        .bind(now_ms())
-        .bind(user_id)
-        .execute(&mut **uow)
-        .await?;
+/// Signs the user out everywhere except the token whose hash is `keep` (which stops being
+/// restricted), inside a write (a password change or reset).
+pub async fn revoke_all_in(uow: &mut Uow, user_id: &str, keep: Option<&str>) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "UPDATE auth_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND token_hash <> $3",
+    )
+    .bind(now_ms())
+    .bind(user_id)
+    .bind(keep.unwrap_or(""))
+    .execute(&mut **uow)
+    .await?;
+    if let Some(keep) = keep {
+        sqlx::query("UPDATE auth_tokens SET restricted = 0 WHERE token_hash = $1 AND user_id = $2")
+            .bind(keep)
+            .bind(user_id)
+            .execute(&mut **uow)
+            .await?;
+    }
     uow.tokens_changed();
     Ok(done.rows_affected())
+}
+
+/// Signs the user out everywhere (`POST /api/v1/auth/logout-all`).
+pub async fn revoke_all(db: &Db, user_id: &str) -> sqlx::Result<u64> {
+    let user = user_id.to_string();
+    db.write(None, move |uow| {
+        let user = user.clone();
+        Box::pin(async move { revoke_all_in(uow, &user, None).await })
+    })
+    .await
 }

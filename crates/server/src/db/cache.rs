@@ -34,6 +34,8 @@ pub struct TokenOwner {
     pub email: String,
     /// Milliseconds since the epoch; checked on every hit.
     pub expires_at: i64,
+    /// Signed in with a one-time password: only a password change or a logout is allowed.
+    pub restricted: bool,
 }
 
 /// A balance and the credits held now.
@@ -182,7 +184,7 @@ mod tests {
     use super::*;
 
     fn owner(expires_at: i64) -> TokenOwner {
-        TokenOwner { user_id: "u1".into(), email: "a@b.c".into(), expires_at }
+        TokenOwner { user_id: "u1".into(), email: "a@b.c".into(), expires_at, restricted: false }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Sign-up, login, logout and `me`.
 
-use api_types::{codes, AuthResponse, Credentials, ErrorEnvelope, Me, User};
+use api_types::{
+    codes, AuthOptions, AuthResponse, Credentials, ErrorEnvelope, Me, PasswordChange, PasswordReset, User,
+};
 use axum::{extract::State, http::StatusCode, Json};
 
 use crate::{
@@ -9,6 +11,7 @@ use crate::{
         password::{self, PasswordError},
         tokens, validate_password,
     },
+    db::now_ms,
     error::{ApiError, ApiResult},
     http::extract::{ApiJson, AuthUser, ClientAddr},
     AppState,
@@ -70,13 +73,11 @@ pub async fn signup(
         }
         Err(accounts::CreateError::Db(e)) => return Err(e.into()),
     };
-    let token = tokens::issue(&state.db, &account.id, state.config.token_ttl).await?;
+    let token = tokens::issue(&state.db, &account.id, state.config.token_ttl, false).await?;
     let device_token = devices::remember(&state.db, &account.id, None).await?;
     tracing::info!(user_id = %account.id, client = %client, "account created");
-    Ok((
-        StatusCode::CREATED,
-        Json(AuthResponse { token, user: User { id: account.id, email: account.email }, device_token }),
-    ))
+    let user = User { id: account.id, email: account.email };
+    Ok((StatusCode::CREATED, Json(AuthResponse { token, user, device_token, password_change_required: false })))
 }
 
 /// Sign in with email and password.
@@ -139,16 +140,24 @@ pub async fn login(
             return Err(password_error(e));
         }
     };
-    let Some(account) = account.filter(|_| password_ok) else {
+    // An operator's one-time password works for 24 hours, then it is as wrong as any other.
+    let expired = account.as_ref().and_then(|a| a.password_expires_at).is_some_and(|t| t <= now_ms());
+    let Some(account) = account.filter(|_| password_ok && !expired) else {
         state.throttle.failed(attempt);
-        tracing::warn!(user_id = user_id.as_deref(), client = %client, "sign-in failed");
+        tracing::warn!(user_id = user_id.as_deref(), client = %client, one_time_password_expired = expired, "sign-in failed");
         return Err(wrong_credentials());
     };
     state.throttle.succeeded(attempt);
-    let token = tokens::issue(&state.db, &account.id, state.config.token_ttl).await?;
+    let must_change = account.password_expires_at.is_some();
+    let token = tokens::issue(&state.db, &account.id, state.config.token_ttl, must_change).await?;
     let device_token = devices::remember(&state.db, &account.id, body.device_token.as_deref()).await?;
-    tracing::info!(user_id = %account.id, client = %client, known_device = device.is_some(), "signed in");
-    Ok(Json(AuthResponse { token, user: User { id: account.id, email: account.email }, device_token }))
+    tracing::info!(user_id = %account.id, client = %client, known_device = device.is_some(), password_change_required = must_change, "signed in");
+    Ok(Json(AuthResponse {
+        token,
+        user: User { id: account.id, email: account.email },
+        device_token,
+        password_change_required: must_change,
+    }))
 }
 
 /// Revoke the bearer token used for this request.
@@ -160,6 +169,77 @@ pub async fn login(
 pub async fn logout(State(state): State<AppState>, user: AuthUser) -> ApiResult<StatusCode> {
     tokens::revoke(&state.db, &user.token).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Change the password (the current one is required); signs out every other session.
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", security(("bearer" = [])), request_body = PasswordChange,
+    responses(
+        (status = 204, description = "Changed; every other session is signed out"),
+        (status = 400, description = "Body is not valid JSON of this shape", body = ErrorEnvelope),
+        (status = 401, description = "Not signed in (`unauthorized`), or a wrong current password (`invalid_credentials`)", body = ErrorEnvelope),
+        (status = 422, description = "The new password is too short or too long", body = ErrorEnvelope),
+        (status = 429, description = "Too many wrong attempts; see Retry-After", body = ErrorEnvelope),
+        (status = 503, description = "Too many sign-ins at once (`busy`); see Retry-After", body = ErrorEnvelope),
+    ))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ClientAddr(client): ClientAddr,
+    ApiJson(body): ApiJson<PasswordChange>,
+) -> ApiResult<StatusCode> {
+    validate_password(&body.new_password).map_err(ApiError::invalid)?;
+    // Throttled like a login: the current password is what a thief with a token would guess.
+    let attempt = state.throttle.reserve(&user.email, &client, None).map_err(|refused| {
+        tracing::warn!(user_id = %user.id, client = %client, rule = refused.rule.as_str(), "password change throttled");
+        ApiError::too_many("Too many wrong passwords. Try again later.", refused.retry_after_secs)
+    })?;
+    let account = accounts::find_by_id(&state.db, &user.id).await?;
+    let stored = account.as_ref().map_or_else(|| password::dummy_hash().to_string(), |a| a.password_hash.clone());
+    let ok = match state.passwords.verify(body.current_password.clone(), stored).await {
+        Ok(ok) => ok && !body.current_password.contains('\0'),
+        Err(e) => {
+            state.throttle.cancelled(attempt);
+            return Err(password_error(e));
+        }
+    };
+    if !ok || account.is_none() {
+        state.throttle.failed(attempt);
+        tracing::warn!(user_id = %user.id, client = %client, "password change refused: wrong current password");
+        // Never `unauthorized`: the plugin reads that as an expired session and signs out.
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            codes::INVALID_CREDENTIALS,
+            "The current password is wrong.",
+        ));
+    }
+    state.throttle.succeeded(attempt);
+    let hash = state.passwords.hash(body.new_password).await.map_err(password_error)?;
+    let signed_out =
+        accounts::replace_password(&state.db, &user.id, &hash, accounts::NewPasswordKind::Chosen, Some(&user.token))
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("This account no longer exists."))?;
+    tracing::info!(user_id = %user.id, client = %client, signed_out, "password changed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sign out everywhere: every token of this account, this one included.
+#[utoipa::path(post, path = "/api/v1/auth/logout-all", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Every session signed out"),
+        (status = 401, description = "Not signed in", body = ErrorEnvelope),
+    ))]
+pub async fn logout_all(State(state): State<AppState>, user: AuthUser) -> ApiResult<StatusCode> {
+    let n = tokens::revoke_all(&state.db, &user.id).await?;
+    tracing::info!(user_id = %user.id, signed_out = n, "signed out everywhere");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// How a user who forgot the password gets back in (public).
+#[utoipa::path(get, path = "/api/v1/auth/options", tag = "auth",
+    responses((status = 200, description = "Password reset by email, or whom to contact", body = AuthOptions)))]
+pub async fn options(State(state): State<AppState>) -> Json<AuthOptions> {
+    // Reset links by email are not built yet: until then, the support address.
+    Json(AuthOptions { password_reset: PasswordReset::Contact, support_email: state.config.support_email.clone() })
 }
 
 /// The signed-in user and their balance.

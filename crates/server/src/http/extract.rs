@@ -87,7 +87,19 @@ impl FromRequestParts<AppState> for AuthUser {
         let token = bearer_token(parts)
             .ok_or_else(|| ApiError::unauthorized("Sign in first: send Authorization: Bearer <token>."))?;
         match tokens::authenticate(&state.db, token).await? {
-            Some((id, email)) => Ok(AuthUser { id, email, token: token.to_string() }),
+            // A one-time password's token can only replace that password, or sign out.
+            Some(owner)
+                if owner.restricted
+                    && !(parts.uri.path().ends_with("/auth/password")
+                        || parts.uri.path().ends_with("/auth/logout")) =>
+            {
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    codes::PASSWORD_CHANGE_REQUIRED,
+                    "You signed in with a one-time password: choose a new password first.",
+                ))
+            }
+            Some(owner) => Ok(AuthUser { id: owner.user_id, email: owner.email, token: token.to_string() }),
             None => Err(ApiError::unauthorized("Your session has expired or was signed out. Please sign in again.")),
         }
     }
