@@ -104,6 +104,7 @@ fn auth_json() -> String {
         token: "mct_abc\"def".into(),
         user: User { id: "u1".into(), email: "a@b.c".into() },
         device_token: "mcd_xyz".into(),
+        password_change_required: false,
     })
     .unwrap()
 }
