@@ -184,7 +184,7 @@ impl WriteHealth {
             loop {
                 tick.tick().await;
                 let Some(health) = weak.upgrade() else { return };
-                health.report(false);
+                health.report();
             }
         });
     }
@@ -215,13 +215,13 @@ impl WriteHealth {
                 return;
             }
         }
-        self.report(false);
+        self.report();
     }
 
-    fn report(&self, force: bool) {
+    fn report(&self) {
         let mut state = self.lock();
         if let Some((since, logged)) = state.as_mut() {
-            if force || logged.elapsed() >= LOG_EVERY {
+            if logged.elapsed() >= LOG_EVERY {
                 *logged = Instant::now();
                 tracing::error!(
                     failing_for_secs = since.elapsed().as_secs(),
