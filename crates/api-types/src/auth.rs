@@ -77,3 +77,57 @@ pub struct Me {
     #[ts(type = "number")]
     pub balance: i64,
 }
+
+/// Body of `POST /api/v1/auth/password-reset`. The answer is 202 whether or not the account exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PasswordResetRequest {
+    #[cfg_attr(feature = "openapi", schema(format = "email", max_length = 254))]
+    pub email: String,
+}
+
+/// The request header that carries a handoff's `read_key` (never the query string).
+pub const HANDOFF_KEY_HEADER: &str = "x-handoff-key";
+
+/// Answer to `POST /api/v1/auth/handoff` (201): sign in through the system browser.
+/// Open `url` in the browser, show `user_code` to the person, then poll
+/// `GET /api/v1/auth/handoff/{handoff_id}?wait=25` with `X-Handoff-Key: <read_key>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HandoffStart {
+    pub handoff_id: String,
+    /// Secret: send it only in the `X-Handoff-Key` header.
+    pub read_key: String,
+    /// Eight characters the person types on the browser page (shown as `ABCD-EFGH`).
+    pub user_code: String,
+    /// The browser page; carries its own one-time secret.
+    pub url: String,
+    /// RFC 3339; the handoff is unusable after it (10 minutes).
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum HandoffStatus {
+    /// The person has not finished in the browser yet: poll again.
+    Pending,
+    /// Signed in: `token`, `user` and `device_token` are set. Given once; later polls get 404.
+    Complete,
+}
+
+/// Answer to `GET /api/v1/auth/handoff/{handoff_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HandoffPoll {
+    pub status: HandoffStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub user: Option<User>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub device_token: Option<String>,
+}
