@@ -5,7 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 
-use api_types::CheckoutStatus;
+use api_types::{CheckoutStatus, HANDOFF_KEY_HEADER};
 
 use crate::json::{self, Object, Value};
 use crate::{ErrorKind, MascotError};
@@ -14,6 +14,8 @@ use crate::{ErrorKind, MascotError};
 pub const LONG_POLL_SECONDS: u32 = 25;
 /// `waitForCheckout`'s time-out when the caller gives none.
 pub const DEFAULT_WAIT_MS: f64 = 30.0 * 60.0 * 1000.0;
+/// `pollHandoff`'s time-out when the caller gives none: a handoff lives 10 minutes.
+pub const DEFAULT_HANDOFF_WAIT_MS: f64 = 11.0 * 60.0 * 1000.0;
 
 /// Back-off after a network failure while waiting: 0.5 s doubling up to 8 s.
 pub fn backoff_ms(failures: u32) -> u32 {
@@ -181,21 +183,103 @@ impl<T: Transport> Client<T> {
         self.object(self.request(Method::Post, path, Some(body), key)).await
     }
 
-    async fn authenticate(&self, path: &str, email: &str, password: &str) -> Result<String, MascotError> {
-        let (text, v) = self.post(path, credentials(email, password), None).await?;
+    async fn authenticate(&self, path: &str, body: String) -> Result<String, MascotError> {
+        let (text, v) = self.post(path, body, None).await?;
+        self.keep_token(&v)?;
+        Ok(text)
+    }
+
+    /// Keeps the answer's `token` (an `AuthResponse` or a completed `HandoffPoll`).
+    fn keep_token(&self, v: &Value) -> Result<(), MascotError> {
         let token = v.str_at(&["token"]).ok_or_else(|| MascotError::decode(200, "The answer has no session token."))?;
         self.set_token(Some(token.to_string()));
-        Ok(text)
+        Ok(())
     }
 
     /// `AuthResponse`; the client keeps the token.
     pub async fn signup(&self, email: &str, password: &str) -> Result<String, MascotError> {
-        self.authenticate("/api/v1/auth/signup", email, password).await
+        self.authenticate("/api/v1/auth/signup", credentials(email, password, None)).await
     }
 
-    /// `AuthResponse`; the client keeps the token.
-    pub async fn login(&self, email: &str, password: &str) -> Result<String, MascotError> {
-        self.authenticate("/api/v1/auth/login", email, password).await
+    /// `AuthResponse`; the client keeps the token. `device_token` is the one an earlier sign-in
+    /// on this device returned (such a login is not slowed down by others' wrong guesses).
+    pub async fn login(&self, email: &str, password: &str, device_token: Option<&str>) -> Result<String, MascotError> {
+        self.authenticate("/api/v1/auth/login", credentials(email, password, device_token)).await
+    }
+
+    /// `POST /api/v1/auth/password`: 204 on success (this session stays signed in, every other
+    /// one is signed out). A wrong current password is 401 `invalid_credentials`, not a sign-out.
+    pub async fn change_password(&self, current: &str, new: &str) -> Result<(), MascotError> {
+        let body = Object::default().str("current_password", current).str("new_password", new).finish();
+        self.send(self.request(Method::Post, "/api/v1/auth/password", Some(body), None)).await.map(|_| ())
+    }
+
+    /// Signs out every session of the account, this one included, and forgets the token. On
+    /// any failure but an already invalid session the token is kept (nothing was signed out).
+    pub async fn logout_all(&self) -> Result<(), MascotError> {
+        match self.send(self.request(Method::Post, "/api/v1/auth/logout-all", None, None)).await {
+            Err(e) if e.status != 401 => Err(e),
+            _ => {
+                self.set_token(None);
+                Ok(())
+            }
+        }
+    }
+
+    /// `AuthOptions`: how a user who forgot the password gets back in.
+    pub async fn auth_options(&self) -> Result<String, MascotError> {
+        self.get("/api/v1/auth/options").await
+    }
+
+    /// `POST /api/v1/auth/password-reset`: 202 whether or not the account exists.
+    pub async fn request_password_reset(&self, email: &str) -> Result<(), MascotError> {
+        let body = Object::default().str("email", email).finish();
+        self.send(self.request(Method::Post, "/api/v1/auth/password-reset", Some(body), None)).await.map(|_| ())
+    }
+
+    /// `HandoffStart`: open its `url` in the browser, show its `user_code`, then `poll_handoff`.
+    pub async fn start_handoff(&self) -> Result<String, MascotError> {
+        let (text, v) = self.post("/api/v1/auth/handoff", Object::default().finish(), None).await?;
+        if v.str_at(&["handoff_id"]).is_none() || v.str_at(&["read_key"]).is_none() {
+            return Err(MascotError::decode(201, "The answer has no handoff id or read key."));
+        }
+        Ok(text)
+    }
+
+    fn handoff_request(&self, handoff_id: &str, read_key: &str, wait: u32) -> Request {
+        let url =
+            self.base.clone() + "/api/v1/auth/handoff/" + &encode_component(handoff_id) + "?wait=" + &int(wait.into());
+        // No bearer token: the read key alone names the reader, and never in the URL.
+        Request {
+            method: Method::Get,
+            url,
+            headers: vec![(HANDOFF_KEY_HEADER, read_key.to_string())],
+            body: None,
+            abortable: true,
+        }
+    }
+
+    /// Waits until the browser sign-in is done: the completed `HandoffPoll`, whose token the
+    /// client keeps. Fails with 404 `handoff_not_found` (unknown, expired, already read, wrong
+    /// key), `timeout` or `cancelled`; network failures and 5xx answers are retried with back-off.
+    pub async fn poll_handoff(
+        &self,
+        handoff_id: &str,
+        read_key: &str,
+        timeout_ms: Option<f64>,
+    ) -> Result<String, MascotError> {
+        self.long_poll(
+            &|wait| self.handoff_request(handoff_id, read_key, wait),
+            &|text, v| match v.str_at(&["status"]) {
+                Some("pending") => Ok(None),
+                Some("complete") => self.keep_token(&v).map(|_| Some(text)),
+                _ => Err(MascotError::decode(200, "The sign-in status is unknown.")),
+            },
+            timeout_ms.unwrap_or(DEFAULT_HANDOFF_WAIT_MS),
+            "The browser sign-in took too long. Please start again.",
+            "Stopped waiting for the browser sign-in.",
+        )
+        .await
     }
 
     /// Revokes the token at the server (best effort) and forgets it.
@@ -267,51 +351,70 @@ impl<T: Transport> Client<T> {
     /// server until something changes; unreachable server or 5xx answers are retried with
     /// back-off; any other error ends the wait.
     pub async fn wait_for_checkout(&self, session_id: &str, timeout_ms: Option<f64>) -> Result<String, MascotError> {
+        self.long_poll(
+            &|wait| {
+                let mut request = self.status_request(session_id, wait);
+                request.abortable = true;
+                request
+            },
+            &|text, v| match v.str_at(&["status"]).and_then(checkout_status) {
+                Some(CheckoutStatus::Credited) => Ok(Some(text)),
+                Some(CheckoutStatus::Pending) => Ok(None),
+                Some(CheckoutStatus::Failed) => Err(MascotError::new(
+                    ErrorKind::PaymentFailed,
+                    0,
+                    "payment_failed",
+                    "The payment did not go through. No credits were added.",
+                )),
+                Some(CheckoutStatus::Expired) => Err(MascotError::new(
+                    ErrorKind::CheckoutExpired,
+                    0,
+                    "checkout_expired",
+                    "The checkout was cancelled or expired before payment.",
+                )),
+                None => Err(MascotError::decode(200, "The checkout status is unknown.")),
+            },
+            timeout_ms.unwrap_or(DEFAULT_WAIT_MS),
+            "Still no payment. If you paid, your credits will appear shortly; press Refresh.",
+            "Stopped waiting for the payment.",
+        )
+        .await
+    }
+
+    /// The long-poll under both waits: `request(wait)` is held by the server up to `wait`
+    /// seconds (never longer than the time left); `read` says whether an answer ends the wait
+    /// (`Some`), asks for another poll (`None`) or fails it. Unreachable server or 5xx answers
+    /// are retried with back-off; any other error ends the wait. `cancel_wait` stops it.
+    async fn long_poll(
+        &self,
+        request: &dyn Fn(u32) -> Request,
+        read: &dyn Fn(String, Value) -> Result<Option<String>, MascotError>,
+        timeout_ms: f64,
+        timeout_message: &str,
+        cancelled_message: &str,
+    ) -> Result<String, MascotError> {
         let generation = self.generation.get().wrapping_add(1);
         self.generation.set(generation);
         let cancelled = || self.generation.get() != generation;
-        let deadline = self.transport.now_ms() + timeout_ms.unwrap_or(DEFAULT_WAIT_MS);
+        let deadline = self.transport.now_ms() + timeout_ms;
         let mut failures = 0u32;
         loop {
             if cancelled() {
-                return Err(MascotError::cancelled());
+                return Err(MascotError::new(ErrorKind::Cancelled, 0, "cancelled", cancelled_message));
             }
             let left = deadline - self.transport.now_ms();
             if left <= 0.0 {
-                return Err(MascotError::new(
-                    ErrorKind::Timeout,
-                    0,
-                    "timeout",
-                    "Still no payment. If you paid, your credits will appear shortly; press Refresh.",
-                ));
+                return Err(MascotError::new(ErrorKind::Timeout, 0, "timeout", timeout_message));
             }
             let wait = ((left / 1000.0) as u32).clamp(1, LONG_POLL_SECONDS);
-            let mut request = self.status_request(session_id, wait);
-            request.abortable = true;
-            let result = self.status_of(request).await;
+            let result = self.object(request(wait)).await;
             if cancelled() {
                 continue;
             }
-            match result {
-                Ok((text, CheckoutStatus::Credited)) => return Ok(text),
-                Ok((_, CheckoutStatus::Failed)) => {
-                    return Err(MascotError::new(
-                        ErrorKind::PaymentFailed,
-                        0,
-                        "payment_failed",
-                        "The payment did not go through. No credits were added.",
-                    ))
-                }
-                Ok((_, CheckoutStatus::Expired)) => {
-                    return Err(MascotError::new(
-                        ErrorKind::CheckoutExpired,
-                        0,
-                        "checkout_expired",
-                        "The checkout was cancelled or expired before payment.",
-                    ))
-                }
-                Ok((_, CheckoutStatus::Pending)) => failures = 0,
-                Err(e) if e.kind == ErrorKind::Network || e.status >= 500 => {
+            match result.and_then(|(text, v)| read(text, v)) {
+                Ok(Some(text)) => return Ok(text),
+                Ok(None) => failures = 0,
+                Err(e) if e.kind == ErrorKind::Network || (e.kind == ErrorKind::Http && e.status >= 500) => {
                     self.transport.sleep(backoff_ms(failures)).await;
                     failures += 1;
                 }
@@ -320,16 +423,20 @@ impl<T: Transport> Client<T> {
         }
     }
 
-    /// Stops `wait_for_checkout` (it fails with kind `cancelled`).
+    /// Stops `wait_for_checkout` or `poll_handoff` (it fails with kind `cancelled`).
     pub fn cancel_wait(&self) {
         self.generation.set(self.generation.get().wrapping_add(1));
         self.transport.abort();
     }
 }
-
-/// `Credentials` as JSON.
-fn credentials(email: &str, password: &str) -> String {
-    Object::default().str("email", email).str("password", password).finish()
+/// `Credentials` as JSON (`device_token` only when there is one).
+fn credentials(email: &str, password: &str, device_token: Option<&str>) -> String {
+    let body = Object::default().str("email", email).str("password", password);
+    match device_token.filter(|t| !t.is_empty()) {
+        Some(t) => body.str("device_token", t),
+        None => body,
+    }
+    .finish()
 }
 
 fn history_path(limit: Option<u32>, before: Option<&str>) -> String {

@@ -13,7 +13,7 @@ use crate::{Client, MascotError, Reply, Request, Transport};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
-import type { AuthResponse, BalanceResponse, CheckoutListResponse, CheckoutResponse, CheckoutStatusResponse, HistoryResponse, Me, PacksResponse, SpendResponse } from "../src/generated";
+import type { AuthOptions, AuthResponse, BalanceResponse, CheckoutListResponse, CheckoutResponse, CheckoutStatusResponse, HandoffPoll, HandoffStart, HistoryResponse, Me, PacksResponse, SpendResponse } from "../src/generated";
 
 /** Every MascotClient method rejects with this. */
 export interface MascotError {
@@ -138,9 +138,61 @@ impl MascotClient {
         js(self.inner.signup(&email, &password).await)
     }
 
+    /// Pass the `device_token` an earlier sign-in on this device returned, if any.
     #[wasm_bindgen(unchecked_return_type = "AuthResponse")]
-    pub async fn login(&self, email: String, password: String) -> Result<JsValue> {
-        js(self.inner.login(&email, &password).await)
+    pub async fn login(
+        &self,
+        email: String,
+        password: String,
+        #[wasm_bindgen(js_name = deviceToken)] device_token: Option<String>,
+    ) -> Result<JsValue> {
+        js(self.inner.login(&email, &password, device_token.as_deref()).await)
+    }
+
+    /// Rejects with 401 `invalid_credentials` when the current password is wrong (not a
+    /// sign-out); this session stays signed in, every other one is signed out.
+    #[wasm_bindgen(js_name = changePassword)]
+    pub async fn change_password(
+        &self,
+        #[wasm_bindgen(js_name = currentPassword)] current: String,
+        #[wasm_bindgen(js_name = newPassword)] new: String,
+    ) -> Result<()> {
+        self.inner.change_password(&current, &new).await.map_err(reject)
+    }
+
+    /// Signs out every session of the account, this one included.
+    #[wasm_bindgen(js_name = logoutAll)]
+    pub async fn logout_all(&self) -> Result<()> {
+        self.inner.logout_all().await.map_err(reject)
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "AuthOptions", js_name = authOptions)]
+    pub async fn auth_options(&self) -> Result<JsValue> {
+        js(self.inner.auth_options().await)
+    }
+
+    /// Resolves (202) whether or not the account exists.
+    #[wasm_bindgen(js_name = requestPasswordReset)]
+    pub async fn request_password_reset(&self, email: String) -> Result<()> {
+        self.inner.request_password_reset(&email).await.map_err(reject)
+    }
+
+    /// Starts a sign-in through the browser: open `url`, show `user_code`, then `pollHandoff`.
+    #[wasm_bindgen(unchecked_return_type = "HandoffStart", js_name = startHandoff)]
+    pub async fn start_handoff(&self) -> Result<JsValue> {
+        js(self.inner.start_handoff().await)
+    }
+
+    /// Waits until the browser sign-in is done (resolves with the completed `HandoffPoll`; the
+    /// client keeps its token), or rejects: 404 `handoff_not_found`, `timeout`, `cancelled`.
+    #[wasm_bindgen(unchecked_return_type = "HandoffPoll", js_name = pollHandoff)]
+    pub async fn poll_handoff(
+        &self,
+        #[wasm_bindgen(js_name = handoffId)] handoff_id: String,
+        #[wasm_bindgen(js_name = readKey)] read_key: String,
+        #[wasm_bindgen(js_name = timeoutMs)] timeout_ms: Option<f64>,
+    ) -> Result<JsValue> {
+        js(self.inner.poll_handoff(&handoff_id, &read_key, timeout_ms).await)
     }
 
     /// Revokes the token at the server (best effort) and forgets it.
@@ -213,7 +265,7 @@ impl MascotClient {
         js(self.inner.wait_for_checkout(&session_id, timeout_ms).await)
     }
 
-    /// Stops `waitForCheckout` (it rejects with kind `cancelled`).
+    /// Stops `waitForCheckout` or `pollHandoff` (it rejects with kind `cancelled`).
     #[wasm_bindgen(js_name = cancelWait)]
     pub fn cancel_wait(&self) {
         self.inner.cancel_wait()

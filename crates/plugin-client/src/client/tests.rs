@@ -126,7 +126,7 @@ fn encodes_like_encode_uri_component() {
 #[test]
 fn login_sends_the_credentials_and_keeps_the_token() {
     let c = client(Script::default().answer(200, &auth_json()), None);
-    let text = block_on(c.login("a@b.c", "pa\"ss\\word\n")).unwrap();
+    let text = block_on(c.login("a@b.c", "pa\"ss\\word\n", None)).unwrap();
     assert_eq!(text, auth_json(), "the answer is passed on as the server wrote it");
     assert_eq!(c.token().as_deref(), Some("mct_abc\"def"));
     let req = &sent(&c)[0];
@@ -201,7 +201,7 @@ fn errors_are_typed() {
         .answer(200, "[1]")
         .answer(200, r#"{"user":{}}"#);
     let c = client(script, None);
-    let e = block_on(c.login("a@b.c", "x")).unwrap_err();
+    let e = block_on(c.login("a@b.c", "x", None)).unwrap_err();
     assert_eq!((e.kind, e.status, e.code.as_str()), (ErrorKind::Http, 401, "invalid_credentials"));
     let e = block_on(c.packs()).unwrap_err();
     assert_eq!((e.kind, e.status, e.code.as_str()), (ErrorKind::Http, 502, "http_502"));
@@ -212,7 +212,7 @@ fn errors_are_typed() {
     assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Decode, "The server's answer is not JSON."));
     let e = block_on(c.packs()).unwrap_err();
     assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Decode, "The server's answer is not a JSON object."));
-    let e = block_on(c.login("a@b.c", "x")).unwrap_err();
+    let e = block_on(c.login("a@b.c", "x", None)).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Decode);
     assert_eq!(c.token(), None);
 }
@@ -301,4 +301,210 @@ fn cancel_wait_aborts_the_long_poll_in_flight() {
         other => panic!("{other:?}"),
     }
     assert!(!c.transport().aborted.get(), "the abort reached the transport");
+}
+
+#[test]
+fn login_sends_the_device_token_when_there_is_one() {
+    let script = Script::default().answer(200, &auth_json()).answer(200, &auth_json());
+    let c = client(script, None);
+    block_on(c.login("a@b.c", "secret 123", Some("mcd_\"dev"))).unwrap();
+    block_on(c.login("a@b.c", "secret 123", Some(""))).unwrap();
+    let want = serde_json::to_string(&Credentials {
+        email: "a@b.c".into(),
+        password: "secret 123".into(),
+        device_token: Some("mcd_\"dev".into()),
+    })
+    .unwrap();
+    let reqs = sent(&c);
+    assert_eq!(reqs[0].body.as_deref(), Some(want.as_str()));
+    // What the server reads back is the same device token.
+    let read: Credentials = serde_json::from_str(reqs[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(read.device_token.as_deref(), Some("mcd_\"dev"));
+    assert_eq!(
+        reqs[1].body.as_deref(),
+        Some(r#"{"email":"a@b.c","password":"secret 123"}"#),
+        "an empty one is not sent"
+    );
+}
+
+#[test]
+fn change_password_sends_both_and_a_wrong_current_password_is_a_typed_error_that_keeps_the_session() {
+    let script = Script::default()
+        .answer(204, "")
+        .answer(401, r#"{"error":{"code":"invalid_credentials","message":"The current password is wrong."}}"#)
+        .answer(422, r#"{"error":{"code":"validation","message":"The new password needs at least 8 characters."}}"#);
+    let c = client(script, Some("mct_t"));
+    block_on(c.change_password("old \"one\"", "new password")).unwrap();
+    let e = block_on(c.change_password("wrong", "new password")).unwrap_err();
+    assert_eq!((e.kind, e.status, e.code.as_str()), (ErrorKind::Http, 401, "invalid_credentials"));
+    assert_eq!(e.message, "The current password is wrong.");
+    let e = block_on(c.change_password("old", "short")).unwrap_err();
+    assert_eq!((e.status, e.code.as_str()), (422, "validation"));
+    assert_eq!(c.token().as_deref(), Some("mct_t"), "a refused change signs nobody out");
+    let req = &sent(&c)[0];
+    assert_eq!((req.method, req.url.as_str()), (Method::Post, "http://api.test/api/v1/auth/password"));
+    assert_eq!(
+        req.headers,
+        vec![("Authorization", "Bearer mct_t".to_string()), ("Content-Type", "application/json".to_string())]
+    );
+    let want = serde_json::to_string(&api_types::PasswordChange {
+        current_password: "old \"one\"".into(),
+        new_password: "new password".into(),
+    })
+    .unwrap();
+    assert_eq!(req.body.as_deref(), Some(want.as_str()));
+}
+
+#[test]
+fn logout_all_forgets_the_token_only_when_the_server_signed_it_out() {
+    let c = client(Script::default().answer(204, ""), Some("t"));
+    block_on(c.logout_all()).unwrap();
+    assert_eq!(c.token(), None);
+    let req = &sent(&c)[0];
+    assert_eq!(
+        (req.method, req.url.as_str(), req.body.as_deref()),
+        (Method::Post, "http://api.test/api/v1/auth/logout-all", None)
+    );
+    assert_eq!(req.headers, vec![("Authorization", "Bearer t".to_string())]);
+    // Already signed out at the server: signed out here too.
+    let c = client(Script::default().answer(401, r#"{"error":{"code":"unauthorized","message":"x"}}"#), Some("t"));
+    block_on(c.logout_all()).unwrap();
+    assert_eq!(c.token(), None);
+    // Offline: nothing was signed out, so the session stays and the person can try again.
+    let c = client(Script::default().after(0.0, Reply::Unreachable("offline".into())), Some("t"));
+    assert_eq!(block_on(c.logout_all()).unwrap_err().kind, ErrorKind::Network);
+    assert_eq!(c.token().as_deref(), Some("t"));
+}
+
+#[test]
+fn auth_options_and_password_reset() {
+    let options = serde_json::to_string(&api_types::AuthOptions {
+        password_reset: api_types::PasswordReset::Email,
+        support_email: Some("help@mascot.test".into()),
+    })
+    .unwrap();
+    let script = Script::default()
+        .answer(200, &options)
+        .answer(202, "")
+        .answer(429, r#"{"error":{"code":"rate_limited","message":"Too many requests. Try again in 60 s."}}"#)
+        .answer(422, r#"{"error":{"code":"validation","message":"That is not an email address."}}"#);
+    let c = client(script, None);
+    assert_eq!(block_on(c.auth_options()).unwrap(), options);
+    block_on(c.request_password_reset("a@b.c")).unwrap();
+    let e = block_on(c.request_password_reset("a@b.c")).unwrap_err();
+    assert_eq!((e.kind, e.status, e.code.as_str()), (ErrorKind::Http, 429, "rate_limited"));
+    let e = block_on(c.request_password_reset("not-an-email")).unwrap_err();
+    assert_eq!((e.status, e.code.as_str()), (422, "validation"));
+    let reqs = sent(&c);
+    assert_eq!((reqs[0].method, reqs[0].url.as_str()), (Method::Get, "http://api.test/api/v1/auth/options"));
+    assert_eq!((reqs[1].method, reqs[1].url.as_str()), (Method::Post, "http://api.test/api/v1/auth/password-reset"));
+    let want = serde_json::to_string(&api_types::PasswordResetRequest { email: "a@b.c".into() }).unwrap();
+    assert_eq!(reqs[1].body.as_deref(), Some(want.as_str()));
+}
+
+fn handoff_json() -> String {
+    serde_json::to_string(&api_types::HandoffStart {
+        handoff_id: "ho_1".into(),
+        read_key: "mhr_secret".into(),
+        user_code: "ABCDEFGH".into(),
+        url: "https://mascot.test/signin?h=ho_1&s=write".into(),
+        expires_at: "2026-12-01T12:10:00Z".into(),
+    })
+    .unwrap()
+}
+
+fn poll_json(status: api_types::HandoffStatus) -> String {
+    let complete = status == api_types::HandoffStatus::Complete;
+    serde_json::to_string(&api_types::HandoffPoll {
+        status,
+        token: complete.then(|| "mct_from_browser".into()),
+        user: complete.then(|| User { id: "u1".into(), email: "a@b.c".into() }),
+        device_token: complete.then(|| "mcd_browser".into()),
+    })
+    .unwrap()
+}
+
+#[test]
+fn start_handoff_posts_an_empty_object_and_needs_the_id_and_key() {
+    let script = Script::default()
+        .answer(201, &handoff_json())
+        .answer(201, r#"{"handoff_id":"ho_1"}"#)
+        .answer(429, r#"{"error":{"code":"rate_limited","message":"Too many sign-ins. Try again in 60 s."}}"#);
+    let c = client(script, None);
+    assert_eq!(block_on(c.start_handoff()).unwrap(), handoff_json());
+    assert_eq!(block_on(c.start_handoff()).unwrap_err().kind, ErrorKind::Decode);
+    let e = block_on(c.start_handoff()).unwrap_err();
+    assert_eq!((e.status, e.code.as_str()), (429, "rate_limited"));
+    let req = &sent(&c)[0];
+    assert_eq!((req.method, req.url.as_str()), (Method::Post, "http://api.test/api/v1/auth/handoff"));
+    assert_eq!(req.body.as_deref(), Some("{}"));
+    assert_eq!(req.headers, vec![("Content-Type", "application/json".to_string())]);
+}
+
+#[test]
+fn poll_handoff_sends_the_read_key_in_a_header_waits_through_pending_and_failures_and_keeps_the_token() {
+    use api_types::HandoffStatus::{Complete, Pending};
+    let script = Script::default()
+        .after(25_000.0, Reply::Answer { status: 200, body: poll_json(Pending) })
+        .after(0.0, Reply::Unreachable("offline".into()))
+        .after(0.0, Reply::Answer { status: 502, body: "<html>Bad gateway</html>".into() })
+        .after(1_000.0, Reply::Answer { status: 200, body: poll_json(Complete) });
+    let c = client(script, None);
+    let done = block_on(c.poll_handoff("ho/1", "mhr_secret", None)).unwrap();
+    assert_eq!(done, poll_json(Complete));
+    assert_eq!(c.token().as_deref(), Some("mct_from_browser"), "signed in: later requests carry it");
+    assert_eq!(*c.transport().slept.borrow(), vec![500, 1000]);
+    let reqs = sent(&c);
+    assert_eq!(reqs.len(), 4);
+    for r in &reqs {
+        assert_eq!((r.method, r.url.as_str()), (Method::Get, "http://api.test/api/v1/auth/handoff/ho%2F1?wait=25"));
+        assert_eq!(
+            r.headers,
+            vec![("x-handoff-key", "mhr_secret".to_string())],
+            "the key in a header, no bearer token"
+        );
+        assert!(r.abortable && !r.url.contains("mhr_secret"), "never in the URL");
+    }
+    assert_eq!(api_types::HANDOFF_KEY_HEADER, "x-handoff-key");
+}
+
+#[test]
+fn poll_handoff_refused_timed_out_or_cancelled() {
+    // Unknown, expired, already read or wrong key: 404, and the wait ends at once.
+    let c = client(
+        Script::default().answer(
+            404,
+            r#"{"error":{"code":"handoff_not_found","message":"This sign-in has expired or was already used."}}"#,
+        ),
+        Some("old"),
+    );
+    let e = block_on(c.poll_handoff("ho_1", "wrong", None)).unwrap_err();
+    assert_eq!((e.kind, e.status, e.code.as_str()), (ErrorKind::Http, 404, "handoff_not_found"));
+    assert_eq!(c.token().as_deref(), Some("old"), "a refused handoff signs nobody in");
+    // A complete answer without a token, or an unknown status, is not a sign-in.
+    for body in [r#"{"status":"complete"}"#, r#"{"status":"approved"}"#] {
+        let c = client(Script::default().answer(200, body), None);
+        assert_eq!(block_on(c.poll_handoff("ho_1", "k", None)).unwrap_err().kind, ErrorKind::Decode);
+        assert_eq!(c.token(), None);
+    }
+    // The last poll holds no longer than the time left, then it times out.
+    let pending = || Reply::Answer { status: 200, body: poll_json(api_types::HandoffStatus::Pending) };
+    let c = client(Script::default().after(25_000.0, pending()).after(9_000.0, pending()), None);
+    let e = block_on(c.poll_handoff("ho_1", "k", Some(34_000.0))).unwrap_err();
+    assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Timeout, "timeout"));
+    assert!(e.message.contains("browser sign-in"), "{}", e.message);
+    let waits: Vec<String> = sent(&c).iter().map(|r| r.url.rsplit('=').next().unwrap().to_string()).collect();
+    assert_eq!(waits, ["25", "9"]);
+    // Cancel aborts the poll in flight.
+    let c = client(Script::default().hold(), None);
+    let mut wait = pin!(c.poll_handoff("ho_1", "k", None));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(wait.as_mut().poll(&mut cx).is_pending());
+    c.cancel_wait();
+    match wait.as_mut().poll(&mut cx) {
+        Poll::Ready(Err(e)) => {
+            assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Cancelled, "Stopped waiting for the browser sign-in."))
+        }
+        other => panic!("{other:?}"),
+    }
 }
