@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { axeViolations, launchBrowser, pluginFrame, root, startDemo } from "./harness.mjs";
+import { everyTheme as everyThemeOf, launchBrowser, pluginFrame, root, startDemo, tabOrder as tabOrderOf } from "./harness.mjs";
 
 const port = Number(process.env.E2E_PORT ?? 8080);
 const shots = path.join(root, "artifacts/screenshots");
@@ -46,35 +46,8 @@ const host = (fn, arg) => page.evaluate(fn, arg);
 const text = (selector) => ui.locator(selector).textContent();
 const waitText = (selector, hasText, timeout = 15_000) => ui.locator(selector, { hasText }).waitFor({ timeout });
 
-/** Shows one screen in Figma's light and dark themes (the host reopens the plugin for each, and
- * `reach` brings it back to the screen): axe-core finds no violation, and a screenshot of each is
- * kept in artifacts/screenshots/<name>-<theme>.png. Ends in the dark theme, as the tests start. */
-async function everyTheme(name, reach) {
-  for (const theme of ["light", "dark"]) {
-    await host((t) => window.__figmaHost.setTheme(t), theme);
-    await reach();
-    assert.deepEqual(await axeViolations(page), [], `${name}, ${theme}`);
-    await page.locator(".panel").screenshot({ path: path.join(shots, `${name}-${theme}.png`) });
-  }
-}
-
-/** The ids Tab reaches from the tab bar, each marked when its focus ring is not visible. */
-async function tabOrder(count) {
-  const frame = await pluginFrame(page);
-  await ui.locator("#tab-account").focus();
-  const order = [];
-  for (let i = 0; i < count; i++) {
-    await page.keyboard.press("Tab");
-    order.push(
-      await frame.evaluate(() => {
-        const el = document.activeElement;
-        const style = getComputedStyle(el);
-        return `${el.id}${style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2 ? "" : " (focus not visible)"}`;
-      }),
-    );
-  }
-  return order;
-}
+const everyTheme = (name, reach) => everyThemeOf(page, name, reach);
+const tabOrder = (count) => tabOrderOf(page, count);
 
 async function signUp(email, password) {
   await ui.locator("#auth-switch").click();
@@ -110,7 +83,7 @@ test("signing in and creating an account: no accessibility violation, light and 
   });
   await ui.locator("#auth-switch").click();
   await waitText("h1", "Sign in to Mascot");
-  assert.deepEqual(await tabOrder(4), ["email", "password", "auth-submit", "auth-switch"]);
+  assert.deepEqual(await tabOrder(6), ["email", "password", "auth-submit", "forgot", "browser-signin", "auth-switch"]);
 });
 
 test("create an account, buy 75 credits, and see them arrive without a reload", async () => {
@@ -138,7 +111,7 @@ test("create an account, buy 75 credits, and see them arrive without a reload", 
 test("the keyboard reaches every action in order, with the focus always visible", async () => {
   const frame = await pluginFrame(page);
   // The radio group is one stop (the checked pack); the arrows move within it.
-  assert.deepEqual(await tabOrder(4), ["refresh", "sign-out", "pack-pack_75", "buy"]);
+  assert.deepEqual(await tabOrder(6), ["refresh", "sign-out", "change-password", "sign-out-all", "pack-pack_75", "buy"]);
   await ui.locator("#pack-pack_75").focus();
   await page.keyboard.press("ArrowDown");
   assert.equal(await frame.evaluate(() => document.activeElement.id), "pack-pack_200", "focus stays on the pack chosen with the keyboard");
@@ -178,7 +151,8 @@ test("sign out clears the session; signing in again restores the account", async
   await ui.locator("#sign-out").click();
   await waitText(".banner", "You are signed out");
   const stored = await host(() => Object.keys(localStorage).filter((k) => k.startsWith("mascot-demo-clientStorage:")));
-  assert.deepEqual(stored, [], "token removed from clientStorage");
+  // The session token is gone; this device's token for the account stays (it is not a session).
+  assert.deepEqual(stored, ["mascot-demo-clientStorage:mascot.device-tokens"], "token removed from clientStorage");
   await host(() => window.__figmaHost.reopen());
   await ui.locator("#auth-submit").waitFor();
   await ui.locator("#email").fill("figma-user@example.com");

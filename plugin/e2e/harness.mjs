@@ -32,6 +32,17 @@ export async function startDemo(port = 0) {
   });
   return {
     ...ready,
+    dataDir,
+    /** Runs an operator command (`mascot-server users reset-password …`) on the demo's database. */
+    async operator(...args) {
+      const { execFile } = await import("node:child_process");
+      const databaseUrl = `sqlite://${path.join(dataDir, "mascot-demo.db")}?mode=rwc`;
+      return new Promise((resolve, reject) =>
+        execFile(bin, args, { env: { ...process.env, DATABASE_URL: databaseUrl, RUST_LOG: "warn", STRIPE_SECRET_KEY: "" } }, (err, stdout, stderr) =>
+          err ? reject(new Error(`${args.join(" ")}: ${err.message}\n${stderr}`)) : resolve(stdout),
+        ),
+      );
+    },
     async stop() {
       child.kill("SIGTERM");
       await new Promise((r) => (child.exitCode !== null ? r() : child.on("exit", r)));
@@ -81,4 +92,37 @@ export async function axeViolations(page) {
     if (!result.ran.includes(id)) throw new Error(`axe did not run ${id}`);
   }
   return result.violations.map((v) => `${v.id} (${v.impact}): ${v.help}: ${v.nodes.map((n) => `${n.target.join(" ")} ${n.failureSummary ?? ""}`).join(" | ")}`);
+}
+
+/** Shows one screen in Figma's light and dark themes (the host reopens the plugin for each, and
+ * `reach` brings it back to the screen): axe-core finds no violation, and a screenshot of each is
+ * kept in artifacts/screenshots/<name>-<theme>.png. Ends in the dark theme, as the tests start. */
+export async function everyTheme(page, name, reach) {
+  const shots = path.join(root, "artifacts/screenshots");
+  fs.mkdirSync(shots, { recursive: true });
+  for (const theme of ["light", "dark"]) {
+    await page.evaluate((t) => window.__figmaHost.setTheme(t), theme);
+    await reach();
+    const violations = await axeViolations(page);
+    if (violations.length) throw new Error(`${name}, ${theme}: ${violations.join("\n")}`);
+    await page.locator(".panel").screenshot({ path: path.join(shots, `${name}-${theme}.png`) });
+  }
+}
+
+/** The ids Tab reaches from the tab bar, each marked when its focus ring is not visible. */
+export async function tabOrder(page, count) {
+  const frame = await pluginFrame(page);
+  await page.frameLocator("#plugin-slot iframe").locator("#tab-account").focus();
+  const order = [];
+  for (let i = 0; i < count; i++) {
+    await page.keyboard.press("Tab");
+    order.push(
+      await frame.evaluate(() => {
+        const el = document.activeElement;
+        const style = getComputedStyle(el);
+        return `${el.id}${style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2 ? "" : " (focus not visible)"}`;
+      }),
+    );
+  }
+  return order;
 }

@@ -24,3 +24,8 @@ export function explain(e: MascotError): string {
 export function isSessionExpired(e: MascotError): boolean {
   return e.kind === "http" && e.status === 401 && e.code === "unauthorized";
 }
+
+/** A session signed in with an operator's one-time password, not yet changed. */
+export function isPasswordChangeRequired(e: MascotError): boolean {
+  return e.kind === "http" && e.status === 403 && e.code === "password_change_required";
+}

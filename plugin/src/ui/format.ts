@@ -39,3 +39,8 @@ export function bestValue(packs: Pack[]): string | null {
   }
   return best && !tie && packs.length > 1 ? best.id : null;
 }
+
+/** A handoff's user code as the browser page shows it: "ABCD-EFGH". */
+export function userCode(code: string): string {
+  return code.length === 8 ? `${code.slice(0, 4)}-${code.slice(4)}` : code;
+}

@@ -19,7 +19,7 @@ async function start(): Promise<void> {
     const message = (event.data as { pluginMessage?: ToUi } | null)?.pluginMessage;
     if (message?.type === "init") {
       const client = new MascotClient(message.apiBase, message.token);
-      new AccountState(client, toMain, (model, actions) => render(screen, live, model, actions)).start();
+      new AccountState(client, toMain, (model, actions) => render(screen, live, model, actions), message.deviceTokens ?? {}, message.handoff ?? null).start();
     }
   });
   toMain({ type: "ready" });

@@ -2,9 +2,9 @@
 // that change it (calls to MascotClient, messages to the main thread). Nothing here touches the
 // DOM: every change goes through `set`, which hands the new model to the one renderer.
 import type { MascotClient } from "../../pkg/plugin_client";
-import type { BalanceResponse, CheckoutSummary, HistoryEntry, Me, Pack } from "../generated";
-import type { ToMain } from "../protocol";
-import { asMascotError, explain, isSessionExpired } from "./errors";
+import type { AuthOptions, AuthResponse, BalanceResponse, CheckoutSummary, HistoryEntry, Me, Pack } from "../generated";
+import type { PendingHandoff, ToMain } from "../protocol";
+import { asMascotError, explain, isPasswordChangeRequired, isSessionExpired } from "./errors";
 import { credits } from "./format";
 
 export type Tone = "error" | "success" | "info";
@@ -19,7 +19,17 @@ export interface Waiting {
   credits: number;
 }
 export type AuthMode = "signin" | "signup";
-export type Screen = { kind: "loading" } | { kind: "signed-out"; mode: AuthMode } | { kind: "account" };
+export type Screen =
+  | { kind: "loading" }
+  | { kind: "signed-out"; mode: AuthMode }
+  | { kind: "account" }
+  /** Waiting for the browser sign-in (the code to type there, the page to reopen). */
+  | { kind: "handoff"; handoff: PendingHandoff }
+  /** Forgot password: the email form, then "check your mail"; or whom to write to. */
+  | { kind: "forgot"; options: AuthOptions; sent: boolean }
+  /** Change password; `required` after a sign-in with an operator's one-time password: only
+   * this screen until it is changed. */
+  | { kind: "change-password"; required: boolean };
 
 export interface Model {
   screen: Screen;
@@ -38,6 +48,9 @@ export interface Model {
   focus: string | null;
   /** Said through the live region by the next render (e.g. the credited balance). */
   announce: string;
+  /** The change-password screen need not ask for the current password: the one-time password
+   * this sign-in used is still in memory (in AccountState, never in the model or the DOM). */
+  knowsCurrentPassword: boolean;
 }
 
 /** What the view can ask for. */
@@ -51,12 +64,23 @@ export interface Actions {
   buy(): void;
   reopenCheckout(): void;
   cancelWait(): void;
+  signInWithBrowser(): void;
+  reopenHandoff(): void;
+  cancelHandoff(): void;
+  forgotPassword(): void;
+  requestReset(email: string): void;
+  backToSignIn(): void;
+  showChangePassword(): void;
+  changePassword(current: string, next: string, repeat: string): void;
+  closeChangePassword(): void;
+  signOutEverywhere(): void;
 }
 
 const HISTORY_PAGE = 10;
 /** Keep waiting as long as a Checkout Session can be paid (the server expires them after an hour). */
 const WAIT_TIMEOUT_MS = 65 * 60 * 1000;
 const EXPIRED: Banner = { text: "Your session has expired. Please sign in again.", tone: "info" };
+const HANDOFF_GONE: Banner = { text: "That browser sign-in has expired or was already used. Please start again.", tone: "info" };
 
 export function initialModel(): Model {
   return {
@@ -74,16 +98,23 @@ export function initialModel(): Model {
     waiting: null,
     focus: null,
     announce: "",
+    knowsCurrentPassword: false,
   };
 }
 
 export class AccountState implements Actions {
   private model: Model = initialModel();
+  /** The one-time password of a sign-in that must change it (never in the model or the DOM). */
+  private oneTimePassword: string | null = null;
+  private options: AuthOptions | null = null;
 
   constructor(
     private readonly client: MascotClient,
     private readonly toMain: (m: ToMain) => void,
     private readonly onChange: (model: Model, actions: Actions) => void,
+    /** Device tokens by lower-case email (from figma.clientStorage). */
+    private readonly deviceTokens: Record<string, string> = {},
+    private readonly handoff: PendingHandoff | null = null,
   ) {}
 
   get current(): Readonly<Model> {
@@ -93,6 +124,9 @@ export class AccountState implements Actions {
   start(): void {
     if (this.client.token()) {
       void this.loadAccount();
+    } else if (this.handoff) {
+      // The plugin was closed during a browser sign-in: wait for it again.
+      this.waitForBrowser(this.handoff);
     } else {
       this.set({ screen: { kind: "signed-out", mode: "signin" } });
     }
@@ -112,14 +146,28 @@ export class AccountState implements Actions {
       this.signedOut(EXPIRED);
       return;
     }
+    if (isPasswordChangeRequired(err)) {
+      this.set({ busy: false, banner: null, screen: { kind: "change-password", required: true }, focus: "current-password" });
+      return;
+    }
     this.set({ busy: false, ...patch, banner: { text: explain(err), tone: "error", retry } });
   }
 
   private signedOut(banner: Banner | null): void {
     this.client.cancelWait();
     this.client.setToken(null);
+    this.oneTimePassword = null;
     this.toMain({ type: "save-token", token: null });
     this.set({ ...initialModel(), email: this.model.email, screen: { kind: "signed-out", mode: "signin" }, banner });
+  }
+
+  /** A sign-in succeeded (form or browser): keep the session and this device's token. */
+  private signedIn(token: string, email: string, deviceToken: string | undefined): void {
+    this.toMain({ type: "save-token", token });
+    if (deviceToken) {
+      this.deviceTokens[email.toLowerCase()] = deviceToken;
+      this.toMain({ type: "save-device-token", email, deviceToken });
+    }
   }
 
   private async loadAccount(): Promise<void> {
@@ -173,7 +221,11 @@ export class AccountState implements Actions {
   }
 
   switchMode(mode: AuthMode): void {
-    this.set({ screen: { kind: "signed-out", mode }, banner: null });
+    this.set({ screen: { kind: "signed-out", mode }, banner: null, focus: "email" });
+  }
+
+  backToSignIn(): void {
+    this.set({ screen: { kind: "signed-out", mode: "signin" }, banner: null, busy: false, focus: "email" });
   }
 
   submitAuth(mode: AuthMode, email: string, password: string): void {
@@ -183,8 +235,17 @@ export class AccountState implements Actions {
   private async doSubmitAuth(mode: AuthMode, email: string, password: string): Promise<void> {
     this.set({ email, busy: true, banner: null });
     try {
-      const auth = mode === "signin" ? await this.client.login(email, password) : await this.client.signup(email, password);
-      this.toMain({ type: "save-token", token: auth.token });
+      const auth: AuthResponse =
+        mode === "signin"
+          ? await this.client.login(email, password, this.deviceTokens[email.toLowerCase()] ?? null)
+          : await this.client.signup(email, password);
+      this.signedIn(auth.token, auth.user.email, auth.device_token);
+      if (auth.password_change_required) {
+        // An operator's one-time password: nothing else works until it is changed.
+        this.oneTimePassword = password;
+        this.set({ busy: false, me: { id: auth.user.id, email: auth.user.email, balance: 0 }, knowsCurrentPassword: true, screen: { kind: "change-password", required: true }, focus: "new-password" });
+        return;
+      }
       this.set({ busy: false });
       await this.loadAccount();
     } catch (e) {
@@ -278,5 +339,156 @@ export class AccountState implements Actions {
           this.fail(err, () => this.refresh(), after);
         }
       });
+  }
+
+  // Sign in with the browser: the server's page does the signing in; the plugin shows the code
+  // to type there and long-polls until the page is done.
+
+  signInWithBrowser(): void {
+    if (!this.model.busy) void this.doSignInWithBrowser();
+  }
+
+  private async doSignInWithBrowser(): Promise<void> {
+    this.set({ busy: true, banner: null });
+    try {
+      const start = await this.client.startHandoff();
+      const handoff: PendingHandoff = { handoff_id: start.handoff_id, read_key: start.read_key, user_code: start.user_code, url: start.url, expires_at: start.expires_at };
+      this.toMain({ type: "save-handoff", handoff });
+      this.toMain({ type: "open-url", url: handoff.url });
+      this.set({ busy: false });
+      this.waitForBrowser(handoff);
+    } catch (e) {
+      const err = asMascotError(e);
+      this.set({ busy: false, screen: { kind: "signed-out", mode: "signin" }, banner: { text: explain(err), tone: "error" }, focus: "browser-signin" });
+    }
+  }
+
+  private waitForBrowser(handoff: PendingHandoff): void {
+    this.set({ screen: { kind: "handoff", handoff }, banner: null, focus: "handoff-reopen" });
+    const left = Date.parse(handoff.expires_at) - Date.now();
+    this.client
+      .pollHandoff(handoff.handoff_id, handoff.read_key, Number.isFinite(left) ? Math.max(left + 5_000, 1_000) : null)
+      .then(async (done) => {
+        this.toMain({ type: "save-handoff", handoff: null });
+        if (!done.token || !done.user) throw new Error("The sign-in answer is incomplete.");
+        this.signedIn(done.token, done.user.email, done.device_token);
+        this.set({ email: done.user.email, announce: `Signed in as ${done.user.email}.` });
+        await this.loadAccount();
+      })
+      .catch((e: unknown) => {
+        const err = asMascotError(e);
+        if (this.model.screen.kind !== "handoff" || this.model.screen.handoff.handoff_id !== handoff.handoff_id) return;
+        this.toMain({ type: "save-handoff", handoff: null });
+        const after: Partial<Model> = { screen: { kind: "signed-out", mode: "signin" }, focus: "browser-signin" };
+        if (err.kind === "cancelled") {
+          this.set({ ...after, banner: null });
+        } else if (err.kind === "timeout" || (err.status === 404 && err.code === "handoff_not_found")) {
+          this.set({ ...after, banner: HANDOFF_GONE });
+        } else {
+          this.set({ ...after, banner: { text: explain(err), tone: "error" } });
+        }
+      });
+  }
+
+  reopenHandoff(): void {
+    if (this.model.screen.kind === "handoff") this.toMain({ type: "open-url", url: this.model.screen.handoff.url });
+  }
+
+  cancelHandoff(): void {
+    this.client.cancelWait();
+  }
+
+  // Forgot password: a reset link by email when the server sends mail, else whom to write to.
+
+  forgotPassword(): void {
+    if (!this.model.busy) void this.doForgotPassword();
+  }
+
+  private async doForgotPassword(): Promise<void> {
+    this.set({ busy: true, banner: null });
+    try {
+      this.options ??= await this.client.authOptions();
+      this.set({ busy: false, screen: { kind: "forgot", options: this.options, sent: false }, focus: this.options.password_reset === "email" ? "reset-email" : "forgot-title" });
+    } catch (e) {
+      this.set({ busy: false, banner: { text: explain(asMascotError(e)), tone: "error" }, focus: "forgot" });
+    }
+  }
+
+  requestReset(email: string): void {
+    if (!this.model.busy) void this.doRequestReset(email);
+  }
+
+  private async doRequestReset(email: string): Promise<void> {
+    const screen = this.model.screen;
+    if (screen.kind !== "forgot") return;
+    this.set({ email, busy: true, banner: null });
+    try {
+      await this.client.requestPasswordReset(email);
+      this.set({ busy: false, screen: { ...screen, sent: true }, focus: "forgot-title" });
+    } catch (e) {
+      this.set({ busy: false, banner: { text: explain(asMascotError(e)), tone: "error" }, focus: "reset-email" });
+    }
+  }
+
+  // Change password (from the account screen, or required after a one-time password).
+
+  showChangePassword(): void {
+    this.set({ screen: { kind: "change-password", required: false }, banner: null, knowsCurrentPassword: false, focus: "current-password" });
+  }
+
+  closeChangePassword(): void {
+    this.set({ screen: { kind: "account" }, banner: null, focus: "change-password" });
+  }
+
+  changePassword(current: string, next: string, repeat: string): void {
+    if (!this.model.busy) void this.doChangePassword(current, next, repeat);
+  }
+
+  private async doChangePassword(current: string, next: string, repeat: string): Promise<void> {
+    const required = this.model.screen.kind === "change-password" && this.model.screen.required;
+    const currentPassword = this.model.knowsCurrentPassword && this.oneTimePassword !== null ? this.oneTimePassword : current;
+    const formError = (text: string, focus: string): void => this.set({ busy: false, banner: { text, tone: "error" }, focus });
+    if (!currentPassword) return formError(required ? "Type the one-time password you signed in with." : "Type your current password.", "current-password");
+    if (next.length < 8) return formError("The new password needs at least 8 characters.", "new-password");
+    if (next !== repeat) return formError("The two new passwords are not the same.", "repeat-password");
+    this.set({ busy: true, banner: null });
+    try {
+      await this.client.changePassword(currentPassword, next);
+      this.oneTimePassword = null;
+      const done: Banner = { text: "Your password is changed. Every other device was signed out.", tone: "success" };
+      this.set({ busy: false, knowsCurrentPassword: false, announce: done.text });
+      if (required) {
+        await this.loadAccount();
+        this.set({ banner: done });
+      } else {
+        this.set({ screen: { kind: "account" }, banner: done, focus: "change-password" });
+      }
+    } catch (e) {
+      const err = asMascotError(e);
+      if (err.status === 401 && err.code === "invalid_credentials") {
+        // A wrong current password is the form's error, not an expired session.
+        this.oneTimePassword = null;
+        this.set({ knowsCurrentPassword: false });
+        formError(err.message, "current-password");
+      } else if (err.kind === "http" && err.status === 422) {
+        formError(err.message, "new-password");
+      } else {
+        this.fail(err);
+      }
+    }
+  }
+
+  signOutEverywhere(): void {
+    if (!this.model.busy) void this.doSignOutEverywhere();
+  }
+
+  private async doSignOutEverywhere(): Promise<void> {
+    this.set({ busy: true, banner: null });
+    try {
+      await this.client.logoutAll();
+      this.signedOut({ text: "You are signed out on every device.", tone: "info" });
+    } catch (e) {
+      this.fail(e, () => this.signOutEverywhere());
+    }
   }
 }

@@ -1,7 +1,9 @@
 // The Account tab's view: pure functions from the model to elements. Each screen is one function;
 // events call the actions and never change anything here. `render` is the only renderer.
 import { h, mount } from "./dom";
-import { bestValue, credits, delta, perCredit, when } from "./format";
+import type { AuthOptions } from "../generated";
+import type { PendingHandoff } from "../protocol";
+import { bestValue, credits, delta, perCredit, userCode, when } from "./format";
 import type { Actions, AuthMode, Banner, Model, Waiting } from "./state";
 
 /** The parts that stay across renders: the tab bar (banner landmark), the main landmark with
@@ -47,7 +49,30 @@ function screen(model: Model, actions: Actions): (HTMLElement | null)[] {
       return [banner, authView(model, actions, model.screen.mode)];
     case "account":
       return [banner, balanceView(model, actions), model.waiting ? waitingView(model.waiting, actions) : packsView(model, actions), historyView(model, actions)];
+    case "handoff":
+      return [banner, handoffView(model.screen.handoff, actions)];
+    case "forgot":
+      return [banner, forgotView(model, actions, model.screen.options, model.screen.sent)];
+    case "change-password":
+      return [banner, changePasswordView(model, actions, model.screen.required)];
   }
+}
+
+/** Enter in any of `fields` calls `submit` (no native form submission: Figma's sandboxed iframe
+ * may not allow it). */
+function onEnter(submit: () => void, ...fields: HTMLElement[]): void {
+  for (const f of fields) {
+    f.addEventListener("keydown", (ev: Event) => {
+      if ((ev as KeyboardEvent).key === "Enter") {
+        ev.preventDefault();
+        submit();
+      }
+    });
+  }
+}
+
+function passwordField(id: string, autocomplete: string, minlength?: number): HTMLInputElement {
+  return h("input", { id, type: "password", name: id, autocomplete, required: true, minlength });
 }
 
 function bannerView(b: Banner | null): HTMLElement | null {
@@ -71,17 +96,8 @@ function authView(model: Model, actions: Actions, mode: AuthMode): HTMLElement {
     minlength: mode === "signup" ? 8 : undefined,
     placeholder: mode === "signup" ? "At least 8 characters" : "",
   });
-  // No native form submission: Figma's sandboxed iframe may not allow it. Enter and the button
-  // both submit.
   const submit = (): void => actions.submitAuth(mode, email.value.trim(), password.value);
-  const onEnter = (ev: Event): void => {
-    if ((ev as KeyboardEvent).key === "Enter") {
-      ev.preventDefault();
-      submit();
-    }
-  };
-  email.addEventListener("keydown", onEnter);
-  password.addEventListener("keydown", onEnter);
+  onEnter(submit, email, password);
   return h(
     "div",
     { className: "card auth", role: "form", "aria-label": mode === "signin" ? "Sign in" : "Create account" },
@@ -92,11 +108,121 @@ function authView(model: Model, actions: Actions, mode: AuthMode): HTMLElement {
     h("label", { for: "password" }, "Password"),
     password,
     h("button", { type: "button", className: "primary", id: "auth-submit", disabled: model.busy, "aria-busy": model.busy ? "true" : undefined, onclick: submit }, model.busy ? "Please wait…" : mode === "signin" ? "Sign in" : "Create account"),
+    mode === "signin" ? h("button", { type: "button", className: "link", id: "forgot", disabled: model.busy, onclick: () => actions.forgotPassword() }, "Forgot password?") : null,
+    h("p", { className: "or muted small", "aria-hidden": "true" }, "or"),
+    h(
+      "button",
+      { type: "button", className: "secondary", id: "browser-signin", disabled: model.busy, onclick: () => actions.signInWithBrowser() },
+      mode === "signin" ? "Sign in with your browser" : "Create an account in your browser",
+    ),
+    h("p", { className: "muted small" }, "Uses your browser’s saved passwords; nothing to type here."),
     h(
       "button",
       { type: "button", className: "link", id: "auth-switch", onclick: () => actions.switchMode(mode === "signin" ? "signup" : "signin") },
       mode === "signin" ? "New here? Create an account" : "Already have an account? Sign in",
     ),
+  );
+}
+
+function handoffView(handoff: PendingHandoff, actions: Actions): HTMLElement {
+  let host = handoff.url;
+  try {
+    host = new URL(handoff.url).host;
+  } catch {
+    // Shown as it is.
+  }
+  const until = new Date(handoff.expires_at);
+  return h(
+    "section",
+    { className: "card handoff", "aria-labelledby": "handoff-title" },
+    h("h1", { id: "handoff-title" }, "Sign in with your browser"),
+    h("p", {}, "A Mascot page opened in your browser. Type this code there:"),
+    // Read out one character at a time; shown in two groups of four, as the page shows it.
+    h("p", { className: "user-code", id: "user-code" }, h("span", { "aria-hidden": "true" }, userCode(handoff.user_code)), h("span", { className: "sr-only" }, handoff.user_code.split("").join(" "))),
+    h("p", { className: "muted small" }, `Check that the page is on ${host}. Never type this code on a page someone sent you.`),
+    h(
+      "div",
+      { className: "row start", role: "status" },
+      h("span", { className: "spinner", "aria-hidden": "true" }),
+      h("span", { id: "handoff-status" }, "Waiting for you to sign in in the browser…"),
+    ),
+    Number.isNaN(until.getTime()) ? null : h("p", { className: "muted small" }, `The code works until ${until.toLocaleTimeString("en-US", { hour: "numeric", minute: "2-digit" })}.`),
+    h(
+      "div",
+      { className: "row" },
+      h("button", { type: "button", id: "handoff-reopen", onclick: () => actions.reopenHandoff() }, "Open the browser again"),
+      h("button", { type: "button", className: "link", id: "handoff-cancel", onclick: () => actions.cancelHandoff() }, "Cancel"),
+    ),
+  );
+}
+
+function forgotView(model: Model, actions: Actions, options: AuthOptions, sent: boolean): HTMLElement {
+  const back = h("button", { type: "button", className: "link", id: "back-to-sign-in", onclick: () => actions.backToSignIn() }, "Back to sign in");
+  const title = (text: string): HTMLElement => h("h1", { id: "forgot-title", tabindex: -1 }, text);
+  if (options.password_reset === "contact") {
+    return h(
+      "section",
+      { className: "card auth", "aria-labelledby": "forgot-title" },
+      title("Forgot your password?"),
+      options.support_email
+        ? h("p", { id: "contact" }, "Write to ", h("strong", {}, options.support_email), " from the address of your Mascot account. You will get a one-time password to sign in with, and then choose a new one.")
+        : h("p", { id: "contact" }, "Contact the person who runs your Mascot server. They can give you a one-time password to sign in with, and then you choose a new one."),
+      back,
+    );
+  }
+  if (sent) {
+    return h(
+      "section",
+      { className: "card auth", "aria-labelledby": "forgot-title" },
+      title("Check your mail"),
+      h("p", { id: "reset-sent" }, "If there is a Mascot account for ", h("strong", {}, model.email), ", we sent it a link to choose a new password. The link works for 30 minutes."),
+      h("p", { className: "muted small" }, "No mail? Check your spam folder, or ask again in a few minutes."),
+      back,
+    );
+  }
+  const email = h("input", { id: "reset-email", type: "email", name: "email", autocomplete: "email", required: true, value: model.email, placeholder: "you@example.com" });
+  const submit = (): void => actions.requestReset(email.value.trim());
+  onEnter(submit, email);
+  return h(
+    "section",
+    { className: "card auth", "aria-labelledby": "forgot-title" },
+    title("Forgot your password?"),
+    h("p", { className: "muted" }, "We will mail you a link to choose a new one."),
+    h("label", { for: "reset-email" }, "Email"),
+    email,
+    h("button", { type: "button", className: "primary", id: "reset-submit", disabled: model.busy, "aria-busy": model.busy ? "true" : undefined, onclick: submit }, model.busy ? "Please wait…" : "Send reset link"),
+    back,
+  );
+}
+
+function changePasswordView(model: Model, actions: Actions, required: boolean): HTMLElement {
+  const current = model.knowsCurrentPassword ? null : passwordField("current-password", "current-password");
+  const next = passwordField("new-password", "new-password", 8);
+  const repeat = passwordField("repeat-password", "new-password", 8);
+  const submit = (): void => actions.changePassword(current?.value ?? "", next.value, repeat.value);
+  onEnter(submit, ...[current, next, repeat].filter((f): f is HTMLInputElement => f !== null));
+  return h(
+    "section",
+    { className: "card auth", "aria-labelledby": "change-title" },
+    h("h1", { id: "change-title" }, required ? "Choose a new password" : "Change your password"),
+    h(
+      "p",
+      { className: "muted" },
+      required
+        ? `You signed in${model.me ? ` as ${model.me.email}` : ""} with a one-time password. Choose your own password to continue.`
+        : "Every other device signed in to your account will be signed out.",
+    ),
+    current ? h("label", { for: "current-password" }, required ? "One-time password" : "Current password") : null,
+    current,
+    h("label", { for: "new-password" }, "New password"),
+    next,
+    h("p", { className: "muted small", id: "new-password-hint" }, "At least 8 characters."),
+    h("label", { for: "repeat-password" }, "Repeat the new password"),
+    repeat,
+    h("button", { type: "button", className: "primary", id: "change-submit", disabled: model.busy, "aria-busy": model.busy ? "true" : undefined, onclick: submit }, model.busy ? "Please wait…" : "Change password"),
+    required
+      ? h("button", { type: "button", className: "link", id: "sign-out", onclick: () => actions.signOut() }, "Sign out")
+      : h("button", { type: "button", className: "link", id: "change-cancel", onclick: () => actions.closeChangePassword() }, "Cancel"),
   );
 }
 
@@ -118,6 +244,12 @@ function balanceView(model: Model, actions: Actions): HTMLElement {
       { className: "row small muted" },
       h("span", { id: "signed-in-as" }, model.me ? model.me.email : ""),
       h("button", { type: "button", className: "link", id: "sign-out", onclick: () => actions.signOut() }, "Sign out"),
+    ),
+    h(
+      "div",
+      { className: "row small" },
+      h("button", { type: "button", className: "link", id: "change-password", onclick: () => actions.showChangePassword() }, "Change password"),
+      h("button", { type: "button", className: "link", id: "sign-out-all", disabled: model.busy, onclick: () => actions.signOutEverywhere() }, "Sign out everywhere"),
     ),
   );
 }
