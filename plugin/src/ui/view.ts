@@ -71,8 +71,8 @@ function onEnter(submit: () => void, ...fields: HTMLElement[]): void {
   }
 }
 
-function passwordField(id: string, autocomplete: string, minlength?: number): HTMLInputElement {
-  return h("input", { id, type: "password", name: id, autocomplete, required: true, minlength });
+function passwordField(id: string, autocomplete: string, minlength?: number, describedby?: string): HTMLInputElement {
+  return h("input", { id, type: "password", name: id, autocomplete, required: true, minlength, "aria-describedby": describedby });
 }
 
 function bannerView(b: Banner | null): HTMLElement | null {
@@ -115,7 +115,7 @@ function authView(model: Model, actions: Actions, mode: AuthMode): HTMLElement {
       { type: "button", className: "secondary", id: "browser-signin", disabled: model.busy, onclick: () => actions.signInWithBrowser() },
       mode === "signin" ? "Sign in with your browser" : "Create an account in your browser",
     ),
-    h("p", { className: "muted small" }, "Uses your browser’s saved passwords; nothing to type here."),
+    h("p", { className: "muted small" }, "Your browser’s saved passwords work there."),
     h(
       "button",
       { type: "button", className: "link", id: "auth-switch", onclick: () => actions.switchMode(mode === "signin" ? "signup" : "signin") },
@@ -140,13 +140,13 @@ function handoffView(handoff: PendingHandoff, actions: Actions): HTMLElement {
     // Read out one character at a time; shown in two groups of four, as the page shows it.
     h("p", { className: "user-code", id: "user-code" }, h("span", { "aria-hidden": "true" }, userCode(handoff.user_code)), h("span", { className: "sr-only" }, handoff.user_code.split("").join(" "))),
     h("p", { className: "muted small" }, `Check that the page is on ${host}. Never type this code on a page someone sent you.`),
+    Number.isNaN(until.getTime()) ? null : h("p", { className: "muted small" }, `The code works until ${until.toLocaleTimeString("en-US", { hour: "numeric", minute: "2-digit" })}.`),
     h(
       "div",
       { className: "row start", role: "status" },
       h("span", { className: "spinner", "aria-hidden": "true" }),
       h("span", { id: "handoff-status" }, "Waiting for you to sign in in the browser…"),
     ),
-    Number.isNaN(until.getTime()) ? null : h("p", { className: "muted small" }, `The code works until ${until.toLocaleTimeString("en-US", { hour: "numeric", minute: "2-digit" })}.`),
     h(
       "div",
       { className: "row" },
@@ -197,7 +197,7 @@ function forgotView(model: Model, actions: Actions, options: AuthOptions, sent: 
 
 function changePasswordView(model: Model, actions: Actions, required: boolean): HTMLElement {
   const current = model.knowsCurrentPassword ? null : passwordField("current-password", "current-password");
-  const next = passwordField("new-password", "new-password", 8);
+  const next = passwordField("new-password", "new-password", 8, "new-password-hint");
   const repeat = passwordField("repeat-password", "new-password", 8);
   const submit = (): void => actions.changePassword(current?.value ?? "", next.value, repeat.value);
   onEnter(submit, ...[current, next, repeat].filter((f): f is HTMLInputElement => f !== null));
