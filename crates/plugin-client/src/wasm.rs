@@ -2,8 +2,13 @@
 //! browser's fetch (a few lines of JS below: smaller than web-sys' bindings); the answers' JSON
 //! text, already read and checked by the native client, becomes JS values through the browser's
 //! `JSON.parse`; errors become `MascotError` objects.
+//!
+//! Every async method is one `Call` run by the one async function `run`: a single
+//! `future_to_promise` state machine for the whole API instead of one per method (each cost
+//! about 1.2 KB of Wasm; see bench/results/wasm-size.md).
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -104,23 +109,79 @@ fn reject(e: MascotError) -> JsValue {
     js_sys::JSON::parse(&e.to_json()).unwrap_or_else(|_| JsValue::from_str(&e.message))
 }
 
-/// The answer as JS values (its text was already read and checked by the native client).
-fn js(answer: std::result::Result<String, MascotError>) -> Result<JsValue> {
-    let text = answer.map_err(reject)?;
-    js_sys::JSON::parse(&text).map_err(|_| reject(MascotError::decode(200, "The server's answer is not JSON.")))
+/// One request of the JS API, with its arguments.
+enum Call {
+    Signup(String, String),
+    Login(String, String, Option<String>),
+    Logout,
+    ChangePassword(String, String),
+    LogoutAll,
+    AuthOptions,
+    RequestPasswordReset(String),
+    StartHandoff,
+    PollHandoff(String, String, Option<f64>),
+    Me,
+    Packs,
+    Balance,
+    History(Option<u32>, Option<String>),
+    Spend(f64, String, String),
+    StartCheckout(String),
+    PendingCheckouts,
+    CheckoutStatus(String, u32),
+    WaitForCheckout(String, Option<f64>),
+}
+
+/// Runs one call: its answer as JS values (the JSON text the native client already read and
+/// checked, through the browser's `JSON.parse`; `undefined` for an empty answer), or the
+/// `MascotError` it rejects with.
+async fn run(c: Rc<Client<Browser>>, call: Call) -> Result<JsValue> {
+    let some = |r: std::result::Result<String, MascotError>| r.map(Some);
+    let none = |r: std::result::Result<(), MascotError>| r.map(|_| None);
+    let answer = match call {
+        Call::Signup(email, password) => some(c.signup(&email, &password).await),
+        Call::Login(email, password, device) => some(c.login(&email, &password, device.as_deref()).await),
+        Call::Logout => none(c.logout().await),
+        Call::ChangePassword(current, new) => none(c.change_password(&current, &new).await),
+        Call::LogoutAll => none(c.logout_all().await),
+        Call::AuthOptions => some(c.auth_options().await),
+        Call::RequestPasswordReset(email) => none(c.request_password_reset(&email).await),
+        Call::StartHandoff => some(c.start_handoff().await),
+        Call::PollHandoff(id, key, timeout) => some(c.poll_handoff(&id, &key, timeout).await),
+        Call::Me => some(c.me().await),
+        Call::Packs => some(c.packs().await),
+        Call::Balance => some(c.balance().await),
+        Call::History(limit, before) => some(c.history(limit, before.as_deref()).await),
+        Call::Spend(amount, reason, key) => some(c.spend(amount as i64, &reason, &key).await),
+        Call::StartCheckout(pack) => some(c.start_checkout(&pack).await),
+        Call::PendingCheckouts => some(c.pending_checkouts().await),
+        Call::CheckoutStatus(id, wait) => some(c.checkout_status(&id, wait).await.map(|(text, _)| text)),
+        Call::WaitForCheckout(id, timeout) => some(c.wait_for_checkout(&id, timeout).await),
+    };
+    match answer.map_err(reject)? {
+        None => Ok(JsValue::UNDEFINED),
+        Some(text) => {
+            js_sys::JSON::parse(&text).map_err(|_| reject(MascotError::decode(200, "The server's answer is not JSON.")))
+        }
+    }
 }
 
 /// The Mascot API, for one server and (optionally) one signed-in user.
 #[wasm_bindgen]
 pub struct MascotClient {
-    inner: Client<Browser>,
+    inner: Rc<Client<Browser>>,
+}
+
+impl MascotClient {
+    fn call(&self, call: Call) -> js_sys::Promise {
+        wasm_bindgen_futures::future_to_promise(run(self.inner.clone(), call))
+    }
 }
 
 #[wasm_bindgen]
 impl MascotClient {
     #[wasm_bindgen(constructor)]
     pub fn new(#[wasm_bindgen(js_name = apiBase)] api_base: String, token: Option<String>) -> MascotClient {
-        MascotClient { inner: Client::new(&api_base, token, Browser::default()) }
+        MascotClient { inner: Rc::new(Client::new(&api_base, token, Browser::default())) }
     }
 
     /// The session token, to keep in figma.clientStorage.
@@ -133,136 +194,137 @@ impl MascotClient {
         self.inner.set_token(token)
     }
 
-    #[wasm_bindgen(unchecked_return_type = "AuthResponse")]
-    pub async fn signup(&self, email: String, password: String) -> Result<JsValue> {
-        js(self.inner.signup(&email, &password).await)
+    #[wasm_bindgen(unchecked_return_type = "Promise<AuthResponse>")]
+    pub fn signup(&self, email: String, password: String) -> js_sys::Promise {
+        self.call(Call::Signup(email, password))
     }
 
     /// Pass the `device_token` an earlier sign-in on this device returned, if any.
-    #[wasm_bindgen(unchecked_return_type = "AuthResponse")]
-    pub async fn login(
+    #[wasm_bindgen(unchecked_return_type = "Promise<AuthResponse>")]
+    pub fn login(
         &self,
         email: String,
         password: String,
         #[wasm_bindgen(js_name = deviceToken)] device_token: Option<String>,
-    ) -> Result<JsValue> {
-        js(self.inner.login(&email, &password, device_token.as_deref()).await)
+    ) -> js_sys::Promise {
+        self.call(Call::Login(email, password, device_token))
+    }
+
+    /// Revokes the token at the server (best effort) and forgets it.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn logout(&self) -> js_sys::Promise {
+        self.call(Call::Logout)
     }
 
     /// Rejects with 401 `invalid_credentials` when the current password is wrong (not a
     /// sign-out); this session stays signed in, every other one is signed out.
-    #[wasm_bindgen(js_name = changePassword)]
-    pub async fn change_password(
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>", js_name = changePassword)]
+    pub fn change_password(
         &self,
         #[wasm_bindgen(js_name = currentPassword)] current: String,
         #[wasm_bindgen(js_name = newPassword)] new: String,
-    ) -> Result<()> {
-        self.inner.change_password(&current, &new).await.map_err(reject)
+    ) -> js_sys::Promise {
+        self.call(Call::ChangePassword(current, new))
     }
 
     /// Signs out every session of the account, this one included.
-    #[wasm_bindgen(js_name = logoutAll)]
-    pub async fn logout_all(&self) -> Result<()> {
-        self.inner.logout_all().await.map_err(reject)
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>", js_name = logoutAll)]
+    pub fn logout_all(&self) -> js_sys::Promise {
+        self.call(Call::LogoutAll)
     }
 
-    #[wasm_bindgen(unchecked_return_type = "AuthOptions", js_name = authOptions)]
-    pub async fn auth_options(&self) -> Result<JsValue> {
-        js(self.inner.auth_options().await)
+    #[wasm_bindgen(unchecked_return_type = "Promise<AuthOptions>", js_name = authOptions)]
+    pub fn auth_options(&self) -> js_sys::Promise {
+        self.call(Call::AuthOptions)
     }
 
     /// Resolves (202) whether or not the account exists.
-    #[wasm_bindgen(js_name = requestPasswordReset)]
-    pub async fn request_password_reset(&self, email: String) -> Result<()> {
-        self.inner.request_password_reset(&email).await.map_err(reject)
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>", js_name = requestPasswordReset)]
+    pub fn request_password_reset(&self, email: String) -> js_sys::Promise {
+        self.call(Call::RequestPasswordReset(email))
     }
 
     /// Starts a sign-in through the browser: open `url`, show `user_code`, then `pollHandoff`.
-    #[wasm_bindgen(unchecked_return_type = "HandoffStart", js_name = startHandoff)]
-    pub async fn start_handoff(&self) -> Result<JsValue> {
-        js(self.inner.start_handoff().await)
+    #[wasm_bindgen(unchecked_return_type = "Promise<HandoffStart>", js_name = startHandoff)]
+    pub fn start_handoff(&self) -> js_sys::Promise {
+        self.call(Call::StartHandoff)
     }
 
     /// Waits until the browser sign-in is done (resolves with the completed `HandoffPoll`; the
     /// client keeps its token), or rejects: 404 `handoff_not_found`, `timeout`, `cancelled`.
-    #[wasm_bindgen(unchecked_return_type = "HandoffPoll", js_name = pollHandoff)]
-    pub async fn poll_handoff(
+    #[wasm_bindgen(unchecked_return_type = "Promise<HandoffPoll>", js_name = pollHandoff)]
+    pub fn poll_handoff(
         &self,
         #[wasm_bindgen(js_name = handoffId)] handoff_id: String,
         #[wasm_bindgen(js_name = readKey)] read_key: String,
         #[wasm_bindgen(js_name = timeoutMs)] timeout_ms: Option<f64>,
-    ) -> Result<JsValue> {
-        js(self.inner.poll_handoff(&handoff_id, &read_key, timeout_ms).await)
+    ) -> js_sys::Promise {
+        self.call(Call::PollHandoff(handoff_id, read_key, timeout_ms))
     }
 
-    /// Revokes the token at the server (best effort) and forgets it.
-    pub async fn logout(&self) -> Result<()> {
-        self.inner.logout().await.map_err(reject)
+    #[wasm_bindgen(unchecked_return_type = "Promise<Me>")]
+    pub fn me(&self) -> js_sys::Promise {
+        self.call(Call::Me)
     }
 
-    #[wasm_bindgen(unchecked_return_type = "Me")]
-    pub async fn me(&self) -> Result<JsValue> {
-        js(self.inner.me().await)
+    #[wasm_bindgen(unchecked_return_type = "Promise<PacksResponse>")]
+    pub fn packs(&self) -> js_sys::Promise {
+        self.call(Call::Packs)
     }
 
-    #[wasm_bindgen(unchecked_return_type = "PacksResponse")]
-    pub async fn packs(&self) -> Result<JsValue> {
-        js(self.inner.packs().await)
-    }
-
-    #[wasm_bindgen(unchecked_return_type = "BalanceResponse")]
-    pub async fn balance(&self) -> Result<JsValue> {
-        js(self.inner.balance().await)
+    #[wasm_bindgen(unchecked_return_type = "Promise<BalanceResponse>")]
+    pub fn balance(&self) -> js_sys::Promise {
+        self.call(Call::Balance)
     }
 
     /// One page of history, newest first; pass the previous page's `next_cursor` as `before`.
-    #[wasm_bindgen(unchecked_return_type = "HistoryResponse")]
-    pub async fn history(&self, limit: Option<u32>, before: Option<String>) -> Result<JsValue> {
-        js(self.inner.history(limit, before.as_deref()).await)
+    #[wasm_bindgen(unchecked_return_type = "Promise<HistoryResponse>")]
+    pub fn history(&self, limit: Option<u32>, before: Option<String>) -> js_sys::Promise {
+        self.call(Call::History(limit, before))
     }
 
-    #[wasm_bindgen(unchecked_return_type = "SpendResponse")]
-    pub async fn spend(
+    #[wasm_bindgen(unchecked_return_type = "Promise<SpendResponse>")]
+    pub fn spend(
         &self,
         amount: f64,
         reason: String,
         #[wasm_bindgen(js_name = idempotencyKey)] idempotency_key: String,
-    ) -> Result<JsValue> {
-        js(self.inner.spend(amount as i64, &reason, &idempotency_key).await)
+    ) -> js_sys::Promise {
+        self.call(Call::Spend(amount, reason, idempotency_key))
     }
 
     /// Creates a Stripe Checkout Session for a pack; open `checkout_url` in the browser.
-    #[wasm_bindgen(unchecked_return_type = "CheckoutResponse", js_name = startCheckout)]
-    pub async fn start_checkout(&self, #[wasm_bindgen(js_name = packId)] pack_id: String) -> Result<JsValue> {
-        js(self.inner.start_checkout(&pack_id).await)
+    #[wasm_bindgen(unchecked_return_type = "Promise<CheckoutResponse>", js_name = startCheckout)]
+    pub fn start_checkout(&self, #[wasm_bindgen(js_name = packId)] pack_id: String) -> js_sys::Promise {
+        self.call(Call::StartCheckout(pack_id))
     }
 
     /// The caller's checkouts that can still be paid (to resume waiting after a restart).
-    #[wasm_bindgen(unchecked_return_type = "CheckoutListResponse", js_name = pendingCheckouts)]
-    pub async fn pending_checkouts(&self) -> Result<JsValue> {
-        js(self.inner.pending_checkouts().await)
+    #[wasm_bindgen(unchecked_return_type = "Promise<CheckoutListResponse>", js_name = pendingCheckouts)]
+    pub fn pending_checkouts(&self) -> js_sys::Promise {
+        self.call(Call::PendingCheckouts)
     }
 
-    #[wasm_bindgen(unchecked_return_type = "CheckoutStatusResponse", js_name = checkoutStatus)]
-    pub async fn checkout_status(
+    #[wasm_bindgen(unchecked_return_type = "Promise<CheckoutStatusResponse>", js_name = checkoutStatus)]
+    pub fn checkout_status(
         &self,
         #[wasm_bindgen(js_name = sessionId)] session_id: String,
         #[wasm_bindgen(js_name = waitSeconds)] wait_seconds: Option<u32>,
-    ) -> Result<JsValue> {
-        js(self.inner.checkout_status(&session_id, wait_seconds.unwrap_or(0)).await.map(|(text, _)| text))
+    ) -> js_sys::Promise {
+        self.call(Call::CheckoutStatus(session_id, wait_seconds.unwrap_or(0)))
     }
 
     /// Waits until the checkout is paid and credited (resolves with the new balance), or rejects:
     /// `payment_failed`, `checkout_expired`, `timeout`, `cancelled`. The server holds each request
     /// until something changes, so this reacts at once without polling on a timer; network
     /// failures are retried with back-off.
-    #[wasm_bindgen(unchecked_return_type = "CheckoutStatusResponse", js_name = waitForCheckout)]
-    pub async fn wait_for_checkout(
+    #[wasm_bindgen(unchecked_return_type = "Promise<CheckoutStatusResponse>", js_name = waitForCheckout)]
+    pub fn wait_for_checkout(
         &self,
         #[wasm_bindgen(js_name = sessionId)] session_id: String,
         #[wasm_bindgen(js_name = timeoutMs)] timeout_ms: Option<f64>,
-    ) -> Result<JsValue> {
-        js(self.inner.wait_for_checkout(&session_id, timeout_ms).await)
+    ) -> js_sys::Promise {
+        self.call(Call::WaitForCheckout(session_id, timeout_ms))
     }
 
     /// Stops `waitForCheckout` or `pollHandoff` (it rejects with kind `cancelled`).
