@@ -229,6 +229,17 @@ impl Config {
         self.return_base.clone().unwrap_or_else(|| format!("http://127.0.0.1:{}", self.port))
     }
 
+    /// The public base of every link this server builds (reset mails, sign-in pages), never the
+    /// request's Host (`../shared/notes/pages.md`).
+    pub fn public_base(&self) -> String {
+        self.return_base_or_local()
+    }
+
+    /// Cookies get `Secure` when the public base is https (not on http://localhost).
+    pub fn cookies_secure(&self) -> bool {
+        self.public_base().starts_with("https://")
+    }
+
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|key| std::env::var(key).ok().filter(|v| !v.trim().is_empty()))
     }

@@ -64,7 +64,11 @@ impl Application {
 
     /// Like [`Application::build`] on an already bound listener (tests and the demo bind first to
     /// know the address Checkout must return to).
-    pub async fn build_on(config: Config, listener: TcpListener) -> anyhow::Result<Application> {
+    pub async fn build_on(mut config: Config, listener: TcpListener) -> anyhow::Result<Application> {
+        // Links this server builds without a configured public base point at the port it really has.
+        if config.port == 0 {
+            config.port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        }
         let db = Db::connect_with(&config.database_url, &config.db_options()).await?;
         db.migrate().await?;
         let billing = match &config.stripe {

@@ -5,6 +5,7 @@ pub mod billing;
 pub mod credits;
 pub mod extract;
 pub mod holds;
+pub mod html;
 pub mod meta;
 pub mod openapi;
 pub mod pages;
@@ -104,8 +105,8 @@ pub fn router(state: AppState) -> Router {
             axum::Router::new()
                 .route("/billing/success", get(pages::success))
                 .route("/billing/cancel", get(pages::cancel))
-                .route("/billing/pages.css", get(pages::stylesheet))
-                .layer(axum::middleware::map_response(pages::html_headers)),
+                .route("/assets/pages.css", get(html::stylesheet))
+                .layer(axum::middleware::map_response(html::html_headers)),
         )
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
