@@ -1,5 +1,6 @@
 //! The whole HTTP surface: every path, its handler, and the layers around them.
 
+pub mod account;
 pub mod auth;
 pub mod billing;
 pub mod credits;
@@ -66,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/logout-all", post(auth::logout_all))
         .route("/auth/password", post(auth::change_password))
         .route("/auth/options", get(auth::options))
+        .route("/auth/password-reset", post(auth::request_password_reset))
         .route("/me", get(auth::me))
         .route("/credits/balance", get(credits::balance))
         .route("/credits/history", get(credits::history))
@@ -105,6 +107,7 @@ pub fn router(state: AppState) -> Router {
             axum::Router::new()
                 .route("/billing/success", get(pages::success))
                 .route("/billing/cancel", get(pages::cancel))
+                .route("/account/reset", get(account::reset_form).post(account::reset_submit))
                 .route("/assets/pages.css", get(html::stylesheet))
                 .layer(axum::middleware::map_response(html::html_headers)),
         )
