@@ -46,4 +46,6 @@ pub mod codes {
     pub const BUSY: &str = "busy";
     /// Signed in with a one-time password: change it first (`POST /api/v1/auth/password`).
     pub const PASSWORD_CHANGE_REQUIRED: &str = "password_change_required";
+    /// A browser sign-in handoff that is unknown, expired, already read, or whose key is wrong.
+    pub const HANDOFF_NOT_FOUND: &str = "handoff_not_found";
 }

@@ -19,6 +19,23 @@ pub enum LogFormat {
     Json,
 }
 
+/// How mail goes out.
+#[derive(Debug, Clone)]
+pub enum MailConfig {
+    /// No mail: password resets go through `SUPPORT_EMAIL`.
+    Off,
+    /// Over SMTP (`SMTP_URL`, which may carry a password: never printed).
+    Smtp { url: SecretString, from: String },
+    /// Printed to standard output (the demo).
+    Console { from: String },
+}
+
+impl MailConfig {
+    pub fn enabled(&self) -> bool {
+        !matches!(self, MailConfig::Off)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ThrottleConfig {
     /// Failed logins allowed per (email, client address), and per (email, device), in `window`.
@@ -51,18 +68,37 @@ pub struct RateLimits {
     pub signups_per_hour: u32,
     pub logins_per_minute: u32,
     pub checkouts_per_hour: u32,
+    /// Password-reset requests per client address, and per email from anywhere.
+    pub resets_per_hour: u32,
+    pub resets_per_email_per_hour: u32,
+    /// Browser sign-in handoffs created per client address.
+    pub handoffs_per_hour: u32,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
-        RateLimits { signups_per_hour: 20, logins_per_minute: 30, checkouts_per_hour: 30 }
+        RateLimits {
+            signups_per_hour: 20,
+            logins_per_minute: 30,
+            checkouts_per_hour: 30,
+            resets_per_hour: 10,
+            resets_per_email_per_hour: 3,
+            handoffs_per_hour: 30,
+        }
     }
 }
 
 impl RateLimits {
     /// Far above anything a test sends (tests and tools run every client from 127.0.0.1).
     pub fn generous() -> RateLimits {
-        RateLimits { signups_per_hour: 1_000_000, logins_per_minute: 1_000_000, checkouts_per_hour: 1_000_000 }
+        RateLimits {
+            signups_per_hour: 1_000_000,
+            logins_per_minute: 1_000_000,
+            checkouts_per_hour: 1_000_000,
+            resets_per_hour: 1_000_000,
+            resets_per_email_per_hour: 1_000_000,
+            handoffs_per_hour: 1_000_000,
+        }
     }
 }
 
@@ -163,6 +199,8 @@ pub struct Config {
     pub password_hash_threads: usize,
     /// Whom a user who forgot the password writes to (`SUPPORT_EMAIL`).
     pub support_email: Option<String>,
+    /// How mail goes out (`SMTP_URL` + `MAIL_FROM`), if at all.
+    pub mail: MailConfig,
     /// Database pool size (PostgreSQL); SQLite uses a small fixed pool.
     pub db_max_connections: u32,
     /// Longest life of a cached token or balance when no change notification can reach this
@@ -202,6 +240,7 @@ impl Config {
             trusted_proxies: TrustedProxies::None,
             password_hash_threads: crate::auth::password::default_threads(),
             support_email: None,
+            mail: MailConfig::Off,
             db_max_connections: 10,
             cache_ttl: crate::db::DEFAULT_CACHE_TTL,
             group_commit: true,
@@ -227,6 +266,17 @@ impl Config {
     /// Base URL for Checkout's success and cancel pages: the configured one, or this server.
     pub fn return_base_or_local(&self) -> String {
         self.return_base.clone().unwrap_or_else(|| format!("http://127.0.0.1:{}", self.port))
+    }
+
+    /// The public base of every link this server builds (reset mails, sign-in pages), never the
+    /// request's Host (`../shared/notes/pages.md`).
+    pub fn public_base(&self) -> String {
+        self.return_base_or_local()
+    }
+
+    /// Cookies get `Secure` when the public base is https (not on http://localhost).
+    pub fn cookies_secure(&self) -> bool {
+        self.public_base().starts_with("https://")
     }
 
     pub fn from_env() -> Result<Config, ConfigError> {
@@ -278,6 +328,23 @@ impl Config {
                 Err(_) => problems.push(format!("SUPPORT_EMAIL must be an email address (got {e:?})")),
             }
         }
+        match (get("SMTP_URL"), get("MAIL_FROM")) {
+            (None, None) => {}
+            (Some(url), Some(from)) => {
+                let from = from.trim().to_string();
+                if from.parse::<lettre::message::Mailbox>().is_err() {
+                    problems.push(format!(
+                        "MAIL_FROM must be an address like \"Mascot <no-reply@example.com>\" (got {from:?})"
+                    ));
+                }
+                if let Err(e) = crate::mail::check_smtp_url(&url) {
+                    problems.push(format!("SMTP_URL {e}"));
+                }
+                config.mail = MailConfig::Smtp { url: SecretString::from(url.trim().to_string()), from };
+            }
+            (Some(_), None) => problems.push("SMTP_URL is set without MAIL_FROM (the sender address)".into()),
+            (None, Some(_)) => problems.push("MAIL_FROM is set without SMTP_URL (the server to send through)".into()),
+        }
         if let Some(n) = get("PASSWORD_HASH_THREADS") {
             match n.trim().parse::<usize>() {
                 Ok(n) if (1..=64).contains(&n) => config.password_hash_threads = n,
@@ -288,6 +355,9 @@ impl Config {
             ("RATE_LIMIT_SIGNUPS_PER_HOUR", &mut config.rate_limits.signups_per_hour),
             ("RATE_LIMIT_LOGINS_PER_MINUTE", &mut config.rate_limits.logins_per_minute),
             ("RATE_LIMIT_CHECKOUTS_PER_HOUR", &mut config.rate_limits.checkouts_per_hour),
+            ("RATE_LIMIT_RESETS_PER_HOUR", &mut config.rate_limits.resets_per_hour),
+            ("RATE_LIMIT_RESETS_PER_EMAIL_PER_HOUR", &mut config.rate_limits.resets_per_email_per_hour),
+            ("RATE_LIMIT_HANDOFFS_PER_HOUR", &mut config.rate_limits.handoffs_per_hour),
             ("LOGIN_MAX_FAILURES", &mut config.login_throttle.max_failures),
             ("LOGIN_MAX_FAILURES_PER_ADDRESS", &mut config.login_throttle.client_max_failures),
         ] {

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod ledger;
+pub mod mail;
 pub mod rate_limit;
 pub mod telemetry;
 
@@ -35,6 +36,10 @@ pub struct AppState {
     /// Hashes and verifies passwords on a bounded pool of threads.
     pub passwords: auth::password::PasswordPool,
     pub limits: Arc<rate_limit::Limits>,
+    /// Outgoing mail (a queue; off without `SMTP_URL`).
+    pub mailer: mail::Mailer,
+    /// Password-reset requests waiting to be mailed.
+    pub resets: auth::reset::Resets,
     /// `None` when Stripe is not configured (billing endpoints answer 503).
     /// Behind an `Arc`: the state is cloned for every request, and `Billing` holds an HTTP client.
     pub billing: Option<Arc<billing::Billing>>,
@@ -64,7 +69,11 @@ impl Application {
 
     /// Like [`Application::build`] on an already bound listener (tests and the demo bind first to
     /// know the address Checkout must return to).
-    pub async fn build_on(config: Config, listener: TcpListener) -> anyhow::Result<Application> {
+    pub async fn build_on(mut config: Config, listener: TcpListener) -> anyhow::Result<Application> {
+        // Links this server builds without a configured public base point at the port it really has.
+        if config.port == 0 {
+            config.port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        }
         let db = Db::connect_with(&config.database_url, &config.db_options()).await?;
         db.migrate().await?;
         let billing = match &config.stripe {
@@ -87,14 +96,34 @@ impl Application {
         let throttle = Arc::new(auth::Throttle::new(config.login_throttle.clone()));
         let passwords = auth::password::PasswordPool::new(config.password_hash_threads);
         let limits = Arc::new(rate_limit::Limits::new(&config.rate_limits));
+        let mailer = mail::Mailer::start(&config.mail)?;
+        let resets = auth::reset::Resets::start(db.clone(), mailer.clone(), config.public_base());
+        tracing::info!(
+            mail = match &config.mail {
+                config::MailConfig::Off => "off (password resets: write to SUPPORT_EMAIL)",
+                config::MailConfig::Smtp { .. } => "smtp",
+                config::MailConfig::Console { .. } => "printed to the console (demo)",
+            },
+            public_base = %config.public_base(),
+            "mail and links"
+        );
         tracing::info!(
             client_address = %config.trusted_proxies.describe(),
             password_threads = passwords.threads(),
             "client addresses and password work"
         );
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let state =
-            AppState { db, config: Arc::new(config), throttle, passwords, limits, billing, shutdown: shutdown_rx };
+        let state = AppState {
+            db,
+            config: Arc::new(config),
+            throttle,
+            passwords,
+            limits,
+            mailer,
+            resets,
+            billing,
+            shutdown: shutdown_rx,
+        };
         Ok(Application { listener, state, shutdown, extra_routes: None })
     }
 

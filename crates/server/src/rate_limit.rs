@@ -72,6 +72,11 @@ pub struct Limits {
     pub signups: Limiter,
     pub logins: Limiter,
     pub checkouts: Limiter,
+    /// Password-reset requests per address and per email.
+    pub resets: Limiter,
+    pub resets_per_email: Limiter,
+    /// Browser sign-in handoffs per address.
+    pub handoffs: Limiter,
 }
 
 impl Limits {
@@ -80,6 +85,9 @@ impl Limits {
             signups: Limiter::per_hour(config.signups_per_hour),
             logins: Limiter::per_minute(config.logins_per_minute),
             checkouts: Limiter::per_hour(config.checkouts_per_hour),
+            resets: Limiter::per_hour(config.resets_per_hour),
+            resets_per_email: Limiter::per_hour(config.resets_per_email_per_hour),
+            handoffs: Limiter::per_hour(config.handoffs_per_hour),
         }
     }
 }

@@ -365,8 +365,8 @@ async fn pages_carry_the_security_headers(b: Backend) {
     assert_eq!(h["cache-control"], "no-store");
     let html = res.text().await.unwrap();
     assert!(!html.contains("<style") && !html.contains("<script"), "no inline style or script");
-    assert!(html.contains("/billing/pages.css"));
-    let css = app.get("/billing/pages.css", None).await;
+    assert!(html.contains("/assets/pages.css"));
+    let css = app.get("/assets/pages.css", None).await;
     assert_eq!(css.status(), StatusCode::OK);
     assert!(css.headers()["content-type"].to_str().unwrap().starts_with("text/css"));
 }

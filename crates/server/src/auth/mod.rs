@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod devices;
 pub mod password;
+pub mod reset;
 pub mod throttle;
 pub mod tokens;
 

@@ -1,7 +1,8 @@
 //! Sign-up, login, logout and `me`.
 
 use api_types::{
-    codes, AuthOptions, AuthResponse, Credentials, ErrorEnvelope, Me, PasswordChange, PasswordReset, User,
+    codes, AuthOptions, AuthResponse, Credentials, ErrorEnvelope, Me, PasswordChange, PasswordReset,
+    PasswordResetRequest, User,
 };
 use axum::{extract::State, http::StatusCode, Json};
 
@@ -238,8 +239,54 @@ pub async fn logout_all(State(state): State<AppState>, user: AuthUser) -> ApiRes
 #[utoipa::path(get, path = "/api/v1/auth/options", tag = "auth",
     responses((status = 200, description = "Password reset by email, or whom to contact", body = AuthOptions)))]
 pub async fn options(State(state): State<AppState>) -> Json<AuthOptions> {
-    // Reset links by email are not built yet: until then, the support address.
-    Json(AuthOptions { password_reset: PasswordReset::Contact, support_email: state.config.support_email.clone() })
+    let password_reset = if state.resets.enabled() { PasswordReset::Email } else { PasswordReset::Contact };
+    Json(AuthOptions { password_reset, support_email: state.config.support_email.clone() })
+}
+
+/// Mail a password-reset link (public). The answer is the same whether or not the account
+/// exists, and goes back before any mail is sent.
+#[utoipa::path(post, path = "/api/v1/auth/password-reset", tag = "auth", request_body = PasswordResetRequest,
+    responses(
+        (status = 202, description = "If an account has this email, a link valid for 30 minutes is on its way"),
+        (status = 400, description = "Body is not valid JSON of this shape", body = ErrorEnvelope),
+        (status = 422, description = "Not an email address", body = ErrorEnvelope),
+        (status = 429, description = "Too many requests from this address or for this email; see Retry-After", body = ErrorEnvelope),
+        (status = 503, description = "Mail is not set up on this server: see `GET /api/v1/auth/options`", body = ErrorEnvelope),
+    ))]
+pub async fn request_password_reset(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    ApiJson(body): ApiJson<PasswordResetRequest>,
+) -> ApiResult<StatusCode> {
+    if !state.resets.enabled() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::UNAVAILABLE,
+            match &state.config.support_email {
+                Some(e) => format!("Password reset by email is not set up on this server. Write to {e}."),
+                None => "Password reset by email is not set up on this server. Ask its operator.".to_string(),
+            },
+        ));
+    }
+    if let Err(wait) = state.limits.resets.check(&client) {
+        tracing::warn!(client = %client, "password reset rate limit reached (address)");
+        return Err(rate_limited("password reset requests", wait));
+    }
+    let email = normalise_email(&body.email).map_err(ApiError::invalid)?;
+    // Per email whether or not it has an account: the limit says nothing about existence.
+    if let Err(wait) = state.limits.resets_per_email.check(&email) {
+        tracing::warn!(client = %client, "password reset rate limit reached (email)");
+        return Err(ApiError::too_many(
+            format!(
+                "A reset link was sent to this address recently. Check your mail, or try again in {} minutes.",
+                wait.div_ceil(60)
+            ),
+            wait,
+        ));
+    }
+    tracing::info!(client = %client, "password reset requested");
+    state.resets.request(email, client);
+    Ok(StatusCode::ACCEPTED)
 }
 
 /// The signed-in user and their balance.

@@ -1,10 +1,12 @@
 //! The whole HTTP surface: every path, its handler, and the layers around them.
 
+pub mod account;
 pub mod auth;
 pub mod billing;
 pub mod credits;
 pub mod extract;
 pub mod holds;
+pub mod html;
 pub mod meta;
 pub mod openapi;
 pub mod pages;
@@ -65,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/logout-all", post(auth::logout_all))
         .route("/auth/password", post(auth::change_password))
         .route("/auth/options", get(auth::options))
+        .route("/auth/password-reset", post(auth::request_password_reset))
         .route("/me", get(auth::me))
         .route("/credits/balance", get(credits::balance))
         .route("/credits/history", get(credits::history))
@@ -104,8 +107,9 @@ pub fn router(state: AppState) -> Router {
             axum::Router::new()
                 .route("/billing/success", get(pages::success))
                 .route("/billing/cancel", get(pages::cancel))
-                .route("/billing/pages.css", get(pages::stylesheet))
-                .layer(axum::middleware::map_response(pages::html_headers)),
+                .route("/account/reset", get(account::reset_form).post(account::reset_submit))
+                .route("/assets/pages.css", get(html::stylesheet))
+                .layer(axum::middleware::map_response(html::html_headers)),
         )
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)

@@ -4,11 +4,12 @@
 use api_types::{find_pack, CheckoutStatus};
 use axum::{
     extract::{Query, State},
-    http::{header, HeaderValue, StatusCode},
-    response::{Html, IntoResponse, Response},
+    http::StatusCode,
+    response::Response,
 };
 use serde::Deserialize;
 
+use super::html;
 use crate::{
     billing::{checkouts, fulfil},
     AppState,
@@ -95,54 +96,6 @@ async fn lookup<'a>(
     Some((billing, record))
 }
 
-/// The pages' style sheet, a file of its own so that the CSP needs no inline style.
-const CSS: &str = r#"
-:root { color-scheme: light dark; --bg: #f5f5f7; --card: #fff; --text: #1d1d1f; --muted: #6e6e73; --accent: #0d99ff; }
-@media (prefers-color-scheme: dark) { :root { --bg: #1e1e1e; --card: #2c2c2c; --text: #f5f5f7; --muted: #a1a1a6; } }
-body { margin: 0; min-height: 100vh; display: grid; place-items: center; background: var(--bg); color: var(--text);
-  font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
-main { background: var(--card); border-radius: 16px; padding: 40px 36px; max-width: 420px; margin: 24px;
-  box-shadow: 0 8px 30px rgba(0,0,0,.08); text-align: center; }
-.logo { font-weight: 700; color: var(--accent); letter-spacing: .02em; margin-bottom: 12px; }
-h1 { font-size: 22px; margin: 0 0 12px; }
-p { margin: 0; color: var(--muted); }
-"#;
-
-pub async fn stylesheet() -> Response {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], CSS)
-        .into_response()
-}
-
-/// The headers every HTML answer carries (`../shared/notes/pages.md`): no inline script or style,
-/// never framed, no referrer (the URL carries a session id), nothing cached.
-pub async fn html_headers(mut response: Response) -> Response {
-    let h = response.headers_mut();
-    if h.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/html")) {
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
-        );
-        h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    response
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
-}
-
 fn page(status: StatusCode, title: &str, message: &str) -> Response {
-    let html = format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · Mascot</title>
-<link rel="stylesheet" href="/billing/pages.css"></head>
-<body><main><div class="logo">Mascot</div><h1>{title}</h1><p>{message}</p></main></body></html>"#,
-        title = escape(title),
-        message = escape(message)
-    );
-    (status, Html(html)).into_response()
+    html::message(status, title, message)
 }
