@@ -50,6 +50,8 @@ figma.ui.onmessage = async (message: ToMain) => {
     case "ready": {
       const stored: unknown = await figma.clientStorage.getAsync(TOKEN_KEY);
       const token = typeof stored === "string" ? stored : null;
+      // Signed in already: a browser sign-in left behind is of no use any more.
+      if (token) await figma.clientStorage.deleteAsync(HANDOFF_KEY);
       post({ type: "init", token, apiBase: __API_BASE__, deviceTokens: await deviceTokens(), handoff: token ? null : await pendingHandoff() });
       break;
     }

@@ -459,7 +459,7 @@ export class AccountState implements Actions {
       this.set({ busy: false, knowsCurrentPassword: false, announce: done.text });
       if (required) {
         await this.loadAccount();
-        this.set({ banner: done });
+        if (this.model.screen.kind === "account") this.set({ banner: done });
       } else {
         this.set({ screen: { kind: "account" }, banner: done, focus: "change-password" });
       }
