@@ -291,28 +291,32 @@ test("sign in with the browser: the code typed on the page, the plugin signed in
   assert.equal(shown, handoff.user_code);
   assert.equal(await focused(), "handoff-reopen");
   // Closing and reopening the plugin resumes the wait (nothing is opened again).
-  await everyTheme("browser-sign-in", () => waitText("#handoff-title", "Sign in with your browser"));
+  await everyTheme("waiting-for-browser-sign-in", () => waitText("#handoff-title", "Sign in with your browser"));
   assert.equal(JSON.parse(await stored("mascot.handoff")).handoff_id, handoff.handoff_id);
   assert.deepEqual(await tabOrder(2), ["handoff-reopen", "handoff-cancel"]);
   await ui.locator("#handoff-reopen").click();
   await page.waitForFunction((n) => window.__figmaHost.opened.length > n + 1, openedBefore);
   assert.equal(await host(() => window.__figmaHost.opened.at(-1)), url);
 
-  // The browser side: the page asks for the code, then the account, then confirmation.
+  // The browser side: the page asks for the code with the account, then for confirmation.
   const browser = await page.context().newPage();
   await browser.goto(url);
-  const code = browser.getByLabel(/code/i);
-  await code.fill("ZZZZZZZZ");
-  await browser.getByRole("button", { name: /continue|next|sign in/i }).first().click();
-  assert.equal(await browser.getByText(/go back to Figma/i).count(), 0, "a wrong code goes nowhere");
-  await browser.getByLabel(/code/i).fill(handoff.user_code);
-  await browser.getByRole("button", { name: /continue|next|sign in/i }).first().click();
-  await browser.getByLabel(/email/i).fill(EMAIL);
-  await browser.getByLabel(/^password/i).fill("third password");
-  await browser.getByRole("button", { name: /sign in/i }).first().click();
-  await browser.getByText(new RegExp(`as ${EMAIL.replace(/[.]/g, "\\.")}`, "i")).first().waitFor({ timeout: 10_000 });
-  await browser.getByRole("button", { name: /sign in|confirm|yes/i }).first().click();
-  await browser.getByText(/go back to Figma/i).first().waitFor({ timeout: 10_000 });
+  await browser.getByRole("heading", { name: "Sign in to the Mascot plugin" }).waitFor();
+  const fillPage = async (code) => {
+    await browser.getByLabel("Code shown in your plugin").fill(code);
+    await browser.getByLabel("Email").fill(EMAIL);
+    await browser.getByLabel("Password").fill("third password");
+    await browser.getByRole("button", { name: "Sign in", exact: true }).click();
+  };
+  const wrongCode = handoff.user_code.startsWith("A") ? `B${handoff.user_code.slice(1)}` : `A${handoff.user_code.slice(1)}`;
+  await fillPage(wrongCode);
+  await browser.getByRole("alert").filter({ hasText: "not the code your plugin shows" }).waitFor();
+  assert.equal(await ui.locator("#handoff-title").count(), 1, "a wrong code signs nobody in");
+  await fillPage(handoff.user_code);
+  await browser.getByRole("heading", { name: `Sign in the Mascot plugin in Figma as ${EMAIL}?` }).waitFor();
+  assert.equal(await ui.locator("#handoff-title").count(), 1, "nothing before the confirmation");
+  await browser.getByRole("button", { name: "Sign in the plugin" }).click();
+  await browser.getByRole("heading", { name: "You can go back to Figma" }).waitFor();
   await browser.close();
 
   // The plugin: signed in by itself.

@@ -8,11 +8,11 @@ import { chromium } from "playwright-core";
 
 export const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
 
-export async function startDemo(port = 0) {
+export async function startDemo(port = 0, env = {}) {
   const bin = process.env.MASCOT_SERVER_BIN ?? path.join(root, "target/debug/mascot-server");
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "mascot-e2e-"));
   const child = spawn(bin, ["demo", "--port", String(port), "--data-dir", dataDir, "--plugin-dir", path.join(root, "plugin")], {
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn", STRIPE_SECRET_KEY: "" },
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn", STRIPE_SECRET_KEY: "", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";

@@ -44,8 +44,11 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
     // One person on 127.0.0.1: per-address limits would only get in the way of trying it out.
     config.rate_limits = crate::config::RateLimits::generous();
     config.return_base = Some(base.clone());
-    // Reset mails (and browser sign-in notices) are printed here instead of sent.
-    config.mail = crate::config::MailConfig::Console { from: "Mascot demo <no-reply@mascot.localhost>".into() };
+    // Reset mails (and browser sign-in notices) are printed here, unless SMTP_URL says where to
+    // send them (the browser test runs a real SMTP server).
+    if !config.mail.enabled() {
+        config.mail = crate::config::MailConfig::Console { from: "Mascot demo <no-reply@mascot.localhost>".into() };
+    }
     config.stripe = Some(StripeConfig {
         secret_key: SecretString::from(DEMO_KEY.to_string()),
         webhook_secrets: vec![SecretString::from(webhook_secret.clone())],

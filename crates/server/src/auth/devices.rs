@@ -68,3 +68,18 @@ pub async fn remember(db: &Db, user_id: &str, presented: Option<&str>) -> sqlx::
         Box::pin(remember(db, user_id, None)).await
     }
 }
+
+/// A new device token for `user_id`, inside the caller's write.
+pub async fn fresh_in(uow: &mut crate::db::Uow, user_id: &str) -> sqlx::Result<String> {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
+    let now = now_ms();
+    sqlx::query("INSERT INTO auth_devices (token_hash, user_id, created_at, last_used_at) VALUES ($1, $2, $3, $3)")
+        .bind(hash_token(&token))
+        .bind(user_id)
+        .bind(now)
+        .execute(&mut **uow)
+        .await?;
+    Ok(token)
+}

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod devices;
+pub mod handoff;
 pub mod password;
 pub mod reset;
 pub mod throttle;

@@ -17,28 +17,36 @@ pub fn hash_token(token: &str) -> String {
 /// clear). A `restricted` token (signed in with a one-time password) may only change the
 /// password or sign out.
 pub async fn issue(db: &Db, user_id: &str, ttl: std::time::Duration, restricted: bool) -> sqlx::Result<String> {
+    let user = user_id.to_string();
+    db.write(None, move |uow| {
+        let user = user.clone();
+        Box::pin(async move { issue_in(uow, &user, ttl, restricted).await })
+    })
+    .await
+}
+
+/// [`issue`] inside the caller's write (the browser sign-in hands a token over in the same
+/// transaction that consumes the handoff).
+pub async fn issue_in(
+    uow: &mut Uow,
+    user_id: &str,
+    ttl: std::time::Duration,
+    restricted: bool,
+) -> sqlx::Result<String> {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let token = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
     let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
-    let (hash, user) = (hash_token(&token), user_id.to_string());
-    db.write(None, move |uow| {
-        let (hash, user) = (hash.clone(), user.clone());
-        Box::pin(async move {
-            let now = now_ms();
-            sqlx::query(
-                "INSERT INTO auth_tokens (token_hash, user_id, created_at, expires_at, restricted) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&hash)
-            .bind(&user)
-            .bind(now)
-            .bind(now.saturating_add(ttl_ms))
-            .bind(i64::from(restricted))
-            .execute(&mut **uow)
-            .await?;
-            Ok::<_, sqlx::Error>(())
-        })
-    })
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO auth_tokens (token_hash, user_id, created_at, expires_at, restricted) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(hash_token(&token))
+    .bind(user_id)
+    .bind(now)
+    .bind(now.saturating_add(ttl_ms))
+    .bind(i64::from(restricted))
+    .execute(&mut **uow)
     .await?;
     Ok(token)
 }

@@ -42,6 +42,33 @@ fn rate_limited(what: &str, wait: u64) -> ApiError {
     ApiError::too_many(format!("Too many {what} from your network. Try again in {wait} seconds."), wait)
 }
 
+/// Creates an account with the sign-up rules and limits (the API and the browser sign-in page).
+pub(crate) async fn create_account(
+    state: &AppState,
+    client: &str,
+    email: &str,
+    password: String,
+) -> ApiResult<accounts::Account> {
+    if let Err(wait) = state.limits.signups.check(client) {
+        tracing::warn!(client = %client, "sign-up rate limit reached");
+        return Err(rate_limited("sign-ups", wait));
+    }
+    let email = normalise_email(email).map_err(ApiError::invalid)?;
+    validate_password(&password).map_err(ApiError::invalid)?;
+    let hash = state.passwords.hash(password).await.map_err(password_error)?;
+    let account = match accounts::create(&state.db, &email, &hash).await {
+        Ok(account) => account,
+        Err(accounts::CreateError::EmailTaken) => {
+            return Err(ApiError::conflict(
+                codes::EMAIL_TAKEN,
+                "An account with this email already exists. Sign in instead.",
+            ))
+        }
+        Err(accounts::CreateError::Db(e)) => return Err(e.into()),
+    };
+    Ok(account)
+}
+
 /// Create an account and sign in.
 #[utoipa::path(post, path = "/api/v1/auth/signup", tag = "auth", request_body = Credentials,
     responses(
@@ -57,23 +84,7 @@ pub async fn signup(
     ClientAddr(client): ClientAddr,
     ApiJson(body): ApiJson<Credentials>,
 ) -> ApiResult<(StatusCode, Json<AuthResponse>)> {
-    if let Err(wait) = state.limits.signups.check(&client) {
-        tracing::warn!(client = %client, "sign-up rate limit reached");
-        return Err(rate_limited("sign-ups", wait));
-    }
-    let email = normalise_email(&body.email).map_err(ApiError::invalid)?;
-    validate_password(&body.password).map_err(ApiError::invalid)?;
-    let hash = state.passwords.hash(body.password).await.map_err(password_error)?;
-    let account = match accounts::create(&state.db, &email, &hash).await {
-        Ok(account) => account,
-        Err(accounts::CreateError::EmailTaken) => {
-            return Err(ApiError::conflict(
-                codes::EMAIL_TAKEN,
-                "An account with this email already exists. Sign in instead.",
-            ))
-        }
-        Err(accounts::CreateError::Db(e)) => return Err(e.into()),
-    };
+    let account = create_account(&state, &client, &body.email, body.password).await?;
     let token = tokens::issue(&state.db, &account.id, state.config.token_ttl, false).await?;
     let device_token = devices::remember(&state.db, &account.id, None).await?;
     tracing::info!(user_id = %account.id, client = %client, "account created");
@@ -81,39 +92,43 @@ pub async fn signup(
     Ok((StatusCode::CREATED, Json(AuthResponse { token, user, device_token, password_change_required: false })))
 }
 
-/// Sign in with email and password.
-#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Credentials,
-    responses(
-        (status = 200, description = "Signed in", body = AuthResponse),
-        (status = 400, description = "Body is not valid JSON of this shape", body = ErrorEnvelope),
-        (status = 401, description = "Wrong email or password", body = ErrorEnvelope),
-        (status = 429, description = "Too many attempts; see Retry-After", body = ErrorEnvelope),
-        (status = 503, description = "Too many sign-ins at once (`busy`); see Retry-After", body = ErrorEnvelope),
-    ))]
-pub async fn login(
-    State(state): State<AppState>,
-    ClientAddr(client): ClientAddr,
-    ApiJson(body): ApiJson<Credentials>,
-) -> ApiResult<Json<AuthResponse>> {
-    if let Err(wait) = state.limits.logins.check(&client) {
+/// A password that checked out.
+pub(crate) struct SignedIn {
+    pub account: accounts::Account,
+    /// Signed in with an operator's one-time password: it must be changed first.
+    pub must_change: bool,
+    pub known_device: bool,
+}
+
+/// Checks a password with every rule of sign-in: the per-address limit, the throttle (reserved
+/// before the verification), the bounded password pool, one-time passwords that expire (the API
+/// and the browser sign-in page).
+pub(crate) async fn check_password(
+    state: &AppState,
+    client: &str,
+    email: &str,
+    password: String,
+    device_token: Option<&str>,
+) -> ApiResult<SignedIn> {
+    if let Err(wait) = state.limits.logins.check(client) {
         tracing::warn!(client = %client, "login rate limit reached");
         return Err(rate_limited("sign-in attempts", wait));
     }
     // A malformed email cannot match an account, and no stored password contains NUL: the same
     // answer as a wrong password, without the cost of a verification.
-    let Ok(email) = normalise_email(&body.email) else { return Err(wrong_credentials()) };
-    if body.password.contains('\0') {
+    let Ok(email) = normalise_email(email) else { return Err(wrong_credentials()) };
+    if password.contains('\0') {
         return Err(wrong_credentials());
     }
     let account = accounts::find_by_email(&state.db, &email).await?;
     // A device that signed in to this very account before is limited on its own.
-    let device = match (&body.device_token, &account) {
+    let device = match (device_token, &account) {
         (Some(t), Some(a)) if devices::owner(&state.db, t).await?.as_deref() == Some(a.id.as_str()) => {
             Some(tokens::hash_token(t))
         }
         _ => None,
     };
-    let attempt = match state.throttle.reserve(&email, &client, device.as_deref()) {
+    let attempt = match state.throttle.reserve(&email, client, device.as_deref()) {
         Ok(attempt) => attempt,
         Err(refused) => {
             tracing::warn!(
@@ -134,7 +149,7 @@ pub async fn login(
     };
     let stored = account.as_ref().map_or_else(|| password::dummy_hash().to_string(), |a| a.password_hash.clone());
     let user_id = account.as_ref().map(|a| a.id.clone());
-    let password_ok = match state.passwords.verify(body.password, stored).await {
+    let password_ok = match state.passwords.verify(password, stored).await {
         Ok(ok) => ok,
         Err(e) => {
             state.throttle.cancelled(attempt);
@@ -150,9 +165,28 @@ pub async fn login(
     };
     state.throttle.succeeded(attempt);
     let must_change = account.password_expires_at.is_some();
+    Ok(SignedIn { account, must_change, known_device: device.is_some() })
+}
+
+/// Sign in with email and password.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Credentials,
+    responses(
+        (status = 200, description = "Signed in", body = AuthResponse),
+        (status = 400, description = "Body is not valid JSON of this shape", body = ErrorEnvelope),
+        (status = 401, description = "Wrong email or password", body = ErrorEnvelope),
+        (status = 429, description = "Too many attempts; see Retry-After", body = ErrorEnvelope),
+        (status = 503, description = "Too many sign-ins at once (`busy`); see Retry-After", body = ErrorEnvelope),
+    ))]
+pub async fn login(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    ApiJson(body): ApiJson<Credentials>,
+) -> ApiResult<Json<AuthResponse>> {
+    let SignedIn { account, must_change, known_device } =
+        check_password(&state, &client, &body.email, body.password, body.device_token.as_deref()).await?;
     let token = tokens::issue(&state.db, &account.id, state.config.token_ttl, must_change).await?;
     let device_token = devices::remember(&state.db, &account.id, body.device_token.as_deref()).await?;
-    tracing::info!(user_id = %account.id, client = %client, known_device = device.is_some(), password_change_required = must_change, "signed in");
+    tracing::info!(user_id = %account.id, client = %client, known_device, password_change_required = must_change, "signed in");
     Ok(Json(AuthResponse {
         token,
         user: User { id: account.id, email: account.email },
@@ -160,7 +194,6 @@ pub async fn login(
         password_change_required: must_change,
     }))
 }
-
 /// Revoke the bearer token used for this request.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses(

@@ -186,7 +186,7 @@ pub async fn checkout_status(
 }
 
 /// Resolves when `session_id` is announced (or when notifications were lost: re-check then).
-async fn changed(changes: &mut broadcast::Receiver<String>, session_id: &str) {
+pub(crate) async fn changed(changes: &mut broadcast::Receiver<String>, session_id: &str) {
     loop {
         match changes.recv().await {
             Ok(id) if id == session_id => return,

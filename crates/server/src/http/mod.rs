@@ -5,6 +5,7 @@ pub mod auth;
 pub mod billing;
 pub mod credits;
 pub mod extract;
+pub mod handoff;
 pub mod holds;
 pub mod html;
 pub mod meta;
@@ -68,6 +69,8 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/password", post(auth::change_password))
         .route("/auth/options", get(auth::options))
         .route("/auth/password-reset", post(auth::request_password_reset))
+        .route("/auth/handoff", post(handoff::start))
+        .route("/auth/handoff/{handoff_id}", get(handoff::poll))
         .route("/me", get(auth::me))
         .route("/credits/balance", get(credits::balance))
         .route("/credits/history", get(credits::history))
@@ -89,7 +92,12 @@ pub fn router(state: AppState) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static(api_types::HANDOFF_KEY_HEADER),
+        ])
         .expose_headers([REQUEST_ID, header::RETRY_AFTER])
         .max_age(Duration::from_secs(3600));
 
@@ -108,6 +116,7 @@ pub fn router(state: AppState) -> Router {
                 .route("/billing/success", get(pages::success))
                 .route("/billing/cancel", get(pages::cancel))
                 .route("/account/reset", get(account::reset_form).post(account::reset_submit))
+                .route("/account/sign-in", get(handoff::page).post(handoff::submit))
                 .route("/assets/pages.css", get(html::stylesheet))
                 .layer(axum::middleware::map_response(html::html_headers)),
         )

@@ -5,12 +5,12 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use crate::http::{auth, billing, credits, holds, meta};
+use crate::http::{auth, billing, credits, handoff, holds, meta};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Mascot credits API", description = "Accounts, credit balance and history, spending and credit packs for the Mascot Figma plugin. Errors are always {\"error\":{\"code\",\"message\"}}."),
-    paths(auth::signup, auth::login, auth::logout, auth::logout_all, auth::change_password, auth::options, auth::request_password_reset, auth::me, credits::balance, credits::history, credits::spend, holds::create, holds::capture, holds::release, meta::packs,
+    paths(auth::signup, auth::login, auth::logout, auth::logout_all, auth::change_password, auth::options, auth::request_password_reset, handoff::start, handoff::poll, auth::me, credits::balance, credits::history, credits::spend, holds::create, holds::capture, holds::release, meta::packs,
         billing::start_checkout, billing::checkout_status, billing::list_checkouts, billing::webhook),
     modifiers(&BearerAuth),
 )]

@@ -1,5 +1,6 @@
 //! A small SMTP server on 127.0.0.1 for the tests: it speaks enough of RFC 5321 for lettre
 //! (greeting, EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT) and keeps every message it receives.
+#![allow(dead_code)]
 
 use std::{sync::Arc, time::Duration};
 
