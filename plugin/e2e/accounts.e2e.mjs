@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { everyTheme as everyThemeOf, launchBrowser, pluginFrame, root, startDemo, tabOrder as tabOrderOf } from "./harness.mjs";
+import { axeViolations, everyTheme as everyThemeOf, launchBrowser, pluginFrame, root, startDemo, tabOrder as tabOrderOf } from "./harness.mjs";
 
 const port = Number(process.env.E2E_PORT ?? 8080);
 let demo;
@@ -50,6 +50,8 @@ const everyTheme = (name, reach) => everyThemeOf(page, name, reach);
 const tabOrder = (count) => tabOrderOf(page, count);
 const waitText = (selector, hasText, timeout = 15_000) => ui.locator(selector, { hasText }).waitFor({ timeout });
 const focused = async () => (await pluginFrame(page)).evaluate(() => document.activeElement.id);
+/** axe-core on the screen as it is (a banner that a reopen would clear), in the current theme. */
+const axeHere = async (what) => assert.deepEqual(await axeViolations(page), [], what);
 const stored = (key) => host((k) => localStorage.getItem(`mascot-demo-clientStorage:${k}`), key);
 
 async function api(method, p, { token, body, headers = {} } = {}) {
@@ -166,6 +168,9 @@ test("change password: a wrong current password is a form error, not a sign-out;
 
   // The form is drawn afresh after an error: password fields are never kept.
   assert.equal(await ui.locator("#current-password").inputValue(), "");
+  // The success banner is checked in the light theme (the tests otherwise end each screen in dark).
+  await host(() => window.__figmaHost.setTheme("light"));
+  await open();
   await ui.locator("#current-password").fill("first password");
   await ui.locator("#new-password").fill("second password");
   await ui.locator("#repeat-password").fill("second password");
@@ -175,6 +180,9 @@ test("change password: a wrong current password is a form error, not a sign-out;
   });
   await ui.locator("#balance").waitFor();
   assert.equal(await focused(), "change-password");
+  await waitText("#live", "Your password is changed");
+  await axeHere("account with the password-changed banner, light");
+  await host(() => window.__figmaHost.setTheme("dark"));
   assert.equal((await api("GET", "/api/v1/me", { token: other })).status, 401, "the other device is signed out");
   assert.equal((await api("POST", "/api/v1/auth/login", { body: { email: EMAIL, password: "first password" } })).status, 401);
   assert.equal((await api("POST", "/api/v1/auth/login", { body: { email: EMAIL, password: "second password" } })).status, 200);
@@ -187,6 +195,7 @@ test("sign out everywhere revokes every session, this one included", async () =>
   const other = await otherDevice(EMAIL, "second password");
   await ui.locator("#sign-out-all").click();
   await waitText(".banner", "You are signed out on every device");
+  await axeHere("signed out everywhere, dark");
   await waitText("h1", "Sign in to Mascot");
   assert.equal(await stored("mascot.session-token"), null);
   assert.equal((await api("GET", "/api/v1/me", { token: other })).status, 401);
