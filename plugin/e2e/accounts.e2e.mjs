@@ -331,6 +331,32 @@ test("sign in with the browser: the code typed on the page, the plugin signed in
   await waitText("h1", "Sign in to Mascot");
 });
 
+test("creating an account in the browser signs the plugin in to it", async () => {
+  const email = "made-in-the-browser@example.com";
+  await ui.locator("#auth-switch").click();
+  await waitText("h1", "Create your Mascot account");
+  const openedBefore = await host(() => window.__figmaHost.opened.length);
+  await ui.locator("#browser-signin", { hasText: "Create an account in your browser" }).click();
+  await waitText("#handoff-title", "Sign in with your browser");
+  await page.waitForFunction((n) => window.__figmaHost.opened.length > n, openedBefore);
+  const handoff = JSON.parse(await stored("mascot.handoff"));
+  const browser = await page.context().newPage();
+  await browser.goto(handoff.url);
+  await browser.getByLabel("Code shown in your plugin").fill(handoff.user_code.toLowerCase());
+  await browser.getByLabel("Email").fill(email);
+  await browser.getByLabel("Password").fill("made in a browser");
+  await browser.getByRole("button", { name: "Create a new account with this email" }).click();
+  await browser.getByRole("heading", { name: `Sign in the Mascot plugin in Figma as ${email}?` }).waitFor();
+  await browser.getByRole("button", { name: "Sign in the plugin" }).click();
+  await browser.getByRole("heading", { name: "You can go back to Figma" }).waitFor();
+  await browser.close();
+  await waitText("#signed-in-as", email, 30_000);
+  await waitText("#balance", "0 credits");
+  assert.match(JSON.parse(await stored("mascot.device-tokens"))[email] ?? "", /\S/, "the browser sign-in's device token is kept");
+  await ui.locator("#sign-out").click();
+  await waitText("h1", "Sign in to Mascot");
+});
+
 test("a handoff's status needs its read key, in the header", async () => {
   const { json: start } = await api("POST", "/api/v1/auth/handoff", { body: {} });
   assert.match(start.user_code, /^[A-Z0-9]{8}$/);
