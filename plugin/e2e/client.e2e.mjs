@@ -187,3 +187,27 @@ test("browser sign-in: startHandoff, and pollHandoff sends the read key and ends
   );
   assert.equal(cancelled.error.kind, "cancelled");
 });
+
+test("every other method through the Wasm boundary: spend, checkoutStatus, logout", async () => {
+  // wasm@example.com bought 25 credits in the checkout test above.
+  const signed = await run(async (c) => c.login("wasm@example.com", "correct horse"));
+  const token = signed.token;
+  const spent = await run(async (c) => c.spend(3, "render: \"hero\" frame", "wasm-spend-1"), { token });
+  assert.equal(spent.error, undefined, JSON.stringify(spent.error));
+  const again = await run(async (c) => c.spend(3, "render: \"hero\" frame", "wasm-spend-1"), { token });
+  assert.deepEqual(again.value, spent.value, "the same idempotency key spends once");
+  const balance = await run(async (c) => c.balance(), { token });
+  assert.equal(balance.value.balance, 22);
+  const history = await run(async (c) => c.history(1, null), { token });
+  assert.equal(history.value.entries[0].delta, -3);
+  const started = await run(async (c) => c.startCheckout("pack_25"), { token });
+  const status = await run(async (c, a) => c.checkoutStatus(a.id, 0), { token, id: started.value.session_id });
+  assert.deepEqual([status.value.session_id, status.value.status], [started.value.session_id, "pending"]);
+  const out = await run(async (c) => {
+    await c.logout();
+    return c.token() ?? null;
+  }, { token });
+  assert.equal(out.error, undefined, JSON.stringify(out.error));
+  assert.equal(out.value, null);
+  assert.equal((await run(async (c) => c.me(), { token })).error.code, "unauthorized");
+});
