@@ -65,6 +65,17 @@ impl Mailer {
                         "SMTP_URL sends without TLS: use smtps:// or ?tls=required outside a private network"
                     );
                 }
+                // Say at start-up, not at the first reset, when the relay cannot be reached
+                // (Railway disables outbound SMTP below its Pro plan: docs/deploy.md).
+                let probe = transport.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(Duration::from_secs(15), probe.test_connection()).await {
+                        Ok(Ok(true)) => tracing::info!("SMTP server reachable"),
+                        Ok(Ok(false)) | Ok(Err(_)) | Err(_) => tracing::error!(
+                            "SMTP server unreachable: reset mails will not arrive (on Railway, outbound SMTP needs the Pro plan; see docs/deploy.md)"
+                        ),
+                    }
+                });
                 (Transport::Smtp(transport), from.clone())
             }
             MailConfig::Console { from } => (Transport::Console, from.clone()),
