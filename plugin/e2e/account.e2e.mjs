@@ -150,6 +150,8 @@ test("reopening the plugin during a payment resumes waiting for it", async () =>
 test("sign out clears the session; signing in again restores the account", async () => {
   await ui.locator("#sign-out").click();
   await waitText(".banner", "You are signed out");
+  // The main thread's clientStorage writes are asynchronous: wait for the removal.
+  await page.waitForFunction(() => localStorage.getItem("mascot-demo-clientStorage:mascot.session-token") === null, null, { timeout: 5_000 });
   const stored = await host(() => Object.keys(localStorage).filter((k) => k.startsWith("mascot-demo-clientStorage:")));
   // The session token is gone; this device's token for the account stays (it is not a session).
   assert.deepEqual(stored, ["mascot-demo-clientStorage:mascot.device-tokens"], "token removed from clientStorage");

@@ -52,6 +52,11 @@ const waitText = (selector, hasText, timeout = 15_000) => ui.locator(selector, {
 const focused = async () => (await pluginFrame(page)).evaluate(() => document.activeElement.id);
 /** axe-core on the screen as it is (a banner that a reopen would clear), in the current theme. */
 const axeHere = async (what) => assert.deepEqual(await axeViolations(page), [], what);
+/** Waits until the main thread has removed `key` from clientStorage (its writes are asynchronous). */
+const gone = (key, what) =>
+  page.waitForFunction((k) => localStorage.getItem(`mascot-demo-clientStorage:${k}`) === null, key, { timeout: 5_000 }).catch(() => assert.fail(`${key} is still stored: ${what ?? ""}`));
+const present = (key) =>
+  page.waitForFunction((k) => localStorage.getItem(`mascot-demo-clientStorage:${k}`) !== null, key, { timeout: 5_000 }).catch(() => assert.fail(`${key} is not stored`));
 const stored = (key) => host((k) => localStorage.getItem(`mascot-demo-clientStorage:${k}`), key);
 
 async function api(method, p, { token, body, headers = {} } = {}) {
@@ -197,7 +202,7 @@ test("sign out everywhere revokes every session, this one included", async () =>
   await waitText(".banner", "You are signed out on every device");
   await axeHere("signed out everywhere, dark");
   await waitText("h1", "Sign in to Mascot");
-  assert.equal(await stored("mascot.session-token"), null);
+  await gone("mascot.session-token");
   assert.equal((await api("GET", "/api/v1/me", { token: other })).status, 401);
   await host(() => window.__figmaHost.reopen());
   await waitText("h1", "Sign in to Mascot");
@@ -233,6 +238,7 @@ test("after `users reset-password`, the one-time password signs in to the change
   assert.equal(await ui.locator("#current-password").count(), 0);
   assert.equal(await focused(), "new-password");
   await waitText(".card", `You signed in as ${EMAIL} with a one-time password`);
+  await present("mascot.session-token");
   const token = JSON.parse(await stored("mascot.session-token"));
   const refused = await api("GET", "/api/v1/credits/balance", { token });
   assert.deepEqual([refused.status, refused.json.error.code], [403, "password_change_required"]);
@@ -256,23 +262,23 @@ test("after `users reset-password`, the one-time password signs in to the change
 
 test("a browser sign-in that expired, is unknown or is cancelled leaves the plugin signed out", async () => {
   // Expired while the plugin was closed: dropped from clientStorage, nothing polled.
-  const gone = { handoff_id: "ho_unknown", read_key: "mhr_unknown", user_code: "ABCDEFGH", url: `${demo.api}/signin`, expires_at: new Date(Date.now() - 1000).toISOString() };
-  await host((h) => localStorage.setItem("mascot-demo-clientStorage:mascot.handoff", JSON.stringify(h)), gone);
+  const old = { handoff_id: "ho_unknown", read_key: "mhr_unknown", user_code: "ABCDEFGH", url: `${demo.api}/signin`, expires_at: new Date(Date.now() - 1000).toISOString() };
+  await host((h) => localStorage.setItem("mascot-demo-clientStorage:mascot.handoff", JSON.stringify(h)), old);
   await host(() => window.__figmaHost.reopen());
   await waitText("h1", "Sign in to Mascot");
-  assert.equal(await stored("mascot.handoff"), null);
+  await gone("mascot.handoff");
   // Not expired but unknown to the server: the poll's 404 ends the wait.
-  await host((h) => localStorage.setItem("mascot-demo-clientStorage:mascot.handoff", JSON.stringify(h)), { ...gone, expires_at: new Date(Date.now() + 600_000).toISOString() });
+  await host((h) => localStorage.setItem("mascot-demo-clientStorage:mascot.handoff", JSON.stringify(h)), { ...old, expires_at: new Date(Date.now() + 600_000).toISOString() });
   await host(() => window.__figmaHost.reopen());
   await waitText(".banner", "expired or was already used");
-  assert.equal(await stored("mascot.handoff"), null);
+  await gone("mascot.handoff");
   // Cancel.
   await ui.locator("#browser-signin").click();
   await waitText("#handoff-title", "Sign in with your browser");
-  assert.ok(await stored("mascot.handoff"));
+  await present("mascot.handoff");
   await ui.locator("#handoff-cancel").click();
   await waitText("h1", "Sign in to Mascot");
-  assert.equal(await stored("mascot.handoff"), null);
+  await gone("mascot.handoff");
   assert.equal(await focused(), "browser-signin");
 });
 
@@ -322,8 +328,8 @@ test("sign in with the browser: the code typed on the page, the plugin signed in
   // The plugin: signed in by itself.
   await waitText("#signed-in-as", EMAIL, 30_000);
   await waitText("#live", `Signed in as ${EMAIL}`);
-  assert.equal(await stored("mascot.handoff"), null, "the finished handoff is forgotten");
-  assert.ok(await stored("mascot.session-token"));
+  await gone("mascot.handoff", "the finished handoff is forgotten");
+  await present("mascot.session-token");
   // Replayed: the handoff was consumed by the poll that got the token.
   const again = await api("GET", `/api/v1/auth/handoff/${encodeURIComponent(handoff.handoff_id)}?wait=0`, { headers: { "x-handoff-key": handoff.read_key } });
   assert.deepEqual([again.status, again.json?.error?.code], [404, "handoff_not_found"]);
@@ -352,7 +358,7 @@ test("creating an account in the browser signs the plugin in to it", async () =>
   await browser.close();
   await waitText("#signed-in-as", email, 30_000);
   await waitText("#balance", "0 credits");
-  assert.match(JSON.parse(await stored("mascot.device-tokens"))[email] ?? "", /\S/, "the browser sign-in's device token is kept");
+  await page.waitForFunction((e) => JSON.parse(localStorage.getItem("mascot-demo-clientStorage:mascot.device-tokens") ?? "{}")[e], email, { timeout: 5_000 });
   await ui.locator("#sign-out").click();
   await waitText("h1", "Sign in to Mascot");
 });
