@@ -72,7 +72,16 @@ async fn the_reset_round_trip(b: Backend) {
     let options: Value = app.get("/api/v1/auth/options", None).await.json().await.unwrap();
     assert_eq!(options["password_reset"], "email");
 
-    let res = request_reset(&app, "Forgot@Example.com").await;
+    // A forged Host / X-Forwarded-Host must not choose where the link points.
+    let res = app
+        .client
+        .post(app.url("/api/v1/auth/password-reset"))
+        .header("host", "evil.example")
+        .header("x-forwarded-host", "evil.example")
+        .json(&json!({"email": "Forgot@Example.com"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     let mail = smtp.wait_for(1).await;
     assert_eq!(mail.to, vec!["forgot@example.com".to_string()]);
@@ -81,6 +90,7 @@ async fn the_reset_round_trip(b: Backend) {
     assert!(!mail.data.contains(PASSWORD), "a mail never contains a password");
     let link = link_in(&mail, "/account/reset?token=");
     assert!(link.starts_with(&app.address), "built from the public base: {link}");
+    assert!(!mail.data.contains("evil.example"));
     assert_eq!(live_links(&app).await, 1);
 
     // GET shows the form and never uses the link up (mail scanners open links).
