@@ -211,7 +211,6 @@ pub fn create_session(sim: &StripeSim, p: &Value) -> Result<Value, StripeError> 
     }
     let (subtotal, currency) = sum_line_items(items.unwrap_or(&Value::Null))?;
     let automatic_tax = p.pointer("/automatic_tax/enabled").and_then(Value::as_bool) == Some(true);
-    let tax_behavior = tax_behavior_of(items.unwrap_or(&Value::Null), automatic_tax)?;
     let mut state = sim.lock();
     if automatic_tax && !state.tax_active {
         return Err(StripeError::invalid(
@@ -219,6 +218,7 @@ pub fn create_session(sim: &StripeSim, p: &Value) -> Result<Value, StripeError> 
             "Stripe Tax has not been activated on your account. Please visit https://dashboard.stripe.com/settings/tax/activate to get started.",
         ));
     }
+    let tax_behavior = tax_behavior_of(items.unwrap_or(&Value::Null), automatic_tax)?;
     let discount = selling::creation_discount(&state, p, subtotal, &currency)?;
     let mut session = objects::new_session(p, &sim.0.public_url, now, subtotal, &currency);
     let id = session["id"].as_str().unwrap_or_default().to_string();
