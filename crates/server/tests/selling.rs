@@ -163,6 +163,15 @@ async fn recorded(app: &BillingApp, id: &str) -> Value {
            "tax_id_collection": r.6, "invoice_creation": r.7, "allow_promotion_codes": r.8, "status": r.9})
 }
 
+/// `mascot-server audit` over the database: the violations of invariant I6 (recorded amounts),
+/// after checking nothing else is wrong.
+async fn audit_i6(app: &BillingApp) -> Vec<String> {
+    let report = mascot_server::audit::run(&app.state.db).await.unwrap();
+    let others: Vec<_> = report.violations.iter().filter(|v| v.invariant != "I6").collect();
+    assert!(others.is_empty(), "{}", report.to_text());
+    report.of("I6").iter().map(|v| format!("{} {}", v.check, v.ids["session_id"])).collect()
+}
+
 /// Every setting off (the default): sessions are created exactly as before, amounts are recorded
 /// and shown, and a code or a tax ID cannot be used.
 async fn settings_off_change_nothing(b: Backend) {
@@ -289,11 +298,15 @@ async fn a_100_percent_code_is_a_free_purchase(b: Backend) {
     promotion(&app, "100", "FREE100", Some("1")).await;
     let u = app.signup("free@example.com").await;
     let id = start_checkout(&app, &u.token, "pack_200").await;
+    // Delivered five times at once: credited once.
+    app.sim.set_delivery(DeliveryMode { duplicates: 4, ..Default::default() });
     app.sim.pay_with(&id, PayDetails::card().promotion_code("FREE100")).await.unwrap();
     let s = app.sim.session(&id).unwrap();
     assert_eq!((s["payment_status"].as_str(), s["amount_total"].as_i64()), (Some("no_payment_required"), Some(0)));
     assert!(s["payment_intent"].is_null());
     assert_eq!(settled(&app, &u.token, &id).await["balance"], 200);
+    assert!(app.sim.wait_idle(Duration::from_secs(10)).await);
+    assert_eq!(app.balance(&u.token).await, 200);
     let r = recorded(&app, &id).await;
     assert_eq!(
         (r["paid"].as_i64(), r["discount"].as_i64(), r["status"].as_str()),
@@ -317,6 +330,13 @@ async fn a_100_percent_code_is_a_free_purchase(b: Backend) {
     assert!(again.fixed.is_empty() && !again.has_unfixed_drift(), "{again:?}");
     assert_eq!(again.paid_seen, 2, "both $0 sessions count as settled: {again:?}");
     assert_eq!(app.balance(&u.token).await, 225);
+    assert_eq!(audit_i6(&app).await, Vec::<String>::new(), "a $0 purchase is a sound credited session");
+    let (entries,): (i64,) = sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM ledger_entries WHERE cause = $1")
+        .bind(format!("purchase:{id}"))
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(entries, 1);
 }
 
 /// A taxed, discounted purchase refunded in part: ceil(credits × amount_refunded / charge amount),
@@ -354,6 +374,7 @@ async fn partial_refund_of_a_taxed_discounted_purchase(b: Backend) {
     refund(&app, &pi, 736).await; // the rest: 75 in all, never more
     assert!(app.sim.wait_idle(Duration::from_secs(10)).await);
     assert_eq!(app.balance(&u.token).await, 0);
+    assert_eq!(audit_i6(&app).await, Vec::<String>::new());
 }
 
 /// Business tax IDs and invoices: a DE VAT number reverse-charges the tax; Stripe issues an
@@ -480,6 +501,14 @@ async fn tampered_amounts_are_refused(b: Backend) {
     assert_eq!(post_event(&app, &event("checkout.session.completed", genuine)).await, "credited");
     assert_eq!(app.balance(&u.token).await, 200);
     assert_eq!(recorded(&app, &id).await["paid"], 3093);
+    // audit agrees, and notices recorded amounts changed behind fulfilment's back.
+    assert_eq!(audit_i6(&app).await, Vec::<String>::new());
+    sqlx::query("UPDATE checkout_sessions SET amount_paid_cents = 2599 WHERE id = $1")
+        .bind(&id)
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(audit_i6(&app).await, vec![format!("amounts_inconsistent {id}")]);
 }
 
 /// A session is checked against the settings it was created with, not the server's current ones:
