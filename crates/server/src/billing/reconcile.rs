@@ -14,7 +14,7 @@ use super::{
 
 #[derive(Debug, Default)]
 pub struct DriftReport {
-    /// Paid sessions of ours seen at Stripe.
+    /// Settled sessions of ours seen at Stripe (paid, or `no_payment_required`).
     pub paid_seen: usize,
     /// Paid but not credited before; credited now.
     pub fixed: Vec<String>,
