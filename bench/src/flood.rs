@@ -51,6 +51,8 @@ pub async fn sessions(db: &Db, prefix: &str, users: &[String], n: usize) -> anyh
                 dispute_clawed: 0,
                 created_at: now_ms(),
                 expires_at: now_ms() + 3_600_000,
+                settings: None,
+                amounts: None,
             },
         )
         .await?;
@@ -73,6 +75,7 @@ pub fn completed_event(s: &(String, String, i64, i64, &'static str)) -> String {
     session["payment_status"] = json!("paid");
     session["amount_total"] = json!(s.3);
     session["amount_subtotal"] = json!(s.3);
+    session["total_details"] = json!({"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0});
     session["currency"] = json!("usd");
     session["client_reference_id"] = json!(s.1);
     session["metadata"] = json!({"user_id": s.1, "pack_id": s.4, "credits": s.2.to_string(), "app": "mascot"});

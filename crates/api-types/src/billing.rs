@@ -84,6 +84,81 @@ pub struct CheckoutSummary {
     pub checkout_url: String,
     pub created_at: String,
     pub expires_at: String,
+    /// What Stripe reported once the purchase was credited (null before, and for purchases
+    /// credited before these were recorded).
+    pub amounts: Option<PurchaseAmounts>,
+    /// The Checkout settings this session was created with (null for sessions created before
+    /// they were recorded, which had every setting off).
+    pub settings: Option<CheckoutSettingsUsed>,
+}
+
+/// How a price relates to tax: `exclusive` (tax is added on top of the price) or `inclusive`
+/// (the price contains the tax).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TaxBehavior {
+    /// What the server sends unless `STRIPE_TAX_BEHAVIOR=inclusive`.
+    #[default]
+    Exclusive,
+    Inclusive,
+}
+
+impl TaxBehavior {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaxBehavior::Exclusive => "exclusive",
+            TaxBehavior::Inclusive => "inclusive",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TaxBehavior> {
+        match s {
+            "exclusive" => Some(TaxBehavior::Exclusive),
+            "inclusive" => Some(TaxBehavior::Inclusive),
+            _ => None,
+        }
+    }
+}
+
+/// The amounts of a credited purchase, in the smallest currency unit, as Stripe reported them:
+/// `amount_paid_cents = amount_subtotal_cents − amount_discount_cents + amount_tax_cents` with
+/// exclusive tax, `amount_subtotal_cents − amount_discount_cents` with inclusive tax (the tax is
+/// inside the price), and 0 for a purchase a 100 % promotion code paid for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PurchaseAmounts {
+    /// The Checkout Session the purchase was made with.
+    pub session_id: String,
+    /// ISO currency code, lower case (`usd`).
+    pub currency: String,
+    /// The pack's price.
+    #[ts(type = "number")]
+    pub amount_subtotal_cents: i64,
+    /// What the buyer paid, tax included (Stripe's `amount_total`).
+    #[ts(type = "number")]
+    pub amount_paid_cents: i64,
+    /// Taken off by a promotion code or coupon.
+    #[ts(type = "number")]
+    pub amount_discount_cents: i64,
+    /// Tax: added on top (exclusive) or contained in the price (inclusive); 0 without Stripe Tax
+    /// or under reverse charge.
+    #[ts(type = "number")]
+    pub amount_tax_cents: i64,
+    /// Null when the purchase was made without Stripe Tax.
+    pub tax_behavior: Option<TaxBehavior>,
+}
+
+/// The Checkout settings a session was created with (the server's `STRIPE_*` settings then).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CheckoutSettingsUsed {
+    pub automatic_tax: bool,
+    /// Set when `automatic_tax` is.
+    pub tax_behavior: Option<TaxBehavior>,
+    pub tax_id_collection: bool,
+    pub invoice_creation: bool,
+    pub allow_promotion_codes: bool,
 }
 
 /// `GET /api/v1/billing/checkouts?status=pending`: newest first.

@@ -63,6 +63,9 @@ pub struct HistoryEntry {
     pub description: String,
     /// RFC 3339, UTC, e.g. `2026-11-25T10:00:00.123Z`.
     pub created_at: String,
+    /// For a `purchase` entry: what was paid, the discount and the tax (null for other kinds, and
+    /// for purchases credited before amounts were recorded).
+    pub purchase: Option<crate::PurchaseAmounts>,
 }
 
 /// `GET /api/v1/credits/history?limit=&before=`: newest first. Pass `next_cursor` as `before` to get

@@ -60,6 +60,9 @@ pub fn typescript_bindings() -> Vec<(String, String)> {
         CheckoutResponse,
         CheckoutStatus,
         CheckoutStatusResponse,
+        TaxBehavior,
+        PurchaseAmounts,
+        CheckoutSettingsUsed,
         CheckoutSummary,
         CheckoutListResponse,
     ]

@@ -16,6 +16,9 @@ pub struct Pack {
     pub currency: String,
     /// Ready to show, e.g. "75 credits — $12.99".
     pub label: String,
+    /// Shown next to the price when tax is added at checkout (Stripe Tax with exclusive prices):
+    /// "plus tax"; null when the price is what the buyer pays.
+    pub tax_note: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
@@ -63,6 +66,7 @@ impl PackDef {
             price_cents: self.price_cents,
             currency: self.currency.to_string(),
             label: format!("{} credits — {}", self.credits, self.price_display()),
+            tax_note: None,
         }
     }
 }
@@ -70,5 +74,14 @@ impl PackDef {
 impl PacksResponse {
     pub fn catalogue() -> Self {
         PacksResponse { packs: PACKS.iter().map(PackDef::to_api).collect() }
+    }
+
+    /// The catalogue with `tax_note` on every pack (e.g. "plus tax").
+    pub fn catalogue_with_tax_note(note: Option<&str>) -> Self {
+        let mut c = Self::catalogue();
+        for p in &mut c.packs {
+            p.tax_note = note.map(str::to_string);
+        }
+        c
     }
 }

@@ -11,6 +11,12 @@
 //!   (refund and dispute totals) stay within what it bought, and each user's refund and dispute
 //!   entries add up to what their sessions record as clawed back.
 //!
+//! - I6: a credited session's recorded amounts (migration 20261201000005 on) are a sale of its
+//!   pack under the settings it was created with: subtotal = pack price, 0 ≤ discount ≤ subtotal,
+//!   tax ≥ 0, paid = subtotal − discount + tax (exclusive) or subtotal − discount (inclusive, or
+//!   no tax); a discount only with promotion codes allowed, tax only with a recorded tax behaviour.
+//!   A $0 purchase (a 100 % code, `no_payment_required`) is a credited session like any other.
+//!
 //! - A1: every stored email is in its canonical form (NFC, lower-cased).
 //!
 //! Nothing here writes. A violation names its invariant and the ids involved; the report is JSON
@@ -25,7 +31,7 @@ use crate::Db;
 /// What one check found wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
-    /// `I1`, `I2`, `I4`, `I5` or `A1`.
+    /// `I1`, `I2`, `I4`, `I5`, `I6` or `A1`.
     pub invariant: &'static str,
     /// A stable name for the check, e.g. `balance_mismatch`.
     pub check: &'static str,
@@ -403,5 +409,58 @@ pub async fn run(db: &Db) -> anyhow::Result<Report> {
         ));
     }
 
+    check_recorded_amounts(pool, v).await?;
     Ok(report)
+}
+
+/// I6 (see the module doc). Skipped on a database the amounts migration has not reached yet.
+async fn check_recorded_amounts(pool: &sqlx::AnyPool, v: &mut Vec<Violation>) -> anyhow::Result<()> {
+    let migrated: Option<(i64,)> =
+        sqlx::query_as("SELECT CAST(version AS BIGINT) FROM _sqlx_migrations WHERE version = 20261201000005")
+            .fetch_optional(pool)
+            .await?;
+    if migrated.is_none() {
+        return Ok(());
+    }
+    type Row =
+        (String, String, String, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<String>, Option<i64>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, user_id, pack_id, amount_subtotal_cents, amount_paid_cents, amount_discount_cents, amount_tax_cents,
+                tax_behavior, allow_promotion_codes
+         FROM checkout_sessions WHERE status = 'credited' AND amount_paid_cents IS NOT NULL ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await?;
+    for (id, user, pack_id, subtotal, paid, discount, tax, behavior, promotions) in rows {
+        let ids = [("session_id", id.as_str()), ("user_id", user.as_str())];
+        let (Some(subtotal), Some(paid), Some(discount), Some(tax)) = (subtotal, paid, discount, tax) else {
+            v.push(Violation::new("I6", "amounts_incomplete", &ids, "some recorded amounts are NULL".into()));
+            continue;
+        };
+        let price = api_types::find_pack(&pack_id).map(|p| p.price_cents);
+        let expected = match behavior.as_deref() {
+            Some("exclusive") => subtotal - discount + tax,
+            Some("inclusive") => subtotal - discount,
+            _ if tax == 0 => subtotal - discount,
+            _ => -1,
+        };
+        let problem = if price != Some(subtotal) {
+            Some(format!("subtotal {subtotal} is not the price {price:?} of pack {pack_id}"))
+        } else if discount < 0 || discount > subtotal || tax < 0 {
+            Some(format!("discount {discount} or tax {tax} out of range for subtotal {subtotal}"))
+        } else if paid != expected {
+            Some(format!(
+                "paid {paid} is not subtotal {subtotal} − discount {discount} with tax {tax} ({})",
+                behavior.as_deref().unwrap_or("no automatic tax")
+            ))
+        } else if discount > 0 && promotions != Some(1) {
+            Some(format!("a discount of {discount} on a session created without promotion codes"))
+        } else {
+            None
+        };
+        if let Some(detail) = problem {
+            v.push(Violation::new("I6", "amounts_inconsistent", &ids, detail));
+        }
+    }
+    Ok(())
 }

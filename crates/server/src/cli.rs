@@ -93,7 +93,7 @@ pub fn parse_since(text: &str) -> anyhow::Result<i64> {
 
 pub fn format_report(r: &DriftReport) -> String {
     let mut out = format!(
-        "paid Mascot sessions at Stripe: {}\nnot Mascot's (ignored): {}\nfixed now (paid, were not credited): {}\n",
+        "settled Mascot sessions at Stripe (paid, or nothing to pay): {}\nnot Mascot's (ignored): {}\nfixed now (paid, were not credited): {}\n",
         r.paid_seen,
         r.not_ours,
         r.fixed.len()

@@ -158,6 +158,75 @@ pub struct StripeConfig {
     pub webhook_secrets: Vec<SecretString>,
     /// `https://api.stripe.com`, or the simulator's address in tests and the demo.
     pub api_base: String,
+    /// What new Checkout Sessions turn on (`STRIPE_AUTOMATIC_TAX`, …); all off by default.
+    pub checkout: CheckoutSettings,
+}
+
+/// The Checkout settings new sessions are created with. Each is off unless its variable says
+/// `true`; a session records the settings it was created with, and is checked against those.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CheckoutSettings {
+    /// `STRIPE_AUTOMATIC_TAX`: Stripe Tax computes the tax from the buyer's address (which
+    /// Checkout then collects); needs Stripe Tax registered (`serve` checks `GET /v1/tax/settings`).
+    pub automatic_tax: bool,
+    /// `STRIPE_TAX_BEHAVIOR` (`exclusive`, the default, or `inclusive`): whether tax is added on
+    /// top of the pack price or contained in it. Sent only with `automatic_tax`.
+    pub tax_behavior: TaxBehavior,
+    /// `STRIPE_TAX_ID_COLLECTION`: a business buyer may enter a VAT/GST number (reverse charge
+    /// can then zero the tax).
+    pub tax_id_collection: bool,
+    /// `STRIPE_INVOICE_CREATION`: Stripe issues an invoice (PDF, with the buyer's tax ID) for each
+    /// purchase, emailed from Stripe when the Dashboard's customer emails are on.
+    pub invoice_creation: bool,
+    /// `STRIPE_ALLOW_PROMOTION_CODES`: Checkout shows a promotion code field.
+    pub allow_promotion_codes: bool,
+}
+
+pub use api_types::TaxBehavior;
+
+impl CheckoutSettings {
+    /// One line for the start-up log.
+    pub fn describe(&self) -> String {
+        let on = |b: bool| if b { "on" } else { "off" };
+        format!(
+            "automatic_tax={}{}, tax_id_collection={}, invoice_creation={}, allow_promotion_codes={}",
+            on(self.automatic_tax),
+            if self.automatic_tax { format!(" ({} prices)", self.tax_behavior.as_str()) } else { String::new() },
+            on(self.tax_id_collection),
+            on(self.invoice_creation),
+            on(self.allow_promotion_codes)
+        )
+    }
+
+    /// The pack list's note next to prices: "plus tax" when tax is added at checkout.
+    pub fn tax_note(&self) -> Option<&'static str> {
+        (self.automatic_tax && self.tax_behavior == TaxBehavior::Exclusive).then_some("plus tax")
+    }
+
+    fn read(get: &impl Fn(&str) -> Option<String>, problems: &mut Vec<String>) -> CheckoutSettings {
+        let mut c = CheckoutSettings::default();
+        for (var, slot) in [
+            ("STRIPE_AUTOMATIC_TAX", &mut c.automatic_tax),
+            ("STRIPE_TAX_ID_COLLECTION", &mut c.tax_id_collection),
+            ("STRIPE_INVOICE_CREATION", &mut c.invoice_creation),
+            ("STRIPE_ALLOW_PROMOTION_CODES", &mut c.allow_promotion_codes),
+        ] {
+            if let Some(v) = get(var) {
+                match v.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" => *slot = true,
+                    "false" | "0" => *slot = false,
+                    _ => problems.push(format!("{var} must be true or false (got {v:?})")),
+                }
+            }
+        }
+        if let Some(v) = get("STRIPE_TAX_BEHAVIOR") {
+            match TaxBehavior::parse(v.trim().to_ascii_lowercase().as_str()) {
+                Some(b) => c.tax_behavior = b,
+                None => problems.push(format!("STRIPE_TAX_BEHAVIOR must be exclusive or inclusive (got {v:?})")),
+            }
+        }
+        c
+    }
 }
 
 impl StripeConfig {
@@ -492,9 +561,10 @@ fn read_stripe(get: &impl Fn(&str) -> Option<String>, problems: &mut Vec<String>
     if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
         problems.push(format!("STRIPE_API_BASE must be an http(s) URL (got {api_base:?})"));
     }
+    let checkout = CheckoutSettings::read(get, problems);
     match (key, secrets.is_empty()) {
         (Some(key), false) => {
-            Some(StripeConfig { secret_key: SecretString::from(key), webhook_secrets: secrets, api_base })
+            Some(StripeConfig { secret_key: SecretString::from(key), webhook_secrets: secrets, api_base, checkout })
         }
         _ => None,
     }
@@ -639,6 +709,41 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("pk_live_abc"), "never echo a key");
+    }
+
+    #[test]
+    fn checkout_settings_are_off_by_default_and_validated() {
+        let base = [("STRIPE_SECRET_KEY", "sk_test_abc"), ("STRIPE_WEBHOOK_SECRET", "whsec_one")];
+        let c = from(&base).unwrap().stripe.unwrap().checkout;
+        assert_eq!(c, CheckoutSettings::default());
+        assert!(!c.automatic_tax && !c.tax_id_collection && !c.invoice_creation && !c.allow_promotion_codes);
+        assert_eq!(c.tax_behavior, TaxBehavior::Exclusive);
+        assert_eq!(c.tax_note(), None);
+        let on = [
+            base[0],
+            base[1],
+            ("STRIPE_AUTOMATIC_TAX", "true"),
+            ("STRIPE_TAX_ID_COLLECTION", "TRUE"),
+            ("STRIPE_INVOICE_CREATION", "1"),
+            ("STRIPE_ALLOW_PROMOTION_CODES", "true"),
+        ];
+        let c = from(&on).unwrap().stripe.unwrap().checkout;
+        assert!(c.automatic_tax && c.tax_id_collection && c.invoice_creation && c.allow_promotion_codes);
+        assert_eq!(c.tax_note(), Some("plus tax"));
+        let inclusive = [base[0], base[1], ("STRIPE_AUTOMATIC_TAX", "true"), ("STRIPE_TAX_BEHAVIOR", "inclusive")];
+        let c = from(&inclusive).unwrap().stripe.unwrap().checkout;
+        assert_eq!((c.tax_behavior, c.tax_note()), (TaxBehavior::Inclusive, None));
+        let err = from(&[
+            base[0],
+            base[1],
+            ("STRIPE_AUTOMATIC_TAX", "yes"),
+            ("STRIPE_ALLOW_PROMOTION_CODES", "on"),
+            ("STRIPE_TAX_BEHAVIOR", "unspecified"),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.problems.len(), 3, "{text}");
+        assert!(text.contains("STRIPE_AUTOMATIC_TAX") && text.contains("STRIPE_TAX_BEHAVIOR"), "{text}");
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
         secret_key: SecretString::from(DEMO_KEY.to_string()),
         webhook_secrets: vec![SecretString::from(webhook_secret.clone())],
         api_base: sim.base_url(),
+        checkout: Default::default(),
     });
     sim.add_webhook_endpoint(stripe_sim::WebhookEndpoint {
         url: format!("{base}/api/v1/billing/webhook"),

@@ -113,6 +113,10 @@ impl Application {
             "client addresses and password work"
         );
         let (shutdown, shutdown_rx) = watch::channel(false);
+        if let Some(billing) = &billing {
+            tracing::info!(settings = %billing.config.checkout.describe(), "Stripe Checkout settings");
+            billing::tax::check_at_start(billing, shutdown_rx.clone()).await?;
+        }
         let state = AppState {
             db,
             config: Arc::new(config),

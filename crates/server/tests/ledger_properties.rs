@@ -80,6 +80,7 @@ async fn world(backend: Backend) -> (World, common::Cleanup) {
         secret_key: "sk_test_props".to_string().into(),
         webhook_secrets: vec!["whsec_props".to_string().into()],
         api_base: "http://127.0.0.1:9".into(),
+        checkout: Default::default(),
     };
     let billing = Billing::new(db.clone(), stripe).unwrap();
     let mut users = Vec::new();
@@ -125,10 +126,13 @@ impl World {
                     dispute_clawed: 0,
                     created_at: now_ms(),
                     expires_at: now_ms() + 3_600_000,
+                    settings: None,
+                    amounts: None,
                 };
                 checkouts::insert(&self.db, &record).await.unwrap();
                 let session: SessionView = serde_json::from_value(json!({
                     "id": id, "status": "complete", "payment_status": "paid", "amount_total": def.price_cents,
+                    "amount_subtotal": def.price_cents, "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
                     "currency": "usd", "client_reference_id": self.users[user],
                     "metadata": {"user_id": self.users[user], "pack_id": def.id, "credits": def.credits.to_string()},
                     "payment_intent": format!("pi_{}", uuid::Uuid::new_v4().simple()), "livemode": false

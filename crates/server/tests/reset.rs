@@ -3,6 +3,8 @@
 //! POST (CSRF-checked, same-origin only) sets the password and signs out every device.
 
 mod common;
+#[path = "common/forms.rs"]
+mod forms;
 #[path = "common/smtp.rs"]
 mod smtp;
 
@@ -35,33 +37,15 @@ async fn login(app: &TestApp, email: &str, password: &str) -> StatusCode {
     app.post_json("/api/v1/auth/login", None, &json!({"email": email, "password": password})).await.status()
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// The page at `link` (GET): status, body, and the CSRF cookie it set.
+/// The page at `link`: status, body, the CSRF cookie it set, and its headers.
 async fn open(app: &TestApp, link: &str) -> (StatusCode, String, Option<String>, reqwest::header::HeaderMap) {
-    let res = app.client.get(link).send().await.unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let cookie = headers
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("mascot_csrf="))
-        .map(|v| v.split(';').next().unwrap().to_string());
-    (status, res.text().await.unwrap(), cookie, headers)
+    let page = forms::open(app, link, &[]).await;
+    (page.status, page.html, page.csrf_cookie, page.headers)
 }
 
 fn field(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} field in {html}")) + marker.len();
-    html[start..].split('"').next().unwrap().to_string()
+    forms::Page { status: StatusCode::OK, html: html.to_string(), headers: Default::default(), csrf_cookie: None }
+        .field(name)
 }
 
 /// Sends the reset form as a same-origin browser would.
@@ -73,24 +57,9 @@ async fn submit(
     password: &str,
     confirm: &str,
 ) -> (StatusCode, String) {
-    let body = format!(
-        "token={}&csrf={}&password={}&password_confirm={}",
-        urlencode(token),
-        urlencode(csrf),
-        urlencode(password),
-        urlencode(confirm)
-    );
-    let res = app
-        .client
-        .post(app.url("/account/reset"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("cookie", cookie)
-        .header("sec-fetch-site", "same-origin")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    (res.status(), res.text().await.unwrap())
+    let fields = [("token", token), ("csrf", csrf), ("password", password), ("password_confirm", confirm)];
+    let page = forms::post_form(app, "/account/reset", cookie, &fields, &[]).await;
+    (page.status, page.html)
 }
 
 async fn live_links(app: &TestApp) -> i64 {
@@ -103,7 +72,16 @@ async fn the_reset_round_trip(b: Backend) {
     let options: Value = app.get("/api/v1/auth/options", None).await.json().await.unwrap();
     assert_eq!(options["password_reset"], "email");
 
-    let res = request_reset(&app, "Forgot@Example.com").await;
+    // A forged Host / X-Forwarded-Host must not choose where the link points.
+    let res = app
+        .client
+        .post(app.url("/api/v1/auth/password-reset"))
+        .header("host", "evil.example")
+        .header("x-forwarded-host", "evil.example")
+        .json(&json!({"email": "Forgot@Example.com"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     let mail = smtp.wait_for(1).await;
     assert_eq!(mail.to, vec!["forgot@example.com".to_string()]);
@@ -112,6 +90,7 @@ async fn the_reset_round_trip(b: Backend) {
     assert!(!mail.data.contains(PASSWORD), "a mail never contains a password");
     let link = link_in(&mail, "/account/reset?token=");
     assert!(link.starts_with(&app.address), "built from the public base: {link}");
+    assert!(!mail.data.contains("evil.example"));
     assert_eq!(live_links(&app).await, 1);
 
     // GET shows the form and never uses the link up (mail scanners open links).
@@ -159,8 +138,11 @@ async fn the_form_refuses_cross_site_and_missing_tokens(b: Backend) {
     let link = link_in(&smtp.wait_for(1).await, "/account/reset?token=");
     let (_, html, cookie, _) = open(&app, &link).await;
     let (cookie, csrf, token) = (cookie.unwrap(), field(&html, "csrf"), field(&html, "token"));
-    let form =
-        format!("token={}&csrf={}&password=hijacked1&password_confirm=hijacked1", urlencode(&token), urlencode(&csrf));
+    let form = format!(
+        "token={}&csrf={}&password=hijacked1&password_confirm=hijacked1",
+        forms::urlencode(&token),
+        forms::urlencode(&csrf)
+    );
     let post = |headers: Vec<(&'static str, String)>, body: String| {
         let mut req =
             app.client.post(app.url("/account/reset")).header("content-type", "application/x-www-form-urlencoded");

@@ -113,9 +113,10 @@ def run(base):
         params.update(extra.pop("params", {}))
         return v1.checkout.sessions.create(params, extra or None)
 
-    def pay(session_id, action="pay"):
-        res = requests.post(f"{base}/c/pay/{session_id}/{action}", allow_redirects=False, timeout=10)
-        assert res.status_code == 303, res.status_code
+    def pay(session_id, action="pay", entered=None):
+        # The hosted page's form: country, tax_id, promotion_code when the session asks for them.
+        res = requests.post(f"{base}/c/pay/{session_id}/{action}", data=entered or {}, allow_redirects=False, timeout=10)
+        assert res.status_code == 303, (res.status_code, res.text)
 
     # https://docs.stripe.com/api/checkout/sessions/create (line_items[].price_data)
     s = create()
@@ -190,6 +191,46 @@ def run(base):
     # A delayed payment method: completed (unpaid), then async_payment_succeeded.
     delayed = create()
     pay(delayed.id, "pay-delayed-success")
+
+    # https://docs.stripe.com/api/tax/settings/retrieve: pending until Stripe Tax is registered.
+    assert v1.tax.settings.retrieve().status == "pending"
+    expect_error(stripe.InvalidRequestError, lambda: create(params={"automatic_tax": {"enabled": True}}), 400,
+                 param="automatic_tax[enabled]")
+    requests.post(f"{base}/_sim/tax/settings", data={"status": "active"}, timeout=10).raise_for_status()
+    assert v1.tax.settings.retrieve().status == "active"
+
+    # https://docs.stripe.com/api/coupons/create, https://docs.stripe.com/api/promotion_codes/create
+    # (since 2025-09-30.clover a code names its coupon through `promotion`).
+    coupon = v1.coupons.create({"percent_off": 20, "duration": "once"})
+    assert (coupon.object, coupon.percent_off, coupon.valid) == ("coupon", 20, True)
+    promo = v1.promotion_codes.create({"promotion": {"type": "coupon", "coupon": coupon.id}, "code": "SDK20", "max_redemptions": 5})
+    assert (promo.object, promo.code, promo.active, promo.promotion.coupon) == ("promotion_code", "SDK20", True, coupon.id)
+    assert [p.id for p in v1.promotion_codes.list({"code": "SDK20"}).data] == [promo.id]
+    expect_error(stripe.InvalidRequestError, lambda: v1.promotion_codes.create({"coupon": coupon.id}), 400,
+                 code="parameter_unknown", param="coupon")
+    expect_error(stripe.InvalidRequestError,
+                 lambda: create(params={"allow_promotion_codes": True, "discounts": [{"coupon": coupon.id}]}), 400,
+                 param="allow_promotion_codes")
+
+    # Automatic tax (exclusive) with a promotion code entered on the page: 1299 − 260 = 1039, + 19 % (DE) = 197.
+    taxed_items = [{"quantity": 1, "price_data": {"currency": "usd", "unit_amount": 1299, "tax_behavior": "exclusive",
+                                                  "product_data": {"name": "75 Mascot credits", "tax_code": "txcd_10000000"}}}]
+    taxed = create(params={"line_items": taxed_items, "automatic_tax": {"enabled": True}, "allow_promotion_codes": True,
+                           "tax_id_collection": {"enabled": True}, "invoice_creation": {"enabled": True}})
+    assert taxed.automatic_tax.enabled and taxed.automatic_tax.status == "requires_location_input"
+    pay(taxed.id, entered={"country": "DE", "promotion_code": "sdk20"})
+    taxed = v1.checkout.sessions.retrieve(taxed.id)
+    assert (taxed.amount_subtotal, taxed.total_details.amount_discount, taxed.total_details.amount_tax, taxed.amount_total) == (1299, 260, 197, 1236)
+    assert taxed.discounts[0].promotion_code == promo.id and taxed.invoice.startswith("in_")
+    assert v1.promotion_codes.retrieve(promo.id).times_redeemed == 1
+
+    # A 100 % coupon: complete with no_payment_required and no PaymentIntent.
+    free = v1.coupons.create({"percent_off": 100, "duration": "once", "max_redemptions": 1})
+    gift = create(params={"discounts": [{"coupon": free.id}]})
+    assert (gift.amount_total, gift.total_details.amount_discount) == (0, 1299)
+    pay(gift.id)
+    gift = v1.checkout.sessions.retrieve(gift.id)
+    assert (gift.status, gift.payment_status, gift.payment_intent) == ("complete", "no_payment_required", None)
 
     # Webhooks: every delivery verifies with the SDK's verifier (https://docs.stripe.com/webhooks/signature).
     wanted = {"checkout.session.completed", "checkout.session.expired", "charge.refunded", "refund.created",

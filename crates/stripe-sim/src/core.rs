@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::{
     error::StripeError,
     objects::{self, now},
-    webhooks, DeliveryMode, DeliveryRecord, PayMethod, StripeSim, WebhookEndpoint,
+    selling, webhooks, DeliveryMode, DeliveryRecord, PayDetails, PayMethod, StripeSim, WebhookEndpoint,
 };
 
 #[derive(Default)]
@@ -36,6 +36,18 @@ pub struct State {
     pub endpoints: Vec<WebhookEndpoint>,
     pub delivery: DeliveryMode,
     pub deliveries: Vec<DeliveryRecord>,
+    pub coupons: HashMap<String, Value>,
+    pub promotion_codes: HashMap<String, Value>,
+    /// Creation order, for lists (newest first).
+    pub promotion_order: Vec<String>,
+    /// The discount a session was created with (`discounts`).
+    pub session_discounts: HashMap<String, selling::Applied>,
+    /// The `tax_behavior` of a session's line items when `automatic_tax[enabled]`.
+    pub session_tax_behavior: HashMap<String, String>,
+    /// `GET /v1/tax/settings` answers `active` (else `pending`, as for a new account).
+    pub tax_active: bool,
+    /// The next N `GET /v1/tax/settings` answer 500 (test switch).
+    pub tax_settings_failures: u32,
 }
 
 /// What an `Idempotency-Key` holds: a request still executing, or the answer it gave.
@@ -104,6 +116,40 @@ fn sum_line_items(items: &Value) -> Result<(i64, String), StripeError> {
     Ok((total, currency.unwrap_or_else(|| "usd".into())))
 }
 
+/// The one `tax_behavior` of the line items, required with automatic tax (the simulator has no
+/// Dashboard default to fall back on) and meaningless without it.
+fn tax_behavior_of(items: &Value, automatic_tax: bool) -> Result<Option<String>, StripeError> {
+    let mut found: Option<String> = None;
+    for (i, item) in items.as_array().into_iter().flatten().enumerate() {
+        let b = item.pointer("/price_data/tax_behavior").and_then(Value::as_str);
+        match (automatic_tax, b) {
+            (true, None) => {
+                return Err(StripeError::invalid(
+                    &format!("line_items[{i}][price_data][tax_behavior]"),
+                    "With automatic_tax[enabled]=true, stripe-sim needs each price's tax_behavior (exclusive or inclusive): it has no Dashboard default.",
+                ))
+            }
+            (false, Some(_)) => {
+                return Err(StripeError::invalid(
+                    &format!("line_items[{i}][price_data][tax_behavior]"),
+                    "stripe-sim simulates tax_behavior only with automatic_tax[enabled]=true (without it the setting has no effect).",
+                ))
+            }
+            (true, Some(b)) => {
+                if found.as_deref().is_some_and(|f| f != b) {
+                    return Err(StripeError::invalid(
+                        &format!("line_items[{i}][price_data][tax_behavior]"),
+                        "stripe-sim computes tax for one tax_behavior per session.",
+                    ));
+                }
+                found = Some(b.to_string());
+            }
+            (false, None) => {}
+        }
+    }
+    Ok(found)
+}
+
 /// `POST /v1/checkout/sessions` with typed parameters.
 pub fn create_session(sim: &StripeSim, p: &Value) -> Result<Value, StripeError> {
     let mode = p.get("mode").and_then(Value::as_str).ok_or_else(|| StripeError::missing_parameter("mode"))?;
@@ -163,10 +209,28 @@ pub fn create_session(sim: &StripeSim, p: &Value) -> Result<Value, StripeError> 
             }
         }
     }
-    let (total, currency) = sum_line_items(items.unwrap_or(&Value::Null))?;
-    let session = objects::new_session(p, &sim.0.public_url, now, total, &currency);
-    let id = session["id"].as_str().unwrap_or_default().to_string();
+    let (subtotal, currency) = sum_line_items(items.unwrap_or(&Value::Null))?;
+    let automatic_tax = p.pointer("/automatic_tax/enabled").and_then(Value::as_bool) == Some(true);
     let mut state = sim.lock();
+    if automatic_tax && !state.tax_active {
+        return Err(StripeError::invalid(
+            "automatic_tax[enabled]",
+            "Stripe Tax has not been activated on your account. Please visit https://dashboard.stripe.com/settings/tax/activate to get started.",
+        ));
+    }
+    let tax_behavior = tax_behavior_of(items.unwrap_or(&Value::Null), automatic_tax)?;
+    let discount = selling::creation_discount(&state, p, subtotal, &currency)?;
+    let mut session = objects::new_session(p, &sim.0.public_url, now, subtotal, &currency);
+    let id = session["id"].as_str().unwrap_or_default().to_string();
+    if let Some((applied, amount)) = discount {
+        session["amount_total"] = json!(subtotal - amount);
+        session["total_details"]["amount_discount"] = json!(amount);
+        session["discounts"] = selling::discounts_field(&Some(applied.clone()));
+        state.session_discounts.insert(id.clone(), applied);
+    }
+    if let Some(b) = tax_behavior {
+        state.session_tax_behavior.insert(id.clone(), b);
+    }
     state.line_items.insert(id.clone(), items.cloned().unwrap_or(json!([])));
     state.intent_metadata.insert(id.clone(), p.pointer("/payment_intent_data/metadata").cloned().unwrap_or(json!({})));
     state
@@ -189,16 +253,52 @@ fn open_session(state: &State, id: &str) -> Result<Value, StripeError> {
 }
 
 /// Settles a session as the customer's payment would.
-pub fn pay(sim: &StripeSim, id: &str, method: PayMethod) -> Result<(), StripeError> {
-    let events = {
+pub fn pay(sim: &StripeSim, id: &str, details: &PayDetails) -> Result<(), StripeError> {
+    let events = complete(sim, id, details)?;
+    let paid_later = events.first().is_some_and(|e| e["data"]["object"]["payment_status"] == "unpaid");
+    webhooks::dispatch(sim, events);
+    if paid_later {
+        let method = details.method;
+        let sim = sim.clone();
+        let id = id.to_string();
+        sim.0.pending.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::spawn(async move {
+            tokio::time::sleep(sim.0.config.async_payment_delay).await;
+            settle_delayed(&sim, &id, method == PayMethod::DelayedSuccess);
+            sim.0.pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
+    Ok(())
+}
+
+/// Completes an open session under the lock; returns the events to deliver.
+fn complete(sim: &StripeSim, id: &str, details: &PayDetails) -> Result<Vec<Value>, StripeError> {
+    let method = details.method;
+    {
         let mut state = sim.lock();
         let mut session = open_session(&state, id)?;
         let now = now();
+        let entered = selling::Entered {
+            country: details.country.clone(),
+            tax_id: details.tax_id.clone(),
+            promotion_code: details.promotion_code.clone(),
+        };
+        let totals = selling::settle(&state, &session, &entered)?;
         let metadata = state.intent_metadata.get(id).cloned().unwrap_or(json!({}));
         let description = state.intent_description.get(id).cloned().unwrap_or(Value::Null);
         session["status"] = json!("complete");
-        session["customer_details"] = json!({"address": null, "email": session["customer_email"], "name": "Test Customer", "phone": null, "tax_exempt": "none", "tax_ids": []});
+        selling::apply_totals(&mut session, &totals);
+        if let Some(applied) = &totals.applied {
+            selling::redeem(&mut state, applied);
+        }
         let mut events = Vec::new();
+        if totals.total == 0 {
+            // Nothing to pay: no PaymentIntent, no charge, whatever method was picked.
+            session["payment_status"] = json!("no_payment_required");
+            state.sessions.insert(id.into(), session.clone());
+            events.push(state.event(sim, "checkout.session.completed", session, None, &None));
+            return Ok(events);
+        }
         match method {
             PayMethod::Card => {
                 let mut pi = objects::payment_intent(&session, &metadata, "succeeded", now);
@@ -222,20 +322,8 @@ pub fn pay(sim: &StripeSim, id: &str, method: PayMethod) -> Result<(), StripeErr
                 events.push(state.event(sim, "checkout.session.completed", session, None, &None));
             }
         }
-        events
-    };
-    webhooks::dispatch(sim, events);
-    if method != PayMethod::Card {
-        let sim = sim.clone();
-        let id = id.to_string();
-        sim.0.pending.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        tokio::spawn(async move {
-            tokio::time::sleep(sim.0.config.async_payment_delay).await;
-            settle_delayed(&sim, &id, method == PayMethod::DelayedSuccess);
-            sim.0.pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-        });
+        Ok(events)
     }
-    Ok(())
 }
 
 fn settle_delayed(sim: &StripeSim, id: &str, success: bool) {
@@ -474,7 +562,14 @@ pub fn created_matches(q: &Value, created: i64) -> bool {
 /// `GET /v1/checkout/sessions/{id}/line_items`.
 pub fn line_items(sim: &StripeSim, call: &crate::endpoints::Call) -> Result<Value, StripeError> {
     let id = &call.id;
-    let items = sim.lock().line_items.get(id).cloned().ok_or_else(|| StripeError::not_found("checkout.session", id))?;
+    let (items, session) = {
+        let state = sim.lock();
+        let items = state.line_items.get(id).cloned().ok_or_else(|| StripeError::not_found("checkout.session", id))?;
+        (items, state.sessions.get(id).cloned().unwrap_or(Value::Null))
+    };
+    // One line item carries the session's discount and tax (the only case Mascot sends).
+    let single = items.as_array().is_some_and(|a| a.len() == 1);
+    let detail = |k: &str| if single { session["total_details"][k].as_i64().unwrap_or(0) } else { 0 };
     let tail = id.rsplit('_').next().unwrap_or_default();
     let data: Vec<Value> = items
         .as_array()
@@ -484,8 +579,9 @@ pub fn line_items(sim: &StripeSim, call: &crate::endpoints::Call) -> Result<Valu
         .map(|(n, i)| {
             let unit = i.pointer("/price_data/unit_amount").and_then(Value::as_i64).unwrap_or(0);
             let qty = i.get("quantity").and_then(Value::as_i64).unwrap_or(1);
-            json!({"id": format!("li_{n}{tail}"), "object": "item", "amount_discount": 0, "amount_subtotal": unit * qty,
-                   "amount_tax": 0, "amount_total": unit * qty, "currency": i.pointer("/price_data/currency"),
+            let total = if single { session["amount_total"].as_i64().unwrap_or(unit * qty) } else { unit * qty };
+            json!({"id": format!("li_{n}{tail}"), "object": "item", "amount_discount": detail("amount_discount"), "amount_subtotal": unit * qty,
+                   "amount_tax": detail("amount_tax"), "amount_total": total, "currency": i.pointer("/price_data/currency"),
                    "description": i.pointer("/price_data/product_data/name"), "quantity": qty})
         })
         .collect();

@@ -13,7 +13,7 @@ use crate::{
     core,
     error::StripeError,
     schema::{self, Implemented},
-    StripeSim,
+    selling, StripeSim,
 };
 
 /// What a handler gets: the path's `{id}`, the validated (typed) parameters, and for POSTs the
@@ -42,6 +42,13 @@ const CHECKOUT_FIXTURE: &str = "`fixtures/checkout_session_create.params.json`: 
      (`stripe/openapi` `latest/openapi.spec3.json` @ 18fa2cc, 2026-09-30.endive), the same tree as \
      `shared/fixtures/stripe/checkout_session_create.subset.json`";
 
+const COUPON_SOURCE: &str = "Stripe's API reference, Coupons (`POST /v1/coupons`, `GET /v1/coupons/{id}`), \
+     API 2026-09-30.endive, written out by hand in src/endpoints.rs";
+
+const PROMOTION_SOURCE: &str = "Stripe's API reference, Promotion codes, API 2026-09-30.endive (since \
+     2025-09-30.clover a code names its coupon through `promotion[type]=coupon`, `promotion[coupon]`; \
+     the former top-level `coupon` is refused as unknown), written out by hand in src/endpoints.rs";
+
 pub static ENDPOINTS: &[Endpoint] = &[
     Endpoint {
         method: "POST",
@@ -55,6 +62,15 @@ pub static ENDPOINTS: &[Endpoint] = &[
             ("line_items[][price_data][unit_amount]", &[]),
             ("line_items[][price_data][product_data][name]", &[]),
             ("line_items[][price_data][product_data][description]", &[]),
+            // The rate table (fixtures/tax_rates.json) holds rates for this one tax code.
+            ("line_items[][price_data][product_data][tax_code]", &["txcd_10000000"]),
+            ("line_items[][price_data][tax_behavior]", &["exclusive", "inclusive"]),
+            ("automatic_tax[enabled]", &[]),
+            ("tax_id_collection[enabled]", &[]),
+            ("invoice_creation[enabled]", &[]),
+            ("allow_promotion_codes", &[]),
+            ("discounts[][coupon]", &[]),
+            ("discounts[][promotion_code]", &[]),
             ("success_url", &[]),
             ("cancel_url", &[]),
             ("client_reference_id", &[]),
@@ -220,6 +236,100 @@ pub static ENDPOINTS: &[Endpoint] = &[
     },
     Endpoint {
         method: "POST",
+        path: "/v1/coupons",
+        source: COUPON_SOURCE,
+        params: coupon_create,
+        implemented: &[
+            ("percent_off", &[]),
+            ("amount_off", &[]),
+            ("currency", &[]),
+            // A one-time purchase is discounted once whatever the duration; only `once` is simulated.
+            ("duration", &["once"]),
+            ("id", &[]),
+            ("name", &[]),
+            ("max_redemptions", &[]),
+            ("redeem_by", &[]),
+            ("metadata", &[]),
+            ("expand", &[]),
+        ],
+        expandable: &[],
+        run: selling::create_coupon,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/coupons/{id}",
+        source: COUPON_SOURCE,
+        params: expand_only,
+        implemented: &[("expand", &[])],
+        expandable: &[],
+        run: selling::retrieve_coupon,
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/promotion_codes",
+        source: PROMOTION_SOURCE,
+        params: promotion_code_create,
+        implemented: &[
+            ("promotion[type]", &["coupon"]),
+            ("promotion[coupon]", &[]),
+            ("code", &[]),
+            ("active", &[]),
+            ("max_redemptions", &[]),
+            ("expires_at", &[]),
+            ("metadata", &[]),
+            ("expand", &[]),
+        ],
+        expandable: &[],
+        run: selling::create_promotion_code,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/promotion_codes",
+        source: PROMOTION_SOURCE,
+        params: promotion_code_list,
+        implemented: &[
+            ("code", &[]),
+            ("active", &[]),
+            ("coupon", &[]),
+            ("created", &[]),
+            ("limit", &[]),
+            ("starting_after", &[]),
+            ("ending_before", &[]),
+            ("expand", &[]),
+        ],
+        expandable: &[],
+        run: selling::list_promotion_codes,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/promotion_codes/{id}",
+        source: PROMOTION_SOURCE,
+        params: expand_only,
+        implemented: &[("expand", &[])],
+        expandable: &[],
+        run: selling::retrieve_promotion_code,
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/promotion_codes/{id}",
+        source: PROMOTION_SOURCE,
+        params: promotion_code_update,
+        implemented: &[("active", &[]), ("metadata", &[]), ("expand", &[])],
+        expandable: &[],
+        run: selling::update_promotion_code,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/tax/settings",
+        source: "Stripe's API reference, Tax Settings: Retrieve settings (`GET /v1/tax/settings`, `expand` only), \
+                 API 2026-09-30.endive; `status` is `active` or `pending` (test switch `/_sim/tax/settings`)",
+        params: expand_only,
+        implemented: &[("expand", &[])],
+        expandable: &[],
+        run: selling::tax_settings,
+    },
+    Endpoint {
+        method: "POST",
         path: "/v1/webhook_endpoints",
         source: "npm `stripe@23.1.0` `esm/resources/WebhookEndpoints.d.ts` `WebhookEndpointCreateParams` \
                  (the `enabled_events` and `api_version` enums not copied: only `*` is simulated)",
@@ -361,6 +471,76 @@ fn webhook_endpoint_create() -> &'static Value {
             }),
             &["enabled_events", "url"],
         )
+    })
+}
+
+fn coupon_create() -> &'static Value {
+    static CELL: OnceLock<Value> = OnceLock::new();
+    cached(&CELL, || {
+        object(
+            json!({
+                "amount_off": {"type": "integer"},
+                "applies_to": {"type": "object", "properties": {"products": {"type": "array", "items": {"type": "string"}}}},
+                "currency": {"type": "string"},
+                "currency_options": {"type": "object", "additionalProperties": {"type": "object", "required": ["amount_off"], "properties": {"amount_off": {"type": "integer"}}}},
+                "duration": {"type": "string", "enum": ["forever", "once", "repeating"]},
+                "duration_in_months": {"type": "integer"}, "expand": expand_param(),
+                "id": {"type": "string", "maxLength": 5000}, "max_redemptions": {"type": "integer"},
+                "metadata": metadata_param(), "name": {"type": "string", "maxLength": 40},
+                "percent_off": {"type": "number"}, "redeem_by": {"type": "integer"}
+            }),
+            &[],
+        )
+    })
+}
+
+fn promotion_code_create() -> &'static Value {
+    static CELL: OnceLock<Value> = OnceLock::new();
+    cached(&CELL, || {
+        object(
+            json!({
+                "active": {"type": "boolean"}, "code": {"type": "string", "maxLength": 500},
+                "coupon": {"type": "string", "maxLength": 5000, "x-removed-in": "2025-09-30.clover"},
+                "customer": {"type": "string", "maxLength": 5000}, "customer_account": {"type": "string", "maxLength": 5000},
+                "expand": expand_param(), "expires_at": {"type": "integer"}, "max_redemptions": {"type": "integer"},
+                "metadata": metadata_param(),
+                "promotion": {"type": "object", "required": ["type"], "properties": {
+                    "coupon": {"type": "string", "maxLength": 5000}, "type": {"type": "string", "enum": ["coupon"]}
+                }},
+                "restrictions": {"type": "object", "properties": {
+                    "currency_options": {"type": "object", "additionalProperties": {"type": "object", "properties": {"minimum_amount": {"type": "integer"}}}},
+                    "first_time_transaction": {"type": "boolean"}, "minimum_amount": {"type": "integer"},
+                    "minimum_amount_currency": {"type": "string"}
+                }}
+            }),
+            &["promotion"],
+        )
+    })
+}
+
+fn promotion_code_update() -> &'static Value {
+    static CELL: OnceLock<Value> = OnceLock::new();
+    cached(&CELL, || {
+        object(
+            json!({
+                "active": {"type": "boolean"}, "expand": expand_param(), "metadata": metadata_param(),
+                "restrictions": {"type": "object", "properties": {
+                    "currency_options": {"type": "object", "additionalProperties": {"type": "object", "properties": {"minimum_amount": {"type": "integer"}}}}
+                }}
+            }),
+            &[],
+        )
+    })
+}
+
+fn promotion_code_list() -> &'static Value {
+    static CELL: OnceLock<Value> = OnceLock::new();
+    cached(&CELL, || {
+        paginated(json!({
+            "active": {"type": "boolean"}, "code": {"type": "string", "maxLength": 5000},
+            "coupon": {"type": "string", "maxLength": 5000}, "created": range_param(),
+            "customer": {"type": "string", "maxLength": 5000}, "customer_account": {"type": "string", "maxLength": 5000}
+        }))
     })
 }
 

@@ -16,6 +16,7 @@ mod form;
 mod objects;
 mod pages;
 mod schema;
+mod selling;
 mod webhooks;
 
 use std::{
@@ -105,6 +106,45 @@ pub enum PayMethod {
     DelayedSuccess,
     /// A delayed method that settles later and fails.
     DelayedFailure,
+}
+
+/// How the buyer completes a session: the payment method, and what the hosted page asks for when
+/// the session's settings need it (the country for automatic tax, a business tax ID, a promotion
+/// code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayDetails {
+    pub method: PayMethod,
+    /// ISO 3166-1 alpha-2, e.g. `DE`; required when the session has `automatic_tax[enabled]`.
+    pub country: Option<String>,
+    /// A business tax ID (with `tax_id_collection[enabled]`); in a reverse-charge country it zeroes the tax.
+    pub tax_id: Option<String>,
+    /// A promotion code's customer-facing code (with `allow_promotion_codes`).
+    pub promotion_code: Option<String>,
+}
+
+impl PayDetails {
+    pub fn card() -> PayDetails {
+        PayDetails { method: PayMethod::Card, country: None, tax_id: None, promotion_code: None }
+    }
+
+    pub fn method(method: PayMethod) -> PayDetails {
+        PayDetails { method, ..PayDetails::card() }
+    }
+
+    pub fn country(mut self, country: &str) -> PayDetails {
+        self.country = Some(country.into());
+        self
+    }
+
+    pub fn tax_id(mut self, tax_id: &str) -> PayDetails {
+        self.tax_id = Some(tax_id.into());
+        self
+    }
+
+    pub fn promotion_code(mut self, code: &str) -> PayDetails {
+        self.promotion_code = Some(code.into());
+        self
+    }
 }
 
 /// One delivery attempt of one event to one endpoint.
@@ -216,9 +256,29 @@ impl StripeSim {
         self.lock().delivery = mode;
     }
 
-    /// What the hosted page's Pay buttons do.
+    /// Completes `session_id` as a buyer on the hosted page would, entering `details`.
+    pub async fn pay_with(&self, session_id: &str, details: PayDetails) -> Result<(), SimError> {
+        core::pay(self, session_id, &details).map_err(Into::into)
+    }
+
+    /// `GET /v1/tax/settings` answers `status: active` (true) or `pending` (false, the default, as
+    /// for an account that has not finished registering for Stripe Tax).
+    pub fn set_tax_active(&self, active: bool) {
+        self.lock().tax_active = active;
+    }
+
+    /// The next `n` calls to `GET /v1/tax/settings` fail with 500.
+    pub fn fail_tax_settings(&self, n: u32) {
+        self.lock().tax_settings_failures = n;
+    }
+
+    pub fn promotion_code(&self, id: &str) -> Option<Value> {
+        self.lock().promotion_codes.get(id).cloned()
+    }
+
+    /// What the hosted page's Pay buttons do, with nothing entered.
     pub async fn pay(&self, session_id: &str, method: PayMethod) -> Result<(), SimError> {
-        core::pay(self, session_id, method).map_err(Into::into)
+        core::pay(self, session_id, &PayDetails::method(method)).map_err(Into::into)
     }
 
     pub async fn expire(&self, session_id: &str) -> Result<(), SimError> {

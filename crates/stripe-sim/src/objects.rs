@@ -66,6 +66,24 @@ pub fn new_session(p: &Value, public_url: &str, now: i64, amount_total: i64, cur
         json!({"enabled": p.pointer("/adaptive_pricing/enabled").and_then(Value::as_bool).unwrap_or(true)});
     s["payment_method_types"] = p.get("payment_method_types").cloned().unwrap_or(json!(["card"]));
     s["total_details"] = json!({"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0});
+    s["discounts"] = json!([]);
+    s["allow_promotion_codes"] = p.get("allow_promotion_codes").cloned().unwrap_or(Value::Null);
+    let automatic_tax = p.pointer("/automatic_tax/enabled").and_then(Value::as_bool).unwrap_or(false);
+    // Until the buyer's location is known, Stripe cannot compute the tax.
+    s["automatic_tax"] = if automatic_tax {
+        json!({"enabled": true, "liability": {"type": "self"}, "provider": "stripe", "status": "requires_location_input"})
+    } else {
+        json!({"enabled": false, "liability": null, "provider": null, "status": null})
+    };
+    s["tax_id_collection"] = json!({
+        "enabled": p.pointer("/tax_id_collection/enabled").and_then(Value::as_bool).unwrap_or(false),
+        "required": "never"
+    });
+    let invoice = p.pointer("/invoice_creation/enabled").and_then(Value::as_bool).unwrap_or(false);
+    s["invoice_creation"] = json!({"enabled": invoice, "invoice_data": {
+        "account_tax_ids": null, "custom_fields": null, "description": null, "footer": null,
+        "issuer": null, "metadata": {}, "rendering_options": null
+    }});
     s
 }
 

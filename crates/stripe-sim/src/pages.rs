@@ -10,7 +10,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::{core, DeliveryMode, PayMethod, StripeSim};
+use crate::{core, DeliveryMode, PayDetails, PayMethod, StripeSim};
 
 pub fn router(sim: StripeSim) -> Router {
     Router::new()
@@ -20,6 +20,7 @@ pub fn router(sim: StripeSim) -> Router {
         .route("/_sim/charges/{id}/dispute", post(control_dispute))
         .route("/_sim/disputes/{id}/close", post(control_close))
         .route("/_sim/delivery", post(control_delivery))
+        .route("/_sim/tax/settings", post(control_tax))
         .route("/_sim/deliveries", get(control_deliveries))
         .with_state(sim)
 }
@@ -53,7 +54,8 @@ h1 {{ font-size:18px; margin:0 0 4px; }} .amount {{ font-size:32px; font-weight:
 form {{ margin:0 0 10px; }} button {{ width:100%; padding:12px; border-radius:6px; border:1px solid var(--border); background:transparent; color:var(--text); font:inherit; cursor:pointer; }}
 button.primary {{ background:var(--accent); color:#fff; border-color:var(--accent); font-weight:600; }}
 button:focus-visible {{ outline:3px solid #a5a0ff; outline-offset:2px; }}
-.row {{ display:flex; gap:8px; }} .row form {{ flex:1; }}
+.row {{ display:flex; gap:8px; margin-top:10px; }} .row button {{ flex:1; }}
+label {{ display:block; font-size:13px; margin:0 0 10px; }} input {{ display:block; width:100%; box-sizing:border-box; margin-top:4px; padding:8px; border-radius:6px; border:1px solid var(--border); font:inherit; background:transparent; color:var(--text); }}
 </style></head><body><main>{body}</main></body></html>"#,
         title = escape(title)
     ))
@@ -86,28 +88,58 @@ async fn pay_page(State(sim): State<StripeSim>, Path(id): Path<String>) -> Respo
     // `product_data[description]` shows under the name, as on Stripe's page.
     let description =
         product("description").map(|d| format!("<p class=\"muted\">{}</p>", escape(&d))).unwrap_or_default();
-    let amount = money(s["amount_total"].as_i64().unwrap_or(0), s["currency"].as_str().unwrap_or("usd"));
-    let action = |a: &str, label: &str, class: &str, id_attr: &str| {
+    let currency = s["currency"].as_str().unwrap_or("usd");
+    let amount = money(s["amount_total"].as_i64().unwrap_or(0), currency);
+    let automatic_tax = s["automatic_tax"]["enabled"] == true;
+    let discount = s["total_details"]["amount_discount"].as_i64().unwrap_or(0);
+    let mut details = String::new();
+    if discount > 0 {
+        details.push_str(&format!(
+            "<p class=\"muted\">Subtotal {} · discount −{}</p>",
+            escape(&money(s["amount_subtotal"].as_i64().unwrap_or(0), currency)),
+            escape(&money(discount, currency))
+        ));
+    }
+    if automatic_tax {
+        details.push_str("<p class=\"muted\">Tax is computed from your country when you pay (stripe-sim's rate table, not real rates).</p>");
+    }
+    // The fields the session's settings ask for; every button below submits them.
+    let mut fields = String::new();
+    if automatic_tax {
+        fields.push_str(r#"<label>Country (two letters) <input name="country" id="country" value="US" maxlength="2" required></label>"#);
+    }
+    if s["tax_id_collection"]["enabled"] == true {
+        fields.push_str(
+            r#"<label>Business tax ID (optional) <input name="tax_id" id="tax_id" autocomplete="off"></label>"#,
+        );
+    }
+    if s["allow_promotion_codes"] == true {
+        fields.push_str(r#"<label>Promotion code (optional) <input name="promotion_code" id="promotion_code" autocomplete="off"></label>"#);
+    }
+    let button = |a: &str, label: &str, class: &str, id_attr: &str| {
         format!(
-            r#"<form method="post" action="/c/pay/{id}/{a}"><button type="submit" id="{id_attr}" class="{class}">{label}</button></form>"#,
+            r#"<button type="submit" formaction="/c/pay/{id}/{a}" id="{id_attr}" class="{class}">{label}</button>"#,
             id = escape(&id),
             label = escape(label)
         )
     };
     let body = format!(
         r#"<span class="badge">TEST MODE · simulated Stripe</span>
-<div class="muted">Mascot credits</div><h1>{name}</h1>{description}<div class="amount">{amount}</div>
+<div class="muted">Mascot credits</div><h1>{name}</h1>{description}<div class="amount">{amount}</div>{details}
+<form method="post" action="/c/pay/{pay_id}/pay">{fields}
 {pay}
 <div class="row">{ds}{df}</div>
 <div class="row">{cancel}{expire}</div>
+</form>
 <p class="muted">No real card is charged: this page only simulates Stripe Checkout.</p>"#,
         name = escape(&name),
         amount = escape(&amount),
-        pay = action("pay", &format!("Pay {amount}"), "primary", "pay"),
-        ds = action("pay-delayed-success", "Bank debit (succeeds later)", "", "pay-delayed-success"),
-        df = action("pay-delayed-failure", "Bank debit (fails later)", "", "pay-delayed-failure"),
-        cancel = action("cancel", "Cancel", "", "cancel"),
-        expire = action("expire", "Let it expire", "", "expire"),
+        pay_id = escape(&id),
+        pay = button("pay", &format!("Pay {amount}"), "primary", "pay"),
+        ds = button("pay-delayed-success", "Bank debit (succeeds later)", "", "pay-delayed-success"),
+        df = button("pay-delayed-failure", "Bank debit (fails later)", "", "pay-delayed-failure"),
+        cancel = button("cancel", "Cancel", "", "cancel"),
+        expire = button("expire", "Let it expire", "", "expire"),
     );
     page("Checkout · Mascot credits", &body)
 }
@@ -117,7 +149,38 @@ fn return_url(session: &Value, key: &str) -> Option<String> {
     session[key].as_str().map(|u| u.replace("{CHECKOUT_SESSION_ID}", session["id"].as_str().unwrap_or("")))
 }
 
-async fn pay_action(State(sim): State<StripeSim>, Path((id, action)): Path<(String, String)>) -> Response {
+/// What the hosted page's form submits (absent fields when the session does not ask for them).
+#[derive(Deserialize, Default)]
+struct Entered {
+    #[serde(default)]
+    country: Option<String>,
+    #[serde(default)]
+    tax_id: Option<String>,
+    #[serde(default)]
+    promotion_code: Option<String>,
+}
+
+impl Entered {
+    fn details(self, method: PayMethod) -> PayDetails {
+        PayDetails { method, country: self.country, tax_id: self.tax_id, promotion_code: self.promotion_code }
+    }
+}
+
+impl Entered {
+    /// From a form body, which may be empty (a POST without fields).
+    fn from_body(body: &[u8]) -> Entered {
+        let v = crate::form::parse(body).unwrap_or(Value::Null);
+        let field = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        Entered { country: field("country"), tax_id: field("tax_id"), promotion_code: field("promotion_code") }
+    }
+}
+
+async fn pay_action(
+    State(sim): State<StripeSim>,
+    Path((id, action)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let entered = Entered::from_body(&body);
     let method = match action.as_str() {
         "pay" => Some(PayMethod::Card),
         "pay-delayed-success" => Some(PayMethod::DelayedSuccess),
@@ -125,7 +188,7 @@ async fn pay_action(State(sim): State<StripeSim>, Path((id, action)): Path<(Stri
         _ => None,
     };
     let result = match (method, action.as_str()) {
-        (Some(m), _) => core::pay(&sim, &id, m).map(|_| "success_url"),
+        (Some(m), _) => core::pay(&sim, &id, &entered.details(m)).map(|_| "success_url"),
         (None, "cancel") => Ok("cancel_url"),
         (None, "expire") => core::expire(&sim, &id, None).map(|_| ""),
         _ => return (StatusCode::NOT_FOUND, page("Not found", "<h1>Unknown action.</h1>")).into_response(),
@@ -144,6 +207,8 @@ async fn pay_action(State(sim): State<StripeSim>, Path((id, action)): Path<(Stri
 struct PayForm {
     #[serde(default)]
     method: Option<String>,
+    #[serde(flatten)]
+    entered: Entered,
 }
 
 async fn control_pay(State(sim): State<StripeSim>, Path(id): Path<String>, Form(f): Form<PayForm>) -> Response {
@@ -153,7 +218,7 @@ async fn control_pay(State(sim): State<StripeSim>, Path(id): Path<String>, Form(
         "delayed_failure" => PayMethod::DelayedFailure,
         other => return (StatusCode::BAD_REQUEST, format!("unknown method {other}")).into_response(),
     };
-    match core::pay(&sim, &id, method) {
+    match core::pay(&sim, &id, &f.entered.details(method)) {
         Ok(()) => Json(sim.session(&id)).into_response(),
         Err(e) => e.into_response(),
     }
@@ -176,6 +241,21 @@ async fn control_close(State(sim): State<StripeSim>, Path(id): Path<String>, For
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+#[derive(Deserialize)]
+struct TaxForm {
+    status: String,
+}
+
+/// `status=active|pending`: what `GET /v1/tax/settings` answers.
+async fn control_tax(State(sim): State<StripeSim>, Form(f): Form<TaxForm>) -> Response {
+    match f.status.as_str() {
+        "active" => sim.set_tax_active(true),
+        "pending" => sim.set_tax_active(false),
+        other => return (StatusCode::BAD_REQUEST, format!("unknown status {other}")).into_response(),
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn control_delivery(State(sim): State<StripeSim>, Json(mode): Json<DeliveryMode>) -> StatusCode {

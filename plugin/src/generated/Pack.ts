@@ -19,4 +19,9 @@ currency: string,
 /**
  * Ready to show, e.g. "75 credits — $12.99".
  */
-label: string, };
+label: string, 
+/**
+ * Shown next to the price when tax is added at checkout (Stripe Tax with exclusive prices):
+ * "plus tax"; null when the price is what the buyer pays.
+ */
+tax_note: string | null, };

@@ -29,5 +29,8 @@ export type { CheckoutRequest } from "./CheckoutRequest";
 export type { CheckoutResponse } from "./CheckoutResponse";
 export type { CheckoutStatus } from "./CheckoutStatus";
 export type { CheckoutStatusResponse } from "./CheckoutStatusResponse";
+export type { TaxBehavior } from "./TaxBehavior";
+export type { PurchaseAmounts } from "./PurchaseAmounts";
+export type { CheckoutSettingsUsed } from "./CheckoutSettingsUsed";
 export type { CheckoutSummary } from "./CheckoutSummary";
 export type { CheckoutListResponse } from "./CheckoutListResponse";

@@ -263,7 +263,7 @@ function packsView(model: Model, actions: Actions): HTMLElement {
       "label",
       { className: `pack${p.id === model.selected ? " selected" : ""}`, "data-pack": p.id },
       h("input", { type: "radio", name: "pack", id: `pack-${p.id}`, value: p.id, checked: p.id === model.selected, onchange: () => actions.select(p.id) }),
-      h("span", { className: "pack-label" }, h("span", { className: "pack-name" }, p.label), h("span", { className: "pack-unit muted small" }, perCredit(p))),
+      h("span", { className: "pack-label" }, h("span", { className: "pack-name" }, p.label), h("span", { className: "pack-unit muted small" }, p.tax_note ? `${perCredit(p)} · ${p.tax_note}` : perCredit(p))),
       p.id === best ? h("span", { className: "best-value" }, "Best value") : null,
     ),
   );
@@ -278,7 +278,7 @@ function packsView(model: Model, actions: Actions): HTMLElement {
       { type: "button", className: "primary", id: "buy", disabled: model.busy || !chosen, "aria-busy": model.busy ? "true" : undefined, onclick: () => actions.buy() },
       model.busy ? "Opening checkout…" : "Buy more credits",
     ),
-    h("p", { className: "muted small" }, chosen ? `${chosen.label}. You pay securely with Stripe in your browser.` : ""),
+    h("p", { className: "muted small" }, chosen ? `${chosen.label}${chosen.tax_note ? ` ${chosen.tax_note}` : ""}. You pay securely with Stripe in your browser.` : ""),
   );
 }
 

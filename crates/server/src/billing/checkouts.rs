@@ -1,10 +1,13 @@
 //! The `checkout_sessions` table: what we asked Stripe to sell, to whom, and where it stands.
 
-use api_types::{CheckoutStatus, CheckoutSummary};
+use api_types::{CheckoutSettingsUsed, CheckoutStatus, CheckoutSummary, PurchaseAmounts, TaxBehavior};
 
 use std::sync::Arc;
 
-use crate::db::{now_ms, rfc3339_ms, Db, Uow};
+use crate::{
+    config::CheckoutSettings,
+    db::{now_ms, rfc3339_ms, Db, Uow},
+};
 
 #[derive(Debug, Clone)]
 pub struct CheckoutRecord {
@@ -22,9 +25,61 @@ pub struct CheckoutRecord {
     pub dispute_clawed: i64,
     pub created_at: i64,
     pub expires_at: i64,
+    /// The settings the session was created with; `None` for sessions recorded before they were
+    /// (which had every setting off).
+    pub settings: Option<CheckoutSettingsUsed>,
+    /// What Stripe reported when the session was credited.
+    pub amounts: Option<RecordedAmounts>,
 }
 
-const COLUMNS: &str = "id, user_id, pack_id, credits, amount_cents, currency, status, checkout_url, livemode, payment_intent, refund_clawed, dispute_clawed, created_at, expires_at";
+/// The amounts a credited session was paid with (cents).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordedAmounts {
+    pub subtotal: i64,
+    pub paid: i64,
+    pub discount: i64,
+    pub tax: i64,
+}
+
+impl CheckoutRecord {
+    /// The settings this session was created with: what was recorded, or all off for a session
+    /// recorded before settings were.
+    pub fn settings_used(&self) -> CheckoutSettingsUsed {
+        self.settings.clone().unwrap_or(CheckoutSettingsUsed {
+            automatic_tax: false,
+            tax_behavior: None,
+            tax_id_collection: false,
+            invoice_creation: false,
+            allow_promotion_codes: false,
+        })
+    }
+
+    pub fn purchase_amounts(&self) -> Option<PurchaseAmounts> {
+        let a = self.amounts?;
+        Some(PurchaseAmounts {
+            session_id: self.id.clone(),
+            currency: self.currency.clone(),
+            amount_subtotal_cents: a.subtotal,
+            amount_paid_cents: a.paid,
+            amount_discount_cents: a.discount,
+            amount_tax_cents: a.tax,
+            tax_behavior: self.settings.as_ref().and_then(|s| s.tax_behavior),
+        })
+    }
+}
+
+/// What a session records of the server's settings when it is created.
+pub fn settings_used(c: &CheckoutSettings) -> CheckoutSettingsUsed {
+    CheckoutSettingsUsed {
+        automatic_tax: c.automatic_tax,
+        tax_behavior: c.automatic_tax.then_some(c.tax_behavior),
+        tax_id_collection: c.tax_id_collection,
+        invoice_creation: c.invoice_creation,
+        allow_promotion_codes: c.allow_promotion_codes,
+    }
+}
+
+const COLUMNS: &str = "id, user_id, pack_id, credits, amount_cents, currency, status, checkout_url, livemode, payment_intent, refund_clawed, dispute_clawed, created_at, expires_at, amount_subtotal_cents, amount_paid_cents, amount_discount_cents, amount_tax_cents, tax_behavior, automatic_tax, tax_id_collection, invoice_creation, allow_promotion_codes";
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -42,6 +97,15 @@ struct Row {
     dispute_clawed: i64,
     created_at: i64,
     expires_at: i64,
+    amount_subtotal_cents: Option<i64>,
+    amount_paid_cents: Option<i64>,
+    amount_discount_cents: Option<i64>,
+    amount_tax_cents: Option<i64>,
+    tax_behavior: Option<String>,
+    automatic_tax: Option<i64>,
+    tax_id_collection: Option<i64>,
+    invoice_creation: Option<i64>,
+    allow_promotion_codes: Option<i64>,
 }
 
 impl TryFrom<Row> for CheckoutRecord {
@@ -52,7 +116,29 @@ impl TryFrom<Row> for CheckoutRecord {
         let status = CheckoutStatus::parse(&r.status).ok_or_else(|| {
             sqlx::Error::Decode(format!("checkout session {} has an unknown status {:?}", r.id, r.status).into())
         })?;
+        let tax_behavior = match r.tax_behavior.as_deref() {
+            None => None,
+            Some(t) => Some(TaxBehavior::parse(t).ok_or_else(|| {
+                sqlx::Error::Decode(format!("checkout session {} has an unknown tax_behavior {t:?}", r.id).into())
+            })?),
+        };
+        let settings = r.automatic_tax.map(|automatic_tax| CheckoutSettingsUsed {
+            automatic_tax: automatic_tax != 0,
+            tax_behavior,
+            tax_id_collection: r.tax_id_collection.unwrap_or(0) != 0,
+            invoice_creation: r.invoice_creation.unwrap_or(0) != 0,
+            allow_promotion_codes: r.allow_promotion_codes.unwrap_or(0) != 0,
+        });
+        let amounts = match (r.amount_subtotal_cents, r.amount_paid_cents, r.amount_discount_cents, r.amount_tax_cents)
+        {
+            (Some(subtotal), Some(paid), Some(discount), Some(tax)) => {
+                Some(RecordedAmounts { subtotal, paid, discount, tax })
+            }
+            _ => None,
+        };
         Ok(CheckoutRecord {
+            settings,
+            amounts,
             id: r.id,
             user_id: r.user_id,
             pack_id: r.pack_id,
@@ -87,6 +173,8 @@ impl CheckoutRecord {
             checkout_url: self.checkout_url.clone(),
             created_at: rfc3339_ms(self.created_at),
             expires_at: rfc3339_ms(self.expires_at),
+            amounts: self.purchase_amounts(),
+            settings: self.settings.clone(),
         }
     }
 }
@@ -103,8 +191,9 @@ pub async fn insert(db: &Db, r: &CheckoutRecord) -> sqlx::Result<()> {
 async fn insert_in(uow: &mut Uow, r: &CheckoutRecord) -> sqlx::Result<()> {
     let now = now_ms();
     sqlx::query(
-        "INSERT INTO checkout_sessions (id, user_id, pack_id, credits, amount_cents, currency, status, checkout_url, livemode, created_at, expires_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        "INSERT INTO checkout_sessions (id, user_id, pack_id, credits, amount_cents, currency, status, checkout_url, livemode, created_at, expires_at, updated_at,
+                tax_behavior, automatic_tax, tax_id_collection, invoice_creation, allow_promotion_codes)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
     .bind(&r.id)
     .bind(&r.user_id)
@@ -118,6 +207,11 @@ async fn insert_in(uow: &mut Uow, r: &CheckoutRecord) -> sqlx::Result<()> {
     .bind(r.created_at)
     .bind(r.expires_at)
     .bind(now)
+    .bind(r.settings.as_ref().and_then(|s| s.tax_behavior).map(TaxBehavior::as_str))
+    .bind(r.settings.as_ref().map(|s| i64::from(s.automatic_tax)))
+    .bind(r.settings.as_ref().map(|s| i64::from(s.tax_id_collection)))
+    .bind(r.settings.as_ref().map(|s| i64::from(s.invoice_creation)))
+    .bind(r.settings.as_ref().map(|s| i64::from(s.allow_promotion_codes)))
     .execute(&mut **uow)
     .await?;
     Ok(())

@@ -6,13 +6,13 @@
 //! one transaction guarded by UNIQUE causes: duplicates, concurrent deliveries and out-of-order
 //! events credit once. Refunds and disputes claw back with the same guarantees.
 
-use api_types::{find_pack, CheckoutStatus, EntryKind, PackDef};
+use api_types::{find_pack, CheckoutSettingsUsed, CheckoutStatus, EntryKind, PackDef, TaxBehavior};
 use serde::Deserialize;
 
 use std::sync::Arc;
 
 use super::{
-    checkouts::{self, CheckoutRecord},
+    checkouts::{self, CheckoutRecord, RecordedAmounts},
     stripe_api::{SessionView, StripeCallError},
     Billing,
 };
@@ -61,7 +61,80 @@ impl UnitError for FulfilError {
     }
 }
 
-/// Why a paid session must not be credited, if it must not.
+/// What a settled session's amounts require of the settings it was created with, read from the
+/// session alone: the amounts themselves are consistent with the pack (`amount_subtotal` is its
+/// price, no shipping, a discount within the subtotal, `amount_total` = subtotal − discount + tax
+/// with exclusive tax or subtotal − discount with inclusive tax, 0 when nothing was paid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Demands {
+    pub amounts: RecordedAmounts,
+    /// The tax behaviour the amounts are those of; `None` when there is no tax (either fits).
+    pub tax_behavior: Option<TaxBehavior>,
+    /// A discount was applied: the session must have been created with promotion codes allowed.
+    pub discounted: bool,
+}
+
+/// Reads [`Demands`] from a settled session, or says why its amounts cannot be a sale of `pack`.
+pub fn demands(session: &SessionView, pack: &PackDef) -> Result<Demands, String> {
+    let subtotal = session.amount_subtotal.ok_or("the session reports no amount_subtotal")?;
+    if subtotal != pack.price_cents {
+        return Err(format!("amount_subtotal {subtotal} differs from the pack price {}", pack.price_cents));
+    }
+    let total = session.amount_total.ok_or("the session reports no amount_total")?;
+    let d = session.details();
+    if d.amount_shipping != 0 {
+        return Err(format!("total_details.amount_shipping is {}, not 0", d.amount_shipping));
+    }
+    if d.amount_discount < 0 || d.amount_discount > subtotal {
+        return Err(format!("total_details.amount_discount {} is not within 0..={subtotal}", d.amount_discount));
+    }
+    if d.amount_tax < 0 {
+        return Err(format!("total_details.amount_tax {} is negative", d.amount_tax));
+    }
+    if session.payment_status.as_deref() == Some("no_payment_required") && total != 0 {
+        return Err(format!("payment_status no_payment_required with amount_total {total}"));
+    }
+    let net = subtotal - d.amount_discount;
+    let tax_behavior = if d.amount_tax == 0 && total == net {
+        None
+    } else if d.amount_tax > 0 && total == net + d.amount_tax {
+        Some(TaxBehavior::Exclusive)
+    } else if d.amount_tax > 0 && total == net {
+        Some(TaxBehavior::Inclusive)
+    } else {
+        return Err(format!(
+            "amount_total {total} is neither subtotal {subtotal} − discount {} + tax {} (exclusive) nor subtotal − discount (inclusive)",
+            d.amount_discount, d.amount_tax
+        ));
+    };
+    Ok(Demands {
+        amounts: RecordedAmounts { subtotal, paid: total, discount: d.amount_discount, tax: d.amount_tax },
+        tax_behavior,
+        discounted: d.amount_discount > 0,
+    })
+}
+
+/// Why `demands` do not fit the settings the session was created with, if they do not.
+pub fn settings_mismatch(demands: &Demands, settings: &CheckoutSettingsUsed) -> Option<String> {
+    if demands.discounted && !settings.allow_promotion_codes {
+        return Some(format!(
+            "a discount of {} on a session created without promotion codes",
+            demands.amounts.discount
+        ));
+    }
+    match (demands.tax_behavior, settings.tax_behavior) {
+        (Some(found), Some(recorded)) if found == recorded => None,
+        (Some(found), recorded) => Some(format!(
+            "tax of {} as {} tax, but the session was created with {}",
+            demands.amounts.tax,
+            found.as_str(),
+            recorded.map_or("no automatic tax".to_string(), |r| format!("{} tax", r.as_str()))
+        )),
+        (None, _) => None,
+    }
+}
+
+/// Why a settled session must not be credited, if it must not.
 fn mismatch(session: &SessionView, record: &CheckoutRecord) -> Option<String> {
     let Some(pack) = find_pack(&record.pack_id) else {
         return Some(format!("pack {} is no longer in the catalogue", record.pack_id));
@@ -80,11 +153,18 @@ fn mismatch(session: &SessionView, record: &CheckoutRecord) -> Option<String> {
     if session.client_reference_id.as_deref().is_some_and(|c| c != record.user_id) {
         return Some("client_reference_id differs from the recorded buyer".into());
     }
-    if session.amount_total != Some(record.amount_cents) || record.amount_cents != pack.price_cents {
+    if record.amount_cents != pack.price_cents {
         return Some(format!(
-            "amount_total {:?} differs from the pack price {}",
-            session.amount_total, pack.price_cents
+            "recorded amount {} differs from the pack price {}",
+            record.amount_cents, pack.price_cents
         ));
+    }
+    let demands = match demands(session, pack) {
+        Ok(d) => d,
+        Err(reason) => return Some(reason),
+    };
+    if let Some(reason) = settings_mismatch(&demands, &record.settings_used()) {
+        return Some(reason);
     }
     let currency = session.currency.as_deref().map(str::to_ascii_lowercase);
     if currency.as_deref() != Some(pack.currency) || record.currency != pack.currency {
@@ -96,9 +176,10 @@ fn mismatch(session: &SessionView, record: &CheckoutRecord) -> Option<String> {
     None
 }
 
-/// The exactly-once claim of a paid session ($1 payment intent, $2 now, $3 session id): it
-/// changes a row only if the session is not credited yet.
-const CLAIM: &str = "UPDATE checkout_sessions SET status = 'credited', payment_intent = $1, credited_at = $2, updated_at = $2, failure_reason = NULL
+/// The exactly-once claim of a settled session ($1 payment intent, $2 now, $3 session id, $4..$7
+/// the amounts Stripe reported): it changes a row only if the session is not credited yet.
+const CLAIM: &str = "UPDATE checkout_sessions SET status = 'credited', payment_intent = $1, credited_at = $2, updated_at = $2, failure_reason = NULL,
+        amount_subtotal_cents = $4, amount_paid_cents = $5, amount_discount_cents = $6, amount_tax_cents = $7
      WHERE id = $3 AND status <> 'credited'";
 
 /// Credits the session's pack if Stripe says it is paid; records expiry otherwise.
@@ -135,7 +216,7 @@ pub async fn fulfil_checkout_in(
     if record.status == CheckoutStatus::Credited {
         return Ok(FulfilOutcome::AlreadyCredited);
     }
-    if !session.is_paid() {
+    if !session.is_settled() {
         if session.status.as_deref() == Some("expired") {
             if checkouts::close_pending_in(tx, &record.id, CheckoutStatus::Expired, "expired at Stripe").await? {
                 tx.checkout_changed(&record.id).await?;
@@ -150,49 +231,73 @@ pub async fn fulfil_checkout_in(
     }
 
     let pack = find_pack(&record.pack_id).expect("checked by mismatch");
-    let claimed =
-        sqlx::query(CLAIM).bind(session.payment_intent_id()).bind(now_ms()).bind(&record.id).execute(&mut **tx).await?;
+    let amounts = demands(session, pack).expect("checked by mismatch").amounts;
+    let claimed = sqlx::query(CLAIM)
+        .bind(session.payment_intent_id())
+        .bind(now_ms())
+        .bind(&record.id)
+        .bind(amounts.subtotal)
+        .bind(amounts.paid)
+        .bind(amounts.discount)
+        .bind(amounts.tax)
+        .execute(&mut **tx)
+        .await?;
     if claimed.rows_affected() == 0 {
         return Ok(FulfilOutcome::AlreadyCredited);
     }
-    credit_claimed_in(tx, &record.id, &record.user_id, pack).await
+    credit_claimed_in(tx, &record.id, &record.user_id, pack, amounts.paid).await
 }
 
-/// The common case in one claim: a paid session whose every detail matches what the catalogue
+/// The common case in one claim: a settled session whose every detail matches what the catalogue
 /// sells is claimed by one UPDATE whose WHERE holds the same conditions [`mismatch`] checks (the
-/// record's buyer, pack, credits, amount and currency), then credited. `None` when it did not
-/// apply (not paid, not ours, already credited, or something differs): the caller then takes the
-/// path that reads the record and says why. Saves a read per webhook on the serial write path.
+/// record's buyer, pack, credits, amount and currency, and the settings the amounts require:
+/// promotion codes allowed for a discount, the tax behaviour the tax was computed with), then
+/// credited. `None` when it did not apply (not settled, not ours, already credited, or something
+/// differs): the caller then takes the path that reads the record and says why. Saves a read per
+/// webhook on the serial write path.
 async fn credit_matching_in(tx: &mut Uow, session: &SessionView) -> Result<Option<FulfilOutcome>, FulfilError> {
     let meta = |k: &str| session.metadata.get(k).map(String::as_str);
     let (Some(user_id), Some(pack)) = (meta("user_id"), meta("pack_id").and_then(find_pack)) else {
         return Ok(None);
     };
     let currency = session.currency.as_deref().map(str::to_ascii_lowercase);
-    if !session.is_paid()
-        || session.amount_total != Some(pack.price_cents)
+    if !session.is_settled()
         || currency.as_deref() != Some(pack.currency)
         || session.client_reference_id.as_deref().is_some_and(|c| c != user_id)
     {
         return Ok(None);
     }
-    let claimed = sqlx::query(&format!(
-        "{CLAIM} AND user_id = $4 AND pack_id = $5 AND credits = $6 AND amount_cents = $7 AND currency = $8"
-    ))
-    .bind(session.payment_intent_id())
-    .bind(now_ms())
-    .bind(&session.id)
-    .bind(user_id)
-    .bind(pack.id)
-    .bind(pack.credits)
-    .bind(pack.price_cents)
-    .bind(pack.currency)
-    .execute(&mut **tx)
-    .await?;
+    let Ok(demands) = demands(session, pack) else { return Ok(None) };
+    let mut sql = format!(
+        "{CLAIM} AND user_id = $8 AND pack_id = $9 AND credits = $10 AND amount_cents = $11 AND currency = $12"
+    );
+    if demands.discounted {
+        sql.push_str(" AND allow_promotion_codes = 1");
+    }
+    if let Some(behavior) = demands.tax_behavior {
+        // A fixed word from the enum, not input.
+        sql.push_str(&format!(" AND tax_behavior = '{}'", behavior.as_str()));
+    }
+    let a = demands.amounts;
+    let claimed = sqlx::query(&sql)
+        .bind(session.payment_intent_id())
+        .bind(now_ms())
+        .bind(&session.id)
+        .bind(a.subtotal)
+        .bind(a.paid)
+        .bind(a.discount)
+        .bind(a.tax)
+        .bind(user_id)
+        .bind(pack.id)
+        .bind(pack.credits)
+        .bind(pack.price_cents)
+        .bind(pack.currency)
+        .execute(&mut **tx)
+        .await?;
     if claimed.rows_affected() == 0 {
         return Ok(None);
     }
-    credit_claimed_in(tx, &session.id, user_id, pack).await.map(Some)
+    credit_claimed_in(tx, &session.id, user_id, pack, a.paid).await.map(Some)
 }
 
 /// Posts the purchase entry for a session just claimed (its status set to credited in `tx`).
@@ -201,13 +306,20 @@ async fn credit_claimed_in(
     session_id: &str,
     user_id: &str,
     pack: &PackDef,
+    paid_cents: i64,
 ) -> Result<FulfilOutcome, FulfilError> {
+    // What the buyer paid (tax included, discount taken off); the pack price when they are equal.
+    let description = if paid_cents == pack.price_cents {
+        format!("Bought {} credits ({})", pack.credits, pack.price_display())
+    } else {
+        format!("Bought {} credits (${}.{:02} paid)", pack.credits, paid_cents / 100, paid_cents % 100)
+    };
     let entry = NewEntry {
         user_id: user_id.to_string(),
         delta: pack.credits,
         kind: EntryKind::Purchase,
         cause: format!("purchase:{session_id}"),
-        description: format!("Bought {} credits ({})", pack.credits, pack.price_display()),
+        description,
         request_hash: None,
     };
     // The claim already holds the session row, so a duplicate cause cannot reach here; if it ever

@@ -1,4 +1,5 @@
-//! Wakes long-polling checkout requests when a session changes.
+//! Wakes long-polling checkout requests when a session changes (and browser sign-in polls, whose
+//! ids are prefixed `handoff:`; see `auth::handoff::wake_key`).
 //!
 //! In one process a broadcast channel carries the session ids that changed (the write path sends
 //! them after the commit: `Uow::checkout_changed`). Across replicas on one PostgreSQL, the writer

@@ -10,6 +10,7 @@ pub mod journal;
 pub mod reconcile;
 pub mod signature;
 pub mod stripe_api;
+pub mod tax;
 pub mod webhook;
 
 use std::{

@@ -1,4 +1,5 @@
-//! `mascot-server reconcile --since <date>`: compares Stripe's paid sessions with the ledger,
+//! `mascot-server reconcile --since <date>`: compares Stripe's settled sessions (complete, and paid
+//! or with nothing to pay: a 100 % promotion code) with the ledger,
 //! fulfils the ones that were missed, and reports what it could not fix.
 
 use std::collections::HashSet;
@@ -13,7 +14,7 @@ use super::{
 
 #[derive(Debug, Default)]
 pub struct DriftReport {
-    /// Paid sessions of ours seen at Stripe.
+    /// Settled sessions of ours seen at Stripe (paid, or `no_payment_required`).
     pub paid_seen: usize,
     /// Paid but not credited before; credited now.
     pub fixed: Vec<String>,
@@ -35,7 +36,7 @@ pub async fn reconcile(billing: &Billing, since_unix: i64) -> Result<DriftReport
     let mut report = DriftReport::default();
     let mut paid_ids = HashSet::new();
     for session in billing.stripe.complete_sessions_since(since_unix).await? {
-        if !session.is_paid() {
+        if !session.is_settled() {
             continue;
         }
         paid_ids.insert(session.id.clone());
@@ -65,7 +66,7 @@ pub async fn reconcile(billing: &Billing, since_unix: i64) -> Result<DriftReport
         }
         // Outside the listed window, or really not paid: ask for this one.
         match billing.stripe.retrieve_session(&record.id).await {
-            Ok(s) if s.is_paid() => {}
+            Ok(s) if s.is_settled() => {}
             Ok(_) => report.credited_not_paid.push(record.id.clone()),
             Err(e) if e.is_not_found() => report.credited_not_paid.push(record.id.clone()),
             Err(e) => return Err(e.into()),

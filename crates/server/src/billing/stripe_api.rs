@@ -10,13 +10,15 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_checkout::checkout_session::{
-    CreateCheckoutSession, CreateCheckoutSessionAdaptivePricing, CreateCheckoutSessionLineItems,
-    CreateCheckoutSessionLineItemsPriceData, CreateCheckoutSessionPaymentIntentData, ExpireCheckoutSession,
-    ListCheckoutSession, ProductData, RetrieveCheckoutSession,
+    CreateCheckoutSession, CreateCheckoutSessionAdaptivePricing, CreateCheckoutSessionAutomaticTax,
+    CreateCheckoutSessionInvoiceCreation, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
+    CreateCheckoutSessionLineItemsPriceDataTaxBehavior, CreateCheckoutSessionPaymentIntentData,
+    CreateCheckoutSessionTaxIdCollection, ExpireCheckoutSession, ListCheckoutSession, ProductData,
+    RetrieveCheckoutSession,
 };
 use stripe_checkout::{CheckoutSessionMode, CheckoutSessionStatus};
 
-use crate::config::StripeConfig;
+use crate::config::{CheckoutSettings, StripeConfig, TaxBehavior};
 
 /// A Checkout Session as far as fulfilment cares.
 #[derive(Debug, Clone, Deserialize)]
@@ -28,6 +30,12 @@ pub struct SessionView {
     pub payment_status: Option<String>,
     #[serde(default)]
     pub amount_total: Option<i64>,
+    /// The line items before discount and tax (the pack price).
+    #[serde(default)]
+    pub amount_subtotal: Option<i64>,
+    /// Discount, shipping and tax; null only on objects that are not a Checkout Session Stripe made.
+    #[serde(default)]
+    pub total_details: Option<TotalDetails>,
     #[serde(default)]
     pub currency: Option<String>,
     #[serde(default)]
@@ -56,8 +64,42 @@ impl SessionView {
         }
     }
 
-    pub fn is_paid(&self) -> bool {
-        self.payment_status.as_deref() == Some("paid")
+    /// Complete, and either paid or with nothing to pay (a 100 % promotion code): nothing more
+    /// will happen to it at Stripe but refunds and disputes.
+    pub fn is_settled(&self) -> bool {
+        self.status.as_deref() == Some("complete")
+            && matches!(self.payment_status.as_deref(), Some("paid" | "no_payment_required"))
+    }
+
+    /// The discount, tax and shipping Stripe reports (zero when it reports none).
+    pub fn details(&self) -> TotalDetails {
+        self.total_details.clone().unwrap_or_default()
+    }
+}
+
+/// `total_details` of a Checkout Session (null amounts read as 0).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct TotalDetails {
+    #[serde(default, deserialize_with = "zero_if_null")]
+    pub amount_discount: i64,
+    #[serde(default, deserialize_with = "zero_if_null")]
+    pub amount_shipping: i64,
+    #[serde(default, deserialize_with = "zero_if_null")]
+    pub amount_tax: i64,
+}
+
+fn zero_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    Ok(Option::<i64>::deserialize(d)?.unwrap_or(0))
+}
+
+/// `GET /v1/tax/settings` (not among async-stripe's request builders in the crates we build).
+struct RetrieveTaxSettings;
+
+impl StripeRequest for RetrieveTaxSettings {
+    type Output = miniserde::json::Value;
+
+    fn build(&self) -> stripe_client_core::RequestBuilder {
+        stripe_client_core::RequestBuilder::new(stripe_client_core::StripeMethod::Get, "/tax/settings")
     }
 }
 
@@ -95,7 +137,13 @@ pub struct NewSession {
     pub success_url: String,
     pub cancel_url: String,
     pub expires_at: i64,
+    /// Tax, tax IDs, invoices and promotion codes, as configured when the session is created.
+    pub settings: CheckoutSettings,
 }
+
+/// Stripe's tax code for the packs: "General - Electronically Supplied Services"
+/// (https://docs.stripe.com/tax/tax-codes), what credits for a plugin delivered online are.
+pub const TAX_CODE: &str = "txcd_10000000";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StripeCallError {
@@ -217,6 +265,15 @@ impl StripeApi {
         product.description = Some("Credits for the Mascot Figma plugin".into());
         let mut price = CreateCheckoutSessionLineItemsPriceData::new(stripe_types::Currency::USD);
         price.unit_amount = Some(s.amount_cents);
+        if s.settings.automatic_tax {
+            // Explicit rather than the Dashboard's defaults: fulfilment checks the amounts against
+            // the behaviour recorded with the session, so it must be the one Stripe applied.
+            product.tax_code = Some(TAX_CODE.into());
+            price.tax_behavior = Some(match s.settings.tax_behavior {
+                TaxBehavior::Exclusive => CreateCheckoutSessionLineItemsPriceDataTaxBehavior::Exclusive,
+                TaxBehavior::Inclusive => CreateCheckoutSessionLineItemsPriceDataTaxBehavior::Inclusive,
+            });
+        }
         price.product_data = Some(product);
         let mut item = CreateCheckoutSessionLineItems::new();
         item.quantity = Some(1);
@@ -240,7 +297,36 @@ impl StripeApi {
             .payment_intent_data(intent)
             .adaptive_pricing(adaptive)
             .expires_at(s.expires_at);
+        // Each setting is sent only when on: off is Stripe's default, and the request stays the
+        // one it was before these settings existed.
+        let settings = s.settings;
+        let request = if settings.automatic_tax {
+            request.automatic_tax(CreateCheckoutSessionAutomaticTax::new(true))
+        } else {
+            request
+        };
+        let request = if settings.tax_id_collection {
+            request.tax_id_collection(CreateCheckoutSessionTaxIdCollection::new(true))
+        } else {
+            request
+        };
+        let request = if settings.invoice_creation {
+            request.invoice_creation(CreateCheckoutSessionInvoiceCreation::new(true))
+        } else {
+            request
+        };
+        let request = if settings.allow_promotion_codes { request.allow_promotion_codes(true) } else { request };
         Self::session_from(self.send(request, "create checkout session").await?)
+    }
+
+    /// The `status` of the account's Stripe Tax settings (`active` once registered, else `pending`).
+    pub async fn tax_settings_status(&self) -> Result<String, StripeCallError> {
+        let value = self.send(RetrieveTaxSettings, "retrieve tax settings").await?;
+        value
+            .get("status")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| StripeCallError::Decode("tax settings without a status".into()))
     }
 
     pub async fn retrieve_session(&self, id: &str) -> Result<SessionView, StripeCallError> {

@@ -85,6 +85,7 @@ pub async fn start_checkout(
         success_url: format!("{base}/billing/success?session_id={{CHECKOUT_SESSION_ID}}"),
         cancel_url: format!("{base}/billing/cancel?session_id={{CHECKOUT_SESSION_ID}}"),
         expires_at: expires_at_secs,
+        settings: billing.config.checkout,
     };
     let session = billing.stripe.create_checkout_session(&request).await.map_err(|e| {
         tracing::error!(error = %e, "creating a Checkout Session failed");
@@ -112,6 +113,8 @@ pub async fn start_checkout(
         dispute_clawed: 0,
         created_at,
         expires_at: session.expires_at.unwrap_or(expires_at_secs) * 1000,
+        settings: Some(checkouts::settings_used(&billing.config.checkout)),
+        amounts: None,
     };
     // Recorded before answering: a payment can only come back for a session we know.
     checkouts::insert(&state.db, &record).await?;

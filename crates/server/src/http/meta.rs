@@ -30,8 +30,10 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
 /// The credit packs for sale (public).
 #[utoipa::path(get, path = "/api/v1/billing/packs", tag = "billing",
     responses((status = 200, description = "The pack catalogue", body = PacksResponse)))]
-pub async fn packs() -> Json<PacksResponse> {
-    Json(PacksResponse::catalogue())
+pub async fn packs(State(state): State<AppState>) -> Json<PacksResponse> {
+    // With exclusive Stripe Tax, tax is added at checkout: the plugin says "plus tax".
+    let note = state.config.stripe.as_ref().and_then(|s| s.checkout.tax_note());
+    Json(PacksResponse::catalogue_with_tax_note(note))
 }
 
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {

@@ -37,6 +37,7 @@ pub async fn spawn_billing_app_with(backend: Backend, adjust: impl FnOnce(&mut C
         secret_key: stripe_sim::SimConfig::default().secret_key.into(),
         webhook_secrets: vec![WEBHOOK_SECRET.to_string().into()],
         api_base: sim.base_url(),
+        checkout: Default::default(),
     });
     adjust(&mut config);
     let app = Application::build_on(config, listener).await.expect("application starts");
