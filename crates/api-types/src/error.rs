@@ -46,4 +46,12 @@ pub mod codes {
     pub const BUSY: &str = "busy";
     /// Signed in with a one-time password: change it first (`POST /api/v1/auth/password`).
     pub const PASSWORD_CHANGE_REQUIRED: &str = "password_change_required";
+    /// Authenticated, but this credential may not do this (a plugin token on the admin API).
+    pub const FORBIDDEN: &str = "forbidden";
+    /// A console-cookie request that changes state without a valid CSRF token or from another origin.
+    pub const CSRF_FAILED: &str = "csrf_failed";
+    /// A request that carries both the console cookie and an `Authorization` header.
+    pub const AMBIGUOUS_CREDENTIALS: &str = "ambiguous_credentials";
+    /// The operator console is off: no admin exists yet (`mascot-server admins add`).
+    pub const CONSOLE_OFF: &str = "console_off";
 }
