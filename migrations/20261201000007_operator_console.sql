@@ -41,3 +41,34 @@ CREATE TABLE operator_actions (
     outcome  TEXT NOT NULL
 );
 CREATE INDEX operator_actions_at ON operator_actions (at);
+
+-- Refunds in money (issue 17, item 2): `charge.refunded` stores Stripe's cumulative
+-- amount_refunded here, and the tax share of it once purchases store their tax. NULL: none.
+ALTER TABLE checkout_sessions ADD COLUMN amount_refunded_cents BIGINT;
+ALTER TABLE checkout_sessions ADD COLUMN refunded_tax_cents BIGINT;
+
+-- Every run of `reconcile` and `audit`, from the CLI or the console. At most one reconcile runs
+-- at a time (the partial unique index); updated_at is its heartbeat while it runs.
+CREATE TABLE operator_runs (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL CHECK (kind IN ('reconcile', 'audit')),
+    actor       TEXT NOT NULL,
+    via         TEXT NOT NULL CHECK (via IN ('console', 'api', 'cli')),
+    status      TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+    params      TEXT,
+    progress    BIGINT NOT NULL DEFAULT 0,
+    started_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    finished_at BIGINT,
+    clean       BIGINT,
+    summary     TEXT,
+    report      TEXT
+);
+CREATE UNIQUE INDEX operator_runs_one_running ON operator_runs (kind) WHERE status = 'running';
+CREATE INDEX operator_runs_kind ON operator_runs (kind, started_at);
+
+-- The overview's queries over a period (bench: 1,000,000 ledger entries, 100,000 purchases).
+CREATE INDEX ledger_entries_created ON ledger_entries (created_at, kind, delta);
+CREATE INDEX checkout_sessions_credited ON checkout_sessions (credited_at);
+CREATE INDEX checkout_sessions_created ON checkout_sessions (created_at);
+CREATE INDEX stripe_events_last_received ON stripe_events (last_received_at);

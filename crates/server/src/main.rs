@@ -207,17 +207,17 @@ async fn run() -> anyhow::Result<()> {
                 .clone()
                 .ok_or_else(|| anyhow::anyhow!("reconcile needs STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET"))?;
             let billing = mascot_server::billing::Billing::new(db.clone(), stripe)?;
-            let result = mascot_server::billing::reconcile::reconcile(&billing, since).await;
-            let outcome = match &result {
-                Ok(r) if r.has_unfixed_drift() => "drift remains".to_string(),
-                Ok(_) => "ok".to_string(),
-                Err(e) => format!("failed: {e}"),
+            use mascot_server::admin::runs;
+            let params = format!("since {}", cli::format_since(since));
+            let run = match runs::start_reconcile(&db, &operator, log::Via::Cli, &params).await {
+                Ok(id) => id,
+                Err(runs::StartError::AlreadyRunning(other)) => anyhow::bail!(
+                    "a reconcile is already running{}; wait for it to finish",
+                    other.map(|r| format!(" (started by {} at {})", r.actor, r.started_at)).unwrap_or_default()
+                ),
+                Err(runs::StartError::Db(e)) => return Err(e.into()),
             };
-            let detail = result.as_ref().ok().map(|r| {
-                format!("since {}; paid seen {}; fixed {}", cli::format_since(since), r.paid_seen, r.fixed.len())
-            });
-            log::record(&db, &operator, log::Via::Cli, "reconcile", None, detail.as_deref(), &outcome).await?;
-            let report = result?;
+            let report = runs::run_reconcile(&billing, &run, since, &operator, log::Via::Cli).await?;
             print!("{}", cli::format_report(&report));
             if report.has_unfixed_drift() {
                 std::process::exit(2);
@@ -227,6 +227,26 @@ async fn run() -> anyhow::Result<()> {
             // Read-only and without migrating: it must also report on a database before a migration.
             let db = Db::connect(&config.database_url, 2).await?;
             let report = mascot_server::audit::run(&db).await?;
+            // Stored for the console's overview; a database not migrated yet has no table for it.
+            let summary = format!("{} violation(s)", report.violations.len());
+            match mascot_server::admin::runs::record_finished(
+                &db,
+                "audit",
+                &operator,
+                log::Via::Cli,
+                None,
+                report.is_clean(),
+                &summary,
+                &report.to_text(),
+            )
+            .await
+            {
+                Ok(_) => {
+                    let outcome = if report.is_clean() { "ok" } else { "violations found" };
+                    mascot_server::admin::actions::note_cli(&db, &operator, "audit", &summary, outcome).await;
+                }
+                Err(e) => eprintln!("note: this run was not stored for the console ({e})"),
+            }
             db.close().await;
             if json {
                 println!("{}", report.to_json());

@@ -337,6 +337,16 @@ pub async fn claw_back_refund_in(
         return Ok(ClawbackOutcome::Nothing);
     }
     let refunded = charge.amount_refunded.clamp(0, charge.amount);
+    // The refunded money, for revenue (admin::stats::REVENUE_CENTS): Stripe's cumulative amount,
+    // never lowered by an older event arriving late.
+    sqlx::query(
+        "UPDATE checkout_sessions SET amount_refunded_cents = $1
+         WHERE id = $2 AND (amount_refunded_cents IS NULL OR amount_refunded_cents < $1)",
+    )
+    .bind(refunded)
+    .bind(&purchase.id)
+    .execute(&mut **tx)
+    .await?;
     // Integer ceil(credits × refunded / amount) without floating point.
     let target = (purchase.credits * refunded + charge.amount - 1) / charge.amount;
     let take = (target - purchase.refund_clawed)

@@ -198,8 +198,15 @@ pub struct Nav {
 }
 
 impl Nav {
-    pub fn links(&self) -> [(&'static str, &'static str, &'static str); 2] {
-        [("/admin", "Overview", "overview"), ("/admin/audit", "Audit trail", "audit")]
+    pub fn links(&self) -> [(&'static str, &'static str, &'static str); 6] {
+        [
+            ("/admin", "Overview", "overview"),
+            ("/admin/users", "Users", "users"),
+            ("/admin/purchases", "Purchases", "purchases"),
+            ("/admin/events", "Events", "events"),
+            ("/admin/reconcile", "Reconcile", "reconcile"),
+            ("/admin/audit", "Audit trail", "audit"),
+        ]
     }
 }
 
@@ -394,7 +401,7 @@ fn retry_later(headers: &HeaderMap, state: &AppState, email: &str, wait: u64) ->
 #[derive(Deserialize)]
 pub struct CsrfForm {
     #[serde(default)]
-    csrf: String,
+    pub csrf: String,
 }
 
 /// `POST /admin/logout`.
@@ -418,41 +425,6 @@ pub async fn logout(
 // ---------------------------------------------------------------------------------------------
 // Pages
 // ---------------------------------------------------------------------------------------------
-
-pub struct AdminRow {
-    email: String,
-    added_by: String,
-    since: String,
-    live_sessions: i64,
-    live_tokens: i64,
-}
-
-#[derive(Template)]
-#[template(path = "admin/home.html")]
-struct HomePage {
-    nav: Nav,
-    admins: Vec<AdminRow>,
-}
-
-/// `GET /admin`.
-pub async fn home(State(state): State<AppState>, Console(op): Console, headers: HeaderMap) -> Response {
-    let admins = match admin::list(&state.db).await {
-        Ok(a) => a,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    let (nav, set_cookie) = nav(&state, &headers, &op, "overview");
-    let admins = admins
-        .into_iter()
-        .map(|a| AdminRow {
-            email: a.email,
-            added_by: a.added_by,
-            since: time(a.created_at),
-            live_sessions: a.live_sessions,
-            live_tokens: a.live_tokens,
-        })
-        .collect();
-    page(&HomePage { nav, admins }, set_cookie)
-}
 
 pub struct ActionRow {
     when: String,

@@ -1,6 +1,7 @@
 //! The whole HTTP surface: every path, its handler, and the layers around them.
 
 pub mod admin;
+pub mod admin_pages;
 pub mod auth;
 pub mod billing;
 pub mod credits;
@@ -65,13 +66,38 @@ pub fn router(state: AppState) -> Router {
         .route("/me", get(admin::api_me))
         .route("/audit", get(admin::api_audit))
         .route("/logout", post(admin::api_logout))
+        .route("/overview", get(admin_pages::api_overview))
+        .route("/users", get(admin_pages::api_users))
+        .route("/users/{user_id}", get(admin_pages::api_user))
+        .route("/users/{user_id}/grant", post(admin_pages::api_grant))
+        .route("/users/{user_id}/logout-all", post(admin_pages::api_logout_all))
+        .route("/users/{user_id}/one-time-password", post(admin_pages::api_one_time_password))
+        .route("/purchases", get(admin_pages::api_purchases))
+        .route("/events", get(admin_pages::api_events))
+        .route("/events/{event_id}", get(admin_pages::api_event))
+        .route("/events/{event_id}/replay", post(admin_pages::api_replay))
+        .route("/reconcile", post(admin_pages::api_reconcile))
+        .route("/audit-runs", post(admin_pages::api_audit_run))
+        .route("/runs", get(admin_pages::api_runs))
+        .route("/runs/{run_id}", get(admin_pages::api_run))
         .method_not_allowed_fallback(meta::method_not_allowed);
     // The operator console's pages, with the security headers of every HTML page.
     let console = Router::new()
-        .route("/admin", get(admin::home))
+        .route("/admin", get(admin_pages::overview_page))
         .route("/admin/login", get(admin::login_page).post(admin::login))
         .route("/admin/logout", post(admin::logout))
         .route("/admin/audit", get(admin::audit_page))
+        .route("/admin/users", get(admin_pages::users_page))
+        .route("/admin/users/{id}", get(admin_pages::user_page))
+        .route("/admin/users/{id}/grant", post(admin_pages::grant_form))
+        .route("/admin/users/{id}/logout-all", post(admin_pages::logout_all_form))
+        .route("/admin/users/{id}/one-time-password", post(admin_pages::one_time_password_form))
+        .route("/admin/purchases", get(admin_pages::purchases_page))
+        .route("/admin/events", get(admin_pages::events_page))
+        .route("/admin/events/{id}", get(admin_pages::event_page))
+        .route("/admin/events/{id}/replay", post(admin_pages::replay_form))
+        .route("/admin/reconcile", get(admin_pages::reconcile_page).post(admin_pages::reconcile_form))
+        .route("/admin/audit-runs", post(admin_pages::audit_run_form))
         .route("/assets/admin.css", get(admin::stylesheet))
         .layer(axum::middleware::map_response(html::html_headers));
 
