@@ -3,126 +3,14 @@
 //! PostgreSQL; the CLI is the real binary.
 
 mod common;
+#[path = "common/console.rs"]
+mod console;
 
 use common::{assert_error, spawn_app_with, Backend, TestApp};
+use console::{add_admin, admin_token, cli, now_secs, Browser, PASSWORD};
 use mascot_server::admin::totp;
-use reqwest::{header, redirect, Client, StatusCode};
+use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_mascot-server");
-const PASSWORD: &str = "correct horse";
-
-/// Runs the CLI on the app's database; returns (status, stdout, stderr).
-fn cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(BIN)
-        .args(args)
-        .env("DATABASE_URL", &app.database_url)
-        .env("USER", "cli-tester")
-        .env_remove("STRIPE_SECRET_KEY")
-        .output()
-        .expect("run mascot-server");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// `admins add` through the CLI; returns the TOTP secret read from the printed otpauth URI.
-fn add_admin(app: &TestApp, email: &str) -> String {
-    let (code, out, err) = cli(app, &["admins", "add", "--email", email]);
-    assert_eq!(code, 0, "admins add: {out}\n{err}");
-    assert!(out.contains('▀') || out.contains('▄'), "a QR code is printed: {out}");
-    let uri = out.lines().find(|l| l.starts_with("otpauth://totp/")).unwrap_or_else(|| panic!("no URI in {out}"));
-    assert!(uri.contains("issuer=Mascot") && uri.contains("digits=6") && uri.contains("period=30"), "{uri}");
-    let secret = uri.split("secret=").nth(1).unwrap().split('&').next().unwrap().to_string();
-    assert_eq!(totp::base32_decode(&secret).unwrap().len(), 20);
-    secret
-}
-
-fn admin_token(app: &TestApp, email: &str) -> String {
-    let (code, out, err) = cli(app, &["admins", "token", "--email", email]);
-    assert_eq!(code, 0, "admins token: {out}\n{err}");
-    out.split_whitespace().find(|w| w.starts_with("mca_")).unwrap_or_else(|| panic!("no token in {out}")).to_string()
-}
-
-fn now_secs() -> i64 {
-    mascot_server::db::now_ms() / 1000
-}
-
-/// A browser without a cookie jar: cookies are carried by hand, redirects are not followed.
-struct Browser<'a> {
-    app: &'a TestApp,
-    client: Client,
-    cookies: Vec<(String, String)>,
-}
-
-impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Self {
-        Browser { app, client: Client::builder().redirect(redirect::Policy::none()).build().unwrap(), cookies: vec![] }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
-    }
-
-    fn cookie(&self, name: &str) -> Option<String> {
-        self.cookies.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    }
-
-    fn keep(&mut self, res: &reqwest::Response) {
-        for v in res.headers().get_all(header::SET_COOKIE) {
-            let text = v.to_str().unwrap();
-            let (pair, _) = text.split_once(';').unwrap_or((text, ""));
-            let (k, val) = pair.split_once('=').unwrap();
-            self.cookies.retain(|(n, _)| n != k);
-            if !text.contains("Max-Age=0") {
-                self.cookies.push((k.to_string(), val.to_string()));
-            }
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> reqwest::Response {
-        let res =
-            self.client.get(self.app.url(path)).header(header::COOKIE, self.cookie_header()).send().await.unwrap();
-        self.keep(&res);
-        res
-    }
-
-    /// A same-origin form POST, as a browser sends it.
-    async fn post_form(&mut self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-        self.post_form_with(path, form, &[("sec-fetch-site", "same-origin")]).await
-    }
-
-    async fn post_form_with(
-        &mut self,
-        path: &str,
-        form: &[(&str, &str)],
-        headers: &[(&str, &str)],
-    ) -> reqwest::Response {
-        let mut req = self.client.post(self.app.url(path)).header(header::COOKIE, self.cookie_header()).form(form);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let res = req.send().await.unwrap();
-        self.keep(&res);
-        res
-    }
-
-    /// The CSRF token of the sign-in page (also sets the cookie).
-    async fn csrf(&mut self) -> String {
-        let res = self.get("/admin/login").await;
-        assert_eq!(res.status(), StatusCode::OK);
-        let _ = res.text().await;
-        self.cookie("mascot_csrf").expect("the sign-in page sets the CSRF cookie")
-    }
-
-    async fn sign_in(&mut self, email: &str, password: &str, code: &str) -> reqwest::Response {
-        let csrf = self.csrf().await;
-        self.post_form("/admin/login", &[("email", email), ("password", password), ("code", code), ("csrf", &csrf)])
-            .await
-    }
-}
 
 async fn exec(app: &TestApp, sql: &str) {
     sqlx::query(sql).execute(app.state.db.pool()).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
