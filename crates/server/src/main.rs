@@ -28,6 +28,9 @@ enum Command {
         /// The plugin folder (host page in e2e/, built UI in dist/).
         #[arg(long, default_value = "plugin")]
         plugin_dir: std::path::PathBuf,
+        /// Use this database instead of the SQLite file in --data-dir.
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -191,8 +194,9 @@ async fn run() -> anyhow::Result<()> {
             tracing::info!("stopped");
         }
         #[cfg(feature = "demo")]
-        Command::Demo { port, data_dir, plugin_dir } => {
-            mascot_server::demo::run(config, mascot_server::demo::DemoOptions { port, data_dir, plugin_dir }).await?;
+        Command::Demo { port, data_dir, plugin_dir, database_url } => {
+            let options = mascot_server::demo::DemoOptions { port, data_dir, plugin_dir, database_url };
+            mascot_server::demo::run(config, options).await?;
         }
         Command::Migrate => {
             let db = Db::connect(&config.database_url, 2).await?;
