@@ -395,6 +395,30 @@ async fn reconcile_runs_in_the_background_one_at_a_time(b: Backend) {
     assert_eq!(reconciles[0]["via"], "console");
 }
 
+/// Raced: of many reconciles started at the same instant exactly one gets the slot.
+async fn only_one_reconcile_starts_at_once(b: Backend) {
+    use mascot_server::admin::{log::Via, runs};
+    let app = spawn_app(b).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let db = app.state.db.clone();
+            tokio::spawn(
+                async move { runs::start_reconcile(&db, &format!("op{i}"), Via::Cli, "since x").await.is_ok() },
+            )
+        })
+        .collect();
+    let mut started = 0;
+    for t in tasks {
+        started += usize::from(t.await.unwrap());
+    }
+    assert_eq!(started, 1);
+    let (running,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM operator_runs WHERE status = 'running'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(running, 1);
+}
+
 async fn purchases_are_filtered_and_paged(b: Backend) {
     let app = spawn_app(b).await;
     let (mut ops, token) = operator(&app).await;
@@ -462,4 +486,5 @@ on_both_databases!(
     a_failing_event_is_replayed_from_the_console,
     reconcile_runs_in_the_background_one_at_a_time,
     purchases_are_filtered_and_paged,
+    only_one_reconcile_starts_at_once,
 );
