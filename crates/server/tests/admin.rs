@@ -454,7 +454,40 @@ async fn the_audit_trail_records_cli_and_console_actions_escaped(b: Backend) {
     assert_eq!(next["actions"][0]["id"], actions[2]["id"]);
 }
 
+async fn the_admin_api_is_in_the_openapi_document(b: Backend) {
+    let app = spawn_app_with(b, |_| {}).await;
+    let doc: Value = app.get("/api/v1/openapi.json", None).await.json().await.unwrap();
+    for path in [
+        "/api/v1/admin/me",
+        "/api/v1/admin/overview",
+        "/api/v1/admin/users",
+        "/api/v1/admin/users/{user_id}",
+        "/api/v1/admin/users/{user_id}/grant",
+        "/api/v1/admin/users/{user_id}/logout-all",
+        "/api/v1/admin/users/{user_id}/one-time-password",
+        "/api/v1/admin/purchases",
+        "/api/v1/admin/events",
+        "/api/v1/admin/events/{event_id}",
+        "/api/v1/admin/events/{event_id}/replay",
+        "/api/v1/admin/reconcile",
+        "/api/v1/admin/audit-runs",
+        "/api/v1/admin/runs",
+        "/api/v1/admin/runs/{run_id}",
+        "/api/v1/admin/audit",
+        "/api/v1/admin/logout",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing from OpenAPI");
+    }
+    for schema in
+        ["AdminOverview", "AdminUser", "AdminGrant", "AdminPurchaseList", "AdminEventList", "OperatorRun", "AuditList"]
+    {
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema} missing");
+    }
+    assert!(doc["components"]["securitySchemes"]["admin"].is_object());
+}
+
 on_both_databases!(
+    the_admin_api_is_in_the_openapi_document,
     console_is_off_until_an_admin_exists,
     sign_in_needs_password_and_a_fresh_totp_code,
     wrong_codes_count_as_failed_sign_ins,
