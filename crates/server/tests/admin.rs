@@ -236,6 +236,7 @@ async fn console_cookie_and_bearer_tokens_do_not_mix(b: Backend) {
 
     let me = app.get("/api/v1/admin/me", Some(&token)).await;
     assert_eq!(me.status(), StatusCode::OK);
+    assert_eq!(me.headers()["cache-control"], "no-store");
     let me: Value = me.json().await.unwrap();
     assert_eq!((me["email"].as_str(), me["credential"].as_str()), (Some("ops@example.com"), Some("token")));
     // The session id is no bearer token, on either API; the admin token is none for the plugin API.

@@ -480,6 +480,12 @@ pub async fn audit_page(
     page(&AuditPage { nav, actions, next }, set_cookie)
 }
 
+/// The admin API's answers are never stored by a cache.
+pub async fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 /// `GET /assets/admin.css`.
 pub async fn stylesheet() -> Response {
     const CSS: &str = include_str!("../../templates/admin.css");

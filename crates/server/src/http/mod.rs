@@ -80,6 +80,8 @@ pub fn router(state: AppState) -> Router {
         .route("/audit-runs", post(admin_pages::api_audit_run))
         .route("/runs", get(admin_pages::api_runs))
         .route("/runs/{run_id}", get(admin_pages::api_run))
+        // Personal data and one-time passwords: never cached.
+        .layer(axum::middleware::map_response(admin::no_store))
         .method_not_allowed_fallback(meta::method_not_allowed);
     // The operator console's pages, with the security headers of every HTML page.
     let console = Router::new()
