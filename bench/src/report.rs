@@ -148,6 +148,7 @@ pub fn console_rows(c: &Value) -> String {
         }
         for (key, name, target) in [
             ("overview", "overview (today, 7 and 30 days, 30 daily points, checks)", Some(200.0)),
+            ("overview_without_indexes", "the same without the migration's indexes (for comparison)", None),
             ("user_page", "user page (balance, 200 ledger entries, holds, purchases)", Some(200.0)),
             ("user_search", "users search by part of an email", None),
             ("purchases_page", "purchases, first page of 50", None),
