@@ -203,6 +203,7 @@ test("the overview shows what was bought, granted and spent", async () => {
 
 test("find a user, grant credits, issue a one-time password", async () => {
   await goto("/admin/users?q=alert");
+  await shoot("users");
   await page.click(`a[href="/admin/users/${buyer.user.id}"]`);
   await page.waitForURL(/\/admin\/users\//);
   assert.equal(await page.textContent("#balance"), "105");
