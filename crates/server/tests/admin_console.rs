@@ -395,6 +395,38 @@ async fn reconcile_runs_in_the_background_one_at_a_time(b: Backend) {
     assert_eq!(reconciles[0]["via"], "console");
 }
 
+/// Ids and cursors that cannot exist are a 404 or ignored, never a database error.
+async fn impossible_ids_are_not_found_never_a_500(b: Backend) {
+    let app = spawn_app(b).await;
+    let (mut ops, token) = operator(&app).await;
+    let long = "x".repeat(300);
+    for id in ["a%00b", long.as_str(), "nobody"] {
+        for path in [
+            format!("/api/v1/admin/users/{id}"),
+            format!("/api/v1/admin/events/{id}"),
+            format!("/api/v1/admin/runs/{id}"),
+        ] {
+            assert_error(app.get(&path, Some(&token)).await, StatusCode::NOT_FOUND, "not_found").await;
+        }
+        for path in [format!("/admin/users/{id}"), format!("/admin/events/{id}")] {
+            assert_eq!(ops.get(&path).await.status(), StatusCode::NOT_FOUND, "{path}");
+        }
+    }
+    for path in
+        ["/api/v1/admin/purchases?before=1%3Aa%00b", "/api/v1/admin/audit?before=a%00b", "/api/v1/admin/users?q=a%00b"]
+    {
+        assert_eq!(app.get(path, Some(&token)).await.status(), StatusCode::OK, "{path}");
+    }
+    for path in [
+        "/admin/purchases?before=1%3Aa%00b",
+        "/admin/audit?before=a%00b",
+        "/admin/users?q=a%00b",
+        "/admin/reconcile?run=a%00b",
+    ] {
+        assert_eq!(ops.get(path).await.status(), StatusCode::OK, "{path}");
+    }
+}
+
 /// Raced: of many reconciles started at the same instant exactly one gets the slot.
 async fn only_one_reconcile_starts_at_once(b: Backend) {
     use mascot_server::admin::{log::Via, runs};
@@ -487,4 +519,5 @@ on_both_databases!(
     reconcile_runs_in_the_background_one_at_a_time,
     purchases_are_filtered_and_paged,
     only_one_reconcile_starts_at_once,
+    impossible_ids_are_not_found_never_a_500,
 );

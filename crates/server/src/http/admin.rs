@@ -458,7 +458,7 @@ pub async fn audit_page(
     headers: HeaderMap,
     query: Result<axum::extract::Query<BeforeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let before = query.ok().and_then(|q| q.0.before);
+    let before = super::admin_pages::clean(query.ok().and_then(|q| q.0.before));
     let actions = match log::list(&state.db, AUDIT_PAGE, before.as_deref()).await {
         Ok(a) => a,
         Err(e) => return ApiError::from(e).into_response(),
@@ -533,7 +533,8 @@ pub async fn api_audit(
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<AuditList>> {
     let limit = q.limit.unwrap_or(AUDIT_PAGE).clamp(1, 500);
-    let rows = log::list(&state.db, limit, q.before.as_deref()).await?;
+    let before = super::admin_pages::clean(q.before);
+    let rows = log::list(&state.db, limit, before.as_deref()).await?;
     let next_before = (rows.len() as i64 == limit).then(|| rows.last().map(|a| a.id.clone())).flatten();
     let actions = rows
         .into_iter()

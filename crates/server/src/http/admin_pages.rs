@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use super::{
     admin::{AdminApi, Console, Nav},
-    extract::{ApiJson, ApiQuery},
+    extract::{ApiJson, ApiQuery, PathId},
     html,
 };
 use crate::{
@@ -133,6 +133,27 @@ fn not_found_page() -> Response {
 
 fn csrf_ok(state: &AppState, headers: &HeaderMap, token: &str) -> Result<(), Response> {
     html::check_form(headers, &state.config.public_base(), token).map_err(html::refused)
+}
+
+/// An id in a console page's path: one that cannot exist (a control character, too long) is the
+/// page's 404, never a database error.
+pub struct ConsoleId(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ConsoleId {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state).await.map_err(|_| not_found_page())?;
+        if id.is_empty() || id.len() > 255 || id.chars().any(char::is_control) {
+            return Err(not_found_page());
+        }
+        Ok(ConsoleId(id))
+    }
+}
+
+/// A query value that cannot match anything stored (control characters) is dropped.
+pub fn clean(v: Option<String>) -> Option<String> {
+    v.filter(|s| s.len() <= 300 && !s.chars().any(char::is_control))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -374,7 +395,7 @@ pub async fn user_page(
     State(state): State<AppState>,
     Console(op): Console,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ConsoleId(id): ConsoleId,
 ) -> Response {
     render_user(&state, &headers, &op, &id, None, None).await
 }
@@ -389,7 +410,7 @@ pub async fn user_page(
 pub async fn api_user(
     State(state): State<AppState>,
     AdminApi(_): AdminApi,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<Json<AdminUser>> {
     data::user(&state.db, &id).await?.map(Json).ok_or_else(|| ApiError::not_found("There is no such user."))
 }
@@ -411,7 +432,7 @@ pub async fn grant_form(
     State(state): State<AppState>,
     Console(op): Console,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ConsoleId(id): ConsoleId,
     form: Result<Form<GrantForm>, FormRejection>,
 ) -> Response {
     let Ok(Form(f)) = form else { return html::refused(html::CsrfRefusal::BadToken) };
@@ -436,7 +457,7 @@ pub async fn grant_form(
 pub async fn api_grant(
     State(state): State<AppState>,
     AdminApi(op): AdminApi,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     ApiJson(body): ApiJson<AdminGrant>,
 ) -> ApiResult<Json<AdminGrantResult>> {
     let balance =
@@ -449,7 +470,7 @@ pub async fn logout_all_form(
     State(state): State<AppState>,
     Console(op): Console,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ConsoleId(id): ConsoleId,
     form: Result<Form<super::admin::CsrfForm>, FormRejection>,
 ) -> Response {
     let token = form.map(|Form(f)| f.csrf).unwrap_or_default();
@@ -471,7 +492,7 @@ pub async fn logout_all_form(
 pub async fn api_logout_all(
     State(state): State<AppState>,
     AdminApi(op): AdminApi,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<Json<AdminSignedOut>> {
     let n = actions::sign_out_everywhere(&state.db, &op, &id).await.map_err(api_error)?;
     Ok(Json(AdminSignedOut { signed_out: i64::try_from(n).unwrap_or(i64::MAX) }))
@@ -482,7 +503,7 @@ pub async fn one_time_password_form(
     State(state): State<AppState>,
     Console(op): Console,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ConsoleId(id): ConsoleId,
     form: Result<Form<super::admin::CsrfForm>, FormRejection>,
 ) -> Response {
     let token = form.map(|Form(f)| f.csrf).unwrap_or_default();
@@ -512,7 +533,7 @@ pub async fn one_time_password_form(
 pub async fn api_one_time_password(
     State(state): State<AppState>,
     AdminApi(op): AdminApi,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<Response> {
     let (password, expires) = actions::one_time_password(&state.db, &op, &id).await.map_err(api_error)?;
     let mut response = Json(AdminOneTimePassword { password, expires_at: rfc3339_ms(expires) }).into_response();
@@ -560,7 +581,7 @@ fn purchase_filter(q: &PurchaseQuery) -> Result<data::PurchaseFilter, String> {
         status: status.map(str::to_string),
         from: date(&q.from, "from")?,
         to: date(&q.to, "to")?.map(|t| t + 86_400_000),
-        before: q.before.clone().filter(|b| !b.is_empty()),
+        before: clean(q.before.clone()).filter(|b| !b.is_empty()),
     })
 }
 
@@ -714,7 +735,7 @@ pub async fn event_page(
     State(state): State<AppState>,
     Console(op): Console,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ConsoleId(id): ConsoleId,
 ) -> Response {
     render_event(&state, &headers, &op, &id, None).await
 }
@@ -729,7 +750,7 @@ pub async fn event_page(
 pub async fn api_event(
     State(state): State<AppState>,
     AdminApi(_): AdminApi,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<Json<api_types::AdminEvent>> {
     data::event_detail(&state.db, &id).await?.map(Json).ok_or_else(|| ApiError::not_found("There is no such event."))
 }
@@ -739,7 +760,7 @@ pub async fn replay_form(
     State(state): State<AppState>,
     Console(op): Console,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ConsoleId(id): ConsoleId,
     form: Result<Form<super::admin::CsrfForm>, FormRejection>,
 ) -> Response {
     let token = form.map(|Form(f)| f.csrf).unwrap_or_default();
@@ -762,7 +783,7 @@ pub async fn replay_form(
 pub async fn api_replay(
     State(state): State<AppState>,
     AdminApi(op): AdminApi,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<Json<AdminReplayResult>> {
     let outcome = actions::replay(&state.db, state.billing.as_deref(), &op, &id).await.map_err(api_error)?;
     Ok(Json(AdminReplayResult { outcome }))
@@ -820,7 +841,7 @@ pub async fn reconcile_page(
     headers: HeaderMap,
     query: Result<Query<RunQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let run = query.ok().and_then(|q| q.0.run);
+    let run = clean(query.ok().and_then(|q| q.0.run));
     render_runs(&state, &headers, &op, run.as_deref(), None, StatusCode::OK).await
 }
 
@@ -921,7 +942,7 @@ pub async fn api_runs(State(state): State<AppState>, AdminApi(_): AdminApi) -> A
 pub async fn api_run(
     State(state): State<AppState>,
     AdminApi(_): AdminApi,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<Json<OperatorRun>> {
     runs::find(&state.db, &id).await?.map(Json).ok_or_else(|| ApiError::not_found("There is no such run."))
 }
