@@ -52,6 +52,6 @@ pub mod codes {
     pub const CSRF_FAILED: &str = "csrf_failed";
     /// A request that carries both the console cookie and an `Authorization` header.
     pub const AMBIGUOUS_CREDENTIALS: &str = "ambiguous_credentials";
-    /// The operator console is off: no admin exists yet (`mascot-server admins add`).
-    pub const CONSOLE_OFF: &str = "console_off";
+    /// A reconcile is already running (one at a time).
+    pub const RECONCILE_RUNNING: &str = "reconcile_running";
 }

@@ -889,7 +889,7 @@ pub async fn api_reconcile(
 ) -> ApiResult<(StatusCode, Json<OperatorRun>)> {
     let id =
         actions::start_reconcile(&state.db, state.billing.as_ref(), &op, &body.since).await.map_err(|e| match e {
-            ActionError::Conflict(m) => ApiError::conflict("reconcile_running", m),
+            ActionError::Conflict(m) => ApiError::conflict(api_types::codes::RECONCILE_RUNNING, m),
             other => api_error(other),
         })?;
     let run = runs::find(&state.db, &id).await?.ok_or_else(|| ApiError::internal("the run just started is gone"))?;
