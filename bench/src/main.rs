@@ -5,6 +5,7 @@
 //!   mascot-bench all --server target/release/mascot-server --out bench/results
 //!   mascot-bench hello --port 9000         (the reference server)
 
+mod console;
 mod flood;
 mod procs;
 mod report;
@@ -62,6 +63,11 @@ enum Cmd {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
+    /// Only the operator console's queries over 1,000,000 ledger entries and 100,000 purchases.
+    Console {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Only the 64-clients-on-one-account spend run.
     Spend {
         #[command(flatten)]
@@ -82,6 +88,13 @@ fn main() -> anyhow::Result<()> {
         Cmd::Flood { target: t, backend, events, concurrency } => {
             rt.block_on(scenarios::flood_only(&t.server, &t.out, &t.postgres, &backend, events, concurrency))
         }
+        Cmd::Console { target: t } => rt.block_on(async {
+            std::fs::create_dir_all(&t.out)?;
+            let r = console::both(&t.out, &t.postgres).await?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            print!("{}", report::console_rows(&r));
+            Ok(())
+        }),
         Cmd::Spend { target: t, backend, seconds } => {
             rt.block_on(scenarios::spend_only(&t.server, &t.out, &t.postgres, &backend, seconds))
         }

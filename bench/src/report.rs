@@ -94,6 +94,7 @@ pub fn markdown(r: &Value) -> String {
             mark(total <= 40.0 * 1024.0)
         ));
     }
+    md.push_str(&console_rows(&r["console"]));
     md.push_str("\n## Reliability\n\n| run | result | |\n|---|---|---|\n");
     let c = &r["crash_restart"];
     md.push_str(&format!(
@@ -130,5 +131,36 @@ pub fn markdown(r: &Value) -> String {
         "| secrets in server logs (all runs above: {} lines; Stripe key, webhook secret, DB password, bearer tokens, passwords) | found: {} | {} |\n",
         s["log_lines"], s["found"], if clean { "✅ none" } else { "❌" }
     ));
+    md
+}
+
+/// The console's query times (issue 17): target ≤ 200 ms for the overview and a user's page.
+pub fn console_rows(c: &Value) -> String {
+    let mut md = String::new();
+    if c.is_null() {
+        return md;
+    }
+    md.push_str("\n## Operator console queries (1,000,000 ledger entries, 100,000 purchases)\n\n| query | backend | median | max of 7 | target | |\n|---|---|---|---|---|---|\n");
+    for backend in ["sqlite", "postgres"] {
+        let b = &c[backend];
+        if b.is_null() {
+            continue;
+        }
+        for (key, name, target) in [
+            ("overview", "overview (today, 7 and 30 days, 30 daily points, checks)", Some(200.0)),
+            ("overview_without_indexes", "the same without the migration's indexes (for comparison)", None),
+            ("user_page", "user page (balance, 200 ledger entries, holds, purchases)", Some(200.0)),
+            ("user_search", "users search by part of an email", None),
+            ("purchases_page", "purchases, first page of 50", None),
+        ] {
+            let median = f(&b[key]["median_ms"]);
+            let max = f(&b[key]["max_ms"]);
+            let (t, m) = match target {
+                Some(t) => (format!("≤ {t:.0} ms"), mark(max <= t).to_string()),
+                None => ("—".to_string(), String::new()),
+            };
+            md.push_str(&format!("| {name} | {backend} | {median:.1} ms | {max:.1} ms | {t} | {m} |\n"));
+        }
+    }
     md
 }

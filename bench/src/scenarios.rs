@@ -55,6 +55,7 @@ pub async fn all(server: &str, out: &Path, postgres: &str, seconds: u32) -> anyh
     cleanup.run().await;
     results["two_replicas"] = replicas?;
     results["two_replicas"]["audit"] = audited?;
+    results["console"] = crate::console::both(out, postgres).await?;
     results["wasm"] = wasm_size();
     results["secrets_in_logs"] = scan_logs(&out.join("logs"), postgres, &tokens)?;
     std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&results)?)?;
@@ -172,10 +173,10 @@ pub async fn spend_only(server: &str, out: &Path, postgres: &str, backend: &str,
     Ok(())
 }
 
-struct Cleanup(Option<(String, String)>);
+pub(crate) struct Cleanup(Option<(String, String)>);
 
 impl Cleanup {
-    async fn run(self) {
+    pub(crate) async fn run(self) {
         if let Some((admin, name)) = self.0 {
             if let Ok(mut c) = sqlx::AnyConnection::connect(&admin).await {
                 let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c).await;
@@ -184,7 +185,7 @@ impl Cleanup {
     }
 }
 
-async fn fresh_db(backend: &str, out: &Path, postgres: &str) -> anyhow::Result<(String, Cleanup)> {
+pub(crate) async fn fresh_db(backend: &str, out: &Path, postgres: &str) -> anyhow::Result<(String, Cleanup)> {
     sqlx::any::install_default_drivers();
     let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
     if backend == "sqlite" {

@@ -48,4 +48,12 @@ pub mod codes {
     pub const PASSWORD_CHANGE_REQUIRED: &str = "password_change_required";
     /// A browser sign-in handoff that is unknown, expired, already read, or whose key is wrong.
     pub const HANDOFF_NOT_FOUND: &str = "handoff_not_found";
+    /// Authenticated, but this credential may not do this (a plugin token on the admin API).
+    pub const FORBIDDEN: &str = "forbidden";
+    /// A console-cookie request that changes state without a valid CSRF token or from another origin.
+    pub const CSRF_FAILED: &str = "csrf_failed";
+    /// A request that carries both the console cookie and an `Authorization` header.
+    pub const AMBIGUOUS_CREDENTIALS: &str = "ambiguous_credentials";
+    /// A reconcile is already running (one at a time).
+    pub const RECONCILE_RUNNING: &str = "reconcile_running";
 }

@@ -5,12 +5,14 @@
 //! them (see `tests/bindings.rs`; never edit those files by hand). Money and credits are integers:
 //! 64-bit in Rust, `number` in TypeScript (all values stay far below 2^53).
 
+mod admin;
 mod auth;
 mod billing;
 mod credits;
 mod error;
 mod packs;
 
+pub use admin::*;
 pub use auth::*;
 pub use billing::*;
 pub use credits::*;

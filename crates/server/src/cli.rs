@@ -91,6 +91,11 @@ pub fn parse_since(text: &str) -> anyhow::Result<i64> {
     Ok(date.midnight().assume_utc().unix_timestamp())
 }
 
+/// Unix seconds as an RFC 3339 time (what `--since` was).
+pub fn format_since(secs: i64) -> String {
+    crate::db::rfc3339_ms(secs.saturating_mul(1000))
+}
+
 pub fn format_report(r: &DriftReport) -> String {
     let mut out = format!(
         "settled Mascot sessions at Stripe (paid, or nothing to pay): {}\nnot Mascot's (ignored): {}\nfixed now (paid, were not credited): {}\n",

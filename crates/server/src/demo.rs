@@ -18,6 +18,8 @@ pub struct DemoOptions {
     pub port: u16,
     pub data_dir: PathBuf,
     pub plugin_dir: PathBuf,
+    /// Another database than the SQLite file in `data_dir` (the console's e2e runs on PostgreSQL too).
+    pub database_url: Option<String>,
 }
 
 /// The key the demo's simulator accepts. A test key: the simulator refuses live keys.
@@ -38,7 +40,10 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
     let base = format!("http://127.0.0.1:{port}");
     let webhook_secret = format!("whsec_demo_{}", uuid::Uuid::new_v4().simple());
 
-    config.database_url = SecretString::from(format!("sqlite://{}?mode=rwc", db_path.display()));
+    config.database_url = match &options.database_url {
+        Some(url) => SecretString::from(url.clone()),
+        None => SecretString::from(format!("sqlite://{}?mode=rwc", db_path.display())),
+    };
     config.host = [127, 0, 0, 1].into();
     config.port = port;
     // One person on 127.0.0.1: per-address limits would only get in the way of trying it out.

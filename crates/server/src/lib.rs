@@ -3,6 +3,7 @@
 //! `Application::build` connects the database, applies migrations and binds the listener; `main`
 //! and the integration tests both start the server through it.
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod billing;

@@ -1,11 +1,14 @@
 //! `mascot-server`: the HTTP server (default) and the operator commands.
 
 use clap::{Parser, Subcommand};
-use mascot_server::{cli, telemetry, Application, Config, Db};
+use mascot_server::{admin::log, cli, telemetry, Application, Config, Db};
 
 #[derive(Parser)]
 #[command(name = "mascot-server", version, about = "Mascot credits backend: accounts, credit ledger, Stripe purchases")]
 struct Cli {
+    /// Who runs an operator command, for the audit trail (default: the OS user).
+    #[arg(long, global = true)]
+    operator: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -25,6 +28,9 @@ enum Command {
         /// The plugin folder (host page in e2e/, built UI in dist/).
         #[arg(long, default_value = "plugin")]
         plugin_dir: std::path::PathBuf,
+        /// Use this database instead of the SQLite file in --data-dir.
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -56,6 +62,42 @@ enum Command {
     Users {
         #[command(subcommand)]
         command: UsersCommand,
+    },
+    /// Operators of the console at /admin: the role, its TOTP second factor, admin API tokens.
+    Admins {
+        #[command(subcommand)]
+        command: AdminsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminsCommand {
+    /// Give an existing account the operator role and enrol an authenticator app (prints the
+    /// otpauth:// URI and a QR code to this terminal, once).
+    Add {
+        #[arg(long)]
+        email: String,
+    },
+    /// List the operators.
+    List,
+    /// Take the role away; every console session and admin API token of it stops working.
+    Remove {
+        #[arg(long)]
+        email: String,
+    },
+    /// Issue an admin API token (printed once), or revoke every token with --revoke.
+    Token {
+        #[arg(long)]
+        email: String,
+        /// Days until it expires (1 to 366).
+        #[arg(long, default_value_t = mascot_server::admin::TOKEN_DEFAULT_DAYS)]
+        days: i64,
+        /// A note on what the token is for (shown in the audit trail).
+        #[arg(long)]
+        label: Option<String>,
+        /// Revoke every admin API token of this operator instead.
+        #[arg(long, conflicts_with_all = ["days", "label"])]
+        revoke: bool,
     },
 }
 
@@ -127,6 +169,7 @@ async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
+    let operator = mascot_server::admin::cli_operator(cli.operator.as_deref());
 
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
@@ -151,8 +194,9 @@ async fn run() -> anyhow::Result<()> {
             tracing::info!("stopped");
         }
         #[cfg(feature = "demo")]
-        Command::Demo { port, data_dir, plugin_dir } => {
-            mascot_server::demo::run(config, mascot_server::demo::DemoOptions { port, data_dir, plugin_dir }).await?;
+        Command::Demo { port, data_dir, plugin_dir, database_url } => {
+            let options = mascot_server::demo::DemoOptions { port, data_dir, plugin_dir, database_url };
+            mascot_server::demo::run(config, options).await?;
         }
         Command::Migrate => {
             let db = Db::connect(&config.database_url, 2).await?;
@@ -166,8 +210,18 @@ async fn run() -> anyhow::Result<()> {
                 .stripe
                 .clone()
                 .ok_or_else(|| anyhow::anyhow!("reconcile needs STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET"))?;
-            let billing = mascot_server::billing::Billing::new(db, stripe)?;
-            let report = mascot_server::billing::reconcile::reconcile(&billing, since).await?;
+            let billing = mascot_server::billing::Billing::new(db.clone(), stripe)?;
+            use mascot_server::admin::runs;
+            let params = format!("since {}", cli::format_since(since));
+            let run = match runs::start_reconcile(&db, &operator, log::Via::Cli, &params).await {
+                Ok(id) => id,
+                Err(runs::StartError::AlreadyRunning(other)) => anyhow::bail!(
+                    "a reconcile is already running{}; wait for it to finish",
+                    other.map(|r| format!(" (started by {} at {})", r.actor, r.started_at)).unwrap_or_default()
+                ),
+                Err(runs::StartError::Db(e)) => return Err(e.into()),
+            };
+            let report = runs::run_reconcile(&billing, &run, since, &operator, log::Via::Cli).await?;
             print!("{}", cli::format_report(&report));
             if report.has_unfixed_drift() {
                 std::process::exit(2);
@@ -177,6 +231,26 @@ async fn run() -> anyhow::Result<()> {
             // Read-only and without migrating: it must also report on a database before a migration.
             let db = Db::connect(&config.database_url, 2).await?;
             let report = mascot_server::audit::run(&db).await?;
+            // Stored for the console's overview; a database not migrated yet has no table for it.
+            let summary = format!("{} violation(s)", report.violations.len());
+            match mascot_server::admin::runs::record_finished(
+                &db,
+                "audit",
+                &operator,
+                log::Via::Cli,
+                None,
+                report.is_clean(),
+                &summary,
+                &report.to_text(),
+            )
+            .await
+            {
+                Ok(_) => {
+                    let outcome = if report.is_clean() { "ok" } else { "violations found" };
+                    mascot_server::admin::actions::note_cli(&db, &operator, "audit", &summary, outcome).await;
+                }
+                Err(e) => eprintln!("note: this run was not stored for the console ({e})"),
+            }
             db.close().await;
             if json {
                 println!("{}", report.to_json());
@@ -187,12 +261,16 @@ async fn run() -> anyhow::Result<()> {
                 std::process::exit(2);
             }
         }
-        Command::Events { command } => events_command(&config, command).await?,
+        Command::Events { command } => events_command(&config, &operator, command).await?,
         Command::Credits { command: CreditsCommand::Grant { email, amount, reason, grant_id } } => {
             let db = open(&config).await?;
-            let balance = cli::grant_credits(&db, &email, amount, &reason, grant_id.as_deref()).await?;
+            let grant_id = grant_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let result = cli::grant_credits(&db, &email, amount, &reason, Some(&grant_id)).await;
+            let detail = format!("{amount} credits; reason: {reason}; grant id {grant_id}");
+            let balance = recorded(&db, &operator, "credits.grant", Some(&email), Some(&detail), result).await?;
             println!("granted {amount} credits to {email}; balance is now {balance}");
         }
+        Command::Admins { command } => admins_command(&config, &operator, command).await?,
         Command::Users { command: UsersCommand::ResetPassword { email, stdin } } => {
             let db = open(&config).await?;
             let new = if stdin {
@@ -200,7 +278,9 @@ async fn run() -> anyhow::Result<()> {
             } else {
                 cli::NewPassword::Generate
             };
-            match cli::reset_password(&db, &email, new).await? {
+            let detail = if stdin { "password from standard input" } else { "one-time password generated" };
+            let result = cli::reset_password(&db, &email, new).await;
+            match recorded(&db, &operator, "users.reset_password", Some(&email), Some(detail), result).await? {
                 Some(password) => {
                     println!("one-time password for {email}: {password}\n(ask the user to sign in with it)")
                 }
@@ -218,7 +298,86 @@ async fn open(config: &Config) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-async fn events_command(config: &Config, command: EventsCommand) -> anyhow::Result<()> {
+/// Records a CLI action and its outcome in the audit trail, then passes the result on.
+async fn recorded<T>(
+    db: &Db,
+    operator: &str,
+    action: &str,
+    target: Option<&str>,
+    detail: Option<&str>,
+    result: anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let outcome = match &result {
+        Ok(_) => "ok".to_string(),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    log::record(db, operator, log::Via::Cli, action, target, detail, &outcome).await?;
+    result
+}
+
+async fn admins_command(config: &Config, operator: &str, command: AdminsCommand) -> anyhow::Result<()> {
+    use mascot_server::admin;
+    let db = open(config).await?;
+    match command {
+        AdminsCommand::Add { email } => {
+            let result = admin::add(&db, &email, operator).await;
+            let enrolment = recorded(&db, operator, "admins.add", Some(&email), None, result).await?;
+            // To this terminal only: the URI carries the TOTP secret.
+            println!(
+                "{} is now an operator. Scan this with an authenticator app (or enter the key by hand):\n",
+                enrolment.email
+            );
+            if let Some(qr) = admin::totp::qr_for_terminal(&enrolment.uri) {
+                println!("{qr}");
+            }
+            println!(
+                "{}\n\nkey: {}\nThis is shown once. Sign in at {}/admin",
+                enrolment.uri,
+                enrolment.secret,
+                config.public_base()
+            );
+        }
+        AdminsCommand::List => {
+            let admins = admin::list(&db).await?;
+            println!("{:<40} {:<20} {:<24} {:>8} {:>6}", "email", "added by", "since", "sessions", "tokens");
+            for a in &admins {
+                println!(
+                    "{:<40} {:<20} {:<24} {:>8} {:>6}",
+                    a.email,
+                    a.added_by,
+                    mascot_server::db::rfc3339_ms(a.created_at),
+                    a.live_sessions,
+                    a.live_tokens
+                );
+            }
+            println!("{} operator(s)", admins.len());
+        }
+        AdminsCommand::Remove { email } => {
+            let result = admin::remove(&db, &email).await;
+            let revoked = recorded(&db, operator, "admins.remove", Some(&email), None, result).await?;
+            println!("{email} is no longer an operator; {revoked} console session(s) and token(s) revoked");
+        }
+        AdminsCommand::Token { email, revoke: true, .. } => {
+            let result = admin::revoke_tokens(&db, &email).await;
+            let n = recorded(&db, operator, "admins.token_revoke", Some(&email), None, result).await?;
+            println!("{n} admin API token(s) of {email} revoked");
+        }
+        AdminsCommand::Token { email, days, label, revoke: false } => {
+            let result = admin::issue_token(&db, &email, days, label.as_deref()).await;
+            let detail =
+                format!("{days} days{}", label.as_deref().map(|l| format!("; label: {l}")).unwrap_or_default());
+            let (token, expires) = recorded(&db, operator, "admins.token", Some(&email), Some(&detail), result).await?;
+            println!(
+                "admin API token for {email} (expires {}); shown once:\n{token}\nSend it as Authorization: Bearer <token> to {}/api/v1/admin/",
+                mascot_server::db::rfc3339_ms(expires),
+                config.public_base()
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn events_command(config: &Config, operator: &str, command: EventsCommand) -> anyhow::Result<()> {
     use mascot_server::billing::{journal, webhook, Billing};
     let db = open(config).await?;
     match command {
@@ -261,6 +420,10 @@ async fn events_command(config: &Config, command: EventsCommand) -> anyhow::Resu
                 }
             }
             println!("replayed {} event(s), {errors} failed", ids.len());
+            let target = if failed { "--failed".to_string() } else { ids.join(" ") };
+            let detail = format!("{} event(s) replayed, {errors} failed", ids.len());
+            let outcome = if errors > 0 { "some failed" } else { "ok" };
+            log::record(&db, operator, log::Via::Cli, "events.replay", Some(&target), Some(&detail), outcome).await?;
             if errors > 0 {
                 std::process::exit(2);
             }
@@ -273,6 +436,8 @@ async fn events_command(config: &Config, command: EventsCommand) -> anyhow::Resu
             }
             let cutoff = mascot_server::db::now_ms() - older_than_days * 24 * 3600 * 1000;
             let n = journal::prune(&db, cutoff).await?;
+            let detail = format!("{n} event(s) older than {older_than_days} days deleted");
+            log::record(&db, operator, log::Via::Cli, "events.prune", None, Some(&detail), "ok").await?;
             println!("deleted {n} event(s) received more than {older_than_days} days ago");
         }
     }

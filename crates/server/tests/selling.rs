@@ -163,6 +163,20 @@ async fn recorded(app: &BillingApp, id: &str) -> Value {
            "tax_id_collection": r.6, "invoice_creation": r.7, "allow_promotion_codes": r.8, "status": r.9})
 }
 
+async fn refunded(app: &BillingApp, id: &str) -> (Option<i64>, Option<i64>) {
+    sqlx::query_as("SELECT amount_refunded_cents, refunded_tax_cents FROM checkout_sessions WHERE id = $1")
+        .bind(id)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap()
+}
+
+/// The console overview's revenue for the last 30 days (USD cents).
+async fn revenue_30d(app: &BillingApp) -> i64 {
+    let overview = mascot_server::admin::data::overview(&app.state.db, "TEST").await.unwrap();
+    overview.periods.iter().find(|p| p.period == "30d").unwrap().revenue_cents
+}
+
 /// `mascot-server audit` over the database: the violations of invariant I6 (recorded amounts),
 /// after checking nothing else is wrong.
 async fn audit_i6(app: &BillingApp) -> Vec<String> {
@@ -371,9 +385,15 @@ async fn partial_refund_of_a_taxed_discounted_purchase(b: Backend) {
     refund(&app, &pi, 500).await; // ceil(75 × 500 / 1236) = ceil(30.34) = 31
     assert!(app.sim.wait_idle(Duration::from_secs(10)).await);
     assert_eq!(app.balance(&u.token).await, 44);
+    // The operator console's revenue: paid net of tax, minus the refund net of its tax share
+    // (floor(197 × 500 / 1236) = 79): (1236 − 197) − (500 − 79) = 618.
+    assert_eq!(refunded(&app, &id).await, (Some(500), Some(79)));
+    assert_eq!(revenue_30d(&app).await, 618);
     refund(&app, &pi, 736).await; // the rest: 75 in all, never more
     assert!(app.sim.wait_idle(Duration::from_secs(10)).await);
     assert_eq!(app.balance(&u.token).await, 0);
+    assert_eq!(refunded(&app, &id).await, (Some(1236), Some(197)));
+    assert_eq!(revenue_30d(&app).await, 0, "all of it refunded");
     assert_eq!(audit_i6(&app).await, Vec::<String>::new());
 }
 

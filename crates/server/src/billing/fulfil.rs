@@ -449,6 +449,19 @@ pub async fn claw_back_refund_in(
         return Ok(ClawbackOutcome::Nothing);
     }
     let refunded = charge.amount_refunded.clamp(0, charge.amount);
+    // The refunded money, for revenue (admin::data::REVENUE_CENTS): Stripe's cumulative amount,
+    // never lowered by an older event arriving late, and its tax share in proportion (Stripe
+    // splits a refund between net and tax in proportion; floor, like the tax it came from).
+    sqlx::query(
+        "UPDATE checkout_sessions SET amount_refunded_cents = $1,
+             refunded_tax_cents = CASE WHEN amount_tax_cents IS NULL THEN NULL ELSE (amount_tax_cents * $1) / $3 END
+         WHERE id = $2 AND (amount_refunded_cents IS NULL OR amount_refunded_cents < $1)",
+    )
+    .bind(refunded)
+    .bind(&purchase.id)
+    .bind(charge.amount)
+    .execute(&mut **tx)
+    .await?;
     // Integer ceil(credits × refunded / amount) without floating point.
     let target = (purchase.credits * refunded + charge.amount - 1) / charge.amount;
     let take = (target - purchase.refund_clawed)

@@ -33,9 +33,24 @@ impl DriftReport {
 }
 
 pub async fn reconcile(billing: &Billing, since_unix: i64) -> Result<DriftReport, FulfilError> {
+    reconcile_counting(billing, since_unix, None).await
+}
+
+/// [`reconcile`], counting the sessions it has examined in `progress` (the console's job).
+pub async fn reconcile_counting(
+    billing: &Billing,
+    since_unix: i64,
+    progress: Option<&std::sync::atomic::AtomicI64>,
+) -> Result<DriftReport, FulfilError> {
+    let step = || {
+        if let Some(p) = progress {
+            p.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    };
     let mut report = DriftReport::default();
     let mut paid_ids = HashSet::new();
     for session in billing.stripe.complete_sessions_since(since_unix).await? {
+        step();
         if !session.is_settled() {
             continue;
         }
@@ -61,6 +76,7 @@ pub async fn reconcile(billing: &Billing, since_unix: i64) -> Result<DriftReport
         }
     }
     for record in checkouts::credited_since(&billing.db, since_unix.saturating_mul(1000)).await? {
+        step();
         if paid_ids.contains(&record.id) {
             continue;
         }
