@@ -282,8 +282,12 @@ pub struct AdminReplayResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdminReconcileRequest {
-    /// `YYYY-MM-DD` (UTC) or RFC 3339: Checkout Sessions completed since then, up to now.
+    /// `YYYY-MM-DD` (UTC) or RFC 3339: Checkout Sessions created since then.
     pub since: String,
+    /// The last day (`YYYY-MM-DD`, included) or an RFC 3339 time (excluded); up to now when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub until: Option<String>,
 }
 
 /// `GET /api/v1/admin/runs`: the latest reconcile and audit runs, newest first.

@@ -91,6 +91,18 @@ pub fn parse_since(text: &str) -> anyhow::Result<i64> {
     Ok(date.midnight().assume_utc().unix_timestamp())
 }
 
+/// The end of a reconcile window (excluded): a date means the end of that day (UTC), so
+/// `--since 2026-11-01 --until 2026-11-30` is all of November; an RFC 3339 time is taken as is.
+pub fn parse_until(text: &str) -> anyhow::Result<i64> {
+    let text = text.trim();
+    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+        return Ok(t.unix_timestamp());
+    }
+    let date = time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
+        .map_err(|_| anyhow::anyhow!("--until must be a date like 2026-11-30 or an RFC 3339 time (got {text:?})"))?;
+    Ok(date.midnight().assume_utc().unix_timestamp() + 86_400)
+}
+
 /// Unix seconds as an RFC 3339 time (what `--since` was).
 pub fn format_since(secs: i64) -> String {
     crate::db::rfc3339_ms(secs.saturating_mul(1000))

@@ -40,6 +40,9 @@ enum Command {
         /// Start date: YYYY-MM-DD (UTC) or RFC 3339.
         #[arg(long)]
         since: String,
+        /// Last day, included: YYYY-MM-DD (UTC), or an RFC 3339 time (excluded); up to now when absent.
+        #[arg(long)]
+        until: Option<String>,
     },
     /// Check the money invariants (balances, held credits, holds, purchases) over the whole
     /// database, read-only. Exits 0 when clean, 2 when it found violations, 1 when it could not run.
@@ -203,8 +206,11 @@ async fn run() -> anyhow::Result<()> {
             db.migrate().await?;
             println!("migrations applied ({})", config.database_kind());
         }
-        Command::Reconcile { since } => {
+        Command::Reconcile { since, until } => {
             let since = cli::parse_since(&since)?;
+            let until = until.as_deref().map(cli::parse_until).transpose()?;
+            anyhow::ensure!(until.is_none_or(|u| u > since), "--until must be after --since");
+            let window = mascot_server::billing::reconcile::Window { since, until };
             let db = open(&config).await?;
             let stripe = config
                 .stripe
@@ -212,7 +218,7 @@ async fn run() -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("reconcile needs STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET"))?;
             let billing = mascot_server::billing::Billing::new(db.clone(), stripe)?;
             use mascot_server::admin::runs;
-            let params = format!("since {}", cli::format_since(since));
+            let params = window.describe();
             let run = match runs::start_reconcile(&db, &operator, log::Via::Cli, &params).await {
                 Ok(id) => id,
                 Err(runs::StartError::AlreadyRunning(other)) => anyhow::bail!(
@@ -221,7 +227,7 @@ async fn run() -> anyhow::Result<()> {
                 ),
                 Err(runs::StartError::Db(e)) => return Err(e.into()),
             };
-            let report = runs::run_reconcile(&billing, &run, since, &operator, log::Via::Cli).await?;
+            let report = runs::run_reconcile(&billing, &run, window, &operator, log::Via::Cli).await?;
             print!("{}", cli::format_report(&report));
             if report.has_unfixed_drift() {
                 std::process::exit(2);

@@ -496,7 +496,14 @@ async fn reconcile_fixes_a_missed_session(b: Backend) {
     app.sim.pay(&id, PayMethod::Card).await.unwrap();
     assert_eq!(app.balance(&u.token).await, 0, "no webhook, nobody polled");
     let billing = app.state.billing.clone().unwrap();
-    let report = mascot_server::billing::reconcile::reconcile(&billing, now() - 3600).await.unwrap();
+    // A window that ended before the purchase does not look at it.
+    use mascot_server::billing::reconcile::{reconcile_counting, Window};
+    let before =
+        reconcile_counting(&billing, Window { since: now() - 7200, until: Some(now() - 3600) }, None).await.unwrap();
+    assert!(before.fixed.is_empty() && before.paid_seen == 0 && !before.has_unfixed_drift(), "{before:?}");
+    assert_eq!(app.balance(&u.token).await, 0);
+    let report =
+        reconcile_counting(&billing, Window { since: now() - 3600, until: Some(now() + 3600) }, None).await.unwrap();
     assert_eq!(report.fixed, vec![id.clone()]);
     assert!(!report.has_unfixed_drift(), "{report:?}");
     assert_eq!(app.balance(&u.token).await, 75);

@@ -135,12 +135,14 @@ pub async fn replay(db: &Db, billing: Option<&Billing>, op: &Operator, event_id:
     recorded(db, op, "events.replay", Some(event_id), detail.as_deref(), result).await
 }
 
-/// Starts a reconcile from `since` in the background; the run id. One at a time.
+/// Starts a reconcile from `since` (to `until`, both dates included, when given) in the
+/// background; the run id. One at a time.
 pub async fn start_reconcile(
     db: &Db,
     billing: Option<&Arc<Billing>>,
     op: &Operator,
     since: &str,
+    until: Option<&str>,
 ) -> Result<String, ActionError> {
     let billing = match billing {
         Some(b) => b.clone(),
@@ -156,11 +158,23 @@ pub async fn start_reconcile(
             return recorded(db, op, "reconcile", None, Some(since), Err(e)).await;
         }
     };
-    let params = format!("since {}", cli::format_since(since_unix));
+    let until_unix = match until.map(str::trim).filter(|u| !u.is_empty()).map(cli::parse_until).transpose() {
+        Ok(u) => u,
+        Err(e) => {
+            let e = ActionError::Invalid(e.to_string().replace("--until", "until"));
+            return recorded(db, op, "reconcile", None, Some(since), Err(e)).await;
+        }
+    };
+    let window = crate::billing::reconcile::Window { since: since_unix, until: until_unix };
+    if until_unix.is_some_and(|u| u <= since_unix) {
+        let e = ActionError::Invalid("until must be after since.".into());
+        return recorded(db, op, "reconcile", None, Some(&window.describe()), Err(e)).await;
+    }
+    let params = window.describe();
     match runs::start_reconcile(db, &op.email, op.via(), &params).await {
         Ok(id) => {
             // The audit-trail entry is written when the run ends, with its outcome.
-            runs::spawn_reconcile(billing, id.clone(), since_unix, op.email.clone(), op.via());
+            runs::spawn_reconcile(billing, id.clone(), window, op.email.clone(), op.via());
             Ok(id)
         }
         Err(runs::StartError::AlreadyRunning(other)) => Err(ActionError::Conflict(format!(

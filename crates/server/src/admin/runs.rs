@@ -232,14 +232,14 @@ pub async fn finish(
 pub async fn run_reconcile(
     billing: &Billing,
     run_id: &str,
-    since_unix: i64,
+    window: reconcile::Window,
     actor: &str,
     via: Via,
 ) -> anyhow::Result<reconcile::DriftReport> {
     let db = &billing.db;
     let progress = Arc::new(AtomicI64::new(0));
     let count = || progress.load(std::sync::atomic::Ordering::Relaxed);
-    let work = reconcile::reconcile_counting(billing, since_unix, Some(&progress));
+    let work = reconcile::reconcile_counting(billing, window, Some(&progress));
     tokio::pin!(work);
     let mut tick = tokio::time::interval(HEARTBEAT);
     let result = loop {
@@ -252,12 +252,12 @@ pub async fn run_reconcile(
             }
         }
     };
-    let since = crate::cli::format_since(since_unix);
+    let range = window.describe();
     match result {
         Ok(report) => {
             let clean = !report.has_unfixed_drift();
             let summary = format!(
-                "since {since}: {} paid session(s) seen, {} fixed, {} paid not credited, {} credited not paid",
+                "{range}: {} paid session(s) seen, {} fixed, {} paid not credited, {} credited not paid",
                 report.paid_seen,
                 report.fixed.len(),
                 report.paid_not_credited.len(),
@@ -270,10 +270,9 @@ pub async fn run_reconcile(
             Ok(report)
         }
         Err(e) => {
-            let summary = format!("since {since}: failed: {e}");
+            let summary = format!("{range}: failed: {e}");
             finish(db, run_id, true, None, count(), &summary, None).await?;
-            log::record(db, actor, via, "reconcile", None, Some(&format!("since {since}")), &format!("failed: {e}"))
-                .await?;
+            log::record(db, actor, via, "reconcile", None, Some(&range), &format!("failed: {e}")).await?;
             Err(e.into())
         }
     }
@@ -281,9 +280,9 @@ pub async fn run_reconcile(
 
 /// Starts a reconcile in the background (the console and the admin API): returns the run id at
 /// once; the page polls the run for its progress and report.
-pub fn spawn_reconcile(billing: Arc<Billing>, run_id: String, since_unix: i64, actor: String, via: Via) {
+pub fn spawn_reconcile(billing: Arc<Billing>, run_id: String, window: reconcile::Window, actor: String, via: Via) {
     tokio::spawn(async move {
-        if let Err(e) = run_reconcile(&billing, &run_id, since_unix, &actor, via).await {
+        if let Err(e) = run_reconcile(&billing, &run_id, window, &actor, via).await {
             tracing::warn!(run_id = %run_id, error = %e, "a console reconcile failed");
         }
     });

@@ -296,11 +296,13 @@ pub async fn list_for_user(
 }
 
 /// Credited sessions created since `since_ms` (for reconciliation).
-pub async fn credited_since(db: &Db, since_ms: i64) -> sqlx::Result<Vec<CheckoutRecord>> {
+/// Credited sessions created from `since_ms` (included) to `until_ms` (excluded; no end when `None`).
+pub async fn credited_between(db: &Db, since_ms: i64, until_ms: Option<i64>) -> sqlx::Result<Vec<CheckoutRecord>> {
     let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM checkout_sessions WHERE status = 'credited' AND created_at >= $1"
+        "SELECT {COLUMNS} FROM checkout_sessions WHERE status = 'credited' AND created_at >= $1 AND created_at < $2"
     ))
     .bind(since_ms)
+    .bind(until_ms.unwrap_or(i64::MAX))
     .fetch_all(db.pool())
     .await?;
     records(rows)

@@ -32,14 +32,38 @@ impl DriftReport {
     }
 }
 
-pub async fn reconcile(billing: &Billing, since_unix: i64) -> Result<DriftReport, FulfilError> {
-    reconcile_counting(billing, since_unix, None).await
+/// Which Checkout Sessions a reconcile looks at: created from `since` (Unix seconds, included) to
+/// `until` (excluded; now when `None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub since: i64,
+    pub until: Option<i64>,
 }
 
-/// [`reconcile`], counting the sessions it has examined in `progress` (the console's job).
+impl Window {
+    pub fn since(since: i64) -> Window {
+        Window { since, until: None }
+    }
+
+    /// `since 2026-11-01T00:00:00.000Z` or `from … until …`, for reports and the audit trail.
+    pub fn describe(&self) -> String {
+        let at = |s: i64| crate::db::rfc3339_ms(s.saturating_mul(1000));
+        match self.until {
+            None => format!("since {}", at(self.since)),
+            Some(u) => format!("from {} until {}", at(self.since), at(u)),
+        }
+    }
+}
+
+pub async fn reconcile(billing: &Billing, since_unix: i64) -> Result<DriftReport, FulfilError> {
+    reconcile_counting(billing, Window::since(since_unix), None).await
+}
+
+/// [`reconcile`] over `window`, counting the sessions it has examined in `progress` (the
+/// console's job).
 pub async fn reconcile_counting(
     billing: &Billing,
-    since_unix: i64,
+    window: Window,
     progress: Option<&std::sync::atomic::AtomicI64>,
 ) -> Result<DriftReport, FulfilError> {
     let step = || {
@@ -49,7 +73,7 @@ pub async fn reconcile_counting(
     };
     let mut report = DriftReport::default();
     let mut paid_ids = HashSet::new();
-    for session in billing.stripe.complete_sessions_since(since_unix).await? {
+    for session in billing.stripe.complete_sessions_between(window.since, window.until).await? {
         step();
         if !session.is_settled() {
             continue;
@@ -75,7 +99,8 @@ pub async fn reconcile_counting(
             other => report.paid_not_credited.push((session.id.clone(), format!("{other:?}"))),
         }
     }
-    for record in checkouts::credited_since(&billing.db, since_unix.saturating_mul(1000)).await? {
+    let until_ms = window.until.map(|u| u.saturating_mul(1000));
+    for record in checkouts::credited_between(&billing.db, window.since.saturating_mul(1000), until_ms).await? {
         step();
         if paid_ids.contains(&record.id) {
             continue;

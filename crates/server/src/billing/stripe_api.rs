@@ -351,13 +351,25 @@ impl StripeApi {
     }
 
     /// Every complete session created at or after `since` (unix seconds), newest first.
-    pub async fn complete_sessions_since(&self, since: i64) -> Result<Vec<SessionView>, StripeCallError> {
+    /// Complete sessions created from `since` (included) to `until` (excluded; no end when `None`).
+    pub async fn complete_sessions_between(
+        &self,
+        since: i64,
+        until: Option<i64>,
+    ) -> Result<Vec<SessionView>, StripeCallError> {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
             let mut request = ListCheckoutSession::new()
                 .status(CheckoutSessionStatus::Complete)
-                .created(stripe_types::RangeQueryTs::gte(since))
+                .created(match until {
+                    None => stripe_types::RangeQueryTs::gte(since),
+                    Some(until) => stripe_types::RangeQueryTs::Bounds(stripe_types::RangeBoundsTs {
+                        gte: Some(since),
+                        lt: Some(until),
+                        ..Default::default()
+                    }),
+                })
                 .limit(100);
             if let Some(a) = &after {
                 request = request.starting_after(a.clone());

@@ -851,6 +851,8 @@ pub struct ReconcileForm {
     csrf: String,
     #[serde(default)]
     since: String,
+    #[serde(default)]
+    until: String,
 }
 
 /// `POST /admin/reconcile`: starts the job and shows its page.
@@ -864,7 +866,7 @@ pub async fn reconcile_form(
     if let Err(r) = csrf_ok(&state, &headers, &f.csrf) {
         return r;
     }
-    match actions::start_reconcile(&state.db, state.billing.as_ref(), &op, &f.since).await {
+    match actions::start_reconcile(&state.db, state.billing.as_ref(), &op, &f.since, Some(&f.until)).await {
         Ok(id) => (StatusCode::SEE_OTHER, [(axum::http::header::LOCATION, format!("/admin/reconcile?run={id}"))])
             .into_response(),
         Err(e) => {
@@ -887,8 +889,9 @@ pub async fn api_reconcile(
     AdminApi(op): AdminApi,
     ApiJson(body): ApiJson<AdminReconcileRequest>,
 ) -> ApiResult<(StatusCode, Json<OperatorRun>)> {
-    let id =
-        actions::start_reconcile(&state.db, state.billing.as_ref(), &op, &body.since).await.map_err(|e| match e {
+    let id = actions::start_reconcile(&state.db, state.billing.as_ref(), &op, &body.since, body.until.as_deref())
+        .await
+        .map_err(|e| match e {
             ActionError::Conflict(m) => ApiError::conflict(api_types::codes::RECONCILE_RUNNING, m),
             other => api_error(other),
         })?;
