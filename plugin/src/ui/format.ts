@@ -1,5 +1,5 @@
 // Display helpers.
-import type { HistoryEntry, Pack } from "../generated";
+import type { HistoryEntry, Pack, PurchaseAmounts } from "../generated";
 
 export function money(cents: number, currency: string): string {
   return new Intl.NumberFormat("en-US", { style: "currency", currency: currency.toUpperCase() }).format(cents / 100);
@@ -43,4 +43,18 @@ export function bestValue(packs: Pack[]): string | null {
 /** A handoff's user code as the browser page shows it: "ABCD-EFGH". */
 export function userCode(code: string): string {
   return code.length === 8 ? `${code.slice(0, 4)}-${code.slice(4)}` : code;
+}
+
+/** What a purchase cost when it differs from the list price (a code, tax), e.g.
+ * "Paid $12.36 · $2.60 off · $1.97 tax"; null when there is nothing to add. */
+export function paidSummary(p: PurchaseAmounts | null): string | null {
+  if (!p || (p.amount_discount_cents === 0 && p.amount_tax_cents === 0)) return null;
+  if (p.amount_paid_cents === 0) return "Free with a promotion code";
+  const parts = [`Paid ${money(p.amount_paid_cents, p.currency)}`];
+  if (p.amount_discount_cents > 0) parts.push(`${money(p.amount_discount_cents, p.currency)} off`);
+  if (p.amount_tax_cents > 0) {
+    const tax = money(p.amount_tax_cents, p.currency);
+    parts.push(p.tax_behavior === "inclusive" ? `incl. ${tax} tax` : `${tax} tax`);
+  }
+  return parts.join(" · ");
 }

@@ -3,7 +3,7 @@
 import { h, mount } from "./dom";
 import type { AuthOptions } from "../generated";
 import type { PendingHandoff } from "../protocol";
-import { bestValue, credits, delta, perCredit, userCode, when } from "./format";
+import { bestValue, credits, delta, paidSummary, perCredit, userCode, when } from "./format";
 import type { Actions, AuthMode, Banner, Model, Waiting } from "./state";
 
 /** The parts that stay across renders: the tab bar (banner landmark), the main landmark with
@@ -302,7 +302,13 @@ function historyView(model: Model, actions: Actions): HTMLElement {
     h(
       "li",
       { className: "entry" },
-      h("div", {}, h("div", { className: "entry-desc" }, e.description), h("div", { className: "muted small" }, when(e.created_at))),
+      h(
+        "div",
+        {},
+        h("div", { className: "entry-desc" }, e.description),
+        ...(paidSummary(e.purchase) ? [h("div", { className: "muted small entry-paid" }, paidSummary(e.purchase))] : []),
+        h("div", { className: "muted small" }, when(e.created_at)),
+      ),
       h("div", { className: `entry-delta ${e.delta >= 0 ? "plus" : "minus"}` }, delta(e)),
     ),
   );
