@@ -55,11 +55,7 @@ fn form(
     error: Option<&str>,
 ) -> Response {
     let (csrf, set_cookie) = html::csrf_token(headers, state.config.cookies_secure());
-    let mut response = html::render(status, &ResetPage { email, token, csrf: &csrf, error });
-    if let Some(cookie) = set_cookie {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
-    }
-    response
+    html::render_with_cookie(status, &ResetPage { email, token, csrf: &csrf, error }, set_cookie)
 }
 
 pub async fn reset_form(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<ResetQuery>) -> Response {

@@ -221,11 +221,7 @@ fn stripe_mode(state: &AppState) -> &'static str {
 }
 
 fn page(page: &impl Template, set_cookie: Option<HeaderValue>) -> Response {
-    let mut response = html::render(StatusCode::OK, page);
-    if let Some(c) = set_cookie {
-        response.headers_mut().append(header::SET_COOKIE, c);
-    }
-    response
+    html::render_with_cookie(StatusCode::OK, page, set_cookie)
 }
 
 fn time(ms: i64) -> String {
@@ -273,11 +269,7 @@ const WRONG_SIGN_IN: &str = "Wrong email, password or authenticator code.";
 
 fn login_again(headers: &HeaderMap, state: &AppState, status: StatusCode, email: &str, error: String) -> Response {
     let (csrf, set_cookie) = html::csrf_token(headers, state.config.cookies_secure());
-    let mut response = html::render(status, &LoginPage { csrf, email: email.to_string(), error: Some(error) });
-    if let Some(c) = set_cookie {
-        response.headers_mut().append(header::SET_COOKIE, c);
-    }
-    response
+    html::render_with_cookie(status, &LoginPage { csrf, email: email.to_string(), error: Some(error) }, set_cookie)
 }
 
 /// `POST /admin/login`: email, password and TOTP code. Throttled like `POST /api/v1/auth/login`

@@ -116,11 +116,7 @@ fn nav(
 }
 
 fn page(status: StatusCode, page: &impl Template, set_cookie: Option<axum::http::HeaderValue>) -> Response {
-    let mut response = html::render(status, page);
-    if let Some(c) = set_cookie {
-        response.headers_mut().append(axum::http::header::SET_COOKIE, c);
-    }
-    response
+    html::render_with_cookie(status, page, set_cookie)
 }
 
 fn db_page(e: sqlx::Error) -> Response {

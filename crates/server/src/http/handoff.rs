@@ -221,13 +221,6 @@ impl Pages<'_> {
         html::csrf_token(self.headers, self.state.config.cookies_secure())
     }
 
-    fn finish(mut response: Response, cookie: Option<HeaderValue>) -> Response {
-        if let Some(cookie) = cookie {
-            response.headers_mut().append(header::SET_COOKIE, cookie);
-        }
-        response
-    }
-
     fn sign_in(&self, h: &Handoff, status: StatusCode, code: &str, email: &str, error: Option<&str>) -> Response {
         let (csrf, cookie) = self.csrf();
         let page = SignInPage {
@@ -239,7 +232,7 @@ impl Pages<'_> {
             email,
             error,
         };
-        Self::finish(html::render(status, &page), cookie)
+        html::render_with_cookie(status, &page, cookie)
     }
 
     fn confirm(&self, h: &Handoff, email: &str) -> Response {
@@ -251,12 +244,12 @@ impl Pages<'_> {
             asked: ago(h.created_at),
             different_network: h.created_address != self.client,
         };
-        Self::finish(html::render(StatusCode::OK, &page), cookie)
+        html::render_with_cookie(StatusCode::OK, &page, cookie)
     }
 
     fn change(&self, status: StatusCode, email: &str, error: Option<&str>) -> Response {
         let (csrf, cookie) = self.csrf();
-        Self::finish(html::render(status, &ChangePage { secret: self.secret, csrf: &csrf, email, error }), cookie)
+        html::render_with_cookie(status, &ChangePage { secret: self.secret, csrf: &csrf, email, error }, cookie)
     }
 
     /// The step a handoff is at: sign in, change a one-time password, or confirm.

@@ -33,6 +33,15 @@ pub fn render(status: StatusCode, page: &impl Template) -> Response {
     }
 }
 
+/// [`render`], setting `cookie` (a form's new CSRF cookie, a session) when there is one.
+pub fn render_with_cookie(status: StatusCode, page: &impl Template, cookie: Option<HeaderValue>) -> Response {
+    let mut response = render(status, page);
+    if let Some(cookie) = cookie {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
 pub fn message(status: StatusCode, title: &str, message: &str) -> Response {
     render(status, &Message { title, message })
 }
