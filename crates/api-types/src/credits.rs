@@ -66,6 +66,9 @@ pub struct HistoryEntry {
     /// For a `purchase` entry: what was paid, the discount and the tax (null for other kinds, and
     /// for purchases credited before amounts were recorded).
     pub purchase: Option<crate::PurchaseAmounts>,
+    /// For a spend: the feature it paid for (`SpendRequest.feature`), when the caller named one.
+    #[serde(default)]
+    pub feature: Option<String>,
 }
 
 /// `GET /api/v1/credits/history?limit=&before=`: newest first. Pass `next_cursor` as `before` to get
@@ -88,6 +91,12 @@ pub struct SpendRequest {
     /// Shown in the history, e.g. "Generated 4 mascots".
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200, pattern = r"\S"))]
     pub reason: String,
+    /// What the credits pay for, e.g. `generate`: 1 to 64 of `a-z 0-9 _ . -`. Kept on the ledger
+    /// entry and shown in the history, so spending can be broken down by feature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64, pattern = r"^[a-z0-9_.\-]+$"))]
+    pub feature: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
@@ -114,6 +123,11 @@ pub struct HoldRequest {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 86_400))]
     pub ttl_seconds: Option<i64>,
+    /// What the credits pay for (see `SpendRequest.feature`); the capture's entry carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64, pattern = r"^[a-z0-9_.\-]+$"))]
+    pub feature: Option<String>,
 }
 
 /// A new hold (201), or the replay of the request that created it.

@@ -56,4 +56,8 @@ pub mod codes {
     pub const AMBIGUOUS_CREDENTIALS: &str = "ambiguous_credentials";
     /// A reconcile is already running (one at a time).
     pub const RECONCILE_RUNNING: &str = "reconcile_running";
+    /// `PLUGIN_SPEND=false`: spending and holds go through the service that does the work.
+    pub const SPEND_REQUIRES_SERVICE: &str = "spend_requires_service";
+    /// A service key's `--max-credits-per-day` would be passed by this spend or hold.
+    pub const KEY_LIMIT_REACHED: &str = "key_limit_reached";
 }

@@ -11,6 +11,7 @@ mod billing;
 mod credits;
 mod error;
 mod packs;
+mod service;
 
 pub use admin::*;
 pub use auth::*;
@@ -18,6 +19,7 @@ pub use billing::*;
 pub use credits::*;
 pub use error::*;
 pub use packs::*;
+pub use service::*;
 
 /// Every exported type, as `(file name, generated TypeScript)`. The bindings test compares this list
 /// with the committed files, and `UPDATE_BINDINGS=1 cargo test -p api-types` rewrites them.
@@ -67,5 +69,8 @@ pub fn typescript_bindings() -> Vec<(String, String)> {
         CheckoutSettingsUsed,
         CheckoutSummary,
         CheckoutListResponse,
+        VerifyRequest,
+        VerifyResponse,
+        ServiceTokenResponse,
     ]
 }

@@ -18,4 +18,8 @@ created_at: string,
  * For a `purchase` entry: what was paid, the discount and the tax (null for other kinds, and
  * for purchases credited before amounts were recorded).
  */
-purchase: PurchaseAmounts | null, };
+purchase: PurchaseAmounts | null, 
+/**
+ * For a spend: the feature it paid for (`SpendRequest.feature`), when the caller named one.
+ */
+feature: string | null, };

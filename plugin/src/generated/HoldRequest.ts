@@ -11,4 +11,8 @@ amount: number, reason: string,
 /**
  * Seconds until the hold lapses by itself (default 900, at most 86400).
  */
-ttl_seconds: number | null, };
+ttl_seconds: number | null, 
+/**
+ * What the credits pay for (see `SpendRequest.feature`); the capture's entry carries it.
+ */
+feature?: string, };

@@ -11,4 +11,9 @@ amount: number,
 /**
  * Shown in the history, e.g. "Generated 4 mascots".
  */
-reason: string, };
+reason: string, 
+/**
+ * What the credits pay for, e.g. `generate`: 1 to 64 of `a-z 0-9 _ . -`. Kept on the ledger
+ * entry and shown in the history, so spending can be broken down by feature.
+ */
+feature?: string, };

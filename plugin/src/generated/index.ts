@@ -34,3 +34,6 @@ export type { PurchaseAmounts } from "./PurchaseAmounts";
 export type { CheckoutSettingsUsed } from "./CheckoutSettingsUsed";
 export type { CheckoutSummary } from "./CheckoutSummary";
 export type { CheckoutListResponse } from "./CheckoutListResponse";
+export type { VerifyRequest } from "./VerifyRequest";
+export type { VerifyResponse } from "./VerifyResponse";
+export type { ServiceTokenResponse } from "./ServiceTokenResponse";

@@ -80,6 +80,7 @@ pub async fn history(db: &Db, user_id: &str, limit: i64, before: Option<i64>) ->
             description: r.description,
             created_at: rfc3339_ms(r.created_at),
             purchase,
+            feature: None,
         });
     }
     Ok(HistoryPage { entries, next_cursor: if has_more { last_seq.map(|s| s.to_string()) } else { None } })
