@@ -321,6 +321,8 @@ async fn credit_claimed_in(
         cause: format!("purchase:{session_id}"),
         description,
         request_hash: None,
+        feature: None,
+        service_key_id: None,
     };
     // The claim already holds the session row, so a duplicate cause cannot reach here; if it ever
     // did, the transaction is spoiled and the caller rolls back.
@@ -543,8 +545,16 @@ async fn claw(
     if done.is_some() {
         return Ok(ClawbackOutcome::Nothing);
     }
-    let entry =
-        NewEntry { user_id: purchase.user_id.clone(), delta: -take, kind, cause, description, request_hash: None };
+    let entry = NewEntry {
+        user_id: purchase.user_id.clone(),
+        delta: -take,
+        kind,
+        cause,
+        description,
+        request_hash: None,
+        feature: None,
+        service_key_id: None,
+    };
     let posted = ledger::post(tx, &entry, Overdraft::Allow).await?;
     let sql = match column {
         Column::Refund => "UPDATE checkout_sessions SET refund_clawed = refund_clawed + $1 WHERE id = $2",
