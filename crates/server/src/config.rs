@@ -4,6 +4,11 @@ use std::{net::IpAddr, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub use crate::{
+    db::{database_kind, DatabaseKind},
+    mail::MailConfig,
+};
+
 /// Where the server keeps its data when `DATABASE_URL` is not set: a SQLite file beside the process.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://mascot.db?mode=rwc";
 
@@ -20,23 +25,6 @@ pub enum LogFormat {
     Pretty,
     /// One JSON object per line: for Railway and other log collectors.
     Json,
-}
-
-/// How mail goes out.
-#[derive(Debug, Clone)]
-pub enum MailConfig {
-    /// No mail: password resets go through `SUPPORT_EMAIL`.
-    Off,
-    /// Over SMTP (`SMTP_URL`, which may carry a password: never printed).
-    Smtp { url: SecretString, from: String },
-    /// Printed to standard output (the demo).
-    Console { from: String },
-}
-
-impl MailConfig {
-    pub fn enabled(&self) -> bool {
-        !matches!(self, MailConfig::Off)
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -621,31 +609,6 @@ fn read_return_base(get: &impl Fn(&str) -> Option<String>, problems: &mut Vec<St
         return None;
     }
     Some(base)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DatabaseKind {
-    Sqlite,
-    Postgres,
-}
-
-impl std::fmt::Display for DatabaseKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            DatabaseKind::Sqlite => "SQLite",
-            DatabaseKind::Postgres => "PostgreSQL",
-        })
-    }
-}
-
-pub fn database_kind(url: &str) -> Option<DatabaseKind> {
-    if url.starts_with("sqlite:") {
-        Some(DatabaseKind::Sqlite)
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Some(DatabaseKind::Postgres)
-    } else {
-        None
-    }
 }
 
 /// Every problem found in the environment, one line each.

@@ -21,24 +21,7 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 /// argon2 hashes whatever it is given; a bound keeps one request from costing seconds.
 pub const MAX_PASSWORD_CHARS: usize = 256;
 
-/// Characters that change how text looks without being seen: bidi controls, zero-width
-/// characters, invisible operators. In an email they only serve look-alike accounts.
-pub fn is_invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{180E}'
-        | '\u{200B}'..='\u{200F}'
-        | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}'
-        | '\u{2066}'..='\u{2069}'
-        | '\u{FEFF}')
-}
-
-/// The stored form of an email: Unicode NFC, lower-cased (not fully case-folded: folding turns
-/// "straße" into "strasse", another mailbox).
-pub fn canonical_email(raw: &str) -> String {
-    use unicode_normalization::UnicodeNormalization;
-    raw.trim().nfc().collect::<String>().to_lowercase()
-}
+pub use crate::email::{canonical_email, is_invisible};
 
 /// Normalises an email ([`canonical_email`]) and checks it looks deliverable; `Err` is the
 /// message for the user.

@@ -69,7 +69,7 @@ async fn canonical_emails(tx: &mut Tx) -> sqlx::Result<()> {
     let users: Vec<(String, String)> = sqlx::query_as("SELECT id, email FROM users").fetch_all(&mut **tx).await?;
     let mut kept = 0;
     for (id, email) in users {
-        let canonical = crate::auth::accounts::canonical_email(&email);
+        let canonical = crate::email::canonical_email(&email);
         if canonical == email {
             continue;
         }

@@ -372,7 +372,16 @@ pub(crate) async fn capture_in(
     sweep_expired(uow, user_id, now).await?;
     // The guarded transition: only a hold that is active (so unexpired: just swept with the same
     // `now`), the caller's to settle, and covering the amount changes; only its writer goes on.
-    let won: Option<(i64, i64, String, Option<String>, i64, Option<String>)> = sqlx::query_as(&format!(
+    #[derive(sqlx::FromRow)]
+    struct Won {
+        amount: i64,
+        captured_amount: i64,
+        reason: String,
+        feature: Option<String>,
+        created_at: i64,
+        service_key_id: Option<String>,
+    }
+    let won: Option<Won> = sqlx::query_as(&format!(
         "UPDATE credit_holds SET status = 'captured', captured_amount = COALESCE($3, amount), closed_at = $4
          WHERE id = $1 AND user_id = $2{} AND status = 'active' AND COALESCE($3, amount) BETWEEN 1 AND amount
          RETURNING amount, captured_amount, reason, feature, created_at, service_key_id",
@@ -384,7 +393,8 @@ pub(crate) async fn capture_in(
     .bind(now)
     .fetch_optional(&mut **uow)
     .await?;
-    let Some((held, taken, reason, feature, created_at, creator)) = won else {
+    let Some(Won { amount: held, captured_amount: taken, reason, feature, created_at, service_key_id: creator }) = won
+    else {
         // Lost, or never possible: answer from the hold as it is now.
         let hold = find_owned(uow, owner, user_id, hold_id).await?.ok_or(HoldError::NotFound)?;
         return match hold.status {
