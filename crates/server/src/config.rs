@@ -293,6 +293,10 @@ pub struct Config {
     pub plugin_spend: bool,
     /// The shortest `ttl_seconds` a hold may ask for (`HOLD_MIN_TTL_SECONDS`, default 30).
     pub hold_min_ttl_secs: i64,
+    /// Promotional credits a new account gets once, when its email is verified
+    /// (`SIGNUP_CREDITS`, default 0: none); they expire after `signup_credits_valid_days`.
+    pub signup_credits: i64,
+    pub signup_credits_valid_days: i64,
 }
 
 impl Config {
@@ -322,6 +326,8 @@ impl Config {
             stripe_missing: Vec::new(),
             plugin_spend: true,
             hold_min_ttl_secs: DEFAULT_HOLD_MIN_TTL_SECS,
+            signup_credits: 0,
+            signup_credits_valid_days: 30,
         }
     }
 
@@ -489,6 +495,18 @@ impl Config {
                 _ => problems.push(format!("HOLD_MIN_TTL_SECONDS must be from 1 to 3600 (got {n:?})")),
             }
         }
+        if let Some(n) = get("SIGNUP_CREDITS") {
+            match n.trim().parse::<i64>() {
+                Ok(n) if (0..=crate::ledger::input::MAX_AMOUNT).contains(&n) => config.signup_credits = n,
+                _ => problems.push(format!("SIGNUP_CREDITS must be a whole number of credits, 0 or more (got {n:?})")),
+            }
+        }
+        if let Some(n) = get("SIGNUP_CREDITS_VALID_DAYS") {
+            match n.trim().parse::<i64>() {
+                Ok(n) if (1..=3650).contains(&n) => config.signup_credits_valid_days = n,
+                _ => problems.push(format!("SIGNUP_CREDITS_VALID_DAYS must be from 1 to 3650 (got {n:?})")),
+            }
+        }
         if let Some(n) = get("SQLITE_MAX_PAGE_COUNT") {
             match n.trim().parse::<u64>() {
                 Ok(n) if n >= 16 => config.sqlite_max_page_count = Some(n),
@@ -525,6 +543,11 @@ impl Config {
     pub fn check_for_serve(&self) -> Result<Vec<String>, ConfigError> {
         let mut problems = self.stripe_missing.clone();
         let mut warnings = Vec::new();
+        if self.signup_credits > 0 && !self.mail.enabled() {
+            problems.push(
+                "SIGNUP_CREDITS is above 0 but mail is not configured: free credits are given when the email is verified through a link sent by mail; set SMTP_URL and MAIL_FROM, or SIGNUP_CREDITS=0".into(),
+            );
+        }
         if let Some(stripe) = &self.stripe {
             if self.return_base.is_none() {
                 if stripe.livemode() {

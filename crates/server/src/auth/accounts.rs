@@ -12,6 +12,8 @@ pub struct Account {
     pub balance: i64,
     /// Set while the password is an operator's one-time password: valid until then (ms).
     pub password_expires_at: Option<i64>,
+    /// When the email was confirmed through a link sent to it (ms).
+    pub email_verified_at: Option<i64>,
 }
 
 /// How long an operator's one-time password (`users reset-password`) works.
@@ -92,6 +94,7 @@ pub fn new_account(email: &str, password_hash: &str) -> Account {
         password_hash: password_hash.to_string(),
         balance: 0,
         password_expires_at: None,
+        email_verified_at: None,
     }
 }
 
@@ -133,6 +136,7 @@ struct AccountRow {
     password_hash: String,
     balance: i64,
     password_expires_at: Option<i64>,
+    email_verified_at: Option<i64>,
 }
 
 fn from_row(r: AccountRow) -> Account {
@@ -142,24 +146,27 @@ fn from_row(r: AccountRow) -> Account {
         password_hash: r.password_hash,
         balance: r.balance,
         password_expires_at: r.password_expires_at,
+        email_verified_at: r.email_verified_at,
     }
 }
 
 pub async fn find_by_email(db: &Db, email: &str) -> sqlx::Result<Option<Account>> {
-    let row: Option<AccountRow> =
-        sqlx::query_as("SELECT id, email, password_hash, balance, password_expires_at FROM users WHERE email = $1")
-            .bind(email)
-            .fetch_optional(db.pool())
-            .await?;
+    let row: Option<AccountRow> = sqlx::query_as(
+        "SELECT id, email, password_hash, balance, password_expires_at, email_verified_at FROM users WHERE email = $1",
+    )
+    .bind(email)
+    .fetch_optional(db.pool())
+    .await?;
     Ok(row.map(from_row))
 }
 
 pub async fn find_by_id(db: &Db, id: &str) -> sqlx::Result<Option<Account>> {
-    let row: Option<AccountRow> =
-        sqlx::query_as("SELECT id, email, password_hash, balance, password_expires_at FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(db.pool())
-            .await?;
+    let row: Option<AccountRow> = sqlx::query_as(
+        "SELECT id, email, password_hash, balance, password_expires_at, email_verified_at FROM users WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
     Ok(row.map(from_row))
 }
 
