@@ -343,3 +343,43 @@ pub struct AdminServiceKeyCreated {
     pub key: String,
     pub service_key: AdminServiceKey,
 }
+
+/// A promotion code, as the admin API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminCode {
+    pub code: String,
+    pub credits: i64,
+    /// Days the credits last after redeeming.
+    pub valid_days: i64,
+    pub max_redemptions: Option<i64>,
+    pub redemptions: i64,
+    pub redeem_by: Option<String>,
+    pub disabled_at: Option<String>,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminCodeList {
+    pub codes: Vec<AdminCode>,
+}
+
+/// Body of `POST /api/v1/admin/codes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminNewCode {
+    /// 4 to 32 of A-Z, 0-9, `-`, `_` (any case); absent: a generated 12-character code.
+    #[serde(default)]
+    pub code: Option<String>,
+    pub credits: i64,
+    #[serde(default)]
+    pub max_redemptions: Option<i64>,
+    /// RFC 3339: redeemable until then.
+    #[serde(default)]
+    pub redeem_by: Option<String>,
+    /// Days the credits last after redeeming (default 30).
+    #[serde(default)]
+    pub valid_days: Option<i64>,
+}

@@ -66,6 +66,8 @@ pub struct RateLimits {
     pub handoffs_per_hour: u32,
     /// Service tokens (`mcu_…`) issued per user.
     pub service_tokens_per_minute: u32,
+    /// Wrong promotion codes per account and per address (each also counts used-up codes: no oracle).
+    pub wrong_codes_per_hour: u32,
 }
 
 impl Default for RateLimits {
@@ -78,6 +80,7 @@ impl Default for RateLimits {
             resets_per_email_per_hour: 3,
             handoffs_per_hour: 30,
             service_tokens_per_minute: 60,
+            wrong_codes_per_hour: 10,
         }
     }
 }
@@ -93,6 +96,7 @@ impl RateLimits {
             resets_per_email_per_hour: 1_000_000,
             handoffs_per_hour: 1_000_000,
             service_tokens_per_minute: 1_000_000,
+            wrong_codes_per_hour: 1_000_000,
         }
     }
 }
@@ -437,6 +441,7 @@ impl Config {
             ("RATE_LIMIT_RESETS_PER_EMAIL_PER_HOUR", &mut config.rate_limits.resets_per_email_per_hour),
             ("RATE_LIMIT_HANDOFFS_PER_HOUR", &mut config.rate_limits.handoffs_per_hour),
             ("RATE_LIMIT_SERVICE_TOKENS_PER_MINUTE", &mut config.rate_limits.service_tokens_per_minute),
+            ("RATE_LIMIT_WRONG_CODES_PER_HOUR", &mut config.rate_limits.wrong_codes_per_hour),
             ("LOGIN_MAX_FAILURES", &mut config.login_throttle.max_failures),
             ("LOGIN_MAX_FAILURES_PER_ADDRESS", &mut config.login_throttle.client_max_failures),
         ] {

@@ -13,10 +13,12 @@ pub mod db;
 pub mod demo;
 pub mod email;
 pub mod error;
+pub mod guesses;
 pub mod http;
 pub mod ledger;
 pub mod mail;
 pub mod ops;
+pub mod promo;
 pub mod rate_limit;
 pub mod telemetry;
 
@@ -60,6 +62,8 @@ pub struct App {
     pub mailer: mail::Mailer,
     /// Password-reset requests waiting to be mailed.
     pub resets: auth::reset::Resets,
+    /// Wrong promotion codes per account and per address (guessing is bounded).
+    pub code_guesses: guesses::Guesses,
     /// `None` when Stripe is not configured (billing endpoints answer 503).
     /// Behind an `Arc`: the state is cloned for every request, and `Billing` holds an HTTP client.
     pub billing: Option<Arc<billing::Billing>>,
@@ -87,6 +91,7 @@ impl AppState {
             passwords: auth::password::PasswordPool::new(1),
             limits: Arc::new(rate_limit::Limits::new(&config::RateLimits::generous())),
             resets: auth::reset::Resets::start(db.clone(), mailer.clone(), config.public_base()),
+            code_guesses: guesses::Guesses::new(1_000_000, ops::codes::GUESS_WINDOW),
             mailer,
             billing,
             db,
@@ -138,10 +143,13 @@ impl Application {
             db::DatabaseKind::Sqlite => db.cache().enable(),
         }
         let throttle = Arc::new(auth::Throttle::new(config.login_throttle.clone()));
+        let code_guesses = guesses::Guesses::new(config.rate_limits.wrong_codes_per_hour, ops::codes::GUESS_WINDOW);
         let passwords = auth::password::PasswordPool::new(config.password_hash_threads);
         let limits = Arc::new(rate_limit::Limits::new(&config.rate_limits));
         let mailer = mail::Mailer::start(&config.mail)?;
         let resets = auth::reset::Resets::start(db.clone(), mailer.clone(), config.public_base());
+        // Expiries nobody's request records, and the "expire soon" mails.
+        ledger::sweep::spawn(db.clone(), mailer.clone());
         tracing::info!(
             mail = match &config.mail {
                 config::MailConfig::Off => "off (password resets: write to SUPPORT_EMAIL)",
@@ -169,6 +177,7 @@ impl Application {
             limits,
             mailer,
             resets,
+            code_guesses,
             billing,
             shutdown: shutdown_rx,
         });

@@ -87,6 +87,40 @@ enum Command {
         #[command(subcommand)]
         command: ServiceKeysCommand,
     },
+    /// Promotion codes users redeem in the plugin for promotional credits.
+    Codes {
+        #[command(subcommand)]
+        command: CodesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CodesCommand {
+    /// Make a code and print it.
+    Create {
+        /// Credits a redemption gives.
+        #[arg(long)]
+        credits: i64,
+        /// The code (any case); without it a 12-character code is generated.
+        #[arg(long)]
+        code: Option<String>,
+        /// How many accounts may redeem it (no limit when absent).
+        #[arg(long)]
+        max_redemptions: Option<i64>,
+        /// Redeemable until this time (RFC 3339).
+        #[arg(long)]
+        redeem_by: Option<String>,
+        /// Days the credits last after redeeming.
+        #[arg(long, default_value_t = 30)]
+        valid_days: i64,
+    },
+    /// List the codes with their redemptions so far.
+    List,
+    /// Disable a code: it no longer works.
+    Disable {
+        #[arg(long)]
+        code: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -299,6 +333,7 @@ async fn run() -> anyhow::Result<()> {
         }
         Command::Admins { command } => admins_command(&config, &operator.actor, command).await?,
         Command::ServiceKeys { command } => service_keys_command(config, &operator, command).await?,
+        Command::Codes { command } => codes_command(config, &operator, command).await?,
         Command::Users { command: UsersCommand::ResetPassword { email, stdin } } => {
             let state = AppState::for_tool(config, true).await?;
             let new = if stdin { NewPassword::Given(read_password_from_stdin()?) } else { NewPassword::Generate };
@@ -369,6 +404,54 @@ async fn service_keys_command(config: Config, operator: &Operator, command: Serv
         ServiceKeysCommand::Revoke { name } => {
             let key = ops::service::revoke_key(&state, operator, &name).await.map_err(cli_error)?;
             println!("service key {} revoked: it no longer works", key.name);
+        }
+    }
+    Ok(())
+}
+
+async fn codes_command(config: Config, operator: &Operator, command: CodesCommand) -> anyhow::Result<()> {
+    let state = AppState::for_tool(config, true).await?;
+    let time = |t: Option<i64>| t.map_or_else(|| "-".to_string(), mascot_server::db::rfc3339_ms);
+    match command {
+        CodesCommand::Create { credits, code, max_redemptions, redeem_by, valid_days } => {
+            let request =
+                ops::codes::CodeRequest { code, credits, max_redemptions, redeem_by, valid_days: Some(valid_days) };
+            let made = ops::codes::create(&state, operator, &request).await.map_err(cli_error)?;
+            eprintln!(
+                "code made: {} credits, valid {} days after redeeming{}{}",
+                made.credits,
+                made.valid_days,
+                made.max_redemptions.map(|m| format!(", at most {m} redemptions")).unwrap_or_default(),
+                made.redeem_by.map(|t| format!(", redeemable until {}", time(Some(t)))).unwrap_or_default()
+            );
+            println!("{}", made.code);
+        }
+        CodesCommand::List => {
+            let codes = ops::codes::list(&state).await.map_err(cli_error)?;
+            println!(
+                "{:<34} {:>8} {:>5} {:>12} {:<24} {:<24}",
+                "code", "credits", "days", "redeemed", "until", "disabled"
+            );
+            for c in &codes {
+                let redeemed = match c.max_redemptions {
+                    Some(m) => format!("{} of {m}", c.redemptions),
+                    None => c.redemptions.to_string(),
+                };
+                println!(
+                    "{:<34} {:>8} {:>5} {:>12} {:<24} {:<24}",
+                    c.code,
+                    c.credits,
+                    c.valid_days,
+                    redeemed,
+                    time(c.redeem_by),
+                    time(c.disabled_at)
+                );
+            }
+            println!("{} code(s)", codes.len());
+        }
+        CodesCommand::Disable { code } => {
+            ops::codes::disable(&state, operator, &code).await.map_err(cli_error)?;
+            println!("code {} disabled", code.trim().to_uppercase());
         }
     }
     Ok(())

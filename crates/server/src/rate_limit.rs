@@ -79,6 +79,8 @@ pub struct Limits {
     pub handoffs: Limiter,
     /// Service tokens (`mcu_…`) per user: each is a durable write.
     pub service_tokens: Limiter,
+    /// Email confirmation mails per user.
+    pub verifications: Limiter,
 }
 
 impl Limits {
@@ -91,6 +93,7 @@ impl Limits {
             resets_per_email: Limiter::per_hour(config.resets_per_email_per_hour),
             handoffs: Limiter::per_hour(config.handoffs_per_hour),
             service_tokens: Limiter::per_minute(config.service_tokens_per_minute),
+            verifications: Limiter::per_hour(config.resets_per_email_per_hour),
         }
     }
 }

@@ -263,6 +263,38 @@ async fn corrupted_rows_are_reported(b: Backend) {
     }
 }
 
+/// I7: a lot that lost credits no entry took, and a paid lot that expired, are each reported.
+async fn corrupted_lots_are_reported(b: Backend) {
+    let busy = busy_database(b).await;
+    let app = &busy.app;
+    let u1 = busy.users[1].0.clone();
+    let (lot,): (String,) =
+        sqlx::query_as("SELECT id FROM credit_lots WHERE wallet_id = $1 AND paid = 1 AND remaining > 1 LIMIT 1")
+            .bind(&u1)
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+    exec(app, &format!("UPDATE credit_lots SET remaining = remaining - 1 WHERE id = '{lot}'")).await;
+    let report = audit::run(&app.state.db).await.unwrap();
+    assert!(has(&report, "I7", "lots_mismatch", "user_id", &u1), "{}", report.to_text());
+    assert!(has(&report, "I7", "lot_entries_mismatch", "lot_id", &lot), "{}", report.to_text());
+    exec(app, &format!("UPDATE credit_lots SET remaining = remaining + 1 WHERE id = '{lot}'")).await;
+    assert!(audit::run(&app.state.db).await.unwrap().is_clean());
+    // A paid lot that an expiry took from (the CHECK refuses it on the lot itself; an entry can
+    // still point at one if someone wrote it by hand).
+    exec(
+        app,
+        &format!(
+            "INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, description, balance_after, created_at)
+             VALUES ('e-exp', '{u1}', 2000, 0, 'expiry', 'expiry:forged', 'x', 0, 0)"
+        ),
+    )
+    .await;
+    exec(app, &format!("INSERT INTO entry_lots (entry_id, lot_id, credits) VALUES ('e-exp', '{lot}', 0)")).await;
+    let report = audit::run(&app.state.db).await.unwrap();
+    assert!(has(&report, "I7", "paid_lot_expired", "lot_id", &lot), "{}", report.to_text());
+}
+
 fn audit_cli(database_url: &str, json: bool) -> (i32, String, String) {
     let mut c = Command::new(BIN);
     c.arg("audit")
@@ -331,6 +363,7 @@ async fn cli_exits_0_clean_2_on_violations_1_when_it_cannot_run(b: Backend) {
 }
 
 on_both_databases!(
+    corrupted_lots_are_reported,
     clean_database_has_no_violations,
     corrupted_rows_are_reported,
     cli_exits_0_clean_2_on_violations_1_when_it_cannot_run,

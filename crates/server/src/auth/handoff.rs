@@ -10,7 +10,6 @@
 
 use std::time::Duration;
 
-use rand::Rng;
 use subtle::ConstantTimeEq;
 
 use super::{secret::random_token, tokens::hash_token};
@@ -22,7 +21,8 @@ pub const MAX_CODE_FAILURES: i64 = 5;
 const READ_PREFIX: &str = "mch_";
 const WRITE_PREFIX: &str = "mcw_";
 /// No 0/O, 1/I/L, 5/S, 2/Z: easy to read off one screen and type on another.
-const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRTUVWXY346789";
+#[cfg(test)]
+const CODE_ALPHABET: &[u8] = super::secret::READABLE;
 
 pub struct Created {
     pub id: String,
@@ -46,8 +46,7 @@ pub struct Handoff {
 }
 
 pub fn new_user_code() -> String {
-    let mut rng = rand::rngs::OsRng;
-    (0..8).map(|_| CODE_ALPHABET[rng.gen_range(0..CODE_ALPHABET.len())] as char).collect()
+    super::secret::readable_code(8)
 }
 
 /// `abcd-efgh`, `ABCD EFGH`, `abcdefgh` all mean `ABCDEFGH`.

@@ -9,6 +9,7 @@ pub mod secret;
 pub mod service_keys;
 pub mod throttle;
 pub mod tokens;
+pub mod verify;
 
 pub use accounts::{normalise_email, validate_password, Account};
 pub use throttle::Throttle;

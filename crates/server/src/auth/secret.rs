@@ -24,6 +24,16 @@ pub fn readable_password() -> String {
     rand::rngs::OsRng.sample_iter(&Alphanumeric).take(20).map(char::from).collect()
 }
 
+/// Letters and digits no one confuses when reading or typing them (no 0/O, 1/I/L, 2/Z, 5/S).
+pub const READABLE: &[u8] = b"ABCDEFGHJKMNPQRTUVWXY346789";
+
+/// `len` characters of [`READABLE`] (a browser sign-in's user code, a promotion code).
+pub fn readable_code(len: usize) -> String {
+    use rand::Rng;
+    let mut rng = rand::rngs::OsRng;
+    (0..len).map(|_| READABLE[rng.gen_range(0..READABLE.len())] as char).collect()
+}
+
 /// The stored form of a secret: its SHA-256, hex.
 pub fn hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))

@@ -149,3 +149,83 @@ fn unavailable(e: impl std::fmt::Display) -> String {
     tracing::error!(error = %e, "password reset failed");
     "Something went wrong on our side; nothing was changed. Try the link again in a minute.".to_string()
 }
+
+// ---- /account/verify: the link an email confirmation mail carries ----
+
+#[derive(Template)]
+#[template(path = "verify.html")]
+struct VerifyPage<'a> {
+    email: &'a str,
+    token: &'a str,
+    csrf: &'a str,
+    gift: i64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct VerifyForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+fn verify_unusable() -> Response {
+    html::message(
+        StatusCode::NOT_FOUND,
+        "This link no longer works",
+        "Confirmation links work once, for 24 hours. Ask for a new one in the Mascot plugin in Figma.",
+    )
+}
+
+/// `GET /account/verify?token=`: shows a button (mail scanners open links: a GET never uses it up).
+pub async fn verify_form(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<ResetQuery>) -> Response {
+    let Some(token) = q.token.filter(|t| !t.chars().any(char::is_control)) else { return verify_unusable() };
+    match crate::auth::verify::peek(&state.db, &token).await {
+        Ok(Some((_, email))) => {
+            let (csrf, set_cookie) = html::csrf_token(&headers, state.config.cookies_secure());
+            let page = VerifyPage { email: &email, token: &token, csrf: &csrf, gift: state.config.signup_credits };
+            html::render_with_cookie(StatusCode::OK, &page, set_cookie)
+        }
+        Ok(None) => verify_unusable(),
+        Err(e) => {
+            tracing::error!(error = %e, "verify page could not read the link");
+            html::message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Please try again",
+                "Something went wrong on our side. Try the link again in a minute.",
+            )
+        }
+    }
+}
+
+/// `POST /account/verify`: confirms the email and gives the sign-up credits (once per account).
+pub async fn verify_submit(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+    body: Result<Form<VerifyForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(body)) = body else { return verify_unusable() };
+    if let Err(refusal) = html::check_form(&headers, &state.config.public_base(), &body.csrf) {
+        tracing::warn!(client = %client, ?refusal, "verify form refused (CSRF)");
+        return html::refused(refusal);
+    }
+    match crate::ops::accounts::verify_email(&state, &body.token).await {
+        Ok(Some(v)) => {
+            let text = match v.gift {
+                Some((credits, expires_at)) => format!(
+                    "Thank you: {} is confirmed. {credits} free credits were added to your account; they can be used until {} (UTC). Go back to the Mascot plugin in Figma to use them.",
+                    v.email,
+                    &crate::db::rfc3339_ms(expires_at)[..10]
+                ),
+                None => format!("Thank you: {} is confirmed. You can go back to the Mascot plugin in Figma.", v.email),
+            };
+            html::message(StatusCode::OK, "Email confirmed", &text)
+        }
+        Ok(None) => verify_unusable(),
+        Err(e) => {
+            let e = crate::error::ApiError::from(e);
+            html::message(e.status, "Please try again", &e.message)
+        }
+    }
+}

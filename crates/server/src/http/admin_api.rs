@@ -3,10 +3,10 @@
 //! outside the any-origin CORS layer (see `http::mod`), and its answers are never cached.
 
 use api_types::{
-    codes, AdminEventList, AdminGrant, AdminGrantResult, AdminMe, AdminNewServiceKey, AdminOneTimePassword,
-    AdminOverview, AdminPurchaseList, AdminReconcileRequest, AdminReplayResult, AdminServiceKey,
-    AdminServiceKeyCreated, AdminServiceKeyList, AdminSignedOut, AdminUser, AdminUserList, AuditAction, AuditList,
-    ErrorEnvelope, OperatorRun, OperatorRunList,
+    codes, AdminCode, AdminCodeList, AdminEventList, AdminGrant, AdminGrantResult, AdminMe, AdminNewCode,
+    AdminNewServiceKey, AdminOneTimePassword, AdminOverview, AdminPurchaseList, AdminReconcileRequest,
+    AdminReplayResult, AdminServiceKey, AdminServiceKeyCreated, AdminServiceKeyList, AdminSignedOut, AdminUser,
+    AdminUserList, AuditAction, AuditList, ErrorEnvelope, OperatorRun, OperatorRunList,
 };
 use axum::{
     extract::{FromRequestParts, State},
@@ -506,4 +506,72 @@ pub async fn api_revoke_service_key(
     PathId(name): PathId,
 ) -> ApiResult<Json<AdminServiceKey>> {
     Ok(Json(service_key(ops::service::revoke_key(&state, &admin.op(), &name).await?)))
+}
+
+fn code_view(c: crate::promo::Code) -> AdminCode {
+    AdminCode {
+        code: c.code,
+        credits: c.credits,
+        valid_days: c.valid_days,
+        max_redemptions: c.max_redemptions,
+        redemptions: c.redemptions,
+        redeem_by: c.redeem_by.map(rfc3339_ms),
+        disabled_at: c.disabled_at.map(rfc3339_ms),
+        created_by: c.created_by,
+        created_at: rfc3339_ms(c.created_at),
+    }
+}
+
+/// The promotion codes, newest first, with their redemptions so far.
+#[utoipa::path(get, path = "/api/v1/admin/codes", tag = "admin", security(("admin" = [])),
+    responses(
+        (status = 200, description = "Codes", body = AdminCodeList),
+        (status = 401, description = "No live admin credential", body = ErrorEnvelope),
+        (status = 403, description = "A plugin token (`forbidden`), or a cookie request without its CSRF header (`csrf_failed`)", body = ErrorEnvelope),
+    ))]
+pub async fn api_codes(State(state): State<AppState>, AdminApi(_): AdminApi) -> ApiResult<Json<AdminCodeList>> {
+    Ok(Json(AdminCodeList { codes: ops::codes::list(&state).await?.into_iter().map(code_view).collect() }))
+}
+
+/// Make a promotion code (its credits are promotional and expire `valid_days` after redeeming).
+#[utoipa::path(post, path = "/api/v1/admin/codes", tag = "admin", security(("admin" = [])), request_body = AdminNewCode,
+    responses(
+        (status = 201, description = "The code", body = AdminCode),
+        (status = 400, description = "Body is not valid JSON of this shape", body = ErrorEnvelope),
+        (status = 401, description = "No live admin credential", body = ErrorEnvelope),
+        (status = 403, description = "A plugin token (`forbidden`), or a cookie request without its CSRF header (`csrf_failed`)", body = ErrorEnvelope),
+        (status = 409, description = "The code exists (`name_taken`)", body = ErrorEnvelope),
+        (status = 422, description = "A bad code, amount, limit or date", body = ErrorEnvelope),
+    ))]
+pub async fn api_create_code(
+    State(state): State<AppState>,
+    admin: AdminApi,
+    ApiJson(body): ApiJson<AdminNewCode>,
+) -> ApiResult<(StatusCode, Json<AdminCode>)> {
+    let request = ops::codes::CodeRequest {
+        code: body.code,
+        credits: body.credits,
+        max_redemptions: body.max_redemptions,
+        redeem_by: body.redeem_by,
+        valid_days: body.valid_days,
+    };
+    Ok((StatusCode::CREATED, Json(code_view(ops::codes::create(&state, &admin.op(), &request).await?))))
+}
+
+/// Disable a code: it answers `code_not_found` from now on.
+#[utoipa::path(post, path = "/api/v1/admin/codes/{code}/disable", tag = "admin", security(("admin" = [])),
+    params(("code" = String, Path, description = "The code (any case)")),
+    responses(
+        (status = 204, description = "Disabled"),
+        (status = 401, description = "No live admin credential", body = ErrorEnvelope),
+        (status = 403, description = "A plugin token (`forbidden`), or a cookie request without its CSRF header (`csrf_failed`)", body = ErrorEnvelope),
+        (status = 404, description = "No enabled code of that name", body = ErrorEnvelope),
+    ))]
+pub async fn api_disable_code(
+    State(state): State<AppState>,
+    admin: AdminApi,
+    PathId(code): PathId,
+) -> ApiResult<StatusCode> {
+    ops::codes::disable(&state, &admin.op(), &code).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

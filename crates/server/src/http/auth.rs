@@ -169,3 +169,20 @@ pub async fn service_token(State(state): State<AppState>, user: AuthUser) -> Api
     let (token, expires_at) = crate::ops::service::service_token(&state, &user).await?;
     Ok(Json(ServiceTokenResponse { token, expires_at: crate::db::rfc3339_ms(expires_at) }))
 }
+
+/// Mail a new link that confirms this account's email (sign-up credits are given when it is used).
+#[utoipa::path(post, path = "/api/v1/auth/verify-email", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 202, description = "A link is on its way (nothing is sent to a confirmed email)"),
+        (status = 401, description = "Not signed in", body = ErrorEnvelope),
+        (status = 429, description = "A link was sent recently; see Retry-After", body = ErrorEnvelope),
+        (status = 503, description = "Mail is not set up on this server", body = ErrorEnvelope),
+    ))]
+pub async fn verify_email(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ClientAddr(client): ClientAddr,
+) -> ApiResult<StatusCode> {
+    ops::accounts::send_verification(&state, &user, &client).await?;
+    Ok(StatusCode::ACCEPTED)
+}

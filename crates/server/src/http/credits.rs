@@ -1,6 +1,8 @@
 //! Balance, history and spending: thin handlers over the ledger.
 
-use api_types::{BalanceResponse, ErrorEnvelope, HistoryResponse, SpendRequest, SpendResponse};
+use api_types::{
+    BalanceResponse, ErrorEnvelope, HistoryResponse, RedeemRequest, RedeemResponse, SpendRequest, SpendResponse,
+};
 use axum::{extract::State, Json};
 use serde::Deserialize;
 
@@ -84,4 +86,24 @@ pub async fn spend(
     let id = user.id.clone();
     let recorded = ops::credits::spend(&state, &Spender::Plugin(user), &id, &key, &body).await?;
     Ok(Json(SpendResponse { balance: recorded.posted.balance, entry_id: recorded.posted.entry_id }))
+}
+
+/// Redeem a promotion code for promotional credits (valid for the code's days).
+#[utoipa::path(post, path = "/api/v1/credits/redeem", tag = "credits", security(("bearer" = [])), request_body = RedeemRequest,
+    responses(
+        (status = 200, description = "Redeemed: the credits, when they expire, the new balance", body = RedeemResponse),
+        (status = 400, description = "Body is not valid JSON of this shape", body = ErrorEnvelope),
+        (status = 401, description = "Not signed in", body = ErrorEnvelope),
+        (status = 404, description = "`code_not_found`: unknown, disabled, ended or used up (one answer for all)", body = ErrorEnvelope),
+        (status = 409, description = "`code_already_redeemed` by this account", body = ErrorEnvelope),
+        (status = 429, description = "Too many wrong codes from this account or address; see Retry-After", body = ErrorEnvelope),
+    ))]
+pub async fn redeem(
+    State(state): State<AppState>,
+    user: AuthUser,
+    crate::http::extract::ClientAddr(client): crate::http::extract::ClientAddr,
+    ApiJson(body): ApiJson<RedeemRequest>,
+) -> ApiResult<Json<RedeemResponse>> {
+    let r = ops::codes::redeem(&state, &user, &client, &body.code).await?;
+    Ok(Json(RedeemResponse { credits: r.credits, expires_at: crate::db::rfc3339_ms(r.expires_at), balance: r.balance }))
 }

@@ -91,6 +91,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi, Vec<PlainRoute>)
         .routes(routes!(admin_api::api_run))
         .routes(routes!(admin_api::api_service_keys, admin_api::api_create_service_key))
         .routes(routes!(admin_api::api_revoke_service_key))
+        .routes(routes!(admin_api::api_codes, admin_api::api_create_code))
+        .routes(routes!(admin_api::api_disable_code))
         // Personal data and one-time passwords: never cached.
         .layer(axum::middleware::map_response(admin_api::no_store));
 
@@ -105,10 +107,12 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi, Vec<PlainRoute>)
         .routes(routes!(handoff::start))
         .routes(routes!(handoff::poll))
         .routes(routes!(auth::service_token))
+        .routes(routes!(auth::verify_email))
         .routes(routes!(auth::me))
         .routes(routes!(credits::balance))
         .routes(routes!(credits::history))
         .routes(routes!(credits::spend))
+        .routes(routes!(credits::redeem))
         .routes(routes!(holds::create))
         .routes(routes!(holds::capture))
         .routes(routes!(holds::release))
@@ -138,6 +142,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi, Vec<PlainRoute>)
     pages.route("/billing/cancel", "GET", get(pages::cancel));
     pages.route("/account/reset", "GET POST", get(account::reset_form).post(account::reset_submit));
     pages.route("/account/sign-in", "GET POST", get(handoff::page).post(handoff::submit));
+    pages.route("/account/verify", "GET POST", get(account::verify_form).post(account::verify_submit));
     pages.route("/assets/pages.css", "GET", get(html::stylesheet));
     // The operator console's pages.
     pages.route("/admin", "GET", get(console::overview::overview_page));
@@ -161,6 +166,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi, Vec<PlainRoute>)
         get(console::service_keys::keys_page).post(console::service_keys::create_form),
     );
     pages.route("/admin/service-keys/{name}/revoke", "POST", post(console::service_keys::revoke_form));
+    pages.route("/admin/codes", "GET POST", get(console::codes::codes_page).post(console::codes::create_form));
+    pages.route("/admin/codes/{code}/disable", "POST", post(console::codes::disable_form));
     pages.route("/assets/admin.css", "GET", get(console::stylesheet));
 
     let router = Router::new()

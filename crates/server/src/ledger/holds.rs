@@ -215,8 +215,9 @@ pub async fn funds(db: &Db, user_id: &str) -> sqlx::Result<Option<Funds>> {
         .fetch_optional(db.pool())
         .await?;
         let Some((balance, debt, lots_expire_at, held, next_hold_expiry)) = row else { return Ok(None) };
-        if lots_expire_at.is_some_and(|at| at <= now) {
-            // A read that finds an expiry unrecorded records it first.
+        // A read that finds an expiry unrecorded records it first (a due lot whose credits holds
+        // keep has nothing to record until they close: the lots hold no more than is held).
+        if lots_expire_at.is_some_and(|at| at <= now) && balance + debt > held {
             super::lots::record_due(db, user_id).await?;
             continue;
         }

@@ -10,6 +10,7 @@ pub mod holds;
 pub mod input;
 pub mod lots;
 pub mod metering;
+pub mod sweep;
 
 use std::sync::Arc;
 
@@ -125,11 +126,14 @@ pub async fn post(tx: &mut Uow, entry: &NewEntry, overdraft: Overdraft) -> Resul
         };
     }
     // Everything else first locks the wallet and records due expiries, then decides how the
-    // entry moves lots and debt.
+    // entry moves lots and debt. A capture comes first: the credits its hold kept from expiring
+    // are its own to take; what it leaves of a due lot expires right after.
     if lots::lock(tx, &entry.user_id).await?.is_none() {
         return Err(LedgerError::UnknownUser);
     }
-    lots::expire_if_due(tx, &entry.user_id, now).await?;
+    if entry.lots != Lots::Use {
+        lots::expire_if_due(tx, &entry.user_id, now).await?;
+    }
     let (balance, _, debt) = lots::lock(tx, &entry.user_id).await?.ok_or(LedgerError::UnknownUser)?;
     let wallet = entry.user_id.as_str();
     match &entry.lots {
@@ -151,6 +155,7 @@ pub async fn post(tx: &mut Uow, entry: &NewEntry, overdraft: Overdraft) -> Resul
                 move_and_insert_at(tx, entry, "", amount - from_lots, now).await?.ok_or(LedgerError::UnknownUser)?;
             let took = lots::use_in(tx, wallet, &posted.entry_id, from_lots).await?;
             check_took(took, from_lots, wallet)?;
+            lots::expire_if_due(tx, wallet, now).await?;
             Ok(posted)
         }
         Lots::TakeBack { purchase_cause } => {

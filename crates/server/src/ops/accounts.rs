@@ -11,6 +11,7 @@
 //! | [`operator_sign_out_everywhere`] | console, admin API |
 //! | [`one_time_password`] | console, admin API, CLI `users reset-password` |
 //! | [`request_password_reset`] | plugin API `POST /auth/password-reset` |
+//! | [`send_verification`], [`verify_email`] | plugin API `POST /auth/verify-email`; the page `/account/verify` |
 //! | [`start_handoff`], [`wait_for_handoff`] | plugin API `POST /auth/handoff`, `GET /auth/handoff/{id}` |
 
 use std::{sync::Arc, time::Duration};
@@ -20,7 +21,7 @@ use api_types::codes;
 use super::{
     credits::UserRef,
     error::{Conflict, OpError},
-    long_poll, Look, Operator, User,
+    long_poll, write_retrying, Look, Operator, User,
 };
 use crate::{
     admin::{self, log},
@@ -30,9 +31,11 @@ use crate::{
         handoff::{self, Poll},
         normalise_email,
         password::{self, PasswordError},
-        tokens, validate_password,
+        tokens, validate_password, verify,
     },
     db::now_ms,
+    ledger,
+    mail::Mail,
     AppState,
 };
 
@@ -162,6 +165,12 @@ pub async fn sign_up(
         })
         .await?;
     tracing::info!(user_id = %account.id, client = %client, "account created");
+    if state.mailer.enabled() {
+        // Best effort: the plugin offers "send again" when it does not arrive.
+        if let Err(e) = mail_verification(state, &account.id, &account.email).await {
+            tracing::warn!(error = %e, "the confirmation mail could not be queued");
+        }
+    }
     let user = User { id: account.id.clone(), email: account.email.clone(), token: token.clone() };
     Ok((token, Session { user, device_token, must_change: false }))
 }
@@ -522,4 +531,99 @@ pub async fn wait_for_handoff(state: &AppState, id: &str, key: &str, wait: u64) 
         })
     })
     .await
+}
+
+/// Mails the signed-in user a link that confirms their email (24 hours, single use): sign-up
+/// credits are given when it is used. Rate-limited per account and per address (each is a mail).
+pub async fn send_verification(state: &AppState, user: &User, client: &str) -> Result<(), OpError> {
+    if !state.mailer.enabled() {
+        return Err(OpError::Unavailable("Email verification needs mail, which is not set up on this server.".into()));
+    }
+    for (limiter, key) in [(&state.limits.verifications, user.id.as_str()), (&state.limits.resets, client)] {
+        if let Err(wait) = limiter.check(key) {
+            tracing::warn!(user_id = %user.id, client = %client, "email verification rate limit reached");
+            return Err(OpError::rate_limited(
+                format!(
+                    "A confirmation link was sent recently. Check your mail, or try again in {} minutes.",
+                    wait.div_ceil(60)
+                ),
+                wait,
+            ));
+        }
+    }
+    let account = me(state, user).await?;
+    if account.email_verified_at.is_some() {
+        return Ok(());
+    }
+    mail_verification(state, &account.id, &account.email).await
+}
+
+async fn mail_verification(state: &AppState, user_id: &str, email: &str) -> Result<(), OpError> {
+    let token = verify::issue(&state.db, user_id).await?;
+    let link = format!("{}/account/verify?token={token}", state.config.public_base());
+    let gift = if state.config.signup_credits > 0 {
+        format!(
+            "\n\nOnce it is confirmed, {} free credits are added to your account (valid {} days).",
+            state.config.signup_credits, state.config.signup_credits_valid_days
+        )
+    } else {
+        String::new()
+    };
+    let body = format!(
+        "Hello,\n\nConfirm that {email} is your email for Mascot: open this link (it works once, for 24 hours) and press the button.\n\n{link}{gift}\n\nIf you did not create a Mascot account, ignore this mail.\n\n— Mascot\n"
+    );
+    state.mailer.send(Mail {
+        to: email.to_string(),
+        subject: "Confirm your email for Mascot".into(),
+        body,
+        kind: "email_verification",
+        user_id: user_id.to_string(),
+    });
+    Ok(())
+}
+
+/// What confirming an email did.
+pub struct Verified {
+    pub email: String,
+    /// The sign-up credits given now: `(credits, expires_at)` (none when the server gives none,
+    /// or when this account had them already).
+    pub gift: Option<(i64, i64)>,
+}
+
+/// Uses a verification link: the email is confirmed and, once per account, the sign-up credits
+/// are given, in one unit of work. A used, expired or unknown link is `None`.
+pub async fn verify_email(state: &AppState, token: &str) -> Result<Option<Verified>, OpError> {
+    let (credits, days) = (state.config.signup_credits, state.config.signup_credits_valid_days);
+    let token_ = token.to_string();
+    let result = write_retrying(&state.db, None, move |uow| {
+        let token = token_.clone();
+        Box::pin(async move {
+            let Some(user) = verify::consume_in(uow, &token).await? else { return Ok(None) };
+            let (email,): (String,) =
+                sqlx::query_as("SELECT email FROM users WHERE id = $1").bind(&user).fetch_one(&mut **uow).await?;
+            if credits <= 0 {
+                return Ok(Some(Verified { email, gift: None }));
+            }
+            let expires_at = now_ms() + days * 86_400_000;
+            let entry = ledger::NewEntry {
+                user_id: user.clone(),
+                delta: credits,
+                kind: api_types::EntryKind::Gift,
+                // Once per account, whatever the links.
+                cause: format!("gift:signup:{user}"),
+                description: "Welcome credits".into(),
+                request_hash: None,
+                feature: None,
+                service_key_id: None,
+                lots: ledger::Lots::Credit { source: ledger::Source::Gift, expires_at: Some(expires_at) },
+            };
+            let given = ledger::post_once_in(uow, &entry, ledger::Overdraft::Allow).await?;
+            Ok(Some(Verified { email, gift: (!given.replayed).then_some((credits, expires_at)) }))
+        })
+    })
+    .await?;
+    if let Some(v) = &result {
+        tracing::info!(gift = ?v.gift.map(|g| g.0), "email verified");
+    }
+    Ok(result)
 }

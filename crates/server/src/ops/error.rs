@@ -81,8 +81,10 @@ pub enum Conflict {
     EmailTaken,
     /// One reconcile at a time.
     ReconcileRunning(String),
-    /// A live service key already has this name.
+    /// A live service key (or a code) already has this name.
     NameTaken(String),
+    /// This account redeemed this code before.
+    CodeAlreadyRedeemed,
 }
 
 impl Conflict {
@@ -94,6 +96,7 @@ impl Conflict {
             Conflict::EmailTaken => codes::EMAIL_TAKEN,
             Conflict::ReconcileRunning(_) => codes::RECONCILE_RUNNING,
             Conflict::NameTaken(_) => codes::NAME_TAKEN,
+            Conflict::CodeAlreadyRedeemed => codes::CODE_ALREADY_REDEEMED,
         }
     }
 
@@ -106,6 +109,7 @@ impl Conflict {
                 "This hold was already captured for {captured} credits; capture it again with that amount to read the result."
             ),
             Conflict::EmailTaken => "An account with this email already exists. Sign in instead.".to_string(),
+            Conflict::CodeAlreadyRedeemed => "You have already redeemed this code.".to_string(),
         }
     }
 }

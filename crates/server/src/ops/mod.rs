@@ -9,6 +9,7 @@
 //! | see the README's architecture section and each module's table |
 
 pub mod accounts;
+pub mod codes;
 pub mod credits;
 pub mod error;
 pub mod operator;

@@ -4,6 +4,7 @@
 
 pub mod audit;
 mod chart;
+pub mod codes;
 pub mod events;
 pub mod overview;
 pub mod purchases;
@@ -145,13 +146,14 @@ pub struct Nav {
 }
 
 impl Nav {
-    pub fn links(&self) -> [(&'static str, &'static str, &'static str); 7] {
+    pub fn links(&self) -> [(&'static str, &'static str, &'static str); 8] {
         [
             ("/admin", "Overview", "overview"),
             ("/admin/users", "Users", "users"),
             ("/admin/purchases", "Purchases", "purchases"),
             ("/admin/events", "Events", "events"),
             ("/admin/reconcile", "Reconcile", "reconcile"),
+            ("/admin/codes", "Codes", "codes"),
             ("/admin/service-keys", "Service keys", "service-keys"),
             ("/admin/audit", "Audit trail", "audit"),
         ]
