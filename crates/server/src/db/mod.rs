@@ -45,6 +45,8 @@ pub struct Db {
     checkouts: CheckoutHub,
     /// Whether writes are refused for lack of space (`/readyz`).
     health: Arc<WriteHealth>,
+    /// Wakes this process's webhook delivery worker when a commit made deliveries due.
+    outbox: Arc<tokio::sync::Notify>,
 }
 
 /// How [`Db::connect_with`] sets up the database.
@@ -105,6 +107,7 @@ impl Db {
             wal,
             checkouts: CheckoutHub::default(),
             health,
+            outbox: Arc::new(tokio::sync::Notify::new()),
         };
         if db_options.group_commit {
             db.group = Some(group::GroupCommit::spawn(db.clone(), options, db_options.sqlite_max_page_count));
@@ -165,6 +168,9 @@ impl Db {
         for id in &effects.checkouts {
             self.checkouts.notify_local(id);
         }
+        if effects.outbox {
+            self.outbox.notify_one();
+        }
         if let Some(wal) = &self.wal {
             wal.committed();
         }
@@ -179,6 +185,11 @@ impl Db {
     /// Wakes long-polls on checkout sessions (see `billing::hub`).
     pub fn checkouts(&self) -> &CheckoutHub {
         &self.checkouts
+    }
+
+    /// Notified after a commit that enqueued webhook deliveries (the delivery worker waits on it).
+    pub fn outbox(&self) -> &Arc<tokio::sync::Notify> {
+        &self.outbox
     }
 
     /// Whether writes are being refused for lack of space.

@@ -33,6 +33,8 @@ pub struct Uow {
 pub(super) struct Effects {
     pub tokens_changed: bool,
     pub checkouts: Vec<String>,
+    /// Webhook deliveries became due (see `webhooks`): this process's worker wakes after the commit.
+    pub outbox: bool,
 }
 
 impl Deref for Uow {
@@ -96,6 +98,11 @@ impl Uow {
         }
         self.effects.checkouts.push(session_id.to_string());
         Ok(())
+    }
+
+    /// An event was enqueued or a delivery made due: the delivery worker wakes after the commit.
+    pub fn outbox_changed(&mut self) {
+        self.effects.outbox = true;
     }
 
     /// Commits; on success returns the effects to apply.
