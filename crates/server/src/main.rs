@@ -71,6 +71,11 @@ enum Command {
         #[command(subcommand)]
         command: AdminsCommand,
     },
+    /// Webhook endpoints (signed events out to the operator's other systems) and their deliveries.
+    Webhooks {
+        #[command(subcommand)]
+        command: mascot_server::webhooks::cli::Command,
+    },
 }
 
 #[derive(Subcommand)]
@@ -277,6 +282,7 @@ async fn run() -> anyhow::Result<()> {
             println!("granted {amount} credits to {email}; balance is now {balance}");
         }
         Command::Admins { command } => admins_command(&config, &operator, command).await?,
+        Command::Webhooks { command } => mascot_server::webhooks::cli::run(&config, &operator, command).await?,
         Command::Users { command: UsersCommand::ResetPassword { email, stdin } } => {
             let db = open(&config).await?;
             let new = if stdin {

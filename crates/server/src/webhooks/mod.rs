@@ -15,6 +15,7 @@
 //!   a small read limit) and the signature.
 
 pub mod catalogue;
+pub mod cli;
 pub mod deliveries;
 pub mod endpoints;
 pub mod guard;
