@@ -26,7 +26,7 @@ use mascot_server::{
     },
     Config, Db,
 };
-use receiver::{verify_with_library, Plan, Receiver, Seen};
+use receiver::{plant, verify_with_library, Plan, Receiver, Seen};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
@@ -57,6 +57,7 @@ fn rules_of(app: &TestApp) -> Rules {
 async fn add_endpoint(app: &TestApp, url: &str, events: &[&str]) -> (String, String) {
     let events: Vec<String> = events.iter().map(|e| e.to_string()).collect();
     let created = endpoints::add(&app.state.db, &rules_of(app), &ACTOR, url, &events).await.expect("endpoint added");
+    plant(created.secret.expose_secret());
     (created.id, created.secret.expose_secret().to_string())
 }
 
@@ -355,6 +356,7 @@ async fn a_receiver_that_fails_first_accepts_the_retry_with_a_fresh_signature(b:
         .unwrap()
         .expose_secret()
         .to_string();
+    plant(&new_secret);
     let seen = rx.wait_for(Duration::from_secs(10), |s| s.len() >= 2).await;
     assert_eq!(seen.len(), 2, "{seen:?}");
     let list = wait_deliveries(&app.state.db, &event.id, Duration::from_secs(5), |d| d.status == "delivered").await;
@@ -656,6 +658,7 @@ async fn a_killed_server_delivers_after_restart(b: Backend) {
     assert!(add.status.success(), "{stdout}{}", String::from_utf8_lossy(&add.stderr));
     let secret =
         stdout.split_whitespace().find(|w| w.starts_with("whsec_")).expect("the secret is printed").to_string();
+    plant(&secret);
 
     let start = |label: &'static str| {
         let mut child = command(&["serve"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
