@@ -778,3 +778,86 @@ fn keep_child_log(label: &str, line: &str) {
         let _ = writeln!(f, "{line}");
     }
 }
+
+/// `mascot-server demo` registers its own receiver and prints each delivery, signature checked.
+#[cfg(feature = "demo")]
+#[test]
+fn the_demo_prints_what_its_receiver_hears() {
+    use std::io::BufRead;
+    let dir = std::env::temp_dir().join(format!("mascot-demo-hooks-{}", uuid::Uuid::new_v4().simple()));
+    let plugin_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugin");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mascot-server"))
+        .args([
+            "demo",
+            "--port",
+            "0",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--plugin-dir",
+            plugin_dir.to_str().unwrap(),
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            keep_child_log("demo", &line);
+            let _ = tx.send(line);
+        }
+    });
+    let next_matching = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) {
+                if line.contains(what) {
+                    return line;
+                }
+            }
+        }
+        panic!("the demo never printed {what:?}");
+    };
+    let ready = next_matching("MASCOT_DEMO_READY ");
+    let field = |k: &str| ready.split_whitespace().find_map(|w| w.strip_prefix(k)).unwrap().to_string();
+    let (api, sim) = (field("api="), field("sim="));
+    assert!(next_matching("Webhooks out:").contains(&format!("{api}/demo/webhooks")));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let auth: Value = c
+            .post(format!("{api}/api/v1/auth/signup"))
+            .json(&json!({"email": "demo-hooks@example.com", "password": "correct horse"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let checkout: Value = c
+            .post(format!("{api}/api/v1/billing/checkout"))
+            .bearer_auth(auth["token"].as_str().unwrap())
+            .json(&json!({"pack_id": "pack_75"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = checkout["session_id"].as_str().unwrap();
+        let paid = c.post(format!("{sim}/_sim/sessions/{id}/pay")).form(&[("method", "card")]).send().await.unwrap();
+        assert!(paid.status().is_success());
+    });
+    let line = next_matching("webhook credits.purchased");
+    assert!(
+        line.contains("(sequence 1)") && line.contains("\"delta\":75") && line.ends_with("[signature verified]"),
+        "{line}"
+    );
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(child.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
