@@ -491,6 +491,12 @@ async fn private_endpoints_are_refused_without_the_setting(b: Backend) {
     let named = Rules { allow_private: false, allowed_hosts: vec!["localhost".into()] };
     let plain = endpoints::add(db, &named, &ACTOR, &format!("http://localhost:{}/hooks", rx.port), &[]).await;
     let plain = plain.expect("an allowed host").id;
+    // A listed private name need not resolve where the command runs (`railway run` is local);
+    // any other name must, to be checked.
+    let railway = Rules { allow_private: false, allowed_hosts: vec!["generator.railway.internal".into()] };
+    endpoints::add(db, &railway, &ACTOR, "http://generator.railway.internal:8080/hooks", &[]).await.expect("listed");
+    let unknown = endpoints::add(db, &strict, &ACTOR, "https://mascot-hooks.invalid/h", &[]).await.unwrap_err();
+    assert!(unknown.to_string().contains("cannot resolve"), "{unknown}");
     let open = Rules { allow_private: true, allowed_hosts: vec![] };
     let literal = endpoints::add(db, &open, &ACTOR, &format!("https://127.0.0.1:{}/hooks", rx.port), &[]).await;
     let literal = literal.expect("allowed with the setting").id;

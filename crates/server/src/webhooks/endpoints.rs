@@ -80,10 +80,14 @@ fn listed_events(stored: &str) -> Vec<String> {
 }
 
 /// Checks `url` against the rules as `webhooks add` does (the form, then the addresses the host
-/// resolves to now); returns the URL as it will be stored.
+/// resolves to now); returns the URL as it will be stored. A host exempt from the address rules
+/// (WEBHOOK_ALLOWED_HOSTS) is not resolved: a private name such as `x.railway.internal` may not
+/// resolve where the command runs (`railway run` runs it on the operator's machine).
 pub async fn check_url(url: &str, rules: &Rules) -> Result<String, WebhookError> {
     let target = guard::parse(url, rules).map_err(WebhookError::InvalidUrl)?;
-    guard::resolve(&target).await.map_err(WebhookError::InvalidUrl)?;
+    if !target.exempt {
+        guard::resolve(&target).await.map_err(WebhookError::InvalidUrl)?;
+    }
     Ok(target.url.to_string())
 }
 
