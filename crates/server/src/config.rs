@@ -270,6 +270,9 @@ pub struct WebhookSettings {
     pub poll: Duration,
     /// Attempts in flight at once in this process.
     pub concurrency: usize,
+    /// Attempts to one endpoint in flight at once (soft, per claim): a slow or dead endpoint
+    /// cannot take every slot from the others.
+    pub per_endpoint: usize,
     /// Run the delivery worker in this process (the server does; tests may turn it off).
     pub worker: bool,
 }
@@ -284,7 +287,8 @@ impl Default for WebhookSettings {
             retry_max_delay: Duration::from_secs(8 * 3600),
             retry_for: Duration::from_secs(3 * 24 * 3600),
             poll: Duration::from_secs(1),
-            concurrency: 8,
+            concurrency: 16,
+            per_endpoint: 4,
             worker: true,
         }
     }

@@ -136,6 +136,7 @@ on_both_databases!(
     a_receiver_that_fails_first_accepts_the_retry_with_a_fresh_signature,
     two_replicas_never_run_one_attempt_twice_at_once,
     concurrent_claims_take_each_due_delivery_once,
+    a_silent_endpoint_does_not_hold_up_the_others,
     private_endpoints_are_refused_without_the_setting,
     redirects_silence_and_long_answers_are_failed_attempts,
     a_failed_delivery_is_replayed_with_its_webhook_id,
@@ -442,7 +443,7 @@ async fn concurrent_claims_take_each_due_delivery_once(b: Backend) {
             barrier.wait().await;
             let mut mine = Vec::new();
             loop {
-                let got = worker::claim(&db, 3, Duration::from_secs(60)).await.unwrap();
+                let got = worker::claim(&db, 3, Duration::from_secs(60), 1000).await.unwrap();
                 if got.is_empty() {
                     return mine;
                 }
@@ -464,6 +465,27 @@ async fn concurrent_claims_take_each_due_delivery_once(b: Backend) {
             .await
             .unwrap();
     assert_eq!(leased, 40);
+}
+
+async fn a_silent_endpoint_does_not_hold_up_the_others(b: Backend) {
+    let app = hook_app(b, |c| {
+        c.webhooks.concurrency = 4;
+        c.webhooks.per_endpoint = 2;
+        c.webhooks.timeout = Duration::from_secs(4);
+    })
+    .await;
+    let silent = Receiver::start(|_| Plan::Hold).await;
+    let healthy = Receiver::start(|_| Plan::ok()).await;
+    add_endpoint(&app, &silent.url, &[]).await;
+    add_endpoint(&app, &healthy.url, &[]).await;
+    for i in 0..10 {
+        emit(&app.state.db, "wallet", &format!("fair:{i}")).await;
+    }
+    // Well before the silent endpoint's attempts time out, the healthy one has everything.
+    let seen = healthy.wait_for(Duration::from_millis(2500), |s| s.len() >= 10).await;
+    assert_eq!(seen.len(), 10, "a silent endpoint took every slot");
+    let held = silent.seen();
+    assert!(!held.is_empty() && held.len() <= 4, "{} attempts to the silent endpoint at once", held.len());
 }
 
 async fn private_endpoints_are_refused_without_the_setting(b: Backend) {

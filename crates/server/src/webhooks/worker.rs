@@ -43,7 +43,9 @@ const CLAIM_SQLITE: &str =
     "UPDATE webhook_deliveries SET lease = $1, next_attempt_at = $2, attempts = attempts + 1, last_attempt_at = $3
      WHERE status = 'pending' AND next_attempt_at <= $3
        AND (event_id, endpoint_id) IN (SELECT event_id, endpoint_id FROM webhook_deliveries
-            WHERE status = 'pending' AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4)
+            WHERE status = 'pending' AND next_attempt_at <= $3 AND endpoint_id NOT IN (SELECT endpoint_id FROM webhook_deliveries
+                  WHERE status = 'pending' AND lease IS NOT NULL AND next_attempt_at > $3 GROUP BY endpoint_id HAVING COUNT(*) >= $5)
+            ORDER BY next_attempt_at LIMIT $4)
      RETURNING event_id, endpoint_id, attempts, retry_from";
 
 /// The same, skipping rows another replica's claim has locked.
@@ -51,7 +53,9 @@ const CLAIM_POSTGRES: &str =
     "UPDATE webhook_deliveries SET lease = $1, next_attempt_at = $2, attempts = attempts + 1, last_attempt_at = $3
      WHERE status = 'pending' AND next_attempt_at <= $3
        AND (event_id, endpoint_id) IN (SELECT event_id, endpoint_id FROM webhook_deliveries
-            WHERE status = 'pending' AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED)
+            WHERE status = 'pending' AND next_attempt_at <= $3 AND endpoint_id NOT IN (SELECT endpoint_id FROM webhook_deliveries
+                  WHERE status = 'pending' AND lease IS NOT NULL AND next_attempt_at > $3 GROUP BY endpoint_id HAVING COUNT(*) >= $5)
+            ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED)
      RETURNING event_id, endpoint_id, attempts, retry_from";
 
 /// How long a claim holds a delivery: an attempt is cut off at `timeout`, so twice that leaves
@@ -60,13 +64,15 @@ pub fn lease_of(settings: &WebhookSettings) -> Duration {
     settings.timeout * 2
 }
 
-/// Claims up to `n` due deliveries (a guarded write: only rows still due and unleased change).
-pub async fn claim(db: &Db, n: usize, lease: Duration) -> sqlx::Result<Vec<Claim>> {
+/// Claims up to `n` due deliveries (a guarded write: only rows still due and unleased change),
+/// none of an endpoint that already has `per_endpoint` attempts in flight.
+pub async fn claim(db: &Db, n: usize, lease: Duration, per_endpoint: usize) -> sqlx::Result<Vec<Claim>> {
     let token = uuid::Uuid::new_v4().simple().to_string();
     let unit_token = token.clone();
     let now = now_ms();
     let until = now + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
     let n = i64::try_from(n).unwrap_or(1);
+    let cap = i64::try_from(per_endpoint.max(1)).unwrap_or(i64::MAX);
     let mut claims: Vec<Claim> = db
         .write(None, move |uow| {
             let token = unit_token.clone();
@@ -75,7 +81,14 @@ pub async fn claim(db: &Db, n: usize, lease: Duration) -> sqlx::Result<Vec<Claim
                     DatabaseKind::Sqlite => CLAIM_SQLITE,
                     DatabaseKind::Postgres => CLAIM_POSTGRES,
                 };
-                sqlx::query_as::<_, Claim>(sql).bind(&token).bind(until).bind(now).bind(n).fetch_all(&mut **uow).await
+                sqlx::query_as::<_, Claim>(sql)
+                    .bind(&token)
+                    .bind(until)
+                    .bind(now)
+                    .bind(n)
+                    .bind(cap)
+                    .fetch_all(&mut **uow)
+                    .await
             })
         })
         .await?;
@@ -195,8 +208,11 @@ impl Worker {
             }
             Some(_) => {}
         }
-        let claims = claim(&self.db, free, lease_of(&self.settings)).await?;
-        let full = claims.len() == free;
+        // At most one endpoint's share per claim, so one claim cannot fill every slot with a
+        // single endpoint's backlog.
+        let n = free.min(self.settings.per_endpoint.max(1));
+        let claims = claim(&self.db, n, lease_of(&self.settings), self.settings.per_endpoint).await?;
+        let full = claims.len() == n;
         for c in claims {
             let Ok(permit) = slots.clone().acquire_owned().await else { break };
             let worker = self.clone();
@@ -207,8 +223,10 @@ impl Worker {
                 worker.db.outbox().notify_one();
             });
         }
-        // Everything due may not have fit: claim again at once when slots remain.
-        Ok(if full { self.settings.poll.min(Duration::from_millis(50)) } else { Duration::ZERO })
+        // More may be due: claim again at once. Otherwise what is still due belongs to endpoints
+        // at their share (or is locked by a replica's claim): wait for an attempt to finish (it
+        // wakes this loop) or for the next poll.
+        Ok(if full { Duration::ZERO } else { self.settings.poll })
     }
 
     /// One attempt of a claimed delivery, then its outcome recorded (under its lease).
