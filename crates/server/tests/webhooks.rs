@@ -529,7 +529,7 @@ async fn private_endpoints_are_refused_without_the_setting(b: Backend) {
     // this server has neither setting, so nothing reaches the receiver.
     let event = emit(db, "wallet", "ssrf").await;
     let list = wait_deliveries(db, &event.id, Duration::from_secs(10), |d| d.last_error.is_some()).await;
-    let error = |id: &str| list.iter().find(|d| &d.endpoint_id == id).unwrap().last_error.clone().unwrap();
+    let error = |id: &str| list.iter().find(|d| d.endpoint_id == id).unwrap().last_error.clone().unwrap();
     assert!(error(&literal).contains("127.0.0.1 is a loopback"), "{}", error(&literal));
     assert!(error(&name).contains("localhost resolves to") && error(&name).contains("loopback"), "{}", error(&name));
     assert!(error(&plain).contains("must be https"), "{}", error(&plain));
@@ -689,7 +689,7 @@ async fn a_killed_server_delivers_after_restart(b: Backend) {
     plant(&secret);
 
     let start = |label: &'static str| {
-        let mut child = command(&["serve"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = command(&["serve"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
         let out = child.stdout.take().unwrap();
         let (tx, lines) = std::sync::mpsc::channel::<String>();
         std::thread::spawn(move || {
@@ -709,6 +709,8 @@ async fn a_killed_server_delivers_after_restart(b: Backend) {
                 }
             }
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("the server did not start");
     };
     let (mut child, base) = start("first");
