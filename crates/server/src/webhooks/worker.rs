@@ -151,8 +151,8 @@ impl Worker {
         Worker { db, settings, rules }
     }
 
-    /// Runs until `shutdown` turns true. Attempts in flight then are abandoned: their leases
-    /// expire and another process (or the next start) tries them again.
+    /// Runs until `shutdown` turns true (or its sender is dropped). Attempts in flight then are
+    /// abandoned: their leases expire and another process (or the next start) tries them again.
     pub fn spawn(self, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
@@ -183,7 +183,8 @@ impl Worker {
                 tokio::select! {
                     _ = self.db.outbox().notified() => {}
                     _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.changed() => {}
+                    // An error: the application that would say "stop" is gone; stop too.
+                    changed = shutdown.changed() => if changed.is_err() { return },
                 }
             }
         })
@@ -406,6 +407,24 @@ mod tests {
             }
             assert!((15..=25).contains(&n), "{n} attempts in 3 days");
         }
+    }
+
+    /// The application that owns the shutdown signal went away without sending it: the worker
+    /// stops instead of spinning on a closed channel.
+    #[tokio::test]
+    async fn stops_when_its_application_is_gone() {
+        let dir = std::env::temp_dir().join(format!("mascot-worker-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = secrecy::SecretString::from(format!("sqlite://{}?mode=rwc", dir.join("w.db").display()));
+        let db = Db::connect(&url, 2).await.unwrap();
+        db.migrate().await.unwrap();
+        let (tx, rx) = watch::channel(false);
+        let handle = Worker::new(db.clone(), WebhookSettings::default()).spawn(rx);
+        drop(tx);
+        let stopped = tokio::time::timeout(Duration::from_secs(3), handle).await;
+        db.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(stopped.is_ok(), "the worker kept running after its application was dropped");
     }
 
     #[test]
