@@ -156,7 +156,12 @@ pub async fn spend_only(server: &str, out: &Path, postgres: &str, backend: &str,
     let client = reqwest::Client::new();
     let (token, user_id) = signup(&client, &srv.url, "spender@bench.example.com").await?;
     let grant = 10_000_000;
-    mascot_server::ledger::grant(&db, &user_id, grant, "bench", &uuid::Uuid::new_v4().to_string()).await?;
+    mascot_server::ledger::post_once(
+        &db,
+        &mascot_server::ledger::grant_entry(&user_id, grant, "bench", &uuid::Uuid::new_v4().to_string()),
+        mascot_server::ledger::Overdraft::Allow,
+    )
+    .await?;
     let cpu = srv.cpu_seconds();
     let (ok, refused, secs) = spend_run(&srv.url, &token, 64, seconds).await?;
     let cpu = srv.cpu_seconds() - cpu;
@@ -332,7 +337,12 @@ async fn backend_run(
     // 64 clients spending on one account.
     let (spender, spender_id) = signup(&client, &srv.url, &format!("spender-{backend}@bench.example.com")).await?;
     let grant = 10_000_000;
-    mascot_server::ledger::grant(&db, &spender_id, grant, "bench", &uuid::Uuid::new_v4().to_string()).await?;
+    mascot_server::ledger::post_once(
+        &db,
+        &mascot_server::ledger::grant_entry(&spender_id, grant, "bench", &uuid::Uuid::new_v4().to_string()),
+        mascot_server::ledger::Overdraft::Allow,
+    )
+    .await?;
     let spends = spend_run(&srv.url, &spender, 64, seconds).await?;
     let (cached, summed) = mascot_server::ledger::verify_balance(&db, &spender_id).await?;
     let spend_res = json!({"clients": 64, "ok": spends.0, "refused": spends.1, "seconds": spends.2, "spends_per_s": spends.0 as f64 / spends.2,

@@ -296,3 +296,45 @@ pub struct AdminReconcileRequest {
 pub struct OperatorRunList {
     pub runs: Vec<OperatorRun>,
 }
+
+/// A service key, as the admin API lists it (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminServiceKey {
+    pub name: String,
+    /// Credits the key may spend or hold per UTC day (null: no limit of its own).
+    pub max_credits_per_day: Option<i64>,
+    pub created_at: String,
+    pub created_by: String,
+    /// Updated at most once a minute.
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminServiceKeyList {
+    /// Live keys first, then newest first.
+    pub keys: Vec<AdminServiceKey>,
+}
+
+/// Body of `POST /api/v1/admin/service-keys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminNewServiceKey {
+    /// 1 to 64 of `A-Z a-z 0-9 _ . -`, unique among live keys.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9_.\-]+$"))]
+    pub name: String,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    pub max_credits_per_day: Option<i64>,
+}
+
+/// A key just made: `key` is in this answer only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminServiceKeyCreated {
+    /// `mck_…`: send it as `Authorization: Bearer …` to `/api/v1/service/…`.
+    pub key: String,
+    pub service_key: AdminServiceKey,
+}

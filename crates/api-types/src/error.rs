@@ -60,4 +60,9 @@ pub mod codes {
     pub const SPEND_REQUIRES_SERVICE: &str = "spend_requires_service";
     /// A service key's `--max-credits-per-day` would be passed by this spend or hold.
     pub const KEY_LIMIT_REACHED: &str = "key_limit_reached";
+    /// A capture of a hold that was already captured for another amount (with a different
+    /// `amount`, or without one): capture again with the captured amount to read the result.
+    pub const CAPTURED_DIFFERENTLY: &str = "captured_differently";
+    /// A live service key already has this name.
+    pub const NAME_TAKEN: &str = "name_taken";
 }

@@ -11,6 +11,9 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://mascot.db?mode=rwc";
 /// leaves the plugin's "waiting for payment" list) the same hour instead of lingering for a day.
 pub const DEFAULT_CHECKOUT_TTL_MINUTES: u64 = 60;
 
+/// Holds shorter than this are refused: a hold that lapses before the job can finish is churn.
+pub const DEFAULT_HOLD_MIN_TTL_SECS: i64 = 30;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     /// Human-readable, coloured: for a terminal.
@@ -73,6 +76,8 @@ pub struct RateLimits {
     pub resets_per_email_per_hour: u32,
     /// Browser sign-in handoffs created per client address.
     pub handoffs_per_hour: u32,
+    /// Service tokens (`mcu_…`) issued per user.
+    pub service_tokens_per_minute: u32,
 }
 
 impl Default for RateLimits {
@@ -84,6 +89,7 @@ impl Default for RateLimits {
             resets_per_hour: 10,
             resets_per_email_per_hour: 3,
             handoffs_per_hour: 30,
+            service_tokens_per_minute: 60,
         }
     }
 }
@@ -98,6 +104,7 @@ impl RateLimits {
             resets_per_hour: 1_000_000,
             resets_per_email_per_hour: 1_000_000,
             handoffs_per_hour: 1_000_000,
+            service_tokens_per_minute: 1_000_000,
         }
     }
 }
@@ -371,6 +378,12 @@ pub struct Config {
     pub max_wait: Duration,
     /// Stripe settings that are absent, one sentence each (`serve` refuses to start with any).
     pub stripe_missing: Vec<String>,
+    /// Whether the plugin may start spends and holds with the user's own token (`PLUGIN_SPEND`,
+    /// default true). With false, only the service API spends; plugin holds made before can still
+    /// be captured or released by their user.
+    pub plugin_spend: bool,
+    /// The shortest `ttl_seconds` a hold may ask for (`HOLD_MIN_TTL_SECONDS`, default 30).
+    pub hold_min_ttl_secs: i64,
     /// Webhooks out: the address rules and the delivery worker (`WEBHOOK_*`).
     pub webhooks: WebhookSettings,
 }
@@ -400,6 +413,8 @@ impl Config {
             checkout_ttl: Duration::from_secs(DEFAULT_CHECKOUT_TTL_MINUTES * 60),
             max_wait: Duration::from_secs(30),
             stripe_missing: Vec::new(),
+            plugin_spend: true,
+            hold_min_ttl_secs: DEFAULT_HOLD_MIN_TTL_SECS,
             webhooks: WebhookSettings::default(),
         }
     }
@@ -509,6 +524,7 @@ impl Config {
             ("RATE_LIMIT_RESETS_PER_HOUR", &mut config.rate_limits.resets_per_hour),
             ("RATE_LIMIT_RESETS_PER_EMAIL_PER_HOUR", &mut config.rate_limits.resets_per_email_per_hour),
             ("RATE_LIMIT_HANDOFFS_PER_HOUR", &mut config.rate_limits.handoffs_per_hour),
+            ("RATE_LIMIT_SERVICE_TOKENS_PER_MINUTE", &mut config.rate_limits.service_tokens_per_minute),
             ("LOGIN_MAX_FAILURES", &mut config.login_throttle.max_failures),
             ("LOGIN_MAX_FAILURES_PER_ADDRESS", &mut config.login_throttle.client_max_failures),
         ] {
@@ -552,6 +568,19 @@ impl Config {
                 "true" | "1" => config.group_commit = true,
                 "false" | "0" => config.group_commit = false,
                 _ => problems.push(format!("DB_GROUP_COMMIT must be true or false (got {v:?})")),
+            }
+        }
+        if let Some(v) = get("PLUGIN_SPEND") {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" => config.plugin_spend = true,
+                "false" | "0" => config.plugin_spend = false,
+                _ => problems.push(format!("PLUGIN_SPEND must be true or false (got {v:?})")),
+            }
+        }
+        if let Some(n) = get("HOLD_MIN_TTL_SECONDS") {
+            match n.trim().parse::<i64>() {
+                Ok(n) if (1..=3600).contains(&n) => config.hold_min_ttl_secs = n,
+                _ => problems.push(format!("HOLD_MIN_TTL_SECONDS must be from 1 to 3600 (got {n:?})")),
             }
         }
         if let Some(n) = get("SQLITE_MAX_PAGE_COUNT") {

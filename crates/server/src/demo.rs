@@ -69,7 +69,7 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
 
     let app = Application::build_on(config, listener).await?;
     let receiver_url = format!("{base}{RECEIVER_PATH}");
-    let receiver_secret = demo_endpoint(&app.state().db, &receiver_url).await?;
+    let receiver_secret = demo_endpoint(app.state(), &receiver_url).await?;
     let app = app.with_routes(host_routes(options.plugin_dir.clone()).merge(receiver_routes(receiver_secret)));
     let ui_built = options.plugin_dir.join("dist/ui.html").exists();
     println!("MASCOT_DEMO_READY api={base} sim={}", sim.base_url());
@@ -99,14 +99,15 @@ const RECEIVER_PATH: &str = "/demo/webhooks";
 
 /// Registers the demo's receiver as an endpoint for every event type, with a new secret each run
 /// (an endpoint left by an earlier run at the same URL is removed: its secret is not known here).
-async fn demo_endpoint(db: &crate::Db, url: &str) -> anyhow::Result<SecretString> {
-    use crate::webhooks::{endpoints, Rules};
-    let actor = endpoints::Actor { name: "demo", via: crate::admin::log::Via::Cli };
-    for old in endpoints::list(db).await?.into_iter().filter(|e| e.url == url) {
-        endpoints::remove(db, &actor, &old.id).await?;
+async fn demo_endpoint(state: &crate::AppState, url: &str) -> anyhow::Result<SecretString> {
+    use crate::{ops, webhooks::Rules};
+    let demo = ops::Operator::cli("demo");
+    let fail = |e: ops::OpError| anyhow::anyhow!("the demo's webhook endpoint: {}", e.for_people());
+    for old in ops::webhooks::list_endpoints(state).await.map_err(fail)?.into_iter().filter(|e| e.url == url) {
+        ops::webhooks::remove_endpoint(state, &demo, &old.id).await.map_err(fail)?;
     }
     let rules = Rules { allow_private: true, allowed_hosts: Vec::new() };
-    Ok(endpoints::add(db, &rules, &actor, url, &[]).await?.secret)
+    Ok(ops::webhooks::add_endpoint_with(state, &demo, &rules, url, &[]).await.map_err(fail)?.secret)
 }
 
 /// A small receiver that prints what it gets, the way an operator's system would hear it. It

@@ -71,16 +71,29 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The status a database failure answers: 503 when a retry may succeed (pool exhausted,
+    /// database unreachable, a full disk), 500 otherwise.
+    pub fn from_db_status(err: &sqlx::Error) -> StatusCode {
+        if transient(err) {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+fn transient(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed)
+        || crate::db::write::is_out_of_space(err)
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        match err {
-            // Pool exhausted or database unreachable: the request may succeed if retried.
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => {
-                ApiError::unavailable(err)
-            }
-            // A full disk: the write may succeed once space is back (webhooks are retried).
-            ref e if crate::db::write::is_out_of_space(e) => ApiError::unavailable(err),
-            other => ApiError::internal(other),
+        if transient(&err) {
+            ApiError::unavailable(err)
+        } else {
+            ApiError::internal(err)
         }
     }
 }

@@ -1,7 +1,13 @@
 //! `mascot-server`: the HTTP server (default) and the operator commands.
 
 use clap::{Parser, Subcommand};
-use mascot_server::{admin::log, cli, telemetry, Application, Config, Db};
+use std::io::Read;
+
+use mascot_server::{
+    admin::log,
+    ops::{self, accounts::NewPassword, credits::UserRef, OpError, Operator},
+    telemetry, AppState, Application, Config, Db,
+};
 
 #[derive(Parser)]
 #[command(name = "mascot-server", version, about = "Mascot credits backend: accounts, credit ledger, Stripe purchases")]
@@ -71,10 +77,34 @@ enum Command {
         #[command(subcommand)]
         command: AdminsCommand,
     },
+    /// Keys of the services that do the paid work (they spend credits on the service API).
+    ServiceKeys {
+        #[command(subcommand)]
+        command: ServiceKeysCommand,
+    },
     /// Webhook endpoints (signed events out to the operator's other systems) and their deliveries.
     Webhooks {
         #[command(subcommand)]
         command: mascot_server::webhooks::cli::Command,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServiceKeysCommand {
+    /// Make a key and print it (only the key goes to standard output; it is shown this once).
+    Add {
+        #[arg(long)]
+        name: String,
+        /// Credits the key may spend or hold per UTC day (no limit of its own when absent).
+        #[arg(long)]
+        max_credits_per_day: Option<i64>,
+    },
+    /// List the keys (never the keys themselves).
+    List,
+    /// Revoke the live key with this name: refused on its next request, on every replica.
+    Revoke {
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -177,7 +207,7 @@ async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
-    let operator = mascot_server::admin::cli_operator(cli.operator.as_deref());
+    let operator = Operator::cli(&mascot_server::admin::cli_operator(cli.operator.as_deref()));
 
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
@@ -212,57 +242,22 @@ async fn run() -> anyhow::Result<()> {
             println!("migrations applied ({})", config.database_kind());
         }
         Command::Reconcile { since, until } => {
-            let since = cli::parse_since(&since)?;
-            let until = until.as_deref().map(cli::parse_until).transpose()?;
-            anyhow::ensure!(until.is_none_or(|u| u > since), "--until must be after --since");
-            let window = mascot_server::billing::reconcile::Window { since, until };
-            let db = open(&config).await?;
-            let stripe = config
-                .stripe
-                .clone()
-                .ok_or_else(|| anyhow::anyhow!("reconcile needs STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET"))?;
-            let billing = mascot_server::billing::Billing::new(db.clone(), stripe)?;
-            use mascot_server::admin::runs;
-            let params = window.describe();
-            let run = match runs::start_reconcile(&db, &operator, log::Via::Cli, &params).await {
-                Ok(id) => id,
-                Err(runs::StartError::AlreadyRunning(other)) => anyhow::bail!(
-                    "a reconcile is already running{}; wait for it to finish",
-                    other.map(|r| format!(" (started by {} at {})", r.actor, r.started_at)).unwrap_or_default()
-                ),
-                Err(runs::StartError::Db(e)) => return Err(e.into()),
-            };
-            let report = runs::run_reconcile(&billing, &run, window, &operator, log::Via::Cli).await?;
-            print!("{}", cli::format_report(&report));
+            let state = AppState::for_tool(config, true).await?;
+            let (_, report) =
+                ops::operator::reconcile(&state, &operator, &since, until.as_deref()).await.map_err(cli_error)?;
+            print!("{}", report.to_text());
             if report.has_unfixed_drift() {
                 std::process::exit(2);
             }
         }
         Command::Audit { json } => {
             // Read-only and without migrating: it must also report on a database before a migration.
-            let db = Db::connect(&config.database_url, 2).await?;
-            let report = mascot_server::audit::run(&db).await?;
-            // Stored for the console's overview; a database not migrated yet has no table for it.
-            let summary = format!("{} violation(s)", report.violations.len());
-            match mascot_server::admin::runs::record_finished(
-                &db,
-                "audit",
-                &operator,
-                log::Via::Cli,
-                None,
-                report.is_clean(),
-                &summary,
-                &report.to_text(),
-            )
-            .await
-            {
-                Ok(_) => {
-                    let outcome = if report.is_clean() { "ok" } else { "violations found" };
-                    mascot_server::admin::actions::note_cli(&db, &operator, "audit", &summary, outcome).await;
-                }
-                Err(e) => eprintln!("note: this run was not stored for the console ({e})"),
+            let state = AppState::for_tool(config, false).await?;
+            let (stored, report) = ops::operator::audit(&state, &operator).await.map_err(cli_error)?;
+            if stored.is_none() {
+                eprintln!("note: this run was not stored for the console (the database is not migrated yet)");
             }
-            db.close().await;
+            state.db.close().await;
             if json {
                 println!("{}", report.to_json());
             } else {
@@ -272,32 +267,97 @@ async fn run() -> anyhow::Result<()> {
                 std::process::exit(2);
             }
         }
-        Command::Events { command } => events_command(&config, &operator, command).await?,
+        Command::Events { command } => events_command(config, &operator, command).await?,
         Command::Credits { command: CreditsCommand::Grant { email, amount, reason, grant_id } } => {
-            let db = open(&config).await?;
-            let grant_id = grant_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-            let result = cli::grant_credits(&db, &email, amount, &reason, Some(&grant_id)).await;
-            let detail = format!("{amount} credits; reason: {reason}; grant id {grant_id}");
-            let balance = recorded(&db, &operator, "credits.grant", Some(&email), Some(&detail), result).await?;
-            println!("granted {amount} credits to {email}; balance is now {balance}");
-        }
-        Command::Admins { command } => admins_command(&config, &operator, command).await?,
-        Command::Webhooks { command } => mascot_server::webhooks::cli::run(&config, &operator, command).await?,
-        Command::Users { command: UsersCommand::ResetPassword { email, stdin } } => {
-            let db = open(&config).await?;
-            let new = if stdin {
-                cli::NewPassword::Given(cli::read_password_from_stdin()?)
-            } else {
-                cli::NewPassword::Generate
-            };
-            let detail = if stdin { "password from standard input" } else { "one-time password generated" };
-            let result = cli::reset_password(&db, &email, new).await;
-            match recorded(&db, &operator, "users.reset_password", Some(&email), Some(detail), result).await? {
-                Some(password) => {
-                    println!("one-time password for {email}: {password}\n(ask the user to sign in with it)")
-                }
-                None => println!("password updated for {email}"),
+            let state = AppState::for_tool(config, true).await?;
+            if reason.trim().is_empty() {
+                anyhow::bail!("--reason must say why the credits are granted (it is shown in the user's history)");
             }
+            let granted =
+                ops::credits::grant(&state, &operator, &UserRef::Email(email), amount, &reason, grant_id.as_deref())
+                    .await
+                    .map_err(cli_error)?;
+            if granted.recorded.replayed {
+                eprintln!("grant {} was already applied; nothing changed", granted.grant_id);
+            }
+            println!(
+                "granted {amount} credits to {}; balance is now {}",
+                granted.email, granted.recorded.posted.balance
+            );
+        }
+        Command::Admins { command } => admins_command(&config, &operator.actor, command).await?,
+        Command::ServiceKeys { command } => service_keys_command(config, &operator, command).await?,
+        Command::Webhooks { command } => mascot_server::webhooks::cli::run(config, &operator, command).await?,
+        Command::Users { command: UsersCommand::ResetPassword { email, stdin } } => {
+            let state = AppState::for_tool(config, true).await?;
+            let new = if stdin { NewPassword::Given(read_password_from_stdin()?) } else { NewPassword::Generate };
+            let set = ops::accounts::one_time_password(&state, &operator, &UserRef::Email(email), new)
+                .await
+                .map_err(cli_error)?;
+            eprintln!(
+                "password reset for {}; {} session(s) signed out; the new password works for 24 hours and must be changed at the first sign-in",
+                set.email, set.signed_out
+            );
+            match set.password {
+                Some(password) => {
+                    println!("one-time password for {}: {password}\n(ask the user to sign in with it)", set.email)
+                }
+                None => println!("password updated for {}", set.email),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An operation's refusal as the CLI says it.
+fn cli_error(e: OpError) -> anyhow::Error {
+    anyhow::anyhow!("{}", e.for_people())
+}
+
+/// Reads a password from standard input (first line, without the newline).
+fn read_password_from_stdin() -> anyhow::Result<String> {
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input)?;
+    Ok(input.lines().next().unwrap_or("").to_string())
+}
+
+async fn service_keys_command(config: Config, operator: &Operator, command: ServiceKeysCommand) -> anyhow::Result<()> {
+    let state = AppState::for_tool(config, true).await?;
+    match command {
+        ServiceKeysCommand::Add { name, max_credits_per_day } => {
+            let (info, key) =
+                ops::service::create_key(&state, operator, &name, max_credits_per_day).await.map_err(cli_error)?;
+            eprintln!(
+                "service key {} made{}; it is printed below once. The service sends it as Authorization: Bearer <key> to {}/api/v1/service/",
+                info.name,
+                info.max_credits_per_day.map(|n| format!(" (at most {n} credits a day)")).unwrap_or_default(),
+                state.config.public_base()
+            );
+            println!("{key}");
+        }
+        ServiceKeysCommand::List => {
+            let keys = ops::service::list_keys(&state).await.map_err(cli_error)?;
+            let time = |t: Option<i64>| t.map_or_else(|| "-".to_string(), mascot_server::db::rfc3339_ms);
+            println!(
+                "{:<32} {:>14} {:<24} {:<24} {:<24} made by",
+                "name", "credits/day", "made", "last used", "revoked"
+            );
+            for k in &keys {
+                println!(
+                    "{:<32} {:>14} {:<24} {:<24} {:<24} {}",
+                    k.name,
+                    k.max_credits_per_day.map_or_else(|| "no limit".to_string(), |n| n.to_string()),
+                    time(Some(k.created_at)),
+                    time(k.last_used_at),
+                    time(k.revoked_at),
+                    k.created_by
+                );
+            }
+            println!("{} key(s), {} live", keys.len(), keys.iter().filter(|k| k.revoked_at.is_none()).count());
+        }
+        ServiceKeysCommand::Revoke { name } => {
+            let key = ops::service::revoke_key(&state, operator, &name).await.map_err(cli_error)?;
+            println!("service key {} revoked: it no longer works", key.name);
         }
     }
     Ok(())
@@ -310,11 +370,12 @@ async fn open(config: &Config) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-/// Records a CLI action and its outcome in the audit trail, then passes the result on.
+/// Records a CLI action on the operators and its outcome in the audit trail, then passes the
+/// result on.
 async fn recorded<T>(
     db: &Db,
     operator: &str,
-    action: &str,
+    action: &'static str,
     target: Option<&str>,
     detail: Option<&str>,
     result: anyhow::Result<T>,
@@ -323,7 +384,14 @@ async fn recorded<T>(
         Ok(_) => "ok".to_string(),
         Err(e) => format!("failed: {e:#}"),
     };
-    log::record(db, operator, log::Via::Cli, action, target, detail, &outcome).await?;
+    let entry = log::Entry {
+        actor: operator.to_string(),
+        via: log::Via::Cli,
+        action,
+        target: target.map(str::to_string),
+        detail: detail.map(str::to_string),
+    };
+    log::record(db, &entry, &outcome).await?;
     result
 }
 
@@ -389,12 +457,12 @@ async fn admins_command(config: &Config, operator: &str, command: AdminsCommand)
     Ok(())
 }
 
-async fn events_command(config: &Config, operator: &str, command: EventsCommand) -> anyhow::Result<()> {
-    use mascot_server::billing::{journal, webhook, Billing};
-    let db = open(config).await?;
+async fn events_command(config: Config, operator: &Operator, command: EventsCommand) -> anyhow::Result<()> {
+    use mascot_server::billing::journal;
+    let state = AppState::for_tool(config, true).await?;
     match command {
         EventsCommand::List { failed, event_type, limit } => {
-            let events = journal::list(&db, failed, event_type.as_deref(), limit.clamp(1, 1000)).await?;
+            let events = journal::list(&state.db, failed, event_type.as_deref(), limit.clamp(1, 1000)).await?;
             println!("{:<32} {:<42} {:<10} {:>4}  {:<24} outcome", "id", "type", "status", "seen", "first received");
             for e in &events {
                 let outcome = e.error.as_deref().or(e.outcome.as_deref()).unwrap_or("");
@@ -411,45 +479,33 @@ async fn events_command(config: &Config, operator: &str, command: EventsCommand)
             println!("{} event(s)", events.len());
         }
         EventsCommand::Replay { event_id, failed } => {
-            let stripe = config
-                .stripe
-                .clone()
-                .ok_or_else(|| anyhow::anyhow!("replay needs STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET"))?;
-            let billing = Billing::new(db.clone(), stripe)?;
-            let ids: Vec<String> = match (event_id, failed) {
-                (Some(id), _) => vec![id],
-                (None, true) => journal::list(&db, true, None, 10_000).await?.into_iter().map(|e| e.id).collect(),
+            let results = match (event_id, failed) {
+                (Some(id), _) => vec![(id.clone(), ops::operator::replay(&state, operator, &id).await)],
+                (None, true) => ops::operator::replay_failed(&state, operator).await.map_err(cli_error)?,
                 (None, false) => anyhow::bail!("name an event id, or pass --failed"),
             };
             let mut errors = 0;
-            for id in &ids {
-                match webhook::replay(&billing, id).await {
+            for (id, result) in &results {
+                match result {
                     Ok(outcome) => println!("{id}: {outcome}"),
                     Err(e) => {
                         errors += 1;
-                        println!("{id}: FAILED: {e}");
+                        println!("{id}: FAILED: {}", e.for_people());
                     }
                 }
             }
-            println!("replayed {} event(s), {errors} failed", ids.len());
-            let target = if failed { "--failed".to_string() } else { ids.join(" ") };
-            let detail = format!("{} event(s) replayed, {errors} failed", ids.len());
-            let outcome = if errors > 0 { "some failed" } else { "ok" };
-            log::record(&db, operator, log::Via::Cli, "events.replay", Some(&target), Some(&detail), outcome).await?;
+            println!("replayed {} event(s), {errors} failed", results.len());
             if errors > 0 {
                 std::process::exit(2);
             }
         }
         EventsCommand::Prune { older_than_days } => {
-            if older_than_days < 90 {
-                anyhow::bail!(
+            let n = ops::operator::prune_events(&state, operator, older_than_days).await.map_err(|e| match e {
+                OpError::Invalid(_) => anyhow::anyhow!(
                     "--older-than-days must be at least 90 (refunds and disputes arrive months after a payment)"
-                );
-            }
-            let cutoff = mascot_server::db::now_ms() - older_than_days * 24 * 3600 * 1000;
-            let n = journal::prune(&db, cutoff).await?;
-            let detail = format!("{n} event(s) older than {older_than_days} days deleted");
-            log::record(&db, operator, log::Via::Cli, "events.prune", None, Some(&detail), "ok").await?;
+                ),
+                other => cli_error(other),
+            })?;
             println!("deleted {n} event(s) received more than {older_than_days} days ago");
         }
     }

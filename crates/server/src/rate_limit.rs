@@ -77,6 +77,8 @@ pub struct Limits {
     pub resets_per_email: Limiter,
     /// Browser sign-in handoffs per address.
     pub handoffs: Limiter,
+    /// Service tokens (`mcu_…`) per user: each is a durable write.
+    pub service_tokens: Limiter,
 }
 
 impl Limits {
@@ -88,6 +90,7 @@ impl Limits {
             resets: Limiter::per_hour(config.resets_per_hour),
             resets_per_email: Limiter::per_hour(config.resets_per_email_per_hour),
             handoffs: Limiter::per_hour(config.handoffs_per_hour),
+            service_tokens: Limiter::per_minute(config.service_tokens_per_minute),
         }
     }
 }

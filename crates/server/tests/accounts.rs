@@ -130,14 +130,8 @@ async fn malformed_or_missing_tokens_are_401(b: Backend) {
 async fn password_reset_revokes_sessions(b: Backend) {
     let app = spawn_app(b).await;
     let user = app.signup("reset@example.com").await;
-    let generated = mascot_server::cli::reset_password(
-        &app.state.db,
-        "reset@example.com",
-        mascot_server::cli::NewPassword::Generate,
-    )
-    .await
-    .unwrap()
-    .expect("a generated password");
+    let generated =
+        common::reset_password_as_cli(&app.state, "reset@example.com", None).await.expect("a generated password");
     assert_error(app.get("/api/v1/me", Some(&user.token)).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
     let old = app
         .post_json("/api/v1/auth/login", None, &json!({"email": "reset@example.com", "password": "correct horse"}))
@@ -147,13 +141,7 @@ async fn password_reset_revokes_sessions(b: Backend) {
         app.post_json("/api/v1/auth/login", None, &json!({"email": "reset@example.com", "password": generated})).await;
     assert_eq!(new.status(), StatusCode::OK);
 
-    mascot_server::cli::reset_password(
-        &app.state.db,
-        "reset@example.com",
-        mascot_server::cli::NewPassword::Given("chosen password".into()),
-    )
-    .await
-    .unwrap();
+    common::reset_password_as_cli(&app.state, "reset@example.com", Some("chosen password")).await;
     let chosen = app
         .post_json("/api/v1/auth/login", None, &json!({"email": "reset@example.com", "password": "chosen password"}))
         .await;

@@ -12,7 +12,7 @@ use common::{fresh_database, spawn_app, Backend, TestApp};
 use mascot_server::audit::{self, Report};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use stripe::{spawn_billing_app, BillingApp};
+use stripe::{spawn_billing_app_with, BillingApp};
 use stripe_sim::PayMethod;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mascot-server");
@@ -69,7 +69,8 @@ struct Busy {
 }
 
 async fn busy_database(b: Backend) -> Busy {
-    let app = spawn_billing_app(b).await;
+    // A hold of one second, to see one lapse (the floor is 30 s by default).
+    let app = spawn_billing_app_with(b, |c| c.hold_min_ttl_secs = 1).await;
     let mut users = Vec::new();
     for i in 0..3 {
         let u = app.signup(&format!("audit{i}@example.com")).await;

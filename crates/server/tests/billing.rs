@@ -619,7 +619,7 @@ async fn failed_event_is_replayed_after_the_fix(b: Backend) {
 
     let billing = app.state.billing.clone().unwrap();
     for _ in 0..3 {
-        mascot_server::billing::webhook::replay(&billing, &event_id).await.unwrap();
+        mascot_server::billing::webhook::replay(&billing, &event_id, None).await.unwrap();
     }
     assert_eq!(app.balance(&u.token).await, 75, "credited once");
     assert_eq!(journal(&app).await.iter().find(|r| r.0 == event_id).unwrap().3, "processed");

@@ -7,9 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{postgres_available, spawn_app_with, spawn_replica_with, Backend, TestApp};
-use mascot_server::{cli, db::Db, Config};
+use mascot_server::Config;
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::json;
 
 fn long_cache(c: &mut Config) {
@@ -61,8 +60,8 @@ async fn sqlite_operator_grant_shows_within_the_cache_ttl() {
     let u = app.signup("op@example.com").await;
     assert_eq!(app.balance(&u.token).await, 0);
     // The operator command is another process on the same file: nothing tells the server.
-    let tool = Db::connect(&SecretString::from(app.database_url.clone()), 2).await.unwrap();
-    cli::grant_credits(&tool, &u.email, 40, "support", None).await.unwrap();
+    let tool = common::tool_state(&app.database_url).await;
+    common::grant_as_cli(&tool, &u.email, 40, "support", None).await.unwrap();
     let took = eventually(Duration::from_secs(3), 40, || app.balance(&u.token)).await;
     assert!(took <= Duration::from_millis(900), "seen after {took:?}, cache_ttl is 300 ms");
 }
@@ -99,8 +98,8 @@ async fn postgres_replicas_see_each_others_balance_changes() {
     assert_eq!(b.spend(&u.token, "on-b", 10, "render").await.status(), StatusCode::OK);
     eventually(Duration::from_secs(2), 20, || a.balance(&u.token)).await;
     // An operator command (its own connection, no cache of its own) reaches both.
-    let tool = Db::connect(&SecretString::from(a.database_url.clone()), 2).await.unwrap();
-    cli::grant_credits(&tool, &u.email, 5, "support", None).await.unwrap();
+    let tool = common::tool_state(&a.database_url).await;
+    common::grant_as_cli(&tool, &u.email, 5, "support", None).await.unwrap();
     eventually(Duration::from_secs(2), 25, || a.balance(&u.token)).await;
     eventually(Duration::from_secs(2), 25, || b.balance(&u.token)).await;
 }

@@ -100,6 +100,8 @@ async fn a_duplicate_cause_moves_no_balance(b: Backend) {
         cause: "grant:once".into(),
         description: "test grant".into(),
         request_hash: None,
+        feature: None,
+        service_key_id: None,
     };
     let (first, second) = (Arc::new(entry(10)), Arc::new(entry(5)));
     // A careless unit that swallows the duplicate and asks for a commit anyway.

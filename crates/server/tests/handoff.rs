@@ -289,11 +289,7 @@ async fn a_different_network_is_pointed_out(b: Backend) {
 async fn a_one_time_password_is_changed_on_the_page_first(b: Backend) {
     let app = spawn_app_with(b, |_| {}).await;
     app.signup("otp@example.com").await;
-    let otp =
-        mascot_server::cli::reset_password(&app.state.db, "otp@example.com", mascot_server::cli::NewPassword::Generate)
-            .await
-            .unwrap()
-            .unwrap();
+    let otp = common::reset_password_as_cli(&app.state, "otp@example.com", None).await.unwrap();
     let h = start(&app, &[]).await;
     let page = open(&app, &h.url, &[]).await;
     let cookie = page.csrf_cookie.clone().unwrap();

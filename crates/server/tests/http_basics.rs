@@ -90,7 +90,72 @@ async fn openapi_document_lists_the_api(b: Backend) {
     }
 }
 
+/// The router and the OpenAPI document come from one declaration (`http::routes`). Every path and
+/// method in the document reaches a handler (never the router's fallbacks); every other method on
+/// a documented path is 405; and the routes registered outside the document (pages, assets,
+/// probes) are not API routes and are all reachable.
+async fn the_router_and_the_document_agree(b: Backend) {
+    const FALLBACK: &str = "There is nothing at this address.";
+    let app = spawn_app(b).await;
+    let doc: Value = app.get("/api/v1/openapi.json", None).await.json().await.unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 45, "{} paths", paths.len());
+    let concrete = |p: &str| {
+        let mut out = String::new();
+        let mut inside = false;
+        for c in p.chars() {
+            match c {
+                '{' => inside = true,
+                '}' => {
+                    inside = false;
+                    out.push_str("some-id");
+                }
+                _ if !inside => out.push(c),
+                _ => {}
+            }
+        }
+        out
+    };
+    let all = ["get", "post", "put", "patch", "delete"];
+    for (path, item) in paths {
+        let url = app.url(&concrete(path));
+        for method in all {
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let res =
+                app.client.request(m, &url).header("content-type", "application/json").body("{}").send().await.unwrap();
+            let status = res.status();
+            let text = res.text().await.unwrap();
+            if item.get(method).is_some() {
+                assert!(
+                    !text.contains(FALLBACK) && status != StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path} is documented but not routed: {status} {text}"
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path} is routed but not documented: {text}"
+                );
+            }
+        }
+    }
+    for route in mascot_server::http::plain_routes() {
+        assert!(
+            !route.path.starts_with("/api/") || route.path == "/api/v1/openapi.json",
+            "{} is an API route outside the OpenAPI document",
+            route.path
+        );
+        for method in route.methods.split(' ') {
+            let m = Method::from_bytes(method.as_bytes()).unwrap();
+            let res = app.client.request(m, app.url(&concrete(route.path))).send().await.unwrap();
+            let text = res.text().await.unwrap();
+            assert!(!text.contains(FALLBACK), "{method} {} is not routed", route.path);
+        }
+    }
+}
+
 on_both_databases!(
+    the_router_and_the_document_agree,
     health_readiness_and_packs,
     readiness_fails_when_database_is_gone,
     every_failure_uses_the_envelope,

@@ -98,7 +98,7 @@ enum Req {
     Reconcile {
         since: i64,
     },
-    /// `cli::grant_credits`, the function behind `mascot-server credits grant`.
+    /// `ops::credits::grant`, as `mascot-server credits grant` calls it.
     Grant {
         email: String,
         amount: i64,
@@ -148,6 +148,7 @@ struct Ctx {
     client: Client,
     base: String,
     db: Db,
+    state: mascot_server::AppState,
     billing: Option<Arc<Billing>>,
 }
 
@@ -157,6 +158,7 @@ impl Ctx {
             client: app.client.clone(),
             base: app.address.clone(),
             db: app.state.db.clone(),
+            state: app.state.clone(),
             billing: app.state.billing.clone(),
         }
     }
@@ -224,7 +226,7 @@ impl Ctx {
                 }
             }
             Req::Grant { email, amount, grant_id } => {
-                match mascot_server::cli::grant_credits(&self.db, &email, amount, "race grant", Some(&grant_id)).await {
+                match common::grant_as_cli(&self.state, &email, amount, "race grant", Some(&grant_id)).await {
                     Ok(balance) => Answer { status: 200, body: json!({ "balance": balance }) },
                     Err(e) => Answer { status: 599, body: json!(e.to_string()) },
                 }
@@ -1036,8 +1038,10 @@ impl Model {
                         m.entry = a.str("entry_id").map(str::to_string);
                         Ok(())
                     }
-                    "captured" if amount.is_some() && amount != h.captured => {
-                        want(a.status == 409 && a.code() == "hold_closed", "409 captured for another amount")
+                    // Capturing again answers the capture only for the same amount (none meaning
+                    // all of the hold); anything else is a different request.
+                    "captured" if amount.unwrap_or(h.amount) != h.captured.unwrap_or(0) => {
+                        want(a.status == 409 && a.code() == "captured_differently", "409 captured for another amount")
                     }
                     "captured" => want(
                         a.status == 200

@@ -320,11 +320,7 @@ async fn without_mail_the_options_say_whom_to_contact(b: Backend) {
 async fn a_reset_replaces_a_one_time_password(b: Backend) {
     let (app, smtp) = app_with_mail(b, |_| {}).await;
     app.signup("otp@example.com").await;
-    let otp =
-        mascot_server::cli::reset_password(&app.state.db, "otp@example.com", mascot_server::cli::NewPassword::Generate)
-            .await
-            .unwrap()
-            .unwrap();
+    let otp = common::reset_password_as_cli(&app.state, "otp@example.com", None).await.unwrap();
     request_reset(&app, "otp@example.com").await;
     let link = link_in(&smtp.wait_for(1).await, "/account/reset?token=");
     let (_, html, cookie, _) = open(&app, &link).await;

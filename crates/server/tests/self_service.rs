@@ -90,10 +90,7 @@ async fn options_say_whom_to_contact(b: Backend) {
 async fn a_one_time_password_must_be_changed_and_expires(b: Backend) {
     let app = spawn_app_with(b, |_| {}).await;
     let u = app.signup("forgot@example.com").await;
-    let otp = mascot_server::cli::reset_password(&app.state.db, &u.email, mascot_server::cli::NewPassword::Generate)
-        .await
-        .unwrap()
-        .unwrap();
+    let otp = common::reset_password_as_cli(&app.state, &u.email, None).await.unwrap();
     assert_error(app.get("/api/v1/me", Some(&u.token)).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
 
     let (restricted, must) = token_of(login(&app, &u.email, &otp).await).await;
@@ -108,10 +105,7 @@ async fn a_one_time_password_must_be_changed_and_expires(b: Backend) {
     assert_error(login(&app, &u.email, &otp).await, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
 
     // A one-time password not used within 24 hours stops working.
-    let otp = mascot_server::cli::reset_password(&app.state.db, &u.email, mascot_server::cli::NewPassword::Generate)
-        .await
-        .unwrap()
-        .unwrap();
+    let otp = common::reset_password_as_cli(&app.state, &u.email, None).await.unwrap();
     let (expires,): (i64,) = sqlx::query_as("SELECT password_expires_at FROM users WHERE id = $1")
         .bind(&u.id)
         .fetch_one(app.state.db.pool())

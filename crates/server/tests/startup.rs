@@ -277,7 +277,7 @@ fn operator_commands_work_on_a_fresh_database() {
     assert!(err.contains("at least 90"), "{err}");
     let (code, _, err) = run(&env, &["reconcile", "--since", "yesterday"]);
     assert_ne!(code, 0);
-    assert!(err.contains("--since must be a date"), "{err}");
+    assert!(err.contains("since must be a date"), "{err}");
 }
 
 #[cfg(feature = "demo")]

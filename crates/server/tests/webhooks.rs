@@ -17,12 +17,11 @@ use std::{
 use api_types::EntryKind;
 use common::{spawn_app_with, spawn_replica_with, Backend, TestApp};
 use mascot_server::{
-    admin::log::Via,
     ledger::{self, LedgerError, NewEntry, Overdraft},
+    ops::{self, OpError, Operator},
     webhooks::{
         deliveries::{self, Delivery, Filter},
-        endpoints::{self, Actor},
-        enqueue, worker, Enqueued, EventType, NewEvent, Rules, WebhookError,
+        enqueue, worker, Enqueued, EventType, NewEvent, Rules,
     },
     Config, Db,
 };
@@ -31,7 +30,9 @@ use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
-const ACTOR: Actor<'static> = Actor { name: "tests", via: Via::Cli };
+fn op() -> Operator {
+    Operator::cli("tests")
+}
 
 /// Fast settings: private addresses allowed (the receivers are on 127.0.0.1), short back-off.
 fn fast(c: &mut Config) {
@@ -53,10 +54,14 @@ fn rules_of(app: &TestApp) -> Rules {
     Rules::from(&app.state.config.webhooks)
 }
 
+fn not_found<T: std::fmt::Debug>(r: &Result<T, OpError>) -> bool {
+    matches!(r, Err(OpError::NotFound { .. }))
+}
+
 /// Adds an endpoint for `events` (empty: all); returns its id and secret.
 async fn add_endpoint(app: &TestApp, url: &str, events: &[&str]) -> (String, String) {
     let events: Vec<String> = events.iter().map(|e| e.to_string()).collect();
-    let created = endpoints::add(&app.state.db, &rules_of(app), &ACTOR, url, &events).await.expect("endpoint added");
+    let created = ops::webhooks::add_endpoint(&app.state, &op(), url, &events).await.expect("endpoint added");
     plant(created.secret.expose_secret());
     (created.id, created.secret.expose_secret().to_string())
 }
@@ -89,6 +94,8 @@ async fn grant_with_event(db: &Db, user: &str, key: &str, fail: bool) -> Result<
                 cause: format!("grant:{key}"),
                 description: "test grant".into(),
                 request_hash: None,
+                feature: None,
+                service_key_id: None,
             };
             let posted = ledger::post(uow, &entry, Overdraft::Allow).await?;
             let data = json!({"user_id": user, "entry_id": posted.entry_id, "delta": 10, "balance": posted.balance});
@@ -279,11 +286,10 @@ async fn purchases_refunds_and_disputes_each_send_one_event(b: Backend) {
     assert!(app.sim.wait_idle(Duration::from_secs(10)).await);
 
     // Stripe delivering every event again (and our own replay of each) adds nothing.
-    let billing = app.state.billing.clone().unwrap();
     let relevant = ["checkout.session.completed", "charge.refunded", "charge.dispute.created", "charge.dispute.closed"];
     let mut replayed = 0;
     for event in app.sim.events().iter().filter(|e| relevant.contains(&e["type"].as_str().unwrap_or(""))) {
-        mascot_server::billing::webhook::replay(&billing, event["id"].as_str().unwrap()).await.unwrap();
+        ops::operator::replay(&app.state, &op(), event["id"].as_str().unwrap()).await.unwrap();
         replayed += 1;
     }
     assert_eq!(replayed, 4);
@@ -352,7 +358,7 @@ async fn a_receiver_that_fails_first_accepts_the_retry_with_a_fresh_signature(b:
     let first = rx.wait_for(Duration::from_secs(10), |s| !s.is_empty()).await;
     assert_eq!(first.len(), 1);
     // Rotated between the attempts: the retry carries both signatures.
-    let new_secret = endpoints::rotate_secret(&app.state.db, &ACTOR, &endpoint, Duration::from_secs(3600))
+    let new_secret = ops::webhooks::rotate_secret(&app.state, &op(), &endpoint, Duration::from_secs(3600))
         .await
         .unwrap()
         .expose_secret()
@@ -500,8 +506,8 @@ async fn private_endpoints_are_refused_without_the_setting(b: Backend) {
         ("https://[::ffff:169.254.169.254]/hook", "IPv4-mapped"),
         ("http://hooks.example.com/hook", "https"),
     ] {
-        let err = endpoints::add(&app.state.db, &strict, &ACTOR, url, &[]).await.unwrap_err();
-        assert!(matches!(err, WebhookError::InvalidUrl(_)), "{url}: {err:?}");
+        let err = ops::webhooks::add_endpoint_with(&app.state, &op(), &strict, url, &[]).await.unwrap_err();
+        assert!(matches!(err, OpError::Invalid(_)), "{url}: {err:?}");
         assert!(err.to_string().contains(why), "{url}: {err}");
     }
     let db = &app.state.db;
@@ -511,18 +517,43 @@ async fn private_endpoints_are_refused_without_the_setting(b: Backend) {
     // The operator's named private host, and the setting, let them through.
     let rx = Receiver::start(|_| Plan::ok()).await;
     let named = Rules { allow_private: false, allowed_hosts: vec!["localhost".into()] };
-    let plain = endpoints::add(db, &named, &ACTOR, &format!("http://localhost:{}/hooks", rx.port), &[]).await;
+    let plain = ops::webhooks::add_endpoint_with(
+        &app.state,
+        &op(),
+        &named,
+        &format!("http://localhost:{}/hooks", rx.port),
+        &[],
+    )
+    .await;
     let plain = plain.expect("an allowed host").id;
     // A listed private name need not resolve where the command runs (`railway run` is local);
     // any other name must, to be checked.
     let railway = Rules { allow_private: false, allowed_hosts: vec!["generator.railway.internal".into()] };
-    endpoints::add(db, &railway, &ACTOR, "http://generator.railway.internal:8080/hooks", &[]).await.expect("listed");
-    let unknown = endpoints::add(db, &strict, &ACTOR, "https://mascot-hooks.invalid/h", &[]).await.unwrap_err();
+    ops::webhooks::add_endpoint_with(&app.state, &op(), &railway, "http://generator.railway.internal:8080/hooks", &[])
+        .await
+        .expect("listed");
+    let unknown = ops::webhooks::add_endpoint_with(&app.state, &op(), &strict, "https://mascot-hooks.invalid/h", &[])
+        .await
+        .unwrap_err();
     assert!(unknown.to_string().contains("cannot resolve"), "{unknown}");
     let open = Rules { allow_private: true, allowed_hosts: vec![] };
-    let literal = endpoints::add(db, &open, &ACTOR, &format!("https://127.0.0.1:{}/hooks", rx.port), &[]).await;
+    let literal = ops::webhooks::add_endpoint_with(
+        &app.state,
+        &op(),
+        &open,
+        &format!("https://127.0.0.1:{}/hooks", rx.port),
+        &[],
+    )
+    .await;
     let literal = literal.expect("allowed with the setting").id;
-    let name = endpoints::add(db, &open, &ACTOR, &format!("https://localhost:{}/hooks", rx.port), &[]).await;
+    let name = ops::webhooks::add_endpoint_with(
+        &app.state,
+        &op(),
+        &open,
+        &format!("https://localhost:{}/hooks", rx.port),
+        &[],
+    )
+    .await;
     let name = name.expect("allowed with the setting").id;
 
     // At every attempt the URL and the addresses are checked again, with the server's rules:
@@ -594,7 +625,7 @@ async fn a_failed_delivery_is_replayed_with_its_webhook_id(b: Backend) {
     assert_eq!(failed_count as i64, attempts);
 
     rx.set_plan(|_| Plan::ok());
-    deliveries::replay(db, &ACTOR, &event.id, &endpoint).await.unwrap();
+    ops::webhooks::replay_delivery(&app.state, &op(), &event.id, &endpoint).await.unwrap();
     let list = wait_deliveries(db, &event.id, Duration::from_secs(10), |d| d.status == "delivered").await;
     assert_eq!((list[0].status.as_str(), list[0].attempts), ("delivered", attempts + 1));
     let seen = rx.seen();
@@ -606,9 +637,13 @@ async fn a_failed_delivery_is_replayed_with_its_webhook_id(b: Backend) {
     assert_eq!(count(db, "SELECT COUNT(*) FROM operator_actions WHERE action = $1", "webhooks.replay").await, 1);
 
     // What cannot be replayed says why, and is recorded as refused.
-    let err = deliveries::replay(db, &ACTOR, "msg_nope", &endpoint).await.unwrap_err();
-    assert!(matches!(err, WebhookError::NoSuchDelivery { .. }), "{err:?}");
-    assert_eq!(err.code(), "not_found");
+    let err = ops::webhooks::replay_delivery(&app.state, &op(), "msg_nope", &endpoint).await;
+    assert!(not_found(&err), "{err:?}");
+    // A delivery on its way is not sent twice.
+    rx.set_plan(|_| Plan::Hold);
+    let pending = emit(db, "wallet", "replay-pending").await;
+    let err = ops::webhooks::replay_delivery(&app.state, &op(), &pending.id, &endpoint).await.unwrap_err();
+    assert!(matches!(&err, OpError::Invalid(m) if m.contains("pending")), "{err:?}");
 }
 
 async fn removing_an_endpoint_cancels_what_it_had_pending(b: Backend) {
@@ -618,22 +653,21 @@ async fn removing_an_endpoint_cancels_what_it_had_pending(b: Backend) {
     let db = &app.state.db;
     let event = emit(db, "wallet", "remove").await;
     assert_eq!(event.deliveries, 2);
-    assert_eq!(endpoints::remove(db, &ACTOR, &endpoint).await.unwrap(), 1);
+    assert_eq!(ops::webhooks::remove_endpoint(&app.state, &op(), &endpoint).await.unwrap(), 1);
     let list = deliveries_of(db, &event.id).await;
     let status = |id: &str| list.iter().find(|d| d.endpoint_id == id).unwrap().status.clone();
     assert_eq!((status(&endpoint).as_str(), status(&kept).as_str()), ("cancelled", "pending"));
-    let listed = endpoints::list(db).await.unwrap();
+    let listed = ops::webhooks::list_endpoints(&app.state).await.unwrap();
     assert_eq!(listed.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), [kept.as_str()]);
     assert_eq!((listed[0].events.clone(), listed[0].pending), (vec!["credits.granted".to_string()], 1));
     assert_eq!(count(db, "SELECT COUNT(*) FROM webhook_endpoints WHERE id = $1 AND secret = ''", &endpoint).await, 1);
     // Gone endpoints get nothing new, and cannot be removed, rotated or replayed again.
     let later = emit(db, "wallet", "after-remove").await;
     assert_eq!(later.deliveries, 1);
-    assert!(matches!(endpoints::remove(db, &ACTOR, &endpoint).await, Err(WebhookError::NoSuchEndpoint(_))));
-    let rotate = endpoints::rotate_secret(db, &ACTOR, &endpoint, Duration::ZERO).await;
-    assert!(matches!(rotate, Err(WebhookError::NoSuchEndpoint(_))));
-    let replay = deliveries::replay(db, &ACTOR, &event.id, &endpoint).await;
-    assert!(matches!(replay, Err(WebhookError::NotReplayable(_))), "{replay:?}");
+    assert!(not_found(&ops::webhooks::remove_endpoint(&app.state, &op(), &endpoint).await));
+    assert!(not_found(&ops::webhooks::rotate_secret(&app.state, &op(), &endpoint, Duration::ZERO).await));
+    let replay = ops::webhooks::replay_delivery(&app.state, &op(), &event.id, &endpoint).await;
+    assert!(matches!(&replay, Err(OpError::NotFound { message, .. }) if message.contains("was removed")), "{replay:?}");
     let rows: Vec<(String, String)> = sqlx::query_as("SELECT action, outcome FROM operator_actions WHERE target = $1")
         .bind(&endpoint)
         .fetch_all(db.pool())

@@ -315,6 +315,44 @@ pub struct PurchaseFilter {
 
 pub const PURCHASE_PAGE: i64 = 50;
 
+/// The statuses a purchase filter takes (`""`: any).
+pub const PURCHASE_STATUSES: [&str; 5] = ["", "pending", "credited", "failed", "expired"];
+
+impl PurchaseFilter {
+    /// A filter from what the console or the admin API was given: `status` one of
+    /// [`PURCHASE_STATUSES`], `from`/`to` UTC dates (`to` included); `Err` is the message.
+    pub fn parse(
+        status: Option<&str>,
+        from: Option<&str>,
+        to: Option<&str>,
+        before: Option<String>,
+    ) -> Result<PurchaseFilter, String> {
+        let status = status.map(str::trim).filter(|s| !s.is_empty());
+        if let Some(s) = status {
+            if !PURCHASE_STATUSES.contains(&s) {
+                return Err(format!("status must be one of pending, credited, failed, expired (got {s:?})."));
+            }
+        }
+        let date = |v: Option<&str>, name: &str| -> Result<Option<i64>, String> {
+            match v.map(str::trim).filter(|s| !s.is_empty()) {
+                None => Ok(None),
+                Some(t) => day_ms(t).map(Some).ok_or_else(|| format!("{name} must be a date like 2026-11-01.")),
+            }
+        };
+        Ok(PurchaseFilter {
+            status: status.map(str::to_string),
+            from: date(from, "from")?,
+            to: date(to, "to")?.map(|t| t + 86_400_000),
+            before: before.filter(|b| !b.is_empty() && b.len() <= 300 && !b.chars().any(char::is_control)),
+        })
+    }
+}
+
+fn day_ms(text: &str) -> Option<i64> {
+    let date = time::Date::parse(text.trim(), time::macros::format_description!("[year]-[month]-[day]")).ok()?;
+    Some(date.midnight().assume_utc().unix_timestamp() * 1000)
+}
+
 /// Purchases, newest first, one page; and the cursor of the next page.
 pub async fn purchases(db: &Db, f: &PurchaseFilter) -> sqlx::Result<(Vec<AdminPurchase>, Option<String>)> {
     let (before_at, before_id) = f

@@ -2,7 +2,6 @@
 //! API tokens, and the audit trail of what operators did. The console pages and the admin API
 //! are in `http::admin`; the CLI commands (`mascot-server admins …`) call the functions here.
 
-pub mod actions;
 pub mod data;
 pub mod log;
 pub mod runs;

@@ -80,38 +80,49 @@ pub async fn find(db: &Db, id: &str) -> sqlx::Result<Option<OperatorRun>> {
     Ok(row.map(from_row))
 }
 
-/// Stores a finished run (an `audit`, which is quick and read-only).
+/// Stores a finished run (an `audit`, which is quick and read-only) with its audit-trail row, in
+/// one unit of work.
 pub async fn record_finished(
     db: &Db,
     kind: &'static str,
-    actor: &str,
-    via: Via,
-    params: Option<&str>,
+    audit: &log::Entry,
+    outcome: &str,
     clean: bool,
     summary: &str,
     report: &str,
 ) -> sqlx::Result<String> {
     let id = uuid::Uuid::now_v7().to_string();
-    let values = (id.clone(), actor.to_string(), params.map(str::to_string), summary.to_string(), report.to_string());
+    let (actor, via, params) = (audit.actor.clone(), audit.via, None::<String>);
+    let values = Arc::new((
+        id.clone(),
+        actor,
+        params,
+        summary.to_string(),
+        report.to_string(),
+        audit.clone(),
+        outcome.to_string(),
+    ));
     db.write(None, move |uow| {
-        let (id, actor, params, summary, report) = values.clone();
+        let values = values.clone();
         Box::pin(async move {
+            let (id, actor, params, summary, report, audit, outcome) = &*values;
             let now = now_ms();
             sqlx::query(
                 "INSERT INTO operator_runs (id, kind, actor, via, status, params, progress, started_at, updated_at, finished_at, clean, summary, report)
                  VALUES ($1, $2, $3, $4, 'done', $5, 0, $6, $6, $6, $7, $8, $9)",
             )
-            .bind(&id)
+            .bind(id)
             .bind(kind)
-            .bind(&actor)
+            .bind(actor)
             .bind(via.as_str())
-            .bind(&params)
+            .bind(params)
             .bind(now)
             .bind(i64::from(clean))
-            .bind(&summary)
-            .bind(&report)
+            .bind(summary)
+            .bind(report)
             .execute(&mut **uow)
             .await?;
+            log::record_in(uow, audit, outcome).await?;
             Ok::<_, sqlx::Error>(())
         })
     })
@@ -193,34 +204,41 @@ async fn heartbeat(db: &Db, id: &str, progress: i64) -> sqlx::Result<()> {
     .await
 }
 
-/// Ends a running run (guarded: only a running row changes).
-pub async fn finish(
-    db: &Db,
-    id: &str,
-    failed: bool,
-    clean: Option<bool>,
-    progress: i64,
-    summary: &str,
-    report: Option<&str>,
-) -> sqlx::Result<()> {
-    let values = (id.to_string(), summary.to_string(), report.map(str::to_string));
+/// How a run ended, and the audit-trail row that goes with it.
+pub struct Finish {
+    pub failed: bool,
+    pub clean: Option<bool>,
+    pub progress: i64,
+    pub summary: String,
+    pub report: Option<String>,
+    pub audit: log::Entry,
+    pub outcome: String,
+}
+
+/// Ends a running run (guarded: only a running row changes) and records its audit-trail row, in
+/// one unit of work.
+pub async fn finish(db: &Db, id: &str, end: Finish) -> sqlx::Result<()> {
+    let values = Arc::new((id.to_string(), end));
     db.write(None, move |uow| {
-        let (id, summary, report) = values.clone();
+        let values = values.clone();
         Box::pin(async move {
+            let (id, end) = &*values;
+            let Finish { failed, clean, progress, summary, report, audit, outcome } = end;
             let now = now_ms();
             sqlx::query(
                 "UPDATE operator_runs SET status = $1, finished_at = $2, updated_at = $2, clean = $3, progress = $4, summary = $5, report = $6
                  WHERE id = $7 AND status = 'running'",
             )
-            .bind(if failed { "failed" } else { "done" })
+            .bind(if *failed { "failed" } else { "done" })
             .bind(now)
             .bind(clean.map(i64::from))
-            .bind(progress)
-            .bind(&summary)
-            .bind(&report)
-            .bind(&id)
+            .bind(*progress)
+            .bind(summary)
+            .bind(report)
+            .bind(id)
             .execute(&mut **uow)
             .await?;
+            log::record_in(uow, audit, outcome).await?;
             Ok::<_, sqlx::Error>(())
         })
     })
@@ -253,6 +271,13 @@ pub async fn run_reconcile(
         }
     };
     let range = window.describe();
+    let audit = |detail: &str| log::Entry {
+        actor: actor.to_string(),
+        via,
+        action: "reconcile",
+        target: None,
+        detail: Some(detail.to_string()),
+    };
     match result {
         Ok(report) => {
             let clean = !report.has_unfixed_drift();
@@ -263,27 +288,30 @@ pub async fn run_reconcile(
                 report.paid_not_credited.len(),
                 report.credited_not_paid.len()
             );
-            finish(db, run_id, false, Some(clean), count(), &summary, Some(&crate::cli::format_report(&report)))
-                .await?;
-            let outcome = if clean { "ok" } else { "drift remains" };
-            log::record(db, actor, via, "reconcile", None, Some(&summary), outcome).await?;
+            let end = Finish {
+                failed: false,
+                clean: Some(clean),
+                progress: count(),
+                report: Some(report.to_text()),
+                audit: audit(&summary),
+                outcome: if clean { "ok" } else { "drift remains" }.to_string(),
+                summary,
+            };
+            finish(db, run_id, end).await?;
             Ok(report)
         }
         Err(e) => {
-            let summary = format!("{range}: failed: {e}");
-            finish(db, run_id, true, None, count(), &summary, None).await?;
-            log::record(db, actor, via, "reconcile", None, Some(&range), &format!("failed: {e}")).await?;
+            let end = Finish {
+                failed: true,
+                clean: None,
+                progress: count(),
+                summary: format!("{range}: failed: {e}"),
+                report: None,
+                audit: audit(&range),
+                outcome: format!("failed: {e}"),
+            };
+            finish(db, run_id, end).await?;
             Err(e.into())
         }
     }
-}
-
-/// Starts a reconcile in the background (the console and the admin API): returns the run id at
-/// once; the page polls the run for its progress and report.
-pub fn spawn_reconcile(billing: Arc<Billing>, run_id: String, window: reconcile::Window, actor: String, via: Via) {
-    tokio::spawn(async move {
-        if let Err(e) = run_reconcile(&billing, &run_id, window, &actor, via).await {
-            tracing::warn!(run_id = %run_id, error = %e, "a console reconcile failed");
-        }
-    });
 }

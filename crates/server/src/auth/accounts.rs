@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::db::{is_unique_violation, now_ms, Db, UnitError};
+use crate::db::{is_unique_violation, now_ms, Db, UnitError, Uow};
 
 #[derive(Debug, Clone)]
 pub struct Account {
@@ -101,34 +101,43 @@ impl UnitError for CreateError {
     }
 }
 
-/// Inserts a new user with an already-hashed password.
-pub async fn create(db: &Db, email: &str, password_hash: &str) -> Result<Account, CreateError> {
-    let account = Arc::new(Account {
+/// A new account with an already-hashed password (not stored yet: see [`create_in`]).
+pub fn new_account(email: &str, password_hash: &str) -> Account {
+    Account {
         id: uuid::Uuid::new_v4().to_string(),
         email: email.to_string(),
         password_hash: password_hash.to_string(),
         balance: 0,
         password_expires_at: None,
-    });
+    }
+}
+
+/// Inserts `account` inside the caller's write (sign-up stores the account, its first token and
+/// its device in one unit of work).
+pub async fn create_in(uow: &mut Uow, account: &Account) -> Result<(), CreateError> {
+    let result = sqlx::query(
+        "INSERT INTO users (id, email, password_hash, balance, entry_seq, created_at) VALUES ($1, $2, $3, 0, 0, $4)",
+    )
+    .bind(&account.id)
+    .bind(&account.email)
+    .bind(&account.password_hash)
+    .bind(now_ms())
+    .execute(&mut **uow)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(CreateError::EmailTaken),
+        Err(e) => Err(CreateError::Db(e)),
+    }
+}
+
+/// Inserts a new user with an already-hashed password (tests and tools).
+pub async fn create(db: &Db, email: &str, password_hash: &str) -> Result<Account, CreateError> {
+    let account = Arc::new(new_account(email, password_hash));
     let unit_account = account.clone();
     db.write(None, move |uow| {
         let account = unit_account.clone();
-        Box::pin(async move {
-            let result = sqlx::query(
-                "INSERT INTO users (id, email, password_hash, balance, entry_seq, created_at) VALUES ($1, $2, $3, 0, 0, $4)",
-            )
-            .bind(&account.id)
-            .bind(&account.email)
-            .bind(&account.password_hash)
-            .bind(now_ms())
-            .execute(&mut **uow)
-            .await;
-            match result {
-                Ok(_) => Ok(()),
-                Err(e) if is_unique_violation(&e) => Err(CreateError::EmailTaken),
-                Err(e) => Err(CreateError::Db(e)),
-            }
-        })
+        Box::pin(async move { create_in(uow, &account).await })
     })
     .await?;
     Ok((*account).clone())
@@ -195,21 +204,30 @@ pub async fn replace_password(
     let keep = keep.map(super::tokens::hash_token);
     db.write(None, move |uow| {
         let (user, hash, keep) = (user.clone(), hash.clone(), keep.clone());
-        Box::pin(async move {
-            let expires = (kind == NewPasswordKind::OneTime).then(|| now_ms() + ONE_TIME_PASSWORD_TTL_MS);
-            let done = sqlx::query("UPDATE users SET password_hash = $1, password_expires_at = $2 WHERE id = $3")
-                .bind(&hash)
-                .bind(expires)
-                .bind(&user)
-                .execute(&mut **uow)
-                .await?;
-            if done.rows_affected() == 0 {
-                return Ok(None);
-            }
-            Ok(Some(super::tokens::revoke_all_in(uow, &user, keep.as_deref()).await?))
-        })
+        Box::pin(async move { replace_password_in(uow, &user, &hash, kind, keep.as_deref()).await })
     })
     .await
+}
+
+/// [`replace_password`] inside the caller's write; `keep` is the hash of the token to keep.
+pub async fn replace_password_in(
+    uow: &mut Uow,
+    user_id: &str,
+    password_hash: &str,
+    kind: NewPasswordKind,
+    keep: Option<&str>,
+) -> sqlx::Result<Option<u64>> {
+    let expires = (kind == NewPasswordKind::OneTime).then(|| now_ms() + ONE_TIME_PASSWORD_TTL_MS);
+    let done = sqlx::query("UPDATE users SET password_hash = $1, password_expires_at = $2 WHERE id = $3")
+        .bind(password_hash)
+        .bind(expires)
+        .bind(user_id)
+        .execute(&mut **uow)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Ok(None);
+    }
+    Ok(Some(super::tokens::revoke_all_in(uow, user_id, keep).await?))
 }
 
 #[cfg(test)]

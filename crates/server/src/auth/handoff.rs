@@ -222,7 +222,7 @@ pub async fn confirm(db: &Db, id: &str) -> sqlx::Result<Option<String>> {
             .fetch_optional(&mut **uow)
             .await?;
             if user.is_some() {
-                uow.checkout_changed(&wake_key(&id)).await?;
+                uow.wake(&wake_key(&id)).await?;
             }
             Ok::<_, sqlx::Error>(user)
         })
@@ -240,7 +240,7 @@ pub async fn cancel(db: &Db, id: &str) -> sqlx::Result<()> {
                 .bind(&id)
                 .execute(&mut **uow)
                 .await?;
-            uow.checkout_changed(&wake_key(&id)).await?;
+            uow.wake(&wake_key(&id)).await?;
             Ok::<_, sqlx::Error>(())
         })
     })

@@ -5,6 +5,8 @@ pub mod devices;
 pub mod handoff;
 pub mod password;
 pub mod reset;
+pub mod secret;
+pub mod service_keys;
 pub mod throttle;
 pub mod tokens;
 

@@ -113,6 +113,8 @@ pub async fn revoke_all_in(uow: &mut Uow, user_id: &str, keep: Option<&str>) -> 
             .execute(&mut **uow)
             .await?;
     }
+    // The short-lived tokens handed to services end with the rest.
+    sqlx::query("DELETE FROM service_user_tokens WHERE user_id = $1").bind(user_id).execute(&mut **uow).await?;
     uow.tokens_changed();
     Ok(done.rows_affected())
 }
@@ -124,5 +126,56 @@ pub async fn revoke_all(db: &Db, user_id: &str) -> sqlx::Result<u64> {
         let user = user.clone();
         Box::pin(async move { revoke_all_in(uow, &user, None).await })
     })
+    .await
+}
+
+/// Tokens the plugin hands to a service (`mcu_…`): `POST /api/v1/service/verify` accepts them,
+/// nothing else does (every other door checks for its own prefix first).
+pub const SERVICE_PREFIX: &str = "mcu_";
+/// How long such a token lives: long enough for one job, short enough that a leak is brief.
+pub const SERVICE_TOKEN_TTL_MS: i64 = 10 * 60 * 1000;
+
+/// Issues a service token for `user_id` and drops that user's expired ones; `(token, expires_at)`.
+pub async fn issue_for_service(db: &Db, user_id: &str) -> sqlx::Result<(String, i64)> {
+    let token = super::secret::new_secret(SERVICE_PREFIX);
+    let now = now_ms();
+    let expires_at = now + SERVICE_TOKEN_TTL_MS;
+    let (hash, user) = (super::secret::hash(&token), user_id.to_string());
+    db.write(None, move |uow| {
+        let (hash, user) = (hash.clone(), user.clone());
+        Box::pin(async move {
+            sqlx::query("DELETE FROM service_user_tokens WHERE user_id = $1 AND expires_at <= $2")
+                .bind(&user)
+                .bind(now)
+                .execute(&mut **uow)
+                .await?;
+            sqlx::query(
+                "INSERT INTO service_user_tokens (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&hash)
+            .bind(&user)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut **uow)
+            .await?;
+            Ok::<_, sqlx::Error>(())
+        })
+    })
+    .await?;
+    Ok((token, expires_at))
+}
+
+/// The user of a live service token: `(user id, email, expires_at)`.
+pub async fn service_token_owner(db: &Db, token: &str) -> sqlx::Result<Option<(String, String, i64)>> {
+    if !super::secret::looks_like(token, SERVICE_PREFIX) {
+        return Ok(None);
+    }
+    sqlx::query_as(
+        "SELECT u.id, u.email, t.expires_at FROM service_user_tokens t JOIN users u ON u.id = t.user_id
+         WHERE t.token_hash = $1 AND t.expires_at > $2",
+    )
+    .bind(super::secret::hash(token))
+    .bind(now_ms())
+    .fetch_optional(db.pool())
     .await
 }

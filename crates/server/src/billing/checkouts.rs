@@ -32,6 +32,40 @@ pub struct CheckoutRecord {
     pub amounts: Option<RecordedAmounts>,
 }
 
+impl CheckoutRecord {
+    /// A session just created at Stripe for `pack`, before anyone paid.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_pending(
+        session_id: &str,
+        user_id: &str,
+        pack: &api_types::PackDef,
+        checkout_url: String,
+        livemode: bool,
+        created_at: i64,
+        expires_at: i64,
+        settings: &CheckoutSettings,
+    ) -> CheckoutRecord {
+        CheckoutRecord {
+            id: session_id.to_string(),
+            user_id: user_id.to_string(),
+            pack_id: pack.id.to_string(),
+            credits: pack.credits,
+            amount_cents: pack.price_cents,
+            currency: pack.currency.to_string(),
+            status: CheckoutStatus::Pending,
+            checkout_url,
+            livemode,
+            payment_intent: None,
+            refund_clawed: 0,
+            dispute_clawed: 0,
+            created_at,
+            expires_at,
+            settings: Some(settings_used(settings)),
+            amounts: None,
+        }
+    }
+}
+
 /// The amounts a credited session was paid with (cents).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordedAmounts {

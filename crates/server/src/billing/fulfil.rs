@@ -322,6 +322,8 @@ async fn credit_claimed_in(
         cause: format!("purchase:{session_id}"),
         description,
         request_hash: None,
+        feature: None,
+        service_key_id: None,
     };
     // The claim already holds the session row, so a duplicate cause cannot reach here; if it ever
     // did, the transaction is spoiled and the caller rolls back.
@@ -589,8 +591,16 @@ async fn claw(
     if done.is_some() {
         return Ok(ClawbackOutcome::Nothing);
     }
-    let entry =
-        NewEntry { user_id: purchase.user_id.clone(), delta: -take, kind, cause, description, request_hash: None };
+    let entry = NewEntry {
+        user_id: purchase.user_id.clone(),
+        delta: -take,
+        kind,
+        cause,
+        description,
+        request_hash: None,
+        feature: None,
+        service_key_id: None,
+    };
     let posted = ledger::post(tx, &entry, Overdraft::Allow).await?;
     let (user_id, entry_id, session_id) = (purchase.user_id.clone(), posted.entry_id.clone(), purchase.id.clone());
     let wallet_id = purchase.user_id.clone();

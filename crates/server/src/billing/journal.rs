@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 
 use std::sync::Arc;
 
+use crate::admin::log;
 use crate::db::{now_ms, Db, Uow};
 
 #[derive(Debug, Clone)]
@@ -179,15 +180,20 @@ pub async fn list(db: &Db, failed_only: bool, event_type: Option<&str>, limit: i
     Ok(rows.into_iter().map(from_row).collect())
 }
 
-/// Deletes events first received before `cutoff_ms`; returns how many.
-pub async fn prune(db: &Db, cutoff_ms: i64) -> sqlx::Result<u64> {
+/// Deletes events first received before `cutoff_ms`, with the operator's audit-trail row in the
+/// same unit of work; returns how many.
+pub async fn prune(db: &Db, cutoff_ms: i64, audit: &log::Entry) -> sqlx::Result<u64> {
+    let audit = std::sync::Arc::new(audit.clone());
     db.write(None, move |uow| {
+        let audit = audit.clone();
         Box::pin(async move {
             let done = sqlx::query("DELETE FROM stripe_events WHERE first_received_at < $1")
                 .bind(cutoff_ms)
                 .execute(&mut **uow)
                 .await?;
-            Ok::<_, sqlx::Error>(done.rows_affected())
+            let n = done.rows_affected();
+            log::record_in(uow, &audit, &format!("ok: {n} event(s) deleted")).await?;
+            Ok::<_, sqlx::Error>(n)
         })
     })
     .await

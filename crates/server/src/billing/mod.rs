@@ -5,7 +5,6 @@
 pub mod checkouts;
 pub mod events;
 pub mod fulfil;
-pub mod hub;
 pub mod journal;
 pub mod reconcile;
 pub mod signature;
@@ -21,7 +20,6 @@ use std::{
 
 use crate::{config::StripeConfig, db::Db};
 
-pub use hub::CheckoutHub;
 pub use stripe_api::StripeApi;
 
 /// Everything billing needs; one per process, shared by handlers and commands.
@@ -30,7 +28,6 @@ pub struct Billing {
     pub db: Db,
     pub stripe: StripeApi,
     pub config: StripeConfig,
-    pub hub: CheckoutHub,
     /// When each pending session was last looked up at Stripe by the poll path (rate limit).
     last_checked: Arc<Mutex<HashMap<String, Instant>>>,
 }
@@ -40,13 +37,7 @@ const STRIPE_CHECK_SPACING: Duration = Duration::from_secs(2);
 
 impl Billing {
     pub fn new(db: Db, config: StripeConfig) -> anyhow::Result<Billing> {
-        Ok(Billing {
-            stripe: StripeApi::new(&config)?,
-            hub: db.checkouts().clone(),
-            db,
-            config,
-            last_checked: Default::default(),
-        })
+        Ok(Billing { stripe: StripeApi::new(&config)?, db, config, last_checked: Default::default() })
     }
 
     /// True when the poll path may ask Stripe about `session_id` now (and records that it did).

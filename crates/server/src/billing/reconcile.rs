@@ -55,6 +55,63 @@ impl Window {
     }
 }
 
+impl Window {
+    /// A window from what an operator typed: `since` a date (`2026-11-01`, midnight UTC) or an
+    /// RFC 3339 time; `until` (optional) a date, whose whole day is included, or a time
+    /// (excluded). `Err` is the message.
+    pub fn parse(since: &str, until: Option<&str>) -> Result<Window, String> {
+        let since = parse_time(since, false).ok_or_else(|| {
+            format!("since must be a date like 2026-11-01 or an RFC 3339 time (got {:?})", since.trim())
+        })?;
+        let until = match until.map(str::trim).filter(|u| !u.is_empty()) {
+            None => None,
+            Some(u) => Some(
+                parse_time(u, true)
+                    .ok_or_else(|| format!("until must be a date like 2026-11-30 or an RFC 3339 time (got {u:?})"))?,
+            ),
+        };
+        if until.is_some_and(|u| u <= since) {
+            return Err("until must be after since".into());
+        }
+        Ok(Window { since, until })
+    }
+}
+
+/// Unix seconds of a date (its midnight UTC; with `end_of_day`, the next midnight) or an RFC 3339 time.
+fn parse_time(text: &str, end_of_day: bool) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+        return Some(t.unix_timestamp());
+    }
+    let date = time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]")).ok()?;
+    Some(date.midnight().assume_utc().unix_timestamp() + if end_of_day { 86_400 } else { 0 })
+}
+
+impl DriftReport {
+    /// The report as text (the CLI prints it; the console shows it with the run).
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "settled Mascot sessions at Stripe (paid, or nothing to pay): {}\nnot Mascot's (ignored): {}\nfixed now (paid, were not credited): {}\n",
+            self.paid_seen,
+            self.not_ours,
+            self.fixed.len()
+        );
+        for id in &self.fixed {
+            out.push_str(&format!("  fixed {id}\n"));
+        }
+        out.push_str(&format!("paid but NOT credited: {}\n", self.paid_not_credited.len()));
+        for (id, why) in &self.paid_not_credited {
+            out.push_str(&format!("  {id}: {why}\n"));
+        }
+        out.push_str(&format!("credited but NOT paid at Stripe: {}\n", self.credited_not_paid.len()));
+        for id in &self.credited_not_paid {
+            out.push_str(&format!("  {id}\n"));
+        }
+        out.push_str(if self.has_unfixed_drift() { "DRIFT REMAINS\n" } else { "no drift\n" });
+        out
+    }
+}
+
 pub async fn reconcile(billing: &Billing, since_unix: i64) -> Result<DriftReport, FulfilError> {
     reconcile_counting(billing, Window::since(since_unix), None).await
 }
@@ -114,4 +171,21 @@ pub async fn reconcile_counting(
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_from_dates_and_times() {
+        let w = Window::parse("2026-11-01", Some("2026-11-30")).unwrap();
+        assert_eq!(w.since, 1_793_491_200);
+        assert_eq!(w.until, Some(1_796_083_200), "the whole last day is included");
+        let t = Window::parse("2026-11-01T12:00:00Z", Some("2026-11-02T00:00:00Z")).unwrap();
+        assert_eq!(t.until.unwrap() - t.since, 12 * 3600);
+        assert!(Window::parse("yesterday", None).unwrap_err().starts_with("since must be"));
+        assert!(Window::parse("2026-11-02", Some("2026-11-01")).is_err());
+        assert_eq!(Window::parse("2026-11-01", Some(" ")).unwrap().until, None);
+    }
 }

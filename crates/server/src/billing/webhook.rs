@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use crate::admin::log;
+
 use super::{
     events::{self, EventEnvelope},
     fulfil::FulfilError,
@@ -46,11 +48,12 @@ pub async fn receive(billing: &Billing, payload: &[u8]) -> Result<String, Receiv
     }
     // A delivery of an event already applied is recognised inside `apply`, in the transaction
     // that counts it (no separate read and commit first).
-    apply(billing, &event, payload).await
+    apply(billing, &event, payload, None).await
 }
 
-/// Runs a journaled event again through the same code (idempotent: a credit happens once).
-pub async fn replay(billing: &Billing, event_id: &str) -> Result<String, ReceiveError> {
+/// Runs a journaled event again through the same code (idempotent: a credit happens once). An
+/// operator's replay records its audit-trail row in the same unit of work as the effect.
+pub async fn replay(billing: &Billing, event_id: &str, audit: Option<log::Entry>) -> Result<String, ReceiveError> {
     let entry = journal::find(&billing.db, event_id)
         .await
         .map_err(transient)?
@@ -59,12 +62,17 @@ pub async fn replay(billing: &Billing, event_id: &str) -> Result<String, Receive
     if event.livemode != billing.stripe.livemode() {
         return Err(ReceiveError::LivemodeMismatch);
     }
-    apply(billing, &event, entry.payload.as_bytes()).await
+    apply(billing, &event, entry.payload.as_bytes(), audit.map(Arc::new)).await
 }
 
 /// The journal row, the effect and the outcome commit together, as one group-commit unit (see
 /// `db::group`): concurrent deliveries share one durable commit, which is what bounds throughput.
-async fn apply(billing: &Billing, event: &EventEnvelope, payload: &[u8]) -> Result<String, ReceiveError> {
+async fn apply(
+    billing: &Billing,
+    event: &EventEnvelope,
+    payload: &[u8],
+    audit: Option<Arc<log::Entry>>,
+) -> Result<String, ReceiveError> {
     let object = match events::decode_object(event) {
         Ok(object) => object,
         // Readable envelope, unreadable object: retrying the delivery cannot help. The failure is
@@ -89,14 +97,20 @@ async fn apply(billing: &Billing, event: &EventEnvelope, payload: &[u8]) -> Resu
     let result = billing
         .db
         .write(Some(format!("event:{}", event.id)), move |uow| {
-            let (billing, event) = (unit_billing.clone(), unit_event.clone());
+            let (billing, event, audit) = (unit_billing.clone(), unit_event.clone(), audit.clone());
             Box::pin(async move {
                 let (event_id, event_type, livemode, object, payload) = &*event;
                 // Effects are idempotent: a delivery of an event already applied changes nothing,
                 // and the journal row (written last, one statement) keeps the first outcome.
                 let outcome = events::apply_in(uow, &billing, object).await?;
-                if !journal::record_processed_in(uow, event_id, event_type, *livemode, payload, &outcome).await? {
-                    return Ok("duplicate delivery: already processed".to_string());
+                let outcome =
+                    if journal::record_processed_in(uow, event_id, event_type, *livemode, payload, &outcome).await? {
+                        outcome
+                    } else {
+                        "duplicate delivery: already processed".to_string()
+                    };
+                if let Some(audit) = &audit {
+                    log::record_in(uow, audit, &format!("ok: {outcome}")).await?;
                 }
                 Ok::<_, FulfilError>(outcome)
             })

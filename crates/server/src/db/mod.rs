@@ -8,6 +8,7 @@ mod checkpoint;
 pub mod group;
 pub mod notify;
 mod steps;
+pub mod wakeups;
 pub mod write;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
@@ -24,7 +25,7 @@ pub use crate::config::DatabaseKind;
 pub use group::UnitFuture;
 pub use write::{UnitError, Uow, WriteHealth};
 
-use crate::billing::CheckoutHub;
+pub use wakeups::Wakeups;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
@@ -41,8 +42,8 @@ pub struct Db {
     group: Option<group::GroupCommit>,
     /// SQLite only: checkpoints the WAL after commits (see [`checkpoint`]).
     wal: Option<checkpoint::Checkpointer>,
-    /// Wakes this process's long-polls when a checkout session changes.
-    checkouts: CheckoutHub,
+    /// Wakes this process's long-polls when what they wait on changes.
+    wakeups: Wakeups,
     /// Whether writes are refused for lack of space (`/readyz`).
     health: Arc<WriteHealth>,
     /// Wakes this process's webhook delivery worker when a commit made deliveries due.
@@ -105,7 +106,7 @@ impl Db {
             cache: Arc::new(cache::ReadCache::new(cache_ttl)),
             group: None,
             wal,
-            checkouts: CheckoutHub::default(),
+            wakeups: Wakeups::default(),
             health,
             outbox: Arc::new(tokio::sync::Notify::new()),
         };
@@ -165,8 +166,8 @@ impl Db {
         if effects.tokens_changed {
             self.cache.tokens_changed();
         }
-        for id in &effects.checkouts {
-            self.checkouts.notify_local(id);
+        for key in &effects.wakeups {
+            self.wakeups.notify_local(key);
         }
         if effects.outbox {
             self.outbox.notify_one();
@@ -182,9 +183,9 @@ impl Db {
         &self.pool
     }
 
-    /// Wakes long-polls on checkout sessions (see `billing::hub`).
-    pub fn checkouts(&self) -> &CheckoutHub {
-        &self.checkouts
+    /// Wakes long-polls (see [`wakeups`]).
+    pub fn wakeups(&self) -> &Wakeups {
+        &self.wakeups
     }
 
     /// Notified after a commit that enqueued webhook deliveries (the delivery worker waits on it).

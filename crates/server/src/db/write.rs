@@ -32,7 +32,8 @@ pub struct Uow {
 #[derive(Debug, Default)]
 pub(super) struct Effects {
     pub tokens_changed: bool,
-    pub checkouts: Vec<String>,
+    /// Keys of long-polls to wake (see `db::wakeups`).
+    pub wakeups: Vec<String>,
     /// Webhook deliveries became due (see `webhooks`): this process's worker wakes after the commit.
     pub outbox: bool,
 }
@@ -86,18 +87,23 @@ impl Uow {
         self.effects.tokens_changed = true;
     }
 
-    /// A checkout session changed: its long-polls wake after the commit, in this process and (on
-    /// PostgreSQL, through a notification sent on commit) in every replica.
-    pub async fn checkout_changed(&mut self, session_id: &str) -> sqlx::Result<()> {
+    /// What long-polls wait on under `key` changed: they wake after the commit, in this process
+    /// and (on PostgreSQL, through a notification sent on commit) in every replica.
+    pub async fn wake(&mut self, key: &str) -> sqlx::Result<()> {
         if self.kind == DatabaseKind::Postgres {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(super::notify::CHECKOUT_CHANNEL)
-                .bind(session_id)
+                .bind(key)
                 .execute(&mut **self)
                 .await?;
         }
-        self.effects.checkouts.push(session_id.to_string());
+        self.effects.wakeups.push(key.to_string());
         Ok(())
+    }
+
+    /// A checkout session changed: its long-polls wake after the commit ([`Uow::wake`]).
+    pub async fn checkout_changed(&mut self, session_id: &str) -> sqlx::Result<()> {
+        self.wake(session_id).await
     }
 
     /// An event was enqueued or a delivery made due: the delivery worker wakes after the commit.

@@ -1,46 +1,24 @@
 //! Billing endpoints: start a Checkout, follow it (long-poll), list open ones, receive Stripe's
 //! webhook, and the pages Checkout returns to.
 
-use std::time::Duration;
-
 use api_types::{
-    codes, find_pack, CheckoutListResponse, CheckoutRequest, CheckoutResponse, CheckoutStatus, CheckoutStatusResponse,
-    ErrorEnvelope,
+    codes, CheckoutListResponse, CheckoutRequest, CheckoutResponse, CheckoutStatusResponse, ErrorEnvelope,
 };
-use axum::{
-    extract::State,
-    http::{HeaderMap, StatusCode},
-    Json,
-};
+use axum::{extract::State, http::HeaderMap, Json};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::broadcast;
 
 use crate::{
     billing::{
-        checkouts::{self, CheckoutRecord},
-        fulfil, signature,
-        stripe_api::NewSession,
+        checkouts::CheckoutRecord,
+        signature,
         webhook::{self, ReceiveError},
-        Billing,
     },
     db::{now_ms, rfc3339_ms},
     error::{ApiError, ApiResult},
     http::extract::{ApiJson, ApiQuery, AuthUser, PathId, RawBody},
-    ledger, AppState,
+    ops, AppState,
 };
-
-impl AppState {
-    pub fn billing(&self) -> ApiResult<&Billing> {
-        self.billing.as_deref().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                codes::PAYMENTS_UNAVAILABLE,
-                "Payments are not configured on this server.",
-            )
-        })
-    }
-}
 
 /// Start buying a pack: creates a Stripe Checkout Session and returns its URL.
 #[utoipa::path(post, path = "/api/v1/billing/checkout", tag = "billing", security(("bearer" = [])), request_body = CheckoutRequest,
@@ -58,68 +36,12 @@ pub async fn start_checkout(
     user: AuthUser,
     ApiJson(body): ApiJson<CheckoutRequest>,
 ) -> ApiResult<Json<CheckoutResponse>> {
-    // Each checkout is a call to Stripe: a bounded number per user.
-    if let Err(wait) = state.limits.checkouts.check(&user.id) {
-        tracing::warn!(user_id = %user.id, "checkout rate limit reached");
-        return Err(ApiError::too_many(format!("Too many checkouts started. Try again in {wait} seconds."), wait));
-    }
-    let pack = find_pack(body.pack_id.trim()).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            codes::UNKNOWN_PACK,
-            format!("There is no pack {:?}. Choose pack_25, pack_75 or pack_200.", body.pack_id),
-        )
-    })?;
-    let billing = state.billing()?;
-    let base = state.config.return_base_or_local();
-    let created_at = now_ms();
-    let expires_at_secs = created_at / 1000 + state.config.checkout_ttl.as_secs() as i64;
-    let request = NewSession {
-        user_id: user.id.clone(),
-        email: user.email.clone(),
-        pack_id: pack.id.to_string(),
-        credits: pack.credits,
-        amount_cents: pack.price_cents,
-        product_name: pack.product_name(),
-        // Stripe replaces {CHECKOUT_SESSION_ID} with the session's id.
-        success_url: format!("{base}/billing/success?session_id={{CHECKOUT_SESSION_ID}}"),
-        cancel_url: format!("{base}/billing/cancel?session_id={{CHECKOUT_SESSION_ID}}"),
-        expires_at: expires_at_secs,
-        settings: billing.config.checkout,
-    };
-    let session = billing.stripe.create_checkout_session(&request).await.map_err(|e| {
-        tracing::error!(error = %e, "creating a Checkout Session failed");
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            codes::PAYMENT_PROVIDER_ERROR,
-            "The payment page could not be prepared. Please try again in a moment.",
-        )
-    })?;
-    let checkout_url = session.url.clone().filter(|u| !u.is_empty()).ok_or_else(|| {
-        ApiError::new(StatusCode::BAD_GATEWAY, codes::PAYMENT_PROVIDER_ERROR, "Stripe did not return a payment page.")
-    })?;
-    let record = CheckoutRecord {
-        id: session.id.clone(),
-        user_id: user.id.clone(),
-        pack_id: pack.id.to_string(),
-        credits: pack.credits,
-        amount_cents: pack.price_cents,
-        currency: pack.currency.to_string(),
-        status: CheckoutStatus::Pending,
-        checkout_url: checkout_url.clone(),
-        livemode: session.livemode,
-        payment_intent: None,
-        refund_clawed: 0,
-        dispute_clawed: 0,
-        created_at,
-        expires_at: session.expires_at.unwrap_or(expires_at_secs) * 1000,
-        settings: Some(checkouts::settings_used(&billing.config.checkout)),
-        amounts: None,
-    };
-    // Recorded before answering: a payment can only come back for a session we know.
-    checkouts::insert(&state.db, &record).await?;
-    tracing::info!(session_id = %record.id, user_id = %user.id, pack = pack.id, "checkout started");
-    Ok(Json(CheckoutResponse { session_id: record.id, checkout_url, expires_at: rfc3339_ms(record.expires_at) }))
+    let record = ops::purchases::start_checkout(&state, &user, &body.pack_id).await?;
+    Ok(Json(CheckoutResponse {
+        session_id: record.id,
+        checkout_url: record.checkout_url,
+        expires_at: rfc3339_ms(record.expires_at),
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -145,59 +67,9 @@ pub async fn checkout_status(
     PathId(session_id): PathId,
     ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> ApiResult<Json<CheckoutStatusResponse>> {
-    let max = state.config.max_wait.as_secs();
-    let wait = q.wait.unwrap_or(0);
-    if wait > max {
-        return Err(ApiError::invalid(format!("wait must be from 0 to {max} seconds.")));
-    }
-    let owned = |r: &Option<CheckoutRecord>| r.as_ref().is_some_and(|r| r.user_id == user.id);
-    let mut record = checkouts::find(&state.db, &session_id).await?;
-    if !owned(&record) {
-        return Err(ApiError::not_found("No such checkout for this account."));
-    }
-    let billing = state.billing()?;
-    // Subscribe before looking, so a change between the look and the wait is not missed.
-    let mut changes = billing.hub.subscribe();
-    let mut shutdown = state.shutdown.clone();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
-    loop {
-        let current = record.as_ref().map(|r| r.status).unwrap_or(CheckoutStatus::Pending);
-        if current == CheckoutStatus::Pending && billing.may_check_stripe(&session_id) {
-            // The webhook may be late or lost: ask Stripe and fulfil from its answer.
-            if let Err(e) = fulfil::fulfil_from_stripe(billing, &session_id).await {
-                tracing::warn!(session_id = %session_id, error = %e, "could not check the session at Stripe");
-            }
-            record = checkouts::find(&state.db, &session_id).await?;
-        }
-        let current = record.as_ref().map(|r| r.status).unwrap_or(CheckoutStatus::Pending);
-        if current.is_final() || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
-            break;
-        }
-        // Wake on a notification, on shutdown, or after a short re-check interval (replicas
-        // without a shared notification channel still converge).
-        let recheck = (tokio::time::Instant::now() + Duration::from_secs(1)).min(deadline);
-        tokio::select! {
-            _ = changed(&mut changes, &session_id) => {}
-            _ = tokio::time::sleep_until(recheck) => {}
-            _ = shutdown.changed() => {}
-        }
-        record = checkouts::find(&state.db, &session_id).await?;
-    }
-    let record = record.ok_or_else(|| ApiError::not_found("No such checkout for this account."))?;
-    let balance = ledger::balance(&state.db, &user.id).await?.unwrap_or(0);
+    let ops::purchases::CheckoutState { record, balance } =
+        ops::purchases::wait_for_checkout(&state, &user, &session_id, q.wait.unwrap_or(0)).await?;
     Ok(Json(CheckoutStatusResponse { session_id: record.id, status: record.status, credits: record.credits, balance }))
-}
-
-/// Resolves when `session_id` is announced (or when notifications were lost: re-check then).
-pub(crate) async fn changed(changes: &mut broadcast::Receiver<String>, session_id: &str) {
-    loop {
-        match changes.recv().await {
-            Ok(id) if id == session_id => return,
-            Ok(_) => continue,
-            Err(broadcast::error::RecvError::Lagged(_)) => return,
-            Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
-        }
-    }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -220,14 +92,7 @@ pub async fn list_checkouts(
     user: AuthUser,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<CheckoutListResponse>> {
-    let status = match q.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        None => None,
-        Some(s) => Some(
-            CheckoutStatus::parse(s)
-                .ok_or_else(|| ApiError::invalid("status must be pending, credited, failed or expired."))?,
-        ),
-    };
-    let records = checkouts::list_for_user(&state.db, &user.id, status, 20).await?;
+    let records = ops::purchases::list_checkouts(&state, &user, q.status.as_deref()).await?;
     Ok(Json(CheckoutListResponse { checkouts: records.iter().map(CheckoutRecord::summary).collect() }))
 }
 
@@ -246,7 +111,7 @@ pub async fn webhook(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let billing = state.billing()?;
+    let billing = state.billing.as_deref().ok_or(ops::OpError::PaymentsOff)?;
     let header = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok())

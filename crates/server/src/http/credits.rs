@@ -1,13 +1,14 @@
 //! Balance, history and spending: thin handlers over the ledger.
 
-use api_types::{codes, BalanceResponse, ErrorEnvelope, HistoryResponse, SpendRequest, SpendResponse};
-use axum::{extract::State, http::StatusCode, Json};
+use api_types::{BalanceResponse, ErrorEnvelope, HistoryResponse, SpendRequest, SpendResponse};
+use axum::{extract::State, Json};
 use serde::Deserialize;
 
 use crate::{
-    error::{ApiError, ApiResult},
+    error::ApiResult,
     http::extract::{ApiJson, ApiQuery, AuthUser, IdempotencyKey},
-    ledger::{self, holds, input, LedgerError},
+    ledger::holds::Funds,
+    ops::{self, Spender},
     AppState,
 };
 
@@ -18,21 +19,13 @@ use crate::{
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
     ))]
 pub async fn balance(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<BalanceResponse>> {
-    let funds = holds::funds(&state.db, &user.id)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("This account no longer exists."))?;
-    Ok(Json(BalanceResponse { balance: funds.balance, available: funds.available(), held: funds.held }))
+    let id = user.id.clone();
+    let funds = ops::credits::balance(&state, &Spender::Plugin(user), &id).await?;
+    Ok(Json(balance_body(funds)))
 }
 
-pub fn insufficient(needed: i64, available: i64) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYMENT_REQUIRED,
-        codes::INSUFFICIENT_CREDITS,
-        format!(
-            "Not enough credits: this needs {needed}, you have {} available. Buy more credits to continue.",
-            available.max(0)
-        ),
-    )
+pub fn balance_body(funds: Funds) -> BalanceResponse {
+    BalanceResponse { balance: funds.balance, available: funds.available(), held: funds.held }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -57,21 +50,7 @@ pub async fn history(
     user: AuthUser,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Json<HistoryResponse>> {
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=ledger::MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid(format!("limit must be from 1 to {}.", ledger::MAX_PAGE)));
-    }
-    let before = match q.before.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        None => None,
-        Some(cursor) => Some(
-            cursor
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| ApiError::invalid("before must be a next_cursor value from a previous page."))?,
-        ),
-    };
-    let page = ledger::history(&state.db, &user.id, limit, before).await?;
+    let page = ops::credits::history(&state, &user, q.limit.unwrap_or(20), q.before.as_deref()).await?;
     Ok(Json(HistoryResponse { entries: page.entries, next_cursor: page.next_cursor }))
 }
 
@@ -83,8 +62,9 @@ pub async fn history(
         (status = 400, description = "Bad body or missing Idempotency-Key", body = ErrorEnvelope),
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
         (status = 402, description = "Not enough credits; nothing was spent", body = ErrorEnvelope),
+        (status = 403, description = "`PLUGIN_SPEND=false`: the service that does the work spends (`spend_requires_service`)", body = ErrorEnvelope),
         (status = 409, description = "Idempotency-Key already used for a different request", body = ErrorEnvelope),
-        (status = 422, description = "amount not positive, or reason empty/too long", body = ErrorEnvelope),
+        (status = 422, description = "amount not positive, reason empty/too long, or a malformed feature", body = ErrorEnvelope),
     ))]
 pub async fn spend(
     State(state): State<AppState>,
@@ -92,21 +72,7 @@ pub async fn spend(
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<SpendRequest>,
 ) -> ApiResult<Json<SpendResponse>> {
-    input::credits(body.amount).map_err(ApiError::invalid)?;
-    let reason = input::reason(&body.reason).map_err(ApiError::invalid)?;
-    match ledger::spend(&state.db, &user.id, body.amount, reason, &key).await {
-        Ok(recorded) => {
-            Ok(Json(SpendResponse { balance: recorded.posted.balance, entry_id: recorded.posted.entry_id }))
-        }
-        Err(LedgerError::InsufficientCredits { available, .. }) => Err(insufficient(body.amount, available)),
-        Err(LedgerError::KeyReused) => Err(ApiError::conflict(
-            codes::IDEMPOTENCY_CONFLICT,
-            "This Idempotency-Key was already used for a different spend. Use a new key for a new operation.",
-        )),
-        Err(LedgerError::UnknownUser) => Err(ApiError::unauthorized("This account no longer exists.")),
-        Err(LedgerError::DuplicateCause) => {
-            Err(ApiError::unavailable("spend kept colliding with a concurrent request"))
-        }
-        Err(LedgerError::Db(e)) => Err(e.into()),
-    }
+    let id = user.id.clone();
+    let recorded = ops::credits::spend(&state, &Spender::Plugin(user), &id, &key, &body).await?;
+    Ok(Json(SpendResponse { balance: recorded.posted.balance, entry_id: recorded.posted.entry_id }))
 }

@@ -71,14 +71,8 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     }
 }
 
-/// The signed-in user, from `Authorization: Bearer <token>`.
-#[derive(Debug, Clone)]
-pub struct AuthUser {
-    pub id: String,
-    pub email: String,
-    /// The bearer token itself, for logout.
-    pub token: String,
-}
+/// The signed-in plugin user, from `Authorization: Bearer mct_…` (the operations layer's caller).
+pub use crate::ops::User as AuthUser;
 
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
@@ -105,7 +99,7 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-fn bearer_token(parts: &Parts) -> Option<&str> {
+pub(crate) fn bearer_token(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())

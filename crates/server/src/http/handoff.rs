@@ -1,9 +1,7 @@
 //! Browser sign-in for the plugin: the API the plugin calls (`/api/v1/auth/handoff…`) and the
 //! page the system browser opens (`/account/sign-in`). See `auth::handoff` for the protocol.
 
-use std::time::Duration;
-
-use api_types::{codes, ErrorEnvelope, HandoffPoll, HandoffStart, HandoffStatus, User, HANDOFF_KEY_HEADER};
+use api_types::{ErrorEnvelope, HandoffPoll, HandoffStart, HandoffStatus, User, HANDOFF_KEY_HEADER};
 use askama::Template;
 use axum::{
     extract::{rejection::FormRejection, Query, State},
@@ -14,7 +12,6 @@ use axum::{
 use serde::Deserialize;
 
 use super::{
-    auth::{check_password, create_account, SignedIn},
     billing::WaitQuery,
     extract::{ApiQuery, ClientAddr, PathId},
     html,
@@ -23,23 +20,19 @@ use crate::{
     auth::{
         accounts::{self, NewPasswordKind},
         devices,
-        handoff::{self, Handoff, Poll},
+        handoff::{self, Handoff},
         password::PasswordError,
         validate_password,
     },
     db::{now_ms, rfc3339_ms},
     error::{ApiError, ApiResult},
     mail::Mail,
+    ops::{
+        self,
+        accounts::{Attempt, Door, SignedIn},
+    },
     AppState,
 };
-
-fn not_found() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        codes::HANDOFF_NOT_FOUND,
-        "This browser sign-in is unknown, expired or already used. Start again from the plugin.",
-    )
-}
 
 /// Start signing in through the browser (public).
 #[utoipa::path(post, path = "/api/v1/auth/handoff", tag = "auth",
@@ -51,15 +44,7 @@ pub async fn start(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
 ) -> ApiResult<(StatusCode, Json<HandoffStart>)> {
-    if let Err(wait) = state.limits.handoffs.check(&client) {
-        tracing::warn!(client = %client, "browser sign-in rate limit reached");
-        return Err(ApiError::too_many(
-            format!("Too many sign-ins started from your network. Try again in {wait} seconds."),
-            wait,
-        ));
-    }
-    let created = handoff::create(&state.db, &client).await?;
-    tracing::info!(handoff_id = %created.id, client = %client, "browser sign-in started");
+    let created = ops::accounts::start_handoff(&state, &client).await?;
     let url = format!("{}/account/sign-in?secret={}", state.config.public_base(), created.write_secret);
     Ok((
         StatusCode::CREATED,
@@ -89,48 +74,17 @@ pub async fn poll(
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> ApiResult<Json<HandoffPoll>> {
-    let max = state.config.max_wait.as_secs();
-    let wait = q.wait.unwrap_or(0);
-    if wait > max {
-        return Err(ApiError::invalid(format!("wait must be from 0 to {max} seconds.")));
-    }
-    let Some(key) = headers.get(HANDOFF_KEY_HEADER).and_then(|v| v.to_str().ok()).map(str::trim) else {
-        return Err(not_found());
-    };
-    // Subscribe before looking, so a confirmation between the look and the wait is not missed.
-    let mut changes = state.db.checkouts().subscribe();
-    let wake = handoff::wake_key(&id);
-    let mut shutdown = state.shutdown.clone();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
-    loop {
-        match handoff::poll(&state.db, &id, key, state.config.token_ttl).await? {
-            Poll::NotFound => return Err(not_found()),
-            Poll::Complete { token, device_token, user_id, email } => {
-                tracing::info!(handoff_id = %id, user_id = %user_id, "signed in through the browser");
-                return Ok(Json(HandoffPoll {
-                    status: HandoffStatus::Complete,
-                    token: Some(token),
-                    user: Some(User { id: user_id, email }),
-                    device_token: Some(device_token),
-                }));
-            }
-            Poll::Pending => {}
-        }
-        if tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
-            return Ok(Json(HandoffPoll {
-                status: HandoffStatus::Pending,
-                token: None,
-                user: None,
-                device_token: None,
-            }));
-        }
-        let recheck = (tokio::time::Instant::now() + Duration::from_secs(2)).min(deadline);
-        tokio::select! {
-            _ = super::billing::changed(&mut changes, &wake) => {}
-            _ = tokio::time::sleep_until(recheck) => {}
-            _ = shutdown.changed() => {}
-        }
-    }
+    // No key finds nothing (the same 404), after `wait` is checked as for any poll.
+    let key = headers.get(HANDOFF_KEY_HEADER).and_then(|v| v.to_str().ok()).map_or("", str::trim);
+    Ok(Json(match ops::accounts::wait_for_handoff(&state, &id, key, q.wait.unwrap_or(0)).await? {
+        Some(done) => HandoffPoll {
+            status: HandoffStatus::Complete,
+            token: Some(done.token),
+            user: Some(User { id: done.user_id, email: done.email }),
+            device_token: Some(done.device_token),
+        },
+        None => HandoffPoll { status: HandoffStatus::Pending, token: None, user: None, device_token: None },
+    }))
 }
 
 // ---- the page ----
@@ -380,17 +334,24 @@ async fn sign_in_step(pages: &Pages<'_>, h: &Handoff, form: &PageForm) -> Respon
     }
     let device = html::cookie(pages.headers, DEVICE_COOKIE);
     let result = if form.step == "sign_up" {
-        create_account(state, pages.client, &form.email, form.password.clone()).await.map(|account| SignedIn {
-            account,
-            must_change: false,
-            known_device: false,
-        })
+        ops::accounts::create_account(state, pages.client, &form.email, form.password.clone())
+            .await
+            .map(|account| SignedIn { account, must_change: false, known_device: false })
     } else {
-        check_password(state, pages.client, &form.email, form.password.clone(), device.as_deref()).await
+        let attempt = Attempt {
+            client: pages.client,
+            email: &form.email,
+            password: form.password.clone(),
+            device_token: device.as_deref(),
+            door: Door::Page,
+            code: None,
+        };
+        ops::accounts::check_password(state, attempt).await
     };
     let signed = match result {
         Ok(s) => s,
         Err(e) => {
+            let e = ApiError::from(e);
             let mut response = pages.sign_in(h, e.status, &form.code, &form.email, Some(&e.message));
             if let Some(wait) = e.retry_after.and_then(|w| HeaderValue::from_str(&w.to_string()).ok()) {
                 response.headers_mut().insert(header::RETRY_AFTER, wait);

@@ -1,19 +1,14 @@
 //! Credit holds over HTTP: reserve, capture, release.
 
-use api_types::{codes, CaptureRequest, ErrorEnvelope, HoldOutcome, HoldRequest, HoldResponse};
+use api_types::{CaptureRequest, ErrorEnvelope, HoldOutcome, HoldRequest, HoldResponse};
 use axum::{extract::State, http::StatusCode, Json};
 
 use crate::{
     db::rfc3339_ms,
-    error::{ApiError, ApiResult},
-    http::{
-        credits::insufficient,
-        extract::{parse_object, ApiJson, AuthUser, IdempotencyKey, PathId, RawBody},
-    },
-    ledger::{
-        holds::{self, HoldError, NewHold, Settled},
-        input,
-    },
+    error::ApiResult,
+    http::extract::{parse_object, ApiJson, AuthUser, IdempotencyKey, PathId, RawBody},
+    ledger::holds::Settled,
+    ops::{self, Spender},
     AppState,
 };
 
@@ -25,8 +20,9 @@ use crate::{
         (status = 400, description = "Bad body or missing Idempotency-Key", body = ErrorEnvelope),
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
         (status = 402, description = "Not enough available credits; nothing reserved", body = ErrorEnvelope),
+        (status = 403, description = "`PLUGIN_SPEND=false`: the service that does the work holds (`spend_requires_service`)", body = ErrorEnvelope),
         (status = 409, description = "Idempotency-Key used for a different hold", body = ErrorEnvelope),
-        (status = 422, description = "amount, reason or ttl_seconds out of range", body = ErrorEnvelope),
+        (status = 422, description = "amount, reason, feature or ttl_seconds out of range", body = ErrorEnvelope),
     ))]
 pub async fn create(
     State(state): State<AppState>,
@@ -34,31 +30,18 @@ pub async fn create(
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<HoldRequest>,
 ) -> ApiResult<(StatusCode, Json<HoldResponse>)> {
-    input::credits(body.amount).map_err(ApiError::invalid)?;
-    let reason = input::reason(&body.reason).map_err(ApiError::invalid)?;
-    let ttl = body.ttl_seconds.unwrap_or(holds::DEFAULT_TTL_SECS);
-    if !(1..=holds::MAX_TTL_SECS).contains(&ttl) {
-        return Err(ApiError::invalid(format!("ttl_seconds must be from 1 to {}.", holds::MAX_TTL_SECS)));
-    }
-    let new = NewHold {
-        user_id: user.id.clone(),
-        amount: body.amount,
-        reason: reason.to_string(),
-        ttl_secs: ttl,
-        idempotency_key: key,
-    };
-    match holds::create(&state.db, new).await {
-        Ok(Settled { hold, funds, .. }) => Ok((
-            StatusCode::CREATED,
-            Json(HoldResponse {
-                hold_id: hold.id,
-                amount: hold.amount,
-                expires_at: rfc3339_ms(hold.expires_at),
-                balance: funds.balance,
-                available: funds.available(),
-            }),
-        )),
-        Err(e) => Err(hold_error(e)),
+    let id = user.id.clone();
+    let settled = ops::credits::hold(&state, &Spender::Plugin(user), &id, &key, &body).await?;
+    Ok((StatusCode::CREATED, Json(created(settled))))
+}
+
+pub fn created(Settled { hold, funds, .. }: Settled) -> HoldResponse {
+    HoldResponse {
+        hold_id: hold.id,
+        amount: hold.amount,
+        expires_at: rfc3339_ms(hold.expires_at),
+        balance: funds.balance,
+        available: funds.available(),
     }
 }
 
@@ -70,7 +53,7 @@ pub async fn create(
         (status = 400, description = "Body is not valid JSON of this shape", body = ErrorEnvelope),
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
         (status = 404, description = "No such hold for this account", body = ErrorEnvelope),
-        (status = 409, description = "Released, expired, or captured for another amount", body = ErrorEnvelope),
+        (status = 409, description = "Released or expired (`hold_closed`), or already captured for another amount (`captured_differently`)", body = ErrorEnvelope),
         (status = 422, description = "amount above the held amount", body = ErrorEnvelope),
     ))]
 pub async fn capture(
@@ -79,12 +62,16 @@ pub async fn capture(
     PathId(hold_id): PathId,
     RawBody(body): RawBody,
 ) -> ApiResult<Json<HoldOutcome>> {
-    // The body is optional: no body means "capture everything".
-    let request: CaptureRequest =
-        if body.iter().all(u8::is_ascii_whitespace) { CaptureRequest::default() } else { parse_object(&body)? };
-    match holds::capture(&state.db, &user.id, &hold_id, request.amount).await {
-        Ok(settled) => Ok(Json(outcome(settled))),
-        Err(e) => Err(hold_error(e)),
+    let request = capture_request(&body)?;
+    Ok(Json(outcome(ops::credits::capture(&state, &Spender::Plugin(user), &hold_id, request.amount).await?)))
+}
+
+/// The body is optional: no body means "capture everything".
+pub fn capture_request(body: &[u8]) -> ApiResult<CaptureRequest> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(CaptureRequest::default())
+    } else {
+        parse_object(body)
     }
 }
 
@@ -102,13 +89,10 @@ pub async fn release(
     user: AuthUser,
     PathId(hold_id): PathId,
 ) -> ApiResult<Json<HoldOutcome>> {
-    match holds::release(&state.db, &user.id, &hold_id).await {
-        Ok(settled) => Ok(Json(outcome(settled))),
-        Err(e) => Err(hold_error(e)),
-    }
+    Ok(Json(outcome(ops::credits::release(&state, &Spender::Plugin(user), &hold_id).await?)))
 }
 
-fn outcome(Settled { hold, funds, .. }: Settled) -> HoldOutcome {
+pub fn outcome(Settled { hold, funds, .. }: Settled) -> HoldOutcome {
     HoldOutcome {
         hold_id: hold.id,
         status: hold.status,
@@ -117,20 +101,5 @@ fn outcome(Settled { hold, funds, .. }: Settled) -> HoldOutcome {
         entry_id: hold.entry_id,
         balance: funds.balance,
         available: funds.available(),
-    }
-}
-
-fn hold_error(e: HoldError) -> ApiError {
-    let message = e.to_string();
-    match e {
-        HoldError::Insufficient { funds, needed } => insufficient(needed, funds.available()),
-        HoldError::NotFound => ApiError::not_found("No such hold for this account."),
-        HoldError::KeyReused => ApiError::conflict(codes::IDEMPOTENCY_CONFLICT, message),
-        HoldError::Released | HoldError::Expired | HoldError::Captured | HoldError::CapturedDifferently => {
-            ApiError::conflict(codes::HOLD_CLOSED, message)
-        }
-        HoldError::InvalidAmount { .. } => ApiError::invalid(message),
-        HoldError::Ledger(e) => ApiError::internal(e),
-        HoldError::Db(e) => e.into(),
     }
 }

@@ -36,8 +36,12 @@ pub async fn packs(State(state): State<AppState>) -> Json<PacksResponse> {
     Json(PacksResponse::catalogue_with_tax_note(note))
 }
 
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(crate::http::openapi::document())
+/// The OpenAPI document (built once: it comes from the router's declaration).
+pub async fn openapi_json() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let doc = DOC.get_or_init(|| serde_json::to_string(&crate::http::document()).unwrap_or_default());
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], doc.as_str()).into_response()
 }
 
 pub async fn not_found() -> ApiError {

@@ -1,10 +1,10 @@
 //! The whole HTTP surface: every path, its handler, and the layers around them.
 
 pub mod account;
-pub mod admin;
-pub mod admin_pages;
+pub mod admin_api;
 pub mod auth;
 pub mod billing;
+pub mod console;
 pub mod credits;
 pub mod extract;
 pub mod handoff;
@@ -13,6 +13,7 @@ pub mod html;
 pub mod meta;
 pub mod openapi;
 pub mod pages;
+pub mod service;
 
 use std::{
     sync::{
@@ -35,6 +36,8 @@ use tower_http::{
     request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     trace::TraceLayer,
 };
+
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{error::ApiError, AppState};
 
@@ -62,76 +65,148 @@ impl MakeRequestId for RequestIds {
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    // The operator console's JSON API: admin API tokens or the console cookie (`http::admin`).
-    let admin_api = Router::new()
-        .route("/me", get(admin::api_me))
-        .route("/audit", get(admin::api_audit))
-        .route("/logout", post(admin::api_logout))
-        .route("/overview", get(admin_pages::api_overview))
-        .route("/users", get(admin_pages::api_users))
-        .route("/users/{user_id}", get(admin_pages::api_user))
-        .route("/users/{user_id}/grant", post(admin_pages::api_grant))
-        .route("/users/{user_id}/logout-all", post(admin_pages::api_logout_all))
-        .route("/users/{user_id}/one-time-password", post(admin_pages::api_one_time_password))
-        .route("/purchases", get(admin_pages::api_purchases))
-        .route("/events", get(admin_pages::api_events))
-        .route("/events/{event_id}", get(admin_pages::api_event))
-        .route("/events/{event_id}/replay", post(admin_pages::api_replay))
-        .route("/reconcile", post(admin_pages::api_reconcile))
-        .route("/audit-runs", post(admin_pages::api_audit_run))
-        .route("/runs", get(admin_pages::api_runs))
-        .route("/runs/{run_id}", get(admin_pages::api_run))
+/// Every route, declared once. The JSON API goes through `utoipa_axum`'s `routes!`, so the router
+/// and the OpenAPI document come from the same declaration; pages, assets and probes (which are not
+/// JSON API) go through [`Plain`], which records them (tests check that none of them is under
+/// `/api/`).
+pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi, Vec<PlainRoute>) {
+    // The operator console's JSON API: admin API tokens or the console cookie (`http::admin_api`).
+    let admin_api = OpenApiRouter::new()
+        .routes(routes!(admin_api::api_me))
+        .routes(routes!(admin_api::api_audit))
+        .routes(routes!(admin_api::api_logout))
+        .routes(routes!(admin_api::api_overview))
+        .routes(routes!(admin_api::api_users))
+        .routes(routes!(admin_api::api_user))
+        .routes(routes!(admin_api::api_grant))
+        .routes(routes!(admin_api::api_logout_all))
+        .routes(routes!(admin_api::api_one_time_password))
+        .routes(routes!(admin_api::api_purchases))
+        .routes(routes!(admin_api::api_events))
+        .routes(routes!(admin_api::api_event))
+        .routes(routes!(admin_api::api_replay))
+        .routes(routes!(admin_api::api_reconcile))
+        .routes(routes!(admin_api::api_audit_run))
+        .routes(routes!(admin_api::api_runs))
+        .routes(routes!(admin_api::api_run))
+        .routes(routes!(admin_api::api_service_keys, admin_api::api_create_service_key))
+        .routes(routes!(admin_api::api_revoke_service_key))
         // Personal data and one-time passwords: never cached.
-        .layer(axum::middleware::map_response(admin::no_store))
-        .method_not_allowed_fallback(meta::method_not_allowed);
-    // The operator console's pages, with the security headers of every HTML page.
-    let console = Router::new()
-        .route("/admin", get(admin_pages::overview_page))
-        .route("/admin/login", get(admin::login_page).post(admin::login))
-        .route("/admin/logout", post(admin::logout))
-        .route("/admin/audit", get(admin::audit_page))
-        .route("/admin/users", get(admin_pages::users_page))
-        .route("/admin/users/{id}", get(admin_pages::user_page))
-        .route("/admin/users/{id}/grant", post(admin_pages::grant_form))
-        .route("/admin/users/{id}/logout-all", post(admin_pages::logout_all_form))
-        .route("/admin/users/{id}/one-time-password", post(admin_pages::one_time_password_form))
-        .route("/admin/purchases", get(admin_pages::purchases_page))
-        .route("/admin/events", get(admin_pages::events_page))
-        .route("/admin/events/{id}", get(admin_pages::event_page))
-        .route("/admin/events/{id}/replay", post(admin_pages::replay_form))
-        .route("/admin/reconcile", get(admin_pages::reconcile_page).post(admin_pages::reconcile_form))
-        .route("/admin/audit-runs", post(admin_pages::audit_run_form))
-        .route("/assets/admin.css", get(admin::stylesheet))
-        .layer(axum::middleware::map_response(html::html_headers));
+        .layer(axum::middleware::map_response(admin_api::no_store));
 
-    let api = Router::new()
-        .route("/auth/signup", post(auth::signup))
-        .route("/auth/login", post(auth::login))
-        .route("/auth/logout", post(auth::logout))
-        .route("/auth/logout-all", post(auth::logout_all))
-        .route("/auth/password", post(auth::change_password))
-        .route("/auth/options", get(auth::options))
-        .route("/auth/password-reset", post(auth::request_password_reset))
-        .route("/auth/handoff", post(handoff::start))
-        .route("/auth/handoff/{handoff_id}", get(handoff::poll))
-        .route("/me", get(auth::me))
-        .route("/credits/balance", get(credits::balance))
-        .route("/credits/history", get(credits::history))
-        .route("/credits/spend", post(credits::spend))
-        .route("/credits/holds", post(holds::create))
-        .route("/credits/holds/{hold_id}/capture", post(holds::capture))
-        .route("/credits/holds/{hold_id}/release", post(holds::release))
-        .route("/billing/packs", get(meta::packs))
-        .route("/billing/checkout", post(billing::start_checkout))
-        .route("/billing/checkout/{session_id}", get(billing::checkout_status))
-        .route("/billing/checkouts", get(billing::list_checkouts))
+    let api = OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(auth::signup))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::logout_all))
+        .routes(routes!(auth::change_password))
+        .routes(routes!(auth::options))
+        .routes(routes!(auth::request_password_reset))
+        .routes(routes!(handoff::start))
+        .routes(routes!(handoff::poll))
+        .routes(routes!(auth::service_token))
+        .routes(routes!(auth::me))
+        .routes(routes!(credits::balance))
+        .routes(routes!(credits::history))
+        .routes(routes!(credits::spend))
+        .routes(routes!(holds::create))
+        .routes(routes!(holds::capture))
+        .routes(routes!(holds::release))
+        .routes(routes!(meta::packs))
+        .routes(routes!(billing::start_checkout))
+        .routes(routes!(billing::checkout_status))
+        .routes(routes!(billing::list_checkouts))
         // Stripe events can be larger than API bodies.
-        .route("/billing/webhook", post(billing::webhook).layer(DefaultBodyLimit::max(1024 * 1024)))
-        .route("/openapi.json", get(meta::openapi_json))
-        .nest("/admin", admin_api)
-        .method_not_allowed_fallback(meta::method_not_allowed);
+        .merge(OpenApiRouter::new().routes(routes!(billing::webhook)).layer(DefaultBodyLimit::max(1024 * 1024)))
+        .routes(routes!(service::verify))
+        .routes(routes!(service::balance))
+        .routes(routes!(service::spend))
+        .routes(routes!(service::hold))
+        .routes(routes!(service::capture))
+        .routes(routes!(service::release))
+        .merge(admin_api);
+    let (api, document) = api.split_for_parts();
 
+    let mut plain = Plain::default();
+    // The OpenAPI document itself, and the probes.
+    plain.route("/api/v1/openapi.json", "GET", get(meta::openapi_json));
+    plain.route("/healthz", "GET", get(meta::healthz));
+    plain.route("/readyz", "GET", get(meta::readyz));
+    // The pages Stripe and mails send people to, with the security headers of every HTML page.
+    let mut pages = Plain::default();
+    pages.route("/billing/success", "GET", get(pages::success));
+    pages.route("/billing/cancel", "GET", get(pages::cancel));
+    pages.route("/account/reset", "GET POST", get(account::reset_form).post(account::reset_submit));
+    pages.route("/account/sign-in", "GET POST", get(handoff::page).post(handoff::submit));
+    pages.route("/assets/pages.css", "GET", get(html::stylesheet));
+    // The operator console's pages.
+    pages.route("/admin", "GET", get(console::overview::overview_page));
+    pages.route("/admin/login", "GET POST", get(console::sign_in::login_page).post(console::sign_in::login));
+    pages.route("/admin/logout", "POST", post(console::sign_in::logout));
+    pages.route("/admin/audit", "GET", get(console::audit::audit_page));
+    pages.route("/admin/users", "GET", get(console::users::users_page));
+    pages.route("/admin/users/{id}", "GET", get(console::users::user_page));
+    pages.route("/admin/users/{id}/grant", "POST", post(console::users::grant_form));
+    pages.route("/admin/users/{id}/logout-all", "POST", post(console::users::logout_all_form));
+    pages.route("/admin/users/{id}/one-time-password", "POST", post(console::users::one_time_password_form));
+    pages.route("/admin/purchases", "GET", get(console::purchases::purchases_page));
+    pages.route("/admin/events", "GET", get(console::events::events_page));
+    pages.route("/admin/events/{id}", "GET", get(console::events::event_page));
+    pages.route("/admin/events/{id}/replay", "POST", post(console::events::replay_form));
+    pages.route("/admin/reconcile", "GET POST", get(console::runs::reconcile_page).post(console::runs::reconcile_form));
+    pages.route("/admin/audit-runs", "POST", post(console::runs::audit_run_form));
+    pages.route(
+        "/admin/service-keys",
+        "GET POST",
+        get(console::service_keys::keys_page).post(console::service_keys::create_form),
+    );
+    pages.route("/admin/service-keys/{name}/revoke", "POST", post(console::service_keys::revoke_form));
+    pages.route("/assets/admin.css", "GET", get(console::stylesheet));
+
+    let router = Router::new()
+        .merge(api)
+        .merge(plain.router)
+        .merge(pages.router.layer(axum::middleware::map_response(html::html_headers)));
+    let mut table = plain.table;
+    table.extend(pages.table);
+    (router, document, table)
+}
+
+/// A route that is not part of the JSON API (a page, an asset, a probe), as registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlainRoute {
+    pub path: &'static str,
+    /// Space-separated methods.
+    pub methods: &'static str,
+}
+
+/// Registers plain routes and remembers them.
+#[derive(Default)]
+struct Plain {
+    router: Router<AppState>,
+    table: Vec<PlainRoute>,
+}
+
+impl Plain {
+    fn route(&mut self, path: &'static str, methods: &'static str, handler: axum::routing::MethodRouter<AppState>) {
+        self.router = std::mem::take(&mut self.router).route(path, handler);
+        self.table.push(PlainRoute { path, methods });
+    }
+}
+
+/// The routes that are not JSON API (for tests: none of them may be under `/api/` but the
+/// OpenAPI document itself).
+pub fn plain_routes() -> Vec<PlainRoute> {
+    routes().2
+}
+
+/// The OpenAPI document, built from the same declaration as the router.
+pub fn document() -> utoipa::openapi::OpenApi {
+    routes().1
+}
+
+pub fn router(state: AppState) -> Router {
+    let (routes, _, _) = routes();
     // The Figma UI iframe has origin `null` and authenticates with a bearer token, never cookies:
     // any origin may call, credentials are not allowed.
     let cors = CorsLayer::new()
@@ -152,20 +227,7 @@ pub fn router(state: AppState) -> Router {
         tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
     });
 
-    Router::new()
-        .nest("/api/v1", api)
-        .route("/healthz", get(meta::healthz))
-        .route("/readyz", get(meta::readyz))
-        .merge(
-            axum::Router::new()
-                .route("/billing/success", get(pages::success))
-                .route("/billing/cancel", get(pages::cancel))
-                .route("/account/reset", get(account::reset_form).post(account::reset_submit))
-                .route("/account/sign-in", get(handoff::page).post(handoff::submit))
-                .route("/assets/pages.css", get(html::stylesheet))
-                .layer(axum::middleware::map_response(html::html_headers)),
-        )
-        .merge(console)
+    routes
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
         .layer(DefaultBodyLimit::max(64 * 1024))
@@ -178,12 +240,13 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The console and its API (`/admin…`, `/api/v1/admin…`) authenticate with a cookie: they are
-/// taken out of the any-origin CORS layer. A preflight is refused, and no CORS header is sent,
-/// so a page on another origin can neither read an answer nor send a non-simple request.
+/// The console and its API (`/admin…`, `/api/v1/admin…`) authenticate with a cookie, and the
+/// service API (`/api/v1/service…`) with a key no browser should hold: they are taken out of the
+/// any-origin CORS layer. A preflight is refused, and no CORS header is sent, so a page on
+/// another origin can neither read an answer nor send a non-simple request.
 pub fn is_console_path(path: &str) -> bool {
     let under = |p: &str| path == p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/'));
-    under("/admin") || under("/api/v1/admin")
+    under("/admin") || under("/api/v1/admin") || under("/api/v1/service")
 }
 
 async fn outside_cors(req: Request, next: axum::middleware::Next) -> axum::response::Response {
@@ -194,7 +257,7 @@ async fn outside_cors(req: Request, next: axum::middleware::Next) -> axum::respo
         return ApiError::new(
             axum::http::StatusCode::METHOD_NOT_ALLOWED,
             api_types::codes::METHOD_NOT_ALLOWED,
-            "The admin API and console accept no cross-origin requests.",
+            "The admin API, the console and the service API accept no cross-origin requests.",
         )
         .into_response();
     }

@@ -5,17 +5,11 @@ use utoipa::{
     Modify, OpenApi,
 };
 
-use crate::http::{admin, admin_pages, auth, billing, credits, handoff, holds, meta};
-
+/// The document's frame: its info and security schemes. Its paths come from the router's
+/// declaration (`http::routes`), never from a list here.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Mascot credits API", description = "Accounts, credit balance and history, spending and credit packs for the Mascot Figma plugin. Errors are always {\"error\":{\"code\",\"message\"}}."),
-    paths(auth::signup, auth::login, auth::logout, auth::logout_all, auth::change_password, auth::options, auth::request_password_reset, handoff::start, handoff::poll, auth::me, credits::balance, credits::history, credits::spend, holds::create, holds::capture, holds::release, meta::packs,
-        billing::start_checkout, billing::checkout_status, billing::list_checkouts, billing::webhook,
-        admin::api_me, admin::api_audit, admin::api_logout, admin_pages::api_overview, admin_pages::api_users,
-        admin_pages::api_user, admin_pages::api_grant, admin_pages::api_logout_all, admin_pages::api_one_time_password,
-        admin_pages::api_purchases, admin_pages::api_events, admin_pages::api_event, admin_pages::api_replay,
-        admin_pages::api_reconcile, admin_pages::api_audit_run, admin_pages::api_runs, admin_pages::api_run),
+    info(title = "Mascot credits API", description = "Accounts, credit balance and history, spending and credit packs for the Mascot Figma plugin, and the service API that meters paid work. Errors are always {\"error\":{\"code\",\"message\"}}."),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;
@@ -28,6 +22,16 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        // The service API: `Authorization: Bearer mck_…` from `mascot-server service-keys add`.
+        components.add_security_scheme(
+            "service",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A service key (mck_…) from `mascot-server service-keys add --name N`"))
+                    .build(),
+            ),
         );
         // The admin API: `Authorization: Bearer mca_…` from `mascot-server admins token`.
         components.add_security_scheme(
@@ -42,6 +46,7 @@ impl Modify for BearerAuth {
     }
 }
 
-pub fn document() -> utoipa::openapi::OpenApi {
+/// The frame the router's declaration fills in.
+pub fn base() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }

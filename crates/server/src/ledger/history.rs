@@ -21,6 +21,7 @@ struct HistoryRow {
     amount_discount_cents: Option<i64>,
     amount_tax_cents: Option<i64>,
     tax_behavior: Option<String>,
+    feature: Option<String>,
 }
 
 pub struct HistoryPage {
@@ -36,7 +37,7 @@ pub async fn history(db: &Db, user_id: &str, limit: i64, before: Option<i64>) ->
     let rows: Vec<HistoryRow> = sqlx::query_as(
         "SELECT e.id, e.seq, e.delta, e.kind, e.description, e.created_at,
                 c.id AS session_id, c.currency, c.amount_subtotal_cents, c.amount_paid_cents,
-                c.amount_discount_cents, c.amount_tax_cents, c.tax_behavior
+                c.amount_discount_cents, c.amount_tax_cents, c.tax_behavior, e.feature
          FROM ledger_entries e
          LEFT JOIN checkout_sessions c ON e.kind = 'purchase' AND c.id = SUBSTR(e.cause, 10)
          WHERE e.user_id = $1 AND e.seq < $2 ORDER BY e.seq DESC LIMIT $3",
@@ -80,7 +81,7 @@ pub async fn history(db: &Db, user_id: &str, limit: i64, before: Option<i64>) ->
             description: r.description,
             created_at: rfc3339_ms(r.created_at),
             purchase,
-            feature: None,
+            feature: r.feature,
         });
     }
     Ok(HistoryPage { entries, next_cursor: if has_more { last_seq.map(|s| s.to_string()) } else { None } })

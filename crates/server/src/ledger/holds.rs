@@ -13,13 +13,17 @@
 //! that user's overdue holds `expired` and frees their credits (`sweep_expired`), a spend that
 //! `held` would refuse sweeps and tries again, and reads compute `held` from unexpired holds. So an
 //! expired hold stops counting at its expiry time, across restarts and replicas.
+//!
+//! Whose hold it is: a hold made with a service key belongs to the services (any service key may
+//! capture or release it; the user's own token finds nothing), a hold made from the plugin to its
+//! user. Idempotency keys are scoped the same way (see `ledger::Scope`).
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use api_types::EntryKind;
 
-use super::{post, request_fingerprint, LedgerError, NewEntry, Overdraft};
-use crate::db::{is_unique_violation, now_ms, Db, UnitError, Uow};
+use super::{metering, post, request_fingerprint, LedgerError, NewEntry, Overdraft, Scope};
+use crate::db::{now_ms, Db, UnitError, Uow};
 
 pub use crate::db::cache::Funds;
 pub use api_types::HoldStatus;
@@ -35,7 +39,11 @@ pub struct Hold {
     pub status: HoldStatus,
     pub captured_amount: Option<i64>,
     pub entry_id: Option<String>,
+    pub created_at: i64,
     pub expires_at: i64,
+    /// The service key that made it (a service hold), or `None` (a plugin hold).
+    pub service_key_id: Option<String>,
+    pub feature: Option<String>,
     request_hash: String,
 }
 
@@ -63,8 +71,8 @@ pub enum HoldError {
     Expired,
     #[error("This hold was captured; it cannot be released.")]
     Captured,
-    #[error("This hold was already captured for a different amount.")]
-    CapturedDifferently,
+    #[error("This hold was already captured for {captured} credits.")]
+    CapturedDifferently { captured: i64 },
     #[error("amount must be from 1 to the held {held} credits.")]
     InvalidAmount { held: i64 },
     /// The capture's ledger posting failed (its transaction is spoiled).
@@ -96,11 +104,15 @@ struct HoldRow {
     status: String,
     captured_amount: Option<i64>,
     entry_id: Option<String>,
+    created_at: i64,
     expires_at: i64,
+    service_key_id: Option<String>,
+    feature: Option<String>,
     request_hash: String,
 }
 
-const COLUMNS: &str = "id, user_id, amount, status, captured_amount, entry_id, expires_at, request_hash";
+const COLUMNS: &str =
+    "id, user_id, amount, status, captured_amount, entry_id, created_at, expires_at, service_key_id, feature, request_hash";
 
 impl TryFrom<HoldRow> for Hold {
     type Error = sqlx::Error;
@@ -116,9 +128,31 @@ impl TryFrom<HoldRow> for Hold {
             status,
             captured_amount: r.captured_amount,
             entry_id: r.entry_id,
+            created_at: r.created_at,
             expires_at: r.expires_at,
+            service_key_id: r.service_key_id,
+            feature: r.feature,
             request_hash: r.request_hash,
         })
+    }
+}
+
+/// Who is settling a hold, which decides which holds it can see.
+#[derive(Debug, Clone, Copy)]
+pub enum Owner<'a> {
+    /// The plugin's user: their own plugin holds only.
+    User(&'a str),
+    /// A service key (its id, recorded on the capture's entry): every service hold.
+    Service(&'a str),
+}
+
+impl Owner<'_> {
+    /// The condition on `credit_holds` that keeps the other side's holds out of sight.
+    fn condition(self) -> &'static str {
+        match self {
+            Owner::User(_) => " AND service_key_id IS NULL",
+            Owner::Service(_) => " AND service_key_id IS NOT NULL",
+        }
     }
 }
 
@@ -126,16 +160,22 @@ impl TryFrom<HoldRow> for Hold {
 /// were freed. Guarded: only rows this statement moved from `active` count, so concurrent sweeps
 /// free each hold once. Call inside a write before anything that depends on `users.held`.
 pub(crate) async fn sweep_expired(uow: &mut Uow, user_id: &str, now: i64) -> sqlx::Result<i64> {
-    let freed: Vec<(i64,)> = sqlx::query_as(
-        "UPDATE credit_holds SET status = 'expired', closed_at = $1 WHERE user_id = $2 AND status = 'active' AND expires_at <= $1 RETURNING amount",
+    let freed: Vec<(i64, Option<String>, i64)> = sqlx::query_as(
+        "UPDATE credit_holds SET status = 'expired', closed_at = $1 WHERE user_id = $2 AND status = 'active' AND expires_at <= $1
+         RETURNING amount, service_key_id, created_at",
     )
     .bind(now)
     .bind(user_id)
     .fetch_all(&mut **uow)
     .await?;
-    let total: i64 = freed.iter().map(|(a,)| a).sum();
+    let total: i64 = freed.iter().map(|(a, _, _)| a).sum();
     if total > 0 {
         free_held(uow, user_id, total).await?;
+    }
+    for (amount, key, created_at) in &freed {
+        if let Some(key) = key {
+            metering::give_back_in(uow, key, metering::day_of(*created_at), *amount).await?;
+        }
     }
     Ok(total)
 }
@@ -180,14 +220,30 @@ pub async fn funds(db: &Db, user_id: &str) -> sqlx::Result<Option<Funds>> {
     }))
 }
 
-async fn find_for_user(uow: &mut Uow, user_id: &str, hold_id: &str) -> sqlx::Result<Option<Hold>> {
-    let row: Option<HoldRow> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM credit_holds WHERE id = $1 AND user_id = $2"))
-            .bind(hold_id)
-            .bind(user_id)
-            .fetch_optional(&mut **uow)
-            .await?;
+async fn find_owned(uow: &mut Uow, owner: Owner<'_>, user_id: &str, hold_id: &str) -> sqlx::Result<Option<Hold>> {
+    let row: Option<HoldRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM credit_holds WHERE id = $1 AND user_id = $2{}",
+        owner.condition()
+    ))
+    .bind(hold_id)
+    .bind(user_id)
+    .fetch_optional(&mut **uow)
+    .await?;
     row.map(Hold::try_from).transpose()
+}
+
+/// The user a hold belongs to, if `owner` may see it (a read: a hold's user never changes). The
+/// write then locks that user's row first, like every write of the account.
+pub async fn user_of(db: &Db, owner: Owner<'_>, hold_id: &str) -> sqlx::Result<Option<String>> {
+    // The plugin's user is bound too, so another user's hold id finds nothing.
+    let user = match owner {
+        Owner::User(user_id) => user_id,
+        Owner::Service(_) => "",
+    };
+    let sql =
+        format!("SELECT user_id FROM credit_holds WHERE id = $1 AND ($2 = '' OR user_id = $2){}", owner.condition());
+    let row: Option<(String,)> = sqlx::query_as(&sql).bind(hold_id).bind(user).fetch_optional(db.pool()).await?;
+    Ok(row.map(|(u,)| u))
 }
 
 /// The account's funds inside the write (`held` is exact here: the write swept first).
@@ -197,43 +253,45 @@ async fn current_funds(uow: &mut Uow, user_id: &str) -> sqlx::Result<Funds> {
     Ok(Funds { balance, held })
 }
 
-fn user_order(user_id: &str) -> Option<String> {
-    Some(format!("user:{user_id}"))
-}
-
 /// What a new hold asks for.
 #[derive(Debug, Clone)]
 pub struct NewHold {
     pub user_id: String,
     pub amount: i64,
     pub reason: String,
+    pub feature: Option<String>,
     pub ttl_secs: i64,
     pub idempotency_key: String,
+    pub scope: Scope,
 }
 
-/// Reserves `amount` credits for `ttl_secs`, once per `(user, idempotency key)`.
-pub async fn create(db: &Db, new: NewHold) -> Result<Settled, HoldError> {
-    let new = Arc::new(new);
-    // A concurrent request with the same key can win the insert (a unique violation spoils the
-    // transaction on PostgreSQL); the next round answers as its replay.
-    for _ in 0..3 {
-        let unit_new = new.clone();
-        let result = db
-            .write(user_order(&new.user_id), move |uow| {
-                let new = unit_new.clone();
-                Box::pin(async move { create_in(uow, &new).await })
-            })
-            .await;
-        match result {
-            Err(HoldError::Db(e)) if is_unique_violation(&e) => continue,
-            other => return other,
+impl NewHold {
+    /// The key as stored: a service's is `svc <key>`. A plugin key has no space (the header is
+    /// checked for visible ASCII), so the two scopes never meet in the UNIQUE (user, key) constraint.
+    fn stored_key(&self) -> String {
+        match self.scope {
+            Scope::Plugin => self.idempotency_key.clone(),
+            Scope::Service { .. } => format!("svc {}", self.idempotency_key),
         }
     }
-    Err(HoldError::KeyReused)
+
+    fn request_hash(&self) -> String {
+        let mut fields = vec![self.amount.to_string(), self.reason.clone(), self.ttl_secs.to_string()];
+        if let Some(f) = &self.feature {
+            fields.push(f.clone());
+        }
+        let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+        request_fingerprint(&fields)
+    }
 }
 
-async fn create_in(uow: &mut Uow, new: &NewHold) -> Result<Settled, HoldError> {
-    let hash = request_fingerprint(&[&new.amount.to_string(), &new.reason, &new.ttl_secs.to_string()]);
+/// Reserves `amount` credits for `ttl_secs`, once per `(user, idempotency key)` in its scope,
+/// inside the caller's write. A concurrent request with the same key can win the insert (a unique
+/// violation spoils the transaction on PostgreSQL): the caller runs the unit again, which then
+/// answers as its replay.
+pub(crate) async fn create_in(uow: &mut Uow, new: &NewHold) -> Result<Settled, HoldError> {
+    let hash = new.request_hash();
+    let stored_key = new.stored_key();
     let now = now_ms();
     sweep_expired(uow, &new.user_id, now).await?;
     // Take the user row's lock before looking the key up: a concurrent create with the same key
@@ -245,7 +303,7 @@ async fn create_in(uow: &mut Uow, new: &NewHold) -> Result<Settled, HoldError> {
     let existing: Option<HoldRow> =
         sqlx::query_as(&format!("SELECT {COLUMNS} FROM credit_holds WHERE user_id = $1 AND idempotency_key = $2"))
             .bind(&new.user_id)
-            .bind(&new.idempotency_key)
+            .bind(&stored_key)
             .fetch_optional(&mut **uow)
             .await?;
     if let Some(hold) = existing.map(Hold::try_from).transpose()? {
@@ -274,61 +332,67 @@ async fn create_in(uow: &mut Uow, new: &NewHold) -> Result<Settled, HoldError> {
         status: HoldStatus::Active,
         captured_amount: None,
         entry_id: None,
+        created_at: now,
         expires_at: now + new.ttl_secs * 1000,
+        service_key_id: new.scope.service_key_id().map(str::to_string),
+        feature: new.feature.clone(),
         request_hash: hash,
     };
     sqlx::query(
-        "INSERT INTO credit_holds (id, user_id, amount, reason, status, idempotency_key, request_hash, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8)",
+        "INSERT INTO credit_holds (id, user_id, amount, reason, status, idempotency_key, request_hash, created_at, expires_at,
+                                   service_key_id, feature)
+         VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9, $10)",
     )
     .bind(&hold.id)
     .bind(&new.user_id)
     .bind(new.amount)
     .bind(&new.reason)
-    .bind(&new.idempotency_key)
+    .bind(&stored_key)
     .bind(&hold.request_hash)
     .bind(now)
     .bind(hold.expires_at)
+    .bind(&hold.service_key_id)
+    .bind(&hold.feature)
     .execute(&mut **uow)
     .await?;
     Ok(Settled { hold, funds: Funds { balance, held }, replayed: false })
 }
 
-/// Spends up to the held amount (all of it by default) and frees the rest. Idempotent: capturing
-/// a captured hold again answers that capture.
-pub async fn capture(db: &Db, user_id: &str, hold_id: &str, amount: Option<i64>) -> Result<Settled, HoldError> {
-    let (user, hold) = (user_id.to_string(), hold_id.to_string());
-    db.write(user_order(user_id), move |uow| {
-        let (user, hold) = (user.clone(), hold.clone());
-        Box::pin(async move { capture_in(uow, &user, &hold, amount).await })
-    })
-    .await
-}
-
-async fn capture_in(uow: &mut Uow, user_id: &str, hold_id: &str, amount: Option<i64>) -> Result<Settled, HoldError> {
+/// Spends up to the held amount (all of it by default) and frees the rest, inside the caller's
+/// write. Idempotent: capturing a captured hold again with the same amount (or none, when all of
+/// it was captured) answers that capture; any other amount is `CapturedDifferently`.
+pub(crate) async fn capture_in(
+    uow: &mut Uow,
+    owner: Owner<'_>,
+    user_id: &str,
+    hold_id: &str,
+    amount: Option<i64>,
+) -> Result<Settled, HoldError> {
     let now = now_ms();
     sweep_expired(uow, user_id, now).await?;
     // The guarded transition: only a hold that is active (so unexpired: just swept with the same
-    // `now`) and covers the amount changes, and only the writer that changed it goes on.
-    let won: Option<(i64, i64, String)> = sqlx::query_as(
+    // `now`), the caller's to settle, and covering the amount changes; only its writer goes on.
+    let won: Option<(i64, i64, String, Option<String>, i64, Option<String>)> = sqlx::query_as(&format!(
         "UPDATE credit_holds SET status = 'captured', captured_amount = COALESCE($3, amount), closed_at = $4
-         WHERE id = $1 AND user_id = $2 AND status = 'active' AND COALESCE($3, amount) BETWEEN 1 AND amount
-         RETURNING amount, captured_amount, reason",
-    )
+         WHERE id = $1 AND user_id = $2{} AND status = 'active' AND COALESCE($3, amount) BETWEEN 1 AND amount
+         RETURNING amount, captured_amount, reason, feature, created_at, service_key_id",
+        owner.condition()
+    ))
     .bind(hold_id)
     .bind(user_id)
     .bind(amount)
     .bind(now)
     .fetch_optional(&mut **uow)
     .await?;
-    let Some((held, taken, reason)) = won else {
+    let Some((held, taken, reason, feature, created_at, creator)) = won else {
         // Lost, or never possible: answer from the hold as it is now.
-        let hold = find_for_user(uow, user_id, hold_id).await?.ok_or(HoldError::NotFound)?;
+        let hold = find_owned(uow, owner, user_id, hold_id).await?.ok_or(HoldError::NotFound)?;
         return match hold.status {
-            HoldStatus::Captured if amount.is_some_and(|a| Some(a) != hold.captured_amount) => {
-                Err(HoldError::CapturedDifferently)
-            }
             HoldStatus::Captured => {
+                let captured = hold.captured_amount.unwrap_or(0);
+                if amount.unwrap_or(hold.amount) != captured {
+                    return Err(HoldError::CapturedDifferently { captured });
+                }
                 let funds = current_funds(uow, user_id).await?;
                 Ok(Settled { hold, funds, replayed: true })
             }
@@ -338,6 +402,14 @@ async fn capture_in(uow: &mut Uow, user_id: &str, hold_id: &str, amount: Option<
         };
     };
     free_held(uow, user_id, held).await?;
+    let capturer = match owner {
+        Owner::User(_) => None,
+        Owner::Service(key_id) => Some(key_id.to_string()),
+    };
+    if let Some(key) = &creator {
+        // The part not taken no longer counts against the creating key's day.
+        metering::give_back_in(uow, key, metering::day_of(created_at), held - taken).await?;
+    }
     let entry = NewEntry {
         user_id: user_id.to_string(),
         delta: -taken,
@@ -345,6 +417,8 @@ async fn capture_in(uow: &mut Uow, user_id: &str, hold_id: &str, amount: Option<
         cause: format!("hold:{hold_id}"),
         description: reason,
         request_hash: None,
+        feature,
+        service_key_id: capturer,
     };
     // The credits were reserved, so the capture is covered unless a clawback intervened; it is
     // honoured either way (the job has run).
@@ -354,38 +428,38 @@ async fn capture_in(uow: &mut Uow, user_id: &str, hold_id: &str, amount: Option<
         .bind(hold_id)
         .execute(&mut **uow)
         .await?;
-    let hold = find_for_user(uow, user_id, hold_id).await?.ok_or(HoldError::NotFound)?;
+    let hold = find_owned(uow, owner, user_id, hold_id).await?.ok_or(HoldError::NotFound)?;
     let funds = current_funds(uow, user_id).await?;
     Ok(Settled { hold, funds, replayed: false })
 }
 
-/// Frees the held credits. Idempotent (releasing a released or expired hold answers it as it
-/// is); releasing a captured hold is a conflict.
-pub async fn release(db: &Db, user_id: &str, hold_id: &str) -> Result<Settled, HoldError> {
-    let (user, hold) = (user_id.to_string(), hold_id.to_string());
-    db.write(user_order(user_id), move |uow| {
-        let (user, hold) = (user.clone(), hold.clone());
-        Box::pin(async move { release_in(uow, &user, &hold).await })
-    })
-    .await
-}
-
-async fn release_in(uow: &mut Uow, user_id: &str, hold_id: &str) -> Result<Settled, HoldError> {
+/// Frees the held credits, inside the caller's write. Idempotent (releasing a released or expired
+/// hold answers it as it is); releasing a captured hold is a conflict.
+pub(crate) async fn release_in(
+    uow: &mut Uow,
+    owner: Owner<'_>,
+    user_id: &str,
+    hold_id: &str,
+) -> Result<Settled, HoldError> {
     let now = now_ms();
     sweep_expired(uow, user_id, now).await?;
-    let won: Option<(i64,)> = sqlx::query_as(
-        "UPDATE credit_holds SET status = 'released', closed_at = $3 WHERE id = $1 AND user_id = $2 AND status = 'active'
-         RETURNING amount",
-    )
+    let won: Option<(i64, Option<String>, i64)> = sqlx::query_as(&format!(
+        "UPDATE credit_holds SET status = 'released', closed_at = $3 WHERE id = $1 AND user_id = $2{} AND status = 'active'
+         RETURNING amount, service_key_id, created_at",
+        owner.condition()
+    ))
     .bind(hold_id)
     .bind(user_id)
     .bind(now)
     .fetch_optional(&mut **uow)
     .await?;
-    if let Some((held,)) = won {
-        free_held(uow, user_id, held).await?;
+    if let Some((held, key, created_at)) = &won {
+        free_held(uow, user_id, *held).await?;
+        if let Some(key) = key {
+            metering::give_back_in(uow, key, metering::day_of(*created_at), *held).await?;
+        }
     }
-    let hold = find_for_user(uow, user_id, hold_id).await?.ok_or(HoldError::NotFound)?;
+    let hold = find_owned(uow, owner, user_id, hold_id).await?.ok_or(HoldError::NotFound)?;
     match hold.status {
         HoldStatus::Captured => Err(HoldError::Captured),
         HoldStatus::Released | HoldStatus::Expired => {

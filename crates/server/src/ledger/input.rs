@@ -29,6 +29,22 @@ pub fn reason(raw: &str) -> Result<&str, String> {
     Ok(reason)
 }
 
+/// Longest feature label.
+pub const MAX_FEATURE_CHARS: usize = 64;
+
+/// An optional feature label (`generate`): 1 to [`MAX_FEATURE_CHARS`] of `a-z 0-9 _ . -`.
+pub fn feature(raw: Option<&str>) -> Result<Option<String>, String> {
+    let Some(f) = raw else { return Ok(None) };
+    let ok = !f.is_empty()
+        && f.len() <= MAX_FEATURE_CHARS
+        && f.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
+    if ok {
+        Ok(Some(f.to_string()))
+    } else {
+        Err(format!("feature must be 1 to {MAX_FEATURE_CHARS} of a-z, 0-9, _, . and - (e.g. generate)."))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,5 +60,9 @@ mod tests {
         assert_eq!(reason(&"é".repeat(200)).map(|r| r.chars().count()), Ok(200), "characters, not bytes");
         assert!(reason("a\u{0}b").is_err());
         assert!(reason("two\nlines").is_err());
+        assert_eq!(feature(None), Ok(None));
+        assert_eq!(feature(Some("generate.v2-hd_4")), Ok(Some("generate.v2-hd_4".into())));
+        assert!(feature(Some("")).is_err() && feature(Some("Generate")).is_err() && feature(Some("a b")).is_err());
+        assert!(feature(Some(&"a".repeat(65))).is_err() && feature(Some(&"a".repeat(64))).is_ok());
     }
 }

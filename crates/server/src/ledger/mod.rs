@@ -8,6 +8,7 @@
 mod history;
 pub mod holds;
 pub mod input;
+pub mod metering;
 
 use std::sync::Arc;
 
@@ -28,6 +29,10 @@ pub struct NewEntry {
     pub cause: String,
     pub description: String,
     pub request_hash: Option<String>,
+    /// What a spend paid for (`generate`), when the caller named it.
+    pub feature: Option<String>,
+    /// The service key that made the entry (NULL: the plugin or an operator).
+    pub service_key_id: Option<String>,
 }
 
 /// Whether an entry may take the balance below zero.
@@ -128,14 +133,14 @@ async fn move_and_insert(tx: &mut Uow, entry: &NewEntry, condition: &str) -> Res
             "WITH moved AS (
                  UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1 WHERE id = $2{condition}
                  RETURNING balance, entry_seq)
-             INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at)
-             SELECT $4, $2, entry_seq, $1, $5, $3, $6, $7, balance, $8 FROM moved
+             INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id)
+             SELECT $4, $2, entry_seq, $1, $5, $3, $6, $7, balance, $8, $9, $10 FROM moved
              RETURNING balance_after"
         )
     } else {
         format!(
-            "INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at)
-             SELECT $4, $2, entry_seq + 1, $1, $5, $3, $6, $7, balance + $1, $8 FROM users WHERE id = $2{condition}
+            "INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id)
+             SELECT $4, $2, entry_seq + 1, $1, $5, $3, $6, $7, balance + $1, $8, $9, $10 FROM users WHERE id = $2{condition}
              RETURNING balance_after;
              UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1 WHERE id = $2 AND changes() = 1"
         )
@@ -152,6 +157,8 @@ async fn move_and_insert(tx: &mut Uow, entry: &NewEntry, condition: &str) -> Res
         .bind(&entry.request_hash)
         .bind(&entry.description)
         .bind(now_ms())
+        .bind(&entry.feature)
+        .bind(&entry.service_key_id)
         .fetch_all(&mut **tx)
         .await;
     match inserted {
@@ -177,7 +184,11 @@ async fn find_cause(tx: &mut Uow, cause: &str) -> sqlx::Result<Option<(String, O
 
 /// One idempotent posting as a unit of work: refusals (not enough credits, a reused key) are
 /// errors that do not spoil the transaction (see [`UnitError::spoils`]).
-async fn post_once_in(tx: &mut Uow, entry: &NewEntry, overdraft: Overdraft) -> Result<Recorded, LedgerError> {
+pub(crate) async fn post_once_in(
+    tx: &mut Uow,
+    entry: &NewEntry,
+    overdraft: Overdraft,
+) -> Result<Recorded, LedgerError> {
     // The common case in one round trip: the balance moves only if the cause is new (and, for a
     // spend, the available credits cover it); anything else takes the slow path below.
     let condition = match overdraft {
@@ -220,7 +231,67 @@ pub async fn post_once(db: &Db, entry: &NewEntry, overdraft: Overdraft) -> Resul
     Err(LedgerError::DuplicateCause)
 }
 
-/// Spends `amount` credits for `user_id`, once per `(user, idempotency key)`.
+/// Whose idempotency keys a spend or hold is scoped by: the plugin's per (user, key); the
+/// services' per (user, key), shared by every service key so that a retry across a key rotation
+/// stays idempotent. The two scopes never meet: a plugin request cannot replay (or squat) a
+/// service's spend or hold, nor the reverse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Plugin,
+    /// The service key that made the request (recorded on the entry or hold).
+    Service {
+        key_id: String,
+    },
+}
+
+impl Scope {
+    pub fn service_key_id(&self) -> Option<&str> {
+        match self {
+            Scope::Plugin => None,
+            Scope::Service { key_id } => Some(key_id),
+        }
+    }
+}
+
+/// A spend to record.
+#[derive(Debug, Clone)]
+pub struct SpendOrder {
+    pub user_id: String,
+    pub amount: i64,
+    pub reason: String,
+    pub feature: Option<String>,
+    pub idempotency_key: String,
+    pub scope: Scope,
+}
+
+impl SpendOrder {
+    /// The ledger entry: its cause is the scoped idempotency key (never the service key's name).
+    pub fn entry(&self) -> NewEntry {
+        let (prefix, service_key_id) = match &self.scope {
+            Scope::Plugin => ("spend", None),
+            Scope::Service { key_id } => ("service-spend", Some(key_id.clone())),
+        };
+        let mut fields = vec![self.amount.to_string(), self.reason.clone()];
+        // Appended only when present: hashes of spends made before features existed still match.
+        if let Some(f) = &self.feature {
+            fields.push(f.clone());
+        }
+        let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+        NewEntry {
+            user_id: self.user_id.clone(),
+            delta: -self.amount,
+            kind: EntryKind::Spend,
+            cause: format!("{prefix}:{}:{}", self.user_id, self.idempotency_key),
+            description: self.reason.clone(),
+            request_hash: Some(request_fingerprint(&fields)),
+            feature: self.feature.clone(),
+            service_key_id,
+        }
+    }
+}
+
+/// Spends `amount` credits for `user_id`, once per `(user, idempotency key)` in the plugin's scope
+/// (tests and tools; the doors go through `ops::credits::spend`).
 pub async fn spend(
     db: &Db,
     user_id: &str,
@@ -228,29 +299,30 @@ pub async fn spend(
     reason: &str,
     idempotency_key: &str,
 ) -> Result<Recorded, LedgerError> {
-    let entry = NewEntry {
+    let order = SpendOrder {
         user_id: user_id.to_string(),
-        delta: -amount,
-        kind: EntryKind::Spend,
-        // Scoped by user: two users can use the same key without colliding.
-        cause: format!("spend:{user_id}:{idempotency_key}"),
-        description: reason.to_string(),
-        request_hash: Some(request_fingerprint(&[&amount.to_string(), reason])),
+        amount,
+        reason: reason.to_string(),
+        feature: None,
+        idempotency_key: idempotency_key.to_string(),
+        scope: Scope::Plugin,
     };
-    post_once(db, &entry, Overdraft::Refuse).await
+    post_once(db, &order.entry(), Overdraft::Refuse).await
 }
 
-/// An operator's gift (or correction) of credits; `grant_id` makes a re-run of the same grant harmless.
-pub async fn grant(db: &Db, user_id: &str, amount: i64, reason: &str, grant_id: &str) -> Result<Recorded, LedgerError> {
-    let entry = NewEntry {
+/// The entry of an operator's gift (or correction) of credits; `grant_id` makes a re-run of the
+/// same grant harmless.
+pub fn grant_entry(user_id: &str, amount: i64, reason: &str, grant_id: &str) -> NewEntry {
+    NewEntry {
         user_id: user_id.to_string(),
         delta: amount,
         kind: EntryKind::Grant,
         cause: format!("grant:{grant_id}"),
         description: reason.to_string(),
         request_hash: Some(request_fingerprint(&[user_id, &amount.to_string(), reason])),
-    };
-    post_once(db, &entry, Overdraft::Allow).await
+        feature: None,
+        service_key_id: None,
+    }
 }
 
 pub async fn balance(db: &Db, user_id: &str) -> sqlx::Result<Option<i64>> {

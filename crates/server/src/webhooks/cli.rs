@@ -1,19 +1,15 @@
-//! `mascot-server webhooks …`: the operator commands over [`endpoints`](super::endpoints) and
-//! [`deliveries`](super::deliveries). A secret is printed once, to standard output, never logged.
+//! `mascot-server webhooks …`: the CLI door of `ops::webhooks`. A secret goes to standard output
+//! alone (the explanation to standard error), once, and never to the logs.
 
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
-use super::{
-    deliveries,
-    endpoints::{self, Actor},
-    Rules,
-};
+use super::deliveries::Filter;
 use crate::{
-    admin::log::Via,
-    db::{rfc3339_ms, Db},
-    Config,
+    db::rfc3339_ms,
+    ops::{self, OpError, Operator},
+    AppState, Config,
 };
 
 #[derive(Debug, clap::Subcommand)]
@@ -63,29 +59,34 @@ pub enum Command {
     },
 }
 
-pub async fn run(config: &Config, operator: &str, command: Command) -> anyhow::Result<()> {
-    let db = Db::connect(&config.database_url, 2).await?;
-    db.migrate().await?;
-    let actor = Actor { name: operator, via: Via::Cli };
-    let result = run_on(&db, config, &actor, command).await;
-    db.close().await;
+fn cli_error(e: OpError) -> anyhow::Error {
+    anyhow::anyhow!("{}", e.for_people())
+}
+
+pub async fn run(config: Config, operator: &Operator, command: Command) -> anyhow::Result<()> {
+    let state = AppState::for_tool(config, true).await?;
+    let result = run_on(&state, operator, command).await;
+    state.db.close().await;
     result
 }
 
-async fn run_on(db: &Db, config: &Config, actor: &Actor<'_>, command: Command) -> anyhow::Result<()> {
+async fn run_on(state: &AppState, op: &Operator, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Add { url, events } => {
-            let created = endpoints::add(db, &Rules::from(&config.webhooks), actor, &url, &events).await?;
+            let created = ops::webhooks::add_endpoint(state, op, &url, &events).await.map_err(cli_error)?;
             let types = if created.events.is_empty() {
                 "every event type".to_string()
             } else {
                 created.events.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
             };
-            println!("webhook endpoint {} added: {} ({types})", created.id, created.url);
-            println!("signing secret (shown once; give it to the receiver):\n{}", created.secret.expose_secret());
+            eprintln!(
+                "webhook endpoint {} added for {} ({types}); its id and signing secret are printed below, the secret this once",
+                created.id, created.url
+            );
+            println!("{}\n{}", created.id, created.secret.expose_secret());
         }
         Command::List => {
-            let list = endpoints::list(db).await?;
+            let list = ops::webhooks::list_endpoints(state).await.map_err(cli_error)?;
             for e in &list {
                 let types = if e.events.is_empty() { "all".to_string() } else { e.events.join(",") };
                 let rotating = e
@@ -106,27 +107,27 @@ async fn run_on(db: &Db, config: &Config, actor: &Actor<'_>, command: Command) -
             println!("{} endpoint(s)", list.len());
         }
         Command::Remove { id } => {
-            let cancelled = endpoints::remove(db, actor, &id).await?;
+            let cancelled = ops::webhooks::remove_endpoint(state, op, &id).await.map_err(cli_error)?;
             println!("webhook endpoint {id} removed; {cancelled} pending deliveries cancelled");
         }
         Command::RotateSecret { id, keep_old_hours } => {
             let overlap = Duration::from_secs(keep_old_hours.saturating_mul(3600));
-            let secret = endpoints::rotate_secret(db, actor, &id, overlap).await?;
-            println!(
-                "new signing secret of {id} (shown once); the previous one signs too for {keep_old_hours} more hour(s):\n{}",
-                secret.expose_secret()
+            let secret = ops::webhooks::rotate_secret(state, op, &id, overlap).await.map_err(cli_error)?;
+            eprintln!(
+                "new signing secret of {id}, printed below this once; the previous one signs too for {keep_old_hours} more hour(s)"
             );
+            println!("{}", secret.expose_secret());
         }
         Command::Deliveries { status, endpoint, limit } => {
-            let filter = deliveries::Filter { status, endpoint_id: endpoint, event_id: None, limit };
-            let list = deliveries::list(db, &filter).await?;
+            let filter = Filter { status, endpoint_id: endpoint, event_id: None, limit };
+            let list = ops::webhooks::list_deliveries(state, &filter).await.map_err(cli_error)?;
             println!(
-                "{:<36} {:<30} {:<20} {:<10} {:>8}  last error",
+                "{:<36} {:<35} {:<20} {:<10} {:>8}  last error",
                 "event", "endpoint", "type", "status", "attempts"
             );
             for d in &list {
                 println!(
-                    "{:<36} {:<30} {:<20} {:<10} {:>8}  {}",
+                    "{:<36} {:<35} {:<20} {:<10} {:>8}  {}",
                     d.event_id,
                     d.endpoint_id,
                     d.event_type,
@@ -135,10 +136,10 @@ async fn run_on(db: &Db, config: &Config, actor: &Actor<'_>, command: Command) -
                     d.last_error.as_deref().unwrap_or("")
                 );
             }
-            println!("{} deliverie(s)", list.len());
+            println!("{} delivery(ies)", list.len());
         }
         Command::Replay { event, endpoint } => {
-            deliveries::replay(db, actor, &event, &endpoint).await?;
+            ops::webhooks::replay_delivery(state, op, &event, &endpoint).await.map_err(cli_error)?;
             println!("delivery of {event} to {endpoint} queued again (same webhook-id)");
         }
     }

@@ -220,7 +220,7 @@ impl TestApp {
     }
 
     pub async fn grant(&self, email: &str, amount: i64) -> i64 {
-        mascot_server::cli::grant_credits(&self.state.db, email, amount, "test grant", None).await.expect("grant")
+        grant_as_cli(&self.state, email, amount, "test grant", None).await.expect("grant")
     }
 
     pub async fn spend(&self, token: &str, key: &str, amount: i64, reason: &str) -> Response {
@@ -252,4 +252,40 @@ pub async fn assert_error(res: Response, status: StatusCode, code: &str) -> Stri
     assert!(!message.is_empty());
     assert_eq!(body.as_object().unwrap().len(), 1, "only the error key: {text}");
     message.to_string()
+}
+
+/// `mascot-server credits grant` through the operations layer, as the CLI calls it: the balance.
+pub async fn grant_as_cli(
+    state: &AppState,
+    email: &str,
+    amount: i64,
+    reason: &str,
+    grant_id: Option<&str>,
+) -> Result<i64, mascot_server::ops::OpError> {
+    use mascot_server::ops::{self, credits::UserRef, Operator};
+    let granted = ops::credits::grant(
+        state,
+        &Operator::cli("test"),
+        &UserRef::Email(email.to_string()),
+        amount,
+        reason,
+        grant_id,
+    )
+    .await?;
+    Ok(granted.recorded.posted.balance)
+}
+
+/// `mascot-server users reset-password`: a generated one-time password (`None` with `given`).
+pub async fn reset_password_as_cli(state: &AppState, email: &str, given: Option<&str>) -> Option<String> {
+    use mascot_server::ops::{self, accounts::NewPassword, credits::UserRef, Operator};
+    let new = given.map_or(NewPassword::Generate, |p| NewPassword::Given(p.to_string()));
+    ops::accounts::one_time_password(state, &Operator::cli("test"), &UserRef::Email(email.to_string()), new)
+        .await
+        .expect("password set")
+        .password
+}
+
+/// The state of an operator command on `database_url` (another process: no cache, no listener).
+pub async fn tool_state(database_url: &str) -> AppState {
+    AppState::for_tool(Config::local(database_url), false).await.expect("the tool connects")
 }

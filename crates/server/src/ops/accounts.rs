@@ -1,0 +1,525 @@
+//! Accounts: sign up, sign in (with every rule of sign-in: limits, throttle, the bounded password
+//! pool, one-time passwords), change the password, sign out (here or everywhere), an operator's
+//! one-time password, a reset link by mail.
+//!
+//! | use case | doors |
+//! |---|---|
+//! | [`sign_up`] | plugin API `POST /auth/signup`; the browser sign-in page (with [`create_account`]) |
+//! | [`check_password`], [`login`] | plugin API `POST /auth/login`; the browser sign-in page; the console's sign-in (with its second factor) |
+//! | [`change_password`] | plugin API `POST /auth/password` |
+//! | [`sign_out`], [`sign_out_everywhere`] | plugin API `POST /auth/logout`, `/auth/logout-all` |
+//! | [`operator_sign_out_everywhere`] | console, admin API |
+//! | [`one_time_password`] | console, admin API, CLI `users reset-password` |
+//! | [`request_password_reset`] | plugin API `POST /auth/password-reset` |
+//! | [`start_handoff`], [`wait_for_handoff`] | plugin API `POST /auth/handoff`, `GET /auth/handoff/{id}` |
+
+use std::{sync::Arc, time::Duration};
+
+use api_types::codes;
+
+use super::{
+    credits::UserRef,
+    error::{Conflict, OpError},
+    long_poll, Look, Operator, User,
+};
+use crate::{
+    admin::{self, log},
+    auth::{
+        accounts::{self, Account, CreateError, NewPasswordKind},
+        devices,
+        handoff::{self, Poll},
+        normalise_email,
+        password::{self, PasswordError},
+        tokens, validate_password,
+    },
+    db::now_ms,
+    AppState,
+};
+
+impl From<PasswordError> for OpError {
+    fn from(e: PasswordError) -> OpError {
+        match e {
+            PasswordError::Busy => OpError::Busy,
+            PasswordError::Failed(e) => OpError::Internal(format!("password hashing failed: {e}")),
+        }
+    }
+}
+
+impl From<CreateError> for OpError {
+    fn from(e: CreateError) -> OpError {
+        match e {
+            CreateError::EmailTaken => OpError::Conflict(Conflict::EmailTaken),
+            CreateError::Db(e) => OpError::Db(e),
+        }
+    }
+}
+
+/// Where a sign-in comes from: the rules are the same, the words and the second factor differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// The plugin's API.
+    Plugin,
+    /// The browser sign-in page the plugin opens.
+    Page,
+    /// The operator console: a TOTP code too, and no one-time password.
+    Console,
+}
+
+/// A sign-in attempt.
+pub struct Attempt<'a> {
+    /// The client's address (see `http::extract::ClientAddr`).
+    pub client: &'a str,
+    pub email: &'a str,
+    pub password: String,
+    /// A device token an earlier sign-in returned (see `auth::devices`).
+    pub device_token: Option<&'a str>,
+    pub door: Door,
+    /// The console's TOTP code.
+    pub code: Option<&'a str>,
+}
+
+/// A password that checked out.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub account: Account,
+    /// Signed in with an operator's one-time password: it must be changed first.
+    pub must_change: bool,
+    pub known_device: bool,
+}
+
+/// A signed-in session: what the plugin keeps.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user: User,
+    pub device_token: String,
+    pub must_change: bool,
+}
+
+fn rate_limited(what: &str, wait: u64) -> OpError {
+    OpError::rate_limited(format!("Too many {what} from your network. Try again in {wait} seconds."), wait)
+}
+
+fn wrong(door: Door) -> OpError {
+    OpError::WrongCredentials(match door {
+        Door::Console => "Wrong email, password or authenticator code.".into(),
+        Door::Plugin | Door::Page => "Wrong email or password.".into(),
+    })
+}
+
+/// Creates an account with the sign-up rules and limits; not signed in yet.
+pub async fn create_account(state: &AppState, client: &str, email: &str, password: String) -> Result<Account, OpError> {
+    let (account, _) = new_account(state, client, email, password).await?;
+    let unit = account.clone();
+    state
+        .db
+        .write(None, move |uow| {
+            let account = unit.clone();
+            Box::pin(async move { Ok::<_, OpError>(accounts::create_in(uow, &account).await?) })
+        })
+        .await?;
+    tracing::info!(user_id = %account.id, client = %client, "account created");
+    Ok((*account).clone())
+}
+
+/// Checks the sign-up rules and hashes the password: the account to store.
+async fn new_account(
+    state: &AppState,
+    client: &str,
+    email: &str,
+    password: String,
+) -> Result<(Arc<Account>, ()), OpError> {
+    if let Err(wait) = state.limits.signups.check(client) {
+        tracing::warn!(client = %client, "sign-up rate limit reached");
+        return Err(rate_limited("sign-ups", wait));
+    }
+    let email = normalise_email(email).map_err(OpError::Invalid)?;
+    validate_password(&password).map_err(OpError::Invalid)?;
+    let hash = state.passwords.hash(password).await?;
+    Ok((Arc::new(accounts::new_account(&email, &hash)), ()))
+}
+
+/// Creates an account and signs it in: the account, its first token and its device in one unit
+/// of work.
+pub async fn sign_up(
+    state: &AppState,
+    client: &str,
+    email: &str,
+    password: String,
+) -> Result<(String, Session), OpError> {
+    let (account, _) = new_account(state, client, email, password).await?;
+    let ttl = state.config.token_ttl;
+    let unit = account.clone();
+    let (token, device_token) = state
+        .db
+        .write(None, move |uow| {
+            let account = unit.clone();
+            Box::pin(async move {
+                accounts::create_in(uow, &account).await?;
+                let token = tokens::issue_in(uow, &account.id, ttl, false).await?;
+                let device = devices::fresh_in(uow, &account.id).await?;
+                Ok::<_, OpError>((token, device))
+            })
+        })
+        .await?;
+    tracing::info!(user_id = %account.id, client = %client, "account created");
+    let user = User { id: account.id.clone(), email: account.email.clone(), token: token.clone() };
+    Ok((token, Session { user, device_token, must_change: false }))
+}
+
+/// Checks a password with every rule of sign-in, the same for every door: the per-address limit,
+/// the throttle (reserved before the verification), the bounded password pool, one-time
+/// passwords that expire; at the console, the operator role and a TOTP code too.
+pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<SignedIn, OpError> {
+    let Attempt { client, email, password, device_token, door, code } = attempt;
+    if let Err(wait) = state.limits.logins.check(client) {
+        tracing::warn!(client = %client, ?door, "login rate limit reached");
+        return Err(rate_limited("sign-in attempts", wait));
+    }
+    // A malformed email cannot match an account, and no stored password contains NUL: the same
+    // answer as a wrong password, without the cost of a verification.
+    let Ok(email) = normalise_email(email) else { return Err(wrong(door)) };
+    if password.contains('\0') {
+        return Err(wrong(door));
+    }
+    let account = accounts::find_by_email(&state.db, &email).await?;
+    // A device that signed in to this very account before is limited on its own.
+    let device = match (device_token, &account) {
+        (Some(t), Some(a)) if devices::owner(&state.db, t).await?.as_deref() == Some(a.id.as_str()) => {
+            Some(tokens::hash_token(t))
+        }
+        _ => None,
+    };
+    let reserved = match state.throttle.reserve(&email, client, device.as_deref()) {
+        Ok(reserved) => reserved,
+        Err(refused) => {
+            tracing::warn!(
+                user_id = account.as_ref().map(|a| a.id.as_str()),
+                client = %client,
+                ?door,
+                rule = refused.rule.as_str(),
+                retry_after_secs = refused.retry_after_secs,
+                "sign-in throttled"
+            );
+            let wait = refused.retry_after_secs;
+            let message = if wait >= 60 {
+                format!("Too many failed sign-in attempts. Try again in {} minutes.", wait.div_ceil(60))
+            } else {
+                format!("Too many failed sign-in attempts. Try again in {wait} seconds.")
+            };
+            return Err(OpError::rate_limited(message, wait));
+        }
+    };
+    let stored = account.as_ref().map_or_else(|| password::dummy_hash().to_string(), |a| a.password_hash.clone());
+    let user_id = account.as_ref().map(|a| a.id.clone());
+    let password_ok = match state.passwords.verify(password, stored).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            state.throttle.cancelled(reserved);
+            return Err(e.into());
+        }
+    };
+    // An operator's one-time password works for 24 hours, then it is as wrong as any other.
+    let expired = account.as_ref().and_then(|a| a.password_expires_at).is_some_and(|t| t <= now_ms());
+    let mut ok = password_ok && !expired;
+    if let (Door::Console, Some(a), true) = (door, &account, ok) {
+        // The code is checked (and its step used up) only after a right password of an operator.
+        let second = async {
+            Ok::<_, sqlx::Error>(
+                admin::is_admin(&state.db, &a.id).await?
+                    && admin::accept_code(&state.db, &a.id, code.unwrap_or("")).await?,
+            )
+        }
+        .await;
+        match second {
+            Ok(passed) => ok = passed,
+            Err(e) => {
+                state.throttle.cancelled(reserved);
+                return Err(e.into());
+            }
+        }
+    }
+    let Some(account) = account.filter(|_| ok) else {
+        state.throttle.failed(reserved);
+        tracing::warn!(user_id = user_id.as_deref(), client = %client, ?door, password_ok, one_time_password_expired = expired, "sign-in failed");
+        return Err(wrong(door));
+    };
+    state.throttle.succeeded(reserved);
+    let must_change = account.password_expires_at.is_some();
+    if door == Door::Console && must_change {
+        return Err(OpError::Forbidden {
+            code: codes::PASSWORD_CHANGE_REQUIRED,
+            message: "This account has a one-time password: sign in to the plugin and choose a new password first."
+                .into(),
+        });
+    }
+    Ok(SignedIn { account, must_change, known_device: device.is_some() })
+}
+
+/// Signs in to the plugin: a new token, and the device token to send next time.
+pub async fn login(state: &AppState, attempt: Attempt<'_>) -> Result<(String, Session), OpError> {
+    let (client, presented) = (attempt.client.to_string(), attempt.device_token.map(str::to_string));
+    let SignedIn { account, must_change, known_device } = check_password(state, attempt).await?;
+    let token = tokens::issue(&state.db, &account.id, state.config.token_ttl, must_change).await?;
+    let device_token = devices::remember(&state.db, &account.id, presented.as_deref()).await?;
+    tracing::info!(user_id = %account.id, client = %client, known_device, password_change_required = must_change, "signed in");
+    let user = User { id: account.id, email: account.email, token: token.clone() };
+    Ok((token, Session { user, device_token, must_change }))
+}
+
+/// Changes the password (the current one is required, throttled like a sign-in: it is what a
+/// thief with a token would guess); every other session is signed out.
+pub async fn change_password(
+    state: &AppState,
+    user: &User,
+    client: &str,
+    current: String,
+    new: String,
+) -> Result<u64, OpError> {
+    validate_password(&new).map_err(OpError::Invalid)?;
+    let reserved = state.throttle.reserve(&user.email, client, None).map_err(|refused| {
+        tracing::warn!(user_id = %user.id, client = %client, rule = refused.rule.as_str(), "password change throttled");
+        OpError::rate_limited("Too many wrong passwords. Try again later.", refused.retry_after_secs)
+    })?;
+    let account = accounts::find_by_id(&state.db, &user.id).await?;
+    let stored = account.as_ref().map_or_else(|| password::dummy_hash().to_string(), |a| a.password_hash.clone());
+    let nul = current.contains('\0');
+    let ok = match state.passwords.verify(current, stored).await {
+        Ok(ok) => ok && !nul,
+        Err(e) => {
+            state.throttle.cancelled(reserved);
+            return Err(e.into());
+        }
+    };
+    if !ok || account.is_none() {
+        state.throttle.failed(reserved);
+        tracing::warn!(user_id = %user.id, client = %client, "password change refused: wrong current password");
+        // Never `unauthorized`: the plugin reads that as an expired session and signs out.
+        return Err(OpError::WrongCredentials("The current password is wrong.".into()));
+    }
+    state.throttle.succeeded(reserved);
+    let hash = state.passwords.hash(new).await?;
+    let signed_out = accounts::replace_password(&state.db, &user.id, &hash, NewPasswordKind::Chosen, Some(&user.token))
+        .await?
+        .ok_or_else(|| OpError::Unauthorized("This account no longer exists.".into()))?;
+    tracing::info!(user_id = %user.id, client = %client, signed_out, "password changed");
+    Ok(signed_out)
+}
+
+/// Revokes the token used for this request.
+pub async fn sign_out(state: &AppState, user: &User) -> Result<(), OpError> {
+    Ok(tokens::revoke(&state.db, &user.token).await?)
+}
+
+/// Every token of the account, this one included.
+pub async fn sign_out_everywhere(state: &AppState, user: &User) -> Result<u64, OpError> {
+    let n = tokens::revoke_all(&state.db, &user.id).await?;
+    tracing::info!(user_id = %user.id, signed_out = n, "signed out everywhere");
+    Ok(n)
+}
+
+/// An operator signs a user out of every plugin session; the email and how many.
+pub async fn operator_sign_out_everywhere(
+    state: &AppState,
+    op: &Operator,
+    user: &UserRef,
+) -> Result<(String, u64), OpError> {
+    let mut audit = log::Entry {
+        actor: op.actor.clone(),
+        via: op.via,
+        action: "users.sign_out_everywhere",
+        target: None,
+        detail: None,
+    };
+    let account = match user.find(state).await {
+        Ok(a) => a,
+        Err(e) => {
+            audit.target = Some(user.describe().to_string());
+            log::record_refusal(&state.db, &audit, &format!("failed: {}", e.for_people())).await;
+            return Err(e);
+        }
+    };
+    audit.target = Some(account.email.clone());
+    let (id, audit) = (account.id.clone(), Arc::new(audit));
+    let n = state
+        .db
+        .write(None, move |uow| {
+            let (id, audit) = (id.clone(), audit.clone());
+            Box::pin(async move {
+                let n = tokens::revoke_all_in(uow, &id, None).await?;
+                let entry = log::Entry { detail: Some(format!("{n} session(s) signed out")), ..(*audit).clone() };
+                log::record_in(uow, &entry, "ok").await?;
+                Ok::<_, OpError>(n)
+            })
+        })
+        .await?;
+    Ok((account.email, n))
+}
+
+/// A new password an operator sets.
+pub enum NewPassword {
+    /// Generate a one-time password (returned once).
+    Generate,
+    /// This one (the CLI reads it from standard input).
+    Given(String),
+}
+
+/// What [`one_time_password`] did.
+pub struct PasswordSet {
+    pub email: String,
+    /// The generated password (shown once, never stored in clear, never logged).
+    pub password: Option<String>,
+    pub expires_at: i64,
+    pub signed_out: u64,
+}
+
+/// An operator sets a new password (24 hours, must be changed at the first sign-in) and signs
+/// the user out everywhere. Hashed on the server's bounded password pool; the audit-trail row
+/// commits with the new password.
+pub async fn one_time_password(
+    state: &AppState,
+    op: &Operator,
+    user: &UserRef,
+    new: NewPassword,
+) -> Result<PasswordSet, OpError> {
+    let detail = match new {
+        NewPassword::Generate => "one-time password issued (24 hours, must be changed; every session signed out)",
+        NewPassword::Given(_) => {
+            "password set from standard input (24 hours, must be changed; every session signed out)"
+        }
+    };
+    let mut audit = log::Entry {
+        actor: op.actor.clone(),
+        via: op.via,
+        action: "users.reset_password",
+        target: Some(user.describe().to_string()),
+        detail: Some(detail.to_string()),
+    };
+    let prepared = async {
+        let account = user.find(state).await?;
+        let (plain, generated) = match new {
+            NewPassword::Generate => (crate::auth::secret::readable_password(), true),
+            NewPassword::Given(p) => {
+                validate_password(&p).map_err(OpError::Invalid)?;
+                (p, false)
+            }
+        };
+        let hash = state.passwords.hash(plain.clone()).await?;
+        Ok::<_, OpError>((account, plain, generated, hash))
+    }
+    .await;
+    let (account, plain, generated, hash) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            log::record_refusal(&state.db, &audit, &format!("failed: {}", e.for_people())).await;
+            return Err(e);
+        }
+    };
+    audit.target = Some(account.email.clone());
+    let (id, hash_, audit_) = (account.id.clone(), hash, Arc::new(audit));
+    let signed_out = state
+        .db
+        .write(None, move |uow| {
+            let (id, hash, audit) = (id.clone(), hash_.clone(), audit_.clone());
+            Box::pin(async move {
+                let n = accounts::replace_password_in(uow, &id, &hash, NewPasswordKind::OneTime, None)
+                    .await?
+                    .ok_or_else(|| OpError::not_found("The account was deleted meanwhile."))?;
+                log::record_in(uow, &audit, "ok").await?;
+                Ok::<_, OpError>(n)
+            })
+        })
+        .await?;
+    tracing::info!(user_id = %account.id, signed_out, "password reset by an operator (one-time password, 24 hours)");
+    Ok(PasswordSet {
+        email: account.email,
+        password: generated.then_some(plain),
+        expires_at: now_ms() + accounts::ONE_TIME_PASSWORD_TTL_MS,
+        signed_out,
+    })
+}
+
+/// Queues a reset link by mail. The answer is the same whether or not the account exists, and
+/// comes before any lookup or mail.
+pub async fn request_password_reset(state: &AppState, client: &str, email: &str) -> Result<(), OpError> {
+    if !state.resets.enabled() {
+        return Err(OpError::Unavailable(match &state.config.support_email {
+            Some(e) => format!("Password reset by email is not set up on this server. Write to {e}."),
+            None => "Password reset by email is not set up on this server. Ask its operator.".to_string(),
+        }));
+    }
+    if let Err(wait) = state.limits.resets.check(client) {
+        tracing::warn!(client = %client, "password reset rate limit reached (address)");
+        return Err(rate_limited("password reset requests", wait));
+    }
+    let email = normalise_email(email).map_err(OpError::Invalid)?;
+    // Per email whether or not it has an account: the limit says nothing about existence.
+    if let Err(wait) = state.limits.resets_per_email.check(&email) {
+        tracing::warn!(client = %client, "password reset rate limit reached (email)");
+        return Err(OpError::rate_limited(
+            format!(
+                "A reset link was sent to this address recently. Check your mail, or try again in {} minutes.",
+                wait.div_ceil(60)
+            ),
+            wait,
+        ));
+    }
+    tracing::info!(client = %client, "password reset requested");
+    state.resets.request(email, client.to_string());
+    Ok(())
+}
+
+/// The signed-in user's account.
+pub async fn me(state: &AppState, user: &User) -> Result<Account, OpError> {
+    accounts::find_by_id(&state.db, &user.id)
+        .await?
+        .ok_or_else(|| OpError::Unauthorized("This account no longer exists.".into()))
+}
+
+/// Starts a browser sign-in for the plugin (rate-limited per address); the URL to open is
+/// `{public base}/account/sign-in?secret={write_secret}`.
+pub async fn start_handoff(state: &AppState, client: &str) -> Result<handoff::Created, OpError> {
+    if let Err(wait) = state.limits.handoffs.check(client) {
+        tracing::warn!(client = %client, "browser sign-in rate limit reached");
+        return Err(OpError::rate_limited(
+            format!("Too many sign-ins started from your network. Try again in {wait} seconds."),
+            wait,
+        ));
+    }
+    let created = handoff::create(&state.db, client).await?;
+    tracing::info!(handoff_id = %created.id, client = %client, "browser sign-in started");
+    Ok(created)
+}
+
+/// A browser sign-in that is done: the plugin's new session.
+pub struct HandedOver {
+    pub token: String,
+    pub device_token: String,
+    pub user_id: String,
+    pub email: String,
+}
+
+/// Waits up to `wait` for the browser side of a sign-in; `None` while it is pending. Unknown,
+/// expired, already read, or a wrong key: 404 `handoff_not_found`.
+pub async fn wait_for_handoff(state: &AppState, id: &str, key: &str, wait: u64) -> Result<Option<HandedOver>, OpError> {
+    let max = state.config.max_wait.as_secs();
+    if wait > max {
+        return Err(OpError::Invalid(format!("wait must be from 0 to {max} seconds.")));
+    }
+    let not_found = || OpError::NotFound {
+        code: codes::HANDOFF_NOT_FOUND,
+        message: "This browser sign-in is unknown, expired or already used. Start again from the plugin.".into(),
+    };
+    let wake = handoff::wake_key(id);
+    let ttl = state.config.token_ttl;
+    long_poll(state, &wake, Duration::from_secs(wait), Duration::from_secs(2), || async {
+        Ok(match handoff::poll(&state.db, id, key, ttl).await? {
+            Poll::NotFound => return Err(not_found()),
+            Poll::Complete { token, device_token, user_id, email } => {
+                tracing::info!(handoff_id = %id, user_id = %user_id, "signed in through the browser");
+                Look::Done(Some(HandedOver { token, device_token, user_id, email }))
+            }
+            Poll::Pending => Look::Waiting(None),
+        })
+    })
+    .await
+}

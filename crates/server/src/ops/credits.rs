@@ -1,0 +1,383 @@
+//! Credits: balance, history, spend, holds (create, capture, release) and an operator's grant.
+//!
+//! | use case | doors |
+//! |---|---|
+//! | [`balance`] | plugin API `GET /credits/balance`, service API `GET /service/users/{id}/balance` |
+//! | [`history`] | plugin API `GET /credits/history` |
+//! | [`spend`] | plugin API `POST /credits/spend`, service API `POST /service/users/{id}/spend` |
+//! | [`hold`] | plugin API `POST /credits/holds`, service API `POST /service/users/{id}/holds` |
+//! | [`capture`], [`release`] | plugin API `POST /credits/holds/{id}/…`, service API `POST /service/holds/{id}/…` |
+//! | [`grant`] | admin API, console, CLI `credits grant` |
+
+use std::sync::Arc;
+
+use api_types::{codes, HoldRequest, SpendRequest};
+
+use super::{write_retrying, OpError, Operator, Spender, User};
+use crate::{
+    admin::log,
+    auth::{accounts, normalise_email},
+    db::{is_unique_violation, now_ms, Uow},
+    ledger::{
+        self,
+        holds::{self, Funds, HoldError, NewHold, Owner, Settled},
+        input, metering, LedgerError, Overdraft, Recorded, Scope, SpendOrder,
+    },
+    AppState,
+};
+
+impl From<LedgerError> for OpError {
+    fn from(e: LedgerError) -> OpError {
+        match e {
+            LedgerError::InsufficientCredits { available, .. } => OpError::Insufficient { needed: 0, available },
+            LedgerError::UnknownUser => OpError::not_found("There is no such user."),
+            LedgerError::DuplicateCause => OpError::Raced,
+            LedgerError::KeyReused => OpError::Conflict(super::Conflict::KeyReused(
+                "This Idempotency-Key was already used for a different spend. Use a new key for a new operation."
+                    .into(),
+            )),
+            LedgerError::Db(e) => OpError::Db(e),
+        }
+    }
+}
+
+impl From<HoldError> for OpError {
+    fn from(e: HoldError) -> OpError {
+        use super::Conflict;
+        let message = e.to_string();
+        match e {
+            HoldError::Insufficient { funds, needed } => OpError::Insufficient { needed, available: funds.available() },
+            HoldError::NotFound => OpError::not_found("No such hold for this account."),
+            HoldError::KeyReused => OpError::Conflict(Conflict::KeyReused(message)),
+            HoldError::Released | HoldError::Expired | HoldError::Captured => {
+                OpError::Conflict(Conflict::HoldClosed(message))
+            }
+            HoldError::CapturedDifferently { captured } => {
+                OpError::Conflict(Conflict::CapturedDifferently { captured })
+            }
+            HoldError::InvalidAmount { .. } => OpError::Invalid(message),
+            HoldError::Ledger(e) => OpError::Internal(format!("a capture's ledger posting failed: {e}")),
+            HoldError::Db(e) if is_unique_violation(&e) => OpError::Raced,
+            HoldError::Db(e) => OpError::Db(e),
+        }
+    }
+}
+
+fn order(user_id: &str) -> Option<String> {
+    Some(format!("user:{user_id}"))
+}
+
+/// The account `who` may act on: the plugin user's own; any existing user for a service.
+fn target<'a>(who: &Spender, user_id: &'a str) -> Result<&'a str, OpError> {
+    match who {
+        Spender::Plugin(u) if u.id != user_id => Err(OpError::not_found("There is no such user.")),
+        _ => Ok(user_id),
+    }
+}
+
+fn unknown_user(who: &Spender, user_id: &str) -> OpError {
+    match who {
+        // The token is live but the account is gone.
+        Spender::Plugin(_) => OpError::Unauthorized("This account no longer exists.".into()),
+        Spender::Service(_) => OpError::not_found(format!("There is no user {user_id}.")),
+    }
+}
+
+fn scope(who: &Spender) -> Scope {
+    match who {
+        Spender::Plugin(_) => Scope::Plugin,
+        Spender::Service(s) => Scope::Service { key_id: s.key_id.clone() },
+    }
+}
+
+/// `PLUGIN_SPEND=false`: new spends and holds come from the service that does the work.
+fn may_start_spending(state: &AppState, who: &Spender) -> Result<(), OpError> {
+    if matches!(who, Spender::Plugin(_)) && !state.config.plugin_spend {
+        return Err(OpError::Forbidden {
+            code: codes::SPEND_REQUIRES_SERVICE,
+            message: "Credits are spent by the service that does the work on this server, not from the plugin.".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Balance, held and available credits of `user_id`.
+pub async fn balance(state: &AppState, who: &Spender, user_id: &str) -> Result<Funds, OpError> {
+    let user_id = target(who, user_id)?;
+    holds::funds(&state.db, user_id).await?.ok_or_else(|| unknown_user(who, user_id))
+}
+
+/// One page of the user's history, newest first.
+pub async fn history(
+    state: &AppState,
+    user: &User,
+    limit: i64,
+    before: Option<&str>,
+) -> Result<ledger::HistoryPage, OpError> {
+    if !(1..=ledger::MAX_PAGE).contains(&limit) {
+        return Err(OpError::Invalid(format!("limit must be from 1 to {}.", ledger::MAX_PAGE)));
+    }
+    let before =
+        match before.map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(cursor) => {
+                Some(cursor.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    OpError::Invalid("before must be a next_cursor value from a previous page.".into())
+                })?)
+            }
+        };
+    Ok(ledger::history(&state.db, &user.id, limit, before).await?)
+}
+
+/// A service key's daily limit, inside the unit that moved the credits (after it: a replay is
+/// never refused, and a refusal rolls the spend or hold back; see `OpError::spoils`).
+async fn charge_key(uow: &mut Uow, who: &Spender, day_ms: i64, credits: i64) -> Result<(), OpError> {
+    let Spender::Service(service) = who else { return Ok(()) };
+    let Some(limit) = service.max_credits_per_day else { return Ok(()) };
+    match metering::charge_in(uow, &service.key_id, metering::day_of(day_ms), credits, limit).await? {
+        Ok(()) => Ok(()),
+        Err(used) => Err(OpError::KeyLimit { limit, used, needed: credits }),
+    }
+}
+
+/// Spends credits once per idempotency key (in the caller's scope).
+pub async fn spend(
+    state: &AppState,
+    who: &Spender,
+    user_id: &str,
+    idempotency_key: &str,
+    request: &SpendRequest,
+) -> Result<Recorded, OpError> {
+    let user_id = target(who, user_id)?;
+    may_start_spending(state, who)?;
+    let amount = input::credits(request.amount).map_err(OpError::Invalid)?;
+    let reason = input::reason(&request.reason).map_err(OpError::Invalid)?;
+    let feature = input::feature(request.feature.as_deref()).map_err(OpError::Invalid)?;
+    let order_ = SpendOrder {
+        user_id: user_id.to_string(),
+        amount,
+        reason: reason.to_string(),
+        feature,
+        idempotency_key: idempotency_key.to_string(),
+        scope: scope(who),
+    };
+    let entry = Arc::new(order_.entry());
+    let who_ = Arc::new(who.clone());
+    let result = write_retrying(&state.db, order(user_id), move |uow| {
+        let (entry, who) = (entry.clone(), who_.clone());
+        Box::pin(async move {
+            let recorded = ledger::post_once_in(uow, &entry, Overdraft::Refuse).await?;
+            if !recorded.replayed {
+                charge_key(uow, &who, now_ms(), amount).await?;
+            }
+            Ok(recorded)
+        })
+    })
+    .await;
+    match result {
+        Err(OpError::Insufficient { available, .. }) => Err(OpError::Insufficient { needed: amount, available }),
+        Err(OpError::NotFound { .. }) => Err(unknown_user(who, user_id)),
+        other => other,
+    }
+}
+
+/// Reserves credits for a long job, once per idempotency key (in the caller's scope).
+pub async fn hold(
+    state: &AppState,
+    who: &Spender,
+    user_id: &str,
+    idempotency_key: &str,
+    request: &HoldRequest,
+) -> Result<Settled, OpError> {
+    let user_id = target(who, user_id)?;
+    may_start_spending(state, who)?;
+    let amount = input::credits(request.amount).map_err(OpError::Invalid)?;
+    let reason = input::reason(&request.reason).map_err(OpError::Invalid)?;
+    let feature = input::feature(request.feature.as_deref()).map_err(OpError::Invalid)?;
+    let ttl = request.ttl_seconds.unwrap_or(holds::DEFAULT_TTL_SECS);
+    let min_ttl = state.config.hold_min_ttl_secs;
+    if !(min_ttl..=holds::MAX_TTL_SECS).contains(&ttl) {
+        return Err(OpError::Invalid(format!("ttl_seconds must be from {min_ttl} to {}.", holds::MAX_TTL_SECS)));
+    }
+    let new = Arc::new(NewHold {
+        user_id: user_id.to_string(),
+        amount,
+        reason: reason.to_string(),
+        feature,
+        ttl_secs: ttl,
+        idempotency_key: idempotency_key.to_string(),
+        scope: scope(who),
+    });
+    let who_ = Arc::new(who.clone());
+    write_retrying(&state.db, order(user_id), move |uow| {
+        let (new, who) = (new.clone(), who_.clone());
+        Box::pin(async move {
+            let settled = holds::create_in(uow, &new).await?;
+            if !settled.replayed {
+                charge_key(uow, &who, settled.hold.created_at, new.amount).await?;
+            }
+            Ok(settled)
+        })
+    })
+    .await
+    .map_err(|e| match e {
+        // A user row that vanished under a live token.
+        OpError::Db(sqlx::Error::RowNotFound) => unknown_user(who, user_id),
+        other => other,
+    })
+}
+
+fn owner(who: &Spender) -> Owner<'_> {
+    match who {
+        Spender::Plugin(u) => Owner::User(&u.id),
+        Spender::Service(s) => Owner::Service(&s.key_id),
+    }
+}
+
+/// The user whose hold this is, if `who` may settle it: a plugin user their own plugin holds, a
+/// service any service hold. Anything else is "no such hold", as for a hold that does not exist.
+async fn hold_user(state: &AppState, who: &Spender, hold_id: &str) -> Result<String, OpError> {
+    holds::user_of(&state.db, owner(who), hold_id)
+        .await?
+        .ok_or_else(|| OpError::not_found("No such hold for this account."))
+}
+
+/// Spends held credits (all, or `amount` of them; the rest is released).
+pub async fn capture(state: &AppState, who: &Spender, hold_id: &str, amount: Option<i64>) -> Result<Settled, OpError> {
+    let user_id = hold_user(state, who, hold_id).await?;
+    let (who_, hold_id, user) = (Arc::new(who.clone()), hold_id.to_string(), user_id.clone());
+    state
+        .db
+        .write(order(&user_id), move |uow| {
+            let (who, hold_id, user) = (who_.clone(), hold_id.clone(), user.clone());
+            Box::pin(
+                async move { Ok::<_, OpError>(holds::capture_in(uow, owner(&who), &user, &hold_id, amount).await?) },
+            )
+        })
+        .await
+}
+
+/// Frees held credits.
+pub async fn release(state: &AppState, who: &Spender, hold_id: &str) -> Result<Settled, OpError> {
+    let user_id = hold_user(state, who, hold_id).await?;
+    let (who_, hold_id, user) = (Arc::new(who.clone()), hold_id.to_string(), user_id.clone());
+    state
+        .db
+        .write(order(&user_id), move |uow| {
+            let (who, hold_id, user) = (who_.clone(), hold_id.clone(), user.clone());
+            Box::pin(async move { Ok::<_, OpError>(holds::release_in(uow, owner(&who), &user, &hold_id).await?) })
+        })
+        .await
+}
+
+/// Whom an operator names: the console and admin API by id, the CLI by email.
+#[derive(Debug, Clone)]
+pub enum UserRef {
+    Id(String),
+    Email(String),
+}
+
+impl UserRef {
+    /// The account, or 404.
+    pub async fn find(&self, state: &AppState) -> Result<accounts::Account, OpError> {
+        let found = match self {
+            UserRef::Id(id) => accounts::find_by_id(&state.db, id).await?,
+            UserRef::Email(email) => {
+                let email = normalise_email(email).map_err(OpError::Invalid)?;
+                accounts::find_by_email(&state.db, &email).await?
+            }
+        };
+        found.ok_or_else(|| match self {
+            UserRef::Id(_) => OpError::not_found("There is no such user."),
+            UserRef::Email(e) => OpError::not_found(format!("no account with email {}", e.trim())),
+        })
+    }
+
+    pub(crate) fn describe(&self) -> &str {
+        match self {
+            UserRef::Id(s) | UserRef::Email(s) => s,
+        }
+    }
+}
+
+/// What [`grant`] did.
+#[derive(Debug, Clone)]
+pub struct Granted {
+    pub recorded: Recorded,
+    pub grant_id: String,
+    pub email: String,
+}
+
+/// Checks a grant id: 1 to 100 visible ASCII characters (it becomes part of the entry's cause).
+/// Without one, a new id: the grant happens once, however often the same request is retried
+/// only when the caller sends an id.
+pub fn grant_id(raw: Option<&str>) -> Result<String, OpError> {
+    let Some(id) = raw else { return Ok(uuid::Uuid::new_v4().to_string()) };
+    let id = id.trim();
+    if !id.is_empty() && id.len() <= 100 && id.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(id.to_string())
+    } else {
+        Err(OpError::Invalid("grant_id must be 1 to 100 visible ASCII characters.".into()))
+    }
+}
+
+/// An operator gives credits with a reason (a `grant` entry, shown in the user's history). The
+/// same `grant_id` grants once; its audit-trail row commits with the entry.
+pub async fn grant(
+    state: &AppState,
+    op: &Operator,
+    user: &UserRef,
+    amount: i64,
+    reason: &str,
+    grant_id_: Option<&str>,
+) -> Result<Granted, OpError> {
+    let mut audit = log::Entry {
+        actor: op.actor.clone(),
+        via: op.via,
+        action: "credits.grant",
+        target: Some(user.describe().to_string()),
+        detail: Some(format!("{amount} credits; reason: {}", reason.trim())),
+    };
+    let checked = async {
+        let amount = input::credits(amount).map_err(OpError::Invalid)?;
+        let reason = input::reason(reason).map_err(OpError::Invalid)?.to_string();
+        let grant_id = grant_id(grant_id_)?;
+        let account = user.find(state).await?;
+        Ok::<_, OpError>((amount, reason, grant_id, account))
+    }
+    .await;
+    let (amount, reason, grant_id, account) = match checked {
+        Ok(c) => c,
+        Err(e) => {
+            log::record_refusal(&state.db, &audit, &format!("failed: {}", e.for_people())).await;
+            return Err(e);
+        }
+    };
+    audit.target = Some(account.email.clone());
+    audit.detail = Some(format!("{amount} credits; reason: {reason}; grant id {grant_id}"));
+    let entry = Arc::new(ledger::grant_entry(&account.id, amount, &reason, &grant_id));
+    let audit_ = Arc::new(audit.clone());
+    let result = write_retrying(&state.db, order(&account.id), move |uow| {
+        let (entry, audit) = (entry.clone(), audit_.clone());
+        Box::pin(async move {
+            let recorded = ledger::post_once_in(uow, &entry, Overdraft::Allow).await?;
+            let outcome = if recorded.replayed { "ok (already granted: nothing changed)" } else { "ok" };
+            log::record_in(uow, &audit, outcome).await?;
+            Ok(recorded)
+        })
+    })
+    .await;
+    match result {
+        Ok(recorded) => Ok(Granted { recorded, grant_id, email: account.email }),
+        Err(e) => {
+            let e = match e {
+                OpError::Conflict(super::Conflict::KeyReused(_)) => OpError::Conflict(super::Conflict::KeyReused(
+                    format!("The grant id {grant_id} was already used for a different grant."),
+                )),
+                other => other,
+            };
+            log::record_refusal(&state.db, &audit, &format!("failed: {}", e.for_people())).await;
+            Err(e)
+        }
+    }
+}

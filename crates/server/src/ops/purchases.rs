@@ -1,0 +1,135 @@
+//! Buying credit packs: start a Stripe Checkout, follow it until the credits are there, list the
+//! open ones.
+//!
+//! | use case | doors |
+//! |---|---|
+//! | [`start_checkout`] | plugin API `POST /billing/checkout` |
+//! | [`wait_for_checkout`] | plugin API `GET /billing/checkout/{id}?wait=` |
+//! | [`list_checkouts`] | plugin API `GET /billing/checkouts` |
+
+use std::time::Duration;
+
+use api_types::{find_pack, CheckoutStatus};
+
+use super::{long_poll, Look, OpError, User};
+use crate::{
+    billing::{
+        checkouts::{self, CheckoutRecord},
+        fulfil,
+        stripe_api::NewSession,
+        Billing,
+    },
+    db::now_ms,
+    ledger, AppState,
+};
+
+fn billing(state: &AppState) -> Result<&Billing, OpError> {
+    state.billing.as_deref().ok_or(OpError::PaymentsOff)
+}
+
+/// Creates a Stripe Checkout Session for a pack and records it before answering (a payment can
+/// only come back for a session we know).
+pub async fn start_checkout(state: &AppState, user: &User, pack_id: &str) -> Result<CheckoutRecord, OpError> {
+    // Each checkout is a call to Stripe: a bounded number per user.
+    if let Err(wait) = state.limits.checkouts.check(&user.id) {
+        tracing::warn!(user_id = %user.id, "checkout rate limit reached");
+        return Err(OpError::rate_limited(format!("Too many checkouts started. Try again in {wait} seconds."), wait));
+    }
+    let pack = find_pack(pack_id.trim()).ok_or_else(|| {
+        let ids: Vec<&str> = api_types::PACKS.iter().map(|p| p.id).collect();
+        OpError::UnknownPack(format!("There is no pack {pack_id:?}. Choose {}.", ids.join(", ")))
+    })?;
+    let billing = billing(state)?;
+    let base = state.config.return_base_or_local();
+    let created_at = now_ms();
+    let expires_at_secs = created_at / 1000 + state.config.checkout_ttl.as_secs() as i64;
+    let request = NewSession {
+        user_id: user.id.clone(),
+        email: user.email.clone(),
+        pack_id: pack.id.to_string(),
+        credits: pack.credits,
+        amount_cents: pack.price_cents,
+        product_name: pack.product_name(),
+        // Stripe replaces {CHECKOUT_SESSION_ID} with the session's id.
+        success_url: format!("{base}/billing/success?session_id={{CHECKOUT_SESSION_ID}}"),
+        cancel_url: format!("{base}/billing/cancel?session_id={{CHECKOUT_SESSION_ID}}"),
+        expires_at: expires_at_secs,
+        settings: billing.config.checkout,
+    };
+    let session = billing.stripe.create_checkout_session(&request).await.map_err(|e| {
+        tracing::error!(error = %e, "creating a Checkout Session failed");
+        OpError::Provider("The payment page could not be prepared. Please try again in a moment.".into())
+    })?;
+    let checkout_url = session
+        .url
+        .clone()
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| OpError::Provider("Stripe did not return a payment page.".into()))?;
+    let record = CheckoutRecord::new_pending(
+        &session.id,
+        &user.id,
+        pack,
+        checkout_url,
+        session.livemode,
+        created_at,
+        session.expires_at.unwrap_or(expires_at_secs) * 1000,
+        &billing.config.checkout,
+    );
+    checkouts::insert(&state.db, &record).await?;
+    tracing::info!(session_id = %record.id, user_id = %user.id, pack = pack.id, "checkout started");
+    Ok(record)
+}
+
+/// Where a purchase stands, and the buyer's balance.
+pub struct CheckoutState {
+    pub record: CheckoutRecord,
+    pub balance: i64,
+}
+
+/// Where a purchase stands; with `wait`, answers as soon as it changes (the webhook, the return
+/// page or this server's own look at Stripe credits it), at most `wait` later.
+pub async fn wait_for_checkout(
+    state: &AppState,
+    user: &User,
+    session_id: &str,
+    wait: u64,
+) -> Result<CheckoutState, OpError> {
+    let max = state.config.max_wait.as_secs();
+    if wait > max {
+        return Err(OpError::Invalid(format!("wait must be from 0 to {max} seconds.")));
+    }
+    let not_found = || OpError::not_found("No such checkout for this account.");
+    let owned = |r: Option<CheckoutRecord>| r.filter(|r| r.user_id == user.id).ok_or_else(not_found);
+    owned(checkouts::find(&state.db, session_id).await?)?;
+    let billing = billing(state)?;
+    let record = long_poll(state, session_id, Duration::from_secs(wait), Duration::from_secs(1), || async {
+        let mut record = owned(checkouts::find(&state.db, session_id).await?)?;
+        if record.status == CheckoutStatus::Pending && billing.may_check_stripe(session_id) {
+            // The webhook may be late or lost: ask Stripe and fulfil from its answer.
+            if let Err(e) = fulfil::fulfil_from_stripe(billing, session_id).await {
+                tracing::warn!(session_id = %session_id, error = %e, "could not check the session at Stripe");
+            }
+            record = owned(checkouts::find(&state.db, session_id).await?)?;
+        }
+        Ok(if record.status.is_final() { Look::Done(record) } else { Look::Waiting(record) })
+    })
+    .await?;
+    let balance = ledger::balance(&state.db, &user.id).await?.unwrap_or(0);
+    Ok(CheckoutState { record, balance })
+}
+
+/// The user's checkouts, newest first (`status`: only those), at most 20.
+pub async fn list_checkouts(
+    state: &AppState,
+    user: &User,
+    status: Option<&str>,
+) -> Result<Vec<CheckoutRecord>, OpError> {
+    let status = match status.map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(
+            CheckoutStatus::parse(s)
+                .ok_or_else(|| OpError::Invalid("status must be pending, credited, failed or expired.".into()))?,
+        ),
+    };
+    Ok(checkouts::list_for_user(&state.db, &user.id, status, 20).await?)
+}
