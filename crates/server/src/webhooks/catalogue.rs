@@ -114,6 +114,20 @@ pub struct Disputed {
     pub dispute_status: &'static str,
 }
 
+/// `credits.granted` (planned: the grant operation enqueues it): an operator or a service granted
+/// credits (once per grant id).
+#[derive(Debug, Clone, Serialize)]
+pub struct Granted {
+    pub user_id: String,
+    pub entry_id: String,
+    /// Credits added.
+    pub delta: i64,
+    pub balance: i64,
+    pub grant_id: String,
+    /// The reason shown in the user's history.
+    pub reason: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
