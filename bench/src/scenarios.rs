@@ -158,7 +158,7 @@ pub async fn spend_only(server: &str, out: &Path, postgres: &str, backend: &str,
     let grant = 10_000_000;
     mascot_server::ledger::post_once(
         &db,
-        &mascot_server::ledger::grant_entry(&user_id, grant, "bench", &uuid::Uuid::new_v4().to_string()),
+        &mascot_server::ledger::grant_entry(&user_id, grant, "bench", &uuid::Uuid::new_v4().to_string(), None),
         mascot_server::ledger::Overdraft::Allow,
     )
     .await?;
@@ -339,7 +339,7 @@ async fn backend_run(
     let grant = 10_000_000;
     mascot_server::ledger::post_once(
         &db,
-        &mascot_server::ledger::grant_entry(&spender_id, grant, "bench", &uuid::Uuid::new_v4().to_string()),
+        &mascot_server::ledger::grant_entry(&spender_id, grant, "bench", &uuid::Uuid::new_v4().to_string(), None),
         mascot_server::ledger::Overdraft::Allow,
     )
     .await?;

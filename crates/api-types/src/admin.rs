@@ -224,6 +224,11 @@ pub struct AdminGrant {
     pub reason: String,
     /// Makes the request safe to retry: the same id grants once.
     pub grant_id: String,
+    /// When the credits expire (RFC 3339); or `valid_days`; neither: they never expire.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    #[serde(default)]
+    pub valid_days: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]

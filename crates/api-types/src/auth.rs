@@ -76,6 +76,13 @@ pub struct Me {
     pub email: String,
     #[ts(type = "number")]
     pub balance: i64,
+    /// Whether the account confirmed its email through the link sent by mail.
+    #[serde(default)]
+    pub email_verified: bool,
+    /// Free credits a new account gets once its email is verified (0: none on this server).
+    #[serde(default)]
+    #[ts(type = "number")]
+    pub signup_credits: i64,
 }
 
 /// Body of `POST /api/v1/auth/password-reset`. The answer is 202 whether or not the account exists.

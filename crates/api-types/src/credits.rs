@@ -13,6 +13,19 @@ pub struct BalanceResponse {
     /// Credits reserved by active holds.
     #[ts(type = "number")]
     pub held: i64,
+    /// Promotional credits that will expire, soonest first (paid credits never expire).
+    #[serde(default)]
+    pub expiring: Vec<Expiring>,
+}
+
+/// Credits of one promotional lot that expire together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Expiring {
+    #[ts(type = "number")]
+    pub credits: i64,
+    /// RFC 3339, UTC.
+    pub expires_at: String,
 }
 
 /// Why a ledger entry exists.
@@ -30,11 +43,25 @@ pub enum EntryKind {
     Dispute,
     /// Credits given by an operator.
     Grant,
+    /// Promotional credits from a code redeemed in the plugin.
+    Code,
+    /// Welcome credits for a verified new account.
+    Gift,
+    /// Promotional credits that reached their expiry unused.
+    Expiry,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 5] =
-        [EntryKind::Purchase, EntryKind::Spend, EntryKind::Refund, EntryKind::Dispute, EntryKind::Grant];
+    pub const ALL: [EntryKind; 8] = [
+        EntryKind::Purchase,
+        EntryKind::Spend,
+        EntryKind::Refund,
+        EntryKind::Dispute,
+        EntryKind::Grant,
+        EntryKind::Code,
+        EntryKind::Gift,
+        EntryKind::Expiry,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -43,6 +70,9 @@ impl EntryKind {
             EntryKind::Refund => "refund",
             EntryKind::Dispute => "dispute",
             EntryKind::Grant => "grant",
+            EntryKind::Code => "code",
+            EntryKind::Gift => "gift",
+            EntryKind::Expiry => "expiry",
         }
     }
 
@@ -200,4 +230,24 @@ pub struct HoldOutcome {
     pub balance: i64,
     #[ts(type = "number")]
     pub available: i64,
+}
+
+/// Body of `POST /api/v1/credits/redeem`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RedeemRequest {
+    /// The code, in any case (`LAUNCH50`, `launch50`).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub code: String,
+}
+
+/// A code redeemed: its credits (promotional, valid until `expires_at`) and the new balance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RedeemResponse {
+    #[ts(type = "number")]
+    pub credits: i64,
+    pub expires_at: String,
+    #[ts(type = "number")]
+    pub balance: i64,
 }

@@ -65,4 +65,8 @@ pub mod codes {
     pub const CAPTURED_DIFFERENTLY: &str = "captured_differently";
     /// A live service key already has this name.
     pub const NAME_TAKEN: &str = "name_taken";
+    /// A code that is unknown, disabled, past its redeem-by or used up (one answer for all).
+    pub const CODE_NOT_FOUND: &str = "code_not_found";
+    /// This account already redeemed this code.
+    pub const CODE_ALREADY_REDEEMED: &str = "code_already_redeemed";
 }

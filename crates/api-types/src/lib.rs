@@ -50,6 +50,7 @@ pub fn typescript_bindings() -> Vec<(String, String)> {
         HandoffPoll,
         Me,
         BalanceResponse,
+        Expiring,
         EntryKind,
         HistoryEntry,
         HistoryResponse,
@@ -72,5 +73,7 @@ pub fn typescript_bindings() -> Vec<(String, String)> {
         VerifyRequest,
         VerifyResponse,
         ServiceTokenResponse,
+        RedeemRequest,
+        RedeemResponse,
     ]
 }

@@ -17,6 +17,11 @@
 //!   no tax); a discount only with promotion codes allowed, tax only with a recorded tax behaviour.
 //!   A $0 purchase (a 100 % code, `no_payment_required`) is a credited session like any other.
 //!
+//! - I7: lots (issue 22), per wallet: Σ lots' remaining − debt = balance, debt ≥ 0; every lot has
+//!   0 ≤ remaining ≤ credits, and credits minus what entries took from it is what remains; no paid
+//!   lot ever lost credits to an expiry; every entry since the lots migration is explained by its
+//!   lots and debt (delta = Σ entry_lots − debt_delta).
+//!
 //! - A1: every stored email is in its canonical form (NFC, lower-cased).
 //!
 //! Nothing here writes. A violation names its invariant and the ids involved; the report is JSON
@@ -31,7 +36,7 @@ use crate::Db;
 /// What one check found wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
-    /// `I1`, `I2`, `I4`, `I5`, `I6` or `A1`.
+    /// `I1`, `I2`, `I4`, `I5`, `I6`, `I7` or `A1`.
     pub invariant: &'static str,
     /// A stable name for the check, e.g. `balance_mismatch`.
     pub check: &'static str,
@@ -120,7 +125,7 @@ pub async fn run(db: &Db) -> anyhow::Result<Report> {
     let emails: Vec<(String, String)> =
         sqlx::query_as("SELECT id, email FROM users ORDER BY id").fetch_all(pool).await?;
     for (user, email) in emails {
-        if crate::auth::accounts::canonical_email(&email) != email {
+        if crate::email::canonical_email(&email) != email {
             v.push(Violation::new(
                 "A1",
                 "email_not_canonical",
@@ -410,7 +415,102 @@ pub async fn run(db: &Db) -> anyhow::Result<Report> {
     }
 
     check_recorded_amounts(pool, v).await?;
+    check_lots(pool, v).await?;
     Ok(report)
+}
+
+/// I7 (see the module doc). Skipped on a database the lots migration has not reached yet.
+async fn check_lots(pool: &sqlx::AnyPool, v: &mut Vec<Violation>) -> anyhow::Result<()> {
+    let since: Option<(i64,)> =
+        sqlx::query_as("SELECT applied_at FROM schema_steps WHERE name = '20261203000040_debt_guard'")
+            .fetch_optional(pool)
+            .await
+            .unwrap_or(None);
+    let Some((since,)) = since else { return Ok(()) };
+    // Per wallet: the lots' remaining credits minus the debt are the balance; the debt is not negative.
+    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT u.id, u.balance, u.debt, CAST(COALESCE(l.total, 0) AS BIGINT)
+         FROM users u LEFT JOIN (SELECT wallet_id, SUM(remaining) AS total FROM credit_lots GROUP BY wallet_id) l
+              ON l.wallet_id = u.id
+         WHERE u.debt < 0 OR COALESCE(l.total, 0) - u.debt <> u.balance
+         ORDER BY u.id",
+    )
+    .fetch_all(pool)
+    .await?;
+    for (wallet, balance, debt, lots) in rows {
+        v.push(Violation::new(
+            "I7",
+            "lots_mismatch",
+            &[("user_id", &wallet)],
+            format!("the lots hold {lots}, the debt is {debt}: lots - debt should be the balance {balance}"),
+        ));
+    }
+    // Every lot: remaining within 0..=credits, and what its entries took explains it.
+    let rows: Vec<(String, String, i64, i64, i64, i64, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT l.id, l.wallet_id, l.credits, l.remaining, l.expired, l.paid,
+                CAST(COALESCE((SELECT SUM(el.credits) FROM entry_lots el WHERE el.lot_id = l.id AND el.credits < 0), 0) AS BIGINT),
+                l.expires_at
+         FROM credit_lots l ORDER BY l.id",
+    )
+    .fetch_all(pool)
+    .await?;
+    for (lot, wallet, credits, remaining, expired, paid, taken, expires_at) in rows {
+        let ids = [("lot_id", lot.as_str()), ("user_id", wallet.as_str())];
+        if remaining < 0 || remaining > credits {
+            v.push(Violation::new("I7", "lot_out_of_range", &ids, format!("remaining {remaining} of {credits}")));
+        }
+        if credits + taken != remaining {
+            v.push(Violation::new(
+                "I7",
+                "lot_entries_mismatch",
+                &ids,
+                format!("{credits} credits, entries took {}, but {remaining} remain", -taken),
+            ));
+        }
+        if paid == 1 && (expired != 0 || expires_at.is_some()) {
+            v.push(Violation::new(
+                "I7",
+                "paid_lot_expired",
+                &ids,
+                format!("a paid lot lost {expired} credits to an expiry"),
+            ));
+        }
+    }
+    // Expiry entries only ever take from promotional lots.
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT e.id, l.id FROM ledger_entries e JOIN entry_lots el ON el.entry_id = e.id JOIN credit_lots l ON l.id = el.lot_id
+         WHERE e.kind = 'expiry' AND l.paid = 1 ORDER BY e.id",
+    )
+    .fetch_all(pool)
+    .await?;
+    for (entry, lot) in rows {
+        v.push(Violation::new(
+            "I7",
+            "paid_lot_expired",
+            &[("entry_id", &entry), ("lot_id", &lot)],
+            "an expiry entry took from a paid lot".into(),
+        ));
+    }
+    // Every entry since the migration is explained by its lots and debt.
+    let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT e.id, e.user_id, e.delta, e.debt_delta, CAST(COALESCE(s.total, 0) AS BIGINT)
+         FROM ledger_entries e LEFT JOIN (SELECT entry_id, SUM(credits) AS total FROM entry_lots GROUP BY entry_id) s
+              ON s.entry_id = e.id
+         WHERE e.created_at >= $1 AND e.delta <> COALESCE(s.total, 0) - e.debt_delta
+         ORDER BY e.id",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await?;
+    for (entry, wallet, delta, debt_delta, lots) in rows {
+        v.push(Violation::new(
+            "I7",
+            "entry_lots_mismatch",
+            &[("entry_id", &entry), ("user_id", &wallet)],
+            format!("delta {delta}, but its lots moved {lots} and its debt {debt_delta}"),
+        ));
+    }
+    Ok(())
 }
 
 /// I6 (see the module doc). Skipped on a database the amounts migration has not reached yet.

@@ -4,6 +4,11 @@ use std::{net::IpAddr, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub use crate::{
+    db::{database_kind, DatabaseKind},
+    mail::MailConfig,
+};
+
 /// Where the server keeps its data when `DATABASE_URL` is not set: a SQLite file beside the process.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://mascot.db?mode=rwc";
 
@@ -20,23 +25,6 @@ pub enum LogFormat {
     Pretty,
     /// One JSON object per line: for Railway and other log collectors.
     Json,
-}
-
-/// How mail goes out.
-#[derive(Debug, Clone)]
-pub enum MailConfig {
-    /// No mail: password resets go through `SUPPORT_EMAIL`.
-    Off,
-    /// Over SMTP (`SMTP_URL`, which may carry a password: never printed).
-    Smtp { url: SecretString, from: String },
-    /// Printed to standard output (the demo).
-    Console { from: String },
-}
-
-impl MailConfig {
-    pub fn enabled(&self) -> bool {
-        !matches!(self, MailConfig::Off)
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -384,6 +372,10 @@ pub struct Config {
     pub plugin_spend: bool,
     /// The shortest `ttl_seconds` a hold may ask for (`HOLD_MIN_TTL_SECONDS`, default 30).
     pub hold_min_ttl_secs: i64,
+    /// Promotional credits a new account gets once, when its email is verified
+    /// (`SIGNUP_CREDITS`, default 0: none); they expire after `signup_credits_valid_days`.
+    pub signup_credits: i64,
+    pub signup_credits_valid_days: i64,
     /// Webhooks out: the address rules and the delivery worker (`WEBHOOK_*`).
     pub webhooks: WebhookSettings,
 }
@@ -415,6 +407,8 @@ impl Config {
             stripe_missing: Vec::new(),
             plugin_spend: true,
             hold_min_ttl_secs: DEFAULT_HOLD_MIN_TTL_SECS,
+            signup_credits: 0,
+            signup_credits_valid_days: 30,
             webhooks: WebhookSettings::default(),
         }
     }
@@ -583,6 +577,18 @@ impl Config {
                 _ => problems.push(format!("HOLD_MIN_TTL_SECONDS must be from 1 to 3600 (got {n:?})")),
             }
         }
+        if let Some(n) = get("SIGNUP_CREDITS") {
+            match n.trim().parse::<i64>() {
+                Ok(n) if (0..=crate::ledger::input::MAX_AMOUNT).contains(&n) => config.signup_credits = n,
+                _ => problems.push(format!("SIGNUP_CREDITS must be a whole number of credits, 0 or more (got {n:?})")),
+            }
+        }
+        if let Some(n) = get("SIGNUP_CREDITS_VALID_DAYS") {
+            match n.trim().parse::<i64>() {
+                Ok(n) if (1..=3650).contains(&n) => config.signup_credits_valid_days = n,
+                _ => problems.push(format!("SIGNUP_CREDITS_VALID_DAYS must be from 1 to 3650 (got {n:?})")),
+            }
+        }
         if let Some(n) = get("SQLITE_MAX_PAGE_COUNT") {
             match n.trim().parse::<u64>() {
                 Ok(n) if n >= 16 => config.sqlite_max_page_count = Some(n),
@@ -620,6 +626,11 @@ impl Config {
     pub fn check_for_serve(&self) -> Result<Vec<String>, ConfigError> {
         let mut problems = self.stripe_missing.clone();
         let mut warnings = Vec::new();
+        if self.signup_credits > 0 && !self.mail.enabled() {
+            problems.push(
+                "SIGNUP_CREDITS is above 0 but mail is not configured: free credits are given when the email is verified through a link sent by mail; set SMTP_URL and MAIL_FROM, or SIGNUP_CREDITS=0".into(),
+            );
+        }
         if let Some(stripe) = &self.stripe {
             if self.return_base.is_none() {
                 if stripe.livemode() {
@@ -704,31 +715,6 @@ fn read_return_base(get: &impl Fn(&str) -> Option<String>, problems: &mut Vec<St
         return None;
     }
     Some(base)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DatabaseKind {
-    Sqlite,
-    Postgres,
-}
-
-impl std::fmt::Display for DatabaseKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            DatabaseKind::Sqlite => "SQLite",
-            DatabaseKind::Postgres => "PostgreSQL",
-        })
-    }
-}
-
-pub fn database_kind(url: &str) -> Option<DatabaseKind> {
-    if url.starts_with("sqlite:") {
-        Some(DatabaseKind::Sqlite)
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Some(DatabaseKind::Postgres)
-    } else {
-        None
-    }
 }
 
 /// Every problem found in the environment, one line each.

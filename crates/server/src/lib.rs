@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod email;
 pub mod error;
 pub mod http;
 pub mod ledger;

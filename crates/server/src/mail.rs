@@ -8,10 +8,25 @@ use lettre::{
     message::{header::ContentType, Mailbox},
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
 };
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::mpsc;
 
-use crate::config::MailConfig;
+/// How mail goes out.
+#[derive(Debug, Clone)]
+pub enum MailConfig {
+    /// No mail: password resets go through `SUPPORT_EMAIL`.
+    Off,
+    /// Over SMTP (`SMTP_URL`, which may carry a password: never printed).
+    Smtp { url: SecretString, from: String },
+    /// Printed to standard output (the demo).
+    Console { from: String },
+}
+
+impl MailConfig {
+    pub fn enabled(&self) -> bool {
+        !matches!(self, MailConfig::Off)
+    }
+}
 
 /// Mails waiting to go out; beyond it new ones are dropped (and logged).
 const QUEUE: usize = 256;

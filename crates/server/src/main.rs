@@ -5,7 +5,12 @@ use std::io::Read;
 
 use mascot_server::{
     admin::log,
-    ops::{self, accounts::NewPassword, credits::UserRef, OpError, Operator},
+    ops::{
+        self,
+        accounts::NewPassword,
+        credits::{UserRef, Validity},
+        OpError, Operator,
+    },
     telemetry, AppState, Application, Config, Db,
 };
 
@@ -180,6 +185,12 @@ enum CreditsCommand {
         /// Makes the command safe to re-run: a second grant with the same id changes nothing.
         #[arg(long)]
         grant_id: Option<String>,
+        /// The credits expire at this time (RFC 3339, e.g. 2027-01-31T00:00:00Z).
+        #[arg(long, conflicts_with = "valid_days")]
+        expires_at: Option<String>,
+        /// The credits expire this many days from now. Without either, they never expire.
+        #[arg(long)]
+        valid_days: Option<i64>,
     },
 }
 
@@ -206,7 +217,10 @@ async fn main() {
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::from_env()?;
-    telemetry::init(config.log_format);
+    let serving = matches!(cli.command, None | Some(Command::Serve));
+    #[cfg(feature = "demo")]
+    let serving = serving || matches!(cli.command, Some(Command::Demo { .. }));
+    telemetry::init(config.log_format, if serving { telemetry::Sink::Stdout } else { telemetry::Sink::Stderr });
     let operator = Operator::cli(&mascot_server::admin::cli_operator(cli.operator.as_deref()));
 
     match cli.command.unwrap_or(Command::Serve) {
@@ -268,15 +282,18 @@ async fn run() -> anyhow::Result<()> {
             }
         }
         Command::Events { command } => events_command(config, &operator, command).await?,
-        Command::Credits { command: CreditsCommand::Grant { email, amount, reason, grant_id } } => {
+        Command::Credits {
+            command: CreditsCommand::Grant { email, amount, reason, grant_id, expires_at, valid_days },
+        } => {
             let state = AppState::for_tool(config, true).await?;
             if reason.trim().is_empty() {
                 anyhow::bail!("--reason must say why the credits are granted (it is shown in the user's history)");
             }
-            let granted =
-                ops::credits::grant(&state, &operator, &UserRef::Email(email), amount, &reason, grant_id.as_deref())
-                    .await
-                    .map_err(cli_error)?;
+            let validity = Validity::parse(expires_at.as_deref(), valid_days).map_err(cli_error)?;
+            let user = UserRef::Email(email);
+            let granted = ops::credits::grant(&state, &operator, &user, amount, &reason, grant_id.as_deref(), validity)
+                .await
+                .map_err(cli_error)?;
             if granted.recorded.replayed {
                 eprintln!("grant {} was already applied; nothing changed", granted.grant_id);
             }

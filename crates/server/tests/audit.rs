@@ -150,8 +150,9 @@ async fn corrupted_rows_are_reported(b: Backend) {
     // I1: a balance that no entry explains.
     exec(app, &format!("UPDATE users SET balance = balance + 7 WHERE id = '{u2}'")).await;
     let report = audit::run(&app.state.db).await.unwrap();
-    assert_eq!(report.violations.len(), 1, "{}", report.to_text());
+    assert_eq!(report.violations.len(), 2, "{}", report.to_text());
     assert!(has(&report, "I1", "balance_mismatch", "user_id", &u2), "{}", report.to_text());
+    assert!(has(&report, "I7", "lots_mismatch", "user_id", &u2), "the lots no longer explain it either");
     exec(app, &format!("UPDATE users SET balance = balance - 7 WHERE id = '{u2}'")).await;
     assert!(audit::run(&app.state.db).await.unwrap().is_clean());
 

@@ -237,7 +237,7 @@ pub async fn user(db: &Db, user_id: &str) -> sqlx::Result<Option<AdminUser>> {
         .await?;
     let Some(row) = row else { return Ok(None) };
     let now = now_ms();
-    let funds = ledger::holds::funds(db, user_id).await?.unwrap_or(crate::db::cache::Funds { balance: row.2, held: 0 });
+    let funds = ledger::holds::funds(db, user_id).await?.unwrap_or(crate::db::cache::Funds::new(row.2, 0));
     #[allow(clippy::type_complexity)]
     let entries: Vec<(String, i64, String, i64, i64, String, String, i64, Option<String>, Option<i64>)> =
         sqlx::query_as(
@@ -267,7 +267,7 @@ pub async fn user(db: &Db, user_id: &str) -> sqlx::Result<Option<AdminUser>> {
     let is_admin = super::is_admin(db, user_id).await?;
     Ok(Some(AdminUser {
         user: user_summary(row),
-        available: funds.balance - funds.held,
+        available: funds.available(),
         is_admin,
         entries: entries
             .into_iter()

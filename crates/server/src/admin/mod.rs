@@ -8,8 +8,6 @@ pub mod runs;
 pub mod totp;
 
 use anyhow::{bail, Context};
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::{
@@ -67,9 +65,7 @@ impl Operator {
 }
 
 fn random_secret(prefix: &str) -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
+    crate::auth::secret::new_secret(prefix)
 }
 
 /// A fingerprint of a password hash: a session records the one it signed in with, and stops

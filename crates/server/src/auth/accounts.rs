@@ -12,6 +12,8 @@ pub struct Account {
     pub balance: i64,
     /// Set while the password is an operator's one-time password: valid until then (ms).
     pub password_expires_at: Option<i64>,
+    /// When the email was confirmed through a link sent to it (ms).
+    pub email_verified_at: Option<i64>,
 }
 
 /// How long an operator's one-time password (`users reset-password`) works.
@@ -21,24 +23,7 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 /// argon2 hashes whatever it is given; a bound keeps one request from costing seconds.
 pub const MAX_PASSWORD_CHARS: usize = 256;
 
-/// Characters that change how text looks without being seen: bidi controls, zero-width
-/// characters, invisible operators. In an email they only serve look-alike accounts.
-pub fn is_invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{180E}'
-        | '\u{200B}'..='\u{200F}'
-        | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}'
-        | '\u{2066}'..='\u{2069}'
-        | '\u{FEFF}')
-}
-
-/// The stored form of an email: Unicode NFC, lower-cased (not fully case-folded: folding turns
-/// "straße" into "strasse", another mailbox).
-pub fn canonical_email(raw: &str) -> String {
-    use unicode_normalization::UnicodeNormalization;
-    raw.trim().nfc().collect::<String>().to_lowercase()
-}
+pub use crate::email::{canonical_email, is_invisible};
 
 /// Normalises an email ([`canonical_email`]) and checks it looks deliverable; `Err` is the
 /// message for the user.
@@ -109,6 +94,7 @@ pub fn new_account(email: &str, password_hash: &str) -> Account {
         password_hash: password_hash.to_string(),
         balance: 0,
         password_expires_at: None,
+        email_verified_at: None,
     }
 }
 
@@ -150,6 +136,7 @@ struct AccountRow {
     password_hash: String,
     balance: i64,
     password_expires_at: Option<i64>,
+    email_verified_at: Option<i64>,
 }
 
 fn from_row(r: AccountRow) -> Account {
@@ -159,24 +146,27 @@ fn from_row(r: AccountRow) -> Account {
         password_hash: r.password_hash,
         balance: r.balance,
         password_expires_at: r.password_expires_at,
+        email_verified_at: r.email_verified_at,
     }
 }
 
 pub async fn find_by_email(db: &Db, email: &str) -> sqlx::Result<Option<Account>> {
-    let row: Option<AccountRow> =
-        sqlx::query_as("SELECT id, email, password_hash, balance, password_expires_at FROM users WHERE email = $1")
-            .bind(email)
-            .fetch_optional(db.pool())
-            .await?;
+    let row: Option<AccountRow> = sqlx::query_as(
+        "SELECT id, email, password_hash, balance, password_expires_at, email_verified_at FROM users WHERE email = $1",
+    )
+    .bind(email)
+    .fetch_optional(db.pool())
+    .await?;
     Ok(row.map(from_row))
 }
 
 pub async fn find_by_id(db: &Db, id: &str) -> sqlx::Result<Option<Account>> {
-    let row: Option<AccountRow> =
-        sqlx::query_as("SELECT id, email, password_hash, balance, password_expires_at FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(db.pool())
-            .await?;
+    let row: Option<AccountRow> = sqlx::query_as(
+        "SELECT id, email, password_hash, balance, password_expires_at, email_verified_at FROM users WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
     Ok(row.map(from_row))
 }
 

@@ -13,11 +13,8 @@ use std::time::Duration;
 use rand::Rng;
 use subtle::ConstantTimeEq;
 
-use super::tokens::hash_token;
-use crate::{
-    db::{now_ms, Db},
-    http::html::random_token,
-};
+use super::{secret::random_token, tokens::hash_token};
+use crate::db::{now_ms, Db};
 
 pub const TTL: Duration = Duration::from_secs(10 * 60);
 /// Wrong codes typed on the page before the handoff is thrown away.

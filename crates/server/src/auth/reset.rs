@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::tokens::hash_token;
+use super::{secret::random_token, tokens::hash_token};
 use crate::{
     db::{now_ms, Db},
-    http::html::random_token,
     mail::{Mail, Mailer},
 };
 

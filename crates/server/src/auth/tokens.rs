@@ -1,16 +1,12 @@
 //! Bearer tokens: 256 random bits shown to the client once; only their SHA-256 is stored, with an
 //! expiry and a revocation time.
 
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
-
 use crate::db::{cache::TokenOwner, now_ms, Db, Uow};
 
 const PREFIX: &str = "mct_";
 
 pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    super::secret::hash(token)
 }
 
 /// Creates a token for `user_id`, valid for `ttl`, and returns it (the only time it exists in
@@ -33,9 +29,7 @@ pub async fn issue_in(
     ttl: std::time::Duration,
     restricted: bool,
 ) -> sqlx::Result<String> {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let token = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
+    let token = super::secret::new_secret(PREFIX);
     let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
     let now = now_ms();
     sqlx::query(

@@ -324,6 +324,8 @@ async fn credit_claimed_in(
         request_hash: None,
         feature: None,
         service_key_id: None,
+        // Paid credits: never expire; they pay any debt first.
+        lots: ledger::Lots::Credit { source: ledger::Source::Purchase, expires_at: None },
     };
     // The claim already holds the session row, so a duplicate cause cannot reach here; if it ever
     // did, the transaction is spoiled and the caller rolls back.
@@ -600,6 +602,13 @@ async fn claw(
         request_hash: None,
         feature: None,
         service_key_id: None,
+        // Taken back from the purchase's own lot, then other paid lots, the rest as debt; a won
+        // dispute returns its credits as a paid lot.
+        lots: if take > 0 {
+            ledger::Lots::TakeBack { purchase_cause: format!("purchase:{}", purchase.id) }
+        } else {
+            ledger::Lots::Credit { source: ledger::Source::Dispute, expires_at: None }
+        },
     };
     let posted = ledger::post(tx, &entry, Overdraft::Allow).await?;
     let (user_id, entry_id, session_id) = (purchase.user_id.clone(), posted.entry_id.clone(), purchase.id.clone());

@@ -38,17 +38,30 @@ pub struct TokenOwner {
     pub restricted: bool,
 }
 
-/// A balance and the credits held now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A balance, the credits held now, the debt, and the promotional credits that will expire.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Funds {
     pub balance: i64,
     pub held: i64,
+    /// Credits taken back after they were spent, paid by the next credits in.
+    pub debt: i64,
+    /// `(credits, expires_at ms)` of lots with credits left that will expire, soonest first.
+    pub expiring: Vec<(i64, i64)>,
 }
 
 impl Funds {
-    /// What a spend or a new hold may use.
+    pub fn new(balance: i64, held: i64) -> Funds {
+        Funds { balance, held, ..Funds::default() }
+    }
+
+    /// What a spend or a new hold may use: nothing while a debt remains (promotional credits
+    /// cannot be spent then; the figure says what is owed).
     pub fn available(&self) -> i64 {
-        self.balance - self.held
+        if self.debt > 0 {
+            -(self.debt + self.held)
+        } else {
+            self.balance - self.held
+        }
     }
 }
 
@@ -204,11 +217,11 @@ mod tests {
         // A write commits and invalidates while the read is in flight…
         cache.funds_changed();
         // …so the (possibly old) value it read is dropped.
-        cache.put_funds(ticket, "u1", Funds { balance: 5, held: 0 }, None);
+        cache.put_funds(ticket, "u1", Funds::new(5, 0), None);
         assert_eq!(cache.funds("u1"), None);
         let ticket = cache.funds_ticket();
-        cache.put_funds(ticket, "u1", Funds { balance: 7, held: 0 }, None);
-        assert_eq!(cache.funds("u1"), Some(Funds { balance: 7, held: 0 }));
+        cache.put_funds(ticket, "u1", Funds::new(7, 0), None);
+        assert_eq!(cache.funds("u1"), Some(Funds::new(7, 0)));
         cache.funds_changed();
         assert_eq!(cache.funds("u1"), None);
     }
@@ -220,7 +233,7 @@ mod tests {
         cache.put_token(cache.token_ticket(), "h", owner(1_000));
         assert!(cache.token("h", 999).is_some());
         assert!(cache.token("h", 1_000).is_none(), "a token is dead at its expiry");
-        cache.put_funds(cache.funds_ticket(), "u1", Funds { balance: 1, held: 1 }, Some(Duration::ZERO));
+        cache.put_funds(cache.funds_ticket(), "u1", Funds::new(1, 1), Some(Duration::ZERO));
         assert_eq!(cache.funds("u1"), None, "a hold expiring now ends the entry");
     }
 

@@ -19,9 +19,6 @@ use sqlx::{
     AnyPool, ConnectOptions, Executor,
 };
 
-use crate::config::database_kind;
-pub use crate::config::DatabaseKind;
-
 pub use group::UnitFuture;
 pub use write::{UnitError, Uow, WriteHealth};
 
@@ -209,6 +206,32 @@ impl Db {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Which database a URL names: the one place that decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+impl std::fmt::Display for DatabaseKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DatabaseKind::Sqlite => "SQLite",
+            DatabaseKind::Postgres => "PostgreSQL",
+        })
+    }
+}
+
+pub fn database_kind(url: &str) -> Option<DatabaseKind> {
+    if url.starts_with("sqlite:") {
+        Some(DatabaseKind::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Some(DatabaseKind::Postgres)
+    } else {
+        None
     }
 }
 

@@ -24,6 +24,8 @@ struct Step {
     sqlite: &'static [&'static str],
     /// Rust that runs after the statements, in the same transaction (data no SQL can fix on both).
     data: Option<DataStep>,
+    /// The backend `data` runs on (both when `None`).
+    data_on: Option<DatabaseKind>,
 }
 
 /// In order; each runs once per database.
@@ -52,6 +54,7 @@ const STEPS: &[Step] = &[
              BEGIN SELECT RAISE(ABORT, 'credit_holds_capture_within'); END",
         ],
         data: None,
+        data_on: None,
     },
     Step {
         // Emails are stored NFC and lower-cased (`auth::canonical_email`); older rows were only
@@ -62,14 +65,73 @@ const STEPS: &[Step] = &[
         postgres: &[],
         sqlite: &[],
         data: Some(|tx| Box::pin(canonical_emails(tx))),
+        data_on: None,
+    },
+    Step {
+        // A wallet's debt is never negative (issue 22): the backstop of the lots' write paths.
+        name: "20261203000040_debt_guard",
+        postgres: &["ALTER TABLE users ADD CONSTRAINT users_debt_nonnegative CHECK (debt >= 0) NOT VALID"],
+        sqlite: &[
+            "CREATE TRIGGER users_debt_nonnegative_insert BEFORE INSERT ON users WHEN NEW.debt < 0
+             BEGIN SELECT RAISE(ABORT, 'users_debt_nonnegative'); END",
+            "CREATE TRIGGER users_debt_nonnegative_update BEFORE UPDATE OF debt ON users WHEN NEW.debt < 0
+             BEGIN SELECT RAISE(ABORT, 'users_debt_nonnegative'); END",
+        ],
+        data: None,
+        data_on: None,
+    },
+    Step {
+        // New entry kinds (issue 22): `expiry`, `code`, `gift`. PostgreSQL replaces the CHECK;
+        // SQLite cannot alter one, so the table is rebuilt from its own stored definition (every
+        // column any migration added is kept) with the wider list, rows and indexes copied.
+        name: "20261203000041_entry_kinds",
+        postgres: &[
+            "ALTER TABLE ledger_entries DROP CONSTRAINT IF EXISTS ledger_entries_kind_check",
+            "ALTER TABLE ledger_entries ADD CONSTRAINT ledger_entries_kind_check
+             CHECK (kind IN ('purchase', 'spend', 'refund', 'dispute', 'grant', 'code', 'gift', 'expiry'))",
+        ],
+        sqlite: &[],
+        data: Some(|tx| Box::pin(widen_entry_kinds_on_sqlite(tx))),
+        data_on: Some(DatabaseKind::Sqlite),
     },
 ];
+
+/// The kinds an entry may have, as SQL (see `api_types::EntryKind`).
+const ENTRY_KINDS: &str = "'purchase', 'spend', 'refund', 'dispute', 'grant', 'code', 'gift', 'expiry'";
+
+/// SQLite's part of step `20261203000041_entry_kinds` (PostgreSQL's is SQL alone).
+async fn widen_entry_kinds_on_sqlite(tx: &mut Tx) -> sqlx::Result<()> {
+    let (sql,): (String,) =
+        sqlx::query_as("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'ledger_entries'")
+            .fetch_one(&mut **tx)
+            .await?;
+    let start =
+        sql.find("CHECK (kind IN (").ok_or_else(|| sqlx::Error::Protocol("ledger_entries has no kind CHECK".into()))?;
+    let list_start = start + "CHECK (kind IN (".len();
+    let list_end =
+        list_start + sql[list_start..].find(')').ok_or_else(|| sqlx::Error::Protocol("unclosed kind CHECK".into()))?;
+    let widened = format!("{}{ENTRY_KINDS}{}", &sql[..list_start], &sql[list_end..]);
+    let create = widened.replacen("CREATE TABLE ledger_entries", "CREATE TABLE ledger_entries_widened", 1);
+    let indexes: Vec<(String,)> = sqlx::query_as(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger_entries' AND sql IS NOT NULL",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    tx.execute(create.as_str()).await?;
+    tx.execute("INSERT INTO ledger_entries_widened SELECT * FROM ledger_entries").await?;
+    tx.execute("DROP TABLE ledger_entries").await?;
+    tx.execute("ALTER TABLE ledger_entries_widened RENAME TO ledger_entries").await?;
+    for (index,) in indexes {
+        tx.execute(index.as_str()).await?;
+    }
+    Ok(())
+}
 
 async fn canonical_emails(tx: &mut Tx) -> sqlx::Result<()> {
     let users: Vec<(String, String)> = sqlx::query_as("SELECT id, email FROM users").fetch_all(&mut **tx).await?;
     let mut kept = 0;
     for (id, email) in users {
-        let canonical = crate::auth::accounts::canonical_email(&email);
+        let canonical = crate::email::canonical_email(&email);
         if canonical == email {
             continue;
         }
@@ -118,7 +180,7 @@ pub(super) async fn run(db: &Db) -> sqlx::Result<()> {
         for statement in statements {
             tx.execute(*statement).await?;
         }
-        if let Some(data) = step.data {
+        if let Some(data) = step.data.filter(|_| step.data_on.is_none_or(|k| k == db.kind())) {
             data(&mut tx).await?;
         }
         sqlx::query("INSERT INTO schema_steps (name, applied_at) VALUES ($1, $2)")

@@ -30,7 +30,12 @@ use crate::{
     auth::service_keys::KeyInfo,
     db::rfc3339_ms,
     error::{ApiError, ApiResult},
-    ops::{self, accounts::NewPassword, credits::UserRef, Operator},
+    ops::{
+        self,
+        accounts::NewPassword,
+        credits::{UserRef, Validity},
+        Operator,
+    },
     AppState,
 };
 
@@ -260,9 +265,16 @@ pub async fn api_grant(
     PathId(id): PathId,
     ApiJson(body): ApiJson<AdminGrant>,
 ) -> ApiResult<Json<AdminGrantResult>> {
-    let granted =
-        ops::credits::grant(&state, &admin.op(), &UserRef::Id(id), body.amount, &body.reason, Some(&body.grant_id))
-            .await?;
+    let granted = ops::credits::grant(
+        &state,
+        &admin.op(),
+        &UserRef::Id(id),
+        body.amount,
+        &body.reason,
+        Some(&body.grant_id),
+        Validity::parse(body.expires_at.as_deref(), body.valid_days)?,
+    )
+    .await?;
     Ok(Json(AdminGrantResult { balance: granted.recorded.posted.balance }))
 }
 

@@ -146,7 +146,13 @@ pub async fn request_password_reset(
     ))]
 pub async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<Me>> {
     let account = ops::accounts::me(&state, &user).await?;
-    Ok(Json(Me { id: account.id, email: account.email, balance: account.balance }))
+    Ok(Json(Me {
+        id: account.id,
+        email: account.email,
+        balance: account.balance,
+        email_verified: account.email_verified_at.is_some(),
+        signup_credits: state.config.signup_credits,
+    }))
 }
 
 /// A short-lived token to send to a service instead of this one (`mcu_…`, 10 minutes): the

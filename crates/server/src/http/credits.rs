@@ -25,7 +25,16 @@ pub async fn balance(State(state): State<AppState>, user: AuthUser) -> ApiResult
 }
 
 pub fn balance_body(funds: Funds) -> BalanceResponse {
-    BalanceResponse { balance: funds.balance, available: funds.available(), held: funds.held }
+    BalanceResponse {
+        balance: funds.balance,
+        available: funds.available(),
+        held: funds.held,
+        expiring: funds
+            .expiring
+            .iter()
+            .map(|&(credits, at)| api_types::Expiring { credits, expires_at: crate::db::rfc3339_ms(at) })
+            .collect(),
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

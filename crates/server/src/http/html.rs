@@ -7,7 +7,6 @@ use axum::{
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{Html, IntoResponse, Response},
 };
-use rand::RngCore;
 use subtle::ConstantTimeEq;
 
 /// A page that only says something.
@@ -74,21 +73,13 @@ pub async fn html_headers(mut response: Response) -> Response {
 /// The cookie of the double-submit CSRF token: a form carries the same value in a hidden field.
 pub const CSRF_COOKIE: &str = "mascot_csrf";
 
-/// A fresh random token (URL-safe, 32 bytes of entropy).
-pub fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
 /// The CSRF token a form should carry: the browser's existing one, or a new one with the
 /// `Set-Cookie` that stores it. `secure` when the public base is https.
 pub fn csrf_token(headers: &HeaderMap, secure: bool) -> (String, Option<HeaderValue>) {
     if let Some(existing) = cookie(headers, CSRF_COOKIE).filter(|v| v.len() == 43) {
         return (existing, None);
     }
-    let token = random_token();
+    let token = crate::auth::secret::random_token();
     let cookie = format!(
         "{CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=86400{}",
         if secure { "; Secure" } else { "" }

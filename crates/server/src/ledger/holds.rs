@@ -197,27 +197,37 @@ pub async fn funds(db: &Db, user_id: &str) -> sqlx::Result<Option<Funds>> {
     if let Some(funds) = db.cache().funds(user_id) {
         return Ok(Some(funds));
     }
-    let ticket = db.cache().funds_ticket();
-    let now = now_ms();
-    // The next expiry bounds how long the answer stays true (an expiry frees credits without a write).
-    let row: Option<(i64, i64, Option<i64>)> = sqlx::query_as(
-        "SELECT u.balance,
-                CAST(COALESCE((SELECT SUM(h.amount) FROM credit_holds h
-                     WHERE h.user_id = u.id AND h.status = 'active' AND h.expires_at > $2), 0) AS BIGINT),
-                (SELECT MIN(h.expires_at) FROM credit_holds h
-                     WHERE h.user_id = u.id AND h.status = 'active' AND h.expires_at > $2)
-         FROM users u WHERE u.id = $1",
-    )
-    .bind(user_id)
-    .bind(now)
-    .fetch_optional(db.pool())
-    .await?;
-    Ok(row.map(|(balance, held, next_expiry)| {
-        let valid_for = next_expiry.map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)));
-        let funds = Funds { balance, held };
-        db.cache().put_funds(ticket, user_id, funds, valid_for);
-        funds
-    }))
+    for _ in 0..2 {
+        let ticket = db.cache().funds_ticket();
+        let now = now_ms();
+        // The next hold lapse and the next lot expiry bound how long the answer stays true (both
+        // change what is available without a write).
+        let row: Option<(i64, i64, Option<i64>, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT u.balance, u.debt, u.lots_expire_at,
+                    CAST(COALESCE((SELECT SUM(h.amount) FROM credit_holds h
+                         WHERE h.user_id = u.id AND h.status = 'active' AND h.expires_at > $2), 0) AS BIGINT),
+                    (SELECT MIN(h.expires_at) FROM credit_holds h
+                         WHERE h.user_id = u.id AND h.status = 'active' AND h.expires_at > $2)
+             FROM users u WHERE u.id = $1",
+        )
+        .bind(user_id)
+        .bind(now)
+        .fetch_optional(db.pool())
+        .await?;
+        let Some((balance, debt, lots_expire_at, held, next_hold_expiry)) = row else { return Ok(None) };
+        if lots_expire_at.is_some_and(|at| at <= now) {
+            // A read that finds an expiry unrecorded records it first.
+            super::lots::record_due(db, user_id).await?;
+            continue;
+        }
+        let expiring = if lots_expire_at.is_some() { super::lots::expiring(db, user_id, now).await? } else { vec![] };
+        let deadline = [next_hold_expiry, lots_expire_at].into_iter().flatten().min();
+        let valid_for = deadline.map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)));
+        let funds = Funds { balance, held, debt, expiring };
+        db.cache().put_funds(ticket, user_id, funds.clone(), valid_for);
+        return Ok(Some(funds));
+    }
+    Err(sqlx::Error::Protocol(format!("the expiries of {user_id} could not be recorded")))
 }
 
 async fn find_owned(uow: &mut Uow, owner: Owner<'_>, user_id: &str, hold_id: &str) -> sqlx::Result<Option<Hold>> {
@@ -248,9 +258,11 @@ pub async fn user_of(db: &Db, owner: Owner<'_>, hold_id: &str) -> sqlx::Result<O
 
 /// The account's funds inside the write (`held` is exact here: the write swept first).
 async fn current_funds(uow: &mut Uow, user_id: &str) -> sqlx::Result<Funds> {
-    let (balance, held): (i64, i64) =
-        sqlx::query_as("SELECT balance, held FROM users WHERE id = $1").bind(user_id).fetch_one(&mut **uow).await?;
-    Ok(Funds { balance, held })
+    let (balance, held, debt): (i64, i64, i64) = sqlx::query_as("SELECT balance, held, debt FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_one(&mut **uow)
+        .await?;
+    Ok(Funds { balance, held, debt, expiring: vec![] })
 }
 
 /// What a new hold asks for.
@@ -294,6 +306,7 @@ pub(crate) async fn create_in(uow: &mut Uow, new: &NewHold) -> Result<Settled, H
     let stored_key = new.stored_key();
     let now = now_ms();
     sweep_expired(uow, &new.user_id, now).await?;
+    super::lots::expire_if_due(uow, &new.user_id, now).await.map_err(HoldError::Ledger)?;
     // Take the user row's lock before looking the key up: a concurrent create with the same key
     // then is either committed (and found: a replay or a conflict, as in serial order) or waits
     // for us. Without it, a loser could be refused for lack of credits that the winner took. A
@@ -315,7 +328,7 @@ pub(crate) async fn create_in(uow: &mut Uow, new: &NewHold) -> Result<Settled, H
     }
     // One conditional UPDATE on the user row: concurrent holds and spends serialise on it.
     let reserved: Option<(i64, i64)> = sqlx::query_as(
-        "UPDATE users SET held = held + $1 WHERE id = $2 AND balance - held >= $1 RETURNING balance, held",
+        "UPDATE users SET held = held + $1 WHERE id = $2 AND balance - held >= $1 AND debt = 0 RETURNING balance, held",
     )
     .bind(new.amount)
     .bind(&new.user_id)
@@ -355,7 +368,7 @@ pub(crate) async fn create_in(uow: &mut Uow, new: &NewHold) -> Result<Settled, H
     .bind(&hold.feature)
     .execute(&mut **uow)
     .await?;
-    Ok(Settled { hold, funds: Funds { balance, held }, replayed: false })
+    Ok(Settled { hold, funds: Funds::new(balance, held), replayed: false })
 }
 
 /// Spends up to the held amount (all of it by default) and frees the rest, inside the caller's
@@ -372,7 +385,16 @@ pub(crate) async fn capture_in(
     sweep_expired(uow, user_id, now).await?;
     // The guarded transition: only a hold that is active (so unexpired: just swept with the same
     // `now`), the caller's to settle, and covering the amount changes; only its writer goes on.
-    let won: Option<(i64, i64, String, Option<String>, i64, Option<String>)> = sqlx::query_as(&format!(
+    #[derive(sqlx::FromRow)]
+    struct Won {
+        amount: i64,
+        captured_amount: i64,
+        reason: String,
+        feature: Option<String>,
+        created_at: i64,
+        service_key_id: Option<String>,
+    }
+    let won: Option<Won> = sqlx::query_as(&format!(
         "UPDATE credit_holds SET status = 'captured', captured_amount = COALESCE($3, amount), closed_at = $4
          WHERE id = $1 AND user_id = $2{} AND status = 'active' AND COALESCE($3, amount) BETWEEN 1 AND amount
          RETURNING amount, captured_amount, reason, feature, created_at, service_key_id",
@@ -384,7 +406,8 @@ pub(crate) async fn capture_in(
     .bind(now)
     .fetch_optional(&mut **uow)
     .await?;
-    let Some((held, taken, reason, feature, created_at, creator)) = won else {
+    let Some(Won { amount: held, captured_amount: taken, reason, feature, created_at, service_key_id: creator }) = won
+    else {
         // Lost, or never possible: answer from the hold as it is now.
         let hold = find_owned(uow, owner, user_id, hold_id).await?.ok_or(HoldError::NotFound)?;
         return match hold.status {
@@ -419,6 +442,7 @@ pub(crate) async fn capture_in(
         request_hash: None,
         feature,
         service_key_id: capturer,
+        lots: super::Lots::Use,
     };
     // The credits were reserved, so the capture is covered unless a clawback intervened; it is
     // honoured either way (the job has run).
@@ -458,6 +482,8 @@ pub(crate) async fn release_in(
         if let Some(key) = key {
             metering::give_back_in(uow, key, metering::day_of(*created_at), *held).await?;
         }
+        // Credits of a due lot that this hold kept from expiring expire now.
+        super::lots::expire_if_due(uow, user_id, now).await.map_err(HoldError::Ledger)?;
     }
     let hold = find_owned(uow, owner, user_id, hold_id).await?.ok_or(HoldError::NotFound)?;
     match hold.status {

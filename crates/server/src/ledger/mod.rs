@@ -8,6 +8,7 @@
 mod history;
 pub mod holds;
 pub mod input;
+pub mod lots;
 pub mod metering;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::db::{is_unique_violation, now_ms, Db, UnitError, Uow};
 
 pub use history::{history, HistoryPage, MAX_PAGE};
+pub use lots::{Lots, Source};
 
 /// A new ledger entry.
 #[derive(Debug, Clone)]
@@ -33,6 +35,8 @@ pub struct NewEntry {
     pub feature: Option<String>,
     /// The service key that made the entry (NULL: the plugin or an operator).
     pub service_key_id: Option<String>,
+    /// How the entry moves the wallet's lots and debt.
+    pub lots: Lots,
 }
 
 /// Whether an entry may take the balance below zero.
@@ -48,6 +52,8 @@ pub enum Overdraft {
 pub struct Posted {
     pub entry_id: String,
     pub balance: i64,
+    /// How the entry moved the wallet's debt (+: more debt; −: debt paid).
+    pub debt_delta: i64,
 }
 
 /// The answer to an idempotent posting ([`post_once`]).
@@ -88,67 +94,188 @@ impl UnitError for LedgerError {
     }
 }
 
-/// Conditions on the `users` row for [`move_and_insert`]: the available credits cover the entry
-/// (held credits are not available)…
-const COVERED: &str = " AND balance + $1 >= held";
+/// Conditions on the `users` row for a spend: the available credits cover it (held credits are
+/// not available), there is no debt (promotional credits cannot be spent while one remains), and
+/// no promotional lot is due to expire (`$8` is now: a due expiry is recorded first, see `lots`).
+const COVERED: &str = " AND balance + $1 >= held AND debt = 0 AND (lots_expire_at IS NULL OR lots_expire_at > $8)";
 /// …and no entry has this cause yet.
 const NEW_CAUSE: &str = " AND NOT EXISTS (SELECT 1 FROM ledger_entries WHERE cause = $3)";
 
-/// Appends `entry` and moves the cached balance, inside the caller's write transaction.
+/// Appends `entry`, moves the cached balance and the wallet's lots (and debt) as `entry.lots`
+/// says, inside the caller's write transaction.
 pub async fn post(tx: &mut Uow, entry: &NewEntry, overdraft: Overdraft) -> Result<Posted, LedgerError> {
-    match overdraft {
-        Overdraft::Allow => move_and_insert(tx, entry, "").await?.ok_or(LedgerError::UnknownUser),
-        // A spend must leave held credits covered.
-        Overdraft::Refuse => {
-            if let Some(posted) = move_and_insert(tx, entry, COVERED).await? {
-                return Ok(posted);
-            }
-            // Refused as things stand: `held` may still count holds that have expired since the
-            // last write (expiry is swept lazily). Sweep, then try once more.
-            let current: Option<(i64, i64)> = sqlx::query_as("SELECT balance, held FROM users WHERE id = $1")
-                .bind(&entry.user_id)
-                .fetch_optional(&mut **tx)
-                .await?;
-            let Some((balance, held)) = current else { return Err(LedgerError::UnknownUser) };
-            let freed = if held > 0 { holds::sweep_expired(tx, &entry.user_id, now_ms()).await? } else { 0 };
-            let retried = if freed > 0 { move_and_insert(tx, entry, COVERED).await? } else { None };
-            retried.ok_or(LedgerError::InsufficientCredits { balance, available: balance - (held - freed) })
+    let now = now_ms();
+    if entry.lots == Lots::Use && overdraft == Overdraft::Refuse {
+        if let Some(posted) = spend_fast(tx, entry, COVERED, now).await? {
+            return Ok(posted);
         }
+        // Refused as things stand: `held` may still count holds that have expired since the last
+        // write, and a promotional lot may be due. Record both, then try once more.
+        let Some((_, held, _)) = lots::lock(tx, &entry.user_id).await? else { return Err(LedgerError::UnknownUser) };
+        let freed = if held > 0 { holds::sweep_expired(tx, &entry.user_id, now).await? } else { 0 };
+        let expired = lots::expire_if_due(tx, &entry.user_id, now).await?;
+        let retried = if freed > 0 || expired { spend_fast(tx, entry, COVERED, now).await? } else { None };
+        return match retried {
+            Some(posted) => Ok(posted),
+            None => {
+                let (balance, held, debt) = lots::lock(tx, &entry.user_id).await?.ok_or(LedgerError::UnknownUser)?;
+                let available = if debt > 0 { -debt } else { balance - held };
+                Err(LedgerError::InsufficientCredits { balance, available })
+            }
+        };
+    }
+    // Everything else first locks the wallet and records due expiries, then decides how the
+    // entry moves lots and debt.
+    if lots::lock(tx, &entry.user_id).await?.is_none() {
+        return Err(LedgerError::UnknownUser);
+    }
+    lots::expire_if_due(tx, &entry.user_id, now).await?;
+    let (balance, _, debt) = lots::lock(tx, &entry.user_id).await?.ok_or(LedgerError::UnknownUser)?;
+    let wallet = entry.user_id.as_str();
+    match &entry.lots {
+        Lots::Credit { source, expires_at } => {
+            // Credits in pay the debt first.
+            let paid_debt = debt.min(entry.delta.max(0));
+            let posted = move_and_insert_at(tx, entry, "", -paid_debt, now).await?.ok_or(LedgerError::UnknownUser)?;
+            lots::add_in(tx, wallet, &posted.entry_id, &entry.cause, entry.delta - paid_debt, *source, *expires_at)
+                .await?;
+            Ok(posted)
+        }
+        Lots::Use => {
+            // A capture (the job has run): while there is debt, or beyond what the lots have
+            // left (after a clawback), the credits become debt; promotional lots are never used
+            // while a debt remains.
+            let amount = -entry.delta;
+            let from_lots = if debt > 0 { 0 } else { amount.min(balance.max(0)) };
+            let posted =
+                move_and_insert_at(tx, entry, "", amount - from_lots, now).await?.ok_or(LedgerError::UnknownUser)?;
+            let took = lots::use_in(tx, wallet, &posted.entry_id, from_lots).await?;
+            check_took(took, from_lots, wallet)?;
+            Ok(posted)
+        }
+        Lots::TakeBack { purchase_cause } => {
+            let amount = -entry.delta;
+            let (paid,): (i64,) = sqlx::query_as(
+                "SELECT CAST(COALESCE(SUM(remaining), 0) AS BIGINT) FROM credit_lots WHERE wallet_id = $1 AND paid = 1",
+            )
+            .bind(wallet)
+            .fetch_one(&mut **tx)
+            .await?;
+            let from_lots = amount.min(paid);
+            let posted =
+                move_and_insert_at(tx, entry, "", amount - from_lots, now).await?.ok_or(LedgerError::UnknownUser)?;
+            let took = lots::take_back_in(tx, wallet, &posted.entry_id, from_lots, purchase_cause).await?;
+            check_took(took, from_lots, wallet)?;
+            Ok(posted)
+        }
+        Lots::Expire => Err(LedgerError::Db(sqlx::Error::Protocol("expiry entries are posted by ledger::lots".into()))),
     }
 }
 
-/// Moves the user's balance by the entry's delta and appends the entry, if the user exists and
-/// `condition` (on the `users` row; it may name the entry's cause as `$3`) holds: `None` when
-/// nothing was written. One round trip on either database, because on the serial write path
-/// every round trip counts:
+/// The lots gave less than the wallet's own row said they hold: the invariant is broken (audit
+/// reports it); refuse rather than write more wrong money.
+fn check_took(took: i64, wanted: i64, wallet: &str) -> Result<(), LedgerError> {
+    if took == wanted {
+        Ok(())
+    } else {
+        tracing::error!(wallet = %wallet, took, wanted, "a wallet's lots hold less than its balance says");
+        Err(LedgerError::Db(sqlx::Error::Protocol(format!("wallet {wallet}: lots hold less than its balance"))))
+    }
+}
+
+/// A spend in as few round trips as possible: the balance moves and the entry is written only if
+/// `condition` holds (see [`COVERED`]), then the credits are taken from the lots in their order.
+/// Every statement runs under the wallet's row lock, taken by the first.
+/// - PostgreSQL: two statements (a data-modifying CTE each). The second reads the lots after the
+///   lock is held, so it sees every committed change to them.
+/// - SQLite: four statements sent together, each guarded by the previous one's `changes()`.
+async fn spend_fast(tx: &mut Uow, entry: &NewEntry, condition: &str, now: i64) -> Result<Option<Posted>, LedgerError> {
+    if tx.kind() == crate::db::DatabaseKind::Postgres {
+        let Some(posted) = move_and_insert_at(tx, entry, condition, 0, now).await? else { return Ok(None) };
+        sqlx::query(&format!(
+            "WITH ordered AS (
+                 SELECT id, remaining, SUM(remaining) OVER (ORDER BY {} ROWS UNBOUNDED PRECEDING) AS running
+                 FROM credit_lots WHERE wallet_id = $1 AND remaining > 0),
+             takes AS (
+                 SELECT id, LEAST(remaining, $2 - (running - remaining)) AS t FROM ordered WHERE running - remaining < $2),
+             moved AS (
+                 UPDATE credit_lots l SET remaining = l.remaining - takes.t FROM takes
+                 WHERE l.id = takes.id AND l.remaining >= takes.t RETURNING l.id, takes.t)
+             INSERT INTO entry_lots (entry_id, lot_id, credits) SELECT $3, id, -t FROM moved",
+            lots::USE_ORDER
+        ))
+        .bind(&entry.user_id)
+        .bind(-entry.delta)
+        .bind(&posted.entry_id)
+        .execute(&mut **tx)
+        .await?;
+        return Ok(Some(posted));
+    }
+    let sql = format!(
+        "INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id, debt_delta)
+         SELECT $4, $2, entry_seq + 1, $1, $5, $3, $6, $7, balance + $1, $8, $9, $10, $11 FROM users WHERE id = $2{condition}
+         RETURNING balance_after;
+         UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1 WHERE id = $2 AND changes() = 1;
+         INSERT INTO entry_lots (entry_id, lot_id, credits)
+         SELECT $4, id, -(CASE WHEN remaining < -$1 - (running - remaining) THEN remaining ELSE -$1 - (running - remaining) END)
+         FROM (SELECT id, remaining, SUM(remaining) OVER (ORDER BY {order} ROWS UNBOUNDED PRECEDING) AS running
+               FROM credit_lots WHERE wallet_id = $2 AND remaining > 0)
+         WHERE running - remaining < -$1 AND changes() = 1;
+         UPDATE credit_lots SET remaining = remaining + (SELECT credits FROM entry_lots WHERE entry_id = $4 AND lot_id = credit_lots.id)
+         WHERE id IN (SELECT lot_id FROM entry_lots WHERE entry_id = $4)",
+        order = lots::USE_ORDER
+    );
+    run_insert(tx, entry, &sql, now, 0).await
+}
+
+/// Moves the wallet's balance by the entry's delta, its debt by `debt_delta`, and appends the
+/// entry dated `created_at`, if the wallet exists and `condition` (on the `users` row; it may
+/// name the entry's cause as `$3` and now as `$8`) holds: `None` when nothing was written. One
+/// round trip on either database, because on the serial write path every round trip counts:
 /// - PostgreSQL: one statement, a data-modifying CTE. Updating the user row first takes its row
 ///   lock, so entries of one user are written one at a time and `entry_seq` orders them.
 /// - SQLite (no data-modifying CTEs): two statements sent together. The entry is inserted first,
 ///   computed from the user row, so a duplicate cause fails before anything moved; the balance
 ///   moves only if that insert wrote a row (`changes()`). Nothing can run in between: SQLite has
 ///   one writer and this transaction holds the write lock.
-async fn move_and_insert(tx: &mut Uow, entry: &NewEntry, condition: &str) -> Result<Option<Posted>, LedgerError> {
+pub(crate) async fn move_and_insert_at(
+    tx: &mut Uow,
+    entry: &NewEntry,
+    condition: &str,
+    debt_delta: i64,
+    created_at: i64,
+) -> Result<Option<Posted>, LedgerError> {
     let sql = if tx.kind() == crate::db::DatabaseKind::Postgres {
         format!(
             "WITH moved AS (
-                 UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1 WHERE id = $2{condition}
+                 UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1, debt = debt + $11 WHERE id = $2{condition}
                  RETURNING balance, entry_seq)
-             INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id)
-             SELECT $4, $2, entry_seq, $1, $5, $3, $6, $7, balance, $8, $9, $10 FROM moved
+             INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id, debt_delta)
+             SELECT $4, $2, entry_seq, $1, $5, $3, $6, $7, balance, $8, $9, $10, $11 FROM moved
              RETURNING balance_after"
         )
     } else {
         format!(
-            "INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id)
-             SELECT $4, $2, entry_seq + 1, $1, $5, $3, $6, $7, balance + $1, $8, $9, $10 FROM users WHERE id = $2{condition}
+            "INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id, debt_delta)
+             SELECT $4, $2, entry_seq + 1, $1, $5, $3, $6, $7, balance + $1, $8, $9, $10, $11 FROM users WHERE id = $2{condition}
              RETURNING balance_after;
-             UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1 WHERE id = $2 AND changes() = 1"
+             UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1, debt = debt + $11 WHERE id = $2 AND changes() = 1"
         )
     };
+    run_insert(tx, entry, &sql, created_at, debt_delta).await
+}
+
+async fn run_insert(
+    tx: &mut Uow,
+    entry: &NewEntry,
+    sql: &str,
+    created_at: i64,
+    debt_delta: i64,
+) -> Result<Option<Posted>, LedgerError> {
     let entry_id = new_entry_id();
     // `fetch_all`, not `fetch_optional`: the latter stops after the first row, before SQLite's
-    // second statement has run.
-    let inserted: Result<Vec<(i64,)>, _> = sqlx::query_as(&sql)
+    // later statements have run.
+    let inserted: Result<Vec<(i64,)>, _> = sqlx::query_as(sql)
         .bind(entry.delta)
         .bind(&entry.user_id)
         .bind(&entry.cause)
@@ -156,13 +283,14 @@ async fn move_and_insert(tx: &mut Uow, entry: &NewEntry, condition: &str) -> Res
         .bind(entry.kind.as_str())
         .bind(&entry.request_hash)
         .bind(&entry.description)
-        .bind(now_ms())
+        .bind(created_at)
         .bind(&entry.feature)
         .bind(&entry.service_key_id)
+        .bind(debt_delta)
         .fetch_all(&mut **tx)
         .await;
     match inserted {
-        Ok(rows) => Ok(rows.first().map(|&(balance,)| Posted { entry_id, balance })),
+        Ok(rows) => Ok(rows.first().map(|&(balance,)| Posted { entry_id, balance, debt_delta })),
         Err(e) if is_unique_violation(&e) => Err(LedgerError::DuplicateCause),
         Err(e) => Err(e.into()),
     }
@@ -189,20 +317,19 @@ pub(crate) async fn post_once_in(
     entry: &NewEntry,
     overdraft: Overdraft,
 ) -> Result<Recorded, LedgerError> {
-    // The common case in one round trip: the balance moves only if the cause is new (and, for a
-    // spend, the available credits cover it); anything else takes the slow path below.
-    let condition = match overdraft {
-        Overdraft::Refuse => format!("{COVERED}{NEW_CAUSE}"),
-        Overdraft::Allow => NEW_CAUSE.to_string(),
-    };
-    if let Some(posted) = move_and_insert(tx, entry, &condition).await? {
-        return Ok(Recorded { posted, replayed: false });
+    // A spend, the common case, in as few round trips as possible: it is written only if the
+    // cause is new and the available credits cover it; anything else takes the slow path below.
+    if entry.lots == Lots::Use && overdraft == Overdraft::Refuse {
+        let condition = format!("{COVERED}{NEW_CAUSE}");
+        if let Some(posted) = spend_fast(tx, entry, &condition, now_ms()).await? {
+            return Ok(Recorded { posted, replayed: false });
+        }
     }
     if let Some((entry_id, hash, balance)) = find_cause(tx, &entry.cause).await? {
         if hash != entry.request_hash {
             return Err(LedgerError::KeyReused);
         }
-        return Ok(Recorded { posted: Posted { entry_id, balance }, replayed: true });
+        return Ok(Recorded { posted: Posted { entry_id, balance, debt_delta: 0 }, replayed: true });
     }
     let posted = post(tx, entry, overdraft).await?;
     Ok(Recorded { posted, replayed: false })
@@ -286,6 +413,7 @@ impl SpendOrder {
             request_hash: Some(request_fingerprint(&fields)),
             feature: self.feature.clone(),
             service_key_id,
+            lots: Lots::Use,
         }
     }
 }
@@ -310,18 +438,25 @@ pub async fn spend(
     post_once(db, &order.entry(), Overdraft::Refuse).await
 }
 
-/// The entry of an operator's gift (or correction) of credits; `grant_id` makes a re-run of the
-/// same grant harmless.
-pub fn grant_entry(user_id: &str, amount: i64, reason: &str, grant_id: &str) -> NewEntry {
+/// The entry of an operator's gift (or correction) of credits: a promotional lot, expiring at
+/// `expires_at` when given; `grant_id` makes a re-run of the same grant harmless.
+pub fn grant_entry(user_id: &str, amount: i64, reason: &str, grant_id: &str, expires_at: Option<i64>) -> NewEntry {
+    let mut fields = vec![user_id.to_string(), amount.to_string(), reason.to_string()];
+    // Appended only when present: grants made before expiries existed still match their hash.
+    if let Some(at) = expires_at {
+        fields.push(at.to_string());
+    }
+    let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
     NewEntry {
         user_id: user_id.to_string(),
         delta: amount,
         kind: EntryKind::Grant,
         cause: format!("grant:{grant_id}"),
         description: reason.to_string(),
-        request_hash: Some(request_fingerprint(&[user_id, &amount.to_string(), reason])),
+        request_hash: Some(request_fingerprint(&fields)),
         feature: None,
         service_key_id: None,
+        lots: Lots::Credit { source: Source::Grant, expires_at },
     }
 }
 

@@ -17,7 +17,7 @@ use super::{write_retrying, OpError, Operator, Spender, User};
 use crate::{
     admin::log,
     auth::{accounts, normalise_email},
-    db::{is_unique_violation, now_ms, Uow},
+    db::{is_unique_violation, now_ms, rfc3339_ms, Uow},
     ledger::{
         self,
         holds::{self, Funds, HoldError, NewHold, Owner, Settled},
@@ -270,6 +270,46 @@ pub async fn release(state: &AppState, who: &Spender, hold_id: &str) -> Result<S
         .await
 }
 
+/// How long promotional credits last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validity {
+    /// They never expire (a grant without an expiry: as before lots existed).
+    Forever,
+    /// Until this time (ms).
+    Until(i64),
+    /// This many days from now.
+    Days(i64),
+}
+
+impl Validity {
+    /// The expiry, checked: a time in the future, or 1 to 3650 days.
+    pub fn expires_at(self, now: i64) -> Result<Option<i64>, OpError> {
+        match self {
+            Validity::Forever => Ok(None),
+            Validity::Until(at) if at > now => Ok(Some(at)),
+            Validity::Until(_) => Err(OpError::Invalid("expires_at must be in the future.".into())),
+            Validity::Days(d) if (1..=3650).contains(&d) => Ok(Some(now + d * 86_400_000)),
+            Validity::Days(_) => Err(OpError::Invalid("valid_days must be from 1 to 3650.".into())),
+        }
+    }
+
+    /// From what a door was given: an RFC 3339 time, or a number of days, or neither.
+    pub fn parse(expires_at: Option<&str>, valid_days: Option<i64>) -> Result<Validity, OpError> {
+        match (expires_at.map(str::trim).filter(|t| !t.is_empty()), valid_days) {
+            (Some(_), Some(_)) => Err(OpError::Invalid("give expires_at or valid_days, not both.".into())),
+            (Some(t), None) => time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .map(|t| Validity::Until((t.unix_timestamp_nanos() / 1_000_000) as i64))
+                .map_err(|_| {
+                    OpError::Invalid(format!(
+                        "expires_at must be an RFC 3339 time like 2027-01-31T00:00:00Z (got {t:?})."
+                    ))
+                }),
+            (None, Some(d)) => Ok(Validity::Days(d)),
+            (None, None) => Ok(Validity::Forever),
+        }
+    }
+}
+
 /// Whom an operator names: the console and admin API by id, the CLI by email.
 #[derive(Debug, Clone)]
 pub enum UserRef {
@@ -330,6 +370,7 @@ pub async fn grant(
     amount: i64,
     reason: &str,
     grant_id_: Option<&str>,
+    validity: Validity,
 ) -> Result<Granted, OpError> {
     let mut audit = log::Entry {
         actor: op.actor.clone(),
@@ -342,11 +383,12 @@ pub async fn grant(
         let amount = input::credits(amount).map_err(OpError::Invalid)?;
         let reason = input::reason(reason).map_err(OpError::Invalid)?.to_string();
         let grant_id = grant_id(grant_id_)?;
+        let expires_at = validity.expires_at(now_ms())?;
         let account = user.find(state).await?;
-        Ok::<_, OpError>((amount, reason, grant_id, account))
+        Ok::<_, OpError>((amount, reason, grant_id, account, expires_at))
     }
     .await;
-    let (amount, reason, grant_id, account) = match checked {
+    let (amount, reason, grant_id, account, expires_at) = match checked {
         Ok(c) => c,
         Err(e) => {
             log::record_refusal(&state.db, &audit, &format!("failed: {}", e.for_people())).await;
@@ -354,8 +396,11 @@ pub async fn grant(
         }
     };
     audit.target = Some(account.email.clone());
-    audit.detail = Some(format!("{amount} credits; reason: {reason}; grant id {grant_id}"));
-    let entry = Arc::new(ledger::grant_entry(&account.id, amount, &reason, &grant_id));
+    audit.detail = Some(format!(
+        "{amount} credits; reason: {reason}; grant id {grant_id}{}",
+        expires_at.map(|at| format!("; expires {}", rfc3339_ms(at))).unwrap_or_default()
+    ));
+    let entry = Arc::new(ledger::grant_entry(&account.id, amount, &reason, &grant_id, expires_at));
     let audit_ = Arc::new(audit.clone());
     let result = write_retrying(&state.db, order(&account.id), move |uow| {
         let (entry, audit) = (entry.clone(), audit_.clone());

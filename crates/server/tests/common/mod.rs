@@ -270,6 +270,7 @@ pub async fn grant_as_cli(
         amount,
         reason,
         grant_id,
+        ops::credits::Validity::Forever,
     )
     .await?;
     Ok(granted.recorded.posted.balance)

@@ -133,7 +133,7 @@ pub async fn login(
     let csrf = HeaderValue::from_str(&format!(
         "{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=86400{}",
         html::CSRF_COOKIE,
-        html::random_token(),
+        crate::auth::secret::random_token(),
         if secure { "; Secure" } else { "" }
     ))
     .ok();

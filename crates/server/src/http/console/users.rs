@@ -14,7 +14,11 @@ use super::{db_page, flash, nav, not_found_page, page, CheckedForm, Console, Con
 use crate::{
     admin::{data, Operator},
     db::rfc3339_ms,
-    ops::{self, credits::UserRef},
+    ops::{
+        self,
+        credits::{UserRef, Validity},
+        OpError,
+    },
     AppState,
 };
 
@@ -103,6 +107,9 @@ pub struct GrantForm {
     reason: String,
     #[serde(default)]
     grant_id: String,
+    /// Days until the credits expire; empty: never.
+    #[serde(default)]
+    valid_days: String,
 }
 
 impl HasCsrf for GrantForm {
@@ -120,9 +127,20 @@ pub async fn grant_form(
     CheckedForm(f): CheckedForm<GrantForm>,
 ) -> Response {
     let amount = f.amount.trim().parse::<i64>().unwrap_or(0);
-    let result =
-        ops::credits::grant(&state, &(&op).into(), &UserRef::Id(id.clone()), amount, &f.reason, Some(&f.grant_id))
-            .await;
+    let validity = match f.valid_days.trim() {
+        "" => Ok(Validity::Forever),
+        d => d
+            .parse::<i64>()
+            .map(Validity::Days)
+            .map_err(|_| OpError::Invalid("valid_days must be a whole number of days.".into())),
+    };
+    let op_ = (&op).into();
+    let result = match validity {
+        Ok(v) => {
+            ops::credits::grant(&state, &op_, &UserRef::Id(id.clone()), amount, &f.reason, Some(&f.grant_id), v).await
+        }
+        Err(e) => Err(e),
+    };
     let shown =
         flash(&result, |g| format!("Granted {amount} credits. The balance is now {}.", g.recorded.posted.balance));
     render_user(&state, &headers, &op, &id, shown, None).await
