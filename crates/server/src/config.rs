@@ -249,6 +249,85 @@ pub fn key_is_live(key: &str) -> bool {
 
 pub const STRIPE_API_BASE: &str = "https://api.stripe.com";
 
+/// Webhooks out (`webhooks`): who may be reached, and the delivery worker's pace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// `WEBHOOK_ALLOW_PRIVATE=true`: http and private, loopback and link-local addresses are allowed
+    /// (tests and the demo). Off, endpoints must be https and resolve to public addresses only.
+    pub allow_private: bool,
+    /// `WEBHOOK_ALLOWED_HOSTS`: host names (lower case) the operator means to reach although they
+    /// resolve to private addresses, e.g. `generator.railway.internal` (http allowed for them).
+    pub allowed_hosts: Vec<String>,
+    /// `WEBHOOK_TIMEOUT_SECONDS`: the longest one attempt may take, resolution to response.
+    pub timeout: Duration,
+    /// The first retry's delay; each further one doubles, up to `retry_max_delay`, with jitter.
+    pub retry_base: Duration,
+    pub retry_max_delay: Duration,
+    /// How long a delivery is retried before it is marked failed (3 days).
+    pub retry_for: Duration,
+    /// How often the worker looks for work written by another process (its own wakes it at once).
+    pub poll: Duration,
+    /// Attempts in flight at once in this process.
+    pub concurrency: usize,
+    /// Attempts to one endpoint in flight at once (soft, per claim): a slow or dead endpoint
+    /// cannot take every slot from the others.
+    pub per_endpoint: usize,
+    /// Run the delivery worker in this process (the server does; tests may turn it off).
+    pub worker: bool,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            allow_private: false,
+            allowed_hosts: Vec::new(),
+            timeout: Duration::from_secs(15),
+            retry_base: Duration::from_secs(30),
+            retry_max_delay: Duration::from_secs(8 * 3600),
+            retry_for: Duration::from_secs(3 * 24 * 3600),
+            poll: Duration::from_secs(1),
+            concurrency: 16,
+            per_endpoint: 4,
+            worker: true,
+        }
+    }
+}
+
+impl WebhookSettings {
+    fn read(get: &impl Fn(&str) -> Option<String>, problems: &mut Vec<String>) -> WebhookSettings {
+        let mut w = WebhookSettings::default();
+        if let Some(v) = get("WEBHOOK_ALLOW_PRIVATE") {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" => w.allow_private = true,
+                "false" | "0" => w.allow_private = false,
+                _ => problems.push(format!("WEBHOOK_ALLOW_PRIVATE must be true or false (got {v:?})")),
+            }
+        }
+        if let Some(v) = get("WEBHOOK_ALLOWED_HOSTS") {
+            for host in v.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+                let host = host.to_ascii_lowercase();
+                let plain = host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
+                    && !host.starts_with(['.', '-'])
+                    && (!host.contains(':') || host.parse::<IpAddr>().is_ok());
+                if plain {
+                    w.allowed_hosts.push(host);
+                } else {
+                    problems.push(format!(
+                        "WEBHOOK_ALLOWED_HOSTS must list host names separated by commas, without scheme or port (got {host:?})"
+                    ));
+                }
+            }
+        }
+        if let Some(v) = get("WEBHOOK_TIMEOUT_SECONDS") {
+            match v.trim().parse::<u64>() {
+                Ok(s) if (1..=60).contains(&s) => w.timeout = Duration::from_secs(s),
+                _ => problems.push(format!("WEBHOOK_TIMEOUT_SECONDS must be from 1 to 60 (got {v:?})")),
+            }
+        }
+        w
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// May carry a password (PostgreSQL): never printed; see [`database_kind`].
@@ -301,6 +380,8 @@ pub struct Config {
     /// (`SIGNUP_CREDITS`, default 0: none); they expire after `signup_credits_valid_days`.
     pub signup_credits: i64,
     pub signup_credits_valid_days: i64,
+    /// Webhooks out: the address rules and the delivery worker (`WEBHOOK_*`).
+    pub webhooks: WebhookSettings,
 }
 
 impl Config {
@@ -332,6 +413,7 @@ impl Config {
             hold_min_ttl_secs: DEFAULT_HOLD_MIN_TTL_SECS,
             signup_credits: 0,
             signup_credits_valid_days: 30,
+            webhooks: WebhookSettings::default(),
         }
     }
 
@@ -527,6 +609,7 @@ impl Config {
         }
         config.stripe = read_stripe(&get, &mut problems);
         config.return_base = read_return_base(&get, &mut problems);
+        config.webhooks = WebhookSettings::read(&get, &mut problems);
         if let Some(minutes) = get("CHECKOUT_EXPIRY_MINUTES") {
             match minutes.trim().parse::<u64>() {
                 Ok(m) if (30..=24 * 60).contains(&m) => config.checkout_ttl = Duration::from_secs(m * 60),
@@ -764,6 +847,30 @@ mod tests {
         let text = err.to_string();
         assert_eq!(err.problems.len(), 3, "{text}");
         assert!(text.contains("STRIPE_AUTOMATIC_TAX") && text.contains("STRIPE_TAX_BEHAVIOR"), "{text}");
+    }
+
+    #[test]
+    fn webhook_settings_are_strict_by_default_and_validated() {
+        let w = from(&[]).unwrap().webhooks;
+        assert!(!w.allow_private && w.allowed_hosts.is_empty());
+        assert_eq!(w.timeout, Duration::from_secs(15));
+        let w = from(&[
+            ("WEBHOOK_ALLOW_PRIVATE", "true"),
+            ("WEBHOOK_ALLOWED_HOSTS", "Generator.railway.internal, 10.0.0.7,"),
+            ("WEBHOOK_TIMEOUT_SECONDS", "5"),
+        ])
+        .unwrap()
+        .webhooks;
+        assert!(w.allow_private);
+        assert_eq!(w.allowed_hosts, ["generator.railway.internal", "10.0.0.7"]);
+        assert_eq!(w.timeout, Duration::from_secs(5));
+        let err = from(&[
+            ("WEBHOOK_ALLOW_PRIVATE", "yes"),
+            ("WEBHOOK_ALLOWED_HOSTS", "https://x.internal"),
+            ("WEBHOOK_TIMEOUT_SECONDS", "0"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{err}");
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
     if !config.mail.enabled() {
         config.mail = crate::config::MailConfig::Console { from: "Mascot demo <no-reply@mascot.localhost>".into() };
     }
+    // The demo's own receiver (below) is on 127.0.0.1.
+    config.webhooks.allow_private = true;
     config.stripe = Some(StripeConfig {
         secret_key: SecretString::from(DEMO_KEY.to_string()),
         webhook_secrets: vec![SecretString::from(webhook_secret.clone())],
@@ -65,7 +67,10 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
         secret: webhook_secret,
     });
 
-    let app = Application::build_on(config, listener).await?.with_routes(host_routes(options.plugin_dir.clone()));
+    let app = Application::build_on(config, listener).await?;
+    let receiver_url = format!("{base}{RECEIVER_PATH}");
+    let receiver_secret = demo_endpoint(app.state(), &receiver_url).await?;
+    let app = app.with_routes(host_routes(options.plugin_dir.clone()).merge(receiver_routes(receiver_secret)));
     let ui_built = options.plugin_dir.join("dist/ui.html").exists();
     println!("MASCOT_DEMO_READY api={base} sim={}", sim.base_url());
     println!();
@@ -76,6 +81,7 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
     println!("  2. Pick a pack and click \"Buy more credits\": the simulated Stripe Checkout opens in a new tab.");
     println!("  3. Click Pay there, come back: the credits arrive by themselves.");
     println!("  Stripe simulator: {} (test mode only, no real money). Data: {}", sim.base_url(), db_path.display());
+    println!("  Webhooks out: each event is signed and sent to {receiver_url}, which prints it here.");
     if !ui_built {
         println!(
             "  Note: {} is missing; run ./scripts/demo (it builds the plugin) to see the UI.",
@@ -86,6 +92,57 @@ pub async fn run(mut config: Config, options: DemoOptions) -> anyhow::Result<()>
     app.run_until(shutdown).await?;
     sim.shutdown();
     Ok(())
+}
+
+/// Where the demo's webhook receiver listens (on the demo's own port).
+const RECEIVER_PATH: &str = "/demo/webhooks";
+
+/// Registers the demo's receiver as an endpoint for every event type, with a new secret each run
+/// (an endpoint left by an earlier run at the same URL is removed: its secret is not known here).
+async fn demo_endpoint(state: &crate::AppState, url: &str) -> anyhow::Result<SecretString> {
+    use crate::{ops, webhooks::Rules};
+    let demo = ops::Operator::cli("demo");
+    let fail = |e: ops::OpError| anyhow::anyhow!("the demo's webhook endpoint: {}", e.for_people());
+    for old in ops::webhooks::list_endpoints(state).await.map_err(fail)?.into_iter().filter(|e| e.url == url) {
+        ops::webhooks::remove_endpoint(state, &demo, &old.id).await.map_err(fail)?;
+    }
+    let rules = Rules { allow_private: true, allowed_hosts: Vec::new() };
+    Ok(ops::webhooks::add_endpoint_with(state, &demo, &rules, url, &[]).await.map_err(fail)?.secret)
+}
+
+/// A small receiver that prints what it gets, the way an operator's system would hear it. It
+/// checks the signature with the server's own signing code: a demo, not a verification (the tests
+/// verify with the Standard Webhooks project's library).
+fn receiver_routes(secret: SecretString) -> Router {
+    use axum::{body::Bytes, http::HeaderMap, routing::post};
+    use secrecy::ExposeSecret;
+    let handler = move |headers: HeaderMap, body: Bytes| {
+        let secret = secret.clone();
+        async move {
+            let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let (id, timestamp, signature) = (get("webhook-id"), get("webhook-timestamp"), get("webhook-signature"));
+            let text = String::from_utf8_lossy(&body);
+            let expected = timestamp
+                .parse::<i64>()
+                .map(|t| crate::webhooks::send::signature_header(&[secret.expose_secret()], &id, t, &text))
+                .unwrap_or_default();
+            let verified = !expected.is_empty() && signature.split(' ').any(|s| s == expected);
+            let event: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            println!(
+                "  webhook {} {id} (sequence {}): {} [signature {}]",
+                event["type"].as_str().unwrap_or("?"),
+                event["data"]["sequence"],
+                event["data"],
+                if verified { "verified" } else { "NOT verified" }
+            );
+            if verified {
+                StatusCode::NO_CONTENT
+            } else {
+                StatusCode::UNAUTHORIZED
+            }
+        }
+    };
+    Router::new().route(RECEIVER_PATH, post(handler))
 }
 
 /// `/` (the host page), `/plugin/ui.html` and `/plugin/code.js`, read from disk on each request so

@@ -21,6 +21,7 @@ pub mod ops;
 pub mod promo;
 pub mod rate_limit;
 pub mod telemetry;
+pub mod webhooks;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
@@ -168,6 +169,16 @@ impl Application {
         if let Some(billing) = &billing {
             tracing::info!(settings = %billing.config.checkout.describe(), "Stripe Checkout settings");
             billing::tax::check_at_start(billing, shutdown_rx.clone()).await?;
+        }
+        if config.webhooks.worker {
+            let w = &config.webhooks;
+            tracing::info!(
+                allow_private = w.allow_private,
+                allowed_hosts = %w.allowed_hosts.join(","),
+                timeout_secs = w.timeout.as_secs(),
+                "webhook delivery worker started"
+            );
+            webhooks::worker::Worker::new(db.clone(), w.clone()).spawn(shutdown_rx.clone());
         }
         let state = AppState::new(App {
             db,

@@ -92,6 +92,11 @@ enum Command {
         #[command(subcommand)]
         command: CodesCommand,
     },
+    /// Webhook endpoints (signed events out to the operator's other systems) and their deliveries.
+    Webhooks {
+        #[command(subcommand)]
+        command: mascot_server::webhooks::cli::Command,
+    },
 }
 
 #[derive(Subcommand)]
@@ -334,6 +339,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Admins { command } => admins_command(&config, &operator.actor, command).await?,
         Command::ServiceKeys { command } => service_keys_command(config, &operator, command).await?,
         Command::Codes { command } => codes_command(config, &operator, command).await?,
+        Command::Webhooks { command } => mascot_server::webhooks::cli::run(config, &operator, command).await?,
         Command::Users { command: UsersCommand::ResetPassword { email, stdin } } => {
             let state = AppState::for_tool(config, true).await?;
             let new = if stdin { NewPassword::Given(read_password_from_stdin()?) } else { NewPassword::Generate };

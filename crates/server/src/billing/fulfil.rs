@@ -19,6 +19,7 @@ use super::{
 use crate::{
     db::{now_ms, UnitError, Uow},
     ledger::{self, LedgerError, NewEntry, Overdraft},
+    webhooks::{self, catalogue, EventType, NewEvent},
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -330,6 +331,20 @@ async fn credit_claimed_in(
     // did, the transaction is spoiled and the caller rolls back.
     let posted = ledger::post(tx, &entry, Overdraft::Allow).await?;
     tx.checkout_changed(session_id).await?;
+    // In the same transaction as the entry: one event per purchase, whatever the retries.
+    let data = catalogue::Purchased {
+        user_id: user_id.to_string(),
+        entry_id: posted.entry_id.clone(),
+        delta: pack.credits,
+        balance: posted.balance,
+        pack_id: pack.id.to_string(),
+        checkout_session_id: session_id.to_string(),
+        amount_paid: paid_cents,
+        currency: pack.currency.to_string(),
+    };
+    let event =
+        NewEvent { event_type: EventType::CreditsPurchased, wallet_id: user_id.to_string(), cause: entry.cause, data };
+    webhooks::enqueue(tx, event).await?;
     tracing::info!(session_id, user_id, credits = pack.credits, "purchase credited");
     Ok(FulfilOutcome::Credited { balance: posted.balance })
 }
@@ -480,6 +495,7 @@ pub async fn claw_back_refund_in(
         take,
         description,
         Column::Refund,
+        Cause::Refund { charge_id: &charge.id, amount_refunded: refunded },
     )
     .await
 }
@@ -494,7 +510,18 @@ pub async fn claw_back_dispute_in(
     let Some(purchase) = purchase_in(tx, &pi).await? else { return Ok(ClawbackOutcome::NotOurs) };
     let take = (purchase.credits - purchase.refund_clawed - purchase.dispute_clawed).max(0);
     let description = format!("Card dispute opened: {take} credits on hold");
-    claw(tx, &purchase, format!("dispute:{}", dispute.id), EntryKind::Dispute, take, description, Column::Dispute).await
+    let cause = Cause::Dispute { dispute_id: &dispute.id, status: "opened" };
+    claw(
+        tx,
+        &purchase,
+        format!("dispute:{}", dispute.id),
+        EntryKind::Dispute,
+        take,
+        description,
+        Column::Dispute,
+        cause,
+    )
+    .await
 }
 
 /// `charge.dispute.closed`: a dispute decided for us returns what it took.
@@ -516,8 +543,18 @@ pub async fn settle_dispute_in(
         .await?;
     let Some((delta,)) = taken else { return Ok(ClawbackOutcome::Nothing) };
     let description = format!("Card dispute won: {} credits returned", -delta);
-    claw(tx, &purchase, format!("dispute-won:{}", dispute.id), EntryKind::Dispute, delta, description, Column::Dispute)
-        .await
+    let cause = Cause::Dispute { dispute_id: &dispute.id, status: "won" };
+    claw(
+        tx,
+        &purchase,
+        format!("dispute-won:{}", dispute.id),
+        EntryKind::Dispute,
+        delta,
+        description,
+        Column::Dispute,
+        cause,
+    )
+    .await
 }
 
 #[derive(Clone, Copy)]
@@ -526,8 +563,16 @@ enum Column {
     Dispute,
 }
 
+/// What Stripe reported, for the webhook event of a clawback.
+enum Cause<'a> {
+    Refund { charge_id: &'a str, amount_refunded: i64 },
+    Dispute { dispute_id: &'a str, status: &'static str },
+}
+
 /// Takes back `take` credits (returns them when negative) from a credited purchase, once per
-/// `cause`, updating the purchase's clawback totals in the same transaction.
+/// `cause`, updating the purchase's clawback totals and enqueuing its webhook event
+/// (`credits.refunded` or `credits.disputed`) in the same transaction.
+#[allow(clippy::too_many_arguments)]
 async fn claw(
     tx: &mut Uow,
     purchase: &CheckoutRecord,
@@ -536,6 +581,7 @@ async fn claw(
     take: i64,
     description: String,
     column: Column,
+    reported: Cause<'_>,
 ) -> Result<ClawbackOutcome, FulfilError> {
     if purchase.status != CheckoutStatus::Credited || take == 0 {
         return Ok(ClawbackOutcome::Nothing);
@@ -565,6 +611,36 @@ async fn claw(
         },
     };
     let posted = ledger::post(tx, &entry, Overdraft::Allow).await?;
+    let (user_id, entry_id, session_id) = (purchase.user_id.clone(), posted.entry_id.clone(), purchase.id.clone());
+    let wallet_id = purchase.user_id.clone();
+    match reported {
+        Cause::Refund { charge_id, amount_refunded } => {
+            let data = catalogue::Refunded {
+                user_id,
+                entry_id,
+                delta: -take,
+                balance: posted.balance,
+                checkout_session_id: session_id,
+                charge_id: charge_id.to_string(),
+                amount_refunded,
+            };
+            let event = NewEvent { event_type: EventType::CreditsRefunded, wallet_id, cause: entry.cause, data };
+            webhooks::enqueue(tx, event).await?;
+        }
+        Cause::Dispute { dispute_id, status } => {
+            let data = catalogue::Disputed {
+                user_id,
+                entry_id,
+                delta: -take,
+                balance: posted.balance,
+                checkout_session_id: session_id,
+                dispute_id: dispute_id.to_string(),
+                dispute_status: status,
+            };
+            let event = NewEvent { event_type: EventType::CreditsDisputed, wallet_id, cause: entry.cause, data };
+            webhooks::enqueue(tx, event).await?;
+        }
+    }
     let sql = match column {
         Column::Refund => "UPDATE checkout_sessions SET refund_clawed = refund_clawed + $1 WHERE id = $2",
         Column::Dispute => "UPDATE checkout_sessions SET dispute_clawed = dispute_clawed + $1 WHERE id = $2",

@@ -43,6 +43,8 @@ pub struct Db {
     wakeups: Wakeups,
     /// Whether writes are refused for lack of space (`/readyz`).
     health: Arc<WriteHealth>,
+    /// Wakes this process's webhook delivery worker when a commit made deliveries due.
+    outbox: Arc<tokio::sync::Notify>,
 }
 
 /// How [`Db::connect_with`] sets up the database.
@@ -103,6 +105,7 @@ impl Db {
             wal,
             wakeups: Wakeups::default(),
             health,
+            outbox: Arc::new(tokio::sync::Notify::new()),
         };
         if db_options.group_commit {
             db.group = Some(group::GroupCommit::spawn(db.clone(), options, db_options.sqlite_max_page_count));
@@ -163,6 +166,9 @@ impl Db {
         for key in &effects.wakeups {
             self.wakeups.notify_local(key);
         }
+        if effects.outbox {
+            self.outbox.notify_one();
+        }
         if let Some(wal) = &self.wal {
             wal.committed();
         }
@@ -177,6 +183,11 @@ impl Db {
     /// Wakes long-polls (see [`wakeups`]).
     pub fn wakeups(&self) -> &Wakeups {
         &self.wakeups
+    }
+
+    /// Notified after a commit that enqueued webhook deliveries (the delivery worker waits on it).
+    pub fn outbox(&self) -> &Arc<tokio::sync::Notify> {
+        &self.outbox
     }
 
     /// Whether writes are being refused for lack of space.

@@ -34,6 +34,8 @@ pub(super) struct Effects {
     pub tokens_changed: bool,
     /// Keys of long-polls to wake (see `db::wakeups`).
     pub wakeups: Vec<String>,
+    /// Webhook deliveries became due (see `webhooks`): this process's worker wakes after the commit.
+    pub outbox: bool,
 }
 
 impl Deref for Uow {
@@ -102,6 +104,11 @@ impl Uow {
     /// A checkout session changed: its long-polls wake after the commit ([`Uow::wake`]).
     pub async fn checkout_changed(&mut self, session_id: &str) -> sqlx::Result<()> {
         self.wake(session_id).await
+    }
+
+    /// An event was enqueued or a delivery made due: the delivery worker wakes after the commit.
+    pub fn outbox_changed(&mut self) {
+        self.effects.outbox = true;
     }
 
     /// Commits; on success returns the effects to apply.

@@ -23,6 +23,11 @@ use crate::{
         holds::{self, Funds, HoldError, NewHold, Owner, Settled},
         input, metering, LedgerError, Overdraft, Recorded, Scope, SpendOrder,
     },
+    webhooks::{
+        self,
+        catalogue::{self, EventType},
+        NewEvent,
+    },
     AppState,
 };
 
@@ -408,6 +413,27 @@ pub async fn grant(
             let recorded = ledger::post_once_in(uow, &entry, Overdraft::Allow).await?;
             let outcome = if recorded.replayed { "ok (already granted: nothing changed)" } else { "ok" };
             log::record_in(uow, &audit, outcome).await?;
+            if !recorded.replayed {
+                let data = catalogue::Granted {
+                    user_id: entry.user_id.clone(),
+                    entry_id: recorded.posted.entry_id.clone(),
+                    delta: entry.delta,
+                    balance: recorded.posted.balance,
+                    grant_id: entry.cause["grant:".len()..].to_string(),
+                    reason: entry.description.clone(),
+                    expires_at: match &entry.lots {
+                        ledger::Lots::Credit { expires_at: Some(at), .. } => Some(rfc3339_ms(*at)),
+                        _ => None,
+                    },
+                };
+                let event = NewEvent {
+                    event_type: EventType::CreditsGranted,
+                    wallet_id: entry.user_id.clone(),
+                    cause: entry.cause.clone(),
+                    data,
+                };
+                webhooks::enqueue(uow, event).await?;
+            }
             Ok(recorded)
         })
     })
