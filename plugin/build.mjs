@@ -1,19 +1,21 @@
 // Builds the plugin: dist/code.js (main thread) and ONE self-contained dist/ui.html (CSS, JS and
 // the Wasm client inlined; Figma loads only that file), plus dist/manifest.json whose
-// networkAccess lists the backend origin this build talks to (env MASCOT_API_BASE).
+// networkAccess lists the origins this build talks to: the backend (env MASCOT_API_BASE) and the
+// generation service of the Create tab (env MASCOT_SERVICE_BASE); see origins.mjs.
 import * as esbuild from "esbuild";
 import fs from "node:fs";
 import path from "node:path";
 import zlib from "node:zlib";
+import { buildOrigins } from "./origins.mjs";
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const dist = path.join(here, "dist");
-const raw = process.env.MASCOT_API_BASE ?? "https://mascot-production.up.railway.app";
 let origin;
+let service;
 try {
-  origin = new URL(raw).origin;
-} catch {
-  console.error(`MASCOT_API_BASE must be a URL like https://mascot.example.com (got ${raw})`);
+  ({ api: origin, service } = buildOrigins());
+} catch (e) {
+  console.error(e.message);
   process.exit(2);
 }
 fs.mkdirSync(dist, { recursive: true });
@@ -24,7 +26,7 @@ await esbuild.build({
   format: "iife",
   target: "es2020",
   minify: true,
-  define: { __API_BASE__: JSON.stringify(origin) },
+  define: { __API_BASE__: JSON.stringify(origin), __SERVICE_BASE__: JSON.stringify(service) },
   outfile: path.join(dist, "code.js"),
   logLevel: "warning",
 });
@@ -53,8 +55,8 @@ fs.writeFileSync(path.join(dist, "ui.html"), html);
 const manifest = JSON.parse(fs.readFileSync(path.join(here, "manifest.json"), "utf8"));
 manifest.main = "code.js";
 manifest.ui = "ui.html";
-manifest.networkAccess.allowedDomains = [origin];
+manifest.networkAccess.allowedDomains = [...new Set([origin, service])];
 fs.writeFileSync(path.join(dist, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
 
 const kb = (n) => `${(n / 1024).toFixed(1)} KB`;
-console.log(`plugin built for ${origin}: dist/ui.html ${kb(html.length)} (gzip ${kb(zlib.gzipSync(html).length)}), dist/code.js ${kb(fs.statSync(path.join(dist, "code.js")).size)}`);
+console.log(`plugin built for ${origin} (service ${service}): dist/ui.html ${kb(html.length)} (gzip ${kb(zlib.gzipSync(html).length)}), dist/code.js ${kb(fs.statSync(path.join(dist, "code.js")).size)}`);

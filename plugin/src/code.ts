@@ -4,6 +4,7 @@
 import type { PendingHandoff, ToMain, ToUi } from "./protocol";
 
 declare const __API_BASE__: string;
+declare const __SERVICE_BASE__: string;
 
 const TOKEN_KEY = "mascot.session-token";
 const DEVICE_KEY = "mascot.device-tokens";
@@ -52,7 +53,7 @@ figma.ui.onmessage = async (message: ToMain) => {
       const token = typeof stored === "string" ? stored : null;
       // Signed in already: a browser sign-in left behind is of no use any more.
       if (token) await figma.clientStorage.deleteAsync(HANDOFF_KEY);
-      post({ type: "init", token, apiBase: __API_BASE__, deviceTokens: await deviceTokens(), handoff: token ? null : await pendingHandoff() });
+      post({ type: "init", token, apiBase: __API_BASE__, serviceBase: __SERVICE_BASE__ || null, deviceTokens: await deviceTokens(), handoff: token ? null : await pendingHandoff() });
       break;
     }
     case "save-token":

@@ -20,6 +20,8 @@ export type ToUi = {
   type: "init";
   token: string | null;
   apiBase: string;
+  /** The generation service the Create tab calls (its origin is in the manifest), or null. */
+  serviceBase: string | null;
   /** Device tokens by (lower-case) email. */
   deviceTokens: Record<string, string>;
   /** A browser sign-in still in progress (not yet expired), or null. */

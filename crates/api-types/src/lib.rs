@@ -29,7 +29,7 @@ pub fn typescript_bindings() -> Vec<(String, String)> {
         ($($t:ty),* $(,)?) => {
             vec![$((
                 format!("{}.ts", <$t as TS>::ident()),
-                <$t as TS>::export_to_string().expect("ts-rs renders every API type"),
+                esm_imports(<$t as TS>::export_to_string().expect("ts-rs renders every API type")),
             )),*]
         };
     }
@@ -76,4 +76,23 @@ pub fn typescript_bindings() -> Vec<(String, String)> {
         RedeemRequest,
         RedeemResponse,
     ]
+}
+
+/// ts-rs writes `import type { User } from "./User";`; with the `.js` extension the same files
+/// also resolve under Node's ESM rules (`moduleResolution: NodeNext`), as the Node service SDK's
+/// users compile them, while bundlers (the plugin's esbuild and tsc) map `./User.js` to `User.ts`.
+fn esm_imports(text: String) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches('\n');
+        match body.strip_suffix("\";") {
+            Some(head) if body.starts_with("import type ") && head.contains(" from \"./") && !head.ends_with(".js") => {
+                out.push_str(head);
+                out.push_str(".js\";");
+                out.push_str(&line[body.len()..]);
+            }
+            _ => out.push_str(line),
+        }
+    }
+    out
 }

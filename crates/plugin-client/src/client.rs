@@ -293,6 +293,17 @@ impl<T: Transport> Client<T> {
         }
     }
 
+    /// `ServiceTokenResponse`: a short-lived `mcu_…` token (10 minutes) to send to a service that
+    /// does paid work, instead of the session token; only the service API's verify accepts it.
+    /// The session token is kept as it is.
+    pub async fn service_token(&self) -> Result<String, MascotError> {
+        let (text, v) = self.object(self.request(Method::Post, "/api/v1/auth/service-token", None, None)).await?;
+        if v.str_at(&["token"]).is_none() {
+            return Err(MascotError::decode(200, "The answer has no service token."));
+        }
+        Ok(text)
+    }
+
     pub async fn me(&self) -> Result<String, MascotError> {
         self.get("/api/v1/me").await
     }

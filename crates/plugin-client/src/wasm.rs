@@ -18,7 +18,7 @@ use crate::{Client, MascotError, Reply, Request, Transport};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
-import type { AuthOptions, AuthResponse, BalanceResponse, CheckoutListResponse, CheckoutResponse, CheckoutStatusResponse, HandoffPoll, HandoffStart, HistoryResponse, Me, PacksResponse, SpendResponse } from "../src/generated";
+import type { AuthOptions, AuthResponse, BalanceResponse, CheckoutListResponse, CheckoutResponse, CheckoutStatusResponse, HandoffPoll, HandoffStart, HistoryResponse, Me, PacksResponse, ServiceTokenResponse, SpendResponse } from "../src/generated";
 
 /** Every MascotClient method rejects with this. */
 export interface MascotError {
@@ -121,6 +121,7 @@ enum Call {
     StartHandoff,
     PollHandoff(String, String, Option<f64>),
     Me,
+    ServiceToken,
     Packs,
     Balance,
     History(Option<u32>, Option<String>),
@@ -148,6 +149,7 @@ async fn run(c: Rc<Client<Browser>>, call: Call) -> Result<JsValue> {
         Call::StartHandoff => some(c.start_handoff().await),
         Call::PollHandoff(id, key, timeout) => some(c.poll_handoff(&id, &key, timeout).await),
         Call::Me => some(c.me().await),
+        Call::ServiceToken => some(c.service_token().await),
         Call::Packs => some(c.packs().await),
         Call::Balance => some(c.balance().await),
         Call::History(limit, before) => some(c.history(limit, before.as_deref()).await),
@@ -265,6 +267,13 @@ impl MascotClient {
     #[wasm_bindgen(unchecked_return_type = "Promise<Me>")]
     pub fn me(&self) -> js_sys::Promise {
         self.call(Call::Me)
+    }
+
+    /// A short-lived token (`mcu_…`, 10 minutes) for a service that does paid work: send it
+    /// instead of the session token; the service verifies it with its own key.
+    #[wasm_bindgen(unchecked_return_type = "Promise<ServiceTokenResponse>", js_name = serviceToken)]
+    pub fn service_token(&self) -> js_sys::Promise {
+        self.call(Call::ServiceToken)
     }
 
     #[wasm_bindgen(unchecked_return_type = "Promise<PacksResponse>")]

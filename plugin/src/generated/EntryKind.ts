@@ -3,4 +3,4 @@
 /**
  * Why a ledger entry exists.
  */
-export type EntryKind = "purchase" | "spend" | "refund" | "dispute" | "grant";
+export type EntryKind = "purchase" | "spend" | "refund" | "dispute" | "grant" | "code" | "gift" | "expiry";

@@ -3,4 +3,12 @@
 /**
  * `GET /api/v1/me`.
  */
-export type Me = { id: string, email: string, balance: number, };
+export type Me = { id: string, email: string, balance: number, 
+/**
+ * Whether the account confirmed its email through the link sent by mail.
+ */
+email_verified: boolean, 
+/**
+ * Free credits a new account gets once its email is verified (0: none on this server).
+ */
+signup_credits: number, };

@@ -14,12 +14,12 @@ async function start(): Promise<void> {
   await init({ module_or_path: wasmBytes });
   const app = document.getElementById("app");
   if (!app) return;
-  const { screen, live } = skeleton(app);
+  const { screen, live, tabs } = skeleton(app);
   window.addEventListener("message", (event: MessageEvent) => {
     const message = (event.data as { pluginMessage?: ToUi } | null)?.pluginMessage;
     if (message?.type === "init") {
       const client = new MascotClient(message.apiBase, message.token);
-      new AccountState(client, toMain, (model, actions) => render(screen, live, model, actions), message.deviceTokens ?? {}, message.handoff ?? null).start();
+      new AccountState(client, toMain, (model, actions) => render(screen, live, model, actions, tabs), message.deviceTokens ?? {}, message.handoff ?? null, message.serviceBase ?? null).start();
     }
   });
   toMain({ type: "ready" });

@@ -6,6 +6,7 @@ import type { AuthOptions, AuthResponse, BalanceResponse, CheckoutSummary, Histo
 import type { PendingHandoff, ToMain } from "../protocol";
 import { asMascotError, explain, isPasswordChangeRequired, isSessionExpired } from "./errors";
 import { credits } from "./format";
+import { generate, isServiceError, MAX_NAME, newKey } from "./service";
 
 export type Tone = "error" | "success" | "info";
 export interface Banner {
@@ -31,8 +32,22 @@ export type Screen =
    * this screen until it is changed. */
   | { kind: "change-password"; required: boolean };
 
+export type Tab = "account" | "create";
+
+/** The Create tab: a name, and the last mascot the generation service drew. */
+export interface CreateModel {
+  name: string;
+  busy: boolean;
+  result: { name: string; svg: string; charged: number; balance: number } | null;
+}
+
 export interface Model {
   screen: Screen;
+  /** The tab shown while signed in (the Create tab exists only when a service is configured). */
+  tab: Tab;
+  /** Whether this build has a generation service (MASCOT_SERVICE_BASE) for the Create tab. */
+  canCreate: boolean;
+  create: CreateModel;
   banner: Banner | null;
   busy: boolean;
   email: string;
@@ -74,6 +89,8 @@ export interface Actions {
   changePassword(current: string, next: string, repeat: string): void;
   closeChangePassword(): void;
   signOutEverywhere(): void;
+  showTab(tab: Tab): void;
+  create(name: string): void;
 }
 
 const HISTORY_PAGE = 10;
@@ -85,6 +102,9 @@ const HANDOFF_GONE: Banner = { text: "That browser sign-in has expired or was al
 export function initialModel(): Model {
   return {
     screen: { kind: "loading" },
+    tab: "account",
+    canCreate: false,
+    create: { name: "", busy: false, result: null },
     banner: null,
     busy: false,
     email: "",
@@ -115,7 +135,11 @@ export class AccountState implements Actions {
     /** Device tokens by lower-case email (from figma.clientStorage). */
     private readonly deviceTokens: Record<string, string> = {},
     private readonly handoff: PendingHandoff | null = null,
-  ) {}
+    /** The generation service the Create tab calls (null: no Create tab). */
+    private readonly serviceBase: string | null = null,
+  ) {
+    this.model = { ...this.model, canCreate: serviceBase !== null };
+  }
 
   get current(): Readonly<Model> {
     return this.model;
@@ -158,7 +182,7 @@ export class AccountState implements Actions {
     this.client.setToken(null);
     this.oneTimePassword = null;
     this.toMain({ type: "save-token", token: null });
-    this.set({ ...initialModel(), email: this.model.email, screen: { kind: "signed-out", mode: "signin" }, banner });
+    this.set({ ...initialModel(), canCreate: this.model.canCreate, email: this.model.email, screen: { kind: "signed-out", mode: "signin" }, banner });
   }
 
   /** A sign-in succeeded (form or browser): keep the session and this device's token. */
@@ -243,7 +267,7 @@ export class AccountState implements Actions {
       if (auth.password_change_required) {
         // An operator's one-time password: nothing else works until it is changed.
         this.oneTimePassword = password;
-        this.set({ busy: false, me: { id: auth.user.id, email: auth.user.email, balance: 0 }, knowsCurrentPassword: true, screen: { kind: "change-password", required: true }, focus: "new-password" });
+        this.set({ busy: false, me: { id: auth.user.id, email: auth.user.email, balance: 0, email_verified: false, signup_credits: 0 }, knowsCurrentPassword: true, screen: { kind: "change-password", required: true }, focus: "new-password" });
         return;
       }
       this.set({ busy: false });
@@ -489,6 +513,53 @@ export class AccountState implements Actions {
       this.signedOut({ text: "You are signed out on every device.", tone: "info" });
     } catch (e) {
       this.fail(e, () => this.signOutEverywhere());
+    }
+  }
+
+  // The Create tab: a paid feature of another service. The plugin asks the Mascot server for a
+  // short-lived mcu_ token and sends only that to the service, which verifies it, holds the
+  // credits, draws the mascot and captures them; then balance and history are refreshed.
+
+  showTab(tab: Tab): void {
+    if (tab === "create" && !this.model.canCreate) return;
+    this.set({ tab, banner: null, focus: `tab-${tab}` });
+  }
+
+  create(name: string): void {
+    if (!this.model.create.busy) void this.doCreate(name.trim());
+  }
+
+  private async doCreate(name: string): Promise<void> {
+    if (!this.serviceBase) return;
+    const create = { ...this.model.create, name };
+    if (!name || [...name].length > MAX_NAME) {
+      this.set({ create, banner: { text: `Give your mascot a name of 1 to ${MAX_NAME} characters.`, tone: "error" }, focus: "mascot-name" });
+      return;
+    }
+    // The last mascot goes: what shows next is this name's, or why there is none.
+    this.set({ create: { ...create, busy: true, result: null }, banner: null });
+    try {
+      const { token } = await this.client.serviceToken();
+      const made = await generate(this.serviceBase, token, name, newKey());
+      const text = `Created for ${credits(made.charged)}. Your balance is now ${credits(made.balance)}.`;
+      const b = this.model.balance;
+      this.set({
+        create: { name, busy: false, result: { name, ...made } },
+        balance: b ? { ...b, balance: made.balance, available: made.balance - b.held } : b,
+        banner: { text, tone: "success" },
+        announce: text,
+        focus: "mascot-result",
+      });
+      // The Account tab shows the new balance and the spend under its feature.
+      await this.doRefresh();
+    } catch (e) {
+      const after = { create: { ...create, busy: false, result: null }, focus: "mascot-name" };
+      if (isServiceError(e)) {
+        // The service's messages are written for people (402 carries the Mascot server's own).
+        this.set({ ...after, banner: { text: e.message, tone: "error" } });
+      } else {
+        this.fail(e, undefined, after);
+      }
     }
   }
 }

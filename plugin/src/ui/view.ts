@@ -4,36 +4,67 @@ import { h, mount } from "./dom";
 import type { AuthOptions } from "../generated";
 import type { PendingHandoff } from "../protocol";
 import { bestValue, credits, delta, paidSummary, perCredit, userCode, when } from "./format";
-import type { Actions, AuthMode, Banner, Model, Waiting } from "./state";
+import { CREATE_PRICE, MAX_NAME, svgImage } from "./service";
+import type { Actions, AuthMode, Banner, Model, Tab, Waiting } from "./state";
 
-/** The parts that stay across renders: the tab bar (banner landmark), the main landmark with
- * the tab panel that each render replaces, and a live region that is never rebuilt (so that what
- * it says is announced). */
-export function skeleton(app: HTMLElement): { screen: HTMLElement; live: HTMLElement } {
+/** The parts that stay across renders: the tab bar (banner landmark, its tabs redrawn by each
+ * render), the main landmark with the tab panel that each render replaces, and a live region that
+ * is never rebuilt (so that what it says is announced). */
+export function skeleton(app: HTMLElement): { screen: HTMLElement; live: HTMLElement; tabs: HTMLElement } {
   const screen = h("div", { id: "panel", role: "tabpanel", "aria-labelledby": "tab-account" });
   const live = h("div", { id: "live", className: "sr-only", role: "status", "aria-live": "polite" });
-  mount(
-    app,
-    h(
-      "header",
-      { className: "tabs" },
-      h("div", { role: "tablist", "aria-label": "Mascot" }, h("button", { className: "tab active", role: "tab", id: "tab-account", "aria-selected": "true", "aria-controls": "panel", type: "button" }, "Account")),
-    ),
-    h("main", {}, screen, live),
-  );
-  return { screen, live };
+  const tabs = h("div", { role: "tablist", "aria-label": "Mascot" });
+  mount(app, h("header", { className: "tabs" }, tabs), h("main", {}, screen, live));
+  return { screen, live, tabs };
 }
 
-export function render(root: HTMLElement, live: HTMLElement, model: Model, actions: Actions): void {
+export function render(root: HTMLElement, live: HTMLElement, model: Model, actions: Actions, tabs?: HTMLElement): void {
   // Keep the keyboard where it was: elements are rebuilt on each render, so focus follows the id.
   const active = document.activeElement;
-  const keep = model.focus ?? (active && active !== document.body && root.contains(active) ? active.id || null : null);
+  const inside = (el: Element | null): boolean => !!el && el !== document.body && (root.contains(el) || !!tabs?.contains(el));
+  const keep = model.focus ?? (inside(active) ? active?.id || null : null);
+  const tab = shownTab(model);
+  if (tabs) mount(tabs, ...tabButtons(model, actions, tab));
+  root.setAttribute("aria-labelledby", `tab-${tab}`);
   mount(root, ...screen(model, actions));
   if (keep) {
-    const el = root.querySelector<HTMLElement>(`#${CSS.escape(keep)}`);
+    const el = document.getElementById(keep);
     el?.focus();
   }
   if (model.announce) live.textContent = model.announce;
+}
+
+/** The Create tab is there only while signed in, in a build with a generation service. */
+function shownTab(model: Model): Tab {
+  return model.canCreate && model.screen.kind === "account" ? model.tab : "account";
+}
+
+/** WAI-ARIA tabs: one tab stop (the selected tab); arrows, Home and End move between tabs. */
+function tabButtons(model: Model, actions: Actions, selected: Tab): HTMLElement[] {
+  const list: [Tab, string][] = model.canCreate && model.screen.kind === "account" ? [["account", "Account"], ["create", "Create"]] : [["account", "Account"]];
+  return list.map(([tab, label], i) =>
+    h(
+      "button",
+      {
+        className: `tab${tab === selected ? " active" : ""}`,
+        role: "tab",
+        id: `tab-${tab}`,
+        type: "button",
+        "aria-selected": tab === selected ? "true" : "false",
+        "aria-controls": "panel",
+        tabindex: tab === selected ? undefined : "-1",
+        onclick: () => actions.showTab(tab),
+        onkeydown: (ev: Event) => {
+          const key = (ev as KeyboardEvent).key;
+          const to = key === "ArrowRight" ? (i + 1) % list.length : key === "ArrowLeft" ? (i + list.length - 1) % list.length : key === "Home" ? 0 : key === "End" ? list.length - 1 : -1;
+          if (to < 0) return;
+          ev.preventDefault();
+          actions.showTab(list[to][0]);
+        },
+      },
+      label,
+    ),
+  );
 }
 
 function screen(model: Model, actions: Actions): (HTMLElement | null)[] {
@@ -48,6 +79,7 @@ function screen(model: Model, actions: Actions): (HTMLElement | null)[] {
     case "signed-out":
       return [banner, authView(model, actions, model.screen.mode)];
     case "account":
+      if (shownTab(model) === "create") return [banner, createView(model, actions)];
       return [banner, balanceView(model, actions), model.waiting ? waitingView(model.waiting, actions) : packsView(model, actions), historyView(model, actions)];
     case "handoff":
       return [banner, handoffView(model.screen.handoff, actions)];
@@ -307,7 +339,7 @@ function historyView(model: Model, actions: Actions): HTMLElement {
         {},
         h("div", { className: "entry-desc" }, e.description),
         ...(paidSummary(e.purchase) ? [h("div", { className: "muted small entry-paid" }, paidSummary(e.purchase))] : []),
-        h("div", { className: "muted small" }, when(e.created_at)),
+        h("div", { className: "muted small" }, e.feature ? h("span", { className: "entry-feature" }, e.feature) : null, e.feature ? " · " : null, when(e.created_at)),
       ),
       h("div", { className: `entry-delta ${e.delta >= 0 ? "plus" : "minus"}` }, delta(e)),
     ),
@@ -318,5 +350,36 @@ function historyView(model: Model, actions: Actions): HTMLElement {
     h("h2", {}, "History"),
     rows.length ? h("ul", { className: "history", id: "history" }, ...rows) : h("p", { className: "muted small", id: "history-empty" }, "No activity yet. Purchases and spending will show up here."),
     model.cursor ? h("button", { type: "button", className: "link", id: "load-more", disabled: model.loadingMore, onclick: () => actions.loadMore() }, model.loadingMore ? "Loading…" : "Load more") : null,
+  );
+}
+
+/** The Create tab: a name in, a mascot out, for a few credits (charged by the generation service). */
+function createView(model: Model, actions: Actions): HTMLElement {
+  const c = model.create;
+  const name = h("input", { id: "mascot-name", type: "text", name: "mascot-name", autocomplete: "off", maxlength: MAX_NAME, required: true, value: c.name, placeholder: "e.g. Ada", "aria-describedby": "create-hint" });
+  const submit = (): void => actions.create(name.value);
+  onEnter(submit, name);
+  const b = model.balance;
+  return h(
+    "section",
+    { className: "card", "aria-labelledby": "create-title" },
+    h("h1", { id: "create-title" }, "Create a mascot"),
+    h("p", { className: "muted", id: "create-hint" }, `Type a name and the Mascot generator draws a mascot for it. Each one costs ${credits(CREATE_PRICE)}.`),
+    h("label", { for: "mascot-name" }, "Name"),
+    name,
+    h(
+      "button",
+      { type: "button", className: "primary", id: "create-submit", disabled: c.busy, "aria-busy": c.busy ? "true" : undefined, onclick: submit },
+      c.busy ? "Creating…" : `Create mascot · ${credits(CREATE_PRICE)}`,
+    ),
+    h("p", { className: "muted small", id: "create-balance" }, b ? `${credits(b.available)} available` : ""),
+    c.result
+      ? h(
+          "figure",
+          { className: "mascot", id: "mascot-result", tabindex: "-1" },
+          h("img", { src: svgImage(c.result.svg), alt: `A mascot named ${c.result.name}`, width: 160, height: 160 }),
+          h("figcaption", { className: "muted small" }, `${c.result.name} · ${credits(c.result.charged)} charged`),
+        )
+      : null,
   );
 }

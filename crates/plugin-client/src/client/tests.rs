@@ -356,6 +356,26 @@ fn change_password_sends_both_and_a_wrong_current_password_is_a_typed_error_that
 }
 
 #[test]
+fn service_token_asks_with_the_session_token_and_keeps_it() {
+    let answer = r#"{"token":"mcu_short","expires_at":"2026-12-01T10:10:00.000Z"}"#;
+    let c = client(Script::default().answer(200, answer), Some("mct_t"));
+    assert_eq!(block_on(c.service_token()).unwrap(), answer, "the answer is passed on as the server wrote it");
+    assert_eq!(c.token().as_deref(), Some("mct_t"), "the session token stays");
+    let req = &sent(&c)[0];
+    assert_eq!(
+        (req.method, req.url.as_str(), req.body.as_deref()),
+        (Method::Post, "http://api.test/api/v1/auth/service-token", None)
+    );
+    assert_eq!(req.headers, vec![("Authorization", "Bearer mct_t".to_string())]);
+    // An answer without a token is an error, not an empty token.
+    let c = client(Script::default().answer(200, r#"{"expires_at":"x"}"#), Some("mct_t"));
+    assert_eq!(block_on(c.service_token()).unwrap_err().kind, ErrorKind::Decode);
+    let c = client(Script::default().answer(401, r#"{"error":{"code":"unauthorized","message":"x"}}"#), Some("t"));
+    let e = block_on(c.service_token()).unwrap_err();
+    assert_eq!((e.status, e.code.as_str()), (401, "unauthorized"));
+}
+
+#[test]
 fn logout_all_forgets_the_token_only_when_the_server_signed_it_out() {
     let c = client(Script::default().answer(204, ""), Some("t"));
     block_on(c.logout_all()).unwrap();
