@@ -28,6 +28,42 @@ pub struct Expiring {
     pub expires_at: String,
 }
 
+/// `GET /api/v1/credits/usage?days=N`: where the credits went, one UTC day at a time (oldest
+/// first, every day present). Over the range, Σ spent + Σ clawed_back + Σ expired is exactly
+/// minus the sum of the negative ledger entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageResponse {
+    pub days: Vec<UsageDay>,
+    /// Credits spent per feature over the whole range (spends without one count as `"other"`).
+    #[ts(type = "Record<string, number>")]
+    pub total_by_feature: std::collections::BTreeMap<String, i64>,
+    /// Whole days the available balance lasts at the last 7 days' pace; null when nothing was
+    /// spent in those 7 days.
+    #[ts(type = "number | null")]
+    pub runway_days: Option<i64>,
+}
+
+/// One UTC day of [`UsageResponse`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageDay {
+    /// `YYYY-MM-DD`, UTC.
+    pub date: String,
+    /// Credits used by spends and hold captures (the released part of a hold never counts).
+    #[ts(type = "number")]
+    pub spent: i64,
+    /// Credits taken back by refunds and disputes (and an operator's negative grant).
+    #[ts(type = "number")]
+    pub clawed_back: i64,
+    /// Promotional credits that expired unused.
+    #[ts(type = "number")]
+    pub expired: i64,
+    /// `spent` per feature.
+    #[ts(type = "Record<string, number>")]
+    pub by_feature: std::collections::BTreeMap<String, i64>,
+}
+
 /// Why a ledger entry exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

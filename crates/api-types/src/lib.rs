@@ -75,6 +75,8 @@ pub fn typescript_bindings() -> Vec<(String, String)> {
         ServiceTokenResponse,
         RedeemRequest,
         RedeemResponse,
+        UsageResponse,
+        UsageDay,
     ]
 }
 

@@ -2,6 +2,7 @@
 
 use api_types::{
     BalanceResponse, ErrorEnvelope, HistoryResponse, RedeemRequest, RedeemResponse, SpendRequest, SpendResponse,
+    UsageResponse,
 };
 use axum::{extract::State, Json};
 use serde::Deserialize;
@@ -63,6 +64,29 @@ pub async fn history(
 ) -> ApiResult<Json<HistoryResponse>> {
     let page = ops::credits::history(&state, &user, q.limit.unwrap_or(20), q.before.as_deref()).await?;
     Ok(Json(HistoryResponse { entries: page.entries, next_cursor: page.next_cursor }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsageQuery {
+    /// UTC days to cover, today included: 1 to 366 (default 30).
+    pub days: Option<i64>,
+}
+
+/// Where the caller's credits went: per UTC day and feature, with the runway at the last week's pace.
+#[utoipa::path(get, path = "/api/v1/credits/usage", tag = "credits", security(("bearer" = [])), params(UsageQuery),
+    responses(
+        (status = 200, description = "Every day of the range, oldest first (empty days are 0)", body = UsageResponse),
+        (status = 400, description = "Unreadable query", body = ErrorEnvelope),
+        (status = 401, description = "Not signed in", body = ErrorEnvelope),
+        (status = 422, description = "days outside 1–366", body = ErrorEnvelope),
+    ))]
+pub async fn usage(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(q): ApiQuery<UsageQuery>,
+) -> ApiResult<Json<UsageResponse>> {
+    Ok(Json(ops::credits::usage(&state, &user, q.days.unwrap_or(30)).await?))
 }
 
 /// Spend credits. Retrying with the same `Idempotency-Key` returns the first result and spends once.

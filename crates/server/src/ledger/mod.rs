@@ -11,6 +11,7 @@ pub mod input;
 pub mod lots;
 pub mod metering;
 pub mod sweep;
+pub mod usage;
 
 use std::sync::Arc;
 

@@ -131,7 +131,22 @@ pub async fn history(
                 })?)
             }
         };
+    // An expiry that is due shows in the history as soon as it is due (the balance read records it).
+    holds::funds(&state.db, &user.id).await?;
     Ok(ledger::history(&state.db, &user.id, limit, before).await?)
+}
+
+/// Where the user's credits went over the last `days` UTC days (1–366), and how long the
+/// available balance lasts at the last week's pace. Records a due expiry first (through the
+/// balance read), so an expiry shows here the moment it is due.
+pub async fn usage(state: &AppState, user: &User, days: i64) -> Result<api_types::UsageResponse, OpError> {
+    if !(1..=ledger::usage::MAX_DAYS).contains(&days) {
+        return Err(OpError::Invalid(format!("days must be from 1 to {}.", ledger::usage::MAX_DAYS)));
+    }
+    let funds = holds::funds(&state.db, &user.id)
+        .await?
+        .ok_or_else(|| OpError::Unauthorized("This account no longer exists.".into()))?;
+    Ok(ledger::usage::usage(&state.db, &user.id, days, funds.available()).await?)
 }
 
 /// A service key's daily limit, inside the unit that moved the credits (after it: a replay is

@@ -40,3 +40,5 @@ export type { VerifyResponse } from "./VerifyResponse.js";
 export type { ServiceTokenResponse } from "./ServiceTokenResponse.js";
 export type { RedeemRequest } from "./RedeemRequest.js";
 export type { RedeemResponse } from "./RedeemResponse.js";
+export type { UsageResponse } from "./UsageResponse.js";
+export type { UsageDay } from "./UsageDay.js";

@@ -1,0 +1,174 @@
+//! Usage (issue 24, item 1): `GET /api/v1/credits/usage` says where the credits went, per UTC day
+//! and feature, and the three columns add up to exactly what left the wallet (read from the
+//! database). Both databases.
+
+mod common;
+#[path = "common/stripe.rs"]
+mod stripe;
+
+use std::time::Duration;
+
+use common::{assert_error, spawn_app, Backend, TestApp};
+use mascot_server::{
+    db::now_ms,
+    ops::{self, credits::UserRef, Operator},
+};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use stripe::spawn_billing_app;
+use stripe_sim::PayMethod;
+
+async fn usage(app: &TestApp, token: &str, query: &str) -> Value {
+    let res = app.get(&format!("/api/v1/credits/usage{query}"), Some(token)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json().await.unwrap()
+}
+
+async fn spend(app: &TestApp, token: &str, key: &str, amount: i64, feature: Option<&str>) {
+    let mut body = json!({"amount": amount, "reason": "work"});
+    if let Some(f) = feature {
+        body["feature"] = json!(f);
+    }
+    let res = app
+        .client
+        .post(app.url("/api/v1/credits/spend"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{}", res.text().await.unwrap());
+}
+
+fn sum(days: &Value, field: &str) -> i64 {
+    days.as_array().unwrap().iter().map(|d| d[field].as_i64().unwrap()).sum()
+}
+
+/// Spends with and without a feature, a hold captured for less than it held, a refund and an
+/// expiry: each lands in its column and feature, and Σ spent + Σ clawed_back + Σ expired is minus
+/// the sum of the negative ledger entries.
+async fn usage_adds_up_to_what_left_the_wallet(b: Backend) {
+    let app = spawn_billing_app(b).await;
+    let u = app.signup("usage@example.com").await;
+    // 100 granted, then a purchase of 25 (refunded later, untouched: spends take the oldest lot
+    // that never expires first); 7 that expire in a moment come after the spends.
+    app.grant("usage@example.com", 100).await;
+    let res = app.post_json("/api/v1/billing/checkout", Some(&u.token), &json!({"pack_id": "pack_25"})).await;
+    let session = res.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_string();
+    app.sim.pay(&session, PayMethod::Card).await.unwrap();
+    let s: Value =
+        app.get(&format!("/api/v1/billing/checkout/{session}?wait=10"), Some(&u.token)).await.json().await.unwrap();
+    assert_eq!(s["status"], "credited");
+    spend(&app, &u.token, "a", 3, Some("render")).await;
+    spend(&app, &u.token, "b", 2, Some("render")).await;
+    spend(&app, &u.token, "c", 4, None).await;
+    // A hold of 10 captured for 6: 6 count, the 4 released never do.
+    let hold: Value = app
+        .client
+        .post(app.url("/api/v1/credits/holds"))
+        .bearer_auth(&u.token)
+        .header("Idempotency-Key", "h")
+        .json(&json!({"amount": 10, "reason": "job", "feature": "upscale"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = hold["hold_id"].as_str().unwrap();
+    let res =
+        app.post_json(&format!("/api/v1/credits/holds/{id}/capture"), Some(&u.token), &json!({"amount": 6})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let expires_at = now_ms() + 1_500;
+    ops::credits::grant(
+        &app.state,
+        &Operator::cli("test"),
+        &UserRef::Email("usage@example.com".into()),
+        7,
+        "trial",
+        None,
+        ops::credits::Validity::Until(expires_at),
+    )
+    .await
+    .unwrap();
+
+    // The purchase refunded in full: 25 taken back.
+    let pi = app.sim.session(&session).unwrap()["payment_intent"].as_str().unwrap().to_string();
+    let res = app
+        .client
+        .post(format!("{}/v1/refunds", app.sim.base_url()))
+        .bearer_auth(stripe_sim::SimConfig::default().secret_key)
+        .form(&[("payment_intent", pi)])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+    let mut refunded = false;
+    for _ in 0..100 {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_entries WHERE user_id = $1 AND kind = 'refund'")
+            .bind(&u.id)
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+        if n > 0 {
+            refunded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refunded, "the refund was recorded");
+    // Past the trial's end, the usage read itself records the expiry.
+    tokio::time::sleep(Duration::from_millis(u64::try_from(expires_at - now_ms()).unwrap_or(0) + 50)).await;
+
+    let body = usage(&app, &u.token, "").await;
+    let days = &body["days"];
+    assert_eq!(days.as_array().unwrap().len(), 30, "the default range is 30 days, each present");
+    let today = days.as_array().unwrap().last().unwrap();
+    assert_eq!(today["date"], time::OffsetDateTime::now_utc().date().to_string());
+    assert_eq!(today["spent"], 15, "{body}");
+    assert_eq!(today["by_feature"], json!({"render": 5, "other": 4, "upscale": 6}));
+    assert_eq!(today["clawed_back"], 25);
+    assert_eq!(today["expired"], 7);
+    assert_eq!(body["total_by_feature"], json!({"render": 5, "other": 4, "upscale": 6}));
+    assert!(days.as_array().unwrap()[..29].iter().all(|d| d["spent"] == 0 && d["by_feature"] == json!({})));
+
+    let negative: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(-delta), 0) AS BIGINT) FROM ledger_entries WHERE user_id = $1 AND delta < 0",
+    )
+    .bind(&u.id)
+    .fetch_one(app.state.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(sum(days, "spent") + sum(days, "clawed_back") + sum(days, "expired"), negative);
+
+    // Runway: 100 + 25 + 7 − 15 − 25 − 7 = 85 available at 15 a week → 39 days.
+    let available = app.get("/api/v1/credits/balance", Some(&u.token)).await.json::<Value>().await.unwrap()
+        ["available"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(available, 85);
+    assert_eq!(body["runway_days"], 85 * 7 / 15);
+}
+
+/// `days` is 1 to 366 (422 outside, 400 when unreadable); nothing spent: runway null.
+async fn usage_range_and_empty_account(b: Backend) {
+    let app = spawn_app(b).await;
+    let u = app.signup("empty@example.com").await;
+    let body = usage(&app, &u.token, "?days=1").await;
+    assert_eq!(body["days"].as_array().unwrap().len(), 1);
+    assert_eq!(body["runway_days"], Value::Null);
+    assert_eq!(body["total_by_feature"], json!({}));
+    assert_eq!(usage(&app, &u.token, "?days=366").await["days"].as_array().unwrap().len(), 366);
+    for bad in ["0", "367", "-3"] {
+        let res = app.get(&format!("/api/v1/credits/usage?days={bad}"), Some(&u.token)).await;
+        assert_error(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    }
+    let res = app.get("/api/v1/credits/usage?days=week", Some(&u.token)).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let res = app.get("/api/v1/credits/usage", None).await;
+    assert_error(res, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
+
+on_both_databases!(usage_adds_up_to_what_left_the_wallet, usage_range_and_empty_account);
