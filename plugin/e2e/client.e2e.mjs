@@ -67,8 +67,8 @@ test("signs up, reads the account and stores the token", async () => {
   assert.equal(r.error, undefined, JSON.stringify(r.error));
   assert.equal(r.value.auth.user.email, "wasm@example.com");
   assert.equal(r.token, r.value.auth.token);
-  assert.deepEqual(r.value.me, { id: r.value.auth.user.id, email: "wasm@example.com", balance: 0 });
-  assert.deepEqual(r.value.balance, { balance: 0, available: 0, held: 0 });
+  assert.deepEqual(r.value.me, { id: r.value.auth.user.id, email: "wasm@example.com", balance: 0, email_verified: false, signup_credits: 0 });
+  assert.deepEqual(r.value.balance, { balance: 0, available: 0, held: 0, expiring: [], low_balance: null, low: false, version: "0.0.0.0.0.0" });
   assert.deepEqual(r.value.packs.packs.map((p) => [p.id, p.credits, p.price_cents]), [["pack_25", 25, 599], ["pack_75", 75, 1299], ["pack_200", 200, 2599]]);
   assert.deepEqual(r.value.history, { entries: [], next_cursor: null });
 });
@@ -82,6 +82,11 @@ test("errors are typed: http with the envelope code, network when the server is 
   assert.equal(wrong.error.message, "Wrong email or password.");
   const expired = await run(async (c) => c.me(), { token: "mct_not_a_real_token" });
   assert.equal(expired.error.code, "unauthorized");
+  const unknownCode = await run(async (c) => {
+    await c.login("wasm@example.com", "correct horse");
+    return c.redeem("NOT-A-CODE");
+  });
+  assert.deepEqual({ status: unknownCode.error.status, code: unknownCode.error.code }, { status: 404, code: "code_not_found" });
   const offline = await page.evaluate(async () => {
     const c = new window.MascotClient("http://127.0.0.1:9", null);
     try {

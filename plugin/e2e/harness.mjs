@@ -2,6 +2,7 @@
 // and Debian's Chromium through playwright-core. Everything stops by itself.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
@@ -125,4 +126,69 @@ export async function tabOrder(page, count) {
     );
   }
   return order;
+}
+
+async function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port) {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise((resolve) => {
+      const c = net.connect(port, "127.0.0.1", () => (c.end(), resolve(true)));
+      c.on("error", () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`SMTP server did not listen on ${port}`);
+}
+
+/** A real SMTP server (aiosmtpd on 127.0.0.1, from SMTP_PYTHON) that keeps every mail in a
+ * Maildir: `env` is what the demo needs to send to it, `waitForMail(n)` the n-th mail's text. */
+export async function startSmtp() {
+  const python = process.env.SMTP_PYTHON;
+  if (!python) throw new Error("SMTP_PYTHON: a Python with aiosmtpd (scripts/test-plugin sets it)");
+  // aiosmtpd's Mailbox handler creates the Maildir (new/, cur/, tmp/) when the folder does not exist.
+  const maildir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "mascot-mail-")), "maildir");
+  const port = await freePort();
+  const child = spawn(python, ["-m", "aiosmtpd", "-n", "-l", `127.0.0.1:${port}`, "-c", "aiosmtpd.handlers.Mailbox", maildir], {
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  await waitForPort(port);
+  const mails = () => {
+    const dir = path.join(maildir, "new");
+    if (!fs.existsSync(dir)) return [];
+    return fs
+      .readdirSync(dir)
+      .map((f) => path.join(dir, f))
+      .sort((a, b) => fs.statSync(a).mtimeMs - fs.statSync(b).mtimeMs)
+      .map((f) => fs.readFileSync(f, "utf8"));
+  };
+  return {
+    env: { SMTP_URL: `smtp://127.0.0.1:${port}`, MAIL_FROM: "Mascot <no-reply@mascot.test>" },
+    mails,
+    async waitForMail(n) {
+      for (let i = 0; i < 100; i++) {
+        const all = mails();
+        if (all.length >= n) return all[n - 1];
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`no mail number ${n}`);
+    },
+    /** The first link to `pathname` in a mail (quoted-printable soft breaks undone). */
+    link(mail, pathname) {
+      const text = mail.replace(/=\r?\n/g, "").replace(/=3D/g, "=");
+      return text.match(new RegExp(`http://127\\.0\\.0\\.1:\\d+${pathname.replace(/[/?]/g, "\\$&")}\\?token=[A-Za-z0-9_-]+`))?.[0] ?? null;
+    },
+    stop() {
+      child.kill("SIGTERM");
+      fs.rmSync(path.dirname(maildir), { recursive: true, force: true });
+    },
+  };
 }

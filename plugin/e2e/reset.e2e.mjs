@@ -2,61 +2,16 @@
 // (aiosmtpd on 127.0.0.1) received, open the link in Chromium, set a new password on the page, then
 // sign in with it. axe-core checks the page in light and dark.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
-import os from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { launchBrowser, root, startDemo } from "./harness.mjs";
+import { launchBrowser, root, startDemo, startSmtp } from "./harness.mjs";
 
 const shots = path.join(root, "artifacts/screenshots");
 const axeSource = fs.readFileSync(path.join(root, "plugin/node_modules/axe-core/axe.min.js"), "utf8");
 let smtp;
-let maildir;
 let demo;
 let chrome;
-
-async function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitForPort(port) {
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise((resolve) => {
-      const c = net.connect(port, "127.0.0.1", () => (c.end(), resolve(true)));
-      c.on("error", () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`SMTP server did not listen on ${port}`);
-}
-
-/** Every mail the SMTP server stored (a Maildir), oldest first. */
-function mails() {
-  const dir = path.join(maildir, "new");
-  if (!fs.existsSync(dir)) return [];
-  return fs
-    .readdirSync(dir)
-    .map((f) => path.join(dir, f))
-    .sort((a, b) => fs.statSync(a).mtimeMs - fs.statSync(b).mtimeMs)
-    .map((f) => fs.readFileSync(f, "utf8"));
-}
-
-async function waitForMail(n) {
-  for (let i = 0; i < 100; i++) {
-    const all = mails();
-    if (all.length >= n) return all[n - 1];
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`no mail number ${n}`);
-}
 
 async function axe(page) {
   await page.evaluate((src) => {
@@ -67,25 +22,16 @@ async function axe(page) {
 }
 
 before(async () => {
-  const python = process.env.SMTP_PYTHON;
-  assert.ok(python, "SMTP_PYTHON: a Python with aiosmtpd (scripts/test-plugin sets it)");
   fs.mkdirSync(shots, { recursive: true });
-  // aiosmtpd's Mailbox handler creates the Maildir (new/, cur/, tmp/) when the folder does not exist.
-  maildir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "mascot-mail-")), "maildir");
-  const port = await freePort();
-  smtp = spawn(python, ["-m", "aiosmtpd", "-n", "-l", `127.0.0.1:${port}`, "-c", "aiosmtpd.handlers.Mailbox", maildir], {
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  await waitForPort(port);
-  demo = await startDemo(0, { SMTP_URL: `smtp://127.0.0.1:${port}`, MAIL_FROM: "Mascot <no-reply@mascot.test>" });
+  smtp = await startSmtp();
+  demo = await startDemo(0, smtp.env);
   chrome = await launchBrowser();
 });
 
 after(async () => {
   await chrome?.close();
   await demo?.stop();
-  smtp?.kill("SIGTERM");
-  if (maildir) fs.rmSync(path.dirname(maildir), { recursive: true, force: true });
+  smtp?.stop();
 });
 
 async function api(pathname, body) {
@@ -101,11 +47,12 @@ test("a forgotten password is reset from the mailed link in the browser", async 
 
   const res = await api("/api/v1/auth/password-reset", { email });
   assert.equal(res.status, 202);
-  const mail = await waitForMail(1);
+  // Mail 1 is the sign-up's "confirm your email"; the reset link is the second.
+  assert.match(await smtp.waitForMail(1), /^Subject: Confirm your email for Mascot/m);
+  const mail = await smtp.waitForMail(2);
   assert.match(mail, /^Subject: Reset your Mascot password/m);
   assert.match(mail, new RegExp(`^To: ${email.replace(".", "\\.")}`, "m"));
-  const text = mail.replace(/=\r?\n/g, "").replace(/=3D/g, "=");
-  const link = text.match(/http:\/\/127\.0\.0\.1:\d+\/account\/reset\?token=[A-Za-z0-9_-]+/)?.[0];
+  const link = smtp.link(mail, "/account/reset");
   assert.ok(link, `a reset link in:\n${mail}`);
 
   const context = await chrome.browser.newContext({ viewport: { width: 800, height: 760 } });

@@ -16,6 +16,27 @@ pub struct BalanceResponse {
     /// Promotional credits that will expire, soonest first (paid credits never expire).
     #[serde(default)]
     pub expiring: Vec<Expiring>,
+    /// The low-balance alert's threshold (`PUT /api/v1/me/alerts`); null: no alert.
+    #[serde(default)]
+    #[ts(type = "number | null")]
+    pub low_balance: Option<i64>,
+    /// Whether `available` is below that threshold (false without one).
+    #[serde(default)]
+    pub low: bool,
+    /// Changes whenever anything above does: pass it back as `after` with `wait` to be answered
+    /// as soon as the next change happens (a long-poll).
+    #[serde(default)]
+    pub version: String,
+}
+
+/// `GET|PUT /api/v1/me/alerts`: tell me when my available credits fall below `low_balance`
+/// (`balance.low`, once per crossing) and when they are back (`balance.recovered`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AlertSettings {
+    /// A whole number of credits, at least 1; null turns the alert off.
+    #[ts(type = "number | null")]
+    pub low_balance: Option<i64>,
 }
 
 /// Credits of one promotional lot that expire together.
@@ -62,6 +83,16 @@ pub struct UsageDay {
     /// `spent` per feature.
     #[ts(type = "Record<string, number>")]
     pub by_feature: std::collections::BTreeMap<String, i64>,
+}
+
+/// `POST /api/v1/credits/export`: open `url` in the browser (single use, until `expires_at`,
+/// 5 minutes) to download the whole history as CSV.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExportResponse {
+    pub url: String,
+    /// RFC 3339, UTC.
+    pub expires_at: String,
 }
 
 /// Why a ledger entry exists.

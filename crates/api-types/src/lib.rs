@@ -77,6 +77,8 @@ pub fn typescript_bindings() -> Vec<(String, String)> {
         RedeemResponse,
         UsageResponse,
         UsageDay,
+        ExportResponse,
+        AlertSettings,
     ]
 }
 

@@ -26,6 +26,7 @@ pub fn backoff_ms(failures: u32) -> u32 {
 pub enum Method {
     Get,
     Post,
+    Put,
 }
 
 impl Method {
@@ -33,6 +34,7 @@ impl Method {
         match self {
             Method::Get => "GET",
             Method::Post => "POST",
+            Method::Put => "PUT",
         }
     }
 }
@@ -324,6 +326,58 @@ impl<T: Transport> Client<T> {
     pub async fn spend(&self, amount: i64, reason: &str, idempotency_key: &str) -> Result<String, MascotError> {
         let body = Object::default().int("amount", amount).str("reason", reason).finish();
         Ok(self.post("/api/v1/credits/spend", body, Some(idempotency_key.to_string())).await?.0)
+    }
+
+    /// `RedeemResponse`: a promotion code's credits, their end and the new balance. Unknown,
+    /// disabled and used-up codes are one answer, 404 `code_not_found`; a second redemption by
+    /// the same account is 409 `code_already_redeemed`; too many wrong codes, 429.
+    pub async fn redeem(&self, code: &str) -> Result<String, MascotError> {
+        let body = Object::default().str("code", code).finish();
+        Ok(self.post("/api/v1/credits/redeem", body, None).await?.0)
+    }
+
+    /// `UsageResponse`: the last `days` UTC days (1–366) per feature, and the runway.
+    pub async fn usage(&self, days: u32) -> Result<String, MascotError> {
+        self.get(&format!("/api/v1/credits/usage?days={days}")).await
+    }
+
+    /// `ExportResponse`: a single-use address (5 minutes) to open in the browser, which downloads
+    /// the whole history as CSV; the bearer token never goes into a URL.
+    pub async fn export_csv(&self) -> Result<String, MascotError> {
+        let (text, v) = self.post("/api/v1/credits/export", Object::default().finish(), None).await?;
+        if v.str_at(&["url"]).is_none() {
+            return Err(MascotError::decode(200, "The answer has no download address."));
+        }
+        Ok(text)
+    }
+
+    /// `BalanceResponse` as soon as it differs from `after` (a `version` from an earlier answer),
+    /// or after `wait_seconds` (1–25) unchanged. Aborted by `cancel_wait`.
+    pub async fn balance_after(&self, after: &str, wait_seconds: u32) -> Result<String, MascotError> {
+        let mut request = self.request(
+            Method::Get,
+            &format!("/api/v1/credits/balance?wait={}&after={}", wait_seconds.clamp(1, 25), encode_component(after)),
+            None,
+            None,
+        );
+        request.abortable = true;
+        Ok(self.object(request).await?.0)
+    }
+
+    /// `AlertSettings`: the low-balance alert's threshold (null: off).
+    pub async fn alerts(&self) -> Result<String, MascotError> {
+        self.get("/api/v1/me/alerts").await
+    }
+
+    /// Sets the low-balance alert (`None` turns it off); `AlertSettings` as saved.
+    pub async fn set_alerts(&self, low_balance: Option<i64>) -> Result<String, MascotError> {
+        let body = Object::default().opt_int("low_balance", low_balance).finish();
+        Ok(self.object(self.request(Method::Put, "/api/v1/me/alerts", Some(body), None)).await?.0)
+    }
+
+    /// `POST /api/v1/auth/verify-email`: 202, the server mails a new verification link.
+    pub async fn send_verification(&self) -> Result<(), MascotError> {
+        self.send(self.request(Method::Post, "/api/v1/auth/verify-email", None, None)).await.map(|_| ())
     }
 
     /// `CheckoutResponse`: open its `checkout_url` in the browser.

@@ -316,6 +316,18 @@ impl Object {
         o
     }
 
+    /// An integer, or `null` for `None`.
+    pub fn opt_int(self, k: &str, v: Option<i64>) -> Self {
+        match v {
+            Some(v) => self.int(k, v),
+            None => {
+                let mut o = self.key(k);
+                o.0.push_str("null");
+                o
+            }
+        }
+    }
+
     pub fn finish(mut self) -> String {
         if self.0.is_empty() {
             self.0.push('{');

@@ -18,7 +18,7 @@ use crate::{Client, MascotError, Reply, Request, Transport};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
-import type { AuthOptions, AuthResponse, BalanceResponse, CheckoutListResponse, CheckoutResponse, CheckoutStatusResponse, HandoffPoll, HandoffStart, HistoryResponse, Me, PacksResponse, ServiceTokenResponse, SpendResponse } from "../src/generated";
+import type { AlertSettings, AuthOptions, AuthResponse, BalanceResponse, CheckoutListResponse, CheckoutResponse, CheckoutStatusResponse, ExportResponse, HandoffPoll, HandoffStart, HistoryResponse, Me, PacksResponse, RedeemResponse, ServiceTokenResponse, SpendResponse, UsageResponse } from "../src/generated";
 
 /** Every MascotClient method rejects with this. */
 export interface MascotError {
@@ -127,6 +127,13 @@ enum Call {
     History(Option<u32>, Option<String>),
     Spend(f64, String, String),
     StartCheckout(String),
+    Redeem(String),
+    Usage(u32),
+    BalanceAfter(String, u32),
+    Alerts,
+    SetAlerts(Option<f64>),
+    ExportCsv,
+    SendVerification,
     PendingCheckouts,
     CheckoutStatus(String, u32),
     WaitForCheckout(String, Option<f64>),
@@ -155,6 +162,13 @@ async fn run(c: Rc<Client<Browser>>, call: Call) -> Result<JsValue> {
         Call::History(limit, before) => some(c.history(limit, before.as_deref()).await),
         Call::Spend(amount, reason, key) => some(c.spend(amount as i64, &reason, &key).await),
         Call::StartCheckout(pack) => some(c.start_checkout(&pack).await),
+        Call::Redeem(code) => some(c.redeem(&code).await),
+        Call::Usage(days) => some(c.usage(days).await),
+        Call::BalanceAfter(after, wait) => some(c.balance_after(&after, wait).await),
+        Call::Alerts => some(c.alerts().await),
+        Call::SetAlerts(t) => some(c.set_alerts(t.map(|t| t as i64)).await),
+        Call::ExportCsv => some(c.export_csv().await),
+        Call::SendVerification => none(c.send_verification().await),
         Call::PendingCheckouts => some(c.pending_checkouts().await),
         Call::CheckoutStatus(id, wait) => some(c.checkout_status(&id, wait).await.map(|(text, _)| text)),
         Call::WaitForCheckout(id, timeout) => some(c.wait_for_checkout(&id, timeout).await),
@@ -300,6 +314,52 @@ impl MascotClient {
         #[wasm_bindgen(js_name = idempotencyKey)] idempotency_key: String,
     ) -> js_sys::Promise {
         self.call(Call::Spend(amount, reason, idempotency_key))
+    }
+
+    /// Redeems a promotion code: its credits, when they expire and the new balance.
+    #[wasm_bindgen(unchecked_return_type = "Promise<RedeemResponse>")]
+    pub fn redeem(&self, code: String) -> js_sys::Promise {
+        self.call(Call::Redeem(code))
+    }
+
+    /// The balance as soon as it differs from `after` (an earlier answer's `version`), or after
+    /// `waitSeconds` (1–25, default 25) unchanged; `cancelWait` aborts it.
+    #[wasm_bindgen(unchecked_return_type = "Promise<BalanceResponse>", js_name = balanceAfter)]
+    pub fn balance_after(
+        &self,
+        after: String,
+        #[wasm_bindgen(js_name = waitSeconds)] wait_seconds: Option<u32>,
+    ) -> js_sys::Promise {
+        self.call(Call::BalanceAfter(after, wait_seconds.unwrap_or(25)))
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "Promise<AlertSettings>")]
+    pub fn alerts(&self) -> js_sys::Promise {
+        self.call(Call::Alerts)
+    }
+
+    /// Sets the low-balance alert's threshold; null turns it off.
+    #[wasm_bindgen(unchecked_return_type = "Promise<AlertSettings>", js_name = setAlerts)]
+    pub fn set_alerts(&self, #[wasm_bindgen(js_name = lowBalance)] low_balance: Option<f64>) -> js_sys::Promise {
+        self.call(Call::SetAlerts(low_balance))
+    }
+
+    /// Where the credits went over the last `days` UTC days (default 30).
+    #[wasm_bindgen(unchecked_return_type = "Promise<UsageResponse>")]
+    pub fn usage(&self, days: Option<u32>) -> js_sys::Promise {
+        self.call(Call::Usage(days.unwrap_or(30)))
+    }
+
+    /// A single-use address that downloads the whole history as CSV: open it in the browser.
+    #[wasm_bindgen(unchecked_return_type = "Promise<ExportResponse>", js_name = exportCsv)]
+    pub fn export_csv(&self) -> js_sys::Promise {
+        self.call(Call::ExportCsv)
+    }
+
+    /// Mails a new email verification link (202).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>", js_name = sendVerification)]
+    pub fn send_verification(&self) -> js_sys::Promise {
+        self.call(Call::SendVerification)
     }
 
     /// Creates a Stripe Checkout Session for a pack; open `checkout_url` in the browser.

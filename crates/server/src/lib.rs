@@ -4,6 +4,7 @@
 //! and the integration tests both start the server through it.
 
 pub mod admin;
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod billing;
@@ -151,6 +152,8 @@ impl Application {
         let resets = auth::reset::Resets::start(db.clone(), mailer.clone(), config.public_base());
         // Expiries nobody's request records, and the "expire soon" mails.
         ledger::sweep::spawn(db.clone(), mailer.clone());
+        // Low-balance crossings into webhook events and mails.
+        alerts::spawn(db.clone(), mailer.clone());
         tracing::info!(
             mail = match &config.mail {
                 config::MailConfig::Off => "off (password resets: write to SUPPORT_EMAIL)",

@@ -68,6 +68,9 @@ impl Limiter {
 }
 
 /// The server's limits (see `config::RateLimits`).
+/// CSV exports per user and hour (a person downloads a few; a loop would read the ledger nonstop).
+pub const EXPORTS_PER_HOUR: u32 = 20;
+
 pub struct Limits {
     pub signups: Limiter,
     pub logins: Limiter,
@@ -81,6 +84,8 @@ pub struct Limits {
     pub service_tokens: Limiter,
     /// Email confirmation mails per user.
     pub verifications: Limiter,
+    /// CSV exports per user: each reads the whole history.
+    pub exports: Limiter,
 }
 
 impl Limits {
@@ -94,6 +99,7 @@ impl Limits {
             handoffs: Limiter::per_hour(config.handoffs_per_hour),
             service_tokens: Limiter::per_minute(config.service_tokens_per_minute),
             verifications: Limiter::per_hour(config.resets_per_email_per_hour),
+            exports: Limiter::per_hour(EXPORTS_PER_HOUR),
         }
     }
 }

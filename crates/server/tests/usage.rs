@@ -171,4 +171,71 @@ async fn usage_range_and_empty_account(b: Backend) {
     assert_error(res, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
 
-on_both_databases!(usage_adds_up_to_what_left_the_wallet, usage_range_and_empty_account);
+/// The CSV export: one row per entry (RFC 4180 quoting, purchase amounts and Stripe ids), served
+/// once as an attachment that is never cached, from a 5-minute `mce_` address; a second download
+/// is a page that says the link no longer works.
+async fn the_history_exports_as_csv_once(b: Backend) {
+    let app = spawn_billing_app(b).await;
+    let u = app.signup("csv@example.com").await;
+    let res = app.post_json("/api/v1/billing/checkout", Some(&u.token), &json!({"pack_id": "pack_25"})).await;
+    let session = res.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_string();
+    app.sim.pay(&session, PayMethod::Card).await.unwrap();
+    let s: Value =
+        app.get(&format!("/api/v1/billing/checkout/{session}?wait=10"), Some(&u.token)).await.json().await.unwrap();
+    assert_eq!(s["status"], "credited");
+    let res = app
+        .client
+        .post(app.url("/api/v1/credits/spend"))
+        .bearer_auth(&u.token)
+        .header("Idempotency-Key", "k")
+        .json(&json!({"amount": 2, "reason": "Logo, \"v2\"", "feature": "render"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    assert_error(
+        app.post_json("/api/v1/credits/export", None, &json!({})).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    let started: Value =
+        app.post_json("/api/v1/credits/export", Some(&u.token), &json!({})).await.json().await.unwrap();
+    let url = started["url"].as_str().unwrap().to_string();
+    assert!(url.contains("/exports/csv?token=mce_"), "{url}");
+    let path = &url[url.find("/exports/").unwrap()..];
+    let res = app.client.get(app.url(path)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let h = res.headers().clone();
+    assert!(h["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(h["content-disposition"].to_str().unwrap().starts_with("attachment; filename=\"mascot-credits-"));
+    assert_eq!(h["cache-control"], "no-store");
+    let body = res.text().await.unwrap();
+    let lines: Vec<&str> = body.split("\r\n").collect();
+    assert_eq!(lines.len(), 4, "header, two entries, and the final line end: {body:?}");
+    assert!(lines[0].starts_with("created_at,entry_id,kind,delta,balance_after,description,feature,currency"));
+    assert!(
+        lines[1].contains(",purchase,25,25,") && lines[1].contains(&session) && lines[1].contains(",usd,"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[1].contains(",599,"), "the amount paid: {}", lines[1]);
+    assert!(lines[2].contains(",spend,-2,23,\"Logo, \"\"v2\"\"\",render,"), "{}", lines[2]);
+    assert_eq!(lines[3], "");
+
+    let again = app.client.get(app.url(path)).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+    assert!(again.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let wrong = app.client.get(app.url("/exports/csv?token=mce_nope")).send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::NOT_FOUND);
+    let rows: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM csv_exports").fetch_one(app.state.db.pool()).await.unwrap();
+    assert_eq!(rows, 0, "a used export token is gone from the database");
+}
+
+on_both_databases!(
+    usage_adds_up_to_what_left_the_wallet,
+    usage_range_and_empty_account,
+    the_history_exports_as_csv_once
+);

@@ -58,3 +58,23 @@ export function paidSummary(p: PurchaseAmounts | null): string | null {
   }
   return parts.join(" · ");
 }
+
+/** A date without the time, e.g. "Dec 11, 2026". */
+export function day(iso: string): string {
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? iso : d.toLocaleDateString("en-US", { month: "short", day: "numeric", year: "numeric" });
+}
+
+/** " (valid until Dec 11, 2026)" for a code's credits; empty when the date is unreadable. */
+export function expiresOn(iso: string | null | undefined): string {
+  return iso && !Number.isNaN(new Date(iso).getTime()) ? ` (valid until ${day(iso)})` : "";
+}
+
+/** The lots that expire within `days` days of `now`, soonest first (as the server lists them). */
+export function expiringSoon<T extends { expires_at: string }>(lots: T[] | undefined, now: number, days = 7): T[] {
+  const end = now + days * 24 * 3600 * 1000;
+  return (lots ?? []).filter((l) => {
+    const t = new Date(l.expires_at).getTime();
+    return !Number.isNaN(t) && t <= end;
+  });
+}

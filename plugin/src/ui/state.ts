@@ -2,10 +2,10 @@
 // that change it (calls to MascotClient, messages to the main thread). Nothing here touches the
 // DOM: every change goes through `set`, which hands the new model to the one renderer.
 import type { MascotClient } from "../../pkg/plugin_client";
-import type { AuthOptions, AuthResponse, BalanceResponse, CheckoutSummary, HistoryEntry, Me, Pack } from "../generated";
+import type { AuthOptions, AuthResponse, BalanceResponse, CheckoutSummary, HistoryEntry, Me, Pack, UsageResponse } from "../generated";
 import type { PendingHandoff, ToMain } from "../protocol";
 import { asMascotError, explain, isPasswordChangeRequired, isSessionExpired } from "./errors";
-import { credits } from "./format";
+import { credits, expiresOn } from "./format";
 import { generate, isServiceError, MAX_NAME, newKey } from "./service";
 
 export type Tone = "error" | "success" | "info";
@@ -30,7 +30,9 @@ export type Screen =
   | { kind: "forgot"; options: AuthOptions; sent: boolean }
   /** Change password; `required` after a sign-in with an operator's one-time password: only
    * this screen until it is changed. */
-  | { kind: "change-password"; required: boolean };
+  | { kind: "change-password"; required: boolean }
+  /** Where the credits went: 30 days by feature, the runway, the CSV export. */
+  | { kind: "usage" };
 
 export type Tab = "account" | "create";
 
@@ -66,6 +68,22 @@ export interface Model {
   /** The change-password screen need not ask for the current password: the one-time password
    * this sign-in used is still in memory (in AccountState, never in the model or the DOM). */
   knowsCurrentPassword: boolean;
+  /** "Have a code?": whether its form is open, a redemption is running, and the form's error. */
+  redeem: RedeemModel;
+  /** A verification link was mailed from this tab (the notice says so instead of offering it). */
+  verifySent: boolean;
+  /** The Usage view's figures (null while they load). */
+  usage: UsageResponse | null;
+  /** The low-balance alert form's error (in the Usage view). */
+  alertError: string | null;
+}
+
+export interface RedeemModel {
+  open: boolean;
+  /** What was typed (kept across renders, so an error leaves it there to correct). */
+  code: string;
+  busy: boolean;
+  error: string | null;
 }
 
 /** What the view can ask for. */
@@ -91,6 +109,14 @@ export interface Actions {
   signOutEverywhere(): void;
   showTab(tab: Tab): void;
   create(name: string): void;
+  toggleRedeem(): void;
+  redeem(code: string): void;
+  sendVerification(): void;
+  showUsage(): void;
+  closeUsage(): void;
+  exportCsv(): void;
+  saveAlert(threshold: string): void;
+  clearAlert(): void;
 }
 
 const HISTORY_PAGE = 10;
@@ -119,6 +145,10 @@ export function initialModel(): Model {
     focus: null,
     announce: "",
     knowsCurrentPassword: false,
+    redeem: { open: false, code: "", busy: false, error: null },
+    verifySent: false,
+    usage: null,
+    alertError: null,
   };
 }
 
@@ -127,6 +157,8 @@ export class AccountState implements Actions {
   /** The one-time password of a sign-in that must change it (never in the model or the DOM). */
   private oneTimePassword: string | null = null;
   private options: AuthOptions | null = null;
+  /** The balance long-poll's generation: a loop whose number is no longer this one stops. */
+  private watching = 0;
 
   constructor(
     private readonly client: MascotClient,
@@ -178,6 +210,7 @@ export class AccountState implements Actions {
   }
 
   private signedOut(banner: Banner | null): void {
+    this.watching++;
     this.client.cancelWait();
     this.client.setToken(null);
     this.oneTimePassword = null;
@@ -205,6 +238,7 @@ export class AccountState implements Actions {
         this.client.pendingCheckouts(),
       ]);
       this.set({ me, balance, packs: packs.packs, history: page.entries, cursor: page.next_cursor, screen: { kind: "account" }, banner: null });
+      void this.watchBalance();
       const open = pending.checkouts[0];
       if (open && !this.model.waiting) this.resume(open);
     } catch (e) {
@@ -220,10 +254,11 @@ export class AccountState implements Actions {
     if (this.model.busy) return;
     this.set({ busy: true });
     try {
-      const [balance, page] = await Promise.all([this.client.balance(), this.client.history(HISTORY_PAGE, null)]);
+      // `me` too: an email verified in the browser since ends the "verify your email" notice.
+      const [me, balance, page] = await Promise.all([this.client.me(), this.client.balance(), this.client.history(HISTORY_PAGE, null)]);
       // A refresh settles a failure; a success message stays until the next action.
       const banner = this.model.banner?.tone === "error" ? null : this.model.banner;
-      this.set({ balance, history: page.entries, cursor: page.next_cursor, busy: false, banner });
+      this.set({ me, balance, history: page.entries, cursor: page.next_cursor, busy: false, banner });
     } catch (e) {
       this.fail(e, () => this.refresh());
     }
@@ -560,6 +595,148 @@ export class AccountState implements Actions {
       } else {
         this.fail(e, undefined, after);
       }
+    }
+  }
+  // Promotion codes: "Have a code?" opens a one-field form; the credits show in the balance and
+  // the history at once, and what they are worth and until when is said in words.
+
+  toggleRedeem(): void {
+    const open = !this.model.redeem.open;
+    this.set({ redeem: { open, code: "", busy: false, error: null }, focus: open ? "redeem-code" : "redeem-toggle" });
+  }
+
+  redeem(code: string): void {
+    if (!this.model.redeem.busy) void this.doRedeem(code.trim());
+  }
+
+  private async doRedeem(code: string): Promise<void> {
+    if (!code) {
+      this.set({ redeem: { open: true, code, busy: false, error: "Type the code you were given." }, focus: "redeem-code" });
+      return;
+    }
+    this.set({ redeem: { open: true, code, busy: true, error: null }, banner: null });
+    try {
+      const r = await this.client.redeem(code);
+      const text = `${credits(r.credits)} added${expiresOn(r.expires_at)}. Your balance is now ${credits(r.balance)}.`;
+      this.set({ redeem: { open: false, code: "", busy: false, error: null }, banner: { text, tone: "success" }, announce: text, focus: "redeem-toggle" });
+      await this.doRefresh();
+    } catch (e) {
+      const err = asMascotError(e);
+      if (err.kind === "http" && err.status >= 400 && err.status < 500 && !isSessionExpired(err) && !isPasswordChangeRequired(err)) {
+        // The server's words (unknown code, already redeemed, too many tries) belong to the field.
+        this.set({ redeem: { open: true, code, busy: false, error: err.message }, focus: "redeem-code" });
+      } else {
+        this.fail(err, undefined, { redeem: { open: true, code, busy: false, error: null } });
+      }
+    }
+  }
+
+  sendVerification(): void {
+    if (!this.model.busy) void this.doSendVerification();
+  }
+
+  private async doSendVerification(): Promise<void> {
+    this.set({ busy: true, banner: null });
+    try {
+      await this.client.sendVerification();
+      const text = `We sent a link to ${this.model.me?.email ?? "your email"}. Open it within 24 hours.`;
+      this.set({ busy: false, verifySent: true, banner: { text, tone: "info" }, announce: text, focus: "verify-note" });
+    } catch (e) {
+      this.fail(e, undefined, { busy: false });
+    }
+  }
+  // Usage: the last 30 days by feature and the runway, read when the view opens; the export is a
+  // single-use address that the browser downloads (the bearer token never goes into a URL).
+
+  showUsage(): void {
+    void this.doShowUsage();
+  }
+
+  private async doShowUsage(): Promise<void> {
+    this.set({ screen: { kind: "usage" }, usage: null, banner: null, focus: "usage-title" });
+    try {
+      const usage = await this.client.usage(30);
+      if (this.model.screen.kind === "usage") this.set({ usage });
+    } catch (e) {
+      this.fail(e, () => this.showUsage());
+    }
+  }
+
+  closeUsage(): void {
+    this.set({ screen: { kind: "account" }, banner: null, focus: "show-usage" });
+    void this.doRefresh();
+  }
+
+  exportCsv(): void {
+    if (!this.model.busy) void this.doExportCsv();
+  }
+
+  private async doExportCsv(): Promise<void> {
+    this.set({ busy: true, banner: null });
+    try {
+      const { url } = await this.client.exportCsv();
+      this.toMain({ type: "open-url", url });
+      const text = "Your history is downloading in your browser (the link works once, for 5 minutes).";
+      this.set({ busy: false, banner: { text, tone: "info" }, announce: text });
+    } catch (e) {
+      this.fail(e, () => this.exportCsv());
+    }
+  }
+  // While the Account tab is open, one long-poll keeps the balance current (another device's
+  // spend, a purchase, a refund, an expiry) and says so when the low-balance alert turns on.
+
+  private async watchBalance(): Promise<void> {
+    const generation = ++this.watching;
+    let failures = 0;
+    while (generation === this.watching && this.client.token()) {
+      const version = this.model.balance?.version ?? "";
+      try {
+        const balance = await this.client.balanceAfter(version, 25);
+        if (generation !== this.watching) return;
+        failures = 0;
+        const wasLow = this.model.balance?.low ?? false;
+        const patch: Partial<Model> = { balance };
+        if (balance.low && !wasLow && balance.low_balance !== null) {
+          const text = `Your available credits fell below ${credits(balance.low_balance)}. Buy more to keep creating.`;
+          patch.banner = { text, tone: "info" };
+          patch.announce = text;
+        }
+        this.set(patch);
+      } catch (e) {
+        const err = asMascotError(e);
+        if (generation !== this.watching || isSessionExpired(err) || isPasswordChangeRequired(err)) return;
+        // Cancelled with a checkout wait, offline, or a server restart: try again, slower each time.
+        if (err.kind !== "cancelled") failures++;
+        await new Promise((r) => setTimeout(r, Math.min(30_000, 1000 * 2 ** Math.min(failures, 5))));
+      }
+    }
+  }
+
+  saveAlert(threshold: string): void {
+    const n = Number(threshold.trim());
+    if (!threshold.trim() || !Number.isInteger(n) || n < 1 || n > 1_000_000) {
+      this.set({ alertError: "Type a whole number of credits from 1 to 1,000,000.", focus: "alert-threshold" });
+      return;
+    }
+    void this.doSetAlert(n);
+  }
+
+  clearAlert(): void {
+    void this.doSetAlert(null);
+  }
+
+  private async doSetAlert(lowBalance: number | null): Promise<void> {
+    if (this.model.busy) return;
+    this.set({ busy: true, alertError: null, banner: null });
+    try {
+      await this.client.setAlerts(lowBalance);
+      const balance = await this.client.balance();
+      const text = lowBalance === null ? "Low-balance alert turned off." : `We will tell you when you have fewer than ${credits(lowBalance)} available.`;
+      this.set({ busy: false, balance, banner: { text, tone: "success" }, announce: text, focus: lowBalance === null ? "alert-threshold" : "alert-save" });
+    } catch (e) {
+      const err = asMascotError(e);
+      if (err.kind === "http" && err.status === 422) this.set({ busy: false, alertError: err.message, focus: "alert-threshold" });
+      else this.fail(err, undefined, { busy: false });
     }
   }
 }

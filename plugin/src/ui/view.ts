@@ -3,7 +3,7 @@
 import { h, mount } from "./dom";
 import type { AuthOptions } from "../generated";
 import type { PendingHandoff } from "../protocol";
-import { bestValue, credits, delta, paidSummary, perCredit, userCode, when } from "./format";
+import { bestValue, credits, day, delta, expiringSoon, paidSummary, perCredit, userCode, when } from "./format";
 import { CREATE_PRICE, MAX_NAME, svgImage } from "./service";
 import type { Actions, AuthMode, Banner, Model, Tab, Waiting } from "./state";
 
@@ -80,13 +80,15 @@ function screen(model: Model, actions: Actions): (HTMLElement | null)[] {
       return [banner, authView(model, actions, model.screen.mode)];
     case "account":
       if (shownTab(model) === "create") return [banner, createView(model, actions)];
-      return [banner, balanceView(model, actions), model.waiting ? waitingView(model.waiting, actions) : packsView(model, actions), historyView(model, actions)];
+      return [banner, balanceView(model, actions), model.waiting ? waitingView(model.waiting, actions) : packsView(model, actions), redeemView(model, actions), historyView(model, actions)];
     case "handoff":
       return [banner, handoffView(model.screen.handoff, actions)];
     case "forgot":
       return [banner, forgotView(model, actions, model.screen.options, model.screen.sent)];
     case "change-password":
       return [banner, changePasswordView(model, actions, model.screen.required)];
+    case "usage":
+      return [banner, usageView(model, actions)];
   }
 }
 
@@ -270,7 +272,12 @@ function balanceView(model: Model, actions: Actions): HTMLElement {
       h("button", { type: "button", className: "icon", id: "refresh", title: "Refresh", "aria-label": "Refresh balance and history", disabled: model.busy, onclick: () => actions.refresh() }, "↻"),
     ),
     b && b.held > 0 ? h("div", { className: "muted small", id: "held" }, `${credits(b.held)} on hold for running jobs · ${credits(b.available)} available`) : null,
+    b && b.low && b.low_balance !== null && b.balance >= 0 ? h("div", { className: "warn small", id: "low-balance" }, `Fewer than ${credits(b.low_balance)} available, the alert you set.`) : null,
     b && b.balance < 0 ? h("div", { className: "warn small", id: "negative" }, "Your balance is negative after a refund or dispute. Buy credits to continue.") : null,
+    ...expiringSoon(b?.expiring, Date.now()).map((lot, i) =>
+      h("div", { className: "warn small expiring", id: i === 0 ? "expiring" : undefined }, `${credits(lot.credits)} expire on ${day(lot.expires_at)}.`),
+    ),
+    verifyNotice(model, actions),
     h(
       "div",
       { className: "row small muted" },
@@ -283,6 +290,162 @@ function balanceView(model: Model, actions: Actions): HTMLElement {
       h("button", { type: "button", className: "link", id: "change-password", onclick: () => actions.showChangePassword() }, "Change password"),
       h("button", { type: "button", className: "link", id: "sign-out-all", disabled: model.busy, onclick: () => actions.signOutEverywhere() }, "Sign out everywhere"),
     ),
+    h("button", { type: "button", className: "secondary usage-open", id: "show-usage", onclick: () => actions.showUsage() }, "Usage and export"),
+  );
+}
+
+/** Until the email is confirmed, on a server that gives sign-up credits: what it is worth, and a
+ * way to get the link again (the first one was mailed at sign-up). */
+function verifyNotice(model: Model, actions: Actions): HTMLElement | null {
+  const me = model.me;
+  if (!me || me.email_verified || me.signup_credits <= 0) return null;
+  return h(
+    "div",
+    { className: "notice small", id: "verify-note", tabindex: "-1" },
+    h("p", {}, h("strong", {}, `Verify your email to get ${me.signup_credits.toLocaleString("en-US")} free ${me.signup_credits === 1 ? "credit" : "credits"}.`), model.verifySent ? ` A new link is on its way to ${me.email}.` : ` Open the link we mailed to ${me.email}.`),
+    h(
+      "button",
+      { type: "button", className: "link", id: "verify-send", disabled: model.busy, onclick: () => actions.sendVerification() },
+      "Send the link again",
+    ),
+  );
+}
+
+/** "Have a code?": a disclosure button, then one field; its error is the field's description. */
+function redeemView(model: Model, actions: Actions): HTMLElement {
+  const r = model.redeem;
+  const toggle = h(
+    "button",
+    { type: "button", className: "link", id: "redeem-toggle", "aria-expanded": r.open ? "true" : "false", "aria-controls": "redeem-form", onclick: () => actions.toggleRedeem() },
+    "Have a code?",
+  );
+  if (!r.open) return h("section", { className: "card redeem", "aria-label": "Promotion code" }, toggle);
+  const code = h("input", {
+    id: "redeem-code",
+    type: "text",
+    name: "code",
+    autocomplete: "off",
+    autocapitalize: "characters",
+    value: r.code,
+    spellcheck: false,
+    maxlength: 32,
+    required: true,
+    "aria-invalid": r.error ? "true" : undefined,
+    "aria-describedby": r.error ? "redeem-error" : "redeem-hint",
+  });
+  const submit = (): void => actions.redeem(code.value);
+  onEnter(submit, code);
+  return h(
+    "section",
+    { className: "card redeem", "aria-label": "Promotion code" },
+    toggle,
+    h(
+      "div",
+      { id: "redeem-form", role: "group", "aria-label": "Redeem a code" },
+      h("label", { for: "redeem-code" }, "Code"),
+      h("div", { className: "row" }, code, h("button", { type: "button", className: "primary", id: "redeem-submit", disabled: r.busy, "aria-busy": r.busy ? "true" : undefined, onclick: submit }, r.busy ? "Redeeming…" : "Redeem")),
+      r.error
+        ? h("p", { className: "error small", id: "redeem-error", role: "alert" }, r.error)
+        : h("p", { className: "muted small", id: "redeem-hint" }, "Codes are not case-sensitive. Their credits are free and may expire."),
+    ),
+  );
+}
+
+/** The low-balance alert: a threshold, saved to the server (a banner here, a mail, a webhook). */
+function alertView(model: Model, actions: Actions): HTMLElement {
+  const current = model.balance?.low_balance ?? null;
+  const field = h("input", {
+    id: "alert-threshold",
+    type: "number",
+    name: "low-balance",
+    inputmode: "numeric",
+    min: 1,
+    max: 1000000,
+    step: 1,
+    value: current === null ? "" : String(current),
+    "aria-invalid": model.alertError ? "true" : undefined,
+    "aria-describedby": model.alertError ? "alert-error" : "alert-hint",
+  });
+  const save = (): void => actions.saveAlert(field.value);
+  onEnter(save, field);
+  return h(
+    "div",
+    { className: "alert-form", role: "group", "aria-labelledby": "alert-title" },
+    h("h2", { id: "alert-title" }, "Low-balance alert"),
+    h("label", { for: "alert-threshold" }, "Tell me when I have fewer than (credits)"),
+    h("div", { className: "row" }, field, h("button", { type: "button", className: "primary", id: "alert-save", disabled: model.busy, onclick: save }, "Save")),
+    model.alertError
+      ? h("p", { className: "error small", id: "alert-error", role: "alert" }, model.alertError)
+      : h("p", { className: "muted small", id: "alert-hint" }, current === null ? "Off. You see it here, and by mail where your server sends mail." : `On: below ${credits(current)}.`),
+    current === null ? null : h("button", { type: "button", className: "link", id: "alert-off", disabled: model.busy, onclick: () => actions.clearAlert() }, "Turn the alert off"),
+  );
+}
+
+/** Colours of the chart's features, most used first; the rest share the last one. */
+const FEATURE_SLOTS = 4;
+
+/** Where the credits went: a 30-day bar chart stacked by feature (its figures also in words and
+ * in the list under it, for screen readers and for exact numbers), the runway and the export. */
+function usageView(model: Model, actions: Actions): HTMLElement {
+  const u = model.usage;
+  const back = h("button", { type: "button", className: "link", id: "close-usage", onclick: () => actions.closeUsage() }, "Back to account");
+  const title = h("h1", { id: "usage-title", tabindex: "-1" }, "Usage");
+  if (!u) {
+    return h("section", { className: "card", "aria-labelledby": "usage-title" }, title, h("div", { className: "loading", role: "status" }, h("span", { className: "spinner", "aria-hidden": "true" }), "Loading your usage…"), back);
+  }
+  const features = Object.entries(u.total_by_feature).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  const slot = (f: string): number => Math.min(features.findIndex(([name]) => name === f), FEATURE_SLOTS);
+  const total = features.reduce((n, [, c]) => n + c, 0);
+  const top = Math.max(1, ...u.days.map((d) => d.spent));
+  const busiest = u.days.reduce((a, d) => (d.spent > a.spent ? d : a), u.days[0]);
+  const summary = total
+    ? `Credits spent per day over the last ${u.days.length} days: ${credits(total)} in all, the most on ${day(busiest.date)} (${credits(busiest.spent)}).`
+    : `No credits spent in the last ${u.days.length} days.`;
+  const bars = u.days.map((d) =>
+    h(
+      "div",
+      { className: "bar", title: `${day(d.date)}: ${credits(d.spent)}` },
+      ...Object.entries(d.by_feature)
+        .sort((a, b) => slot(a[0]) - slot(b[0]))
+        .map(([f, c]) => h("span", { className: `seg f${slot(f)}`, style: `height:${((c / top) * 100).toFixed(2)}%` })),
+    ),
+  );
+  const expired = u.days.reduce((n, d) => n + d.expired, 0);
+  const clawed = u.days.reduce((n, d) => n + d.clawed_back, 0);
+  return h(
+    "section",
+    { className: "card usage", "aria-labelledby": "usage-title" },
+    title,
+    h("p", { className: "muted small" }, `Last ${u.days.length} days, in UTC.`),
+    h(
+      "figure",
+      { className: "chart" },
+      h("div", { className: "bars", role: "img", "aria-label": summary, id: "usage-chart" }, ...bars),
+      h("figcaption", { className: "axis muted small", "aria-hidden": "true" }, h("span", {}, day(u.days[0].date)), h("span", {}, "Today")),
+    ),
+    features.length
+      ? h(
+          "ul",
+          { className: "features", id: "usage-features", "aria-label": "Credits spent by feature" },
+          ...features.map(([f, c], i) =>
+            h("li", {}, h("span", { className: `swatch f${Math.min(i, FEATURE_SLOTS)}`, "aria-hidden": "true" }), h("span", { className: "feature-name" }, f), h("strong", {}, credits(c))),
+          ),
+        )
+      : h("p", { className: "muted small", id: "usage-empty" }, "Nothing spent yet. What you create will show here, by feature."),
+    expired || clawed
+      ? h("p", { className: "muted small", id: "usage-other" }, [expired ? `${credits(expired)} expired` : "", clawed ? `${credits(clawed)} taken back by refunds` : ""].filter(Boolean).join(" · ") + ".")
+      : null,
+    h(
+      "p",
+      { id: "usage-runway" },
+      u.runway_days === null
+        ? "Nothing spent in the last 7 days."
+        : `At the last 7 days’ pace your available credits last about ${u.runway_days.toLocaleString("en-US")} ${u.runway_days === 1 ? "day" : "days"}.`,
+    ),
+    alertView(model, actions),
+    h("button", { type: "button", className: "secondary", id: "export-csv", disabled: model.busy, "aria-busy": model.busy ? "true" : undefined, onclick: () => actions.exportCsv() }, "Export history (CSV)"),
+    h("p", { className: "muted small" }, "Every entry, with features, amounts paid and Stripe ids. Opens in your browser."),
+    back,
   );
 }
 

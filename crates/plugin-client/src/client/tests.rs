@@ -164,7 +164,15 @@ fn signed_in_requests_carry_the_bearer_token() {
 
 #[test]
 fn every_path() {
-    let script = (0..7).fold(Script::default(), |s, _| s.answer(200, "{}"));
+    let script = (0..7)
+        .fold(Script::default(), |s, _| s.answer(200, "{}"))
+        .answer(200, "{}")
+        .answer(202, "")
+        .answer(200, "{}")
+        .answer(200, r#"{"url":"http://api.test/exports/csv?token=mce_x","expires_at":"x"}"#)
+        .answer(200, "{}")
+        .answer(200, "{}")
+        .answer(200, "{}");
     let c = client(script, Some("t"));
     block_on(async {
         c.me().await.unwrap();
@@ -174,6 +182,13 @@ fn every_path() {
         c.start_checkout("pack_75").await.unwrap();
         c.pending_checkouts().await.unwrap();
         c.checkout_status("cs/1", 0).await.unwrap_err();
+        c.redeem("launch50").await.unwrap();
+        c.send_verification().await.unwrap();
+        c.usage(7).await.unwrap();
+        c.export_csv().await.unwrap();
+        c.balance_after("1.0.0.0.0.0", 99).await.unwrap();
+        c.alerts().await.unwrap();
+        c.set_alerts(None).await.unwrap();
     });
     let urls: Vec<String> = sent(&c).into_iter().map(|r| r.url.replace("http://api.test", "")).collect();
     assert_eq!(
@@ -186,9 +201,19 @@ fn every_path() {
             "/api/v1/billing/checkout",
             "/api/v1/billing/checkouts?status=pending",
             "/api/v1/billing/checkout/cs%2F1?wait=0",
+            "/api/v1/credits/redeem",
+            "/api/v1/auth/verify-email",
+            "/api/v1/credits/usage?days=7",
+            "/api/v1/credits/export",
+            "/api/v1/credits/balance?wait=25&after=1.0.0.0.0.0",
+            "/api/v1/me/alerts",
+            "/api/v1/me/alerts",
         ]
     );
     assert_eq!(sent(&c)[4].body.as_deref(), Some(r#"{"pack_id":"pack_75"}"#));
+    assert_eq!(sent(&c)[7].body.as_deref(), Some(r#"{"code":"launch50"}"#));
+    assert!(sent(&c)[11].abortable, "the balance long-poll can be cancelled");
+    assert_eq!((sent(&c)[13].method, sent(&c)[13].body.as_deref()), (Method::Put, Some(r#"{"low_balance":null}"#)));
 }
 
 #[test]

@@ -71,6 +71,9 @@ pub struct ReadCache {
     ttl: Duration,
     tokens: Part<String, TokenOwner>,
     funds: Part<String, Funds>,
+    /// Woken whenever cached balances are dropped: a balance may have changed (long-polls and the
+    /// alert worker wait on it instead of polling).
+    funds_signal: tokio::sync::Notify,
 }
 
 /// The generation a read started in; a value read under it is stored only if it is still current.
@@ -80,7 +83,13 @@ pub struct Ticket(u64);
 impl ReadCache {
     /// A disabled cache: [`ReadCache::enable`] turns it on (the server does; tools never do).
     pub fn new(ttl: Duration) -> ReadCache {
-        ReadCache { enabled: AtomicBool::new(false), ttl, tokens: Part::default(), funds: Part::default() }
+        ReadCache {
+            enabled: AtomicBool::new(false),
+            ttl,
+            tokens: Part::default(),
+            funds: Part::default(),
+            funds_signal: tokio::sync::Notify::new(),
+        }
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -107,6 +116,13 @@ impl ReadCache {
     /// A balance or held amount may have changed.
     pub fn funds_changed(&self) {
         self.funds.invalidate();
+        self.funds_signal.notify_waiters();
+    }
+
+    /// Resolves at the next [`ReadCache::funds_changed`] after it is created (create it before
+    /// reading, so that a change between the read and the wait is not missed).
+    pub fn funds_signal(&self) -> tokio::sync::futures::Notified<'_> {
+        self.funds_signal.notified()
     }
 
     /// A token was revoked (or sessions were ended).

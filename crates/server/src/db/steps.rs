@@ -94,6 +94,59 @@ const STEPS: &[Step] = &[
         data: Some(|tx| Box::pin(widen_entry_kinds_on_sqlite(tx))),
         data_on: Some(DatabaseKind::Sqlite),
     },
+    Step {
+        // Low-balance alerts (issue 24): whatever changes a wallet's balance or held credits, in
+        // its own transaction, flips the alert's `low` when available crosses the threshold and
+        // writes the crossing for the alert worker. Guarded by the alert row's own state (`low =
+        // 0` to go low, `low = 1` to recover), under the users row lock the change took: one
+        // crossing per crossing, whatever the concurrency.
+        name: "20261203000022_balance_alert_triggers",
+        postgres: &[
+            "CREATE OR REPLACE FUNCTION mascot_balance_alert() RETURNS trigger LANGUAGE plpgsql AS $$
+             DECLARE a BIGINT := CASE WHEN NEW.debt > 0 THEN -(NEW.debt + NEW.held) ELSE NEW.balance - NEW.held END;
+                     t BIGINT; n BIGINT;
+                     now_ms BIGINT := (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT;
+             BEGIN
+               UPDATE balance_alerts SET low = 1, crossings = crossings + 1, updated_at = now_ms
+                 WHERE wallet_id = NEW.id AND low = 0 AND a < threshold RETURNING threshold, crossings INTO t, n;
+               IF FOUND THEN
+                 INSERT INTO alert_crossings (wallet_id, seq, kind, available, threshold, created_at)
+                   VALUES (NEW.id, n, 'low', a, t, now_ms);
+                 RETURN NULL;
+               END IF;
+               UPDATE balance_alerts SET low = 0, crossings = crossings + 1, updated_at = now_ms
+                 WHERE wallet_id = NEW.id AND low = 1 AND a >= threshold RETURNING threshold, crossings INTO t, n;
+               IF FOUND THEN
+                 INSERT INTO alert_crossings (wallet_id, seq, kind, available, threshold, created_at)
+                   VALUES (NEW.id, n, 'recovered', a, t, now_ms);
+               END IF;
+               RETURN NULL;
+             END $$",
+            "CREATE TRIGGER mascot_balance_alert AFTER UPDATE OF balance, held, debt ON users FOR EACH ROW
+             WHEN (OLD.balance IS DISTINCT FROM NEW.balance OR OLD.held IS DISTINCT FROM NEW.held
+                   OR OLD.debt IS DISTINCT FROM NEW.debt)
+             EXECUTE FUNCTION mascot_balance_alert()",
+        ],
+        sqlite: &[
+            // The crossing row is written first, from the alert row still in its old state; then
+            // the state flips. Both under SQLite's single writer, inside the change's transaction.
+            "CREATE TRIGGER mascot_balance_alert AFTER UPDATE OF balance, held, debt ON users
+             WHEN OLD.balance <> NEW.balance OR OLD.held <> NEW.held OR OLD.debt <> NEW.debt
+             BEGIN
+               INSERT INTO alert_crossings (wallet_id, seq, kind, available, threshold, created_at)
+                 SELECT NEW.id, crossings + 1, CASE low WHEN 0 THEN 'low' ELSE 'recovered' END,
+                        (CASE WHEN NEW.debt > 0 THEN -(NEW.debt + NEW.held) ELSE NEW.balance - NEW.held END), threshold, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
+                 FROM balance_alerts WHERE wallet_id = NEW.id
+                   AND ((low = 0 AND (CASE WHEN NEW.debt > 0 THEN -(NEW.debt + NEW.held) ELSE NEW.balance - NEW.held END) < threshold) OR (low = 1 AND (CASE WHEN NEW.debt > 0 THEN -(NEW.debt + NEW.held) ELSE NEW.balance - NEW.held END) >= threshold));
+               UPDATE balance_alerts SET low = 1 - low, crossings = crossings + 1,
+                      updated_at = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
+                 WHERE wallet_id = NEW.id
+                   AND ((low = 0 AND (CASE WHEN NEW.debt > 0 THEN -(NEW.debt + NEW.held) ELSE NEW.balance - NEW.held END) < threshold) OR (low = 1 AND (CASE WHEN NEW.debt > 0 THEN -(NEW.debt + NEW.held) ELSE NEW.balance - NEW.held END) >= threshold));
+             END",
+        ],
+        data: None,
+        data_on: None,
+    },
 ];
 
 /// The kinds an entry may have, as SQL (see `api_types::EntryKind`).

@@ -1,8 +1,8 @@
 //! Balance, history and spending: thin handlers over the ledger.
 
 use api_types::{
-    BalanceResponse, ErrorEnvelope, HistoryResponse, RedeemRequest, RedeemResponse, SpendRequest, SpendResponse,
-    UsageResponse,
+    AlertSettings, BalanceResponse, ErrorEnvelope, ExportResponse, HistoryResponse, RedeemRequest, RedeemResponse,
+    SpendRequest, SpendResponse, UsageResponse,
 };
 use axum::{extract::State, Json};
 use serde::Deserialize;
@@ -10,24 +10,54 @@ use serde::Deserialize;
 use crate::{
     error::ApiResult,
     http::extract::{ApiJson, ApiQuery, AuthUser, IdempotencyKey},
-    ledger::holds::Funds,
     ops::{self, Spender},
     AppState,
 };
 
-/// The caller's credit balance.
-#[utoipa::path(get, path = "/api/v1/credits/balance", tag = "credits", security(("bearer" = [])),
-    responses(
-        (status = 200, description = "Current balance", body = BalanceResponse),
-        (status = 401, description = "Not signed in", body = ErrorEnvelope),
-    ))]
-pub async fn balance(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<BalanceResponse>> {
-    let id = user.id.clone();
-    let funds = ops::credits::balance(&state, &Spender::Plugin(user), &id).await?;
-    Ok(Json(balance_body(funds)))
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BalanceQuery {
+    /// Seconds to wait (1 to 25) for the balance to differ from `after`; absent: answer at once.
+    pub wait: Option<u64>,
+    /// The `version` of the answer the caller has.
+    pub after: Option<String>,
 }
 
-pub fn balance_body(funds: Funds) -> BalanceResponse {
+/// The caller's credit balance; with `wait` and `after`, a long-poll answered as soon as the
+/// balance, the held credits or the low-balance alert's state changes.
+#[utoipa::path(get, path = "/api/v1/credits/balance", tag = "credits", security(("bearer" = [])), params(BalanceQuery),
+    responses(
+        (status = 200, description = "Current balance (after a change, or when the wait ends)", body = BalanceResponse),
+        (status = 400, description = "Unreadable query", body = ErrorEnvelope),
+        (status = 401, description = "Not signed in", body = ErrorEnvelope),
+        (status = 422, description = "wait outside 1–25", body = ErrorEnvelope),
+    ))]
+pub async fn balance(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(q): ApiQuery<BalanceQuery>,
+) -> ApiResult<Json<BalanceResponse>> {
+    let id = user.id.clone();
+    let who = Spender::Plugin(user);
+    let view = match q.wait {
+        None => ops::credits::balance(&state, &who, &id).await?,
+        Some(wait) if (1..=ops::credits::MAX_BALANCE_WAIT.as_secs()).contains(&wait) => {
+            let after = q.after.unwrap_or_default();
+            ops::credits::wait_balance(&state, &who, &id, &after, std::time::Duration::from_secs(wait)).await?
+        }
+        Some(_) => {
+            return Err(ops::OpError::Invalid(format!(
+                "wait must be from 1 to {} seconds.",
+                ops::credits::MAX_BALANCE_WAIT.as_secs()
+            ))
+            .into())
+        }
+    };
+    Ok(Json(balance_body(&view)))
+}
+
+pub fn balance_body(view: &ops::credits::BalanceView) -> BalanceResponse {
+    let funds = &view.funds;
     BalanceResponse {
         balance: funds.balance,
         available: funds.available(),
@@ -37,7 +67,39 @@ pub fn balance_body(funds: Funds) -> BalanceResponse {
             .iter()
             .map(|&(credits, at)| api_types::Expiring { credits, expires_at: crate::db::rfc3339_ms(at) })
             .collect(),
+        low_balance: view.alert.threshold,
+        low: view.alert.low,
+        version: view.version(),
     }
+}
+
+/// The caller's low-balance alert.
+#[utoipa::path(get, path = "/api/v1/me/alerts", tag = "credits", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The threshold, or null when the alert is off", body = AlertSettings),
+        (status = 401, description = "Not signed in", body = ErrorEnvelope),
+    ))]
+pub async fn get_alerts(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<AlertSettings>> {
+    let alert = ops::credits::alerts(&state, &user).await?;
+    Ok(Json(AlertSettings { low_balance: alert.threshold }))
+}
+
+/// Sets the low-balance alert: `balance.low` once when available falls below it, `balance.recovered`
+/// once when it is back (a banner in the plugin, a mail, a webhook). Setting it is not a crossing.
+#[utoipa::path(put, path = "/api/v1/me/alerts", tag = "credits", security(("bearer" = [])), request_body = AlertSettings,
+    responses(
+        (status = 200, description = "Saved", body = AlertSettings),
+        (status = 400, description = "Body is not valid JSON of this shape", body = ErrorEnvelope),
+        (status = 401, description = "Not signed in", body = ErrorEnvelope),
+        (status = 422, description = "low_balance outside 1–1,000,000", body = ErrorEnvelope),
+    ))]
+pub async fn put_alerts(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<AlertSettings>,
+) -> ApiResult<Json<AlertSettings>> {
+    let alert = ops::credits::set_alerts(&state, &user, body.low_balance).await?;
+    Ok(Json(AlertSettings { low_balance: alert.threshold }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -87,6 +149,70 @@ pub async fn usage(
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> ApiResult<Json<UsageResponse>> {
     Ok(Json(ops::credits::usage(&state, &user, q.days.unwrap_or(30)).await?))
+}
+
+/// Start a CSV export of the caller's whole history: a single-use address for the browser.
+#[utoipa::path(post, path = "/api/v1/credits/export", tag = "credits", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Open `url` in the browser within 5 minutes; it works once", body = ExportResponse),
+        (status = 401, description = "Not signed in", body = ErrorEnvelope),
+        (status = 429, description = "More than 20 exports in an hour; see Retry-After", body = ErrorEnvelope),
+    ))]
+pub async fn export(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<ExportResponse>> {
+    let (path, expires_at) = ops::credits::start_export(&state, &user).await?;
+    Ok(Json(ExportResponse {
+        url: format!("{}{path}", state.config.public_base()),
+        expires_at: crate::db::rfc3339_ms(expires_at),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ExportQuery {
+    pub token: Option<String>,
+}
+
+/// `GET /exports/csv?token=mce_…`: the download itself (an attachment, never cached); a page
+/// that says so when the address was used, expired or is wrong.
+pub async fn download(
+    State(state): State<AppState>,
+    q: Result<axum::extract::Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> axum::response::Response {
+    use axum::{
+        http::{header, HeaderValue, StatusCode},
+        response::IntoResponse,
+    };
+    let gone = || {
+        crate::http::html::message(
+            StatusCode::NOT_FOUND,
+            "This download link no longer works",
+            "Download links work once, for 5 minutes. Export again from the Usage view of the Mascot plugin in Figma.",
+        )
+    };
+    let Some(token) = q.ok().and_then(|q| q.0.token) else { return gone() };
+    match ops::credits::download_export(&state, &token).await {
+        Ok(Some(csv)) => {
+            let name =
+                format!("attachment; filename=\"mascot-credits-{}.csv\"", time::OffsetDateTime::now_utc().date());
+            let mut res = (StatusCode::OK, csv).into_response();
+            let h = res.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8; header=present"));
+            if let Ok(v) = HeaderValue::from_str(&name) {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+            res
+        }
+        Ok(None) => gone(),
+        Err(e) => {
+            tracing::error!(error = %e, "export could not be read");
+            crate::http::html::message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Please try again",
+                "Something went wrong on our side. Export again from the plugin in a minute.",
+            )
+        }
+    }
 }
 
 /// Spend credits. Retrying with the same `Idempotency-Key` returns the first result and spends once.

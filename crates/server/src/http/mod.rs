@@ -110,8 +110,10 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi, Vec<PlainRoute>)
         .routes(routes!(auth::verify_email))
         .routes(routes!(auth::me))
         .routes(routes!(credits::balance))
+        .routes(routes!(credits::get_alerts, credits::put_alerts))
         .routes(routes!(credits::history))
         .routes(routes!(credits::usage))
+        .routes(routes!(credits::export))
         .routes(routes!(credits::spend))
         .routes(routes!(credits::redeem))
         .routes(routes!(holds::create))
@@ -144,6 +146,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi, Vec<PlainRoute>)
     pages.route("/account/reset", "GET POST", get(account::reset_form).post(account::reset_submit));
     pages.route("/account/sign-in", "GET POST", get(handoff::page).post(handoff::submit));
     pages.route("/account/verify", "GET POST", get(account::verify_form).post(account::verify_submit));
+    pages.route("/exports/csv", "GET", get(credits::download));
     pages.route("/assets/pages.css", "GET", get(html::stylesheet));
     // The operator console's pages.
     pages.route("/admin", "GET", get(console::overview::overview_page));
@@ -219,7 +222,8 @@ pub fn router(state: AppState) -> Router {
     // any origin may call, credentials are not allowed.
     let cors = CorsLayer::new()
         .allow_origin(Any)
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        // PUT for settings (`/me/alerts`), PATCH and DELETE for teams' members and invitations.
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,

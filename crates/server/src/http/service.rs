@@ -64,7 +64,7 @@ pub async fn balance(
     service: Service,
     PathId(user_id): PathId,
 ) -> ApiResult<Json<BalanceResponse>> {
-    Ok(Json(balance_body(ops::credits::balance(&state, &Spender::Service(service), &user_id).await?)))
+    Ok(Json(balance_body(&ops::credits::balance(&state, &Spender::Service(service), &user_id).await?)))
 }
 
 /// Spend a user's credits for work done. Retrying with the same `Idempotency-Key` returns the

@@ -5,6 +5,7 @@
 //! the retries, duplicates or races above it; a conditional `UPDATE … WHERE balance + delta >= 0`
 //! keeps spends from overdrawing, even with many writers.
 
+pub mod export;
 mod history;
 pub mod holds;
 pub mod input;

@@ -2,14 +2,16 @@
 //!
 //! | use case | doors |
 //! |---|---|
-//! | [`balance`] | plugin API `GET /credits/balance`, service API `GET /service/users/{id}/balance` |
+//! | [`balance`], [`wait_balance`] | plugin API `GET /credits/balance` (`?wait=&after=`), service API `GET /service/users/{id}/balance` |
+//! | [`usage`], [`start_export`], [`download_export`] | plugin API `GET /credits/usage`, `POST /credits/export`; the page `/exports/csv` |
+//! | [`alerts`], [`set_alerts`] | plugin API `GET|PUT /me/alerts` |
 //! | [`history`] | plugin API `GET /credits/history` |
 //! | [`spend`] | plugin API `POST /credits/spend`, service API `POST /service/users/{id}/spend` |
 //! | [`hold`] | plugin API `POST /credits/holds`, service API `POST /service/users/{id}/holds` |
 //! | [`capture`], [`release`] | plugin API `POST /credits/holds/{id}/…`, service API `POST /service/holds/{id}/…` |
 //! | [`grant`] | admin API, console, CLI `credits grant` |
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use api_types::{codes, HoldRequest, SpendRequest};
 
@@ -107,9 +109,66 @@ fn may_start_spending(state: &AppState, who: &Spender) -> Result<(), OpError> {
 }
 
 /// Balance, held and available credits of `user_id`.
-pub async fn balance(state: &AppState, who: &Spender, user_id: &str) -> Result<Funds, OpError> {
+pub async fn balance(state: &AppState, who: &Spender, user_id: &str) -> Result<BalanceView, OpError> {
     let user_id = target(who, user_id)?;
-    holds::funds(&state.db, user_id).await?.ok_or_else(|| unknown_user(who, user_id))
+    let funds = holds::funds(&state.db, user_id).await?.ok_or_else(|| unknown_user(who, user_id))?;
+    let alert = crate::alerts::get(&state.db, user_id).await?;
+    Ok(BalanceView { funds, alert })
+}
+
+/// What a balance answer shows: the funds and the low-balance alert's state.
+#[derive(Debug, Clone)]
+pub struct BalanceView {
+    pub funds: Funds,
+    pub alert: crate::alerts::Alert,
+}
+
+impl BalanceView {
+    /// Changes whenever anything the answer shows does (the long-poll's `after`).
+    pub fn version(&self) -> String {
+        let f = &self.funds;
+        let a = &self.alert;
+        let soonest = f.expiring.first().map_or(0, |&(c, at)| c ^ at);
+        format!(
+            "{}.{}.{}.{}.{}.{}",
+            f.balance,
+            f.held,
+            f.debt,
+            soonest,
+            a.threshold.unwrap_or(0),
+            a.crossings * 2 + i64::from(a.low)
+        )
+    }
+}
+
+/// The longest a balance long-poll waits.
+pub const MAX_BALANCE_WAIT: Duration = Duration::from_secs(25);
+
+/// Answers as soon as the balance view's version differs from `after` (at once when it already
+/// does), or after `wait` with the unchanged view. Woken by this process's commits and the
+/// PostgreSQL notifications of other writers; at least once a second otherwise (an operator
+/// command on SQLite is another process).
+pub async fn wait_balance(
+    state: &AppState,
+    who: &Spender,
+    user_id: &str,
+    after: &str,
+    wait: Duration,
+) -> Result<BalanceView, OpError> {
+    let deadline = tokio::time::Instant::now() + wait.min(MAX_BALANCE_WAIT);
+    loop {
+        let changed = state.db.cache().funds_signal();
+        let view = balance(state, who, user_id).await?;
+        let now = tokio::time::Instant::now();
+        if view.version() != after || now >= deadline {
+            return Ok(view);
+        }
+        let step = (deadline - now).min(Duration::from_secs(1));
+        if tokio::time::timeout(step, changed).await.is_ok() {
+            // Any wallet's commit wakes every waiter: let a burst settle before reading again.
+            tokio::time::sleep(Duration::from_millis(100).min(deadline.saturating_duration_since(now))).await;
+        }
+    }
 }
 
 /// One page of the user's history, newest first.
@@ -136,6 +195,28 @@ pub async fn history(
     Ok(ledger::history(&state.db, &user.id, limit, before).await?)
 }
 
+/// The user's low-balance alert.
+pub async fn alerts(state: &AppState, user: &User) -> Result<crate::alerts::Alert, OpError> {
+    Ok(crate::alerts::get(&state.db, &user.id).await?)
+}
+
+/// Sets the user's low-balance threshold (1 to 1,000,000 credits), or turns the alert off.
+pub async fn set_alerts(
+    state: &AppState,
+    user: &User,
+    low_balance: Option<i64>,
+) -> Result<crate::alerts::Alert, OpError> {
+    if let Some(t) = low_balance {
+        if !(1..=crate::alerts::MAX_THRESHOLD).contains(&t) {
+            return Err(OpError::Invalid(format!(
+                "low_balance must be a whole number of credits from 1 to {}, or null to turn the alert off.",
+                crate::alerts::MAX_THRESHOLD
+            )));
+        }
+    }
+    Ok(crate::alerts::set(&state.db, &user.id, low_balance).await?)
+}
+
 /// Where the user's credits went over the last `days` UTC days (1–366), and how long the
 /// available balance lasts at the last week's pace. Records a due expiry first (through the
 /// balance read), so an expiry shows here the moment it is due.
@@ -147,6 +228,24 @@ pub async fn usage(state: &AppState, user: &User, days: i64) -> Result<api_types
         .await?
         .ok_or_else(|| OpError::Unauthorized("This account no longer exists.".into()))?;
     Ok(ledger::usage::usage(&state.db, &user.id, days, funds.available()).await?)
+}
+
+/// A single-use address (5 minutes) from which the browser downloads the user's whole history as
+/// CSV: the path with its `mce_…` token, and when it ends.
+pub async fn start_export(state: &AppState, user: &User) -> Result<(String, i64), OpError> {
+    if let Err(wait) = state.limits.exports.check(&user.id) {
+        return Err(OpError::rate_limited(format!("Too many exports. Try again in {wait} seconds."), wait));
+    }
+    let (token, expires_at) = ledger::export::issue(&state.db, &user.id).await?;
+    Ok((format!("/exports/csv?token={token}"), expires_at))
+}
+
+/// The CSV of an export token, using it up; `None` for a used, expired or unknown token.
+pub async fn download_export(state: &AppState, token: &str) -> Result<Option<String>, OpError> {
+    let Some(user_id) = ledger::export::consume(&state.db, token).await? else { return Ok(None) };
+    // A due expiry is in the file, as in every read.
+    holds::funds(&state.db, &user_id).await?;
+    Ok(Some(ledger::export::csv(&state.db, &user_id).await?))
 }
 
 /// A service key's daily limit, inside the unit that moved the credits (after it: a replay is

@@ -61,6 +61,8 @@ impl EventType {
                 | EventType::CreditsDisputed
                 | EventType::CreditsGranted
                 | EventType::CreditsExpired
+                | EventType::BalanceLow
+                | EventType::BalanceRecovered
         )
     }
 }

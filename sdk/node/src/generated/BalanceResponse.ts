@@ -16,4 +16,17 @@ held: number,
 /**
  * Promotional credits that will expire, soonest first (paid credits never expire).
  */
-expiring: Array<Expiring>, };
+expiring: Array<Expiring>, 
+/**
+ * The low-balance alert's threshold (`PUT /api/v1/me/alerts`); null: no alert.
+ */
+low_balance: number | null, 
+/**
+ * Whether `available` is below that threshold (false without one).
+ */
+low: boolean, 
+/**
+ * Changes whenever anything above does: pass it back as `after` with `wait` to be answered
+ * as soon as the next change happens (a long-poll).
+ */
+version: string, };

@@ -42,3 +42,5 @@ export type { RedeemRequest } from "./RedeemRequest.js";
 export type { RedeemResponse } from "./RedeemResponse.js";
 export type { UsageResponse } from "./UsageResponse.js";
 export type { UsageDay } from "./UsageDay.js";
+export type { ExportResponse } from "./ExportResponse.js";
+export type { AlertSettings } from "./AlertSettings.js";
