@@ -147,6 +147,12 @@ pub struct PurchaseAmounts {
     pub amount_tax_cents: i64,
     /// Null when the purchase was made without Stripe Tax.
     pub tax_behavior: Option<TaxBehavior>,
+    /// Stripe's receipt for the payment (null until fetched, and for a $0 purchase).
+    #[serde(default)]
+    pub receipt_url: Option<String>,
+    /// The invoice's hosted page, when the server issues invoices.
+    #[serde(default)]
+    pub invoice_url: Option<String>,
 }
 
 /// The Checkout settings a session was created with (the server's `STRIPE_*` settings then).

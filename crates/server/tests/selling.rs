@@ -210,14 +210,21 @@ async fn settings_off_change_nothing(b: Backend) {
         json!({"subtotal": 1299, "paid": 1299, "discount": 0, "tax": 0, "tax_behavior": null, "automatic_tax": 0,
                "tax_id_collection": 0, "invoice_creation": 0, "allow_promotion_codes": 0, "status": "credited"})
     );
-    let p = &purchases(&app, &u.token).await[0]["purchase"];
+    let mut p = purchases(&app, &u.token).await[0]["purchase"].clone();
+    // The receipt address arrives after the credit (see purchases_carry_their_receipts).
+    let receipt = p.as_object_mut().unwrap().remove("receipt_url");
+    assert!(receipt.is_some());
+    assert_eq!(p.as_object_mut().unwrap().remove("invoice_url"), Some(Value::Null), "no invoice: invoices are off");
     assert_eq!(
-        *p,
+        p,
         json!({"session_id": id, "currency": "usd", "amount_subtotal_cents": 1299, "amount_paid_cents": 1299,
                "amount_discount_cents": 0, "amount_tax_cents": 0, "tax_behavior": null})
     );
-    let c = &checkouts(&app, &u.token).await[0];
-    assert_eq!(c["amounts"], *p);
+    let mut c = checkouts(&app, &u.token).await[0].clone();
+    let amounts = c["amounts"].as_object_mut().unwrap();
+    amounts.remove("receipt_url");
+    amounts.remove("invoice_url");
+    assert_eq!(c["amounts"], p);
     assert_eq!(
         c["settings"],
         json!({"automatic_tax": false, "tax_behavior": null, "tax_id_collection": false, "invoice_creation": false,
@@ -613,7 +620,55 @@ async fn startup_checks_the_tax_settings(b: Backend) {
     assert_eq!(answered.iter().filter(|s| **s == 500).count(), 3, "{answered:?}");
 }
 
+/// Receipts: a credited purchase's history entry carries the charge's receipt and, with invoices
+/// on, the invoice's hosted page (both pages the simulator serves); a $0 purchase has neither; a
+/// purchase credited before receipts were stored gets its receipt from `reconcile`.
+async fn purchases_carry_their_receipts(b: Backend) {
+    let app = spawn(b, settings(|s| s.invoice_creation = true)).await;
+    let u = app.signup("receipts@example.com").await;
+    let id = start_checkout(&app, &u.token, "pack_25").await;
+    app.sim.pay(&id, PayMethod::Card).await.unwrap();
+    settled(&app, &u.token, &id).await;
+    let mut purchase = Value::Null;
+    for _ in 0..100 {
+        purchase = purchases(&app, &u.token).await[0]["purchase"].clone();
+        if !purchase["receipt_url"].is_null() && !purchase["invoice_url"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let asked: Vec<(String, u16)> = app.sim.requests().iter().map(|r| (r.path.clone(), r.status)).collect();
+    let receipt = purchase["receipt_url"].as_str().unwrap_or_else(|| panic!("a receipt address: {purchase} {asked:?}")).to_string();
+    let invoice = purchase["invoice_url"].as_str().expect("an invoice address").to_string();
+    assert!(receipt.starts_with(&app.sim.base_url()) && receipt.contains("/receipts/ch_"), "{receipt}");
+    assert!(invoice.contains("/invoices/in_"), "{invoice}");
+    for page in [&receipt, &invoice] {
+        let res = app.client.get(page.as_str()).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.text().await.unwrap().contains("$5.99"), "{page}");
+    }
+
+    // An older purchase: its addresses were never stored. `reconcile` fetches them.
+    sqlx::query("UPDATE checkout_sessions SET receipt_url = NULL, invoice_url = NULL WHERE id = $1")
+        .bind(&id)
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+    assert!(purchases(&app, &u.token).await[0]["purchase"]["receipt_url"].is_null());
+    let billing = app.state.billing.clone().unwrap();
+    let report = mascot_server::billing::reconcile::reconcile(&billing, now() - 3600).await.unwrap();
+    assert_eq!(report.receipts_filled, 1, "{report:?}");
+    assert_eq!(purchases(&app, &u.token).await[0]["purchase"]["receipt_url"], receipt.as_str());
+    let stored: (Option<String>,) = sqlx::query_as("SELECT invoice_url FROM checkout_sessions WHERE id = $1")
+        .bind(&id)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored.0.as_deref(), Some(invoice.as_str()));
+}
+
 on_both_databases!(
+    purchases_carry_their_receipts,
     settings_off_change_nothing,
     exclusive_tax_is_added_and_credited,
     inclusive_tax_is_inside_the_price,

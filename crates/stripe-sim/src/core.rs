@@ -37,6 +37,8 @@ pub struct State {
     pub delivery: DeliveryMode,
     pub deliveries: Vec<DeliveryRecord>,
     pub coupons: HashMap<String, Value>,
+    /// Invoices of sessions created with `invoice_creation[enabled]`.
+    pub invoices: HashMap<String, Value>,
     pub promotion_codes: HashMap<String, Value>,
     /// Creation order, for lists (newest first).
     pub promotion_order: Vec<String>,
@@ -292,6 +294,10 @@ fn complete(sim: &StripeSim, id: &str, details: &PayDetails) -> Result<Vec<Value
             selling::redeem(&mut state, applied);
         }
         let mut events = Vec::new();
+        if let Some(invoice) = session["invoice"].as_str() {
+            let invoice = objects::invoice(invoice, &session, &sim.base_url(), now);
+            state.invoices.insert(invoice["id"].as_str().unwrap_or_default().into(), invoice);
+        }
         if totals.total == 0 {
             // Nothing to pay: no PaymentIntent, no charge, whatever method was picked.
             session["payment_status"] = json!("no_payment_required");
@@ -303,7 +309,7 @@ fn complete(sim: &StripeSim, id: &str, details: &PayDetails) -> Result<Vec<Value
             PayMethod::Card => {
                 let mut pi = objects::payment_intent(&session, &metadata, "succeeded", now);
                 pi["description"] = description;
-                let charge = objects::charge(&pi, now);
+                let charge = objects::charge(&pi, &sim.base_url(), now);
                 pi["latest_charge"] = charge["id"].clone();
                 session["payment_status"] = json!("paid");
                 session["payment_intent"] = pi["id"].clone();
@@ -336,7 +342,7 @@ fn settle_delayed(sim: &StripeSim, id: &str, success: bool) {
         let kind = if success {
             pi["status"] = json!("succeeded");
             pi["amount_received"] = pi["amount"].clone();
-            let charge = objects::charge(&pi, now);
+            let charge = objects::charge(&pi, &sim.base_url(), now);
             pi["latest_charge"] = charge["id"].clone();
             state.charges.insert(charge["id"].as_str().unwrap_or_default().into(), charge);
             session["payment_status"] = json!("paid");

@@ -235,6 +235,17 @@ pub static ENDPOINTS: &[Endpoint] = &[
         },
     },
     Endpoint {
+        method: "GET",
+        path: "/v1/invoices/{id}",
+        source: "npm `stripe@23.1.0` `esm/resources/Invoices.d.ts` `InvoiceRetrieveParams`",
+        params: expand_only,
+        implemented: &[("expand", &[])],
+        expandable: &[],
+        run: |sim, call| {
+            sim.lock().invoices.get(&call.id).cloned().ok_or_else(|| StripeError::not_found("invoice", &call.id))
+        },
+    },
+    Endpoint {
         method: "POST",
         path: "/v1/coupons",
         source: COUPON_SOURCE,

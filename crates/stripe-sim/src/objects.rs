@@ -104,7 +104,8 @@ pub fn payment_intent(session: &Value, metadata: &Value, status: &str, now: i64)
     })
 }
 
-pub fn charge(pi: &Value, now: i64) -> Value {
+/// A charge; its `receipt_url` is the simulator's own receipt page (Stripe's is on pay.stripe.com).
+pub fn charge(pi: &Value, base_url: &str, now: i64) -> Value {
     let mut c = charge_template();
     let cid = id("ch_3", 21);
     c["id"] = json!(cid);
@@ -124,7 +125,7 @@ pub fn charge(pi: &Value, now: i64) -> Value {
     c["payment_intent"] = pi["id"].clone();
     c["payment_method"] = pi["payment_method"].clone();
     c["receipt_email"] = pi["receipt_email"].clone();
-    c["receipt_url"] = json!(format!("https://pay.stripe.com/receipts/{cid}"));
+    c["receipt_url"] = json!(format!("{base_url}/receipts/{cid}"));
     // Current API versions no longer embed the refunds list in a charge.
     if let Some(map) = c.as_object_mut() {
         map.remove("refunds");
@@ -170,5 +171,29 @@ pub fn event(
         "livemode": false, "pending_webhooks": endpoints,
         "request": match request { Some((rid, key)) => json!({"id": rid, "idempotency_key": key}), None => json!({"id": null, "idempotency_key": null}) },
         "type": kind
+    })
+}
+
+/// The invoice Stripe makes for a session created with `invoice_creation[enabled]=true`, paid,
+/// with its hosted page (the simulator serves it at `/invoices/{id}`).
+pub fn invoice(id: &str, session: &Value, base_url: &str, now: i64) -> Value {
+    json!({
+        "id": id,
+        "object": "invoice",
+        "amount_due": session["amount_total"],
+        "amount_paid": session["amount_total"],
+        "amount_remaining": 0,
+        "currency": session["currency"],
+        "customer": session["customer"],
+        "customer_email": session["customer_email"],
+        "created": now,
+        "hosted_invoice_url": format!("{base_url}/invoices/{id}"),
+        "invoice_pdf": format!("{base_url}/invoices/{id}/pdf"),
+        "livemode": false,
+        "metadata": session["invoice_creation"]["invoice_data"]["metadata"],
+        "number": format!("SIM-{}", &id[id.len().saturating_sub(6)..]),
+        "status": "paid",
+        "subtotal": session["amount_subtotal"],
+        "total": session["amount_total"],
     })
 }

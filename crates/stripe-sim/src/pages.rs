@@ -16,6 +16,8 @@ pub fn router(sim: StripeSim) -> Router {
     Router::new()
         .route("/c/pay/{id}", get(pay_page))
         .route("/c/pay/{id}/{action}", post(pay_action))
+        .route("/receipts/{id}", get(receipt_page))
+        .route("/invoices/{id}", get(invoice_page))
         .route("/_sim/sessions/{id}/pay", post(control_pay))
         .route("/_sim/charges/{id}/dispute", post(control_dispute))
         .route("/_sim/disputes/{id}/close", post(control_close))
@@ -60,6 +62,44 @@ label {{ display:block; font-size:13px; margin:0 0 10px; }} input {{ display:blo
         title = escape(title)
     ))
     .into_response()
+}
+
+/// A charge's receipt, as `receipt_url` names it (Stripe's own is on pay.stripe.com).
+async fn receipt_page(State(sim): State<StripeSim>, Path(id): Path<String>) -> Response {
+    let Some(c) = sim.lock().charges.get(&id).cloned() else {
+        return (StatusCode::NOT_FOUND, page("Not found", "<h1>This receipt does not exist.</h1>")).into_response();
+    };
+    let amount = money(c["amount"].as_i64().unwrap_or(0), c["currency"].as_str().unwrap_or("usd"));
+    let refunded = c["amount_refunded"].as_i64().unwrap_or(0);
+    page(
+        "Receipt",
+        &format!(
+            "<span class=\"badge\">TEST MODE · simulated Stripe</span><h1>Receipt from Mascot</h1><p class=\"amount\">{}</p><p class=\"muted\">Charge {}{}</p>",
+            escape(&amount),
+            escape(&id),
+            if refunded > 0 {
+                format!(" · refunded {}", escape(&money(refunded, c["currency"].as_str().unwrap_or("usd"))))
+            } else {
+                String::new()
+            }
+        ),
+    )
+}
+
+/// An invoice's hosted page (`hosted_invoice_url`).
+async fn invoice_page(State(sim): State<StripeSim>, Path(id): Path<String>) -> Response {
+    let Some(i) = sim.lock().invoices.get(&id).cloned() else {
+        return (StatusCode::NOT_FOUND, page("Not found", "<h1>This invoice does not exist.</h1>")).into_response();
+    };
+    let amount = money(i["amount_paid"].as_i64().unwrap_or(0), i["currency"].as_str().unwrap_or("usd"));
+    page(
+        "Invoice",
+        &format!(
+            "<span class=\"badge\">TEST MODE · simulated Stripe</span><h1>Invoice {}</h1><p class=\"amount\">{}</p><p class=\"muted\">Paid</p>",
+            escape(i["number"].as_str().unwrap_or("")),
+            escape(&amount)
+        ),
+    )
 }
 
 async fn pay_page(State(sim): State<StripeSim>, Path(id): Path<String>) -> Response {

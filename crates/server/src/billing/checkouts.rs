@@ -30,6 +30,9 @@ pub struct CheckoutRecord {
     pub settings: Option<CheckoutSettingsUsed>,
     /// What Stripe reported when the session was credited.
     pub amounts: Option<RecordedAmounts>,
+    /// The charge's receipt and the invoice's hosted page, once fetched (see `billing::receipts`).
+    pub receipt_url: Option<String>,
+    pub invoice_url: Option<String>,
 }
 
 impl CheckoutRecord {
@@ -62,6 +65,8 @@ impl CheckoutRecord {
             expires_at,
             settings: Some(settings_used(settings)),
             amounts: None,
+            receipt_url: None,
+            invoice_url: None,
         }
     }
 }
@@ -98,6 +103,8 @@ impl CheckoutRecord {
             amount_discount_cents: a.discount,
             amount_tax_cents: a.tax,
             tax_behavior: self.settings.as_ref().and_then(|s| s.tax_behavior),
+            receipt_url: self.receipt_url.clone(),
+            invoice_url: self.invoice_url.clone(),
         })
     }
 }
@@ -113,7 +120,7 @@ pub fn settings_used(c: &CheckoutSettings) -> CheckoutSettingsUsed {
     }
 }
 
-const COLUMNS: &str = "id, user_id, pack_id, credits, amount_cents, currency, status, checkout_url, livemode, payment_intent, refund_clawed, dispute_clawed, created_at, expires_at, amount_subtotal_cents, amount_paid_cents, amount_discount_cents, amount_tax_cents, tax_behavior, automatic_tax, tax_id_collection, invoice_creation, allow_promotion_codes";
+const COLUMNS: &str = "id, user_id, pack_id, credits, amount_cents, currency, status, checkout_url, livemode, payment_intent, refund_clawed, dispute_clawed, created_at, expires_at, amount_subtotal_cents, amount_paid_cents, amount_discount_cents, amount_tax_cents, tax_behavior, automatic_tax, tax_id_collection, invoice_creation, allow_promotion_codes, receipt_url, invoice_url";
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -140,6 +147,8 @@ struct Row {
     tax_id_collection: Option<i64>,
     invoice_creation: Option<i64>,
     allow_promotion_codes: Option<i64>,
+    receipt_url: Option<String>,
+    invoice_url: Option<String>,
 }
 
 impl TryFrom<Row> for CheckoutRecord {
@@ -187,6 +196,8 @@ impl TryFrom<Row> for CheckoutRecord {
             dispute_clawed: r.dispute_clawed,
             created_at: r.created_at,
             expires_at: r.expires_at,
+            receipt_url: r.receipt_url,
+            invoice_url: r.invoice_url,
         })
     }
 }

@@ -184,16 +184,20 @@ const CLAIM: &str = "UPDATE checkout_sessions SET status = 'credited', payment_i
      WHERE id = $3 AND status <> 'credited'";
 
 /// Credits the session's pack if Stripe says it is paid; records expiry otherwise.
-pub async fn fulfil_checkout(billing: &Billing, session: &SessionView) -> Result<FulfilOutcome, FulfilError> {
-    let (unit_billing, session) = (billing.clone(), Arc::new(session.clone()));
+pub async fn fulfil_checkout(billing: &Billing, view: &SessionView) -> Result<FulfilOutcome, FulfilError> {
+    let (unit_billing, session) = (billing.clone(), Arc::new(view.clone()));
     let order = Some(format!("session:{}", session.id));
-    billing
+    let outcome = billing
         .db
         .write(order, move |uow| {
             let (billing, session) = (unit_billing.clone(), session.clone());
             Box::pin(async move { fulfil_checkout_in(uow, &billing, &session).await })
         })
-        .await
+        .await?;
+    if let FulfilOutcome::Credited { .. } = outcome {
+        super::receipts::record_later(billing, &view.id, view.payment_intent_id(), view.invoice_id());
+    }
+    Ok(outcome)
 }
 
 /// [`fulfil_checkout`] inside the caller's write transaction.

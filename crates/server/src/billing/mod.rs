@@ -6,6 +6,7 @@ pub mod checkouts;
 pub mod events;
 pub mod fulfil;
 pub mod journal;
+pub mod receipts;
 pub mod reconcile;
 pub mod signature;
 pub mod stripe_api;

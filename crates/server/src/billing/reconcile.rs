@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use api_types::CheckoutStatus;
 
 use super::{
-    checkouts,
+    checkouts, receipts,
     fulfil::{self, FulfilError, FulfilOutcome},
     Billing,
 };
@@ -24,6 +24,8 @@ pub struct DriftReport {
     pub credited_not_paid: Vec<String>,
     /// Paid sessions that are not Mascot's (another integration, `stripe trigger`).
     pub not_ours: usize,
+    /// Credited purchases whose receipt address was fetched now.
+    pub receipts_filled: usize,
 }
 
 impl DriftReport {
@@ -107,6 +109,9 @@ impl DriftReport {
         for id in &self.credited_not_paid {
             out.push_str(&format!("  {id}\n"));
         }
+        if self.receipts_filled > 0 {
+            out.push_str(&format!("receipt addresses fetched for older purchases: {}\n", self.receipts_filled));
+        }
         out.push_str(if self.has_unfixed_drift() { "DRIFT REMAINS\n" } else { "no drift\n" });
         out
     }
@@ -148,6 +153,13 @@ pub async fn reconcile_counting(
         };
         report.paid_seen += 1;
         if record.status == CheckoutStatus::Credited {
+            // Credited before receipts were stored, or their fetch failed: fetch them now.
+            if record.receipt_url.is_none() && record.invoice_url.is_none() {
+                let (pi, inv) = (session.payment_intent_id(), session.invoice_id());
+                if receipts::record(billing, &record.id, pi.as_deref(), inv.as_deref()).await? {
+                    report.receipts_filled += 1;
+                }
+            }
             continue;
         }
         match fulfil::fulfil_checkout(billing, &session).await? {
@@ -164,7 +176,14 @@ pub async fn reconcile_counting(
         }
         // Outside the listed window, or really not paid: ask for this one.
         match billing.stripe.retrieve_session(&record.id).await {
-            Ok(s) if s.is_settled() => {}
+            Ok(s) if s.is_settled() => {
+                if record.receipt_url.is_none() && record.invoice_url.is_none() {
+                    let (pi, inv) = (s.payment_intent_id(), s.invoice_id());
+                    if receipts::record(billing, &record.id, pi.as_deref(), inv.as_deref()).await? {
+                        report.receipts_filled += 1;
+                    }
+                }
+            }
             Ok(_) => report.credited_not_paid.push(record.id.clone()),
             Err(e) if e.is_not_found() => report.credited_not_paid.push(record.id.clone()),
             Err(e) => return Err(e.into()),

@@ -45,6 +45,9 @@ pub struct SessionView {
     /// An id, or an expanded object when asked for.
     #[serde(default)]
     pub payment_intent: Option<serde_json::Value>,
+    /// The invoice's id (or object) when the session was created with invoices on.
+    #[serde(default)]
+    pub invoice: Option<serde_json::Value>,
     #[serde(default)]
     pub livemode: bool,
     #[serde(default)]
@@ -58,6 +61,14 @@ pub struct SessionView {
 impl SessionView {
     pub fn payment_intent_id(&self) -> Option<String> {
         match &self.payment_intent {
+            Some(serde_json::Value::String(id)) => Some(id.clone()),
+            Some(serde_json::Value::Object(o)) => o.get("id").and_then(|v| v.as_str()).map(str::to_string),
+            _ => None,
+        }
+    }
+
+    pub fn invoice_id(&self) -> Option<String> {
+        match &self.invoice {
             Some(serde_json::Value::String(id)) => Some(id.clone()),
             Some(serde_json::Value::Object(o)) => o.get("id").and_then(|v| v.as_str()).map(str::to_string),
             _ => None,
@@ -100,6 +111,38 @@ impl StripeRequest for RetrieveTaxSettings {
 
     fn build(&self) -> stripe_client_core::RequestBuilder {
         stripe_client_core::RequestBuilder::new(stripe_client_core::StripeMethod::Get, "/tax/settings")
+    }
+}
+
+/// `GET /v1/payment_intents/{id}?expand[]=latest_charge` (the charge carries the receipt).
+struct RetrievePaymentIntentWithCharge(String);
+
+impl StripeRequest for RetrievePaymentIntentWithCharge {
+    type Output = miniserde::json::Value;
+
+    fn build(&self) -> stripe_client_core::RequestBuilder {
+        stripe_client_core::RequestBuilder::new(
+            stripe_client_core::StripeMethod::Get,
+            format!("/payment_intents/{}", self.0),
+        )
+        .query(&ExpandQuery { expand: &["latest_charge"] })
+    }
+}
+
+/// `expand[0]=…` as async-stripe's own request builders encode it.
+#[derive(serde::Serialize)]
+struct ExpandQuery {
+    expand: &'static [&'static str],
+}
+
+/// `GET /v1/invoices/{id}` (not among the crates we build).
+struct RetrieveInvoice(String);
+
+impl StripeRequest for RetrieveInvoice {
+    type Output = miniserde::json::Value;
+
+    fn build(&self) -> stripe_client_core::RequestBuilder {
+        stripe_client_core::RequestBuilder::new(stripe_client_core::StripeMethod::Get, format!("/invoices/{}", self.0))
     }
 }
 
@@ -327,6 +370,20 @@ impl StripeApi {
             .and_then(|v| v.as_str())
             .map(str::to_string)
             .ok_or_else(|| StripeCallError::Decode("tax settings without a status".into()))
+    }
+
+    /// The receipt address of a PaymentIntent's charge (`latest_charge.receipt_url`), if any.
+    pub async fn receipt_url(&self, payment_intent: &str) -> Result<Option<String>, StripeCallError> {
+        let pi = self
+            .send(RetrievePaymentIntentWithCharge(payment_intent.to_string()), "retrieve payment intent")
+            .await?;
+        Ok(pi.pointer("/latest_charge/receipt_url").and_then(|v| v.as_str()).map(str::to_string))
+    }
+
+    /// The hosted page of an invoice (`hosted_invoice_url`), if any.
+    pub async fn invoice_url(&self, invoice: &str) -> Result<Option<String>, StripeCallError> {
+        let inv = self.send(RetrieveInvoice(invoice.to_string()), "retrieve invoice").await?;
+        Ok(inv.get("hosted_invoice_url").and_then(|v| v.as_str()).map(str::to_string))
     }
 
     pub async fn retrieve_session(&self, id: &str) -> Result<SessionView, StripeCallError> {

@@ -89,6 +89,11 @@ async fn apply(
         record_failure(billing, &event.id, &event.event_type, event.livemode, payload, &e.to_string()).await;
         return Err(transient(e));
     }
+    // A purchase credited by this event gets its receipt address fetched after the commit.
+    let receipt = match &object {
+        events::EventObject::Fulfil(session) => Some((session.id.clone(), session.payment_intent_id(), session.invoice_id())),
+        _ => None,
+    };
     let unit_billing = billing.clone();
     let unit_event = Arc::new((event.id.clone(), event.event_type.clone(), event.livemode, object, payload.to_vec()));
     // Concurrent deliveries share group commits behind `write` (see `db::group`): on SQLite, with
@@ -119,6 +124,9 @@ async fn apply(
     match result {
         Ok(outcome) => {
             tracing::info!(event_id = %event.id, event_type = %event.event_type, outcome = %outcome, "stripe event processed");
+            if let (Some((session_id, pi, invoice)), "credited") = (receipt, outcome.as_str()) {
+                super::receipts::record_later(billing, &session_id, pi, invoice);
+            }
             Ok(outcome)
         }
         Err(e) => {

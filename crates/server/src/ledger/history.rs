@@ -22,6 +22,8 @@ struct HistoryRow {
     amount_tax_cents: Option<i64>,
     tax_behavior: Option<String>,
     feature: Option<String>,
+    receipt_url: Option<String>,
+    invoice_url: Option<String>,
 }
 
 pub struct HistoryPage {
@@ -37,7 +39,7 @@ pub async fn history(db: &Db, user_id: &str, limit: i64, before: Option<i64>) ->
     let rows: Vec<HistoryRow> = sqlx::query_as(
         "SELECT e.id, e.seq, e.delta, e.kind, e.description, e.created_at,
                 c.id AS session_id, c.currency, c.amount_subtotal_cents, c.amount_paid_cents,
-                c.amount_discount_cents, c.amount_tax_cents, c.tax_behavior, e.feature
+                c.amount_discount_cents, c.amount_tax_cents, c.tax_behavior, e.feature, c.receipt_url, c.invoice_url
          FROM ledger_entries e
          LEFT JOIN checkout_sessions c ON e.kind = 'purchase' AND c.id = SUBSTR(e.cause, 10)
          WHERE e.user_id = $1 AND e.seq < $2 ORDER BY e.seq DESC LIMIT $3",
@@ -68,6 +70,8 @@ pub async fn history(db: &Db, user_id: &str, limit: i64, before: Option<i64>) ->
                 amount_discount_cents: discount,
                 amount_tax_cents: tax,
                 tax_behavior: r.tax_behavior.as_deref().and_then(TaxBehavior::parse),
+                receipt_url: r.receipt_url,
+                invoice_url: r.invoice_url,
             }),
             _ => None,
         };

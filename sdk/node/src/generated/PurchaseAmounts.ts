@@ -36,4 +36,12 @@ amount_tax_cents: number,
 /**
  * Null when the purchase was made without Stripe Tax.
  */
-tax_behavior: TaxBehavior | null, };
+tax_behavior: TaxBehavior | null, 
+/**
+ * Stripe's receipt for the payment (null until fetched, and for a $0 purchase).
+ */
+receipt_url: string | null, 
+/**
+ * The invoice's hosted page, when the server issues invoices.
+ */
+invoice_url: string | null, };
