@@ -53,6 +53,8 @@ pub async fn sessions(db: &Db, prefix: &str, users: &[String], n: usize) -> anyh
                 expires_at: now_ms() + 3_600_000,
                 settings: None,
                 amounts: None,
+                receipt_url: None,
+                invoice_url: None,
             },
         )
         .await?;

@@ -10,6 +10,7 @@ mod flood;
 mod procs;
 mod report;
 mod scenarios;
+mod system;
 
 use std::path::PathBuf;
 
@@ -68,6 +69,13 @@ enum Cmd {
         #[command(flatten)]
         target: Target,
     },
+    /// What lots, alerts and service metering cost (bench/results/credit-system.md).
+    System {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+    },
     /// Only the 64-clients-on-one-account spend run.
     Spend {
         #[command(flatten)]
@@ -93,6 +101,12 @@ fn main() -> anyhow::Result<()> {
             let r = console::both(&t.out, &t.postgres).await?;
             println!("{}", serde_json::to_string_pretty(&r)?);
             print!("{}", report::console_rows(&r));
+            Ok(())
+        }),
+        Cmd::System { target: t, seconds } => rt.block_on(async {
+            std::fs::create_dir_all(&t.out)?;
+            let r = system::run(&t.server, &t.out, &t.postgres, seconds).await?;
+            print!("{}", system::markdown(&r));
             Ok(())
         }),
         Cmd::Spend { target: t, backend, seconds } => {

@@ -87,17 +87,32 @@ fn audit(server: &str, db_url: &str) -> anyhow::Result<Value> {
 }
 
 /// One server on a fresh database with a simulator, for a single scenario.
-struct Single {
-    srv: procs::Proc,
+pub(crate) struct Single {
+    pub(crate) srv: procs::Proc,
     sim: StripeSim,
-    db: Db,
+    pub(crate) db: Db,
     cleanup: Cleanup,
 }
 
 impl Single {
     async fn start(server: &str, out: &Path, postgres: &str, backend: &str, tag: &str) -> anyhow::Result<Single> {
-        std::fs::create_dir_all(out.join("logs"))?;
         let (url, cleanup) = fresh_db(backend, out, postgres).await?;
+        let mut single = Single::start_on(server, out, &url, backend, tag).await?;
+        single.cleanup = cleanup;
+        Ok(single)
+    }
+
+    /// On a database the caller made (and drops).
+    pub(crate) async fn start_on(
+        server: &str,
+        out: &Path,
+        url: &str,
+        backend: &str,
+        tag: &str,
+    ) -> anyhow::Result<Single> {
+        std::fs::create_dir_all(out.join("logs"))?;
+        let url = url.to_string();
+        let cleanup = Cleanup(None);
         let sim = sim_for(&[200, 500, 1000, 2000]).await?;
         let port = free_port();
         let srv = procs::start(
@@ -110,6 +125,12 @@ impl Single {
         )?;
         let db = Db::connect(&url.into(), 8).await?;
         Ok(Single { srv, sim, db, cleanup })
+    }
+
+    pub(crate) async fn stop(self) {
+        self.srv.stop();
+        self.sim.shutdown();
+        self.db.close().await;
     }
 }
 
@@ -231,7 +252,7 @@ async fn sim_for(retries: &[u64]) -> anyhow::Result<StripeSim> {
     Ok(StripeSim::start(config).await?)
 }
 
-async fn signup(client: &reqwest::Client, api: &str, email: &str) -> anyhow::Result<(String, String)> {
+pub(crate) async fn signup(client: &reqwest::Client, api: &str, email: &str) -> anyhow::Result<(String, String)> {
     let v: Value = client
         .post(format!("{api}/api/v1/auth/signup"))
         .json(&json!({"email": email, "password": USER_PASSWORD}))
@@ -426,7 +447,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Sen
 }
 
 /// (ok, refused, seconds)
-async fn spend_run(api: &str, token: &str, clients: usize, seconds: u32) -> anyhow::Result<(u64, u64, f64)> {
+pub(crate) async fn spend_run(api: &str, token: &str, clients: usize, seconds: u32) -> anyhow::Result<(u64, u64, f64)> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
     let deadline = Instant::now() + Duration::from_secs(seconds as u64);
     let t0 = Instant::now();

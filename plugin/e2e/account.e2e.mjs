@@ -108,6 +108,23 @@ test("create an account, buy 75 credits, and see them arrive without a reload", 
   await everyTheme("account", () => waitText("#history", "Bought 75 credits ($12.99)"));
 });
 
+test("a purchase's Stripe receipt opens in the browser", async () => {
+  // The receipt address is fetched from Stripe just after the purchase is credited.
+  const receipt = ui.getByRole("button", { name: /^Receipt for Bought 75 credits/ });
+  for (let i = 0; i < 20 && (await receipt.count()) === 0; i++) {
+    await ui.locator("#refresh").click();
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  const before = await host(() => window.__figmaHost.opened.length);
+  await receipt.click();
+  await page.waitForFunction((n) => window.__figmaHost.opened.length > n, before);
+  const url = await host((n) => window.__figmaHost.opened[n], before);
+  assert.ok(url.startsWith(demo.sim) && url.includes("/receipts/ch_"), url);
+  const res = await fetch(url);
+  assert.equal(res.status, 200);
+  assert.match(await res.text(), /\$12\.99/);
+});
+
 test("the keyboard reaches every action in order, with the focus always visible", async () => {
   const frame = await pluginFrame(page);
   // The radio group is one stop (the checked pack); the arrows move within it.
@@ -137,13 +154,15 @@ test("each pack shows its price per credit, and the cheapest per credit is marke
 });
 
 test("reopening the plugin during a payment resumes waiting for it", async () => {
+  // The receipt test opened a page too: this checkout is the next one opened.
+  const opened = await host(() => window.__figmaHost.opened.length);
   await ui.locator('label[data-pack="pack_25"]').click();
   await ui.locator("#buy").click();
   await waitText("#waiting-title", "Waiting for payment");
   await host(() => window.__figmaHost.reopen());
   // Signed in from clientStorage, and waiting again for the open checkout.
   await waitText("#waiting-title", "Waiting for payment");
-  await payOpenedCheckout(1);
+  await payOpenedCheckout(opened);
   await waitText("#balance", "100 credits");
 });
 

@@ -128,6 +128,8 @@ impl World {
                     expires_at: now_ms() + 3_600_000,
                     settings: None,
                     amounts: None,
+                    receipt_url: None,
+                    invoice_url: None,
                 };
                 checkouts::insert(&self.db, &record).await.unwrap();
                 let session: SessionView = serde_json::from_value(json!({

@@ -117,6 +117,7 @@ export interface Actions {
   exportCsv(): void;
   saveAlert(threshold: string): void;
   clearAlert(): void;
+  openReceipt(url: string): void;
 }
 
 const HISTORY_PAGE = 10;
@@ -738,5 +739,9 @@ export class AccountState implements Actions {
       if (err.kind === "http" && err.status === 422) this.set({ busy: false, alertError: err.message, focus: "alert-threshold" });
       else this.fail(err, undefined, { busy: false });
     }
+  }
+  /** A purchase's Stripe receipt or invoice, in the browser (figma.openExternal). */
+  openReceipt(url: string): void {
+    if (/^https?:\/\//.test(url)) this.toMain({ type: "open-url", url });
   }
 }

@@ -1,7 +1,7 @@
 // The Account tab's view: pure functions from the model to elements. Each screen is one function;
 // events call the actions and never change anything here. `render` is the only renderer.
 import { h, mount } from "./dom";
-import type { AuthOptions } from "../generated";
+import type { AuthOptions, HistoryEntry } from "../generated";
 import type { PendingHandoff } from "../protocol";
 import { bestValue, credits, day, delta, expiringSoon, paidSummary, perCredit, userCode, when } from "./format";
 import { CREATE_PRICE, MAX_NAME, svgImage } from "./service";
@@ -502,6 +502,7 @@ function historyView(model: Model, actions: Actions): HTMLElement {
         {},
         h("div", { className: "entry-desc" }, e.description),
         ...(paidSummary(e.purchase) ? [h("div", { className: "muted small entry-paid" }, paidSummary(e.purchase))] : []),
+        ...receiptLinks(e, actions),
         h("div", { className: "muted small" }, e.feature ? h("span", { className: "entry-feature" }, e.feature) : null, e.feature ? " · " : null, when(e.created_at)),
       ),
       h("div", { className: `entry-delta ${e.delta >= 0 ? "plus" : "minus"}` }, delta(e)),
@@ -514,6 +515,23 @@ function historyView(model: Model, actions: Actions): HTMLElement {
     rows.length ? h("ul", { className: "history", id: "history" }, ...rows) : h("p", { className: "muted small", id: "history-empty" }, "No activity yet. Purchases and spending will show up here."),
     model.cursor ? h("button", { type: "button", className: "link", id: "load-more", disabled: model.loadingMore, onclick: () => actions.loadMore() }, model.loadingMore ? "Loading…" : "Load more") : null,
   );
+}
+
+/** A purchase's receipt and invoice, each opened in the browser. */
+function receiptLinks(e: HistoryEntry, actions: Actions): HTMLElement[] {
+  const p = e.purchase;
+  if (!p || (!p.receipt_url && !p.invoice_url)) return [];
+  const link = (url: string, label: string, what: string): HTMLElement =>
+    h("button", { type: "button", className: "link small", "aria-label": `${label} for ${what}`, onclick: () => actions.openReceipt(url) }, label);
+  const what = `${e.description} on ${when(e.created_at)}`;
+  return [
+    h(
+      "div",
+      { className: "entry-links" },
+      p.receipt_url ? link(p.receipt_url, "Receipt", what) : null,
+      p.invoice_url ? link(p.invoice_url, "Invoice", what) : null,
+    ),
+  ];
 }
 
 /** The Create tab: a name in, a mascot out, for a few credits (charged by the generation service). */

@@ -1,0 +1,219 @@
+//! `mascot-bench system`: what the credit system's newer parts cost, each against its own
+//! baseline in the same run, on both databases (bench/results/credit-system.md):
+//! - 64 clients spending on one account holding one lot, against an account holding 11 lots
+//!   (10 promotional ones that expire at different times and one that never does) — issue 22;
+//! - the same spends with a low-balance alert set and a webhook endpoint registered — issue 24;
+//! - service jobs (verify the user's token, hold, capture) at 64 concurrent, with the service's
+//!   own key — issue 21.
+
+use std::{
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+
+use crate::scenarios::{fresh_db, spend_run, Single};
+
+/// One fresh server per measurement, so that no run inherits another's rows.
+pub async fn run(server: &str, out: &Path, postgres: &str, seconds: u32) -> anyhow::Result<Value> {
+    let mut rows = Vec::new();
+    for backend in ["sqlite", "postgres"] {
+        eprintln!("== credit system, {backend}");
+        let one = spends(server, out, postgres, backend, seconds, Setup::OneLot).await?;
+        let lots = spends(server, out, postgres, backend, seconds, Setup::ElevenLots).await?;
+        let alert = spends(server, out, postgres, backend, seconds, Setup::AlertAndWebhook).await?;
+        let jobs = service_jobs(server, out, postgres, backend, seconds).await?;
+        rows.push(json!({"backend": backend, "one_lot": one, "eleven_lots": lots, "alert_and_webhook": alert, "service_jobs": jobs}));
+    }
+    let result = json!({"seconds": seconds, "runs": rows});
+    std::fs::write(out.join("credit-system.json"), serde_json::to_string_pretty(&result)?)?;
+    std::fs::write(out.join("credit-system.md"), markdown(&result))?;
+    Ok(result)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Setup {
+    OneLot,
+    ElevenLots,
+    AlertAndWebhook,
+}
+
+fn cli(server: &str, db_url: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(server)
+        .args(args)
+        .env("DATABASE_URL", db_url)
+        .env("STRIPE_SECRET_KEY", "")
+        .env("WEBHOOK_ALLOW_PRIVATE", "true")
+        .env("RUST_LOG", "warn")
+        .output()?;
+    anyhow::ensure!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+async fn spends(
+    server: &str,
+    out: &Path,
+    postgres: &str,
+    backend: &str,
+    seconds: u32,
+    setup: Setup,
+) -> anyhow::Result<Value> {
+    let (url, cleanup) = fresh_db(backend, out, postgres).await?;
+    let single = Single::start_on(server, out, &url, backend, "system").await?;
+    let client = reqwest::Client::new();
+    let (token, user_id) = crate::scenarios::signup(&client, &single.srv.url, "lots@bench.example.com").await?;
+    let total = 10_000_000i64;
+    let now = mascot_server::db::now_ms();
+    let lots: Vec<(i64, Option<i64>)> = match setup {
+        Setup::ElevenLots => {
+            (0..10).map(|i| (total / 20, Some(now + 3_600_000 * (i + 1)))).chain([(total / 2, None)]).collect()
+        }
+        _ => vec![(total, None)],
+    };
+    for (credits, expires_at) in &lots {
+        mascot_server::ledger::post_once(
+            &single.db,
+            &mascot_server::ledger::grant_entry(
+                &user_id,
+                *credits,
+                "bench",
+                &uuid::Uuid::new_v4().to_string(),
+                *expires_at,
+            ),
+            mascot_server::ledger::Overdraft::Allow,
+        )
+        .await?;
+    }
+    if setup == Setup::AlertAndWebhook {
+        // A threshold the run never crosses (the trigger runs on every spend; no event is due) and
+        // an endpoint subscribed to everything.
+        let res = client
+            .put(format!("{}/api/v1/me/alerts", single.srv.url))
+            .bearer_auth(&token)
+            .json(&json!({"low_balance": 1}))
+            .send()
+            .await?;
+        anyhow::ensure!(res.status().is_success(), "alert: {}", res.status());
+        cli(server, &url, &["webhooks", "add", "--url", "http://127.0.0.1:9/hooks"])?;
+    }
+    let cpu = single.srv.cpu_seconds();
+    let (ok, refused, secs) = spend_run(&single.srv.url, &token, 64, seconds).await?;
+    let cpu = single.srv.cpu_seconds() - cpu;
+    let (cached, summed) = mascot_server::ledger::verify_balance(&single.db, &user_id).await?;
+    let exact = cached == summed && cached == total - ok as i64;
+    single.stop().await;
+    cleanup.run().await;
+    Ok(json!({"lots": lots.len(), "spends": ok, "refused": refused, "seconds": secs, "per_s": ok as f64 / secs,
+              "server_cpu_s": cpu, "exact": exact}))
+}
+
+/// Verify the user's token, hold 2, capture 1: one generation job as the example service runs it.
+async fn service_jobs(server: &str, out: &Path, postgres: &str, backend: &str, seconds: u32) -> anyhow::Result<Value> {
+    let (url, cleanup) = fresh_db(backend, out, postgres).await?;
+    let single = Single::start_on(server, out, &url, backend, "service-jobs").await?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    let (token, user_id) = crate::scenarios::signup(&client, &single.srv.url, "jobs@bench.example.com").await?;
+    mascot_server::ledger::post_once(
+        &single.db,
+        &mascot_server::ledger::grant_entry(&user_id, 10_000_000, "bench", &uuid::Uuid::new_v4().to_string(), None),
+        mascot_server::ledger::Overdraft::Allow,
+    )
+    .await?;
+    let key = cli(server, &url, &["service-keys", "add", "--name", "bench"])?;
+    let deadline = Instant::now() + Duration::from_secs(seconds as u64);
+    let t0 = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let (client, api, key, token, user) =
+            (client.clone(), single.srv.url.clone(), key.clone(), token.clone(), user_id.clone());
+        tasks.spawn(async move {
+            let (mut ok, mut failed) = (0u64, 0u64);
+            while Instant::now() < deadline {
+                match job(&client, &api, &key, &token, &user).await {
+                    Ok(()) => ok += 1,
+                    Err(_) => failed += 1,
+                }
+            }
+            (ok, failed)
+        });
+    }
+    let (mut ok, mut failed) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        let (o, f) = r?;
+        ok += o;
+        failed += f;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let (cached, summed) = mascot_server::ledger::verify_balance(&single.db, &user_id).await?;
+    let exact = cached == summed && cached == 10_000_000 - ok as i64;
+    single.stop().await;
+    cleanup.run().await;
+    Ok(json!({"jobs": ok, "failed": failed, "seconds": secs, "per_s": ok as f64 / secs, "exact": exact}))
+}
+
+async fn job(client: &reqwest::Client, api: &str, key: &str, token: &str, user: &str) -> anyhow::Result<()> {
+    let v: Value = client
+        .post(format!("{api}/api/v1/service/verify"))
+        .bearer_auth(key)
+        .json(&json!({"token": token}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    anyhow::ensure!(v["active"] == true, "verify: {v}");
+    let hold: Value = client
+        .post(format!("{api}/api/v1/service/users/{user}/holds"))
+        .bearer_auth(key)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&json!({"amount": 2, "reason": "bench job", "feature": "generate"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = hold["hold_id"].as_str().ok_or_else(|| anyhow::anyhow!("hold: {hold}"))?;
+    let res = client
+        .post(format!("{api}/api/v1/service/holds/{id}/capture"))
+        .bearer_auth(key)
+        .json(&json!({"amount": 1}))
+        .send()
+        .await?;
+    anyhow::ensure!(res.status().is_success(), "capture: {}", res.status());
+    Ok(())
+}
+
+pub fn markdown(r: &Value) -> String {
+    let mut out = String::from(
+        "# Credit system: what lots, alerts and service metering cost\n\n`mascot-bench system` (part of `./bench/run`). Each figure is its own fresh server and database, measured in the same run; 64 concurrent clients; durability as in results.md.\n\n| figure | backend | measured | against (same run) | goal | |\n|---|---|---|---|---|---|\n",
+    );
+    let seconds = r["seconds"].as_u64().unwrap_or(0);
+    for run in r["runs"].as_array().into_iter().flatten() {
+        let b = run["backend"].as_str().unwrap_or("");
+        let base = run["one_lot"]["per_s"].as_f64().unwrap_or(0.0);
+        let exact = |v: &Value| if v["exact"] == true { "exact" } else { "NOT exact" };
+        for (name, key, goal) in [
+            ("64 clients spending on one account holding 11 lots (10 expiring)", "eleven_lots", 0.15),
+            ("the same spends with a low-balance alert set and a webhook endpoint", "alert_and_webhook", 0.10),
+        ] {
+            let v = &run[key];
+            let per_s = v["per_s"].as_f64().unwrap_or(0.0);
+            let loss = if base > 0.0 { 1.0 - per_s / base } else { 1.0 };
+            out.push_str(&format!(
+                "| {name} | {b} | {per_s:.0} spends/s ({:+.1} %), balance {} | one lot, nothing set: {base:.0} spends/s | ≤ {:.0} % fewer | {} |\n",
+                -loss * 100.0,
+                exact(v),
+                goal * 100.0,
+                if loss <= goal { "✅ met" } else { "❌ not met" }
+            ));
+        }
+        let j = &run["service_jobs"];
+        out.push_str(&format!(
+            "| service jobs (verify + hold 2 + capture 1, own key), 64 concurrent, {seconds} s | {b} | {:.0} jobs/s ({} failed), balance {} | 64 plugin spends: {base:.0}/s | — | |\n",
+            j["per_s"].as_f64().unwrap_or(0.0),
+            j["failed"],
+            exact(j)
+        ));
+    }
+    out
+}
