@@ -131,12 +131,44 @@ pub fn sample_peak_rss(pid: u32, stop: std::sync::Arc<std::sync::atomic::AtomicB
 
 /// `wrk` against `url`: (requests/s, p99 ms).
 pub fn wrk(url: &str, connections: u32, seconds: u32, token: Option<&str>) -> anyhow::Result<(f64, f64)> {
+    wrk_with(url, connections, seconds, token, None)
+}
+
+/// `wrk` POSTing the same JSON `body` to `url`: (requests/s, p99 ms).
+pub fn wrk_post(url: &str, connections: u32, seconds: u32, token: &str, body: &str) -> anyhow::Result<(f64, f64)> {
+    wrk_with(url, connections, seconds, Some(token), Some(body))
+}
+
+fn wrk_with(
+    url: &str,
+    connections: u32,
+    seconds: u32,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> anyhow::Result<(f64, f64)> {
     let mut cmd = Command::new("wrk");
     cmd.args(["-t", "2", "-c", &connections.to_string(), "-d", &format!("{seconds}s"), "--latency"]);
     if let Some(t) = token {
         cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
     }
-    let out = cmd.arg(url).output()?;
+    let script = match body {
+        Some(body) => {
+            let path = std::env::temp_dir().join(format!("mascot-bench-{}.lua", std::process::id()));
+            let quoted = body.replace('\\', "\\\\").replace('"', "\\\"");
+            std::fs::write(
+                &path,
+                format!("wrk.method = \"POST\"\nwrk.body = \"{quoted}\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"),
+            )?;
+            cmd.args(["-s", &path.to_string_lossy()]);
+            Some(path)
+        }
+        None => None,
+    };
+    let out = cmd.arg(url).output();
+    if let Some(p) = script {
+        let _ = std::fs::remove_file(p);
+    }
+    let out = out?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let rps = text
         .lines()

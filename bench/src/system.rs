@@ -4,7 +4,7 @@
 //!   (10 promotional ones that expire at different times and one that never does) — issue 22;
 //! - the same spends with a low-balance alert set and a webhook endpoint registered — issue 24;
 //! - service jobs (verify the user's token, hold, capture) at 64 concurrent, with the service's
-//!   own key — issue 21.
+//!   own key, and `verify` alone against the bare hello-world reference — issue 21.
 
 use std::{
     path::Path,
@@ -25,7 +25,9 @@ pub async fn run(server: &str, out: &Path, postgres: &str, seconds: u32) -> anyh
         let lots = spends(server, out, postgres, backend, seconds, Setup::ElevenLots).await?;
         let alert = spends(server, out, postgres, backend, seconds, Setup::AlertAndWebhook).await?;
         let jobs = service_jobs(server, out, postgres, backend, seconds).await?;
-        rows.push(json!({"backend": backend, "one_lot": one, "eleven_lots": lots, "alert_and_webhook": alert, "service_jobs": jobs}));
+        let verify = verify_against_hello(server, out, postgres, backend, seconds).await?;
+        rows.push(json!({"backend": backend, "one_lot": one, "eleven_lots": lots, "alert_and_webhook": alert,
+                         "service_jobs": jobs, "verify": verify}));
     }
     let result = json!({"seconds": seconds, "runs": rows});
     std::fs::write(out.join("credit-system.json"), serde_json::to_string_pretty(&result)?)?;
@@ -107,6 +109,42 @@ async fn spends(
     cleanup.run().await;
     Ok(json!({"lots": lots.len(), "spends": ok, "refused": refused, "seconds": secs, "per_s": ok as f64 / secs,
               "server_cpu_s": cpu, "exact": exact}))
+}
+
+/// `POST /service/verify` at 64 connections against the bare hello-world (same wrk, same run).
+async fn verify_against_hello(
+    server: &str,
+    out: &Path,
+    postgres: &str,
+    backend: &str,
+    seconds: u32,
+) -> anyhow::Result<Value> {
+    let me = std::env::current_exe()?.to_string_lossy().to_string();
+    let hport = crate::procs::free_port();
+    let hello = crate::procs::start(
+        &me,
+        &["hello", "--port", &hport.to_string()],
+        &[],
+        hport,
+        "/readyz",
+        out.join(format!("logs/hello-system-{backend}.log")),
+    )?;
+    let hello_url = format!("{}/", hello.url);
+    let (hello_rps, _) =
+        tokio::task::spawn_blocking(move || crate::procs::wrk(&hello_url, 64, seconds, None)).await??;
+    hello.stop();
+    let (url, cleanup) = fresh_db(backend, out, postgres).await?;
+    let single = Single::start_on(server, out, &url, backend, "verify").await?;
+    let client = reqwest::Client::new();
+    let (token, _) = crate::scenarios::signup(&client, &single.srv.url, "verify@bench.example.com").await?;
+    let key = cli(server, &url, &["service-keys", "add", "--name", "bench"])?;
+    let body = json!({"token": token}).to_string();
+    let verify_url = format!("{}/api/v1/service/verify", single.srv.url);
+    let (rps, p99) =
+        tokio::task::spawn_blocking(move || crate::procs::wrk_post(&verify_url, 64, seconds, &key, &body)).await??;
+    single.stop().await;
+    cleanup.run().await;
+    Ok(json!({"rps": rps, "p99_ms": p99, "hello_rps": hello_rps, "ratio": rps / hello_rps}))
 }
 
 /// Verify the user's token, hold 2, capture 1: one generation job as the example service runs it.
@@ -207,6 +245,16 @@ pub fn markdown(r: &Value) -> String {
                 if loss <= goal { "✅ met" } else { "❌ not met" }
             ));
         }
+        let v = &run["verify"];
+        let ratio = v["ratio"].as_f64().unwrap_or(0.0);
+        out.push_str(&format!(
+            "| `POST /api/v1/service/verify` (a service key, a live user token), 64 connections | {b} | {:.0} req/s ({:.0} % of reference), p99 {:.2} ms | hello-world {:.0} req/s | ≥ 40 % | {} |\n",
+            v["rps"].as_f64().unwrap_or(0.0),
+            ratio * 100.0,
+            v["p99_ms"].as_f64().unwrap_or(0.0),
+            v["hello_rps"].as_f64().unwrap_or(0.0),
+            if ratio >= 0.40 { "✅ met" } else { "❌ not met" }
+        ));
         let j = &run["service_jobs"];
         out.push_str(&format!(
             "| service jobs (verify + hold 2 + capture 1, own key), 64 concurrent, {seconds} s | {b} | {:.0} jobs/s ({} failed), balance {} | 64 plugin spends: {base:.0}/s | — | |\n",

@@ -21,7 +21,10 @@ async fn whole_account_flow(b: Backend) {
     let id = body["user"]["id"].as_str().unwrap().to_string();
 
     let me: Value = app.get("/api/v1/me", Some(&token)).await.json().await.unwrap();
-    assert_eq!(me, json!({"id": id, "email": "ada@example.com", "balance": 0}));
+    assert_eq!(
+        me,
+        json!({"id": id, "email": "ada@example.com", "balance": 0, "email_verified": false, "signup_credits": 0})
+    );
 
     // Log in with differently-cased email: same account, a new token.
     let res = app

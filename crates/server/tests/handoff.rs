@@ -402,7 +402,9 @@ async fn the_account_gets_a_mail_for_each_browser_sign_in(b: Backend) {
     let cookie = page.csrf_cookie.clone().unwrap();
     let confirm = sign_in_on_page(&app, &page, &h.code, "notified@example.com", PASSWORD, "sign_in").await;
     step(&app, &confirm, &cookie, "confirm", &[]).await;
-    let mail = smtp.wait_for(1).await;
+    // Mail 1 is the sign-up's "confirm your email"; the sign-in notice is the second.
+    assert!(smtp.wait_for(1).await.data.contains("Subject: Confirm your email for Mascot"));
+    let mail = smtp.wait_for(2).await;
     assert_eq!(mail.to, vec!["notified@example.com".to_string()]);
     assert!(mail.data.contains("Subject: New sign-in to Mascot"));
     assert!(!mail.data.contains(&h.read_key) && !mail.data.contains(PASSWORD));
