@@ -15,28 +15,35 @@ use crate::{
 };
 
 /// The caller's credit balance.
-#[utoipa::path(get, path = "/api/v1/credits/balance", tag = "credits", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/credits/balance", tag = "credits", security(("bearer" = [])), params(WalletQuery),
     responses(
-        (status = 200, description = "Current balance", body = BalanceResponse),
+        (status = 200, description = "Current balance (a team member who is not owner or admin: `balance` null, `available` within their cap, their own `held`, and `cap`)", body = BalanceResponse),
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
+        (status = 404, description = "`team_id` names no team of the caller's", body = ErrorEnvelope),
     ))]
-pub async fn balance(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<BalanceResponse>> {
+pub async fn balance(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(q): ApiQuery<WalletQuery>,
+) -> ApiResult<Json<BalanceResponse>> {
     let id = user.id.clone();
-    let funds = ops::credits::balance(&state, &Spender::Plugin(user), &id).await?;
-    Ok(Json(balance_body(funds)))
+    let who = Spender::Plugin(user);
+    match q.team_id.as_deref() {
+        Some(team) => Ok(Json(ops::credits::team_balance(&state, &who, &id, team).await?)),
+        None => Ok(Json(balance_body(ops::credits::balance(&state, &who, &id).await?))),
+    }
+}
+
+/// Which wallet a GET reads: the personal one, or a team's.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WalletQuery {
+    /// A team the caller is a member of (absent: the personal wallet).
+    pub team_id: Option<String>,
 }
 
 pub fn balance_body(funds: Funds) -> BalanceResponse {
-    BalanceResponse {
-        balance: funds.balance,
-        available: funds.available(),
-        held: funds.held,
-        expiring: funds
-            .expiring
-            .iter()
-            .map(|&(credits, at)| api_types::Expiring { credits, expires_at: crate::db::rfc3339_ms(at) })
-            .collect(),
-    }
+    ops::credits::balance_response(&funds)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -46,6 +53,9 @@ pub struct HistoryQuery {
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub before: Option<String>,
+    /// A team the caller is a member of (absent: the personal wallet). Owners and admins see
+    /// every entry with its `user`; members only their own.
+    pub team_id: Option<String>,
 }
 
 /// The caller's ledger entries, newest first.
@@ -54,6 +64,7 @@ pub struct HistoryQuery {
         (status = 200, description = "One page of entries", body = HistoryResponse),
         (status = 400, description = "Unreadable query", body = ErrorEnvelope),
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
+        (status = 404, description = "`team_id` names no team of the caller's", body = ErrorEnvelope),
         (status = 422, description = "limit out of range or unknown cursor", body = ErrorEnvelope),
     ))]
 pub async fn history(
@@ -61,7 +72,8 @@ pub async fn history(
     user: AuthUser,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Json<HistoryResponse>> {
-    let page = ops::credits::history(&state, &user, q.limit.unwrap_or(20), q.before.as_deref()).await?;
+    let page =
+        ops::credits::history(&state, &user, q.team_id.as_deref(), q.limit.unwrap_or(20), q.before.as_deref()).await?;
     Ok(Json(HistoryResponse { entries: page.entries, next_cursor: page.next_cursor }))
 }
 
@@ -72,7 +84,8 @@ pub async fn history(
         (status = 200, description = "Spent (or the replay of an earlier identical request)", body = SpendResponse),
         (status = 400, description = "Bad body or missing Idempotency-Key", body = ErrorEnvelope),
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
-        (status = 402, description = "Not enough credits; nothing was spent", body = ErrorEnvelope),
+        (status = 402, description = "Not enough credits (`insufficient_credits`), or past the member's cap on the team (`member_cap_reached`, with `error.resets_at`); nothing was spent", body = ErrorEnvelope),
+        (status = 404, description = "`team_id` names no team of the caller's", body = ErrorEnvelope),
         (status = 403, description = "`PLUGIN_SPEND=false`: the service that does the work spends (`spend_requires_service`)", body = ErrorEnvelope),
         (status = 409, description = "Idempotency-Key already used for a different request", body = ErrorEnvelope),
         (status = 422, description = "amount not positive, reason empty/too long, or a malformed feature", body = ErrorEnvelope),
