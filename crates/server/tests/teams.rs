@@ -1,0 +1,689 @@
+//! Team wallets (issue 23): roles, invitations, and members spending one pool within their caps.
+//! Every scenario runs on SQLite and PostgreSQL and ends with a clean `audit`; the races are real
+//! concurrent requests against the server, and outcomes are read back from the database.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{assert_error, spawn_app, Backend, Signed, TestApp};
+use mascot_server::{
+    db::now_ms,
+    ops::{self, credits::UserRef, Operator},
+};
+use reqwest::{Method, Response, StatusCode};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+
+async fn audit_clean(app: &TestApp) {
+    let report = mascot_server::audit::run(&app.state.db).await.unwrap();
+    assert!(report.is_clean(), "{}", report.to_text());
+}
+
+async fn send(app: &TestApp, method: Method, path: &str, token: &str, body: Option<Value>) -> Response {
+    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    req.send().await.expect("request sent")
+}
+
+async fn json_of(res: Response, status: StatusCode) -> Value {
+    let got = res.status();
+    let text = res.text().await.unwrap();
+    assert_eq!(got, status, "body: {text}");
+    if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+async fn create_team(app: &TestApp, owner: &Signed, name: &str) -> String {
+    let body =
+        json_of(app.post_json("/api/v1/teams", Some(&owner.token), &json!({"name": name})).await, StatusCode::CREATED)
+            .await;
+    assert_eq!(body["role"], "owner");
+    body["team_id"].as_str().unwrap().to_string()
+}
+
+/// Invites `who` with `role` and `cap` and accepts as them.
+async fn join(app: &TestApp, team: &str, by: &Signed, who: &Signed, role: &str, cap: Value) {
+    let res = app
+        .post_json(
+            &format!("/api/v1/teams/{team}/invitations"),
+            Some(&by.token),
+            &json!({"email": who.email, "role": role, "cap": cap}),
+        )
+        .await;
+    let made = json_of(res, StatusCode::CREATED).await;
+    let token = made["token"].as_str().unwrap();
+    assert!(token.starts_with("mci_"), "{made}");
+    let res = app.post_json("/api/v1/teams/invitations/accept", Some(&who.token), &json!({"token": token})).await;
+    let joined = json_of(res, StatusCode::OK).await;
+    assert_eq!(joined["team_id"], team);
+    assert_eq!(joined["role"], role);
+}
+
+async fn grant_team(app: &TestApp, team: &str, amount: i64) {
+    ops::credits::grant(
+        &app.state,
+        &Operator::cli("test"),
+        &UserRef::Id(team.to_string()),
+        amount,
+        "team credits",
+        None,
+        ops::credits::Validity::Forever,
+    )
+    .await
+    .unwrap();
+}
+
+async fn team_spend(app: &TestApp, token: &str, team: &str, key: &str, amount: i64) -> Response {
+    app.client
+        .post(app.url("/api/v1/credits/spend"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(&json!({"amount": amount, "reason": "mascot", "team_id": team}))
+        .send()
+        .await
+        .expect("request sent")
+}
+
+async fn team_hold(app: &TestApp, token: &str, team: &str, key: &str, amount: i64) -> Response {
+    app.client
+        .post(app.url("/api/v1/credits/holds"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(&json!({"amount": amount, "reason": "long job", "team_id": team}))
+        .send()
+        .await
+        .expect("request sent")
+}
+
+async fn team_balance(app: &TestApp, token: &str, team: &str) -> Value {
+    json_of(app.get(&format!("/api/v1/credits/balance?team_id={team}"), Some(token)).await, StatusCode::OK).await
+}
+
+async fn wallet(app: &TestApp, id: &str) -> (i64, i64, i64) {
+    sqlx::query_as("SELECT balance, held, debt FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap()
+}
+
+/// What the ledger says `member` spent on `team` (entries, captures included).
+async fn spent_by(app: &TestApp, team: &str, member: &str) -> i64 {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(-delta), 0) AS BIGINT) FROM ledger_entries WHERE user_id = $1 AND actor_user_id = $2",
+    )
+    .bind(team)
+    .bind(member)
+    .fetch_one(app.state.db.pool())
+    .await
+    .unwrap();
+    n
+}
+
+/// Create, name rules, the role matrix (403), non-members (404), hand-over, leaving, deleting.
+async fn roles_and_hand_over(b: Backend) {
+    let app = spawn_app(b).await;
+    let owner = app.signup("owner@example.com").await;
+    let admin = app.signup("admin@example.com").await;
+    let member = app.signup("member@example.com").await;
+    let stranger = app.signup("stranger@example.com").await;
+
+    // Names are kept verbatim; control characters and lengths outside 1..=64 are refused.
+    let name = "Studio <b>Ä</b> & \"co\"";
+    let team = create_team(&app, &owner, name).await;
+    for bad in ["", "a\u{7}b", &"x".repeat(65)] {
+        let res = app.post_json("/api/v1/teams", Some(&owner.token), &json!({"name": bad})).await;
+        assert_error(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    }
+    assert!(app
+        .post_json("/api/v1/teams", Some(&owner.token), &json!({"name": "x".repeat(64)}))
+        .await
+        .status()
+        .is_success());
+    let listed = json_of(app.get("/api/v1/teams", Some(&owner.token)).await, StatusCode::OK).await;
+    assert_eq!(listed["teams"][0]["name"], name);
+    assert_eq!(listed["teams"][0]["sees_all"], true);
+
+    join(&app, &team, &owner, &admin, "admin", Value::Null).await;
+    join(&app, &team, &admin, &member, "member", json!({"credits": 5, "period": "week"})).await;
+    let members =
+        json_of(app.get(&format!("/api/v1/teams/{team}/members"), Some(&member.token)).await, StatusCode::OK).await;
+    let roles: Vec<&str> = members["members"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["owner", "admin", "member"]);
+
+    // 403: what each role may not do.
+    let t = |p: &str| format!("/api/v1/teams/{team}{p}");
+    let cases: Vec<(&Signed, Method, String, Option<Value>)> = vec![
+        (&member, Method::PATCH, t(&format!("/members/{}", member.id)), Some(json!({"cap": null}))),
+        (&member, Method::POST, t("/invitations"), Some(json!({"email": "x@example.com", "role": "member"}))),
+        (&member, Method::GET, t("/invitations"), None),
+        (&member, Method::DELETE, t(&format!("/members/{}", admin.id)), None),
+        (&member, Method::DELETE, t(""), None),
+        (&admin, Method::POST, t("/invitations"), Some(json!({"email": "y@example.com", "role": "admin"}))),
+        (&admin, Method::PATCH, t(&format!("/members/{}", member.id)), Some(json!({"role": "admin"}))),
+        (
+            &admin,
+            Method::PATCH,
+            t(&format!("/members/{}", owner.id)),
+            Some(json!({"cap": {"credits": 1, "period": "day"}})),
+        ),
+        (&admin, Method::PATCH, t(&format!("/members/{}", member.id)), Some(json!({"role": "owner"}))),
+        (&admin, Method::DELETE, t(""), None),
+    ];
+    for (who, method, path, body) in cases {
+        let res = send(&app, method.clone(), &path, &who.token, body).await;
+        assert_error(res, StatusCode::FORBIDDEN, "role_forbidden").await;
+    }
+    // 404: everything of the team, for someone outside it.
+    let outside: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, t("/members"), None),
+        (Method::GET, t("/invitations"), None),
+        (Method::POST, t("/invitations"), Some(json!({"email": "z@example.com", "role": "member"}))),
+        (Method::PATCH, t(&format!("/members/{}", member.id)), Some(json!({"cap": null}))),
+        (Method::DELETE, t(&format!("/members/{}", member.id)), None),
+        (Method::DELETE, t(""), None),
+        (Method::GET, format!("/api/v1/credits/balance?team_id={team}"), None),
+        (Method::GET, format!("/api/v1/credits/history?team_id={team}"), None),
+    ];
+    for (method, path, body) in outside {
+        let res = send(&app, method, &path, &stranger.token, body).await;
+        assert_error(res, StatusCode::NOT_FOUND, "not_found").await;
+    }
+    assert_error(team_spend(&app, &stranger.token, &team, "s1", 1).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_error(team_hold(&app, &stranger.token, &team, "s2", 1).await, StatusCode::NOT_FOUND, "not_found").await;
+
+    // An admin sets a member's cap; absent cap keeps it, null removes it.
+    let res = send(
+        &app,
+        Method::PATCH,
+        &t(&format!("/members/{}", member.id)),
+        &admin.token,
+        Some(json!({"cap": {"credits": 9, "period": "day"}})),
+    )
+    .await;
+    assert_eq!(json_of(res, StatusCode::OK).await["cap"], json!({"credits": 9, "period": "day"}));
+    let res = send(&app, Method::PATCH, &t(&format!("/members/{}", member.id)), &owner.token, Some(json!({}))).await;
+    assert_eq!(json_of(res, StatusCode::OK).await["cap"], json!({"credits": 9, "period": "day"}));
+    let res =
+        send(&app, Method::PATCH, &t(&format!("/members/{}", member.id)), &owner.token, Some(json!({"cap": null})))
+            .await;
+    assert!(json_of(res, StatusCode::OK).await.get("cap").is_none());
+
+    // The owner can neither leave nor be removed.
+    let res = send(&app, Method::DELETE, &t(&format!("/members/{}", owner.id)), &owner.token, None).await;
+    assert_error(res, StatusCode::CONFLICT, "owner_must_hand_over").await;
+    let res = send(&app, Method::DELETE, &t(&format!("/members/{}", owner.id)), &admin.token, None).await;
+    assert_error(res, StatusCode::CONFLICT, "owner_must_hand_over").await;
+
+    // Hand-over: the admin becomes owner, the old owner an admin, in one write.
+    let res =
+        send(&app, Method::PATCH, &t(&format!("/members/{}", admin.id)), &owner.token, Some(json!({"role": "owner"})))
+            .await;
+    assert_eq!(json_of(res, StatusCode::OK).await["role"], "owner");
+    let roles: Vec<(String, String)> =
+        sqlx::query_as("SELECT user_id, role FROM team_members WHERE team_id = $1 ORDER BY role")
+            .bind(&team)
+            .fetch_all(app.state.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        roles,
+        vec![
+            (owner.id.clone(), "admin".into()),
+            (member.id.clone(), "member".into()),
+            (admin.id.clone(), "owner".into())
+        ]
+    );
+    // The old owner, now an admin, may leave; the member is removed by the new owner.
+    assert_eq!(
+        send(&app, Method::DELETE, &t(&format!("/members/{}", owner.id)), &owner.token, None).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_error(send(&app, Method::GET, &t("/members"), &owner.token, None).await, StatusCode::NOT_FOUND, "not_found")
+        .await;
+
+    // Deleting: refused while there are credits, done once the wallet is empty.
+    grant_team(&app, &team, 3).await;
+    let res = send(&app, Method::DELETE, &t(""), &admin.token, None).await;
+    assert_error(res, StatusCode::CONFLICT, "team_has_credits").await;
+    assert_eq!(team_spend(&app, &admin.token, &team, "use-up", 3).await.status(), StatusCode::OK);
+    let res = team_hold(&app, &admin.token, &team, "h0", 0).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(send(&app, Method::DELETE, &t(""), &admin.token, None).await.status(), StatusCode::NO_CONTENT);
+    assert_error(
+        send(&app, Method::GET, &t("/members"), &member.token, None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let listed = json_of(app.get("/api/v1/teams", Some(&admin.token)).await, StatusCode::OK).await;
+    assert!(listed["teams"].as_array().unwrap().iter().all(|t| t["team_id"] != team.as_str()));
+    // Nobody signs in as a team's wallet.
+    let res =
+        app.post_json("/api/v1/auth/login", None, &json!({"email": format!("team:{team}"), "password": "!"})).await;
+    assert!(res.status().is_client_error());
+    audit_clean(&app).await;
+}
+
+/// Invitations: the right account only, once, revocable, limited per day.
+async fn invitations(b: Backend) {
+    let app = spawn_app(b).await;
+    let owner = app.signup("boss@example.com").await;
+    let invited = app.signup("Invited@Example.com").await;
+    let other = app.signup("other@example.com").await;
+    let team = create_team(&app, &owner, "Inv").await;
+    let path = format!("/api/v1/teams/{team}/invitations");
+    let made = json_of(
+        app.post_json(&path, Some(&owner.token), &json!({"email": "invited@EXAMPLE.com", "role": "member"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let token = made["token"].as_str().unwrap().to_string();
+    // Only its SHA-256 is stored.
+    let stored: Vec<(String,)> =
+        sqlx::query_as("SELECT token_hash FROM team_invitations").fetch_all(app.state.db.pool()).await.unwrap();
+    assert!(stored.iter().all(|(h,)| !h.contains(&token[4..])));
+    let pending = json_of(app.get(&path, Some(&owner.token)).await, StatusCode::OK).await;
+    assert_eq!(pending["invitations"].as_array().unwrap().len(), 1);
+    // Another account, a made-up token: 404.
+    let accept = |t: &str, who: &Signed| {
+        let body = json!({"token": t});
+        let tok = who.token.clone();
+        let app = &app;
+        async move { app.post_json("/api/v1/teams/invitations/accept", Some(&tok), &body).await }
+    };
+    assert_error(accept(&token, &other).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_error(accept("mci_nope", &invited).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_eq!(accept(&token, &invited).await.status(), StatusCode::OK);
+    // Used: 404 from now on.
+    assert_error(accept(&token, &invited).await, StatusCode::NOT_FOUND, "not_found").await;
+    // Revoked: 404.
+    let made = json_of(
+        app.post_json(&path, Some(&owner.token), &json!({"email": other.email, "role": "member"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = made["invitation_id"].as_str().unwrap();
+    assert_eq!(
+        send(&app, Method::DELETE, &format!("{path}/{id}"), &owner.token, None).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_error(accept(made["token"].as_str().unwrap(), &other).await, StatusCode::NOT_FOUND, "not_found").await;
+    // Owner is not a role one is invited to.
+    let res = app.post_json(&path, Some(&owner.token), &json!({"email": "x@example.com", "role": "owner"})).await;
+    assert_error(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    // 3 a day per address (one was sent to other@ above), 20 a day per team.
+    for _ in 0..2 {
+        assert_eq!(
+            app.post_json(&path, Some(&owner.token), &json!({"email": other.email, "role": "member"})).await.status(),
+            StatusCode::CREATED
+        );
+    }
+    let res = app.post_json(&path, Some(&owner.token), &json!({"email": other.email, "role": "member"})).await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    for i in 0..16 {
+        let res = app
+            .post_json(&path, Some(&owner.token), &json!({"email": format!("n{i}@example.com"), "role": "member"}))
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED, "invitation {i}");
+    }
+    let res = app.post_json(&path, Some(&owner.token), &json!({"email": "last@example.com", "role": "member"})).await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    audit_clean(&app).await;
+}
+
+/// A member capped at 10 a day fires 16 concurrent spends of 1: exactly 10 are spent.
+async fn a_cap_holds_under_concurrent_spends(b: Backend) {
+    let app = Arc::new(spawn_app(b).await);
+    let owner = app.signup("o@example.com").await;
+    let member = app.signup("m@example.com").await;
+    let team = create_team(&app, &owner, "Cap").await;
+    join(&app, &team, &owner, &member, "member", json!({"credits": 10, "period": "day"})).await;
+    grant_team(&app, &team, 100).await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let (app, token, team) = (app.clone(), member.token.clone(), team.clone());
+        tasks.push(tokio::spawn(async move {
+            let res = team_spend(&app, &token, &team, &format!("k{i}"), 1).await;
+            let status = res.status();
+            (status, res.json::<Value>().await.unwrap())
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        if status == StatusCode::OK {
+            ok += 1;
+        } else {
+            assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
+            assert_eq!(body["error"]["code"], "member_cap_reached", "{body}");
+            assert!(body["error"]["resets_at"].as_str().unwrap().ends_with("T00:00:00.000Z"), "{body}");
+        }
+    }
+    assert_eq!(ok, 10);
+    assert_eq!(spent_by(&app, &team, &member.id).await, 10, "the ledger agrees");
+    assert_eq!(wallet(&app, &team).await, (90, 0, 0));
+    // A retry of a spend that went through is answered, not refused by the cap.
+    let (key,): (String,) = sqlx::query_as("SELECT cause FROM ledger_entries WHERE actor_user_id = $1 LIMIT 1")
+        .bind(&member.id)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    let key = key.rsplit(':').next().unwrap().to_string();
+    assert_eq!(team_spend(&app, &member.token, &team, &key, 1).await.status(), StatusCode::OK);
+    // The member sees no balance: what is left to them, and their cap.
+    let seen = team_balance(&app, &member.token, &team).await;
+    assert_eq!(seen["balance"], Value::Null);
+    assert_eq!(
+        (seen["available"].as_i64(), seen["cap"]["used"].as_i64(), seen["cap"]["credits"].as_i64()),
+        (Some(0), Some(10), Some(10))
+    );
+    // Holds count too, and the owner (no cap) still spends from the pool.
+    assert_error(
+        team_hold(&app, &member.token, &team, "h", 1).await,
+        StatusCode::PAYMENT_REQUIRED,
+        "member_cap_reached",
+    )
+    .await;
+    assert_eq!(team_spend(&app, &owner.token, &team, "boss", 50).await.status(), StatusCode::OK);
+    let seen = team_balance(&app, &owner.token, &team).await;
+    assert_eq!((seen["balance"].as_i64(), seen["available"].as_i64()), (Some(40), Some(40)));
+    // The personal wallets were never touched.
+    assert_eq!(wallet(&app, &member.id).await, (0, 0, 0));
+    assert_eq!(wallet(&app, &owner.id).await, (0, 0, 0));
+    audit_clean(&app).await;
+}
+
+/// Two members race for the last credits of the pool (and one of them also for its cap):
+/// nothing is overdrawn, and the cap's refusal wins when both fail.
+async fn members_racing_for_the_last_credits(b: Backend) {
+    let app = Arc::new(spawn_app(b).await);
+    let owner = app.signup("o@example.com").await;
+    let a = app.signup("a@example.com").await;
+    let c = app.signup("c@example.com").await;
+    let team = create_team(&app, &owner, "Race").await;
+    join(&app, &team, &owner, &a, "member", Value::Null).await;
+    join(&app, &team, &owner, &c, "member", json!({"credits": 4, "period": "month"})).await;
+    grant_team(&app, &team, 7).await;
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        for who in [&a, &c] {
+            let (app, token, team) = (app.clone(), who.token.clone(), team.clone());
+            let spend_or_hold = i % 2 == 0;
+            tasks.push(tokio::spawn(async move {
+                let res = if spend_or_hold {
+                    team_spend(&app, &token, &team, &format!("s{i}"), 1).await
+                } else {
+                    team_hold(&app, &token, &team, &format!("h{i}"), 1).await
+                };
+                let status = res.status();
+                (status, res.json::<Value>().await.unwrap())
+            }));
+        }
+    }
+    let mut won = 0;
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        if status.is_success() {
+            won += 1;
+        } else {
+            assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
+        }
+    }
+    assert_eq!(won, 7, "the pool had 7 credits");
+    let (balance, held, debt) = wallet(&app, &team).await;
+    assert_eq!((balance - held, debt), (0, 0), "nothing left, nothing overdrawn");
+    let (c_used,): (i64,) = sqlx::query_as(
+        "SELECT CAST((SELECT COALESCE(SUM(-delta), 0) FROM ledger_entries WHERE actor_user_id = $1)
+                   + (SELECT COALESCE(SUM(amount), 0) FROM credit_holds WHERE actor_user_id = $1 AND status = 'active') AS BIGINT)",
+    )
+    .bind(&c.id)
+    .fetch_one(app.state.db.pool())
+    .await
+    .unwrap();
+    assert!(c_used <= 4, "the capped member used {c_used}");
+    // Both fail now (pool empty); the capped member at their cap hears about the cap.
+    let res = team_spend(&app, &a.token, &team, "late", 1).await;
+    assert_error(res, StatusCode::PAYMENT_REQUIRED, "insufficient_credits").await;
+    if c_used == 4 {
+        assert_error(
+            team_spend(&app, &c.token, &team, "late", 1).await,
+            StatusCode::PAYMENT_REQUIRED,
+            "member_cap_reached",
+        )
+        .await;
+    }
+    audit_clean(&app).await;
+}
+
+/// The period is a UTC calendar period: usage dated in the previous period does not count, and a
+/// hold counts (captured or not) in the period it was created in.
+async fn caps_across_a_period_boundary(b: Backend) {
+    let app = spawn_app(b).await;
+    let owner = app.signup("o@example.com").await;
+    let m = app.signup("m@example.com").await;
+    let team = create_team(&app, &owner, "Days").await;
+    join(&app, &team, &owner, &m, "member", json!({"credits": 5, "period": "day"})).await;
+    grant_team(&app, &team, 100).await;
+    assert_eq!(team_spend(&app, &m.token, &team, "a", 3).await.status(), StatusCode::OK);
+    let hold = json_of(team_hold(&app, &m.token, &team, "h", 2).await, StatusCode::CREATED).await;
+    assert_error(team_spend(&app, &m.token, &team, "b", 1).await, StatusCode::PAYMENT_REQUIRED, "member_cap_reached")
+        .await;
+    // Move yesterday's usage to yesterday (the clock cannot be turned; the dates can).
+    let yesterday = now_ms() - 24 * 3600 * 1000;
+    for table in ["ledger_entries", "credit_holds"] {
+        sqlx::query(&format!("UPDATE {table} SET created_at = $1 WHERE actor_user_id = $2"))
+            .bind(yesterday)
+            .bind(&m.id)
+            .execute(app.state.db.pool())
+            .await
+            .unwrap();
+    }
+    assert_eq!(team_balance(&app, &m.token, &team).await["cap"]["used"], 0);
+    // Capturing yesterday's hold today keeps it in yesterday's period.
+    let hold_id = hold["hold_id"].as_str().unwrap();
+    let res = app.post_json(&format!("/api/v1/credits/holds/{hold_id}/capture"), Some(&m.token), &json!({})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(team_spend(&app, &m.token, &team, "c", 5).await.status(), StatusCode::OK);
+    assert_error(team_spend(&app, &m.token, &team, "d", 1).await, StatusCode::PAYMENT_REQUIRED, "member_cap_reached")
+        .await;
+    audit_clean(&app).await;
+}
+
+/// A member removed while their hold runs can still capture or release it, and nothing else;
+/// owners see every entry with its member, members only their own.
+async fn a_removed_member_settles_their_hold(b: Backend) {
+    let app = spawn_app(b).await;
+    let owner = app.signup("o@example.com").await;
+    let m = app.signup("m@example.com").await;
+    let n = app.signup("n@example.com").await;
+    let team = create_team(&app, &owner, "Gone").await;
+    join(&app, &team, &owner, &m, "member", json!({"credits": 20, "period": "week"})).await;
+    join(&app, &team, &owner, &n, "member", Value::Null).await;
+    grant_team(&app, &team, 50).await;
+    assert_eq!(team_spend(&app, &n.token, &team, "n1", 4).await.status(), StatusCode::OK);
+    assert_eq!(team_spend(&app, &m.token, &team, "m1", 2).await.status(), StatusCode::OK);
+    let h1 = json_of(team_hold(&app, &m.token, &team, "h1", 6).await, StatusCode::CREATED).await;
+    let h2 = json_of(team_hold(&app, &m.token, &team, "h2", 3).await, StatusCode::CREATED).await;
+    // The member's view: own held, own entries only.
+    let seen = team_balance(&app, &m.token, &team).await;
+    assert_eq!(
+        (seen["held"].as_i64(), seen["available"].as_i64(), seen["cap"]["used"].as_i64()),
+        (Some(9), Some(9), Some(11))
+    );
+    let mine =
+        json_of(app.get(&format!("/api/v1/credits/history?team_id={team}"), Some(&m.token)).await, StatusCode::OK)
+            .await;
+    assert_eq!(mine["entries"].as_array().unwrap().len(), 1);
+    assert!(mine["entries"][0].get("user").is_none());
+    let all =
+        json_of(app.get(&format!("/api/v1/credits/history?team_id={team}"), Some(&owner.token)).await, StatusCode::OK)
+            .await;
+    let users: Vec<Value> = all["entries"].as_array().unwrap().iter().map(|e| e["user"]["email"].clone()).collect();
+    assert_eq!(
+        users,
+        vec![json!("m@example.com"), json!("n@example.com"), Value::Null],
+        "newest first; the grant has no member"
+    );
+    // The same idempotency key of two members never meets.
+    assert_eq!(team_spend(&app, &n.token, &team, "m1", 1).await.status(), StatusCode::OK);
+
+    let res = send(&app, Method::DELETE, &format!("/api/v1/teams/{team}/members/{}", m.id), &owner.token, None).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_error(team_spend(&app, &m.token, &team, "m2", 1).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_error(team_hold(&app, &m.token, &team, "h3", 1).await, StatusCode::NOT_FOUND, "not_found").await;
+    let id1 = h1["hold_id"].as_str().unwrap();
+    let res =
+        app.post_json(&format!("/api/v1/credits/holds/{id1}/capture"), Some(&m.token), &json!({"amount": 5})).await;
+    assert_eq!(json_of(res, StatusCode::OK).await["status"], "captured");
+    let id2 = h2["hold_id"].as_str().unwrap();
+    let res = app.post_json(&format!("/api/v1/credits/holds/{id2}/release"), Some(&m.token), &json!({})).await;
+    assert_eq!(json_of(res, StatusCode::OK).await["status"], "released");
+    // Another member cannot settle someone else's hold.
+    let h4 = json_of(team_hold(&app, &n.token, &team, "h4", 1).await, StatusCode::CREATED).await;
+    let id4 = h4["hold_id"].as_str().unwrap();
+    let res = app.post_json(&format!("/api/v1/credits/holds/{id4}/release"), Some(&owner.token), &json!({})).await;
+    assert_error(res, StatusCode::NOT_FOUND, "not_found").await;
+    assert_eq!(wallet(&app, &team).await, (50 - 4 - 2 - 1 - 5, 1, 0));
+    assert_eq!(spent_by(&app, &team, &m.id).await, 7);
+    audit_clean(&app).await;
+}
+
+/// A service spends for a member from the team (caps apply); it cannot reach the team's wallet
+/// as if it were a user.
+async fn the_service_spends_for_a_member(b: Backend) {
+    let app = spawn_app(b).await;
+    let owner = app.signup("o@example.com").await;
+    let m = app.signup("m@example.com").await;
+    let team = create_team(&app, &owner, "Svc").await;
+    join(&app, &team, &owner, &m, "member", json!({"credits": 3, "period": "week"})).await;
+    grant_team(&app, &team, 10).await;
+    let (_, key) = ops::service::create_key(&app.state, &Operator::cli("test"), "worker", None).await.unwrap();
+    let spend = |user: String, team: Option<String>, k: &'static str, amount: i64| {
+        let mut body = json!({"amount": amount, "reason": "render"});
+        if let Some(t) = team {
+            body["team_id"] = json!(t);
+        }
+        app.client
+            .post(app.url(&format!("/api/v1/service/users/{user}/spend")))
+            .bearer_auth(&key)
+            .header("Idempotency-Key", k)
+            .json(&body)
+            .send()
+    };
+    assert_eq!(spend(m.id.clone(), Some(team.clone()), "1", 3).await.unwrap().status(), StatusCode::OK);
+    let res = spend(m.id.clone(), Some(team.clone()), "2", 1).await.unwrap();
+    assert_error(res, StatusCode::PAYMENT_REQUIRED, "member_cap_reached").await;
+    // The team's wallet named as a user: no such user (so no cap can be bypassed).
+    let res = spend(team.clone(), None, "3", 1).await.unwrap();
+    assert_error(res, StatusCode::NOT_FOUND, "not_found").await;
+    let res = app
+        .client
+        .get(app.url(&format!("/api/v1/service/users/{team}/balance")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, StatusCode::NOT_FOUND, "not_found").await;
+    let res = app
+        .client
+        .get(app.url(&format!("/api/v1/service/users/{}/balance?team_id={team}", m.id)))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(res, StatusCode::OK).await["cap"]["used"], 3);
+    assert_eq!(spent_by(&app, &team, &m.id).await, 3);
+    audit_clean(&app).await;
+}
+
+/// A database filled by the previous migrations keeps every balance, entry and hold; every row
+/// of `users` is a person; `audit` is clean.
+async fn the_migration_keeps_every_balance(b: Backend) {
+    use std::borrow::Cow;
+    let (url, _cleanup) = common::fresh_database(b).await;
+    let db = mascot_server::Db::connect(&SecretString::from(url.clone()), 2).await.unwrap();
+    let all = sqlx::migrate!("../../migrations");
+    let before: Vec<_> = all.migrations.iter().filter(|m| m.version < 20261203000050).cloned().collect();
+    let old = sqlx::migrate::Migrator { migrations: Cow::Owned(before), ..sqlx::migrate::Migrator::DEFAULT };
+    old.run(db.pool()).await.unwrap();
+    let now = now_ms();
+    for (id, balance) in [("rich", 40i64), ("broke", 0)] {
+        sqlx::query("INSERT INTO users (id, email, password_hash, balance, entry_seq, created_at, held) VALUES ($1, $2, 'x', $3, $5, $4, 0)")
+            .bind(id)
+            .bind(format!("{id}@example.com"))
+            .bind(balance)
+            .bind(now)
+            .bind(i64::from(balance > 0))
+            .execute(db.pool())
+            .await
+            .unwrap();
+        if balance > 0 {
+            sqlx::query("INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, description, balance_after, created_at) VALUES ($1, $2, 1, $3, 'grant', $4, 'old', $3, $5)")
+                .bind(format!("e-{id}"))
+                .bind(id)
+                .bind(balance)
+                .bind(format!("grant:{id}"))
+                .bind(now - 1000)
+                .execute(db.pool())
+                .await
+                .unwrap();
+            sqlx::query("INSERT INTO credit_lots (id, wallet_id, credits, remaining, paid, source, cause, created_at) VALUES ($1, $2, $3, $3, 0, 'grant', $4, $5)")
+                .bind(format!("lot-{id}"))
+                .bind(id)
+                .bind(balance)
+                .bind(format!("grant:{id}"))
+                .bind(now - 1000)
+                .execute(db.pool())
+                .await
+                .unwrap();
+            sqlx::query("INSERT INTO entry_lots (entry_id, lot_id, credits) VALUES ($1, $2, $3)")
+                .bind(format!("e-{id}"))
+                .bind(format!("lot-{id}"))
+                .bind(balance)
+                .execute(db.pool())
+                .await
+                .unwrap();
+        }
+    }
+    sqlx::query("INSERT INTO credit_holds (id, user_id, amount, reason, status, idempotency_key, request_hash, created_at, expires_at) VALUES ('hold_old', 'rich', 5, 'job', 'active', 'k', 'h', $1, $2)")
+        .bind(now)
+        .bind(now + 3_600_000)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE users SET held = 5 WHERE id = 'rich'").execute(db.pool()).await.unwrap();
+    db.migrate().await.unwrap();
+    let report = mascot_server::audit::run(&db).await.unwrap();
+    assert!(report.is_clean(), "{}", report.to_text());
+    let rows: Vec<(String, i64, i64, String)> =
+        sqlx::query_as("SELECT id, balance, held, kind FROM users ORDER BY id").fetch_all(db.pool()).await.unwrap();
+    assert_eq!(rows, vec![("broke".into(), 0, 0, "person".into()), ("rich".into(), 40, 5, "person".into())]);
+    let (entries, actors): (i64, i64) =
+        sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT), CAST(COUNT(actor_user_id) AS BIGINT) FROM ledger_entries")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert_eq!((entries, actors), (1, 0));
+    let holds: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT id, status, actor_user_id FROM credit_holds").fetch_all(db.pool()).await.unwrap();
+    assert_eq!(holds, vec![("hold_old".into(), "active".into(), None)]);
+    db.close().await;
+}
+
+on_both_databases!(
+    roles_and_hand_over,
+    invitations,
+    a_cap_holds_under_concurrent_spends,
+    members_racing_for_the_last_credits,
+    caps_across_a_period_boundary,
+    a_removed_member_settles_their_hold,
+    the_service_spends_for_a_member,
+    the_migration_keeps_every_balance,
+);
