@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{assert_error, spawn_app, Backend, Signed, TestApp};
+use common::{assert_error, spawn_app, spawn_app_with, Backend, Signed, TestApp};
 use mascot_server::{
     db::now_ms,
     ops::{self, credits::UserRef, Operator},
@@ -14,6 +14,12 @@ use mascot_server::{
 use reqwest::{Method, Response, StatusCode};
 use secrecy::SecretString;
 use serde_json::{json, Value};
+
+/// On PostgreSQL every request gets a transaction of its own (no group commit, which would run
+/// them one after another), as with several replicas: the races are real.
+async fn racing_app(b: Backend) -> Arc<TestApp> {
+    Arc::new(spawn_app_with(b, move |c| c.group_commit = b == Backend::Sqlite).await)
+}
 
 async fn audit_clean(app: &TestApp) {
     let report = mascot_server::audit::run(&app.state.db).await.unwrap();
@@ -340,7 +346,7 @@ async fn invitations(b: Backend) {
 
 /// A member capped at 10 a day fires 16 concurrent spends of 1: exactly 10 are spent.
 async fn a_cap_holds_under_concurrent_spends(b: Backend) {
-    let app = Arc::new(spawn_app(b).await);
+    let app = racing_app(b).await;
     let owner = app.signup("o@example.com").await;
     let member = app.signup("m@example.com").await;
     let team = create_team(&app, &owner, "Cap").await;
@@ -403,7 +409,7 @@ async fn a_cap_holds_under_concurrent_spends(b: Backend) {
 /// Two members race for the last credits of the pool (and one of them also for its cap):
 /// nothing is overdrawn, and the cap's refusal wins when both fail.
 async fn members_racing_for_the_last_credits(b: Backend) {
-    let app = Arc::new(spawn_app(b).await);
+    let app = racing_app(b).await;
     let owner = app.signup("o@example.com").await;
     let a = app.signup("a@example.com").await;
     let c = app.signup("c@example.com").await;
