@@ -3,6 +3,8 @@
 //! concurrent requests against the server, and outcomes are read back from the database.
 
 mod common;
+#[path = "common/stripe.rs"]
+mod stripe;
 
 use std::sync::Arc;
 
@@ -609,6 +611,72 @@ async fn the_service_spends_for_a_member(b: Backend) {
     audit_clean(&app).await;
 }
 
+/// Owners and admins buy into the team's wallet; a refund after members spent leaves the debt in
+/// the team's wallet, never in a member's or the owner's.
+async fn a_refund_of_a_team_purchase_after_members_spent(b: Backend) {
+    let app = stripe::spawn_billing_app(b).await;
+    let owner = app.signup("o@example.com").await;
+    let m = app.signup("m@example.com").await;
+    let team = create_team(&app, &owner, "Buyers").await;
+    join(&app, &team, &owner, &m, "member", Value::Null).await;
+    common::grant_as_cli(&app.state, &m.email, 7, "personal", None).await.unwrap();
+    // A member does not buy for the team; the owner does, and follows the purchase.
+    let res = app
+        .post_json("/api/v1/billing/checkout", Some(&m.token), &json!({"pack_id": "pack_25", "team_id": team}))
+        .await;
+    assert_error(res, StatusCode::FORBIDDEN, "role_forbidden").await;
+    let res = app
+        .post_json("/api/v1/billing/checkout", Some(&owner.token), &json!({"pack_id": "pack_25", "team_id": team}))
+        .await;
+    let session = json_of(res, StatusCode::OK).await["session_id"].as_str().unwrap().to_string();
+    app.sim.pay(&session, stripe_sim::PayMethod::Card).await.unwrap();
+    let status = json_of(
+        app.get(&format!("/api/v1/billing/checkout/{session}?wait=10"), Some(&owner.token)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(status["status"], "credited", "{status}");
+    assert_error(
+        app.get(&format!("/api/v1/billing/checkout/{session}"), Some(&m.token)).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    assert_eq!(wallet(&app, &team).await, (25, 0, 0));
+    assert_eq!(team_spend(&app, &m.token, &team, "s", 20).await.status(), StatusCode::OK);
+    let pi = app.sim.session(&session).unwrap()["payment_intent"].as_str().unwrap().to_string();
+    let res = app
+        .client
+        .post(format!("{}/v1/refunds", app.sim.base_url()))
+        .bearer_auth(stripe_sim::SimConfig::default().secret_key)
+        .form(&[("payment_intent", pi)])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+    for _ in 0..100 {
+        if wallet(&app, &team).await.0 < 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(wallet(&app, &team).await, (-20, 0, 20), "the team owes what its members spent");
+    assert_eq!(wallet(&app, &m.id).await, (7, 0, 0), "the member's own wallet is untouched");
+    assert_eq!(wallet(&app, &owner.id).await, (0, 0, 0), "so is the owner's");
+    assert_error(
+        team_spend(&app, &m.token, &team, "s2", 1).await,
+        StatusCode::PAYMENT_REQUIRED,
+        "insufficient_credits",
+    )
+    .await;
+    assert_eq!(
+        app.spend(&m.token, "own", 1, "mine").await.status(),
+        StatusCode::OK,
+        "the member's own credits still spend"
+    );
+    audit_clean(&app).await;
+}
+
 /// A database filled by the previous migrations keeps every balance, entry and hold; every row
 /// of `users` is a person; `audit` is clean.
 async fn the_migration_keeps_every_balance(b: Backend) {
@@ -692,4 +760,5 @@ on_both_databases!(
     a_removed_member_settles_their_hold,
     the_service_spends_for_a_member,
     the_migration_keeps_every_balance,
+    a_refund_of_a_team_purchase_after_members_spent,
 );
