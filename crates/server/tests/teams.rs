@@ -3,6 +3,10 @@
 //! concurrent requests against the server, and outcomes are read back from the database.
 
 mod common;
+#[path = "common/forms.rs"]
+mod forms;
+#[path = "common/smtp.rs"]
+mod smtp;
 #[path = "common/stripe.rs"]
 mod stripe;
 
@@ -343,6 +347,77 @@ async fn invitations(b: Backend) {
     }
     let res = app.post_json(&path, Some(&owner.token), &json!({"email": "last@example.com", "role": "member"})).await;
     assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    audit_clean(&app).await;
+}
+
+/// The text of a mail, whatever transfer encoding lettre chose for it.
+fn mail_text(mail: &smtp::Received) -> String {
+    use base64::Engine;
+    let data = mail.data.replace("\r\n", "\n");
+    let (head, body) = data.split_once("\n\n").unwrap_or((&data, ""));
+    let head = head.to_lowercase();
+    if head.contains("content-transfer-encoding: base64") {
+        let joined: String = body.split_whitespace().collect();
+        return String::from_utf8(base64::engine::general_purpose::STANDARD.decode(joined).unwrap()).unwrap();
+    }
+    if !head.contains("content-transfer-encoding: quoted-printable") {
+        return body.to_string();
+    }
+    let raw = body.replace("=\n", "");
+    let mut bytes = Vec::new();
+    let mut it = raw.bytes();
+    while let Some(b) = it.next() {
+        if b == b'=' {
+            let hex: Vec<u8> = it.by_ref().take(2).collect();
+            bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).unwrap(), 16).unwrap());
+        } else {
+            bytes.push(b);
+        }
+    }
+    String::from_utf8(bytes).unwrap()
+}
+
+/// With mail configured: the invitation is mailed (the team's name as inert text, no link but
+/// ours), and accepting needs a verified email.
+async fn invitations_by_mail(b: Backend) {
+    let server = smtp::SmtpServer::start().await;
+    let url = server.url();
+    let app = spawn_app_with(b, move |c| {
+        c.mail = mascot_server::config::MailConfig::Smtp {
+            url: SecretString::from(url),
+            from: "Mascot <no-reply@mascot.test>".into(),
+        };
+    })
+    .await;
+    let owner = app.signup("lead@example.com").await;
+    let invitee = app.signup("designer@example.com").await;
+    server.wait_for(2).await;
+    let team = create_team(&app, &owner, "Evil.example/login <b>x</b>").await;
+    let path = format!("/api/v1/teams/{team}/invitations");
+    let made = json_of(
+        app.post_json(&path, Some(&owner.token), &json!({"email": invitee.email, "role": "member"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let token = made["token"].as_str().unwrap();
+    let mail = server.wait_for(3).await;
+    let text = mail_text(&mail);
+    assert!(text.contains(token), "{text}");
+    assert!(!text.contains("Evil.example/login"), "the name cannot become a link: {text}");
+    assert!(text.contains("<b>x<"), "plain text, no markup escaping needed: {text}");
+    assert!(mail.to.iter().any(|t| t.contains("designer@example.com")), "{:?}", mail.to);
+    // Not verified yet: 403; after the real verification link, accepted.
+    let res = app.post_json("/api/v1/teams/invitations/accept", Some(&invitee.token), &json!({"token": token})).await;
+    assert_error(res, StatusCode::FORBIDDEN, "email_unverified").await;
+    let verification =
+        server.received().await.into_iter().find(|m| m.to.iter().any(|t| t.contains("designer@"))).unwrap();
+    let link = smtp::link_in(&verification, "/account/verify");
+    let page = forms::open(&app, &link, &[]).await;
+    let (t, csrf, cookie) = (page.field("token"), page.field("csrf"), page.csrf_cookie.clone().unwrap());
+    let done = forms::post_form(&app, "/account/verify", &cookie, &[("token", &t), ("csrf", &csrf)], &[]).await;
+    assert_eq!(done.status, StatusCode::OK);
+    let res = app.post_json("/api/v1/teams/invitations/accept", Some(&invitee.token), &json!({"token": token})).await;
+    assert_eq!(json_of(res, StatusCode::OK).await["role"], "member");
     audit_clean(&app).await;
 }
 
@@ -754,6 +829,7 @@ async fn the_migration_keeps_every_balance(b: Backend) {
 on_both_databases!(
     roles_and_hand_over,
     invitations,
+    invitations_by_mail,
     a_cap_holds_under_concurrent_spends,
     members_racing_for_the_last_credits,
     caps_across_a_period_boundary,
