@@ -752,6 +752,38 @@ async fn a_refund_of_a_team_purchase_after_members_spent(b: Backend) {
     audit_clean(&app).await;
 }
 
+/// PostgreSQL: a member's spend on replica A reaches the team balance cached on replica B (the
+/// NOTIFY trigger on `users` covers team wallets: they are rows of it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_team_spend_on_one_replica_is_seen_on_the_other() {
+    if !common::postgres_available().await {
+        return;
+    }
+    let long = |c: &mut mascot_server::Config| c.cache_ttl = std::time::Duration::from_secs(60);
+    let a = spawn_app_with(Backend::Postgres, long).await;
+    let b = common::spawn_replica_with(&a, long).await;
+    let owner = a.signup("o@example.com").await;
+    let m = a.signup("m@example.com").await;
+    let team = create_team(&a, &owner, "Replicas").await;
+    join(&a, &team, &owner, &m, "member", Value::Null).await;
+    grant_team(&a, &team, 30).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !(a.state.db.cache().is_enabled() && b.state.db.cache().is_enabled()) {
+        assert!(std::time::Instant::now() < deadline, "the replicas' caches never came up");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(team_balance(&b, &owner.token, &team).await["balance"], 30, "cached on B");
+    assert_eq!(team_spend(&a, &m.token, &team, "on-a", 4).await.status(), StatusCode::OK);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        if team_balance(&b, &owner.token, &team).await["balance"] == 26 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "B still answers the old team balance");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// A database filled by the previous migrations keeps every balance, entry and hold; every row
 /// of `users` is a person; `audit` is clean.
 async fn the_migration_keeps_every_balance(b: Backend) {
