@@ -361,6 +361,9 @@ pub async fn hold(
         let (new, who) = (new.clone(), who_.clone());
         Box::pin(async move {
             if let Some(member) = &new.actor_user_id {
+                // Holds rows before the wallet's row, as in every hold write (see
+                // `holds::create_in`): the sweep first, then the lock.
+                holds::sweep_expired(uow, &new.user_id, now_ms()).await?;
                 let (made,): (i64,) = sqlx::query_as(
                     "SELECT CAST(COUNT(*) AS BIGINT) FROM credit_holds WHERE user_id = $1 AND idempotency_key = $2",
                 )
