@@ -579,6 +579,58 @@ async fn caps_across_a_period_boundary(b: Backend) {
     audit_clean(&app).await;
 }
 
+/// A released or lapsed hold gives its credits back to the member's period.
+async fn released_and_lapsed_holds_give_the_cap_back(b: Backend) {
+    let app = spawn_app_with(b, |c| c.hold_min_ttl_secs = 1).await;
+    let owner = app.signup("o@example.com").await;
+    let m = app.signup("m@example.com").await;
+    let team = create_team(&app, &owner, "Lapse").await;
+    join(&app, &team, &owner, &m, "member", json!({"credits": 3, "period": "month"})).await;
+    grant_team(&app, &team, 20).await;
+    let hold = json_of(team_hold(&app, &m.token, &team, "h1", 3).await, StatusCode::CREATED).await;
+    assert_error(team_spend(&app, &m.token, &team, "s1", 1).await, StatusCode::PAYMENT_REQUIRED, "member_cap_reached")
+        .await;
+    let id = hold["hold_id"].as_str().unwrap();
+    let res = app.post_json(&format!("/api/v1/credits/holds/{id}/release"), Some(&m.token), &json!({})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(team_balance(&app, &m.token, &team).await["cap"]["used"], 0);
+    let res = app
+        .client
+        .post(app.url("/api/v1/credits/holds"))
+        .bearer_auth(&m.token)
+        .header("Idempotency-Key", "h2")
+        .json(&json!({"amount": 3, "reason": "short", "ttl_seconds": 1, "team_id": team}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_error(team_spend(&app, &m.token, &team, "s2", 1).await, StatusCode::PAYMENT_REQUIRED, "member_cap_reached")
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(
+        team_spend(&app, &m.token, &team, "s3", 3).await.status(),
+        StatusCode::OK,
+        "the lapsed hold counts nothing"
+    );
+    // `users.held` is swept lazily (see ledger::holds); what reads report is already exact.
+    let seen = team_balance(&app, &owner.token, &team).await;
+    assert_eq!(
+        (seen["balance"].as_i64(), seen["held"].as_i64(), seen["available"].as_i64()),
+        (Some(17), Some(0), Some(17))
+    );
+    // Every membership change is in the team's activity, with who did it.
+    let acts: Vec<(String, String)> =
+        sqlx::query_as("SELECT action, actor_id FROM team_activity WHERE team_id = $1 ORDER BY created_at, id")
+            .bind(&team)
+            .fetch_all(app.state.db.pool())
+            .await
+            .unwrap();
+    let names: Vec<&str> = acts.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(names, ["team.created", "invitation.sent", "member.joined"]);
+    assert_eq!(acts[2].1, m.id);
+    audit_clean(&app).await;
+}
+
 /// A member removed while their hold runs can still capture or release it, and nothing else;
 /// owners see every entry with its member, members only their own.
 async fn a_removed_member_settles_their_hold(b: Backend) {
@@ -865,6 +917,7 @@ on_both_databases!(
     a_cap_holds_under_concurrent_spends,
     members_racing_for_the_last_credits,
     caps_across_a_period_boundary,
+    released_and_lapsed_holds_give_the_cap_back,
     a_removed_member_settles_their_hold,
     the_service_spends_for_a_member,
     the_migration_keeps_every_balance,
