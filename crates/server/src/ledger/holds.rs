@@ -469,7 +469,7 @@ pub(crate) async fn capture_in(
         request_hash: None,
         feature,
         service_key_id: capturer,
-        actor_user_id: actor_user_id,
+        actor_user_id,
         lots: super::Lots::Use,
     };
     // The credits were reserved, so the capture is covered unless a clawback intervened; it is

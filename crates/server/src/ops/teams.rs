@@ -59,6 +59,10 @@ impl Seat {
 }
 
 type SeatRow = (String, String, String, Option<i64>, Option<String>);
+/// user id, email, role, cap credits, cap period, joined at.
+type MemberRow = (String, String, String, Option<i64>, Option<String>, i64);
+/// id, email, role, cap credits, cap period, created at, expires at.
+type InvitationRow = (String, String, String, Option<i64>, Option<String>, i64, i64);
 
 const SEAT_SQL: &str = "SELECT t.id, t.name, m.role, m.cap_credits, m.cap_period
      FROM team_members m JOIN teams t ON t.id = m.team_id
@@ -217,7 +221,7 @@ pub struct Member {
 /// The team's members (owner first). A member sees every member, but only their own cap.
 pub async fn members(state: &AppState, user: &User, team_id: &str) -> Result<Vec<Member>, OpError> {
     let me = seat(&state.db, team_id, &user.id).await?;
-    let rows: Vec<(String, String, String, Option<i64>, Option<String>, i64)> = sqlx::query_as(
+    let rows: Vec<MemberRow> = sqlx::query_as(
         "SELECT m.user_id, u.email, m.role, m.cap_credits, m.cap_period, m.joined_at
          FROM team_members m JOIN users u ON u.id = m.user_id WHERE m.team_id = $1
          ORDER BY CASE m.role WHEN 'owner' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END, m.joined_at, m.user_id",
@@ -556,7 +560,7 @@ pub async fn invitations(state: &AppState, user: &User, team_id: &str) -> Result
     if !mine.sees_all() {
         return Err(forbidden("Only the team's owner and admins see its invitations."));
     }
-    let rows: Vec<(String, String, String, Option<i64>, Option<String>, i64, i64)> = sqlx::query_as(
+    let rows: Vec<InvitationRow> = sqlx::query_as(
         "SELECT id, email, role, cap_credits, cap_period, created_at, expires_at FROM team_invitations
          WHERE team_id = $1 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at, id",
     )
