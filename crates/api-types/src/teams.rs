@@ -144,7 +144,7 @@ pub struct UpdateMemberRequest {
     #[ts(optional)]
     pub role: Option<TeamRole>,
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
-    #[ts(optional, type = "Cap | null")]
+    #[ts(optional)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Cap>))]
     pub cap: Option<Option<Cap>>,
 }
