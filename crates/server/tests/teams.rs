@@ -233,6 +233,22 @@ async fn roles_and_hand_over(b: Backend) {
     let res = send(&app, Method::DELETE, &t(&format!("/members/{}", owner.id)), &admin.token, None).await;
     assert_error(res, StatusCode::CONFLICT, "owner_must_hand_over").await;
 
+    // A refused change writes nothing: no hand-over with a cap for the new owner.
+    let res = send(
+        &app,
+        Method::PATCH,
+        &t(&format!("/members/{}", admin.id)),
+        &owner.token,
+        Some(json!({"role": "owner", "cap": {"credits": 5, "period": "day"}})),
+    )
+    .await;
+    assert_error(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let res =
+        send(&app, Method::PATCH, &t(&format!("/members/{}", owner.id)), &owner.token, Some(json!({"role": "member"})))
+            .await;
+    assert_error(res, StatusCode::CONFLICT, "owner_must_hand_over").await;
+    let listed = json_of(app.get("/api/v1/teams", Some(&owner.token)).await, StatusCode::OK).await;
+    assert_eq!(listed["teams"][0]["role"], "owner");
     // Hand-over: the admin becomes owner, the old owner an admin, in one write.
     let res =
         send(&app, Method::PATCH, &t(&format!("/members/{}", admin.id)), &owner.token, Some(json!({"role": "owner"})))

@@ -280,6 +280,14 @@ pub async fn update_member(
                 if !owner && (theirs.role != TeamRole::Member || role.is_some_and(|r| r != TeamRole::Member)) {
                     return Err(forbidden("Only the owner changes admins or the owner, and promotes members."));
                 }
+                // Every refusal is decided before the first write (a refusal commits the unit).
+                let owner_after = role.unwrap_or(theirs.role) == TeamRole::Owner;
+                if owner_after && cap.is_some_and(|c| c.is_some()) {
+                    return Err(OpError::Invalid("The owner has no cap.".into()));
+                }
+                if theirs.role == TeamRole::Owner && role.is_some_and(|r| r != TeamRole::Owner) {
+                    return Err(OpError::Conflict(Conflict::OwnerMustHandOver));
+                }
                 if let Some(new_role) = role.filter(|r| *r != theirs.role) {
                     match (new_role, theirs.role) {
                         (TeamRole::Owner, _) => {
@@ -315,10 +323,6 @@ pub async fn update_member(
                     }
                 }
                 if let Some(cap) = cap {
-                    let is_owner_now = role == Some(TeamRole::Owner) || (role.is_none() && theirs.role == TeamRole::Owner);
-                    if is_owner_now && cap.is_some() {
-                        return Err(OpError::Invalid("The owner has no cap.".into()));
-                    }
                     sqlx::query("UPDATE team_members SET cap_credits = $3, cap_period = $4 WHERE team_id = $1 AND user_id = $2")
                         .bind(&team)
                         .bind(&them)
