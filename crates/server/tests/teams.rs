@@ -751,6 +751,30 @@ async fn the_service_spends_for_a_member(b: Backend) {
         .unwrap();
     assert_eq!(json_of(res, StatusCode::OK).await["cap"]["used"], 3);
     assert_eq!(spent_by(&app, &team, &m.id).await, 3);
+    // Service holds on a team count against the member's cap too, and are the services' to settle.
+    let hold = |k: &'static str, amount: i64| {
+        app.client
+            .post(app.url(&format!("/api/v1/service/users/{}/holds", owner.id)))
+            .bearer_auth(&key)
+            .header("Idempotency-Key", k)
+            .json(&json!({"amount": amount, "reason": "render", "team_id": team}))
+            .send()
+    };
+    let made = json_of(hold("h1", 5).await.unwrap(), StatusCode::CREATED).await;
+    let id = made["hold_id"].as_str().unwrap();
+    let res = app.post_json(&format!("/api/v1/credits/holds/{id}/release"), Some(&owner.token), &json!({})).await;
+    assert_error(res, StatusCode::NOT_FOUND, "not_found").await;
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/service/holds/{id}/capture")))
+        .bearer_auth(&key)
+        .json(&json!({"amount": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(res, StatusCode::OK).await["status"], "captured");
+    assert_eq!(spent_by(&app, &team, &owner.id).await, 2);
+    assert_eq!(wallet(&app, &team).await, (5, 0, 0));
     audit_clean(&app).await;
 }
 
