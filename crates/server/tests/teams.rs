@@ -3,6 +3,8 @@
 //! concurrent requests against the server, and outcomes are read back from the database.
 
 mod common;
+#[path = "common/console.rs"]
+mod console;
 #[path = "common/forms.rs"]
 mod forms;
 #[path = "common/smtp.rs"]
@@ -876,6 +878,28 @@ async fn postgres_a_team_spend_on_one_replica_is_seen_on_the_other() {
     }
 }
 
+/// `mascot-server credits grant --team`: the team's wallet gets the grant; an unknown team is an
+/// error, and so is naming both an account and a team.
+async fn the_cli_grants_to_a_team(b: Backend) {
+    let app = spawn_app(b).await;
+    let owner = app.signup("o@example.com").await;
+    let team = create_team(&app, &owner, "Granted").await;
+    let args = ["credits", "grant", "--team", &team, "--amount", "12", "--reason", "onboarding"];
+    let (code, out, err) = console::cli(&app, &args);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(wallet(&app, &team).await, (12, 0, 0));
+    assert_eq!(wallet(&app, &owner.id).await, (0, 0, 0));
+    let (code, _, err) = console::cli(&app, &["credits", "grant", "--team", "nope", "--amount", "1", "--reason", "x"]);
+    assert_eq!(code, 1, "{err}");
+    // A person's id is not a team.
+    let (code, _, _) = console::cli(&app, &["credits", "grant", "--team", &owner.id, "--amount", "1", "--reason", "x"]);
+    assert_eq!(code, 1);
+    let both = ["credits", "grant", "--team", &team, "--email", &owner.email, "--amount", "1", "--reason", "x"];
+    assert_ne!(console::cli(&app, &both).0, 0);
+    assert_eq!(wallet(&app, &team).await, (12, 0, 0));
+    audit_clean(&app).await;
+}
+
 /// A database filled by the previous migrations keeps every balance, entry and hold; every row
 /// of `users` is a person; `audit` is clean.
 async fn the_migration_keeps_every_balance(b: Backend) {
@@ -962,4 +986,5 @@ on_both_databases!(
     the_service_spends_for_a_member,
     the_migration_keeps_every_balance,
     a_refund_of_a_team_purchase_after_members_spent,
+    the_cli_grants_to_a_team,
 );
