@@ -897,6 +897,21 @@ async fn the_cli_grants_to_a_team(b: Backend) {
     let both = ["credits", "grant", "--team", &team, "--email", &owner.email, "--amount", "1", "--reason", "x"];
     assert_ne!(console::cli(&app, &both).0, 0);
     assert_eq!(wallet(&app, &team).await, (12, 0, 0));
+    // The console's API reads and grants to the team's wallet as to any wallet (by its id).
+    app.signup("ops@example.com").await;
+    console::add_admin(&app, "ops@example.com");
+    let admin = console::admin_token(&app, "ops@example.com");
+    let res = app
+        .client
+        .post(app.url(&format!("/api/v1/admin/users/{team}/grant")))
+        .bearer_auth(&admin)
+        .json(&json!({"amount": 3, "reason": "support", "grant_id": "TICKET-9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let seen = json_of(app.get(&format!("/api/v1/admin/users/{team}"), Some(&admin)).await, StatusCode::OK).await;
+    assert_eq!(seen["available"], 15, "{seen}");
     audit_clean(&app).await;
 }
 
