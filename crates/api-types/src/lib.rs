@@ -92,6 +92,8 @@ pub fn typescript_bindings() -> Vec<(String, String)> {
         Invitation,
         InvitationsResponse,
         AcceptInvitationRequest,
+        TeamActivityEntry,
+        TeamActivityResponse,
     ]
 }
 

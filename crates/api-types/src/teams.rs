@@ -203,3 +203,31 @@ pub struct InvitationsResponse {
 pub struct AcceptInvitationRequest {
     pub token: String,
 }
+
+/// One membership change of a team: who did what, to whom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TeamActivityEntry {
+    /// `team.created`, `invitation.sent`, `invitation.revoked`, `member.joined`,
+    /// `member.role_changed`, `member.cap_changed`, `member.removed`, `member.left`,
+    /// `team.handed_over`, `team.deleted`.
+    pub action: String,
+    /// Who did it.
+    pub actor: User,
+    /// The member or invitation it was done to, by id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub subject_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub detail: Option<String>,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+/// `GET /api/v1/teams/{team_id}/activity`: the latest 100 changes, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TeamActivityResponse {
+    pub entries: Vec<TeamActivityEntry>,
+}

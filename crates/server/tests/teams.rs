@@ -646,6 +646,14 @@ async fn released_and_lapsed_holds_give_the_cap_back(b: Backend) {
     let names: Vec<&str> = acts.iter().map(|(a, _)| a.as_str()).collect();
     assert_eq!(names, ["team.created", "invitation.sent", "member.joined"]);
     assert_eq!(acts[2].1, m.id);
+    // Owners and admins read it, newest first; members may not.
+    let path = format!("/api/v1/teams/{team}/activity");
+    let read = json_of(app.get(&path, Some(&owner.token)).await, StatusCode::OK).await;
+    let actions: Vec<&str> =
+        read["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["member.joined", "invitation.sent", "team.created"]);
+    assert_eq!(read["entries"][0]["actor"]["email"], "m@example.com");
+    assert_error(app.get(&path, Some(&m.token)).await, StatusCode::FORBIDDEN, "role_forbidden").await;
     audit_clean(&app).await;
 }
 

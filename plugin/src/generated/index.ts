@@ -55,3 +55,5 @@ export type { InvitationCreated } from "./InvitationCreated.js";
 export type { Invitation } from "./Invitation.js";
 export type { InvitationsResponse } from "./InvitationsResponse.js";
 export type { AcceptInvitationRequest } from "./AcceptInvitationRequest.js";
+export type { TeamActivityEntry } from "./TeamActivityEntry.js";
+export type { TeamActivityResponse } from "./TeamActivityResponse.js";

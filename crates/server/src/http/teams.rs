@@ -3,7 +3,8 @@
 
 use api_types::{
     AcceptInvitationRequest, CreateTeamRequest, ErrorEnvelope, Invitation, InvitationCreated, InvitationsResponse,
-    InviteRequest, MembersResponse, TeamMember, TeamSummary, TeamsResponse, UpdateMemberRequest, User as ApiUser,
+    InviteRequest, MembersResponse, TeamActivityEntry, TeamActivityResponse, TeamMember, TeamSummary, TeamsResponse,
+    UpdateMemberRequest, User as ApiUser,
 };
 use axum::{
     extract::{FromRequestParts, Path, State},
@@ -232,4 +233,33 @@ pub async fn accept(
     ApiJson(body): ApiJson<AcceptInvitationRequest>,
 ) -> ApiResult<Json<TeamSummary>> {
     Ok(Json(ops::teams::accept(&state, &user, &body.token).await?))
+}
+
+/// The team's membership changes, newest first (owners and admins).
+#[utoipa::path(get, path = "/api/v1/teams/{team_id}/activity", tag = "teams", security(("bearer" = [])),
+    params(("team_id" = String, Path, description = "The team")),
+    responses(
+        (status = 200, description = "The latest 100 changes, newest first", body = TeamActivityResponse),
+        (status = 401, description = "Not signed in", body = ErrorEnvelope),
+        (status = 403, description = "A member (`role_forbidden`)", body = ErrorEnvelope),
+        (status = 404, description = "No such team for this account", body = ErrorEnvelope),
+    ))]
+pub async fn activity(
+    State(state): State<AppState>,
+    user: AuthUser,
+    PathId(team_id): PathId,
+) -> ApiResult<Json<TeamActivityResponse>> {
+    let rows = ops::teams::activity_log(&state, &user, &team_id).await?;
+    Ok(Json(TeamActivityResponse {
+        entries: rows
+            .into_iter()
+            .map(|a| TeamActivityEntry {
+                action: a.action,
+                actor: ApiUser { id: a.actor_id, email: a.actor_email },
+                subject_id: a.subject_id,
+                detail: a.detail,
+                created_at: rfc3339_ms(a.created_at),
+            })
+            .collect(),
+    }))
 }

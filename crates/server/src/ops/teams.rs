@@ -6,6 +6,7 @@
 //! | [`create`], [`list`] | plugin API `POST /teams`, `GET /teams` |
 //! | [`members`], [`update_member`], [`remove_member`] | plugin API `…/teams/{id}/members[/{user_id}]` |
 //! | [`delete`] | plugin API `DELETE /teams/{id}` |
+//! | [`activity_log`] | plugin API `GET /teams/{id}/activity` |
 //! | [`invite`], [`invitations`], [`revoke_invitation`], [`accept`] | plugin API `…/invitations…` |
 //!
 //! Who sees what: anyone who is not a member gets 404 for everything of a team (as for a team
@@ -719,4 +720,43 @@ pub async fn accept(state: &AppState, user: &User, token: &str) -> Result<TeamSu
 /// Who can read a team's books, for `GET …?team_id=`: a seat (404 for non-members).
 pub async fn reader(state: &AppState, user_id: &str, team_id: &str) -> Result<Seat, OpError> {
     seat(&state.db, team_id, user_id).await
+}
+
+/// A row of the team's activity, as read.
+#[derive(Debug, Clone)]
+pub struct Activity {
+    pub action: String,
+    pub actor_id: String,
+    pub actor_email: String,
+    pub subject_id: Option<String>,
+    pub detail: Option<String>,
+    pub created_at: i64,
+}
+
+/// The team's latest 100 membership changes, newest first (owners and admins).
+pub async fn activity_log(state: &AppState, user: &User, team_id: &str) -> Result<Vec<Activity>, OpError> {
+    let mine = seat(&state.db, team_id, &user.id).await?;
+    if !mine.sees_all() {
+        return Err(forbidden("Only the team's owner and admins see its activity."));
+    }
+    type Row = (String, String, String, Option<String>, Option<String>, i64);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT a.action, a.actor_id, u.email, a.subject_id, a.detail, a.created_at
+         FROM team_activity a JOIN users u ON u.id = a.actor_id
+         WHERE a.team_id = $1 ORDER BY a.created_at DESC, a.id DESC LIMIT 100",
+    )
+    .bind(team_id)
+    .fetch_all(state.db.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(action, actor_id, actor_email, subject_id, detail, created_at)| Activity {
+            action,
+            actor_id,
+            actor_email,
+            subject_id,
+            detail,
+            created_at,
+        })
+        .collect())
 }
