@@ -501,6 +501,52 @@ async fn a_cap_holds_under_concurrent_spends(b: Backend) {
     audit_clean(&app).await;
 }
 
+/// Concurrent retries of one spend (the same key) at the edge of the cap are one spend and its
+/// replays, never a cap refusal: the retry is recognised after the wallet's lock.
+async fn concurrent_retries_at_the_cap_are_replays(b: Backend) {
+    let app = racing_app(b).await;
+    let owner = app.signup("o@example.com").await;
+    let m = app.signup("m@example.com").await;
+    let team = create_team(&app, &owner, "Retry").await;
+    join(&app, &team, &owner, &m, "member", json!({"credits": 1, "period": "day"})).await;
+    grant_team(&app, &team, 10).await;
+    for (key, kind) in [("same-spend", "spend"), ("same-hold", "hold")] {
+        if kind == "hold" {
+            // Room for exactly one more credit.
+            let path = format!("/api/v1/teams/{team}/members/{}", m.id);
+            let res =
+                send(&app, Method::PATCH, &path, &owner.token, Some(json!({"cap": {"credits": 2, "period": "day"}})))
+                    .await;
+            assert_eq!(res.status(), StatusCode::OK);
+        }
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (app, token, team) = (app.clone(), m.token.clone(), team.clone());
+            tasks.push(tokio::spawn(async move {
+                let res = if kind == "spend" {
+                    team_spend(&app, &token, &team, key, 1).await
+                } else {
+                    team_hold(&app, &token, &team, key, 1).await
+                };
+                let status = res.status();
+                (status, res.text().await.unwrap())
+            }));
+        }
+        for t in tasks {
+            let (status, body) = t.await.unwrap();
+            assert!(status.is_success(), "{kind}: {status} {body}");
+        }
+    }
+    assert_eq!(spent_by(&app, &team, &m.id).await, 1);
+    let (holds,): (i64,) = sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM credit_holds WHERE actor_user_id = $1")
+        .bind(&m.id)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(holds, 1);
+    audit_clean(&app).await;
+}
+
 /// Two members race for the last credits of the pool (and one of them also for its cap):
 /// nothing is overdrawn, and the cap's refusal wins when both fail.
 async fn members_racing_for_the_last_credits(b: Backend) {
@@ -1002,6 +1048,7 @@ on_both_databases!(
     invitations,
     invitations_by_mail,
     a_cap_holds_under_concurrent_spends,
+    concurrent_retries_at_the_cap_are_replays,
     members_racing_for_the_last_credits,
     caps_across_a_period_boundary,
     released_and_lapsed_holds_give_the_cap_back,

@@ -199,17 +199,19 @@ pub fn balance_response(funds: &Funds) -> BalanceResponse {
     }
 }
 
-/// Inside the unit that moves a team's credits: the wallet's lock, the member's seat, and their
-/// cap (unless `replay`: a retry of what was already recorded is answered, never refused). See
-/// `ledger::caps` for why this cannot be raced.
-async fn team_gate_in(uow: &mut Uow, team_id: &str, member: &str, amount: i64, replay: bool) -> Result<(), OpError> {
+/// Inside the unit that moves a team's credits, first: the wallet's lock and the member's seat.
+/// See `ledger::caps` for why what is read after it cannot be raced.
+async fn team_seat_in(uow: &mut Uow, team_id: &str, member: &str) -> Result<teams::Seat, OpError> {
     if !caps::lock_wallet(uow, team_id).await? {
         return Err(teams::no_team());
     }
-    let seat = teams::seat_in(uow, team_id, member).await?;
-    if replay {
-        return Ok(());
-    }
+    teams::seat_in(uow, team_id, member).await
+}
+
+/// …then, unless the request is a retry of what was already recorded (answered, never refused:
+/// looked up after the lock, so a concurrent twin is seen), the member's cap.
+async fn check_cap_in(uow: &mut Uow, seat: &teams::Seat, member: &str, amount: i64) -> Result<(), OpError> {
+    let team_id = seat.team_id.as_str();
     if let Some(cap) = seat.cap {
         let now = now_ms();
         let (start, end) = caps::period_bounds(cap.period, now);
@@ -302,12 +304,15 @@ pub async fn spend(
         let (entry, who) = (entry.clone(), who_.clone());
         Box::pin(async move {
             if let Some(member) = &entry.actor_user_id {
+                let seat = team_seat_in(uow, &entry.user_id, member).await?;
                 let (recorded,): (i64,) =
                     sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM ledger_entries WHERE cause = $1")
                         .bind(&entry.cause)
                         .fetch_one(&mut **uow)
                         .await?;
-                team_gate_in(uow, &entry.user_id, member, amount, recorded > 0).await?;
+                if recorded == 0 {
+                    check_cap_in(uow, &seat, member, amount).await?;
+                }
             }
             let recorded = ledger::post_once_in(uow, &entry, Overdraft::Refuse).await?;
             if !recorded.replayed {
@@ -364,6 +369,7 @@ pub async fn hold(
                 // Holds rows before the wallet's row, as in every hold write (see
                 // `holds::create_in`): the sweep first, then the lock.
                 holds::sweep_expired(uow, &new.user_id, now_ms()).await?;
+                let seat = team_seat_in(uow, &new.user_id, member).await?;
                 let (made,): (i64,) = sqlx::query_as(
                     "SELECT CAST(COUNT(*) AS BIGINT) FROM credit_holds WHERE user_id = $1 AND idempotency_key = $2",
                 )
@@ -371,7 +377,9 @@ pub async fn hold(
                 .bind(new.stored_key())
                 .fetch_one(&mut **uow)
                 .await?;
-                team_gate_in(uow, &new.user_id, member, new.amount, made > 0).await?;
+                if made == 0 {
+                    check_cap_in(uow, &seat, member, new.amount).await?;
+                }
             }
             let settled = holds::create_in(uow, &new).await?;
             if !settled.replayed {
