@@ -270,6 +270,19 @@ async fn roles_and_hand_over(b: Backend) {
             (admin.id.clone(), "owner".into())
         ]
     );
+    audit_clean(&app).await;
+    // The audit sees a team without an owner (I8); put back, it is clean again.
+    let demote = "UPDATE team_members SET role = 'admin' WHERE team_id = $1 AND role = 'owner'";
+    sqlx::query(demote).bind(&team).execute(app.state.db.pool()).await.unwrap();
+    let report = mascot_server::audit::run(&app.state.db).await.unwrap();
+    assert_eq!(report.of("I8").len(), 1, "{}", report.to_text());
+    assert_eq!(report.of("I8")[0].check, "team_owner_count");
+    sqlx::query("UPDATE team_members SET role = 'owner' WHERE team_id = $1 AND user_id = $2")
+        .bind(&team)
+        .bind(&admin.id)
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
     // The old owner, now an admin, may leave; the member is removed by the new owner.
     assert_eq!(
         send(&app, Method::DELETE, &t(&format!("/members/{}", owner.id)), &owner.token, None).await.status(),
