@@ -477,6 +477,8 @@ async fn a_cap_holds_under_concurrent_spends(b: Backend) {
         } else {
             assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
             assert_eq!(body["error"]["code"], "member_cap_reached", "{body}");
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.starts_with("Your cap on this team is 10 credits a day; 10 credits used"), "{body}");
             assert!(body["error"]["resets_at"].as_str().unwrap().ends_with("T00:00:00.000Z"), "{body}");
         }
     }

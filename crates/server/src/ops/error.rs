@@ -41,7 +41,8 @@ pub enum OpError {
     /// A team member's spend or hold would pass their cap for the period (402
     /// `member_cap_reached`, with `error.resets_at`). Checked before the pool: it wins when both fail.
     #[error(
-        "Your cap on this team is {limit} credits a {period}; {used} are used this {period} and this needs {needed}."
+        "Your cap on this team is {} a {period}; {} used this {period}, and this needs {}.",
+        credits(.limit), credits(.used), credits(.needed)
     )]
     MemberCap { limit: i64, period: &'static str, used: i64, needed: i64, resets_at: i64 },
     /// 409 with the conflict's code.
@@ -231,5 +232,14 @@ impl UnitError for OpError {
                 // A taken email or key name is a failed INSERT: it spoils a PostgreSQL transaction.
                 | OpError::Conflict(Conflict::EmailTaken | Conflict::NameTaken(_))
         )
+    }
+}
+
+/// "1 credit", "2 credits".
+fn credits(n: &i64) -> String {
+    if *n == 1 {
+        "1 credit".to_string()
+    } else {
+        format!("{n} credits")
     }
 }
