@@ -760,3 +760,26 @@ pub async fn activity_log(state: &AppState, user: &User, team_id: &str) -> Resul
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_kept_verbatim_within_their_rules() {
+        assert_eq!(check_name(" Studio <b>Ä</b> ").unwrap(), " Studio <b>Ä</b> ");
+        assert_eq!(check_name(&"é".repeat(64)).unwrap().chars().count(), 64, "characters, not bytes");
+        for bad in ["", "   ", "a\nb", "a\u{7f}b", &"x".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_name_in_a_mail_cannot_become_a_link() {
+        let shown = defang("Visit https://evil.example/login or me@evil.example");
+        for linkish in ["https://", "evil.example", "@evil"] {
+            assert!(!shown.contains(linkish), "{shown}");
+        }
+        assert_eq!(defang("Studio Ä & co"), "Studio Ä & co");
+    }
+}
