@@ -160,6 +160,22 @@ async fn roles_and_hand_over(b: Backend) {
         .await
         .status()
         .is_success());
+    for i in 0..8 {
+        assert_eq!(
+            app.post_json("/api/v1/teams", Some(&stranger.token), &json!({"name": format!("t{i}")})).await.status(),
+            StatusCode::CREATED
+        );
+    }
+    let res = app.post_json("/api/v1/teams", Some(&owner.token), &json!({"name": "tenth"})).await;
+    assert_eq!(res.status(), StatusCode::CREATED, "each account counts its own");
+    for _ in 0..2 {
+        assert_eq!(
+            app.post_json("/api/v1/teams", Some(&stranger.token), &json!({"name": "more"})).await.status(),
+            StatusCode::CREATED
+        );
+    }
+    let res = app.post_json("/api/v1/teams", Some(&stranger.token), &json!({"name": "eleventh"})).await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
     let listed = json_of(app.get("/api/v1/teams", Some(&owner.token)).await, StatusCode::OK).await;
     assert_eq!(listed["teams"][0]["name"], name);
     assert_eq!(listed["teams"][0]["sees_all"], true);

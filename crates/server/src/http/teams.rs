@@ -53,6 +53,7 @@ fn member_body(m: Member) -> TeamMember {
         (status = 400, description = "Body is not valid JSON of this shape", body = ErrorEnvelope),
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
         (status = 422, description = "name empty, longer than 64 characters, or with control characters", body = ErrorEnvelope),
+        (status = 429, description = "10 teams created by this account today", body = ErrorEnvelope),
     ))]
 pub async fn create(
     State(state): State<AppState>,

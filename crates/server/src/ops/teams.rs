@@ -32,6 +32,8 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 /// Invitations a team may send per day, and one address may receive per day (all teams).
 pub const INVITATIONS_PER_TEAM_PER_DAY: i64 = 20;
 pub const INVITATIONS_PER_EMAIL_PER_DAY: i64 = 3;
+/// Teams one account may create per day: each is a wallet row, and a script should not mint them.
+pub const TEAMS_PER_DAY: i64 = 10;
 
 /// The caller's place in a team.
 #[derive(Debug, Clone)]
@@ -154,6 +156,15 @@ fn order(team_id: &str) -> Option<String> {
 /// A new team with its own wallet; the caller is its owner.
 pub async fn create(state: &AppState, user: &User, name: &str) -> Result<TeamSummary, OpError> {
     let name = check_name(name)?;
+    let (made,): (i64,) =
+        sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM teams WHERE created_by = $1 AND created_at > $2")
+            .bind(&user.id)
+            .bind(now_ms() - DAY_MS)
+            .fetch_one(state.db.pool())
+            .await?;
+    if made >= TEAMS_PER_DAY {
+        return Err(OpError::rate_limited("You created 10 teams today. Try again tomorrow.", 3600));
+    }
     let team_id = uuid::Uuid::new_v4().to_string();
     let (id, name_, owner) = (team_id.clone(), name.clone(), user.id.clone());
     state
