@@ -4,7 +4,7 @@
 -- `users` is not rebuilt (ADD COLUMN only). A team row cannot sign in: its email is
 -- `team:<id>` (no '@', so no normalised email ever matches it) and its password hash is '!'
 -- (not a PHC string: no password verifies against it).
-ALTER TABLE users ADD COLUMN kind TEXT NOT NULL DEFAULT 'person';
+ALTER TABLE users ADD COLUMN kind TEXT NOT NULL DEFAULT 'person' CHECK (kind IN ('person', 'team'));
 
 -- The team behind a wallet: id = the wallet's users.id. `name` is stored verbatim (1 to 64
 -- characters, no control characters: checked by ops::teams) and escaped wherever it is shown.

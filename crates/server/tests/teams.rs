@@ -1071,6 +1071,8 @@ async fn the_migration_keeps_every_balance(b: Backend) {
     let holds: Vec<(String, String, Option<String>)> =
         sqlx::query_as("SELECT id, status, actor_user_id FROM credit_holds").fetch_all(db.pool()).await.unwrap();
     assert_eq!(holds, vec![("hold_old".into(), "active".into(), None)]);
+    let odd = sqlx::query("UPDATE users SET kind = 'robot' WHERE id = 'rich'").execute(db.pool()).await;
+    assert!(odd.is_err(), "a wallet is a person's or a team's");
     db.close().await;
 }
 
