@@ -7,6 +7,10 @@ use ts_rs::TS;
 pub struct CheckoutRequest {
     /// `pack_25`, `pack_75` or `pack_200`.
     pub pack_id: String,
+    /// Buy into this team's wallet (owners and admins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub team_id: Option<String>,
 }
 
 /// A new Checkout Session: open `checkout_url` in the browser.

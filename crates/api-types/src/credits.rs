@@ -5,8 +5,10 @@ use ts_rs::TS;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BalanceResponse {
-    #[ts(type = "number")]
-    pub balance: i64,
+    /// The wallet's balance; null for a team member who is not an owner or admin (they see what
+    /// is left for them: `available` and `cap`).
+    #[ts(type = "number | null")]
+    pub balance: Option<i64>,
     /// `balance` minus credits on hold: what a new spend or hold may use.
     #[ts(type = "number")]
     pub available: i64,
@@ -27,6 +29,10 @@ pub struct BalanceResponse {
     /// as soon as the next change happens (a long-poll).
     #[serde(default)]
     pub version: String,
+    /// A team member's cap, as it stands (absent: no cap, or not a team).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub cap: Option<crate::CapStatus>,
 }
 
 /// `GET|PUT /api/v1/me/alerts`: tell me when my available credits fall below `low_balance`
@@ -166,6 +172,10 @@ pub struct HistoryEntry {
     /// For a spend: the feature it paid for (`SpendRequest.feature`), when the caller named one.
     #[serde(default)]
     pub feature: Option<String>,
+    /// On a team's history seen by an owner or admin: the member who spent (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub user: Option<crate::User>,
 }
 
 /// `GET /api/v1/credits/history?limit=&before=`: newest first. Pass `next_cursor` as `before` to get
@@ -194,6 +204,10 @@ pub struct SpendRequest {
     #[ts(optional)]
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64, pattern = r"^[a-z0-9_.\-]+$"))]
     pub feature: Option<String>,
+    /// Spend from this team's wallet instead of the personal one (the caller must be a member).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub team_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
@@ -225,6 +239,10 @@ pub struct HoldRequest {
     #[ts(optional)]
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64, pattern = r"^[a-z0-9_.\-]+$"))]
     pub feature: Option<String>,
+    /// Spend from this team's wallet instead of the personal one (the caller must be a member).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub team_id: Option<String>,
 }
 
 /// A new hold (201), or the replay of the request that created it.

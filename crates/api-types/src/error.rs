@@ -16,6 +16,10 @@ pub struct ErrorEnvelope {
 pub struct ErrorBody {
     pub code: String,
     pub message: String,
+    /// RFC 3339, UTC: when a refusal that depends on a period ends (`member_cap_reached`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub resets_at: Option<String>,
 }
 
 /// The error codes the server sends, for clients that branch on them.
@@ -69,4 +73,14 @@ pub mod codes {
     pub const CODE_NOT_FOUND: &str = "code_not_found";
     /// This account already redeemed this code.
     pub const CODE_ALREADY_REDEEMED: &str = "code_already_redeemed";
+    /// A team member's spend or hold would pass their cap for the period (`error.resets_at`).
+    pub const MEMBER_CAP_REACHED: &str = "member_cap_reached";
+    /// The owner cannot leave or be removed: hand the team over first.
+    pub const OWNER_MUST_HAND_OVER: &str = "owner_must_hand_over";
+    /// A team with credits, debt or an active hold cannot be deleted.
+    pub const TEAM_HAS_CREDITS: &str = "team_has_credits";
+    /// A team role that does not allow this.
+    pub const ROLE_FORBIDDEN: &str = "role_forbidden";
+    /// Accepting an invitation needs a verified email.
+    pub const EMAIL_UNVERIFIED: &str = "email_unverified";
 }

@@ -12,6 +12,7 @@ mod credits;
 mod error;
 mod packs;
 mod service;
+mod teams;
 
 pub use admin::*;
 pub use auth::*;
@@ -20,6 +21,7 @@ pub use credits::*;
 pub use error::*;
 pub use packs::*;
 pub use service::*;
+pub use teams::*;
 
 /// Every exported type, as `(file name, generated TypeScript)`. The bindings test compares this list
 /// with the committed files, and `UPDATE_BINDINGS=1 cargo test -p api-types` rewrites them.
@@ -79,6 +81,23 @@ pub fn typescript_bindings() -> Vec<(String, String)> {
         UsageDay,
         ExportResponse,
         AlertSettings,
+        TeamRole,
+        CapPeriod,
+        Cap,
+        CapStatus,
+        CreateTeamRequest,
+        TeamSummary,
+        TeamsResponse,
+        TeamMember,
+        MembersResponse,
+        UpdateMemberRequest,
+        InviteRequest,
+        InvitationCreated,
+        Invitation,
+        InvitationsResponse,
+        AcceptInvitationRequest,
+        TeamActivityEntry,
+        TeamActivityResponse,
     ]
 }
 

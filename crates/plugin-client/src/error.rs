@@ -118,6 +118,7 @@ mod tests {
             error: api_types::ErrorBody {
                 code: "validation".into(),
                 message: "The field \"email\" is invalid:\n\tuse a\\b — café 😀".into(),
+                resets_at: None,
             },
         })
         .unwrap();

@@ -22,6 +22,10 @@
 //!   lot ever lost credits to an expiry; every entry since the lots migration is explained by its
 //!   lots and debt (delta = Σ entry_lots − debt_delta).
 //!
+//! - I8: team wallets (issue 23): every team's wallet is a `users` row of kind `team`; every
+//!   live team has exactly one owner; only a team's wallet has entries or holds that name a
+//!   member (`actor_user_id`), and that member is not the wallet itself.
+//!
 //! - A1: every stored email is in its canonical form (NFC, lower-cased).
 //!
 //! Nothing here writes. A violation names its invariant and the ids involved; the report is JSON
@@ -36,11 +40,11 @@ use crate::Db;
 /// What one check found wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
-    /// `I1`, `I2`, `I4`, `I5`, `I6`, `I7` or `A1`.
+    /// `I1`, `I2`, `I4`, `I5`, `I6`, `I7`, `I8` or `A1`.
     pub invariant: &'static str,
     /// A stable name for the check, e.g. `balance_mismatch`.
     pub check: &'static str,
-    /// The rows involved, by kind: `user_id`, `hold_id`, `session_id`, `entry_id`, `cause`.
+    /// The rows involved, by kind: `user_id`, `hold_id`, `session_id`, `entry_id`, `cause`, `team_id`.
     pub ids: BTreeMap<&'static str, String>,
     /// What differs, for a person.
     pub detail: String,
@@ -416,10 +420,63 @@ pub async fn run(db: &Db) -> anyhow::Result<Report> {
 
     check_recorded_amounts(pool, v).await?;
     check_lots(pool, v).await?;
+    check_teams(pool, v).await?;
     Ok(report)
 }
 
 /// I7 (see the module doc). Skipped on a database the lots migration has not reached yet.
+/// I8, once migration 20261203000050 (teams) is applied.
+async fn check_teams(pool: &sqlx::AnyPool, v: &mut Vec<Violation>) -> anyhow::Result<()> {
+    let applied: Option<(i64,)> = sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE version = 20261203000050")
+        .fetch_optional(pool)
+        .await
+        .unwrap_or(None);
+    if applied.is_none() {
+        return Ok(());
+    }
+    let wallets: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT t.id, u.kind FROM teams t LEFT JOIN users u ON u.id = t.id
+         WHERE u.kind IS NULL OR u.kind <> 'team' ORDER BY t.id",
+    )
+    .fetch_all(pool)
+    .await?;
+    for (team, kind) in wallets {
+        v.push(Violation::new(
+            "I8",
+            "team_wallet_kind",
+            &[("team_id", &team)],
+            format!("the team's wallet row is of kind {kind:?}, not \"team\""),
+        ));
+    }
+    let owners: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT t.id, CAST((SELECT COUNT(*) FROM team_members m WHERE m.team_id = t.id AND m.role = 'owner') AS BIGINT) AS n
+         FROM teams t WHERE t.deleted_at IS NULL ORDER BY t.id",
+    )
+    .fetch_all(pool)
+    .await?;
+    for (team, n) in owners.into_iter().filter(|(_, n)| *n != 1) {
+        v.push(Violation::new("I8", "team_owner_count", &[("team_id", &team)], format!("{n} owners, not 1")));
+    }
+    for table in ["ledger_entries", "credit_holds"] {
+        let stray: Vec<(String, String)> = sqlx::query_as(&format!(
+            "SELECT x.id, x.user_id FROM {table} x JOIN users u ON u.id = x.user_id
+             WHERE x.actor_user_id IS NOT NULL AND (u.kind <> 'team' OR x.actor_user_id = x.user_id) ORDER BY x.id"
+        ))
+        .fetch_all(pool)
+        .await?;
+        for (id, wallet) in stray {
+            let key = if table == "ledger_entries" { "entry_id" } else { "hold_id" };
+            v.push(Violation::new(
+                "I8",
+                "actor_outside_team_wallet",
+                &[(key, &id), ("user_id", &wallet)],
+                "names a member but is not on a team's wallet".to_string(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 async fn check_lots(pool: &sqlx::AnyPool, v: &mut Vec<Violation>) -> anyhow::Result<()> {
     let since: Option<(i64,)> =
         sqlx::query_as("SELECT applied_at FROM schema_steps WHERE name = '20261203000040_debt_guard'")

@@ -210,8 +210,12 @@ enum EventsCommand {
 enum CreditsCommand {
     /// Give credits to an account (a `grant` ledger entry, shown in the user's history).
     Grant {
+        /// The account, by email.
+        #[arg(long, required_unless_present = "team", conflicts_with = "team")]
+        email: Option<String>,
+        /// A team's wallet, by its id (`team_id`), instead of an account.
         #[arg(long)]
-        email: String,
+        team: Option<String>,
         #[arg(long)]
         amount: i64,
         #[arg(long)]
@@ -317,14 +321,29 @@ async fn run() -> anyhow::Result<()> {
         }
         Command::Events { command } => events_command(config, &operator, command).await?,
         Command::Credits {
-            command: CreditsCommand::Grant { email, amount, reason, grant_id, expires_at, valid_days },
+            command: CreditsCommand::Grant { email, team, amount, reason, grant_id, expires_at, valid_days },
         } => {
             let state = AppState::for_tool(config, true).await?;
             if reason.trim().is_empty() {
                 anyhow::bail!("--reason must say why the credits are granted (it is shown in the user's history)");
             }
             let validity = Validity::parse(expires_at.as_deref(), valid_days).map_err(cli_error)?;
-            let user = UserRef::Email(email);
+            let user = match (email, team) {
+                (Some(email), _) => UserRef::Email(email),
+                (None, Some(team)) => {
+                    let team = team.trim().to_string();
+                    let live: Option<(String,)> =
+                        sqlx::query_as("SELECT id FROM teams WHERE id = $1 AND deleted_at IS NULL")
+                            .bind(&team)
+                            .fetch_optional(state.db.pool())
+                            .await?;
+                    if live.is_none() {
+                        anyhow::bail!("there is no team {team}");
+                    }
+                    UserRef::Id(team)
+                }
+                (None, None) => anyhow::bail!("give --email or --team"),
+            };
             let granted = ops::credits::grant(&state, &operator, &user, amount, &reason, grant_id.as_deref(), validity)
                 .await
                 .map_err(cli_error)?;

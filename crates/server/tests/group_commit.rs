@@ -102,6 +102,7 @@ async fn a_duplicate_cause_moves_no_balance(b: Backend) {
         request_hash: None,
         feature: None,
         service_key_id: None,
+        actor_user_id: None,
         lots: ledger::Lots::Credit { source: ledger::Source::Grant, expires_at: None },
     };
     let (first, second) = (Arc::new(entry(10)), Arc::new(entry(5)));

@@ -64,6 +64,21 @@ async fn cors_lets_the_figma_iframe_in(b: Backend) {
         assert!(allowed.contains(name), "{allowed}");
     }
     assert!(h.get("access-control-allow-credentials").is_none(), "no cookies");
+    // The team routes' verbs (issue 23).
+    for verb in ["PATCH", "DELETE"] {
+        let res = app
+            .client
+            .request(Method::OPTIONS, app.url("/api/v1/teams/t/members/u"))
+            .header("origin", "null")
+            .header("access-control-request-method", verb)
+            .header("access-control-request-headers", "authorization,content-type")
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success());
+        let methods = res.headers()["access-control-allow-methods"].to_str().unwrap().to_uppercase();
+        assert!(methods.contains(verb), "{methods}");
+    }
     let res = app.client.get(app.url("/api/v1/billing/packs")).header("origin", "null").send().await.unwrap();
     assert_eq!(res.headers()["access-control-allow-origin"], "*");
     assert!(res.headers().get("x-request-id").is_some(), "every answer carries a request id");
@@ -82,6 +97,9 @@ async fn openapi_document_lists_the_api(b: Backend) {
         "/api/v1/credits/history",
         "/api/v1/credits/spend",
         "/api/v1/billing/packs",
+        "/api/v1/teams",
+        "/api/v1/teams/{team_id}/members/{user_id}",
+        "/api/v1/teams/invitations/accept",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing from OpenAPI");
     }

@@ -96,6 +96,7 @@ async fn grant_with_event(db: &Db, user: &str, key: &str, fail: bool) -> Result<
                 request_hash: None,
                 feature: None,
                 service_key_id: None,
+                actor_user_id: None,
                 lots: ledger::Lots::Credit { source: ledger::Source::Grant, expires_at: None },
             };
             let posted = ledger::post(uow, &entry, Overdraft::Allow).await?;

@@ -88,6 +88,7 @@ impl ServiceClient {
             reason: job.reason.clone(),
             ttl_seconds: job.ttl_seconds,
             feature: job.feature.clone(),
+            team_id: None,
         };
         let hold = self.hold(&job.user_id, &request, &key).await.map_err(MeterError::Hold)?;
         if hold.amount != job.amount {

@@ -20,11 +20,17 @@ fn client(base: &str, key: &str) -> ServiceClient {
 }
 
 fn spend(amount: i64, feature: Option<&str>) -> SpendRequest {
-    SpendRequest { amount, reason: "SDK test spend".into(), feature: feature.map(str::to_string) }
+    SpendRequest { amount, reason: "SDK test spend".into(), feature: feature.map(str::to_string), team_id: None }
 }
 
 fn hold(amount: i64) -> HoldRequest {
-    HoldRequest { amount, reason: "SDK test hold".into(), ttl_seconds: None, feature: Some("render".into()) }
+    HoldRequest {
+        amount,
+        reason: "SDK test hold".into(),
+        ttl_seconds: None,
+        feature: Some("render".into()),
+        team_id: None,
+    }
 }
 
 fn api_code<T: std::fmt::Debug>(result: Result<T, Error>) -> (u16, String) {
@@ -82,14 +88,14 @@ async fn balance_and_spend_with_an_idempotent_retry() {
     let user = server.user(50).await;
 
     let b = mascot.balance(&user.id).await.unwrap();
-    assert_eq!((b.balance, b.available, b.held), (50, 50, 0));
+    assert_eq!((b.balance, b.available, b.held), (Some(50), 50, 0));
 
     let first = mascot.spend(&user.id, &spend(7, Some("export")), "job-1").await.unwrap();
     assert_eq!(first.balance, 43);
     // The same key again is the same spend: nothing more is taken.
     let again = mascot.spend(&user.id, &spend(7, Some("export")), "job-1").await.unwrap();
     assert_eq!(again, first);
-    assert_eq!(mascot.balance(&user.id).await.unwrap().balance, 43);
+    assert_eq!(mascot.balance(&user.id).await.unwrap().balance, Some(43));
     assert_eq!(user.balance().await, (43, 43, 0), "the user sees the same balance");
     // Reused for another spend: refused.
     assert_eq!(
@@ -292,7 +298,7 @@ async fn a_503_with_retry_after_is_waited_for() {
 
     proxy.fault("/balance ", 1, Fault::Unavailable { secs: 1 });
     let started = Instant::now();
-    assert_eq!(mascot.balance(&user.id).await.unwrap().balance, 10);
+    assert_eq!(mascot.balance(&user.id).await.unwrap().balance, Some(10));
     assert!(started.elapsed() >= Duration::from_secs(1), "retried after {:?}", started.elapsed());
     assert_eq!(proxy.count("/balance "), 2);
 

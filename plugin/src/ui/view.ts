@@ -268,12 +268,12 @@ function balanceView(model: Model, actions: Actions): HTMLElement {
     h(
       "div",
       { className: "row" },
-      h("div", {}, h("h1", { className: "muted small label" }, "Your balance"), h("div", { className: "big", id: "balance" }, b ? credits(b.balance) : "—")),
+      h("div", {}, h("h1", { className: "muted small label" }, "Your balance"), h("div", { className: "big", id: "balance" }, b ? credits(b.balance ?? b.available) : "—")),
       h("button", { type: "button", className: "icon", id: "refresh", title: "Refresh", "aria-label": "Refresh balance and history", disabled: model.busy, onclick: () => actions.refresh() }, "↻"),
     ),
     b && b.held > 0 ? h("div", { className: "muted small", id: "held" }, `${credits(b.held)} on hold for running jobs · ${credits(b.available)} available`) : null,
-    b && b.low && b.low_balance !== null && b.balance >= 0 ? h("div", { className: "warn small", id: "low-balance" }, `Fewer than ${credits(b.low_balance)} available, the alert you set.`) : null,
-    b && b.balance < 0 ? h("div", { className: "warn small", id: "negative" }, "Your balance is negative after a refund or dispute. Buy credits to continue.") : null,
+    b && b.low && b.low_balance !== null && (b.balance ?? 0) >= 0 ? h("div", { className: "warn small", id: "low-balance" }, `Fewer than ${credits(b.low_balance)} available, the alert you set.`) : null,
+    b && (b.balance ?? 0) < 0 ? h("div", { className: "warn small", id: "negative" }, "Your balance is negative after a refund or dispute. Buy credits to continue.") : null,
     ...expiringSoon(b?.expiring, Date.now()).map((lot, i) =>
       h("div", { className: "warn small expiring", id: i === 0 ? "expiring" : undefined }, `${credits(lot.credits)} expire on ${day(lot.expires_at)}.`),
     ),

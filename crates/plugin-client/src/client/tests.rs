@@ -158,7 +158,9 @@ fn signed_in_requests_carry_the_bearer_token() {
             ("Content-Type", "application/json".to_string()),
         ]
     );
-    let want = serde_json::to_string(&SpendRequest { amount: 3, reason: "render".into(), feature: None }).unwrap();
+    let want =
+        serde_json::to_string(&SpendRequest { amount: 3, reason: "render".into(), feature: None, team_id: None })
+            .unwrap();
     assert_eq!(reqs[1].body.as_deref(), Some(want.as_str()));
 }
 

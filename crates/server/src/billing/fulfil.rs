@@ -328,6 +328,7 @@ async fn credit_claimed_in(
         request_hash: None,
         feature: None,
         service_key_id: None,
+        actor_user_id: None,
         // Paid credits: never expire; they pay any debt first.
         lots: ledger::Lots::Credit { source: ledger::Source::Purchase, expires_at: None },
     };
@@ -606,6 +607,7 @@ async fn claw(
         request_hash: None,
         feature: None,
         service_key_id: None,
+        actor_user_id: None,
         // Taken back from the purchase's own lot, then other paid lots, the rest as debt; a won
         // dispute returns its credits as a paid lot.
         lots: if take > 0 {

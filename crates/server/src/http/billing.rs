@@ -26,6 +26,8 @@ use crate::{
         (status = 200, description = "Open checkout_url in a browser", body = CheckoutResponse),
         (status = 400, description = "Body is not valid JSON of this shape", body = ErrorEnvelope),
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
+        (status = 403, description = "`team_id`: a member, not an owner or admin (`role_forbidden`)", body = ErrorEnvelope),
+        (status = 404, description = "`team_id` names no team of the caller's", body = ErrorEnvelope),
         (status = 422, description = "Unknown pack", body = ErrorEnvelope),
         (status = 429, description = "Too many checkouts started; see Retry-After", body = ErrorEnvelope),
         (status = 502, description = "Stripe refused or could not be reached", body = ErrorEnvelope),
@@ -36,7 +38,7 @@ pub async fn start_checkout(
     user: AuthUser,
     ApiJson(body): ApiJson<CheckoutRequest>,
 ) -> ApiResult<Json<CheckoutResponse>> {
-    let record = ops::purchases::start_checkout(&state, &user, &body.pack_id).await?;
+    let record = ops::purchases::start_checkout(&state, &user, &body.pack_id, body.team_id.as_deref()).await?;
     Ok(Json(CheckoutResponse {
         session_id: record.id,
         checkout_url: record.checkout_url,

@@ -17,7 +17,10 @@ use crate::{
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct BalanceQuery {
+    /// A team the caller is a member of (absent: the personal wallet).
+    pub team_id: Option<String>,
     /// Seconds to wait (1 to 25) for the balance to differ from `after`; absent: answer at once.
+    /// The personal wallet only.
     pub wait: Option<u64>,
     /// The `version` of the answer the caller has.
     pub after: Option<String>,
@@ -27,10 +30,11 @@ pub struct BalanceQuery {
 /// balance, the held credits or the low-balance alert's state changes.
 #[utoipa::path(get, path = "/api/v1/credits/balance", tag = "credits", security(("bearer" = [])), params(BalanceQuery),
     responses(
-        (status = 200, description = "Current balance (after a change, or when the wait ends)", body = BalanceResponse),
+        (status = 200, description = "Current balance (after a change, or when the wait ends). A team member who is not owner or admin: `balance` null, `available` within their cap, their own `held`, and `cap`", body = BalanceResponse),
         (status = 400, description = "Unreadable query", body = ErrorEnvelope),
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
-        (status = 422, description = "wait outside 1–25", body = ErrorEnvelope),
+        (status = 404, description = "`team_id` names no team of the caller's", body = ErrorEnvelope),
+        (status = 422, description = "wait outside 1–25, or with a team", body = ErrorEnvelope),
     ))]
 pub async fn balance(
     State(state): State<AppState>,
@@ -39,6 +43,14 @@ pub async fn balance(
 ) -> ApiResult<Json<BalanceResponse>> {
     let id = user.id.clone();
     let who = Spender::Plugin(user);
+    if let Some(team) = q.team_id.as_deref() {
+        if q.wait.is_some() {
+            return Err(
+                ops::OpError::Invalid("wait is for the personal wallet; leave it out with team_id.".into()).into()
+            );
+        }
+        return Ok(Json(ops::credits::team_balance(&state, &who, &id, team).await?));
+    }
     let view = match q.wait {
         None => ops::credits::balance(&state, &who, &id).await?,
         Some(wait) if (1..=ops::credits::MAX_BALANCE_WAIT.as_secs()).contains(&wait) => {
@@ -56,21 +68,16 @@ pub async fn balance(
     Ok(Json(balance_body(&view)))
 }
 
+/// Which wallet a GET reads: the personal one, or a team's.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WalletQuery {
+    /// A team the caller is a member of (absent: the personal wallet).
+    pub team_id: Option<String>,
+}
+
 pub fn balance_body(view: &ops::credits::BalanceView) -> BalanceResponse {
-    let funds = &view.funds;
-    BalanceResponse {
-        balance: funds.balance,
-        available: funds.available(),
-        held: funds.held,
-        expiring: funds
-            .expiring
-            .iter()
-            .map(|&(credits, at)| api_types::Expiring { credits, expires_at: crate::db::rfc3339_ms(at) })
-            .collect(),
-        low_balance: view.alert.threshold,
-        low: view.alert.low,
-        version: view.version(),
-    }
+    ops::credits::balance_response(view)
 }
 
 /// The caller's low-balance alert.
@@ -109,6 +116,9 @@ pub struct HistoryQuery {
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub before: Option<String>,
+    /// A team the caller is a member of (absent: the personal wallet). Owners and admins see
+    /// every entry with its `user`; members only their own.
+    pub team_id: Option<String>,
 }
 
 /// The caller's ledger entries, newest first.
@@ -117,6 +127,7 @@ pub struct HistoryQuery {
         (status = 200, description = "One page of entries", body = HistoryResponse),
         (status = 400, description = "Unreadable query", body = ErrorEnvelope),
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
+        (status = 404, description = "`team_id` names no team of the caller's", body = ErrorEnvelope),
         (status = 422, description = "limit out of range or unknown cursor", body = ErrorEnvelope),
     ))]
 pub async fn history(
@@ -124,7 +135,8 @@ pub async fn history(
     user: AuthUser,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Json<HistoryResponse>> {
-    let page = ops::credits::history(&state, &user, q.limit.unwrap_or(20), q.before.as_deref()).await?;
+    let page =
+        ops::credits::history(&state, &user, q.team_id.as_deref(), q.limit.unwrap_or(20), q.before.as_deref()).await?;
     Ok(Json(HistoryResponse { entries: page.entries, next_cursor: page.next_cursor }))
 }
 
@@ -222,7 +234,8 @@ pub async fn download(
         (status = 200, description = "Spent (or the replay of an earlier identical request)", body = SpendResponse),
         (status = 400, description = "Bad body or missing Idempotency-Key", body = ErrorEnvelope),
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
-        (status = 402, description = "Not enough credits; nothing was spent", body = ErrorEnvelope),
+        (status = 402, description = "Not enough credits (`insufficient_credits`), or past the member's cap on the team (`member_cap_reached`, with `error.resets_at`); nothing was spent", body = ErrorEnvelope),
+        (status = 404, description = "`team_id` names no team of the caller's", body = ErrorEnvelope),
         (status = 403, description = "`PLUGIN_SPEND=false`: the service that does the work spends (`spend_requires_service`)", body = ErrorEnvelope),
         (status = 409, description = "Idempotency-Key already used for a different request", body = ErrorEnvelope),
         (status = 422, description = "amount not positive, reason empty/too long, or a malformed feature", body = ErrorEnvelope),

@@ -14,6 +14,7 @@ pub mod meta;
 pub mod openapi;
 pub mod pages;
 pub mod service;
+pub mod teams;
 
 use std::{
     sync::{
@@ -125,6 +126,14 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi, Vec<PlainRoute>)
         .routes(routes!(billing::list_checkouts))
         // Stripe events can be larger than API bodies.
         .merge(OpenApiRouter::new().routes(routes!(billing::webhook)).layer(DefaultBodyLimit::max(1024 * 1024)))
+        .routes(routes!(teams::create, teams::list))
+        .routes(routes!(teams::delete))
+        .routes(routes!(teams::members))
+        .routes(routes!(teams::activity))
+        .routes(routes!(teams::update_member, teams::remove_member))
+        .routes(routes!(teams::invite, teams::invitations))
+        .routes(routes!(teams::revoke_invitation))
+        .routes(routes!(teams::accept))
         .routes(routes!(service::verify))
         .routes(routes!(service::balance))
         .routes(routes!(service::spend))

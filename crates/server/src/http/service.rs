@@ -53,7 +53,7 @@ pub async fn verify(
 
 /// A user's balance, held and available credits.
 #[utoipa::path(get, path = "/api/v1/service/users/{user_id}/balance", tag = "service", security(("service" = [])),
-    params(("user_id" = String, Path, description = "The user (`user.id` from verify)")),
+    params(("user_id" = String, Path, description = "The user (`user.id` from verify)"), super::credits::WalletQuery),
     responses(
         (status = 200, description = "Current balance", body = BalanceResponse),
         (status = 401, description = "No live service key", body = ErrorEnvelope),
@@ -63,8 +63,13 @@ pub async fn balance(
     State(state): State<AppState>,
     service: Service,
     PathId(user_id): PathId,
+    super::extract::ApiQuery(q): super::extract::ApiQuery<super::credits::WalletQuery>,
 ) -> ApiResult<Json<BalanceResponse>> {
-    Ok(Json(balance_body(&ops::credits::balance(&state, &Spender::Service(service), &user_id).await?)))
+    let who = Spender::Service(service);
+    match q.team_id.as_deref() {
+        Some(team) => Ok(Json(ops::credits::team_balance(&state, &who, &user_id, team).await?)),
+        None => Ok(Json(balance_body(&ops::credits::balance(&state, &who, &user_id).await?))),
+    }
 }
 
 /// Spend a user's credits for work done. Retrying with the same `Idempotency-Key` returns the

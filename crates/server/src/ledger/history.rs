@@ -24,6 +24,19 @@ struct HistoryRow {
     feature: Option<String>,
     receipt_url: Option<String>,
     invoice_url: Option<String>,
+    actor_user_id: Option<String>,
+    actor_email: Option<String>,
+}
+
+/// Whose entries of a wallet a reader sees.
+#[derive(Debug, Clone, Copy)]
+pub enum Reader<'a> {
+    /// The wallet's own user: every entry, no `user`.
+    Own,
+    /// A team's owner or admin: every entry, each with the member who spent.
+    TeamManager,
+    /// A team member: only their own entries.
+    TeamMember(&'a str),
 }
 
 pub struct HistoryPage {
@@ -33,20 +46,33 @@ pub struct HistoryPage {
 }
 
 /// Entries of `user_id` with a sequence number below `before` (all when `None`), at most `limit`.
-pub async fn history(db: &Db, user_id: &str, limit: i64, before: Option<i64>) -> sqlx::Result<HistoryPage> {
+pub async fn history(
+    db: &Db,
+    user_id: &str,
+    reader: Reader<'_>,
+    limit: i64,
+    before: Option<i64>,
+) -> sqlx::Result<HistoryPage> {
+    let only = match reader {
+        Reader::TeamMember(member) => member,
+        Reader::Own | Reader::TeamManager => "",
+    };
     let limit = limit.clamp(1, MAX_PAGE);
     // A purchase entry's cause is `purchase:<session id>`; its session holds what was paid.
     let rows: Vec<HistoryRow> = sqlx::query_as(
         "SELECT e.id, e.seq, e.delta, e.kind, e.description, e.created_at,
                 c.id AS session_id, c.currency, c.amount_subtotal_cents, c.amount_paid_cents,
-                c.amount_discount_cents, c.amount_tax_cents, c.tax_behavior, e.feature, c.receipt_url, c.invoice_url
+                c.amount_discount_cents, c.amount_tax_cents, c.tax_behavior, e.feature, c.receipt_url, c.invoice_url,
+                e.actor_user_id, a.email AS actor_email
          FROM ledger_entries e
          LEFT JOIN checkout_sessions c ON e.kind = 'purchase' AND c.id = SUBSTR(e.cause, 10)
-         WHERE e.user_id = $1 AND e.seq < $2 ORDER BY e.seq DESC LIMIT $3",
+         LEFT JOIN users a ON a.id = e.actor_user_id
+         WHERE e.user_id = $1 AND e.seq < $2 AND ($4 = '' OR e.actor_user_id = $4) ORDER BY e.seq DESC LIMIT $3",
     )
     .bind(user_id)
     .bind(before.unwrap_or(i64::MAX))
     .bind(limit + 1)
+    .bind(only)
     .fetch_all(db.pool())
     .await?;
 
@@ -86,6 +112,10 @@ pub async fn history(db: &Db, user_id: &str, limit: i64, before: Option<i64>) ->
             created_at: rfc3339_ms(r.created_at),
             purchase,
             feature: r.feature,
+            user: match (reader, r.actor_user_id, r.actor_email) {
+                (Reader::TeamManager, Some(id), Some(email)) => Some(api_types::User { id, email }),
+                _ => None,
+            },
         });
     }
     Ok(HistoryPage { entries, next_cursor: if has_more { last_seq.map(|s| s.to_string()) } else { None } })

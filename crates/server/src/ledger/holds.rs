@@ -44,6 +44,8 @@ pub struct Hold {
     /// The service key that made it (a service hold), or `None` (a plugin hold).
     pub service_key_id: Option<String>,
     pub feature: Option<String>,
+    /// The member who made it on a team's wallet (`user_id` is then the team's).
+    pub actor_user_id: Option<String>,
     request_hash: String,
 }
 
@@ -108,11 +110,12 @@ struct HoldRow {
     expires_at: i64,
     service_key_id: Option<String>,
     feature: Option<String>,
+    actor_user_id: Option<String>,
     request_hash: String,
 }
 
 const COLUMNS: &str =
-    "id, user_id, amount, status, captured_amount, entry_id, created_at, expires_at, service_key_id, feature, request_hash";
+    "id, user_id, amount, status, captured_amount, entry_id, created_at, expires_at, service_key_id, feature, actor_user_id, request_hash";
 
 impl TryFrom<HoldRow> for Hold {
     type Error = sqlx::Error;
@@ -132,6 +135,7 @@ impl TryFrom<HoldRow> for Hold {
             expires_at: r.expires_at,
             service_key_id: r.service_key_id,
             feature: r.feature,
+            actor_user_id: r.actor_user_id,
             request_hash: r.request_hash,
         })
     }
@@ -251,8 +255,12 @@ pub async fn user_of(db: &Db, owner: Owner<'_>, hold_id: &str) -> sqlx::Result<O
         Owner::User(user_id) => user_id,
         Owner::Service(_) => "",
     };
-    let sql =
-        format!("SELECT user_id FROM credit_holds WHERE id = $1 AND ($2 = '' OR user_id = $2){}", owner.condition());
+    // A member's hold on a team's wallet is theirs to settle (even after they left the team:
+    // the job they started has run or not, and its credits must be captured or freed).
+    let sql = format!(
+        "SELECT user_id FROM credit_holds WHERE id = $1 AND ($2 = '' OR user_id = $2 OR actor_user_id = $2){}",
+        owner.condition()
+    );
     let row: Option<(String,)> = sqlx::query_as(&sql).bind(hold_id).bind(user).fetch_optional(db.pool()).await?;
     Ok(row.map(|(u,)| u))
 }
@@ -276,15 +284,22 @@ pub struct NewHold {
     pub ttl_secs: i64,
     pub idempotency_key: String,
     pub scope: Scope,
+    /// The member holding on a team's wallet (`user_id` is then the team's).
+    pub actor_user_id: Option<String>,
 }
 
 impl NewHold {
     /// The key as stored: a service's is `svc <key>`. A plugin key has no space (the header is
     /// checked for visible ASCII), so the two scopes never meet in the UNIQUE (user, key) constraint.
-    fn stored_key(&self) -> String {
+    pub(crate) fn stored_key(&self) -> String {
+        // On a team's wallet each member's keys are their own (`m:<member> <key>`).
+        let key = match &self.actor_user_id {
+            None => self.idempotency_key.clone(),
+            Some(actor) => format!("m:{actor} {}", self.idempotency_key),
+        };
         match self.scope {
-            Scope::Plugin => self.idempotency_key.clone(),
-            Scope::Service { .. } => format!("svc {}", self.idempotency_key),
+            Scope::Plugin => key,
+            Scope::Service { .. } => format!("svc {key}"),
         }
     }
 
@@ -350,12 +365,13 @@ pub(crate) async fn create_in(uow: &mut Uow, new: &NewHold) -> Result<Settled, H
         expires_at: now + new.ttl_secs * 1000,
         service_key_id: new.scope.service_key_id().map(str::to_string),
         feature: new.feature.clone(),
+        actor_user_id: new.actor_user_id.clone(),
         request_hash: hash,
     };
     sqlx::query(
         "INSERT INTO credit_holds (id, user_id, amount, reason, status, idempotency_key, request_hash, created_at, expires_at,
-                                   service_key_id, feature)
-         VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9, $10)",
+                                   service_key_id, feature, actor_user_id)
+         VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&hold.id)
     .bind(&new.user_id)
@@ -367,6 +383,7 @@ pub(crate) async fn create_in(uow: &mut Uow, new: &NewHold) -> Result<Settled, H
     .bind(hold.expires_at)
     .bind(&hold.service_key_id)
     .bind(&hold.feature)
+    .bind(&hold.actor_user_id)
     .execute(&mut **uow)
     .await?;
     Ok(Settled { hold, funds: Funds::new(balance, held), replayed: false })
@@ -394,11 +411,12 @@ pub(crate) async fn capture_in(
         feature: Option<String>,
         created_at: i64,
         service_key_id: Option<String>,
+        actor_user_id: Option<String>,
     }
     let won: Option<Won> = sqlx::query_as(&format!(
         "UPDATE credit_holds SET status = 'captured', captured_amount = COALESCE($3, amount), closed_at = $4
          WHERE id = $1 AND user_id = $2{} AND status = 'active' AND COALESCE($3, amount) BETWEEN 1 AND amount
-         RETURNING amount, captured_amount, reason, feature, created_at, service_key_id",
+         RETURNING amount, captured_amount, reason, feature, created_at, service_key_id, actor_user_id",
         owner.condition()
     ))
     .bind(hold_id)
@@ -407,7 +425,15 @@ pub(crate) async fn capture_in(
     .bind(now)
     .fetch_optional(&mut **uow)
     .await?;
-    let Some(Won { amount: held, captured_amount: taken, reason, feature, created_at, service_key_id: creator }) = won
+    let Some(Won {
+        amount: held,
+        captured_amount: taken,
+        reason,
+        feature,
+        created_at,
+        service_key_id: creator,
+        actor_user_id,
+    }) = won
     else {
         // Lost, or never possible: answer from the hold as it is now.
         let hold = find_owned(uow, owner, user_id, hold_id).await?.ok_or(HoldError::NotFound)?;
@@ -443,6 +469,7 @@ pub(crate) async fn capture_in(
         request_hash: None,
         feature,
         service_key_id: capturer,
+        actor_user_id,
         lots: super::Lots::Use,
     };
     // The credits were reserved, so the capture is covered unless a clawback intervened; it is

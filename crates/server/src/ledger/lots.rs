@@ -242,6 +242,7 @@ pub async fn expire_due_in(uow: &mut Uow, wallet: &str, now: i64) -> Result<i64,
                 request_hash: None,
                 feature: None,
                 service_key_id: None,
+                actor_user_id: None,
                 lots: Lots::Expire,
             };
             let posted = super::move_and_insert_at(uow, &entry, "", 0, expires_at)

@@ -5,6 +5,7 @@
 //! the retries, duplicates or races above it; a conditional `UPDATE … WHERE balance + delta >= 0`
 //! keeps spends from overdrawing, even with many writers.
 
+pub mod caps;
 pub mod export;
 mod history;
 pub mod holds;
@@ -21,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::db::{is_unique_violation, now_ms, Db, UnitError, Uow};
 
-pub use history::{history, HistoryPage, MAX_PAGE};
+pub use history::{history, HistoryPage, Reader, MAX_PAGE};
 pub use lots::{Lots, Source};
 
 /// A new ledger entry.
@@ -40,6 +41,8 @@ pub struct NewEntry {
     pub service_key_id: Option<String>,
     /// How the entry moves the wallet's lots and debt.
     pub lots: Lots,
+    /// The member who spent on a team's wallet (a cap sums their entries; owners see who).
+    pub actor_user_id: Option<String>,
 }
 
 /// Whether an entry may take the balance below zero.
@@ -219,8 +222,8 @@ async fn spend_fast(tx: &mut Uow, entry: &NewEntry, condition: &str, now: i64) -
         return Ok(Some(posted));
     }
     let sql = format!(
-        "INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id, debt_delta)
-         SELECT $4, $2, entry_seq + 1, $1, $5, $3, $6, $7, balance + $1, $8, $9, $10, $11 FROM users WHERE id = $2{condition}
+        "INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id, debt_delta, actor_user_id)
+         SELECT $4, $2, entry_seq + 1, $1, $5, $3, $6, $7, balance + $1, $8, $9, $10, $11, $12 FROM users WHERE id = $2{condition}
          RETURNING balance_after;
          UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1 WHERE id = $2 AND changes() = 1;
          INSERT INTO entry_lots (entry_id, lot_id, credits)
@@ -257,14 +260,14 @@ pub(crate) async fn move_and_insert_at(
             "WITH moved AS (
                  UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1, debt = debt + $11 WHERE id = $2{condition}
                  RETURNING balance, entry_seq)
-             INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id, debt_delta)
-             SELECT $4, $2, entry_seq, $1, $5, $3, $6, $7, balance, $8, $9, $10, $11 FROM moved
+             INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id, debt_delta, actor_user_id)
+             SELECT $4, $2, entry_seq, $1, $5, $3, $6, $7, balance, $8, $9, $10, $11, $12 FROM moved
              RETURNING balance_after"
         )
     } else {
         format!(
-            "INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id, debt_delta)
-             SELECT $4, $2, entry_seq + 1, $1, $5, $3, $6, $7, balance + $1, $8, $9, $10, $11 FROM users WHERE id = $2{condition}
+            "INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id, debt_delta, actor_user_id)
+             SELECT $4, $2, entry_seq + 1, $1, $5, $3, $6, $7, balance + $1, $8, $9, $10, $11, $12 FROM users WHERE id = $2{condition}
              RETURNING balance_after;
              UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1, debt = debt + $11 WHERE id = $2 AND changes() = 1"
         )
@@ -294,6 +297,7 @@ async fn run_insert(
         .bind(&entry.feature)
         .bind(&entry.service_key_id)
         .bind(debt_delta)
+        .bind(&entry.actor_user_id)
         .fetch_all(&mut **tx)
         .await;
     match inserted {
@@ -396,6 +400,8 @@ pub struct SpendOrder {
     pub feature: Option<String>,
     pub idempotency_key: String,
     pub scope: Scope,
+    /// The member spending on a team's wallet (`user_id` is then the team's).
+    pub actor_user_id: Option<String>,
 }
 
 impl SpendOrder {
@@ -415,11 +421,16 @@ impl SpendOrder {
             user_id: self.user_id.clone(),
             delta: -self.amount,
             kind: EntryKind::Spend,
-            cause: format!("{prefix}:{}:{}", self.user_id, self.idempotency_key),
+            // On a team's wallet, keys are the member's own: two members' equal keys never meet.
+            cause: match &self.actor_user_id {
+                None => format!("{prefix}:{}:{}", self.user_id, self.idempotency_key),
+                Some(actor) => format!("{prefix}:{}:{actor}:{}", self.user_id, self.idempotency_key),
+            },
             description: self.reason.clone(),
             request_hash: Some(request_fingerprint(&fields)),
             feature: self.feature.clone(),
             service_key_id,
+            actor_user_id: self.actor_user_id.clone(),
             lots: Lots::Use,
         }
     }
@@ -441,6 +452,7 @@ pub async fn spend(
         feature: None,
         idempotency_key: idempotency_key.to_string(),
         scope: Scope::Plugin,
+        actor_user_id: None,
     };
     post_once(db, &order.entry(), Overdraft::Refuse).await
 }
@@ -463,6 +475,7 @@ pub fn grant_entry(user_id: &str, amount: i64, reason: &str, grant_id: &str, exp
         request_hash: Some(request_fingerprint(&fields)),
         feature: None,
         service_key_id: None,
+        actor_user_id: None,
         lots: Lots::Credit { source: Source::Grant, expires_at },
     }
 }

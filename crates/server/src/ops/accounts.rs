@@ -615,6 +615,7 @@ pub async fn verify_email(state: &AppState, token: &str) -> Result<Option<Verifi
                 request_hash: None,
                 feature: None,
                 service_key_id: None,
+                actor_user_id: None,
                 lots: ledger::Lots::Credit { source: ledger::Source::Gift, expires_at: Some(expires_at) },
             };
             let given = ledger::post_once_in(uow, &entry, ledger::Overdraft::Allow).await?;

@@ -211,6 +211,7 @@ pub async fn redeem(state: &AppState, user: &User, client: &str, typed: &str) ->
                 request_hash: None,
                 feature: None,
                 service_key_id: None,
+                actor_user_id: None,
                 lots: Lots::Credit { source: Source::Code, expires_at: Some(expires_at) },
             };
             let posted = ledger::post(uow, &entry, Overdraft::Allow).await?;

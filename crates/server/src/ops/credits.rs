@@ -13,15 +13,15 @@
 
 use std::{sync::Arc, time::Duration};
 
-use api_types::{codes, HoldRequest, SpendRequest};
+use api_types::{codes, BalanceResponse, CapStatus, HoldRequest, SpendRequest};
 
-use super::{write_retrying, OpError, Operator, Spender, User};
+use super::{teams, write_retrying, OpError, Operator, Spender, User};
 use crate::{
     admin::log,
     auth::{accounts, normalise_email},
     db::{is_unique_violation, now_ms, rfc3339_ms, Uow},
     ledger::{
-        self,
+        self, caps,
         holds::{self, Funds, HoldError, NewHold, Owner, Settled},
         input, metering, LedgerError, Overdraft, Recorded, Scope, SpendOrder,
     },
@@ -111,6 +111,7 @@ fn may_start_spending(state: &AppState, who: &Spender) -> Result<(), OpError> {
 /// Balance, held and available credits of `user_id`.
 pub async fn balance(state: &AppState, who: &Spender, user_id: &str) -> Result<BalanceView, OpError> {
     let user_id = target(who, user_id)?;
+    personal(state, who, user_id).await?;
     let funds = holds::funds(&state.db, user_id).await?.ok_or_else(|| unknown_user(who, user_id))?;
     let alert = crate::alerts::get(&state.db, user_id).await?;
     Ok(BalanceView { funds, alert })
@@ -171,10 +172,134 @@ pub async fn wait_balance(
     }
 }
 
-/// One page of the user's history, newest first.
+/// A team's wallet is reached only through `team_id` (so caps apply): a service naming it as a
+/// user finds no such user.
+async fn personal(state: &AppState, who: &Spender, user_id: &str) -> Result<(), OpError> {
+    if matches!(who, Spender::Service(_)) {
+        let kind: Option<(String,)> = sqlx::query_as("SELECT kind FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(state.db.pool())
+            .await?;
+        if kind.is_some_and(|(k,)| k == "team") {
+            return Err(unknown_user(who, user_id));
+        }
+    }
+    Ok(())
+}
+
+/// The wallet a request moves: the personal one, or the team named by `team_id`.
+fn wallet_of(user_id: &str, team_id: Option<&str>) -> Result<(String, Option<String>), OpError> {
+    match team_id.map(str::trim) {
+        None => Ok((user_id.to_string(), None)),
+        Some(t) if t.is_empty() || t.len() > 255 || t.chars().any(char::is_control) => Err(teams::no_team()),
+        Some(t) => Ok((t.to_string(), Some(user_id.to_string()))),
+    }
+}
+
+/// What `user_id` may see of a team's wallet: everything for owners and admins; for a member,
+/// no balance, their own held credits, and what is left to them (the pool or their cap,
+/// whichever is less).
+pub async fn team_balance(
+    state: &AppState,
+    who: &Spender,
+    user_id: &str,
+    team_id: &str,
+) -> Result<BalanceResponse, OpError> {
+    let user_id = target(who, user_id)?;
+    let (wallet, _) = wallet_of(user_id, Some(team_id))?;
+    let seat = teams::seat(&state.db, &wallet, user_id).await?;
+    let funds = holds::funds(&state.db, &wallet).await?.ok_or_else(teams::no_team)?;
+    let alert = crate::alerts::get(&state.db, &wallet).await?;
+    let view = BalanceView { funds, alert };
+    if seat.sees_all() && seat.cap.is_none() {
+        return Ok(balance_response(&view));
+    }
+    let funds = &view.funds;
+    let now = now_ms();
+    let (own_held,): (i64,) = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM credit_holds
+         WHERE user_id = $1 AND actor_user_id = $2 AND status = 'active' AND expires_at > $3",
+    )
+    .bind(&wallet)
+    .bind(user_id)
+    .bind(now)
+    .fetch_one(state.db.pool())
+    .await?;
+    let mut available = funds.available();
+    let cap = match seat.cap {
+        None => None,
+        Some(cap) => {
+            let (start, end) = caps::period_bounds(cap.period, now);
+            let used = caps::used_in(state.db.pool(), &wallet, user_id, start, now).await?;
+            available = available.min((cap.credits - used).max(0));
+            Some(CapStatus { credits: cap.credits, period: cap.period, used, resets_at: rfc3339_ms(end) })
+        }
+    };
+    let mut body = balance_response(&view);
+    if !seat.sees_all() {
+        body.balance = None;
+        body.held = own_held;
+        body.expiring = vec![];
+    }
+    body.available = available;
+    body.cap = cap;
+    Ok(body)
+}
+
+/// The JSON answer for a wallet's funds and alert.
+pub fn balance_response(view: &BalanceView) -> BalanceResponse {
+    let funds = &view.funds;
+    BalanceResponse {
+        balance: Some(funds.balance),
+        available: funds.available(),
+        held: funds.held,
+        expiring: funds
+            .expiring
+            .iter()
+            .map(|&(credits, at)| api_types::Expiring { credits, expires_at: rfc3339_ms(at) })
+            .collect(),
+        low_balance: view.alert.threshold,
+        low: view.alert.low,
+        version: view.version(),
+        cap: None,
+    }
+}
+
+/// Inside the unit that moves a team's credits, first: the wallet's lock and the member's seat.
+/// See `ledger::caps` for why what is read after it cannot be raced.
+async fn team_seat_in(uow: &mut Uow, team_id: &str, member: &str) -> Result<teams::Seat, OpError> {
+    if !caps::lock_wallet(uow, team_id).await? {
+        return Err(teams::no_team());
+    }
+    teams::seat_in(uow, team_id, member).await
+}
+
+/// …then, unless the request is a retry of what was already recorded (answered, never refused:
+/// looked up after the lock, so a concurrent twin is seen), the member's cap.
+async fn check_cap_in(uow: &mut Uow, seat: &teams::Seat, member: &str, amount: i64) -> Result<(), OpError> {
+    let team_id = seat.team_id.as_str();
+    if let Some(cap) = seat.cap {
+        let now = now_ms();
+        let (start, end) = caps::period_bounds(cap.period, now);
+        let used = caps::used_in(&mut **uow, team_id, member, start, now).await?;
+        if used + amount > cap.credits {
+            return Err(OpError::MemberCap {
+                limit: cap.credits,
+                period: cap.period.as_str(),
+                used,
+                needed: amount,
+                resets_at: end,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// One page of the user's history (or of a team's, as the user may see it), newest first.
 pub async fn history(
     state: &AppState,
     user: &User,
+    team_id: Option<&str>,
     limit: i64,
     before: Option<&str>,
 ) -> Result<ledger::HistoryPage, OpError> {
@@ -190,9 +315,17 @@ pub async fn history(
                 })?)
             }
         };
+    let (wallet, on_team) = wallet_of(&user.id, team_id)?;
     // An expiry that is due shows in the history as soon as it is due (the balance read records it).
-    holds::funds(&state.db, &user.id).await?;
-    Ok(ledger::history(&state.db, &user.id, limit, before).await?)
+    holds::funds(&state.db, &wallet).await?;
+    let reader = match on_team {
+        None => ledger::Reader::Own,
+        Some(_) => match teams::seat(&state.db, &wallet, &user.id).await?.sees_all() {
+            true => ledger::Reader::TeamManager,
+            false => ledger::Reader::TeamMember(&user.id),
+        },
+    };
+    Ok(ledger::history(&state.db, &wallet, reader, limit, before).await?)
 }
 
 /// The user's low-balance alert.
@@ -269,22 +402,39 @@ pub async fn spend(
 ) -> Result<Recorded, OpError> {
     let user_id = target(who, user_id)?;
     may_start_spending(state, who)?;
+    let (wallet, actor) = wallet_of(user_id, request.team_id.as_deref())?;
+    if actor.is_none() {
+        personal(state, who, user_id).await?;
+    }
     let amount = input::credits(request.amount).map_err(OpError::Invalid)?;
     let reason = input::reason(&request.reason).map_err(OpError::Invalid)?;
     let feature = input::feature(request.feature.as_deref()).map_err(OpError::Invalid)?;
     let order_ = SpendOrder {
-        user_id: user_id.to_string(),
+        user_id: wallet.clone(),
         amount,
         reason: reason.to_string(),
         feature,
         idempotency_key: idempotency_key.to_string(),
         scope: scope(who),
+        actor_user_id: actor.clone(),
     };
     let entry = Arc::new(order_.entry());
     let who_ = Arc::new(who.clone());
-    let result = write_retrying(&state.db, order(user_id), move |uow| {
+    let on_team = actor.is_some();
+    let result = write_retrying(&state.db, order(&wallet), move |uow| {
         let (entry, who) = (entry.clone(), who_.clone());
         Box::pin(async move {
+            if let Some(member) = &entry.actor_user_id {
+                let seat = team_seat_in(uow, &entry.user_id, member).await?;
+                let (recorded,): (i64,) =
+                    sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM ledger_entries WHERE cause = $1")
+                        .bind(&entry.cause)
+                        .fetch_one(&mut **uow)
+                        .await?;
+                if recorded == 0 {
+                    check_cap_in(uow, &seat, member, amount).await?;
+                }
+            }
             let recorded = ledger::post_once_in(uow, &entry, Overdraft::Refuse).await?;
             if !recorded.replayed {
                 charge_key(uow, &who, now_ms(), amount).await?;
@@ -295,7 +445,7 @@ pub async fn spend(
     .await;
     match result {
         Err(OpError::Insufficient { available, .. }) => Err(OpError::Insufficient { needed: amount, available }),
-        Err(OpError::NotFound { .. }) => Err(unknown_user(who, user_id)),
+        Err(OpError::NotFound { .. }) if !on_team => Err(unknown_user(who, user_id)),
         other => other,
     }
 }
@@ -310,6 +460,10 @@ pub async fn hold(
 ) -> Result<Settled, OpError> {
     let user_id = target(who, user_id)?;
     may_start_spending(state, who)?;
+    let (wallet, actor) = wallet_of(user_id, request.team_id.as_deref())?;
+    if actor.is_none() {
+        personal(state, who, user_id).await?;
+    }
     let amount = input::credits(request.amount).map_err(OpError::Invalid)?;
     let reason = input::reason(&request.reason).map_err(OpError::Invalid)?;
     let feature = input::feature(request.feature.as_deref()).map_err(OpError::Invalid)?;
@@ -319,18 +473,35 @@ pub async fn hold(
         return Err(OpError::Invalid(format!("ttl_seconds must be from {min_ttl} to {}.", holds::MAX_TTL_SECS)));
     }
     let new = Arc::new(NewHold {
-        user_id: user_id.to_string(),
+        user_id: wallet.clone(),
         amount,
         reason: reason.to_string(),
         feature,
         ttl_secs: ttl,
         idempotency_key: idempotency_key.to_string(),
         scope: scope(who),
+        actor_user_id: actor.clone(),
     });
     let who_ = Arc::new(who.clone());
-    write_retrying(&state.db, order(user_id), move |uow| {
+    write_retrying(&state.db, order(&wallet), move |uow| {
         let (new, who) = (new.clone(), who_.clone());
         Box::pin(async move {
+            if let Some(member) = &new.actor_user_id {
+                // Holds rows before the wallet's row, as in every hold write (see
+                // `holds::create_in`): the sweep first, then the lock.
+                holds::sweep_expired(uow, &new.user_id, now_ms()).await?;
+                let seat = team_seat_in(uow, &new.user_id, member).await?;
+                let (made,): (i64,) = sqlx::query_as(
+                    "SELECT CAST(COUNT(*) AS BIGINT) FROM credit_holds WHERE user_id = $1 AND idempotency_key = $2",
+                )
+                .bind(&new.user_id)
+                .bind(new.stored_key())
+                .fetch_one(&mut **uow)
+                .await?;
+                if made == 0 {
+                    check_cap_in(uow, &seat, member, new.amount).await?;
+                }
+            }
             let settled = holds::create_in(uow, &new).await?;
             if !settled.replayed {
                 charge_key(uow, &who, settled.hold.created_at, new.amount).await?;

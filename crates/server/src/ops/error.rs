@@ -38,6 +38,13 @@ pub enum OpError {
         "This service key may spend or hold {limit} credits a day; {used} are used today and this needs {needed}."
     )]
     KeyLimit { limit: i64, used: i64, needed: i64 },
+    /// A team member's spend or hold would pass their cap for the period (402
+    /// `member_cap_reached`, with `error.resets_at`). Checked before the pool: it wins when both fail.
+    #[error(
+        "Your cap on this team is {} a {period}; {} used this {period}, and this needs {}.",
+        credits(.limit), credits(.used), credits(.needed)
+    )]
+    MemberCap { limit: i64, period: &'static str, used: i64, needed: i64, resets_at: i64 },
     /// 409 with the conflict's code.
     #[error("{}", .0.message())]
     Conflict(Conflict),
@@ -85,6 +92,10 @@ pub enum Conflict {
     NameTaken(String),
     /// This account redeemed this code before.
     CodeAlreadyRedeemed,
+    /// The owner cannot leave or be removed.
+    OwnerMustHandOver,
+    /// A team with credits, debt or an active hold cannot be deleted.
+    TeamHasCredits,
 }
 
 impl Conflict {
@@ -97,6 +108,8 @@ impl Conflict {
             Conflict::ReconcileRunning(_) => codes::RECONCILE_RUNNING,
             Conflict::NameTaken(_) => codes::NAME_TAKEN,
             Conflict::CodeAlreadyRedeemed => codes::CODE_ALREADY_REDEEMED,
+            Conflict::OwnerMustHandOver => codes::OWNER_MUST_HAND_OVER,
+            Conflict::TeamHasCredits => codes::TEAM_HAS_CREDITS,
         }
     }
 
@@ -110,6 +123,12 @@ impl Conflict {
             ),
             Conflict::EmailTaken => "An account with this email already exists. Sign in instead.".to_string(),
             Conflict::CodeAlreadyRedeemed => "You have already redeemed this code.".to_string(),
+            Conflict::OwnerMustHandOver => {
+                "The owner cannot leave or be removed: hand the team over to another member first.".to_string()
+            }
+            Conflict::TeamHasCredits => {
+                "This team still has credits, a debt or an active hold: it can be deleted once its balance is 0 and no hold is active.".to_string()
+            }
         }
     }
 }
@@ -130,7 +149,9 @@ impl OpError {
             OpError::NotFound { .. } => StatusCode::NOT_FOUND,
             OpError::Unauthorized(_) | OpError::WrongCredentials(_) => StatusCode::UNAUTHORIZED,
             OpError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            OpError::Insufficient { .. } | OpError::KeyLimit { .. } => StatusCode::PAYMENT_REQUIRED,
+            OpError::Insufficient { .. } | OpError::KeyLimit { .. } | OpError::MemberCap { .. } => {
+                StatusCode::PAYMENT_REQUIRED
+            }
             OpError::Conflict(_) => StatusCode::CONFLICT,
             OpError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             OpError::Provider(_) => StatusCode::BAD_GATEWAY,
@@ -163,6 +184,7 @@ impl From<OpError> for ApiError {
             OpError::WrongCredentials(_) => (codes::INVALID_CREDENTIALS, None),
             OpError::Insufficient { .. } => (codes::INSUFFICIENT_CREDITS, None),
             OpError::KeyLimit { .. } => (codes::KEY_LIMIT_REACHED, None),
+            OpError::MemberCap { .. } => (codes::MEMBER_CAP_REACHED, None),
             OpError::Conflict(c) => (c.code(), None),
             OpError::RateLimited { retry_after, .. } => (codes::RATE_LIMITED, Some(*retry_after)),
             OpError::Busy => (codes::BUSY, Some(1)),
@@ -171,15 +193,19 @@ impl From<OpError> for ApiError {
             OpError::Unavailable(_) | OpError::Raced => (codes::UNAVAILABLE, Some(1)),
             OpError::Db(_) | OpError::Internal(_) => ("", None),
         };
+        let resets_at = match &e {
+            OpError::MemberCap { resets_at, .. } => Some(crate::db::rfc3339_ms(*resets_at)),
+            _ => None,
+        };
         match e {
             OpError::Db(e) => ApiError::from(e),
             OpError::Internal(cause) => ApiError::internal(cause),
             OpError::Raced => ApiError::unavailable("a unit kept losing a race on a unique cause"),
             OpError::Unavailable(m) => {
                 tracing::warn!(error = %m, "service unavailable");
-                ApiError { status, code, message: m, retry_after }
+                ApiError { status, code, message: m, retry_after, resets_at }
             }
-            other => ApiError { status, code, message: other.to_string(), retry_after },
+            other => ApiError { status, code, message: other.to_string(), retry_after, resets_at },
         }
     }
 }
@@ -206,5 +232,14 @@ impl UnitError for OpError {
                 // A taken email or key name is a failed INSERT: it spoils a PostgreSQL transaction.
                 | OpError::Conflict(Conflict::EmailTaken | Conflict::NameTaken(_))
         )
+    }
+}
+
+/// "1 credit", "2 credits".
+fn credits(n: &i64) -> String {
+    if *n == 1 {
+        "1 credit".to_string()
+    } else {
+        format!("{n} credits")
     }
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod operator;
 pub mod purchases;
 pub mod service;
+pub mod teams;
 pub mod webhooks;
 
 use std::sync::Arc;

@@ -28,8 +28,27 @@ fn billing(state: &AppState) -> Result<&Billing, OpError> {
 }
 
 /// Creates a Stripe Checkout Session for a pack and records it before answering (a payment can
-/// only come back for a session we know).
-pub async fn start_checkout(state: &AppState, user: &User, pack_id: &str) -> Result<CheckoutRecord, OpError> {
+/// only come back for a session we know). With `team_id` (owners and admins), the session is the
+/// team wallet's: the purchase, its refunds and disputes land there.
+pub async fn start_checkout(
+    state: &AppState,
+    user: &User,
+    pack_id: &str,
+    team_id: Option<&str>,
+) -> Result<CheckoutRecord, OpError> {
+    let wallet = match team_id.map(str::trim) {
+        None => user.id.clone(),
+        Some(team) => {
+            let seat = super::teams::seat(&state.db, team, &user.id).await?;
+            if !seat.sees_all() {
+                return Err(OpError::Forbidden {
+                    code: api_types::codes::ROLE_FORBIDDEN,
+                    message: "Only the team's owner and admins buy credits for it.".into(),
+                });
+            }
+            seat.team_id
+        }
+    };
     // Each checkout is a call to Stripe: a bounded number per user.
     if let Err(wait) = state.limits.checkouts.check(&user.id) {
         tracing::warn!(user_id = %user.id, "checkout rate limit reached");
@@ -44,7 +63,7 @@ pub async fn start_checkout(state: &AppState, user: &User, pack_id: &str) -> Res
     let created_at = now_ms();
     let expires_at_secs = created_at / 1000 + state.config.checkout_ttl.as_secs() as i64;
     let request = NewSession {
-        user_id: user.id.clone(),
+        user_id: wallet.clone(),
         email: user.email.clone(),
         pack_id: pack.id.to_string(),
         credits: pack.credits,
@@ -67,7 +86,7 @@ pub async fn start_checkout(state: &AppState, user: &User, pack_id: &str) -> Res
         .ok_or_else(|| OpError::Provider("Stripe did not return a payment page.".into()))?;
     let record = CheckoutRecord::new_pending(
         &session.id,
-        &user.id,
+        &wallet,
         pack,
         checkout_url,
         session.livemode,
@@ -99,8 +118,13 @@ pub async fn wait_for_checkout(
         return Err(OpError::Invalid(format!("wait must be from 0 to {max} seconds.")));
     }
     let not_found = || OpError::not_found("No such checkout for this account.");
-    let owned = |r: Option<CheckoutRecord>| r.filter(|r| r.user_id == user.id).ok_or_else(not_found);
-    owned(checkouts::find(&state.db, session_id).await?)?;
+    let first = checkouts::find(&state.db, session_id).await?.ok_or_else(not_found)?;
+    // The buyer's own, or a team's that the caller buys for (an owner or admin of it).
+    let wallet = first.user_id.clone();
+    if wallet != user.id && !super::teams::seat(&state.db, &wallet, &user.id).await.is_ok_and(|s| s.sees_all()) {
+        return Err(not_found());
+    }
+    let owned = |r: Option<CheckoutRecord>| r.filter(|r| r.user_id == wallet).ok_or_else(not_found);
     let billing = billing(state)?;
     let record = long_poll(state, session_id, Duration::from_secs(wait), Duration::from_secs(1), || async {
         let mut record = owned(checkouts::find(&state.db, session_id).await?)?;
@@ -114,7 +138,7 @@ pub async fn wait_for_checkout(
         Ok(if record.status.is_final() { Look::Done(record) } else { Look::Waiting(record) })
     })
     .await?;
-    let balance = ledger::balance(&state.db, &user.id).await?.unwrap_or(0);
+    let balance = ledger::balance(&state.db, &wallet).await?.unwrap_or(0);
     Ok(CheckoutState { record, balance })
 }
 

@@ -7,4 +7,8 @@ export type CheckoutRequest = {
 /**
  * `pack_25`, `pack_75` or `pack_200`.
  */
-pack_id: string, };
+pack_id: string, 
+/**
+ * Buy into this team's wallet (owners and admins).
+ */
+team_id?: string, };

@@ -15,4 +15,8 @@ ttl_seconds: number | null,
 /**
  * What the credits pay for (see `SpendRequest.feature`); the capture's entry carries it.
  */
-feature?: string, };
+feature?: string, 
+/**
+ * Spend from this team's wallet instead of the personal one (the caller must be a member).
+ */
+team_id?: string, };

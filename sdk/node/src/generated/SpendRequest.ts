@@ -16,4 +16,8 @@ reason: string,
  * What the credits pay for, e.g. `generate`: 1 to 64 of `a-z 0-9 _ . -`. Kept on the ledger
  * entry and shown in the history, so spending can be broken down by feature.
  */
-feature?: string, };
+feature?: string, 
+/**
+ * Spend from this team's wallet instead of the personal one (the caller must be a member).
+ */
+team_id?: string, };
