@@ -638,7 +638,10 @@ async fn purchases_carry_their_receipts(b: Backend) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let asked: Vec<(String, u16)> = app.sim.requests().iter().map(|r| (r.path.clone(), r.status)).collect();
-    let receipt = purchase["receipt_url"].as_str().unwrap_or_else(|| panic!("a receipt address: {purchase} {asked:?}")).to_string();
+    let receipt = purchase["receipt_url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a receipt address: {purchase} {asked:?}"))
+        .to_string();
     let invoice = purchase["invoice_url"].as_str().expect("an invoice address").to_string();
     assert!(receipt.starts_with(&app.sim.base_url()) && receipt.contains("/receipts/ch_"), "{receipt}");
     assert!(invoice.contains("/invoices/in_"), "{invoice}");

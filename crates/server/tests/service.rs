@@ -94,8 +94,14 @@ async fn verify_and_spend_end_to_end(b: Backend) {
 
     let base = format!("/api/v1/service/users/{}", u.id);
     let bal = json_of(svc_get(&app, &k, &format!("{base}/balance")).await, StatusCode::OK).await;
-    assert_eq!((bal["balance"].clone(), bal["available"].clone(), bal["held"].clone()), (json!(100), json!(100), json!(0)));
-    assert_eq!((bal["expiring"].clone(), bal["low_balance"].clone(), bal["low"].clone()), (json!([]), json!(null), json!(false)));
+    assert_eq!(
+        (bal["balance"].clone(), bal["available"].clone(), bal["held"].clone()),
+        (json!(100), json!(100), json!(0))
+    );
+    assert_eq!(
+        (bal["expiring"].clone(), bal["low_balance"].clone(), bal["low"].clone()),
+        (json!([]), json!(null), json!(false))
+    );
     let body = json!({"amount": 7, "reason": "Mascot for Ada", "feature": "generate"});
     let first =
         json_of(svc_post(&app, &k, &format!("{base}/spend"), Some("job-1"), body.clone()).await, StatusCode::OK).await;

@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use api_types::CheckoutStatus;
 
 use super::{
-    checkouts, receipts,
+    checkouts,
     fulfil::{self, FulfilError, FulfilOutcome},
-    Billing,
+    receipts, Billing,
 };
 
 #[derive(Debug, Default)]

@@ -374,9 +374,8 @@ impl StripeApi {
 
     /// The receipt address of a PaymentIntent's charge (`latest_charge.receipt_url`), if any.
     pub async fn receipt_url(&self, payment_intent: &str) -> Result<Option<String>, StripeCallError> {
-        let pi = self
-            .send(RetrievePaymentIntentWithCharge(payment_intent.to_string()), "retrieve payment intent")
-            .await?;
+        let pi =
+            self.send(RetrievePaymentIntentWithCharge(payment_intent.to_string()), "retrieve payment intent").await?;
         Ok(pi.pointer("/latest_charge/receipt_url").and_then(|v| v.as_str()).map(str::to_string))
     }
 

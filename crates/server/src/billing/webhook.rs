@@ -91,7 +91,9 @@ async fn apply(
     }
     // A purchase credited by this event gets its receipt address fetched after the commit.
     let receipt = match &object {
-        events::EventObject::Fulfil(session) => Some((session.id.clone(), session.payment_intent_id(), session.invoice_id())),
+        events::EventObject::Fulfil(session) => {
+            Some((session.id.clone(), session.payment_intent_id(), session.invoice_id()))
+        }
         _ => None,
     };
     let unit_billing = billing.clone();
