@@ -543,6 +543,7 @@ async fn webhooks_are_managed_through_the_admin_api(b: Backend) {
     let created: Value = res.json().await.unwrap();
     let id = created["id"].as_str().unwrap().to_string();
     let secret = created["secret"].as_str().unwrap().to_string();
+    common::plant(&secret);
     assert!(id.starts_with("ep_") && secret.starts_with("whsec_"), "{created}");
     assert_eq!(
         (created["url"].clone(), created["events"].clone()),
