@@ -10,7 +10,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { launchBrowser, root } from "./harness.mjs";
+import { axeViolations, launchBrowser, root } from "./harness.mjs";
 
 const bin = process.env.MASCOT_SERVER_BIN ?? path.join(root, "target/debug/mascot-server");
 const dbLabel = process.env.ADMIN_E2E_DB ?? "sqlite";
@@ -266,6 +266,39 @@ test("reconcile in the background credits a paid session whose webhook never cam
   const bal = await api("GET", "/api/v1/credits/balance", { token: missed.token });
   assert.equal(bal.body.balance, 25);
   await delivery({ drop_all: false });
+});
+
+/** The console pages axe-core checks, light and dark. */
+const axePages = ["/admin/service-keys", "/admin/codes", "/admin/webhooks", "/admin/webhooks/deliveries"];
+
+async function axeBoth(what) {
+  for (const scheme of ["light", "dark"]) {
+    await page.emulateMedia({ colorScheme: scheme });
+    assert.deepEqual(await axeViolations(page, page.mainFrame()), [], `${what}, ${scheme}`);
+  }
+  await page.emulateMedia({ colorScheme: "light" });
+}
+
+test("webhooks out: add an endpoint (its secret once), list deliveries; the console pages pass axe-core", async () => {
+  await goto("/admin/webhooks");
+  // The demo allows private addresses (WEBHOOK_ALLOW_PRIVATE): nothing listens on port 9.
+  await page.fill("input[name=url]", "http://127.0.0.1:9/hooks/<b>mascot</b>");
+  await page.check("input[name=events][value='credits.purchased']");
+  await page.click("text=Add the endpoint");
+  const secret = await page.textContent("#webhook-secret");
+  assert.match(secret, /^whsec_/);
+  await axeBoth("/admin/webhooks with a new secret");
+  await shoot("webhooks");
+  await goto("/admin/webhooks");
+  assert.ok(!(await page.content()).includes(secret), "the secret is shown once");
+  assert.match(await page.textContent("table"), /credits\.purchased/);
+  for (const pathname of axePages) {
+    await goto(pathname);
+    await axeBoth(pathname);
+  }
+  await goto("/admin/webhooks/deliveries?status=failed");
+  await shoot("webhook-deliveries");
+  assert.deepEqual(dialogs, [], "no injected script ran");
 });
 
 test("purchases and the audit trail; nothing injected ran", async () => {

@@ -77,10 +77,11 @@ export async function pluginFrame(page) {
 
 const axeSource = fs.readFileSync(path.join(root, "plugin/node_modules/axe-core/axe.min.js"), "utf8");
 
-/** Runs axe-core inside the plugin frame (every rule axe enables by default: WCAG A/AA and
- * best practices) and returns its violations, one readable line each. */
-export async function axeViolations(page) {
-  const frame = await pluginFrame(page);
+/** Runs axe-core inside the plugin frame, or in `frame` (a page of the operator console), with every
+ * rule axe enables by default (WCAG A/AA and best practices); returns its violations, one readable
+ * line each. */
+export async function axeViolations(page, frame) {
+  frame ??= await pluginFrame(page);
   await frame.evaluate((src) => {
     if (!window.axe) (0, eval)(src);
   }, axeSource);

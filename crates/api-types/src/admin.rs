@@ -383,3 +383,91 @@ pub struct AdminNewCode {
     #[serde(default)]
     pub valid_days: Option<i64>,
 }
+
+/// A webhook endpoint, as the admin API lists it (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminWebhookEndpoint {
+    /// `ep_…`.
+    pub id: String,
+    pub url: String,
+    /// The event types it receives; empty: every type.
+    pub events: Vec<String>,
+    pub created_at: String,
+    pub created_by: String,
+    /// While a secret rotation overlaps: until when the previous secret still signs.
+    pub previous_secret_until: Option<String>,
+    /// Its deliveries by status.
+    pub pending: i64,
+    pub delivered: i64,
+    pub failed: i64,
+}
+
+/// `GET /api/v1/admin/webhooks`: the live endpoints, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminWebhookEndpointList {
+    pub endpoints: Vec<AdminWebhookEndpoint>,
+}
+
+/// Body of `POST /api/v1/admin/webhooks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminNewWebhookEndpoint {
+    /// https:// (http:// only for a host in `WEBHOOK_ALLOWED_HOSTS` or with
+    /// `WEBHOOK_ALLOW_PRIVATE`); private addresses are refused unless allowed.
+    pub url: String,
+    /// Event types to send; absent or empty: every type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub events: Option<Vec<String>>,
+}
+
+/// An endpoint just added: `secret` (`whsec_…`, it signs the deliveries) is in this answer only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminWebhookEndpointCreated {
+    pub id: String,
+    pub url: String,
+    /// Empty: every type.
+    pub events: Vec<String>,
+    pub secret: String,
+}
+
+/// One delivery of an event to an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminWebhookDelivery {
+    /// `msg_…`, the `webhook-id` the receiver sees.
+    pub event_id: String,
+    pub endpoint_id: String,
+    pub event_type: String,
+    /// `pending`, `delivered`, `failed` or `cancelled`.
+    pub status: String,
+    pub attempts: i64,
+    /// A pending delivery's next try.
+    pub next_attempt_at: Option<String>,
+    pub last_attempt_at: Option<String>,
+    /// The HTTP status of the last answer, if there was one.
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<String>,
+    pub created_at: String,
+}
+
+/// `GET /api/v1/admin/webhooks/deliveries`: newest events first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminWebhookDeliveryList {
+    pub deliveries: Vec<AdminWebhookDelivery>,
+}
+
+/// Body of `POST /api/v1/admin/webhooks/deliveries/replay`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminWebhookReplay {
+    /// `msg_…`.
+    pub event_id: String,
+    /// `ep_…`.
+    pub endpoint_id: String,
+}

@@ -7,7 +7,9 @@ mod common;
 mod console;
 
 use common::{assert_error, spawn_app_with, Backend, TestApp};
-use console::{add_admin, admin_token, cli, now_secs, Browser, PASSWORD};
+use console::{
+    add_admin, admin_token, cli, count, emit_event, fail_deliveries, now_secs, spawn_hooks_app, Browser, PASSWORD,
+};
 use mascot_server::admin::totp;
 use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
@@ -476,18 +478,140 @@ async fn the_admin_api_is_in_the_openapi_document(b: Backend) {
         "/api/v1/admin/runs/{run_id}",
         "/api/v1/admin/audit",
         "/api/v1/admin/logout",
+        "/api/v1/admin/webhooks",
+        "/api/v1/admin/webhooks/{endpoint_id}",
+        "/api/v1/admin/webhooks/deliveries",
+        "/api/v1/admin/webhooks/deliveries/replay",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing from OpenAPI");
     }
-    for schema in
-        ["AdminOverview", "AdminUser", "AdminGrant", "AdminPurchaseList", "AdminEventList", "OperatorRun", "AuditList"]
-    {
+    for schema in [
+        "AdminOverview",
+        "AdminUser",
+        "AdminGrant",
+        "AdminPurchaseList",
+        "AdminEventList",
+        "OperatorRun",
+        "AuditList",
+        "AdminWebhookEndpointCreated",
+        "AdminWebhookDeliveryList",
+    ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema} missing");
     }
     assert!(doc["components"]["securitySchemes"]["admin"].is_object());
 }
 
+/// Webhooks out on the admin API: the same operations as the console and the CLI, errors in the
+/// one envelope, the secret in the 201 only.
+async fn webhooks_are_managed_through_the_admin_api(b: Backend) {
+    let app = spawn_hooks_app(b).await;
+    let (_ops, _) = signed_in(&app, "ops@example.com").await;
+    let token = admin_token(&app, "ops@example.com");
+    let user = app.signup("user@example.com").await;
+    let add = json!({"url": "https://hooks.test/mascot", "events": ["credits.granted"]});
+
+    // Only an admin credential.
+    for path in ["/api/v1/admin/webhooks", "/api/v1/admin/webhooks/deliveries"] {
+        assert_error(app.get(path, None).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+        assert_error(app.get(path, Some(&user.token)).await, StatusCode::FORBIDDEN, "forbidden").await;
+    }
+    assert_error(app.post_json("/api/v1/admin/webhooks", None, &add).await, StatusCode::UNAUTHORIZED, "unauthorized")
+        .await;
+    let res = app.post_json("/api/v1/admin/webhooks", Some(&user.token), &add).await;
+    assert_error(res, StatusCode::FORBIDDEN, "forbidden").await;
+    let res = app.client.delete(app.url("/api/v1/admin/webhooks/ep_x")).send().await.unwrap();
+    assert_error(res, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM webhook_endpoints").await, 0);
+
+    // Refused URLs and types: 422, nothing stored.
+    for body in [
+        json!({"url": "https://10.0.0.1/hook"}),
+        json!({"url": "http://hooks.example.com/hook"}),
+        json!({"url": "not a url"}),
+        json!({"url": "https://hooks.test/a", "events": ["credits.bought"]}),
+    ] {
+        let res = app.post_json("/api/v1/admin/webhooks", Some(&token), &body).await;
+        assert_error(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    }
+    let res = app.post_json("/api/v1/admin/webhooks", Some(&token), &json!({"events": []})).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST, "no url");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM webhook_endpoints").await, 0);
+
+    let res = app.post_json("/api/v1/admin/webhooks", Some(&token), &add).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+    let created: Value = res.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let secret = created["secret"].as_str().unwrap().to_string();
+    common::plant(&secret);
+    assert!(id.starts_with("ep_") && secret.starts_with("whsec_"), "{created}");
+    assert_eq!(
+        (created["url"].clone(), created["events"].clone()),
+        (json!("https://hooks.test/mascot"), json!(["credits.granted"]))
+    );
+    let res = app.get("/api/v1/admin/webhooks", Some(&token)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = res.text().await.unwrap();
+    assert!(!text.contains(&secret) && !text.contains("whsec_"), "never listed: {text}");
+    let list: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(list["endpoints"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (list["endpoints"][0]["id"].as_str(), list["endpoints"][0]["pending"].as_i64()),
+        (Some(id.as_str()), Some(0))
+    );
+
+    // Deliveries: listed with their last error, filtered, replayed once final.
+    let (event, _) = emit_event(&app, &user.id, "api-replay").await;
+    fail_deliveries(&app, "connection refused").await;
+    let res = app.get(&format!("/api/v1/admin/webhooks/deliveries?status=failed&endpoint={id}"), Some(&token)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let found: Value = res.json().await.unwrap();
+    let d = &found["deliveries"][0];
+    assert_eq!(found["deliveries"].as_array().unwrap().len(), 1, "{found}");
+    assert_eq!((d["event_id"].as_str(), d["endpoint_id"].as_str()), (Some(event.as_str()), Some(id.as_str())));
+    assert_eq!(
+        (d["status"].clone(), d["attempts"].clone(), d["last_status"].clone()),
+        (json!("failed"), json!(4), json!(503))
+    );
+    assert_eq!((d["last_error"].clone(), d["next_attempt_at"].clone()), (json!("connection refused"), Value::Null));
+    let none: Value =
+        app.get("/api/v1/admin/webhooks/deliveries?status=pending", Some(&token)).await.json().await.unwrap();
+    assert_eq!(none["deliveries"], json!([]));
+    let res = app.get("/api/v1/admin/webhooks/deliveries?status=lost", Some(&token)).await;
+    assert_error(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let res = app.get("/api/v1/admin/webhooks/deliveries?limit=many", Some(&token)).await;
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid_query").await;
+
+    let replay = json!({"event_id": event, "endpoint_id": id});
+    let res = app.post_json("/api/v1/admin/webhooks/deliveries/replay", Some(&token), &replay).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let replayed: Value = res.json().await.unwrap();
+    assert_eq!(replayed["status"], "pending");
+    assert!(replayed["next_attempt_at"].is_string());
+    let res = app.post_json("/api/v1/admin/webhooks/deliveries/replay", Some(&token), &replay).await;
+    assert_error(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let unknown = json!({"event_id": "msg_nope", "endpoint_id": id});
+    let res = app.post_json("/api/v1/admin/webhooks/deliveries/replay", Some(&token), &unknown).await;
+    assert_error(res, StatusCode::NOT_FOUND, "not_found").await;
+
+    // Removal: 204, then 404; the pending delivery is cancelled.
+    let delete = |t: &str| app.client.delete(app.url(&format!("/api/v1/admin/webhooks/{id}"))).bearer_auth(t).send();
+    assert_error(delete(&user.token).await.unwrap(), StatusCode::FORBIDDEN, "forbidden").await;
+    assert_eq!(delete(&token).await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_error(delete(&token).await.unwrap(), StatusCode::NOT_FOUND, "not_found").await;
+    let list: Value = app.get("/api/v1/admin/webhooks", Some(&token)).await.json().await.unwrap();
+    assert_eq!(list["endpoints"], json!([]));
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'cancelled'").await, 1);
+    for action in ["webhooks.add", "webhooks.replay", "webhooks.remove"] {
+        let sql = format!(
+            "SELECT COUNT(*) FROM operator_actions WHERE action = '{action}' AND outcome = 'ok' AND via = 'api'"
+        );
+        assert_eq!(count(&app, &sql).await, 1, "{action}");
+    }
+}
+
 on_both_databases!(
+    webhooks_are_managed_through_the_admin_api,
     the_admin_api_is_in_the_openapi_document,
     console_is_off_until_an_admin_exists,
     sign_in_needs_password_and_a_fresh_totp_code,

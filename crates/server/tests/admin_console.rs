@@ -11,7 +11,10 @@ mod stripe;
 use std::time::Duration;
 
 use common::{assert_error, spawn_app, Backend, TestApp};
-use console::{add_admin, admin_token, cli, cli_with, now_secs, Browser, PASSWORD};
+use console::{
+    add_admin, admin_token, cli, cli_with, count, emit_event, fail_deliveries, now_secs, spawn_hooks_app, Browser,
+    PASSWORD,
+};
 use mascot_server::admin::totp;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -512,6 +515,154 @@ async fn purchases_are_filtered_and_paged(b: Backend) {
     assert!(html.contains("Older purchases"));
 }
 
+/// The one-time secret on a page after adding an endpoint or rotating its secret.
+fn shown_secret(html: &str) -> String {
+    let secret = html.split("id=\"webhook-secret\">").nth(1).expect("the secret is shown").split('<').next().unwrap();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    common::plant(secret);
+    secret.to_string()
+}
+
+/// Webhooks out in the console: a refused URL shows the operations layer's message and stores
+/// nothing; an added endpoint's secret is shown once; rotating and removing; every change and
+/// refusal in the audit trail.
+async fn webhook_endpoints_are_added_rotated_and_removed_in_the_console(b: Backend) {
+    let app = spawn_hooks_app(b).await;
+    let (mut ops, _) = operator(&app).await;
+    let html = ops.get("/admin/webhooks").await.text().await.unwrap();
+    assert!(html.contains("aria-current=\"page\">Webhooks"), "the nav has the section");
+    assert!(html.contains("value=\"credits.purchased\"") && html.contains("value=\"credits.granted\""));
+    let csrf = ops.cookie("mascot_csrf").unwrap();
+
+    for url in ["https://10.0.0.1/hook", "http://hooks.example.com/hook", "https://127.0.0.1:8443/x"] {
+        let res = ops.post_form("/admin/webhooks", &[("csrf", &csrf), ("url", url)]).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{url}");
+        let html = res.text().await.unwrap();
+        assert!(html.contains("This URL cannot be a webhook endpoint"), "{url}: {html}");
+        assert!(!html.contains("whsec_"));
+    }
+    let res = ops
+        .post_form("/admin/webhooks", &[("csrf", &csrf), ("url", "https://hooks.test/a"), ("events", "credits.bought")])
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.text().await.unwrap().contains("Unknown event type"));
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM webhook_endpoints").await, 0, "nothing stored");
+    let refused = "SELECT COUNT(*) FROM operator_actions WHERE action = 'webhooks.add' AND outcome LIKE 'failed%'";
+    assert_eq!(count(&app, refused).await, 4, "each refusal is in the audit trail");
+
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("url", "https://hooks.test/mascot"),
+        ("events", "credits.granted"),
+        ("events", "credits.purchased"),
+    ];
+    let res = ops.post_form("/admin/webhooks", &form).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    let secret = shown_secret(&html);
+    let id: String =
+        sqlx::query_scalar("SELECT id FROM webhook_endpoints").fetch_one(app.state.db.pool()).await.unwrap();
+    assert!(html.contains(&format!("Added the endpoint {id}")), "{html}");
+    assert!(html.contains("credits.granted, credits.purchased"));
+    let added = format!(
+        "SELECT COUNT(*) FROM operator_actions WHERE action = 'webhooks.add' AND outcome = 'ok' AND via = 'console' AND actor = 'ops@example.com' AND target = '{id}'"
+    );
+    assert_eq!(count(&app, &added).await, 1, "the audit row");
+
+    let html = ops.get("/admin/webhooks").await.text().await.unwrap();
+    assert!(html.contains(&id) && html.contains("https://hooks.test/mascot"));
+    assert!(!html.contains(&secret) && !html.contains("whsec_"), "the secret is shown once only");
+
+    // Rotation: a new secret, once; the old one signs for the hours asked; more than a week is refused.
+    let rotate = format!("/admin/webhooks/{id}/rotate");
+    let res = ops.post_form(&rotate, &[("csrf", &csrf), ("keep_old_hours", "500")]).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(!res.text().await.unwrap().contains("whsec_"));
+    let res = ops.post_form(&rotate, &[("csrf", &csrf), ("keep_old_hours", "2")]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    let rotated = shown_secret(&html);
+    assert_ne!(rotated, secret);
+    let html = ops.get("/admin/webhooks").await.text().await.unwrap();
+    assert!(html.contains("Previous secret signs until") && !html.contains("whsec_"));
+    let rotations = "SELECT COUNT(*) FROM operator_actions WHERE action = 'webhooks.rotate_secret' AND outcome = 'ok'";
+    assert_eq!(count(&app, rotations).await, 1);
+
+    // Removal, then nothing left to remove; an impossible id is the page's 404.
+    let remove = format!("/admin/webhooks/{id}/remove");
+    let res = ops.post_form(&remove, &[("csrf", &csrf)]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    assert!(html.contains(&format!("Removed the endpoint {id}")) && html.contains("No webhook endpoint yet."));
+    let res = ops.post_form(&remove, &[("csrf", &csrf)]).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert!(res.text().await.unwrap().contains("There is no webhook endpoint"));
+    let res = ops.post_form("/admin/webhooks/a%00b/remove", &[("csrf", &csrf)]).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM webhook_endpoints WHERE removed_at IS NOT NULL").await, 1);
+    let removed = "SELECT COUNT(*) FROM operator_actions WHERE action = 'webhooks.remove' AND outcome = 'ok'";
+    assert_eq!(count(&app, removed).await, 1);
+    // Without the CSRF token nothing happens.
+    let res = ops.post_form("/admin/webhooks", &[("url", "https://hooks.test/b")]).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM webhook_endpoints").await, 1);
+}
+
+/// The deliveries page lists a failed delivery with its attempts and last error (escaped),
+/// filters by status and endpoint, and replays it.
+async fn webhook_deliveries_are_listed_and_replayed_in_the_console(b: Backend) {
+    let app = spawn_hooks_app(b).await;
+    let (mut ops, _) = operator(&app).await;
+    let csrf = ops.cookie("mascot_csrf").unwrap();
+    let res = ops.post_form("/admin/webhooks", &[("csrf", &csrf), ("url", "https://hooks.test/mascot")]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let endpoint: String =
+        sqlx::query_scalar("SELECT id FROM webhook_endpoints").fetch_one(app.state.db.pool()).await.unwrap();
+    let user = app.signup("buyer@example.com").await;
+    let (event, deliveries) = emit_event(&app, &user.id, "console-replay").await;
+    assert_eq!(deliveries, 1);
+    let html = ops.get("/admin/webhooks/deliveries?status=pending").await.text().await.unwrap();
+    assert!(html.contains(&event) && !html.contains("aria-label=\"Replay"), "a pending delivery cannot be replayed");
+    fail_deliveries(&app, "<b>upstream</b> unavailable").await;
+
+    let res = ops.get(&format!("/admin/webhooks/deliveries?status=failed&endpoint={endpoint}")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    for shown in [event.as_str(), endpoint.as_str(), "credits.granted", "upstream", " unavailable</td>", "503"] {
+        assert!(html.contains(shown), "{shown} in {html}");
+    }
+    assert!(!html.contains("<b>upstream"), "the error is escaped");
+    assert!(html.contains(&format!("name=\"event_id\" value=\"{event}\"")), "a replay form");
+    for path in ["/admin/webhooks/deliveries?status=pending", "/admin/webhooks/deliveries?endpoint=ep_nobody"] {
+        let html = ops.get(path).await.text().await.unwrap();
+        assert!(html.contains("No delivery.") && !html.contains(&event), "{path}");
+    }
+    let res = ops.get("/admin/webhooks/deliveries?status=lost").await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.text().await.unwrap().contains("status must be pending, delivered, failed or cancelled"));
+
+    let form = [("csrf", csrf.as_str()), ("event_id", event.as_str()), ("endpoint_id", endpoint.as_str())];
+    let res = ops.post_form("/admin/webhooks/deliveries/replay", &form).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.unwrap().contains("queued again"));
+    let pending = format!("SELECT COUNT(*) FROM webhook_deliveries WHERE event_id = '{event}' AND status = 'pending'");
+    assert_eq!(count(&app, &pending).await, 1);
+    let replays =
+        "SELECT COUNT(*) FROM operator_actions WHERE action = 'webhooks.replay' AND outcome = 'ok' AND via = 'console'";
+    assert_eq!(count(&app, replays).await, 1);
+    // Pending again: a second replay is refused with the operations layer's reason.
+    let res = ops.post_form("/admin/webhooks/deliveries/replay", &form).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.text().await.unwrap().contains("only a failed or delivered one can be replayed"));
+    let res = ops
+        .post_form(
+            "/admin/webhooks/deliveries/replay",
+            &[("csrf", &csrf), ("event_id", "msg_x"), ("endpoint_id", "ep_x")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
 on_both_databases!(
     the_overview_equals_what_was_bought_granted_spent_and_refunded,
     user_page_actions_go_through_the_cli_paths,
@@ -520,4 +671,6 @@ on_both_databases!(
     purchases_are_filtered_and_paged,
     only_one_reconcile_starts_at_once,
     impossible_ids_are_not_found_never_a_500,
+    webhook_endpoints_are_added_rotated_and_removed_in_the_console,
+    webhook_deliveries_are_listed_and_replayed_in_the_console,
 );

@@ -111,7 +111,7 @@ fn check_csrf_header(headers: &HeaderMap, public_base: &str) -> ApiResult<()> {
 
 impl AdminApi {
     /// The operations layer's caller.
-    fn op(&self) -> Operator {
+    pub(super) fn op(&self) -> Operator {
         (&self.0).into()
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod admin_api;
+pub mod admin_webhooks;
 pub mod auth;
 pub mod billing;
 pub mod console;
@@ -94,6 +95,10 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi, Vec<PlainRoute>)
         .routes(routes!(admin_api::api_revoke_service_key))
         .routes(routes!(admin_api::api_codes, admin_api::api_create_code))
         .routes(routes!(admin_api::api_disable_code))
+        .routes(routes!(admin_webhooks::api_webhooks, admin_webhooks::api_add_webhook))
+        .routes(routes!(admin_webhooks::api_remove_webhook))
+        .routes(routes!(admin_webhooks::api_webhook_deliveries))
+        .routes(routes!(admin_webhooks::api_replay_webhook))
         // Personal data and one-time passwords: never cached.
         .layer(axum::middleware::map_response(admin_api::no_store));
 
@@ -181,6 +186,15 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi, Vec<PlainRoute>)
     pages.route("/admin/service-keys/{name}/revoke", "POST", post(console::service_keys::revoke_form));
     pages.route("/admin/codes", "GET POST", get(console::codes::codes_page).post(console::codes::create_form));
     pages.route("/admin/codes/{code}/disable", "POST", post(console::codes::disable_form));
+    pages.route(
+        "/admin/webhooks",
+        "GET POST",
+        get(console::webhooks::endpoints_page).post(console::webhooks::add_form),
+    );
+    pages.route("/admin/webhooks/deliveries", "GET", get(console::webhooks::deliveries_page));
+    pages.route("/admin/webhooks/deliveries/replay", "POST", post(console::webhooks::replay_form));
+    pages.route("/admin/webhooks/{id}/remove", "POST", post(console::webhooks::remove_form));
+    pages.route("/admin/webhooks/{id}/rotate", "POST", post(console::webhooks::rotate_form));
     pages.route("/assets/admin.css", "GET", get(console::stylesheet));
 
     let router = Router::new()

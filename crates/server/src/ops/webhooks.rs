@@ -4,8 +4,8 @@
 //!
 //! | use case | doors |
 //! |---|---|
-//! | [`add_endpoint`], [`list_endpoints`], [`remove_endpoint`], [`rotate_secret`] | CLI `webhooks …`; console and admin API to come |
-//! | [`list_deliveries`], [`replay_delivery`] | CLI `webhooks deliveries`, `webhooks replay`; console to come |
+//! | [`add_endpoint`], [`list_endpoints`], [`remove_endpoint`], [`rotate_secret`] | CLI `webhooks …`; console `/admin/webhooks` (`http::console::webhooks`); admin API `/api/v1/admin/webhooks` (`http::admin_webhooks`; no rotation there yet) |
+//! | [`list_deliveries`], [`replay_delivery`] | CLI `webhooks deliveries`, `webhooks replay`; console `/admin/webhooks/deliveries`; admin API `/api/v1/admin/webhooks/deliveries` and `…/replay` |
 //!
 //! Events are enqueued by the operations that cause them, in their own unit of work, with one
 //! call to [`crate::webhooks::enqueue`].

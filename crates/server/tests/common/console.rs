@@ -126,3 +126,48 @@ impl<'a> Browser<'a> {
             .await
     }
 }
+
+/// A server whose webhook endpoints may be on `hooks.test` (an allowed host is not resolved, and
+/// tests have no DNS), with the delivery worker off so a delivery stays as the test leaves it.
+pub async fn spawn_hooks_app(b: crate::common::Backend) -> TestApp {
+    crate::common::spawn_app_with(b, |c| {
+        c.webhooks.allowed_hosts = vec!["hooks.test".into()];
+        c.webhooks.worker = false;
+    })
+    .await
+}
+
+/// Enqueues a `credits.granted` event for `wallet` as an operation would, in a unit of work;
+/// returns its id (`msg_…`) and the deliveries it created.
+pub async fn emit_event(app: &TestApp, wallet: &str, cause: &str) -> (String, u64) {
+    use mascot_server::webhooks::{enqueue, EventType, NewEvent};
+    let (wallet, cause) = (wallet.to_string(), cause.to_string());
+    let done = app
+        .state
+        .db
+        .write(Some(format!("user:{wallet}")), move |uow| {
+            let (wallet, cause) = (wallet.clone(), cause.clone());
+            Box::pin(async move {
+                let data = serde_json::json!({"note": "test event"});
+                enqueue(uow, NewEvent { event_type: EventType::CreditsGranted, wallet_id: wallet, cause, data }).await
+            })
+        })
+        .await
+        .expect("enqueued")
+        .expect("a new event");
+    (done.id, done.deliveries)
+}
+
+/// Marks every delivery failed, as the worker does after three days of errors.
+pub async fn fail_deliveries(app: &TestApp, error: &str) {
+    sqlx::query("UPDATE webhook_deliveries SET status = 'failed', attempts = 4, last_status = 503, last_error = $1")
+        .bind(error)
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+}
+
+/// One number from the test's database.
+pub async fn count(app: &TestApp, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(app.state.db.pool()).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+}

@@ -238,14 +238,5 @@ print(json.dumps(out))
     )
 }
 
-/// Lists a secret a test created, for `scripts/scan-logs`: it must appear in no log line, with or
-/// without its prefix (the suite's logs are under `MASCOT_TEST_LOG_DIR`).
-pub fn plant(secret: &str) {
-    use std::io::Write;
-    let Some(dir) = std::env::var_os("MASCOT_TEST_LOG_DIR") else { return };
-    let _ = std::fs::create_dir_all(&dir);
-    let path = std::path::Path::new(&dir).join("planted-secrets.txt");
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-        let _ = writeln!(f, "{secret}");
-    }
-}
+/// Moved to `common` so the console tests list their secrets too.
+pub use crate::common::plant;

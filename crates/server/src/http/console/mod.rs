@@ -12,6 +12,7 @@ pub mod runs;
 pub mod service_keys;
 pub mod sign_in;
 pub mod users;
+pub mod webhooks;
 
 use api_types::OperatorRun;
 use askama::Template;
@@ -146,7 +147,7 @@ pub struct Nav {
 }
 
 impl Nav {
-    pub fn links(&self) -> [(&'static str, &'static str, &'static str); 8] {
+    pub fn links(&self) -> [(&'static str, &'static str, &'static str); 9] {
         [
             ("/admin", "Overview", "overview"),
             ("/admin/users", "Users", "users"),
@@ -155,6 +156,7 @@ impl Nav {
             ("/admin/reconcile", "Reconcile", "reconcile"),
             ("/admin/codes", "Codes", "codes"),
             ("/admin/service-keys", "Service keys", "service-keys"),
+            ("/admin/webhooks", "Webhooks", "webhooks"),
             ("/admin/audit", "Audit trail", "audit"),
         ]
     }
