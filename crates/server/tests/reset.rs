@@ -18,6 +18,9 @@ use smtp::{link_in, SmtpServer};
 const PASSWORD: &str = "correct horse";
 const NEW_PASSWORD: &str = "a brand new one";
 
+
+/// The subject of the mail these tests read (sign-up mails "Confirm your email" first).
+const RESET: &str = "Reset your Mascot password";
 async fn app_with_mail(b: Backend, adjust: impl FnOnce(&mut mascot_server::Config)) -> (TestApp, SmtpServer) {
     let smtp = SmtpServer::start().await;
     let url = smtp.url();
@@ -83,7 +86,7 @@ async fn the_reset_round_trip(b: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::ACCEPTED);
-    let mail = smtp.wait_for(1).await;
+    let mail = smtp.wait_about(RESET, 1).await;
     assert_eq!(mail.to, vec!["forgot@example.com".to_string()]);
     assert_eq!(mail.from, "no-reply@mascot.test");
     assert!(mail.data.contains("Subject: Reset your Mascot password"), "{}", mail.data);
@@ -135,7 +138,7 @@ async fn the_form_refuses_cross_site_and_missing_tokens(b: Backend) {
     let (app, smtp) = app_with_mail(b, |_| {}).await;
     app.signup("csrf@example.com").await;
     assert_eq!(request_reset(&app, "csrf@example.com").await.status(), StatusCode::ACCEPTED);
-    let link = link_in(&smtp.wait_for(1).await, "/account/reset?token=");
+    let link = link_in(&smtp.wait_about(RESET, 1).await, "/account/reset?token=");
     let (_, html, cookie, _) = open(&app, &link).await;
     let (cookie, csrf, token) = (cookie.unwrap(), field(&html, "csrf"), field(&html, "token"));
     let form = format!(
@@ -185,10 +188,10 @@ async fn unknown_emails_get_the_same_answer_and_no_mail(b: Backend) {
     let known = request_reset(&app, "known@example.com").await;
     assert_eq!(known.status(), StatusCode::ACCEPTED);
     assert_eq!(known.text().await.unwrap(), unknown_body);
-    let mail = smtp.wait_for(1).await;
+    let mail = smtp.wait_about(RESET, 1).await;
     assert_eq!(mail.to, vec!["known@example.com".to_string()]);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(smtp.received().await.len(), 1, "no mail for an email without an account");
+    assert_eq!(smtp.received_about(RESET).await.len(), 1, "no mail for an email without an account");
     assert_error(request_reset(&app, "not an email").await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
         .await;
     assert_error(
@@ -203,9 +206,9 @@ async fn one_live_link_per_account(b: Backend) {
     let (app, smtp) = app_with_mail(b, |_| {}).await;
     app.signup("twice@example.com").await;
     request_reset(&app, "twice@example.com").await;
-    let first = link_in(&smtp.wait_for(1).await, "/account/reset?token=");
+    let first = link_in(&smtp.wait_about(RESET, 1).await, "/account/reset?token=");
     request_reset(&app, "twice@example.com").await;
-    let second = link_in(&smtp.wait_for(2).await, "/account/reset?token=");
+    let second = link_in(&smtp.wait_about(RESET, 2).await, "/account/reset?token=");
     assert_ne!(first, second);
     assert_eq!(live_links(&app).await, 1);
     assert_eq!(open(&app, &first).await.0, StatusCode::NOT_FOUND, "the newer link replaced it");
@@ -216,7 +219,7 @@ async fn expired_links_do_nothing(b: Backend) {
     let (app, smtp) = app_with_mail(b, |_| {}).await;
     app.signup("late@example.com").await;
     request_reset(&app, "late@example.com").await;
-    let link = link_in(&smtp.wait_for(1).await, "/account/reset?token=");
+    let link = link_in(&smtp.wait_about(RESET, 1).await, "/account/reset?token=");
     let (_, html, cookie, _) = open(&app, &link).await;
     let (cookie, csrf, token) = (cookie.unwrap(), field(&html, "csrf"), field(&html, "token"));
     // 31 minutes later.
@@ -241,7 +244,7 @@ async fn concurrent_resets_with_one_link_set_one_password(b: Backend) {
     let (app, smtp) = app_with_mail(b, |_| {}).await;
     app.signup("race@example.com").await;
     request_reset(&app, "race@example.com").await;
-    let link = link_in(&smtp.wait_for(1).await, "/account/reset?token=");
+    let link = link_in(&smtp.wait_about(RESET, 1).await, "/account/reset?token=");
     let (_, html, cookie, _) = open(&app, &link).await;
     let (cookie, csrf, token) = (cookie.unwrap(), field(&html, "csrf"), field(&html, "token"));
     let passwords: Vec<String> = (0..6).map(|i| format!("racer number {i}")).collect();
@@ -322,7 +325,7 @@ async fn a_reset_replaces_a_one_time_password(b: Backend) {
     app.signup("otp@example.com").await;
     let otp = common::reset_password_as_cli(&app.state, "otp@example.com", None).await.unwrap();
     request_reset(&app, "otp@example.com").await;
-    let link = link_in(&smtp.wait_for(1).await, "/account/reset?token=");
+    let link = link_in(&smtp.wait_about(RESET, 1).await, "/account/reset?token=");
     let (_, html, cookie, _) = open(&app, &link).await;
     let (status, _) =
         submit(&app, &cookie.unwrap(), &field(&html, "csrf"), &field(&html, "token"), NEW_PASSWORD, NEW_PASSWORD).await;

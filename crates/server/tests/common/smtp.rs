@@ -94,6 +94,24 @@ impl SmtpServer {
         self.received.lock().await.clone()
     }
 
+    /// The mails received so far whose subject is `subject`.
+    pub async fn received_about(&self, subject: &str) -> Vec<Received> {
+        let line = format!("Subject: {subject}");
+        self.received.lock().await.iter().filter(|m| m.data.contains(&line)).cloned().collect()
+    }
+
+    /// Waits up to 10 s for the `n`-th mail (1-based) whose subject is `subject` (sign-up also
+    /// mails "Confirm your email": tests about other mails skip it).
+    pub async fn wait_about(&self, subject: &str, n: usize) -> Received {
+        for _ in 0..200 {
+            if let Some(m) = self.received_about(subject).await.get(n - 1) {
+                return m.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no mail number {n} about {subject:?} within 10 s; got {:?}", self.received.lock().await.len());
+    }
+
     /// Waits up to 10 s for the `n`-th mail (1-based) and returns it.
     pub async fn wait_for(&self, n: usize) -> Received {
         for _ in 0..200 {
