@@ -68,6 +68,14 @@ pub struct RateLimits {
     pub service_tokens_per_minute: u32,
     /// Wrong promotion codes per account and per address (each also counts used-up codes: no oracle).
     pub wrong_codes_per_hour: u32,
+    /// Password changes per account and per client address, counted whether they succeed: each
+    /// costs up to two argon2 runs, so they are budgeted like sign-ins.
+    pub password_changes_per_user_per_hour: u32,
+    pub password_changes_per_address_per_hour: u32,
+    /// Holds created per wallet and caller (the plugin, or each service key) per second, and the
+    /// burst allowed above that rate: each hold is a durable write, and its release costs nothing.
+    pub holds_per_second: u32,
+    pub holds_burst: u32,
 }
 
 impl Default for RateLimits {
@@ -81,6 +89,10 @@ impl Default for RateLimits {
             handoffs_per_hour: 30,
             service_tokens_per_minute: 60,
             wrong_codes_per_hour: 10,
+            password_changes_per_user_per_hour: 5,
+            password_changes_per_address_per_hour: 10,
+            holds_per_second: 20,
+            holds_burst: 100,
         }
     }
 }
@@ -97,6 +109,10 @@ impl RateLimits {
             handoffs_per_hour: 1_000_000,
             service_tokens_per_minute: 1_000_000,
             wrong_codes_per_hour: 1_000_000,
+            password_changes_per_user_per_hour: 1_000_000,
+            password_changes_per_address_per_hour: 1_000_000,
+            holds_per_second: 1_000_000,
+            holds_burst: 1_000_000,
         }
     }
 }
@@ -376,6 +392,9 @@ pub struct Config {
     pub plugin_spend: bool,
     /// The shortest `ttl_seconds` a hold may ask for (`HOLD_MIN_TTL_SECONDS`, default 30).
     pub hold_min_ttl_secs: i64,
+    /// Days a finished hold is kept whole before it becomes a tombstone (`HOLD_RETENTION_DAYS`,
+    /// at least 7; see `retention`).
+    pub hold_retention_days: i64,
     /// Promotional credits a new account gets once, when its email is verified
     /// (`SIGNUP_CREDITS`, default 0: none); they expire after `signup_credits_valid_days`.
     pub signup_credits: i64,
@@ -411,10 +430,16 @@ impl Config {
             stripe_missing: Vec::new(),
             plugin_spend: true,
             hold_min_ttl_secs: DEFAULT_HOLD_MIN_TTL_SECS,
+            hold_retention_days: crate::retention::DEFAULT_HOLD_DAYS,
             signup_credits: 0,
             signup_credits_valid_days: 30,
             webhooks: WebhookSettings::default(),
         }
+    }
+
+    /// What the pruning pass keeps for how long.
+    pub fn retention(&self) -> crate::retention::Retention {
+        crate::retention::Retention { hold_days: self.hold_retention_days, device_ttl: self.token_ttl }
     }
 
     /// How the database is set up (see `db::DbOptions`).
@@ -524,6 +549,13 @@ impl Config {
             ("RATE_LIMIT_HANDOFFS_PER_HOUR", &mut config.rate_limits.handoffs_per_hour),
             ("RATE_LIMIT_SERVICE_TOKENS_PER_MINUTE", &mut config.rate_limits.service_tokens_per_minute),
             ("RATE_LIMIT_WRONG_CODES_PER_HOUR", &mut config.rate_limits.wrong_codes_per_hour),
+            ("RATE_LIMIT_PASSWORD_CHANGES_PER_HOUR", &mut config.rate_limits.password_changes_per_user_per_hour),
+            (
+                "RATE_LIMIT_PASSWORD_CHANGES_PER_ADDRESS_PER_HOUR",
+                &mut config.rate_limits.password_changes_per_address_per_hour,
+            ),
+            ("RATE_LIMIT_HOLDS_PER_SECOND", &mut config.rate_limits.holds_per_second),
+            ("RATE_LIMIT_HOLDS_BURST", &mut config.rate_limits.holds_burst),
             ("LOGIN_MAX_FAILURES", &mut config.login_throttle.max_failures),
             ("LOGIN_MAX_FAILURES_PER_ADDRESS", &mut config.login_throttle.client_max_failures),
         ] {
@@ -580,6 +612,12 @@ impl Config {
             match n.trim().parse::<i64>() {
                 Ok(n) if (1..=3600).contains(&n) => config.hold_min_ttl_secs = n,
                 _ => problems.push(format!("HOLD_MIN_TTL_SECONDS must be from 1 to 3600 (got {n:?})")),
+            }
+        }
+        if let Some(n) = get("HOLD_RETENTION_DAYS") {
+            match n.trim().parse::<i64>() {
+                Ok(n) if (7..=3650).contains(&n) => config.hold_retention_days = n,
+                _ => problems.push(format!("HOLD_RETENTION_DAYS must be from 7 to 3650 (got {n:?})")),
             }
         }
         if let Some(n) = get("SIGNUP_CREDITS") {

@@ -20,6 +20,7 @@ pub mod mail;
 pub mod ops;
 pub mod promo;
 pub mod rate_limit;
+pub mod retention;
 pub mod telemetry;
 pub mod webhooks;
 
@@ -151,6 +152,8 @@ impl Application {
         let resets = auth::reset::Resets::start(db.clone(), mailer.clone(), config.public_base());
         // Expiries nobody's request records, and the "expire soon" mails.
         ledger::sweep::spawn(db.clone(), mailer.clone());
+        // Finished holds to tombstones, old tokens, devices and sign-ins away.
+        retention::spawn(db.clone(), config.retention());
         tracing::info!(
             mail = match &config.mail {
                 config::MailConfig::Off => "off (password resets: write to SUPPORT_EMAIL)",

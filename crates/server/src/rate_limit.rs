@@ -22,6 +22,14 @@ impl Limiter {
         Limiter { quota, inner: RwLock::new(RateLimiter::keyed(quota)) }
     }
 
+    /// `per_second` on average, with bursts of up to `burst`.
+    pub fn with_burst(per_second: u32, burst: u32) -> Limiter {
+        let rate = NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::per_second(rate).allow_burst(burst);
+        Limiter { quota, inner: RwLock::new(RateLimiter::keyed(quota)) }
+    }
+
     pub fn per_hour(n: u32) -> Limiter {
         Limiter::new(n, Duration::from_secs(3600))
     }
@@ -81,6 +89,11 @@ pub struct Limits {
     pub service_tokens: Limiter,
     /// Email confirmation mails per user.
     pub verifications: Limiter,
+    /// Password changes per account and per address (each is up to two argon2 runs).
+    pub password_changes: Limiter,
+    pub password_changes_per_address: Limiter,
+    /// Holds created per wallet and caller (spends are not limited: each costs a credit).
+    pub holds: Limiter,
 }
 
 impl Limits {
@@ -94,6 +107,9 @@ impl Limits {
             handoffs: Limiter::per_hour(config.handoffs_per_hour),
             service_tokens: Limiter::per_minute(config.service_tokens_per_minute),
             verifications: Limiter::per_hour(config.resets_per_email_per_hour),
+            password_changes: Limiter::per_hour(config.password_changes_per_user_per_hour),
+            password_changes_per_address: Limiter::per_hour(config.password_changes_per_address_per_hour),
+            holds: Limiter::with_burst(config.holds_per_second, config.holds_burst),
         }
     }
 }

@@ -137,7 +137,7 @@ async fn new_account(
     }
     let email = normalise_email(email).map_err(OpError::Invalid)?;
     validate_password(&password).map_err(OpError::Invalid)?;
-    let hash = state.passwords.hash(password).await?;
+    let hash = state.passwords.hash_for(&[client], password).await?;
     Ok((Arc::new(accounts::new_account(&email, &hash)), ()))
 }
 
@@ -220,7 +220,7 @@ pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<Si
     };
     let stored = account.as_ref().map_or_else(|| password::dummy_hash().to_string(), |a| a.password_hash.clone());
     let user_id = account.as_ref().map(|a| a.id.clone());
-    let password_ok = match state.passwords.verify(password, stored).await {
+    let password_ok = match state.passwords.verify_for(&[client], password, stored).await {
         Ok(ok) => ok,
         Err(e) => {
             state.throttle.cancelled(reserved);
@@ -285,6 +285,25 @@ pub async fn change_password(
     new: String,
 ) -> Result<u64, OpError> {
     validate_password(&new).map_err(OpError::Invalid)?;
+    // Refused before any hashing: it would cost two argon2 runs to change nothing.
+    if new == current {
+        return Err(OpError::Invalid(
+            "The new password is the same as the current one: choose a different password.".into(),
+        ));
+    }
+    // Counted before the password is checked, whether it then succeeds or not: a right current
+    // password costs two argon2 runs, a wrong one one.
+    for (limiter, key) in
+        [(&state.limits.password_changes, user.id.as_str()), (&state.limits.password_changes_per_address, client)]
+    {
+        if let Err(wait) = limiter.check(key) {
+            tracing::warn!(user_id = %user.id, client = %client, "password change rate limit reached");
+            return Err(OpError::rate_limited(
+                format!("Too many password changes. Try again in {} minutes.", wait.div_ceil(60)),
+                wait,
+            ));
+        }
+    }
     let reserved = state.throttle.reserve(&user.email, client, None).map_err(|refused| {
         tracing::warn!(user_id = %user.id, client = %client, rule = refused.rule.as_str(), "password change throttled");
         OpError::rate_limited("Too many wrong passwords. Try again later.", refused.retry_after_secs)
@@ -292,7 +311,9 @@ pub async fn change_password(
     let account = accounts::find_by_id(&state.db, &user.id).await?;
     let stored = account.as_ref().map_or_else(|| password::dummy_hash().to_string(), |a| a.password_hash.clone());
     let nul = current.contains('\0');
-    let ok = match state.passwords.verify(current, stored).await {
+    // The pool's share is per address and per account: neither can fill it with changes.
+    let sources = [client, user.id.as_str()];
+    let ok = match state.passwords.verify_for(&sources, current, stored).await {
         Ok(ok) => ok && !nul,
         Err(e) => {
             state.throttle.cancelled(reserved);
@@ -306,7 +327,7 @@ pub async fn change_password(
         return Err(OpError::WrongCredentials("The current password is wrong.".into()));
     }
     state.throttle.succeeded(reserved);
-    let hash = state.passwords.hash(new).await?;
+    let hash = state.passwords.hash_for(&sources, new).await?;
     let signed_out = accounts::replace_password(&state.db, &user.id, &hash, NewPasswordKind::Chosen, Some(&user.token))
         .await?
         .ok_or_else(|| OpError::Unauthorized("This account no longer exists.".into()))?;
