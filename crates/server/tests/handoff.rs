@@ -74,6 +74,12 @@ async fn sign_in_on_page(app: &TestApp, page: &Page, code: &str, email: &str, pa
 async fn step(app: &TestApp, page: &Page, cookie: &str, step: &str, extra: &[(&str, &str)]) -> Page {
     let (secret, csrf) = (page.field("secret"), page.field("csrf"));
     let mut fields = vec![("secret", secret.as_str()), ("csrf", csrf.as_str()), ("step", step)];
+    // The confirm carries the account the page showed (issue 25).
+    let shown = step == "confirm" && page.html.contains("name=\"account\"");
+    let account = if shown { page.field("account") } else { String::new() };
+    if shown {
+        fields.push(("account", account.as_str()));
+    }
     fields.extend_from_slice(extra);
     post_form(app, "/account/sign-in", cookie, &fields, &[]).await
 }
