@@ -65,6 +65,7 @@ pub fn typescript_bindings() -> Vec<(String, String)> {
         CheckoutResponse,
         CheckoutStatus,
         CheckoutStatusResponse,
+        CheckoutCancelResponse,
         TaxBehavior,
         PurchaseAmounts,
         CheckoutSettingsUsed,

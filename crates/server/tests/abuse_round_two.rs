@@ -3,6 +3,10 @@
 //! send one forwarded address per request.
 
 mod common;
+#[path = "common/forms.rs"]
+mod forms;
+#[path = "common/stripe.rs"]
+mod stripe;
 
 use std::{sync::Arc, time::Duration};
 
@@ -410,6 +414,167 @@ async fn finished_holds_become_tombstones_and_old_rows_are_pruned(b: Backend) {
     assert_eq!(app.balance(&token).await, 70);
 }
 
+/// Item 7: a client's `X-Request-Id` is echoed only as 1 to 64 of `A-Za-z0-9-_`; anything else
+/// (spaces, quotes, `=`, too long, repeated) is replaced by a fresh one.
+async fn request_ids_are_accepted_only_when_safe(b: Backend) {
+    let app = spawn_app_with(b, |_| {}).await;
+    let echoed = |sent: Vec<&'static str>| {
+        let app = &app;
+        async move {
+            let mut req = app.client.get(app.url("/healthz"));
+            for v in sent {
+                req = req.header("x-request-id", v);
+            }
+            let res = req.send().await.unwrap();
+            res.headers()["x-request-id"].to_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(echoed(vec!["job-42_retry"]).await, "job-42_retry");
+    let long: &'static str = Box::leak("a".repeat(65).into_boxed_str());
+    for bad in [vec!["x\" level=error msg=forged"], vec!["a b"], vec![long], vec!["one", "two"]] {
+        let sent = bad.clone();
+        let got = echoed(bad).await;
+        assert!(!sent.contains(&got.as_str()), "{got:?} was echoed");
+        assert!(got.len() <= 64 && got.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'), "{got:?}");
+    }
+}
+
+/// Item 7: every answer of the return pages is HTML, errors included (a repeated parameter was
+/// axum's `text/plain` 400).
+async fn return_pages_answer_html_even_on_errors(b: Backend) {
+    let app = spawn_app_with(b, |_| {}).await;
+    for path in ["/billing/success", "/billing/cancel"] {
+        for query in ["?session_id=a&session_id=b", "?session_id=%ZZ", "", "?session_id=cs_unknown"] {
+            let res = app.get(&format!("{path}{query}"), None).await;
+            let ctype = res.headers()["content-type"].to_str().unwrap().to_string();
+            assert!(ctype.starts_with("text/html"), "{path}{query}: {} {ctype}", res.status());
+            assert!(res.text().await.unwrap().contains("<html"), "{path}{query}");
+        }
+        let res = app.get(&format!("{path}?session_id=a&session_id=b"), None).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    }
+}
+
+/// Item 7: GET on the cancel page changes nothing; the buyer's
+/// `POST /api/v1/billing/checkout/{id}/cancel` expires it at Stripe and answers `{status}`;
+/// the page's button (a CSRF-checked POST) cancels too.
+async fn the_cancel_page_changes_nothing_and_the_buyer_cancels(b: Backend) {
+    let app = stripe::spawn_billing_app(b).await;
+    let u = app.signup("buyer@example.com").await;
+    let other = app.signup("stranger@example.com").await;
+    let start = || async {
+        let res = app.post_json("/api/v1/billing/checkout", Some(&u.token), &json!({"pack_id": "pack_25"})).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_string()
+    };
+    let status = |id: String| {
+        let (app, token) = (&app, u.token.clone());
+        async move {
+            let res = app.get(&format!("/api/v1/billing/checkout/{id}"), Some(&token)).await;
+            res.json::<Value>().await.unwrap()["status"].as_str().unwrap().to_string()
+        }
+    };
+    let session = start().await;
+    for _ in 0..3 {
+        let res = app.get(&format!("/billing/cancel?session_id={session}"), None).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    assert_eq!(app.sim.session(&session).unwrap()["status"], "open", "a GET expires nothing at Stripe");
+    assert_eq!(status(session.clone()).await, "pending");
+
+    let cancel = |id: &str, token: &str| {
+        let (path, token) = (format!("/api/v1/billing/checkout/{id}/cancel"), token.to_string());
+        let app = &app;
+        async move { app.post_json(&path, Some(&token), &json!({})).await }
+    };
+    assert_error(cancel(&session, &other.token).await, StatusCode::NOT_FOUND, "not_found").await;
+    let res = cancel(&session, &u.token).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"status": "expired"}));
+    assert_eq!(app.sim.session(&session).unwrap()["status"], "expired");
+    assert_eq!(status(session.clone()).await, "expired");
+    let res = cancel(&session, &u.token).await;
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"status": "expired"}), "again: as it is");
+
+    // The page's button.
+    let second = start().await;
+    let page = forms::open(&app, &app.url(&format!("/billing/cancel?session_id={second}")), &[]).await;
+    assert!(page.html.contains("Cancel this checkout"), "{}", page.html);
+    let cookie = page.csrf_cookie.clone().expect("the page set its CSRF cookie");
+    let forged =
+        forms::post_form(&app, "/billing/cancel", "mascot_csrf=other", &[("session_id", &second), ("csrf", "x")], &[])
+            .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.sim.session(&second).unwrap()["status"], "open");
+    let done = forms::post_form(
+        &app,
+        "/billing/cancel",
+        &cookie,
+        &[("session_id", &second), ("csrf", &page.field("csrf"))],
+        &[],
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.html);
+    assert!(done.html.contains("Nothing was charged"));
+    assert_eq!(app.sim.session(&second).unwrap()["status"], "expired");
+}
+
+/// Item 7: the browser sign-in's confirm hands the plugin the account the page showed, not
+/// whoever signed in on the same link last.
+async fn the_sign_in_confirm_is_bound_to_the_account_shown(b: Backend) {
+    let app = spawn_app_with(b, |_| {}).await;
+    app.signup("owner@example.com").await;
+    app.signup("intruder@example.com").await;
+    let res = app.post_json("/api/v1/auth/handoff", None, &json!({})).await;
+    let h: Value = res.json().await.unwrap();
+    let (id, key, code, url) = (
+        h["handoff_id"].as_str().unwrap().to_string(),
+        h["read_key"].as_str().unwrap().to_string(),
+        h["user_code"].as_str().unwrap().to_string(),
+        h["url"].as_str().unwrap().to_string(),
+    );
+    let sign_in = |email: &'static str| {
+        let (app, url, code) = (&app, url.clone(), code.clone());
+        async move {
+            let page = forms::open(app, &url, &[]).await;
+            let cookie = page.csrf_cookie.clone().expect("a CSRF cookie");
+            let fields = [
+                ("secret", page.field("secret")),
+                ("csrf", page.field("csrf")),
+                ("step", "sign_in".to_string()),
+                ("code", code),
+                ("email", email.to_string()),
+                ("password", PASSWORD.to_string()),
+            ];
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let confirm = forms::post_form(app, "/account/sign-in", &cookie, &fields, &[]).await;
+            assert!(confirm.html.contains(email), "{}", confirm.html);
+            (confirm, cookie)
+        }
+    };
+    let (owner_page, owner_cookie) = sign_in("owner@example.com").await;
+    // Someone else signs in on the same link before the owner presses the button.
+    let _ = sign_in("intruder@example.com").await;
+    let fields = [
+        ("secret", owner_page.field("secret")),
+        ("csrf", owner_page.field("csrf")),
+        ("step", "confirm".to_string()),
+        ("account", owner_page.field("account")),
+    ];
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let after = forms::post_form(&app, "/account/sign-in", &owner_cookie, &fields, &[]).await;
+    assert!(!after.html.contains("You can go back to Figma"), "confirmed for someone else: {}", after.html);
+    let res = app
+        .client
+        .get(app.url(&format!("/api/v1/auth/handoff/{id}?wait=0")))
+        .header("X-Handoff-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "pending", "the plugin got nobody: {body}");
+}
+
 on_both_databases!(
     password_change_is_rate_limited_per_user_and_address,
     password_change_to_the_same_password_is_refused_without_hashing,
@@ -420,4 +585,8 @@ on_both_databases!(
     hold_creation_is_rate_limited_per_wallet,
     captured_differently_and_the_ttl_floor_hold,
     finished_holds_become_tombstones_and_old_rows_are_pruned,
+    request_ids_are_accepted_only_when_safe,
+    return_pages_answer_html_even_on_errors,
+    the_cancel_page_changes_nothing_and_the_buyer_cancels,
+    the_sign_in_confirm_is_bound_to_the_account_shown,
 );

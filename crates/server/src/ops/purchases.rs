@@ -133,3 +133,41 @@ pub async fn list_checkouts(
     };
     Ok(checkouts::list_for_user(&state.db, &user.id, status, 20).await?)
 }
+
+/// Ends a pending checkout: expires it at Stripe so it cannot be paid later, records that, and
+/// answers where it stands now (`credited` when Stripe refused because it was paid meanwhile;
+/// a checkout no longer pending is answered as it is). `buyer`: only that user's checkout (the
+/// API); `None`: whoever holds the session id and passed the page's CSRF check.
+pub async fn cancel_checkout(
+    state: &AppState,
+    buyer: Option<&User>,
+    session_id: &str,
+) -> Result<CheckoutStatus, OpError> {
+    let not_found = || OpError::not_found("No such checkout for this account.");
+    let billing = billing(state)?;
+    let record = checkouts::find(&state.db, session_id)
+        .await?
+        .filter(|r| buyer.is_none_or(|u| r.user_id == u.id))
+        .ok_or_else(not_found)?;
+    if record.status != CheckoutStatus::Pending {
+        return Ok(record.status);
+    }
+    match billing.stripe.expire_session(&record.id).await {
+        Ok(session) => {
+            if let Err(e) = fulfil::fulfil_checkout(billing, &session).await {
+                tracing::warn!(session_id = %record.id, error = %e, "could not record the cancelled session");
+            }
+        }
+        // Stripe refuses to expire a completed session: it was paid after all, and is fulfilled
+        // as usual from Stripe's answer.
+        Err(e) => {
+            tracing::info!(session_id = %record.id, error = %e, "expiring the session failed; checking whether it was paid");
+            if let Err(e) = fulfil::fulfil_from_stripe(billing, &record.id).await {
+                tracing::warn!(session_id = %record.id, error = %e, "could not check the session at Stripe");
+            }
+        }
+    }
+    let now = checkouts::find(&state.db, &record.id).await?.ok_or_else(not_found)?;
+    tracing::info!(session_id = %record.id, status = now.status.as_str(), by_buyer = buyer.is_some(), "checkout cancelled");
+    Ok(now.status)
+}
