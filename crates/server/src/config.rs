@@ -395,6 +395,8 @@ pub struct Config {
     /// Days a finished hold is kept whole before it becomes a tombstone (`HOLD_RETENTION_DAYS`,
     /// at least 7; see `retention`).
     pub hold_retention_days: i64,
+    /// Slow and idle clients, and how many connections at once (`CONNECTION_*`, `MAX_CONNECTIONS`).
+    pub connections: crate::http::connections::Limits,
     /// Promotional credits a new account gets once, when its email is verified
     /// (`SIGNUP_CREDITS`, default 0: none); they expire after `signup_credits_valid_days`.
     pub signup_credits: i64,
@@ -431,6 +433,7 @@ impl Config {
             plugin_spend: true,
             hold_min_ttl_secs: DEFAULT_HOLD_MIN_TTL_SECS,
             hold_retention_days: crate::retention::DEFAULT_HOLD_DAYS,
+            connections: crate::http::connections::Limits::default(),
             signup_credits: 0,
             signup_credits_valid_days: 30,
             webhooks: WebhookSettings::default(),
@@ -612,6 +615,24 @@ impl Config {
             match n.trim().parse::<i64>() {
                 Ok(n) if (1..=3600).contains(&n) => config.hold_min_ttl_secs = n,
                 _ => problems.push(format!("HOLD_MIN_TTL_SECONDS must be from 1 to 3600 (got {n:?})")),
+            }
+        }
+        for (var, slot, max) in [
+            ("CONNECTION_HEADER_TIMEOUT_SECONDS", &mut config.connections.header_timeout, 300),
+            ("CONNECTION_BODY_TIMEOUT_SECONDS", &mut config.connections.body_timeout, 600),
+            ("CONNECTION_IDLE_TIMEOUT_SECONDS", &mut config.connections.idle_timeout, 3600),
+        ] {
+            if let Some(n) = get(var) {
+                match n.trim().parse::<u64>() {
+                    Ok(n) if (1..=max).contains(&n) => *slot = Duration::from_secs(n),
+                    _ => problems.push(format!("{var} must be a whole number of seconds from 1 to {max} (got {n:?})")),
+                }
+            }
+        }
+        if let Some(n) = get("MAX_CONNECTIONS") {
+            match n.trim().parse::<usize>() {
+                Ok(n) if (1..=100_000).contains(&n) => config.connections.max_connections = n,
+                _ => problems.push(format!("MAX_CONNECTIONS must be from 1 to 100000 (got {n:?})")),
             }
         }
         if let Some(n) = get("HOLD_RETENTION_DAYS") {

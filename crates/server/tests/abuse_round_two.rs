@@ -590,3 +590,94 @@ on_both_databases!(
     the_cancel_page_changes_nothing_and_the_buyer_cancels,
     the_sign_in_confirm_is_bound_to_the_account_shown,
 );
+
+/// Item 5, with short test-only limits (1 s): unfinished headers, an unfinished body and an idle
+/// keep-alive connection are all closed; a long-poll keeps its own deadline. The database does
+/// not matter here: SQLite only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.connections.header_timeout = Duration::from_secs(1);
+        c.connections.body_timeout = Duration::from_secs(1);
+        c.connections.idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let addr = app.address.trim_start_matches("http://").to_string();
+    let connect = || tokio::net::TcpStream::connect(addr.clone());
+
+    let mut headers = connect().await.unwrap();
+    headers.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut body = connect().await.unwrap();
+    body.write_all(
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"email\"",
+    )
+    .await
+    .unwrap();
+    let mut idle = connect().await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let (h, b, i) = tokio::join!(
+        closed_within(&mut headers, Duration::from_secs(5)),
+        closed_within(&mut body, Duration::from_secs(5)),
+        closed_within(&mut idle, Duration::from_secs(5)),
+    );
+    assert!(h.0, "unfinished headers: still open");
+    assert!(b.0, "unfinished body: still open");
+    assert!(b.1.starts_with("HTTP/1.1 4"), "the slow body is refused: {}", b.1);
+    assert!(i.0, "idle keep-alive: still open");
+    assert!(i.1.starts_with("HTTP/1.1 200"), "the idle connection got its answer first: {}", i.1);
+
+    // A long-poll of 3 s outlives the 1 s limits.
+    let res = app.post_json("/api/v1/auth/handoff", None, &json!({})).await;
+    let h: Value = res.json().await.unwrap();
+    let started = std::time::Instant::now();
+    let res = app
+        .client
+        .get(app.url(&format!("/api/v1/auth/handoff/{}?wait=3", h["handoff_id"].as_str().unwrap())))
+        .header("X-Handoff-Key", h["read_key"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(started.elapsed() >= Duration::from_millis(2900), "answered after {:?}", started.elapsed());
+}
+
+/// Item 5: beyond `MAX_CONNECTIONS` open connections a new one is answered 503 `busy` and closed;
+/// once some close, connections are served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_get_503() {
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.connections.max_connections = 3;
+        c.connections.header_timeout = Duration::from_secs(10);
+    })
+    .await;
+    let addr = app.address.trim_start_matches("http://").to_string();
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut extra = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (closed, answer) = closed_within(&mut extra, Duration::from_secs(5)).await;
+    assert!(closed);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("\"busy\"") && answer.contains("retry-after: 1"), "{answer}");
+    drop(open);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let res = reqwest::Client::new().get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// Reads until the server closes (or `within` passes): whether it closed, and what it sent.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> (bool, String) {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + within;
+    let (mut got, mut buf) = (Vec::new(), [0u8; 4096]);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return (false, String::from_utf8_lossy(&got).into_owned()),
+            Ok(Ok(0)) | Ok(Err(_)) => return (true, String::from_utf8_lossy(&got).into_owned()),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}

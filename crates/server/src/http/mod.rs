@@ -4,6 +4,7 @@ pub mod account;
 pub mod admin_api;
 pub mod auth;
 pub mod billing;
+pub mod connections;
 pub mod console;
 pub mod credits;
 pub mod extract;
