@@ -575,6 +575,48 @@ async fn the_sign_in_confirm_is_bound_to_the_account_shown(b: Backend) {
     assert_eq!(body["status"], "pending", "the plugin got nobody: {body}");
 }
 
+/// Item 4: a user keeps at most 5 pending checkouts; a sixth expires the oldest at Stripe, and
+/// one Stripe refuses to expire because it was paid (its webhook lost) is credited as usual.
+async fn pending_checkouts_per_user_are_capped_at_five(b: Backend) {
+    let app = stripe::spawn_billing_app(b).await;
+    app.sim.set_delivery(stripe_sim::DeliveryMode { drop_all: true, ..Default::default() });
+    let u = app.signup("many-checkouts@example.com").await;
+    let start = || async {
+        let res = app.post_json("/api/v1/billing/checkout", Some(&u.token), &json!({"pack_id": "pack_25"})).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_string()
+    };
+    let pending = || async {
+        let res = app.get("/api/v1/billing/checkouts?status=pending", Some(&u.token)).await;
+        let list: Value = res.json().await.unwrap();
+        list["checkouts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["session_id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(start().await);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(pending().await.len(), 5);
+    let sixth = start().await;
+    let now = pending().await;
+    assert_eq!(now.len(), 5, "{now:?}");
+    assert!(now.contains(&sixth) && !now.contains(&ids[0]), "the oldest went: {now:?}");
+    assert_eq!(app.sim.session(&ids[0]).unwrap()["status"], "expired", "expired at Stripe");
+
+    // The oldest pending one is paid but its webhook is lost: Stripe refuses the expiry and the
+    // purchase is credited as usual.
+    app.sim.pay(&ids[1], stripe_sim::PayMethod::Card).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    start().await;
+    assert_eq!(app.balance(&u.token).await, 25, "the paid one was fulfilled, not lost");
+    assert_eq!(pending().await.len(), 5);
+}
+
 on_both_databases!(
     password_change_is_rate_limited_per_user_and_address,
     password_change_to_the_same_password_is_refused_without_hashing,
@@ -589,6 +631,7 @@ on_both_databases!(
     return_pages_answer_html_even_on_errors,
     the_cancel_page_changes_nothing_and_the_buyer_cancels,
     the_sign_in_confirm_is_bound_to_the_account_shown,
+    pending_checkouts_per_user_are_capped_at_five,
 );
 
 /// Item 5, with short test-only limits (1 s): unfinished headers, an unfinished body and an idle

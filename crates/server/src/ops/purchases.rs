@@ -77,6 +77,7 @@ pub async fn start_checkout(state: &AppState, user: &User, pack_id: &str) -> Res
     );
     checkouts::insert(&state.db, &record).await?;
     tracing::info!(session_id = %record.id, user_id = %user.id, pack = pack.id, "checkout started");
+    trim_pending(state, billing, &user.id).await;
     Ok(record)
 }
 
@@ -152,22 +153,46 @@ pub async fn cancel_checkout(
     if record.status != CheckoutStatus::Pending {
         return Ok(record.status);
     }
-    match billing.stripe.expire_session(&record.id).await {
-        Ok(session) => {
-            if let Err(e) = fulfil::fulfil_checkout(billing, &session).await {
-                tracing::warn!(session_id = %record.id, error = %e, "could not record the cancelled session");
-            }
-        }
-        // Stripe refuses to expire a completed session: it was paid after all, and is fulfilled
-        // as usual from Stripe's answer.
-        Err(e) => {
-            tracing::info!(session_id = %record.id, error = %e, "expiring the session failed; checking whether it was paid");
-            if let Err(e) = fulfil::fulfil_from_stripe(billing, &record.id).await {
-                tracing::warn!(session_id = %record.id, error = %e, "could not check the session at Stripe");
-            }
-        }
-    }
+    expire_at_stripe(billing, &record.id).await;
     let now = checkouts::find(&state.db, &record.id).await?.ok_or_else(not_found)?;
     tracing::info!(session_id = %record.id, status = now.status.as_str(), by_buyer = buyer.is_some(), "checkout cancelled");
     Ok(now.status)
+}
+
+/// Expires a session at Stripe and records it; when Stripe refuses because it was paid
+/// meanwhile, it is fulfilled from Stripe's answer as usual.
+async fn expire_at_stripe(billing: &Billing, session_id: &str) {
+    match billing.stripe.expire_session(session_id).await {
+        Ok(session) => {
+            if let Err(e) = fulfil::fulfil_checkout(billing, &session).await {
+                tracing::warn!(session_id = %session_id, error = %e, "could not record the cancelled session");
+            }
+        }
+        Err(e) => {
+            tracing::info!(session_id = %session_id, error = %e, "expiring the session failed; checking whether it was paid");
+            if let Err(e) = fulfil::fulfil_from_stripe(billing, session_id).await {
+                tracing::warn!(session_id = %session_id, error = %e, "could not check the session at Stripe");
+            }
+        }
+    }
+}
+
+/// Most pending checkouts one user keeps: each is a session the long-poll and the return pages
+/// may ask Stripe about, and Stripe's rate limits are per Stripe account, shared by every buyer.
+pub const MAX_PENDING_PER_USER: usize = 5;
+
+/// Expires the user's pending checkouts beyond the newest [`MAX_PENDING_PER_USER`] at Stripe.
+/// Run after a new one is stored, so concurrent starts all trim to the same newest five.
+async fn trim_pending(state: &AppState, billing: &Billing, user_id: &str) {
+    let pending = match checkouts::list_for_user(&state.db, user_id, Some(CheckoutStatus::Pending), 50).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(user_id = %user_id, error = %e, "could not list pending checkouts to trim them");
+            return;
+        }
+    };
+    for old in pending.iter().skip(MAX_PENDING_PER_USER) {
+        tracing::info!(session_id = %old.id, user_id = %user_id, "expiring an older pending checkout (at most 5 per user)");
+        expire_at_stripe(billing, &old.id).await;
+    }
 }
