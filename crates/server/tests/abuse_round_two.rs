@@ -3,6 +3,8 @@
 //! send one forwarded address per request.
 
 mod common;
+#[path = "common/console.rs"]
+mod console;
 #[path = "common/forms.rs"]
 mod forms;
 #[path = "common/stripe.rs"]
@@ -617,6 +619,31 @@ async fn pending_checkouts_per_user_are_capped_at_five(b: Backend) {
     assert_eq!(pending().await.len(), 5);
 }
 
+/// Item 2 (part): the console's sign-in has its own throttle keys. A stranger failing plugin
+/// logins for an operator's email, from many addresses, until that email is slowed down, changes
+/// nothing for the operator's console sign-in.
+async fn plugin_login_failures_do_not_slow_the_console(b: Backend) {
+    use mascot_server::admin::totp;
+    let app = spawn_app_with(b, |c| {
+        behind_local_proxy(c);
+        c.login_throttle.email_free_failures = 2;
+    })
+    .await;
+    app.signup("ops@example.com").await;
+    let secret = console::add_admin(&app, "ops@example.com");
+    let mut slowed = false;
+    for i in 0..8 {
+        let res = login(&app, "ops@example.com", "wrong guess!", &format!("10.8.0.{}", i + 1), None).await;
+        slowed |= res.status() == StatusCode::TOO_MANY_REQUESTS;
+    }
+    assert!(slowed, "the plugin logins for this email are slowed down");
+    let res = login(&app, "ops@example.com", PASSWORD, "10.8.1.1", None).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "still slowed for the plugin");
+    let mut browser = console::Browser::new(&app);
+    let res = browser.sign_in("ops@example.com", PASSWORD, &totp::current_code(&secret, console::now_secs())).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "the operator gets into the console at once");
+}
+
 on_both_databases!(
     password_change_is_rate_limited_per_user_and_address,
     password_change_to_the_same_password_is_refused_without_hashing,
@@ -632,6 +659,7 @@ on_both_databases!(
     the_cancel_page_changes_nothing_and_the_buyer_cancels,
     the_sign_in_confirm_is_bound_to_the_account_shown,
     pending_checkouts_per_user_are_capped_at_five,
+    plugin_login_failures_do_not_slow_the_console,
 );
 
 /// Item 5, with short test-only limits (1 s): unfinished headers, an unfinished body and an idle

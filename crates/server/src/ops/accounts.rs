@@ -180,7 +180,13 @@ pub async fn sign_up(
 /// passwords that expire; at the console, the operator role and a TOTP code too.
 pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<SignedIn, OpError> {
     let Attempt { client, email, password, device_token, door, code } = attempt;
-    if let Err(wait) = state.limits.logins.check(client) {
+    // The console counts apart from the plugin and the page: a stranger failing plugin logins
+    // for an operator's email must not slow or refuse the operator's console sign-in.
+    let counted_as = match door {
+        Door::Console => format!("console|{client}"),
+        Door::Plugin | Door::Page => client.to_string(),
+    };
+    if let Err(wait) = state.limits.logins.check(&counted_as) {
         tracing::warn!(client = %client, ?door, "login rate limit reached");
         return Err(rate_limited("sign-in attempts", wait));
     }
@@ -198,7 +204,11 @@ pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<Si
         }
         _ => None,
     };
-    let reserved = match state.throttle.reserve(&email, client, device.as_deref()) {
+    let throttled_email = match door {
+        Door::Console => format!("console|{email}"),
+        Door::Plugin | Door::Page => email.clone(),
+    };
+    let reserved = match state.throttle.reserve(&throttled_email, &counted_as, device.as_deref()) {
         Ok(reserved) => reserved,
         Err(refused) => {
             tracing::warn!(

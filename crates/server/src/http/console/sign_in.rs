@@ -76,8 +76,9 @@ fn login_again(headers: &HeaderMap, state: &AppState, status: StatusCode, email:
     html::render_with_cookie(status, &LoginPage { csrf, email: email.to_string(), error: Some(error) }, set_cookie)
 }
 
-/// `POST /admin/login`: email, password and TOTP code. Throttled like `POST /api/v1/auth/login`
-/// (the same per-address limit and the same failure throttle); a wrong code is a failure there.
+/// `POST /admin/login`: email, password and TOTP code. Throttled by the same rules as
+/// `POST /api/v1/auth/login` but under keys of its own (a stranger failing plugin logins for an
+/// operator's email does not slow the console); a wrong code is a failure there.
 pub async fn login(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
