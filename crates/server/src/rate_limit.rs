@@ -134,7 +134,7 @@ impl Limiter {
 }
 
 /// The /48 an IPv6 /64 key belongs to (`2001:db8:1:2::/64` → `2001:db8:1::/48`).
-fn wide_key(key: &str) -> Option<String> {
+pub(crate) fn wide_key(key: &str) -> Option<String> {
     let prefix = key.strip_suffix("::/64")?;
     let groups: Vec<&str> = prefix.split(':').collect();
     (groups.len() == 4).then(|| format!("{}:{}:{}::/48", groups[0], groups[1], groups[2]))

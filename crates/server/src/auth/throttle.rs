@@ -88,6 +88,14 @@ pub struct Attempt {
     email: Option<(String, Option<Slowdown>)>,
 }
 
+/// The time at or before which the oldest tenth of `times` lies.
+fn oldest_tenth(times: impl Iterator<Item = Instant>) -> Instant {
+    let mut times: Vec<Instant> = times.collect();
+    let cut = times.len() / 10;
+    let (_, nth, _) = times.select_nth_unstable(cut);
+    *nth
+}
+
 fn key(parts: &[&str]) -> String {
     let mut k = parts.join("|");
     if k.len() > MAX_KEY_LEN {
@@ -123,26 +131,34 @@ impl Throttle {
         let now = Instant::now();
         let window = self.config.window;
         let mut t = self.lock();
+        // A full table forgets what has lapsed, then the oldest tenth; never everything (wiping
+        // would let whoever fills it reset a victim's counters).
         if t.counts.len() >= MAX_KEYS {
             t.counts.retain(|_, c| now.duration_since(c.since) < window);
             if t.counts.len() >= MAX_KEYS {
-                t.counts.clear();
+                let cut = oldest_tenth(t.counts.values().map(|c| c.since));
+                t.counts.retain(|_, c| c.since > cut);
             }
         }
         if t.emails.len() >= MAX_KEYS {
             let cap = self.config.email_max_delay.max(window);
             t.emails.retain(|_, s| now.duration_since(s.last) < cap);
             if t.emails.len() >= MAX_KEYS {
-                t.emails.clear();
+                let cut = oldest_tenth(t.emails.values().map(|s| s.last));
+                t.emails.retain(|_, s| s.last > cut);
             }
         }
-        let limits: Vec<(String, u32, Rule)> = match device {
+        let mut limits: Vec<(String, u32, Rule)> = match device {
             Some(device) => vec![(key(&["device", email, device]), self.config.max_failures, Rule::Device)],
             None => vec![
                 (key(&["pair", email, client]), self.config.max_failures, Rule::EmailAndAddress),
                 (key(&["client", client]), self.config.client_max_failures, Rule::Address),
             ],
         };
+        // An IPv6 /64 also counts in its /48, with four times the budget (see `rate_limit`).
+        if let (None, Some(wide)) = (device, crate::rate_limit::wide_key(client)) {
+            limits.push((key(&["client", &wide]), self.config.client_max_failures.saturating_mul(4), Rule::Address));
+        }
         for (k, limit, rule) in &limits {
             if let Some(c) = t.counts.get(k) {
                 let elapsed = now.duration_since(c.since);
@@ -275,6 +291,41 @@ mod tests {
         let cancelled = t.reserve("b@x.io", "1.1.1.1", None).unwrap();
         t.cancelled(cancelled);
         assert!(t.reserve("b@x.io", "1.1.1.1", None).is_ok());
+    }
+
+    /// Issue 25, item 7: filling the table with new keys evicts the oldest, never the victim's
+    /// fresh counter (the table used to be wiped at 100,000 keys).
+    #[test]
+    fn a_full_table_is_not_wiped() {
+        let t = Throttle::new(ThrottleConfig { window: Duration::from_secs(600), ..config() });
+        for i in 0..(MAX_KEYS / 2 + 10) {
+            t.failed(t.reserve(&format!("f{i}@x.io"), &format!("c{i}"), None).unwrap());
+        }
+        for _ in 0..2 {
+            t.failed(t.reserve("victim@x.io", "1.1.1.1", None).unwrap());
+        }
+        for i in 0..1000 {
+            t.failed(t.reserve(&format!("g{i}@x.io"), &format!("d{i}"), None).unwrap());
+        }
+        assert!(t.lock().counts.len() <= MAX_KEYS);
+        assert!(t.reserve("victim@x.io", "1.1.1.1", None).is_err(), "the victim's counter survived");
+    }
+
+    #[test]
+    fn ipv6_addresses_also_count_per_48() {
+        let t = Throttle::new(config());
+        // 3 per address; 12 per /48: sixteen /64s of one /48 get 12 failures, not 48.
+        let mut counted = 0;
+        for i in 0..16 {
+            for n in 0..3 {
+                if let Ok(a) = t.reserve(&format!("u{i}-{n}@x.io"), &format!("2001:db8:1:{i:x}::/64"), None) {
+                    t.failed(a);
+                    counted += 1;
+                }
+            }
+        }
+        assert_eq!(counted, 12);
+        assert!(t.reserve("x@x.io", "2001:db8:2:0::/64", None).is_ok(), "another /48");
     }
 
     #[test]
