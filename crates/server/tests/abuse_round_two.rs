@@ -644,6 +644,54 @@ async fn plugin_login_failures_do_not_slow_the_console(b: Backend) {
     assert_eq!(res.status(), StatusCode::SEE_OTHER, "the operator gets into the console at once");
 }
 
+/// Item 4: the long-poll's fallback asks Stripe about the user's newest pending checkout only,
+/// and a process-wide budget (test mode: 12 calls a second, lookups at most 6) sheds lookups
+/// first: 20 buyers polling at once cause at most 6 retrieves (each caused one before).
+async fn stripe_lookups_are_budgeted_and_only_for_the_newest_pending_checkout(b: Backend) {
+    let app = Arc::new(stripe::spawn_billing_app(b).await);
+    app.sim.set_delivery(stripe_sim::DeliveryMode { drop_all: true, ..Default::default() });
+    let start = |token: String| {
+        let app = app.clone();
+        async move {
+            let res = app.post_json("/api/v1/billing/checkout", Some(&token), &json!({"pack_id": "pack_25"})).await;
+            assert_eq!(res.status(), StatusCode::OK);
+            res.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_string()
+        }
+    };
+    let retrieves = |app: &stripe::BillingApp, id: &str| {
+        app.sim.requests().iter().filter(|r| r.method == "GET" && r.path.contains(id)).count()
+    };
+    let u = app.signup("several@example.com").await;
+    let older = start(u.token.clone()).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let newest = start(u.token.clone()).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for id in [&older, &newest] {
+        let res = app.get(&format!("/api/v1/billing/checkout/{id}?wait=0"), Some(&u.token)).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    assert_eq!(retrieves(&app, &older), 0, "an older pending checkout is left to the webhook");
+    assert_eq!(retrieves(&app, &newest), 1, "the newest is looked up");
+
+    let mut buyers = Vec::new();
+    for i in 0..20 {
+        let buyer = app.signup(&format!("buyer{i}@example.com")).await;
+        let id = start(buyer.token.clone()).await;
+        buyers.push((buyer.token, id));
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut polls = tokio::task::JoinSet::new();
+    for (token, id) in buyers.clone() {
+        let app = app.clone();
+        polls.spawn(
+            async move { app.get(&format!("/api/v1/billing/checkout/{id}?wait=0"), Some(&token)).await.status() },
+        );
+    }
+    assert!(polls.join_all().await.iter().all(|s| *s == StatusCode::OK));
+    let looked_up: usize = buyers.iter().map(|(_, id)| retrieves(&app, id)).sum();
+    assert!((1..=7).contains(&looked_up), "{looked_up} retrieves for 20 polls at once");
+}
+
 on_both_databases!(
     password_change_is_rate_limited_per_user_and_address,
     password_change_to_the_same_password_is_refused_without_hashing,
@@ -660,6 +708,7 @@ on_both_databases!(
     the_sign_in_confirm_is_bound_to_the_account_shown,
     pending_checkouts_per_user_are_capped_at_five,
     plugin_login_failures_do_not_slow_the_console,
+    stripe_lookups_are_budgeted_and_only_for_the_newest_pending_checkout,
 );
 
 /// Item 5, with short test-only limits (1 s): unfinished headers, an unfinished body and an idle

@@ -30,6 +30,40 @@ pub struct Billing {
     pub config: StripeConfig,
     /// When each pending session was last looked up at Stripe by the poll path (rate limit).
     last_checked: Arc<Mutex<HashMap<String, Instant>>>,
+    /// The process-wide budget of calls to Stripe (see [`StripeBudget`]).
+    pub budget: Arc<StripeBudget>,
+}
+
+/// Stripe's rate limits are per Stripe account, shared by every buyer
+/// (https://docs.stripe.com/rate-limits: 100 operations a second in live mode, 25 in test mode;
+/// past them every call answers 429). This process keeps its calls at half of that: 50 a second
+/// live, 12 in test mode. Checkout creation and expiry come first: they always go ahead and use
+/// the budget when there is some. Lookups that only speed up a credit the webhook brings anyway
+/// (the long-poll's and the return pages' fallbacks) get at most half of the budget and are the
+/// ones shed when it is spent.
+pub struct StripeBudget {
+    all: crate::rate_limit::Limiter,
+    lookups: crate::rate_limit::Limiter,
+}
+
+impl StripeBudget {
+    pub fn new(livemode: bool) -> StripeBudget {
+        let per_second = if livemode { 50 } else { 12 };
+        StripeBudget {
+            all: crate::rate_limit::Limiter::with_burst(per_second, per_second),
+            lookups: crate::rate_limit::Limiter::with_burst(per_second / 2, per_second / 2),
+        }
+    }
+
+    /// A call that must go ahead (creating or expiring a session): counted when budget is left.
+    pub fn write(&self) {
+        let _ = self.all.check("stripe");
+    }
+
+    /// Whether a fallback lookup may go ahead now (and counts it).
+    fn lookup(&self) -> bool {
+        self.lookups.check("stripe").is_ok() && self.all.check("stripe").is_ok()
+    }
 }
 
 /// The poll path asks Stripe about one session at most this often.
@@ -37,22 +71,27 @@ const STRIPE_CHECK_SPACING: Duration = Duration::from_secs(2);
 
 impl Billing {
     pub fn new(db: Db, config: StripeConfig) -> anyhow::Result<Billing> {
-        Ok(Billing { stripe: StripeApi::new(&config)?, db, config, last_checked: Default::default() })
+        let budget = Arc::new(StripeBudget::new(config.livemode()));
+        Ok(Billing { stripe: StripeApi::new(&config)?, db, config, last_checked: Default::default(), budget })
     }
 
-    /// True when the poll path may ask Stripe about `session_id` now (and records that it did).
+    /// True when the poll path may ask Stripe about `session_id` now (and records that it did):
+    /// at most once per [`STRIPE_CHECK_SPACING`] per session, and within the process's lookup
+    /// budget.
     pub fn may_check_stripe(&self, session_id: &str) -> bool {
         let mut map = self.last_checked.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if map.len() > 10_000 {
             map.retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
         }
-        match map.get(session_id) {
-            Some(t) if now.duration_since(*t) < STRIPE_CHECK_SPACING => false,
-            _ => {
-                map.insert(session_id.to_string(), now);
-                true
-            }
+        if map.get(session_id).is_some_and(|t| now.duration_since(*t) < STRIPE_CHECK_SPACING) {
+            return false;
         }
+        if !self.budget.lookup() {
+            tracing::debug!(session_id = %session_id, "Stripe lookup shed: the process's budget is spent");
+            return false;
+        }
+        map.insert(session_id.to_string(), now);
+        true
     }
 }
