@@ -692,6 +692,46 @@ async fn stripe_lookups_are_budgeted_and_only_for_the_newest_pending_checkout(b:
     assert!((1..=7).contains(&looked_up), "{looked_up} retrieves for 20 polls at once");
 }
 
+/// Item 2 (part): the console keeps a device cookie. A stranger failing console sign-ins for an
+/// operator's email from many addresses slows that email down, but the operator's browser that
+/// signed in before gets in at once; a new browser waits.
+async fn a_known_browser_gets_into_the_console_whatever_strangers_try(b: Backend) {
+    use mascot_server::admin::totp;
+    let app = spawn_app_with(b, |c| {
+        behind_local_proxy(c);
+        c.login_throttle.email_free_failures = 2;
+    })
+    .await;
+    app.signup("ops@example.com").await;
+    let secret = console::add_admin(&app, "ops@example.com");
+    let now = console::now_secs();
+    let mut known = console::Browser::new(&app);
+    let res = known.sign_in("ops@example.com", PASSWORD, &totp::current_code(&secret, now)).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(known.cookie("mascot_admin_device").is_some_and(|d| d.starts_with("mcd_")), "a device cookie");
+
+    let mut slowed = false;
+    for i in 0..8 {
+        let mut stranger = console::Browser::new(&app);
+        let csrf = stranger.csrf().await;
+        let ip = format!("10.9.0.{}", i + 1);
+        let res = stranger
+            .post_form_with(
+                "/admin/login",
+                &[("email", "ops@example.com"), ("password", "wrong guess!"), ("code", "000000"), ("csrf", &csrf)],
+                &[("x-forwarded-for", ip.as_str()), ("sec-fetch-site", "same-origin")],
+            )
+            .await;
+        slowed |= res.status() == StatusCode::TOO_MANY_REQUESTS;
+    }
+    assert!(slowed, "the strangers' console sign-ins for this email are slowed down");
+    let mut fresh = console::Browser::new(&app);
+    let res = fresh.sign_in("ops@example.com", PASSWORD, "000000").await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "a new browser waits like anyone");
+    let res = known.sign_in("ops@example.com", PASSWORD, &totp::current_code(&secret, now + 30)).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "the known browser gets in at once");
+}
+
 on_both_databases!(
     password_change_is_rate_limited_per_user_and_address,
     password_change_to_the_same_password_is_refused_without_hashing,
@@ -709,6 +749,7 @@ on_both_databases!(
     pending_checkouts_per_user_are_capped_at_five,
     plugin_login_failures_do_not_slow_the_console,
     stripe_lookups_are_budgeted_and_only_for_the_newest_pending_checkout,
+    a_known_browser_gets_into_the_console_whatever_strangers_try,
 );
 
 /// Item 5, with short test-only limits (1 s): unfinished headers, an unfinished body and an idle
