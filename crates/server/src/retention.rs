@@ -6,7 +6,8 @@
 //!   them; their reason, idempotency key and request fingerprint are gone (a creation replayed
 //!   with the same key after that makes a new hold).
 //! - Bearer tokens once expired or revoked for a day, service tokens, reset links, email
-//!   confirmations and browser sign-ins once expired, devices unused for `TOKEN_TTL_HOURS`.
+//!   confirmations and browser sign-ins once expired, devices unused for `TOKEN_TTL_HOURS`,
+//!   shared sign-in counts a day old.
 //! - The ledger is never pruned.
 //!
 //! Every statement is idempotent and touches only rows that can no longer change (a finished hold
@@ -124,6 +125,12 @@ pub async fn run_once(db: &Db, retention: Retention, now: i64) -> sqlx::Result<P
                         .await?
                         .rows_affected();
                 }
+                // Shared sign-in counts (see `auth::shared_throttle`) long past any window.
+                other += sqlx::query("DELETE FROM throttle_counts WHERE since <= $1")
+                    .bind(now - DAY_MS)
+                    .execute(&mut **uow)
+                    .await?
+                    .rows_affected();
                 uow.tokens_changed();
                 Ok::<_, sqlx::Error>((tokens, devices, handoffs, other))
             })

@@ -680,6 +680,7 @@ async fn stripe_lookups_are_budgeted_and_only_for_the_newest_pending_checkout(b:
         buyers.push((buyer.token, id));
     }
     tokio::time::sleep(Duration::from_millis(1100)).await;
+    let started = std::time::Instant::now();
     let mut polls = tokio::task::JoinSet::new();
     for (token, id) in buyers.clone() {
         let app = app.clone();
@@ -689,7 +690,13 @@ async fn stripe_lookups_are_budgeted_and_only_for_the_newest_pending_checkout(b:
     }
     assert!(polls.join_all().await.iter().all(|s| *s == StatusCode::OK));
     let looked_up: usize = buyers.iter().map(|(_, id)| retrieves(&app, id)).sum();
-    assert!((1..=7).contains(&looked_up), "{looked_up} retrieves for 20 polls at once");
+    // 6 at once, then 6 a second while the polls last (a loaded machine spreads them out).
+    let allowed = 6 + (6.0 * started.elapsed().as_secs_f64()).ceil() as usize;
+    assert!(
+        looked_up >= 1 && looked_up <= allowed.min(19),
+        "{looked_up} retrieves for 20 polls in {:?}",
+        started.elapsed()
+    );
 }
 
 /// Item 2 (part): the console keeps a device cookie. A stranger failing console sign-ins for an
@@ -841,4 +848,35 @@ async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> 
             Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
         }
     }
+}
+
+/// Item 8 (part): on PostgreSQL the sign-in failure counts are shared by the replicas: 5 failures
+/// split between two servers on one database lock the (email, address) like 5 on one. (SQLite
+/// runs one replica: nothing to share.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_split_between_two_replicas_lock_like_on_one() {
+    if !common::postgres_available().await {
+        return;
+    }
+    let quiet = |c: &mut mascot_server::Config| {
+        behind_local_proxy(c);
+        c.login_throttle.email_free_failures = 1000;
+    };
+    let first = spawn_app_with(Backend::Postgres, quiet).await;
+    let second = common::spawn_replica_with(&first, quiet).await;
+    first.signup("shared@example.com").await;
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let app = if i % 2 == 0 { &first } else { &second };
+        statuses.push(login(app, "shared@example.com", "wrong guess!", "10.0.0.1", None).await.status());
+    }
+    assert!(statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED), "{statuses:?}");
+    for app in [&second, &first] {
+        let res = login(app, "shared@example.com", PASSWORD, "10.0.0.1", None).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "locked on both replicas");
+        assert!(retry_after(&res) > 60);
+    }
+    // A right password elsewhere gives its attempt back: nothing leaks.
+    let res = login(&second, "shared@example.com", PASSWORD, "10.0.0.2", None).await;
+    assert_eq!(res.status(), StatusCode::OK);
 }

@@ -12,9 +12,10 @@
 //! An attempt is counted when it is reserved, before the password is verified, and given back
 //! when the password was right: N concurrent guesses count like N sequential ones.
 //!
-//! The counters live in this process. With several replicas each keeps its own, so the effective
-//! limit is multiplied by the replica count; that is acceptable for a brute-force brake (argon2 is
-//! the real cost) and avoids a shared store. Keys are capped in length and tables in size.
+//! The counters live in this process; on PostgreSQL the failure counts are also taken in the
+//! database, shared by every replica (see `auth::shared_throttle`). The per-email slowdown stays
+//! per process: with several replicas each keeps its own, so its effective spacing is divided by
+//! the replica count. Keys are capped in length and tables in size.
 
 use std::{
     collections::HashMap,
@@ -69,6 +70,15 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// The rule a count key belongs to (see [`Attempt::counted`]).
+    pub fn of_key(key: &str) -> Rule {
+        match key.split('|').next() {
+            Some("pair") => Rule::EmailAndAddress,
+            Some("device") => Rule::Device,
+            _ => Rule::Address,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Rule::EmailAndAddress => "email_and_address",
@@ -84,6 +94,8 @@ impl Rule {
 #[must_use]
 pub struct Attempt {
     keys: Vec<String>,
+    /// Each key's limit (same order as `keys`).
+    limits: Vec<u32>,
     /// The email whose slowdown this attempt advanced, with the state before it.
     email: Option<(String, Option<Slowdown>)>,
 }
@@ -94,6 +106,13 @@ fn oldest_tenth(times: impl Iterator<Item = Instant>) -> Instant {
     let cut = times.len() / 10;
     let (_, nth, _) = times.select_nth_unstable(cut);
     *nth
+}
+
+impl Attempt {
+    /// The counts this attempt took, with their limits (the shared counts take the same).
+    pub fn counted(&self) -> Vec<(String, u32)> {
+        self.keys.iter().cloned().zip(self.limits.iter().copied()).collect()
+    }
 }
 
 fn key(parts: &[&str]) -> String {
@@ -192,7 +211,16 @@ impl Throttle {
             }
             c.n += 1;
         }
-        Ok(Attempt { keys: limits.into_iter().map(|(k, _, _)| k).collect(), email: email_state })
+        Ok(Attempt {
+            keys: limits.iter().map(|(k, _, _)| k.clone()).collect(),
+            limits: limits.iter().map(|(_, l, _)| *l).collect(),
+            email: email_state,
+        })
+    }
+
+    /// The failure window (the shared counts use it too, see `auth::shared_throttle`).
+    pub fn window(&self) -> Duration {
+        self.config.window
     }
 
     /// The password was wrong: the attempt stays counted.

@@ -31,6 +31,8 @@ use crate::{
         handoff::{self, Poll},
         normalise_email,
         password::{self, PasswordError},
+        shared_throttle,
+        throttle::{self, Refused, Rule},
         tokens, validate_password, verify,
     },
     db::now_ms,
@@ -96,6 +98,55 @@ pub struct Session {
     pub user: User,
     pub device_token: String,
     pub must_change: bool,
+}
+
+/// An attempt counted in this process's throttle and, on PostgreSQL, in the counts every replica
+/// shares (`auth::shared_throttle`).
+struct Counted {
+    local: throttle::Attempt,
+    shared: Vec<String>,
+}
+
+impl Counted {
+    async fn reserve(state: &AppState, email: &str, client: &str, device: Option<&str>) -> Result<Counted, Refused> {
+        let local = state.throttle.reserve(email, client, device)?;
+        let counted = local.counted();
+        match shared_throttle::reserve(&state.db, &counted, state.throttle.window()).await {
+            Ok(Ok(())) => Ok(Counted { local, shared: counted.into_iter().map(|(k, _)| k).collect() }),
+            Ok(Err((key, wait))) => {
+                state.throttle.cancelled(local);
+                Err(Refused { rule: Rule::of_key(&key), retry_after_secs: wait })
+            }
+            Err(e) => {
+                // The shared counts are a brake across replicas; this process's still holds.
+                tracing::warn!(error = %e, "the shared sign-in counts could not be read");
+                Ok(Counted { local, shared: Vec::new() })
+            }
+        }
+    }
+
+    /// The password was wrong: the attempt stays counted everywhere.
+    fn failed(self, state: &AppState) {
+        state.throttle.failed(self.local);
+    }
+
+    /// The password was right: given back everywhere.
+    async fn succeeded(self, state: &AppState) {
+        state.throttle.succeeded(self.local);
+        Self::give_back(state, &self.shared).await;
+    }
+
+    /// The password could not be checked: as if the attempt never happened.
+    async fn cancelled(self, state: &AppState) {
+        state.throttle.cancelled(self.local);
+        Self::give_back(state, &self.shared).await;
+    }
+
+    async fn give_back(state: &AppState, keys: &[String]) {
+        if let Err(e) = shared_throttle::give_back(&state.db, keys).await {
+            tracing::warn!(error = %e, "a shared sign-in count could not be given back");
+        }
+    }
 }
 
 fn rate_limited(what: &str, wait: u64) -> OpError {
@@ -208,7 +259,7 @@ pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<Si
         Door::Console => format!("console|{email}"),
         Door::Plugin | Door::Page => email.clone(),
     };
-    let reserved = match state.throttle.reserve(&throttled_email, &counted_as, device.as_deref()) {
+    let reserved = match Counted::reserve(state, &throttled_email, &counted_as, device.as_deref()).await {
         Ok(reserved) => reserved,
         Err(refused) => {
             tracing::warn!(
@@ -233,7 +284,7 @@ pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<Si
     let password_ok = match state.passwords.verify_for(&[client], password, stored).await {
         Ok(ok) => ok,
         Err(e) => {
-            state.throttle.cancelled(reserved);
+            reserved.cancelled(state).await;
             return Err(e.into());
         }
     };
@@ -252,17 +303,17 @@ pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<Si
         match second {
             Ok(passed) => ok = passed,
             Err(e) => {
-                state.throttle.cancelled(reserved);
+                reserved.cancelled(state).await;
                 return Err(e.into());
             }
         }
     }
     let Some(account) = account.filter(|_| ok) else {
-        state.throttle.failed(reserved);
+        reserved.failed(state);
         tracing::warn!(user_id = user_id.as_deref(), client = %client, ?door, password_ok, one_time_password_expired = expired, "sign-in failed");
         return Err(wrong(door));
     };
-    state.throttle.succeeded(reserved);
+    reserved.succeeded(state).await;
     let must_change = account.password_expires_at.is_some();
     if door == Door::Console && must_change {
         return Err(OpError::Forbidden {
@@ -314,7 +365,7 @@ pub async fn change_password(
             ));
         }
     }
-    let reserved = state.throttle.reserve(&user.email, client, None).map_err(|refused| {
+    let reserved = Counted::reserve(state, &user.email, client, None).await.map_err(|refused| {
         tracing::warn!(user_id = %user.id, client = %client, rule = refused.rule.as_str(), "password change throttled");
         OpError::rate_limited("Too many wrong passwords. Try again later.", refused.retry_after_secs)
     })?;
@@ -326,17 +377,17 @@ pub async fn change_password(
     let ok = match state.passwords.verify_for(&sources, current, stored).await {
         Ok(ok) => ok && !nul,
         Err(e) => {
-            state.throttle.cancelled(reserved);
+            reserved.cancelled(state).await;
             return Err(e.into());
         }
     };
     if !ok || account.is_none() {
-        state.throttle.failed(reserved);
+        reserved.failed(state);
         tracing::warn!(user_id = %user.id, client = %client, "password change refused: wrong current password");
         // Never `unauthorized`: the plugin reads that as an expired session and signs out.
         return Err(OpError::WrongCredentials("The current password is wrong.".into()));
     }
-    state.throttle.succeeded(reserved);
+    reserved.succeeded(state).await;
     let hash = state.passwords.hash_for(&sources, new).await?;
     let signed_out = accounts::replace_password(&state.db, &user.id, &hash, NewPasswordKind::Chosen, Some(&user.token))
         .await?
