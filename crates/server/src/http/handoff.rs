@@ -409,7 +409,7 @@ async fn change_step(pages: &Pages<'_>, h: &Handoff, form: &PageForm) -> Respons
             Some("The two passwords differ. Type the same new password twice."),
         );
     }
-    let hash = match state.passwords.hash_for(&[&pages.client], form.new_password.clone()).await {
+    let hash = match state.passwords.hash_for(&[pages.client], form.new_password.clone()).await {
         Ok(h) => h,
         Err(PasswordError::Busy) => {
             return pages.change(

@@ -20,16 +20,12 @@ use crate::{
 /// The `session_id` of a return page's query. Parsed here rather than by axum's `Query`, whose
 /// refusals (a repeated parameter, bad percent-encoding) are `text/plain`: every answer of these
 /// pages is HTML.
-fn session_id(raw: Option<&str>) -> Result<Option<String>, Response> {
+fn session_id(raw: Option<&str>) -> Result<Option<String>, Repeated> {
     let mut found = None;
     for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         if key == "session_id" {
             if found.is_some() {
-                return Err(page(
-                    StatusCode::BAD_REQUEST,
-                    "Link not recognised",
-                    "This link names more than one payment. Open the link Stripe gave you again, or go back to Figma.",
-                ));
+                return Err(Repeated);
             }
             found = Some(value.into_owned());
         }
@@ -37,11 +33,24 @@ fn session_id(raw: Option<&str>) -> Result<Option<String>, Response> {
     Ok(found)
 }
 
+/// `session_id` appears more than once.
+struct Repeated;
+
+impl Repeated {
+    fn page(self) -> Response {
+        page(
+            StatusCode::BAD_REQUEST,
+            "Link not recognised",
+            "This link names more than one payment. Open the link Stripe gave you again, or go back to Figma.",
+        )
+    }
+}
+
 /// `/billing/success?session_id=…`: also fulfils from Stripe's answer, in case the webhook is late.
 pub async fn success(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
     let id = match session_id(raw.as_deref()) {
         Ok(id) => id,
-        Err(refused) => return refused,
+        Err(repeated) => return repeated.page(),
     };
     let Some((billing, record)) = lookup(&state, id.as_deref()).await else {
         return page(StatusCode::NOT_FOUND, "Payment not found", "We could not find this payment. If you were charged, your credits will still arrive; open the Mascot plugin in Figma to check.");
@@ -78,7 +87,7 @@ struct CancelPage<'a> {
 pub async fn cancel(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let id = match session_id(raw.as_deref()) {
         Ok(id) => id,
-        Err(refused) => return refused,
+        Err(repeated) => return repeated.page(),
     };
     match lookup(&state, id.as_deref()).await {
         Some((_, record)) if record.status == CheckoutStatus::Pending => {
