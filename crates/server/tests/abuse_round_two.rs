@@ -880,3 +880,33 @@ async fn failures_split_between_two_replicas_lock_like_on_one() {
     let res = login(&second, "shared@example.com", PASSWORD, "10.0.0.2", None).await;
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+/// Item 8 (part): on PostgreSQL the per-email slowdown is shared too: failures for one email on
+/// two replicas space the next verification on either of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_email_slowdown_holds_across_replicas() {
+    if !common::postgres_available().await {
+        return;
+    }
+    let slow = |c: &mut mascot_server::Config| {
+        behind_local_proxy(c);
+        c.login_throttle.email_free_failures = 2;
+        c.login_throttle.email_max_delay = Duration::from_secs(2);
+    };
+    let first = spawn_app_with(Backend::Postgres, slow).await;
+    let second = common::spawn_replica_with(&first, slow).await;
+    first.signup("slowed@example.com").await;
+    // Three failures from three addresses, on A, B, A: the third is one past the free two.
+    for (i, app) in [&first, &second, &first].into_iter().enumerate() {
+        let res = login(app, "slowed@example.com", "wrong guess!", &format!("10.11.0.{}", i + 1), None).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "failure {i}");
+    }
+    // B has seen one failure itself, yet the next verification waits.
+    let res = login(&second, "slowed@example.com", PASSWORD, "10.11.1.1", None).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "spaced on the other replica too");
+    let wait = retry_after(&res);
+    assert!((1..=2).contains(&wait), "{wait}");
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    let res = login(&second, "slowed@example.com", PASSWORD, "10.11.1.1", None).await;
+    assert_eq!(res.status(), StatusCode::OK, "the owner gets in after the spacing");
+}

@@ -12,10 +12,9 @@
 //! An attempt is counted when it is reserved, before the password is verified, and given back
 //! when the password was right: N concurrent guesses count like N sequential ones.
 //!
-//! The counters live in this process; on PostgreSQL the failure counts are also taken in the
-//! database, shared by every replica (see `auth::shared_throttle`). The per-email slowdown stays
-//! per process: with several replicas each keeps its own, so its effective spacing is divided by
-//! the replica count. Keys are capped in length and tables in size.
+//! The counters live in this process; on PostgreSQL the failure counts and the per-email
+//! slowdown are also taken in the database, shared by every replica (see `auth::shared_throttle`).
+//! Keys are capped in length and tables in size.
 
 use std::{
     collections::HashMap,
@@ -112,6 +111,11 @@ impl Attempt {
     /// The counts this attempt took, with their limits (the shared counts take the same).
     pub fn counted(&self) -> Vec<(String, u32)> {
         self.keys.iter().cloned().zip(self.limits.iter().copied()).collect()
+    }
+
+    /// The email key whose slowdown this attempt advanced (none on a known device).
+    pub fn slowed_email(&self) -> Option<&str> {
+        self.email.as_ref().map(|(k, _)| k.as_str())
     }
 }
 
@@ -221,6 +225,11 @@ impl Throttle {
     /// The failure window (the shared counts use it too, see `auth::shared_throttle`).
     pub fn window(&self) -> Duration {
         self.config.window
+    }
+
+    /// The slowdown's settings: failures before it starts, and its longest spacing.
+    pub fn slowdown(&self) -> (u32, Duration) {
+        (self.config.email_free_failures, self.config.email_max_delay)
     }
 
     /// The password was wrong: the attempt stays counted.

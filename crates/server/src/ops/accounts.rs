@@ -105,22 +105,41 @@ pub struct Session {
 struct Counted {
     local: throttle::Attempt,
     shared: Vec<String>,
+    /// The email whose shared slowdown this attempt advanced.
+    slowed: Option<String>,
 }
 
 impl Counted {
     async fn reserve(state: &AppState, email: &str, client: &str, device: Option<&str>) -> Result<Counted, Refused> {
         let local = state.throttle.reserve(email, client, device)?;
         let counted = local.counted();
-        match shared_throttle::reserve(&state.db, &counted, state.throttle.window()).await {
-            Ok(Ok(())) => Ok(Counted { local, shared: counted.into_iter().map(|(k, _)| k).collect() }),
+        let shared = match shared_throttle::reserve(&state.db, &counted, state.throttle.window()).await {
+            Ok(Ok(())) => counted.into_iter().map(|(k, _)| k).collect::<Vec<_>>(),
             Ok(Err((key, wait))) => {
                 state.throttle.cancelled(local);
-                Err(Refused { rule: Rule::of_key(&key), retry_after_secs: wait })
+                return Err(Refused { rule: Rule::of_key(&key), retry_after_secs: wait });
             }
             Err(e) => {
                 // The shared counts are a brake across replicas; this process's still holds.
                 tracing::warn!(error = %e, "the shared sign-in counts could not be read");
-                Ok(Counted { local, shared: Vec::new() })
+                return Ok(Counted { local, shared: Vec::new(), slowed: None });
+            }
+        };
+        let Some(email_key) = local.slowed_email().map(str::to_string) else {
+            return Ok(Counted { local, shared, slowed: None });
+        };
+        let (free_failures, max_delay) = state.throttle.slowdown();
+        let settings = shared_throttle::Slowdown { free_failures, max_delay, window: state.throttle.window() };
+        match shared_throttle::slow(&state.db, &email_key, settings).await {
+            Ok(Ok(())) => Ok(Counted { local, shared, slowed: Some(email_key) }),
+            Ok(Err(wait)) => {
+                state.throttle.cancelled(local);
+                Self::give_back(state, &shared).await;
+                Err(Refused { rule: Rule::EmailSlowdown, retry_after_secs: wait })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the shared sign-in slowdown could not be read");
+                Ok(Counted { local, shared, slowed: None })
             }
         }
     }
@@ -130,16 +149,26 @@ impl Counted {
         state.throttle.failed(self.local);
     }
 
-    /// The password was right: given back everywhere.
+    /// The password was right: given back everywhere, the email's slowdown cleared.
     async fn succeeded(self, state: &AppState) {
         state.throttle.succeeded(self.local);
         Self::give_back(state, &self.shared).await;
+        if let Some(email) = &self.slowed {
+            if let Err(e) = shared_throttle::clear_slowdown(&state.db, email).await {
+                tracing::warn!(error = %e, "the shared sign-in slowdown could not be cleared");
+            }
+        }
     }
 
     /// The password could not be checked: as if the attempt never happened.
     async fn cancelled(self, state: &AppState) {
         state.throttle.cancelled(self.local);
         Self::give_back(state, &self.shared).await;
+        if let Some(email) = &self.slowed {
+            if let Err(e) = shared_throttle::undo_slowdown(&state.db, email).await {
+                tracing::warn!(error = %e, "the shared sign-in slowdown could not be taken back");
+            }
+        }
     }
 
     async fn give_back(state: &AppState, keys: &[String]) {
