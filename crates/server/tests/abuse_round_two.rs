@@ -910,3 +910,23 @@ async fn the_email_slowdown_holds_across_replicas() {
     let res = login(&second, "slowed@example.com", PASSWORD, "10.11.1.1", None).await;
     assert_eq!(res.status(), StatusCode::OK, "the owner gets in after the spacing");
 }
+
+/// Item 8 (part): on PostgreSQL wrong promotion-code guesses count across replicas: 3 wrong
+/// codes split between two servers use up a budget of 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_code_guesses_count_across_replicas() {
+    if !common::postgres_available().await {
+        return;
+    }
+    let three = |c: &mut mascot_server::Config| c.rate_limits.wrong_codes_per_hour = 3;
+    let first = spawn_app_with(Backend::Postgres, three).await;
+    let second = common::spawn_replica_with(&first, three).await;
+    let u = first.signup("guesser@example.com").await;
+    for (i, app) in [&first, &second, &first].into_iter().enumerate() {
+        let res =
+            app.post_json("/api/v1/credits/redeem", Some(&u.token), &json!({ "code": format!("WRONG{i}") })).await;
+        assert_error(res, StatusCode::NOT_FOUND, "code_not_found").await;
+    }
+    let res = second.post_json("/api/v1/credits/redeem", Some(&u.token), &json!({ "code": "WRONG9" })).await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+}
