@@ -131,6 +131,11 @@ pub async fn run_once(db: &Db, retention: Retention, now: i64) -> sqlx::Result<P
                     .execute(&mut **uow)
                     .await?
                     .rows_affected();
+                other += sqlx::query("DELETE FROM rate_limit_budgets WHERE full_at <= $1")
+                    .bind(now)
+                    .execute(&mut **uow)
+                    .await?
+                    .rows_affected();
                 other += sqlx::query("DELETE FROM throttle_slowdowns WHERE last <= $1")
                     .bind(now - DAY_MS)
                     .execute(&mut **uow)

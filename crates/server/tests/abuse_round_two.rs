@@ -7,6 +7,8 @@ mod common;
 mod console;
 #[path = "common/forms.rs"]
 mod forms;
+#[path = "common/smtp.rs"]
+mod smtp;
 #[path = "common/stripe.rs"]
 mod stripe;
 
@@ -928,5 +930,31 @@ async fn wrong_code_guesses_count_across_replicas() {
         assert_error(res, StatusCode::NOT_FOUND, "code_not_found").await;
     }
     let res = second.post_json("/api/v1/credits/redeem", Some(&u.token), &json!({ "code": "WRONG9" })).await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+}
+
+/// Item 8 (part): on PostgreSQL the password-reset limits hold across replicas: one request per
+/// email an hour here, asked on one replica, refuses the next on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_limits_hold_across_replicas() {
+    if !common::postgres_available().await {
+        return;
+    }
+    let mail = smtp::SmtpServer::start().await;
+    let url = mail.url();
+    let one = move |c: &mut mascot_server::Config| {
+        c.mail = mascot_server::config::MailConfig::Smtp {
+            url: secrecy::SecretString::from(url.clone()),
+            from: "Mascot <no-reply@mascot.test>".into(),
+        };
+        c.rate_limits.resets_per_email_per_hour = 1;
+    };
+    let first = spawn_app_with(Backend::Postgres, one.clone()).await;
+    let second = common::spawn_replica_with(&first, one).await;
+    let body = json!({"email": "forgot@example.com"});
+    let res = first.post_json("/api/v1/auth/password-reset", None, &body).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let res = second.post_json("/api/v1/auth/password-reset", None, &body).await;
+    assert!(retry_after(&res) > 60);
     assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
 }

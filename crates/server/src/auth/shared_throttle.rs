@@ -181,3 +181,46 @@ pub async fn undo_slowdown(db: &Db, email_key: &str) -> sqlx::Result<()> {
     })
     .await
 }
+
+/// A rate limit of `per_period` requests per `period` (bursts of as many) on `key`, shared by
+/// every replica: `Ok(Err(seconds))` when over it. One guarded upsert (GCRA: the stored time is
+/// when the key's budget is whole again; a request moves it one interval later, only while it
+/// stays within the burst).
+pub async fn rate(db: &Db, key: &str, per_period: u32, period: Duration) -> sqlx::Result<Result<(), u64>> {
+    if db.kind() != DatabaseKind::Postgres {
+        return Ok(Ok(()));
+    }
+    let n = i64::from(per_period.max(1));
+    let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX / 4);
+    let interval = (period_ms / n).max(1);
+    let tolerance = period_ms - interval;
+    let key = key.to_string();
+    db.write(None, move |uow| {
+        let key = key.clone();
+        Box::pin(async move {
+            let now = now_ms();
+            let moved: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO rate_limit_budgets (key, full_at) VALUES ($1, $2 + $3)
+                 ON CONFLICT (key) DO UPDATE SET full_at = GREATEST(rate_limit_budgets.full_at, $2) + $3
+                 WHERE GREATEST(rate_limit_budgets.full_at, $2) - $2 <= $4
+                 RETURNING full_at",
+            )
+            .bind(&key)
+            .bind(now)
+            .bind(interval)
+            .bind(tolerance)
+            .fetch_optional(&mut **uow)
+            .await?;
+            if moved.is_some() {
+                return Ok(Ok(()));
+            }
+            let full_at: Option<i64> = sqlx::query_scalar("SELECT full_at FROM rate_limit_budgets WHERE key = $1")
+                .bind(&key)
+                .fetch_optional(&mut **uow)
+                .await?;
+            let wait_ms = full_at.map_or(0, |f| f - now - tolerance).max(0);
+            Ok::<_, sqlx::Error>(Err(u64::try_from(wait_ms / 1000).unwrap_or(0) + 1))
+        })
+    })
+    .await
+}

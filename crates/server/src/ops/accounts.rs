@@ -583,6 +583,24 @@ pub async fn request_password_reset(state: &AppState, client: &str, email: &str)
             wait,
         ));
     }
+    // On PostgreSQL the same limits are also kept where every replica sees them.
+    let limits = &state.config.rate_limits;
+    for (key, per_hour) in [
+        (format!("reset|addr:{client}"), limits.resets_per_hour),
+        (format!("reset|email:{email}"), limits.resets_per_email_per_hour),
+    ] {
+        match shared_throttle::rate(&state.db, &key, per_hour, Duration::from_secs(3600)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(wait)) => {
+                tracing::warn!(client = %client, "password reset rate limit reached (shared)");
+                return Err(OpError::rate_limited(
+                    format!("Too many reset requests. Try again in {} minutes.", wait.div_ceil(60)),
+                    wait,
+                ));
+            }
+            Err(e) => tracing::warn!(error = %e, "the shared reset limits could not be read"),
+        }
+    }
     tracing::info!(client = %client, "password reset requested");
     state.resets.request(email, client.to_string());
     Ok(())
