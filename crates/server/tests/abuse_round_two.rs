@@ -958,3 +958,54 @@ async fn reset_limits_hold_across_replicas() {
     assert!(retry_after(&res) > 60);
     assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
 }
+
+/// Item 8 (part): on PostgreSQL the Stripe lookup budget is shared: 20 buyers polling at once,
+/// half on each of two replicas, cause at most 6 retrieves (plus 6 a second while the polls
+/// last), not 6 per replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stripe_budget_holds_across_replicas() {
+    if !common::postgres_available().await {
+        return;
+    }
+    let first = stripe::spawn_billing_app(Backend::Postgres).await;
+    first.sim.set_delivery(stripe_sim::DeliveryMode { drop_all: true, ..Default::default() });
+    let api_base = first.sim.base_url();
+    let second = common::spawn_replica_with(&first.app, move |c| {
+        c.stripe = Some(mascot_server::config::StripeConfig {
+            secret_key: stripe_sim::SimConfig::default().secret_key.into(),
+            webhook_secrets: vec![stripe::WEBHOOK_SECRET.to_string().into()],
+            api_base,
+            checkout: Default::default(),
+        });
+    })
+    .await;
+    let mut buyers = Vec::new();
+    for i in 0..20 {
+        let buyer = first.signup(&format!("replica-buyer{i}@example.com")).await;
+        let res = first.post_json("/api/v1/billing/checkout", Some(&buyer.token), &json!({"pack_id": "pack_25"})).await;
+        let id = res.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_string();
+        buyers.push((buyer.token, id));
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (first, second) = (Arc::new(first), Arc::new(second));
+    let started = std::time::Instant::now();
+    let mut polls = tokio::task::JoinSet::new();
+    for (i, (token, id)) in buyers.clone().into_iter().enumerate() {
+        let (first, second) = (first.clone(), second.clone());
+        polls.spawn(async move {
+            let app: &TestApp = if i % 2 == 0 { &first.app } else { &second };
+            app.get(&format!("/api/v1/billing/checkout/{id}?wait=0"), Some(&token)).await.status()
+        });
+    }
+    assert!(polls.join_all().await.iter().all(|s| *s == StatusCode::OK));
+    let elapsed = started.elapsed();
+    let looked_up: usize = buyers
+        .iter()
+        .map(|(_, id)| first.sim.requests().iter().filter(|r| r.method == "GET" && r.path.contains(id)).count())
+        .sum();
+    let allowed = 6 + (6.0 * elapsed.as_secs_f64()).ceil() as usize;
+    assert!(
+        looked_up >= 1 && looked_up <= allowed,
+        "{looked_up} retrieves for 20 polls on two replicas in {elapsed:?}"
+    );
+}

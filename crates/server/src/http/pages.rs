@@ -59,7 +59,7 @@ pub async fn success(State(state): State<AppState>, RawQuery(raw): RawQuery) -> 
     // Anyone with the link can reload this page: the return pages ask Stripe at most once per
     // session every few seconds (their own spacing, apart from the plugin's long-poll, so the
     // buyer's first landing here always asks); otherwise they answer from what is stored.
-    if status == CheckoutStatus::Pending && billing.may_check_stripe(&page_key(&record.id)) {
+    if status == CheckoutStatus::Pending && billing.may_check_stripe(&page_key(&record.id)).await {
         if let Err(e) = fulfil::fulfil_from_stripe(billing, &record.id).await {
             tracing::warn!(session_id = %record.id, error = %e, "success page could not check the session at Stripe");
         }
@@ -123,7 +123,7 @@ pub async fn cancel_submit(
     }
     let Some((billing, record)) = lookup(&state, Some(&form.session_id)).await else { return cancelled() };
     // Each press is a call to Stripe: the same spacing as the return pages' own checks.
-    if record.status == CheckoutStatus::Pending && !billing.may_check_stripe(&page_key(&record.id)) {
+    if record.status == CheckoutStatus::Pending && !billing.may_check_stripe(&page_key(&record.id)).await {
         return page(StatusCode::TOO_MANY_REQUESTS, "Please wait", "Wait a few seconds, then press the button again.");
     }
     match crate::ops::purchases::cancel_checkout(&state, None, form.session_id.trim()).await {

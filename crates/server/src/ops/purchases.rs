@@ -56,7 +56,7 @@ pub async fn start_checkout(state: &AppState, user: &User, pack_id: &str) -> Res
         expires_at: expires_at_secs,
         settings: billing.config.checkout,
     };
-    billing.budget.write();
+    billing.budget.write(&billing.db).await;
     let session = billing.stripe.create_checkout_session(&request).await.map_err(|e| {
         tracing::error!(error = %e, "creating a Checkout Session failed");
         OpError::Provider("The payment page could not be prepared. Please try again in a moment.".into())
@@ -111,7 +111,7 @@ pub async fn wait_for_checkout(
     let may_ask = newest.first().is_some_and(|r| r.id == session_id);
     let record = long_poll(state, session_id, Duration::from_secs(wait), Duration::from_secs(1), || async {
         let mut record = owned(checkouts::find(&state.db, session_id).await?)?;
-        if record.status == CheckoutStatus::Pending && may_ask && billing.may_check_stripe(session_id) {
+        if record.status == CheckoutStatus::Pending && may_ask && billing.may_check_stripe(session_id).await {
             // The webhook may be late or lost: ask Stripe and fulfil from its answer.
             if let Err(e) = fulfil::fulfil_from_stripe(billing, session_id).await {
                 tracing::warn!(session_id = %session_id, error = %e, "could not check the session at Stripe");
@@ -168,7 +168,7 @@ pub async fn cancel_checkout(
 /// Expires a session at Stripe and records it; when Stripe refuses because it was paid
 /// meanwhile, it is fulfilled from Stripe's answer as usual.
 async fn expire_at_stripe(billing: &Billing, session_id: &str) {
-    billing.budget.write();
+    billing.budget.write(&billing.db).await;
     match billing.stripe.expire_session(session_id).await {
         Ok(session) => {
             if let Err(e) = fulfil::fulfil_checkout(billing, &session).await {
