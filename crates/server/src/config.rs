@@ -836,6 +836,37 @@ mod tests {
         assert!(!err.to_string().contains("hunter2"));
     }
 
+    /// Issue 25's limits: their defaults, their settings, and their bounds.
+    #[test]
+    fn abuse_limits_default_and_are_read() {
+        let c = from(&[]).unwrap();
+        assert_eq!(
+            (c.rate_limits.password_changes_per_user_per_hour, c.rate_limits.password_changes_per_address_per_hour),
+            (5, 10)
+        );
+        assert_eq!((c.rate_limits.holds_per_second, c.rate_limits.holds_burst), (20, 100));
+        assert_eq!(c.hold_retention_days, 7);
+        assert_eq!(c.connections, crate::http::connections::Limits::default());
+        assert_eq!(c.connections.header_timeout, Duration::from_secs(15));
+        let c = from(&[
+            ("RATE_LIMIT_PASSWORD_CHANGES_PER_HOUR", "3"),
+            ("RATE_LIMIT_HOLDS_PER_SECOND", "5"),
+            ("HOLD_RETENTION_DAYS", "30"),
+            ("CONNECTION_IDLE_TIMEOUT_SECONDS", "20"),
+            ("MAX_CONNECTIONS", "64"),
+        ])
+        .unwrap();
+        assert_eq!(c.rate_limits.password_changes_per_user_per_hour, 3);
+        assert_eq!(c.rate_limits.holds_per_second, 5);
+        assert_eq!(c.hold_retention_days, 30);
+        assert_eq!(c.connections.idle_timeout, Duration::from_secs(20));
+        assert_eq!(c.connections.max_connections, 64);
+        let err =
+            from(&[("HOLD_RETENTION_DAYS", "1"), ("CONNECTION_BODY_TIMEOUT_SECONDS", "0"), ("MAX_CONNECTIONS", "x")])
+                .unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{err}");
+    }
+
     #[test]
     fn stripe_settings_and_return_base() {
         let c = from(&[
