@@ -59,6 +59,14 @@ impl CheckoutStatus {
     }
 }
 
+/// `POST /api/v1/billing/checkout/{session_id}/cancel`: where the checkout stands after it
+/// (`expired`; `credited` if it was paid before Stripe could expire it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CheckoutCancelResponse {
+    pub status: CheckoutStatus,
+}
+
 /// `GET /api/v1/billing/checkout/{session_id}?wait=N`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -67,6 +67,7 @@ pub fn typescript_bindings() -> Vec<(String, String)> {
         CheckoutResponse,
         CheckoutStatus,
         CheckoutStatusResponse,
+        CheckoutCancelResponse,
         TaxBehavior,
         PurchaseAmounts,
         CheckoutSettingsUsed,

@@ -119,7 +119,7 @@ pub async fn run(db: &Db) -> anyhow::Result<Report> {
     report.checked = Checked {
         users: count("users").await?,
         ledger_entries: count("ledger_entries").await?,
-        holds: count("credit_holds").await?,
+        holds: count("credit_holds").await? + count("credit_hold_tombstones").await?,
         checkout_sessions: count("checkout_sessions").await?,
     };
     let v = &mut report.violations;
@@ -190,10 +190,15 @@ pub async fn run(db: &Db) -> anyhow::Result<Report> {
 
     // I4: holds, one by one, with the entries that name them.
     type HoldRow = (String, String, i64, String, Option<i64>, Option<String>);
-    let holds: Vec<HoldRow> =
-        sqlx::query_as("SELECT id, user_id, amount, status, captured_amount, entry_id FROM credit_holds ORDER BY id")
-            .fetch_all(pool)
-            .await?;
+    // Tombstones of pruned holds (see `retention`) are checked the same way.
+    let holds: Vec<HoldRow> = sqlx::query_as(
+        "SELECT id, user_id, amount, status, captured_amount, entry_id FROM credit_holds
+             UNION ALL
+             SELECT id, user_id, amount, status, captured_amount, entry_id FROM credit_hold_tombstones
+             ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await?;
     type HoldEntry = (String, String, String, String, i64);
     let hold_entries: Vec<HoldEntry> = sqlx::query_as(
         "SELECT cause, id, user_id, kind, delta FROM ledger_entries WHERE cause LIKE 'hold:%' ORDER BY cause, id",

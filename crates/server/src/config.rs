@@ -68,6 +68,14 @@ pub struct RateLimits {
     pub service_tokens_per_minute: u32,
     /// Wrong promotion codes per account and per address (each also counts used-up codes: no oracle).
     pub wrong_codes_per_hour: u32,
+    /// Password changes per account and per client address, counted whether they succeed: each
+    /// costs up to two argon2 runs, so they are budgeted like sign-ins.
+    pub password_changes_per_user_per_hour: u32,
+    pub password_changes_per_address_per_hour: u32,
+    /// Holds created per wallet and caller (the plugin, or each service key) per second, and the
+    /// burst allowed above that rate: each hold is a durable write, and its release costs nothing.
+    pub holds_per_second: u32,
+    pub holds_burst: u32,
 }
 
 impl Default for RateLimits {
@@ -81,6 +89,10 @@ impl Default for RateLimits {
             handoffs_per_hour: 30,
             service_tokens_per_minute: 60,
             wrong_codes_per_hour: 10,
+            password_changes_per_user_per_hour: 5,
+            password_changes_per_address_per_hour: 10,
+            holds_per_second: 20,
+            holds_burst: 100,
         }
     }
 }
@@ -97,6 +109,10 @@ impl RateLimits {
             handoffs_per_hour: 1_000_000,
             service_tokens_per_minute: 1_000_000,
             wrong_codes_per_hour: 1_000_000,
+            password_changes_per_user_per_hour: 1_000_000,
+            password_changes_per_address_per_hour: 1_000_000,
+            holds_per_second: 1_000_000,
+            holds_burst: 1_000_000,
         }
     }
 }
@@ -376,6 +392,11 @@ pub struct Config {
     pub plugin_spend: bool,
     /// The shortest `ttl_seconds` a hold may ask for (`HOLD_MIN_TTL_SECONDS`, default 30).
     pub hold_min_ttl_secs: i64,
+    /// Days a finished hold is kept whole before it becomes a tombstone (`HOLD_RETENTION_DAYS`,
+    /// at least 7; see `retention`).
+    pub hold_retention_days: i64,
+    /// Slow and idle clients, and how many connections at once (`CONNECTION_*`, `MAX_CONNECTIONS`).
+    pub connections: crate::http::connections::Limits,
     /// Promotional credits a new account gets once, when its email is verified
     /// (`SIGNUP_CREDITS`, default 0: none); they expire after `signup_credits_valid_days`.
     pub signup_credits: i64,
@@ -411,10 +432,17 @@ impl Config {
             stripe_missing: Vec::new(),
             plugin_spend: true,
             hold_min_ttl_secs: DEFAULT_HOLD_MIN_TTL_SECS,
+            hold_retention_days: crate::retention::DEFAULT_HOLD_DAYS,
+            connections: crate::http::connections::Limits::default(),
             signup_credits: 0,
             signup_credits_valid_days: 30,
             webhooks: WebhookSettings::default(),
         }
+    }
+
+    /// What the pruning pass keeps for how long.
+    pub fn retention(&self) -> crate::retention::Retention {
+        crate::retention::Retention { hold_days: self.hold_retention_days, device_ttl: self.token_ttl }
     }
 
     /// How the database is set up (see `db::DbOptions`).
@@ -524,6 +552,13 @@ impl Config {
             ("RATE_LIMIT_HANDOFFS_PER_HOUR", &mut config.rate_limits.handoffs_per_hour),
             ("RATE_LIMIT_SERVICE_TOKENS_PER_MINUTE", &mut config.rate_limits.service_tokens_per_minute),
             ("RATE_LIMIT_WRONG_CODES_PER_HOUR", &mut config.rate_limits.wrong_codes_per_hour),
+            ("RATE_LIMIT_PASSWORD_CHANGES_PER_HOUR", &mut config.rate_limits.password_changes_per_user_per_hour),
+            (
+                "RATE_LIMIT_PASSWORD_CHANGES_PER_ADDRESS_PER_HOUR",
+                &mut config.rate_limits.password_changes_per_address_per_hour,
+            ),
+            ("RATE_LIMIT_HOLDS_PER_SECOND", &mut config.rate_limits.holds_per_second),
+            ("RATE_LIMIT_HOLDS_BURST", &mut config.rate_limits.holds_burst),
             ("LOGIN_MAX_FAILURES", &mut config.login_throttle.max_failures),
             ("LOGIN_MAX_FAILURES_PER_ADDRESS", &mut config.login_throttle.client_max_failures),
         ] {
@@ -580,6 +615,30 @@ impl Config {
             match n.trim().parse::<i64>() {
                 Ok(n) if (1..=3600).contains(&n) => config.hold_min_ttl_secs = n,
                 _ => problems.push(format!("HOLD_MIN_TTL_SECONDS must be from 1 to 3600 (got {n:?})")),
+            }
+        }
+        for (var, slot, max) in [
+            ("CONNECTION_HEADER_TIMEOUT_SECONDS", &mut config.connections.header_timeout, 300),
+            ("CONNECTION_BODY_TIMEOUT_SECONDS", &mut config.connections.body_timeout, 600),
+            ("CONNECTION_IDLE_TIMEOUT_SECONDS", &mut config.connections.idle_timeout, 3600),
+        ] {
+            if let Some(n) = get(var) {
+                match n.trim().parse::<u64>() {
+                    Ok(n) if (1..=max).contains(&n) => *slot = Duration::from_secs(n),
+                    _ => problems.push(format!("{var} must be a whole number of seconds from 1 to {max} (got {n:?})")),
+                }
+            }
+        }
+        if let Some(n) = get("MAX_CONNECTIONS") {
+            match n.trim().parse::<usize>() {
+                Ok(n) if (1..=100_000).contains(&n) => config.connections.max_connections = n,
+                _ => problems.push(format!("MAX_CONNECTIONS must be from 1 to 100000 (got {n:?})")),
+            }
+        }
+        if let Some(n) = get("HOLD_RETENTION_DAYS") {
+            match n.trim().parse::<i64>() {
+                Ok(n) if (7..=3650).contains(&n) => config.hold_retention_days = n,
+                _ => problems.push(format!("HOLD_RETENTION_DAYS must be from 7 to 3650 (got {n:?})")),
             }
         }
         if let Some(n) = get("SIGNUP_CREDITS") {
@@ -775,6 +834,37 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.problems.len(), 3, "{err}");
         assert!(!err.to_string().contains("hunter2"));
+    }
+
+    /// Issue 25's limits: their defaults, their settings, and their bounds.
+    #[test]
+    fn abuse_limits_default_and_are_read() {
+        let c = from(&[]).unwrap();
+        assert_eq!(
+            (c.rate_limits.password_changes_per_user_per_hour, c.rate_limits.password_changes_per_address_per_hour),
+            (5, 10)
+        );
+        assert_eq!((c.rate_limits.holds_per_second, c.rate_limits.holds_burst), (20, 100));
+        assert_eq!(c.hold_retention_days, 7);
+        assert_eq!(c.connections, crate::http::connections::Limits::default());
+        assert_eq!(c.connections.header_timeout, Duration::from_secs(15));
+        let c = from(&[
+            ("RATE_LIMIT_PASSWORD_CHANGES_PER_HOUR", "3"),
+            ("RATE_LIMIT_HOLDS_PER_SECOND", "5"),
+            ("HOLD_RETENTION_DAYS", "30"),
+            ("CONNECTION_IDLE_TIMEOUT_SECONDS", "20"),
+            ("MAX_CONNECTIONS", "64"),
+        ])
+        .unwrap();
+        assert_eq!(c.rate_limits.password_changes_per_user_per_hour, 3);
+        assert_eq!(c.rate_limits.holds_per_second, 5);
+        assert_eq!(c.hold_retention_days, 30);
+        assert_eq!(c.connections.idle_timeout, Duration::from_secs(20));
+        assert_eq!(c.connections.max_connections, 64);
+        let err =
+            from(&[("HOLD_RETENTION_DAYS", "1"), ("CONNECTION_BODY_TIMEOUT_SECONDS", "0"), ("MAX_CONNECTIONS", "x")])
+                .unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{err}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod mail;
 pub mod ops;
 pub mod promo;
 pub mod rate_limit;
+pub mod retention;
 pub mod telemetry;
 pub mod webhooks;
 
@@ -154,6 +155,8 @@ impl Application {
         ledger::sweep::spawn(db.clone(), mailer.clone());
         // Low-balance crossings into webhook events and mails.
         alerts::spawn(db.clone(), mailer.clone());
+        // Finished holds to tombstones, old tokens, devices and sign-ins away.
+        retention::spawn(db.clone(), config.retention());
         tracing::info!(
             mail = match &config.mail {
                 config::MailConfig::Off => "off (password resets: write to SUPPORT_EMAIL)",
@@ -216,18 +219,19 @@ impl Application {
     /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let db = self.state.db.clone();
+        let limits = self.state.config.connections;
         let mut app = http::router(self.state);
         if let Some(extra) = self.extra_routes {
             app = extra.merge(app);
         }
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let notify = self.shutdown;
         let stopping = async move {
             shutdown.await;
             // Long-polls answer their current status now instead of holding up the shutdown.
             let _ = notify.send(true);
         };
-        let result = axum::serve(self.listener, app).with_graceful_shutdown(stopping).await;
+        // Not `axum::serve`: it has no header, body or idle timeouts and no connection cap.
+        let result = http::connections::serve(self.listener, app, limits, stopping).await;
         db.close().await;
         result
     }

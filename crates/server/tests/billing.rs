@@ -220,8 +220,12 @@ async fn success_page_fulfils_and_cancel_page_expires(b: Backend) {
     assert_eq!(app.balance(&u.token).await, 25, "the return path credited without any webhook");
 
     let (abandoned, _) = start_checkout(&app, &u.token, "pack_75").await;
+    // The cancel page changes nothing (issue 25); the buyer's cancel expires it at Stripe.
     let html = app.get(&format!("/billing/cancel?session_id={abandoned}"), None).await.text().await.unwrap();
     assert!(html.contains("Nothing was charged"), "{html}");
+    assert_eq!(app.sim.session(&abandoned).unwrap()["status"], "open", "a GET changes nothing");
+    let res = app.post_json(&format!("/api/v1/billing/checkout/{abandoned}/cancel"), Some(&u.token), &json!({})).await;
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"status": "expired"}));
     assert_eq!(app.sim.session(&abandoned).unwrap()["status"], "expired", "expired at Stripe");
     assert_eq!(status(&app, &u.token, &abandoned, 0).await["status"], "expired");
     let list: Value = app.get("/api/v1/billing/checkouts?status=pending", Some(&u.token)).await.json().await.unwrap();
@@ -523,7 +527,7 @@ async fn idempotency_keys_only_on_posts(b: Backend) {
     app.sim.pay(&paid, PayMethod::Card).await.unwrap();
     app.get(&format!("/billing/success?session_id={paid}"), None).await;
     let (abandoned, _) = start_checkout(&app, &u.token, "pack_75").await;
-    app.get(&format!("/billing/cancel?session_id={abandoned}"), None).await;
+    app.post_json(&format!("/api/v1/billing/checkout/{abandoned}/cancel"), Some(&u.token), &json!({})).await;
     let billing = app.state.billing.clone().unwrap();
     mascot_server::billing::reconcile::reconcile(&billing, now() - 3600).await.unwrap();
     assert_eq!(app.balance(&u.token).await, 25);

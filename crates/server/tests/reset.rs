@@ -18,7 +18,6 @@ use smtp::{link_in, SmtpServer};
 const PASSWORD: &str = "correct horse";
 const NEW_PASSWORD: &str = "a brand new one";
 
-
 /// The subject of the mail these tests read (sign-up mails "Confirm your email" first).
 const RESET: &str = "Reset your Mascot password";
 async fn app_with_mail(b: Backend, adjust: impl FnOnce(&mut mascot_server::Config)) -> (TestApp, SmtpServer) {

@@ -30,6 +30,7 @@ export type { CheckoutRequest } from "./CheckoutRequest.js";
 export type { CheckoutResponse } from "./CheckoutResponse.js";
 export type { CheckoutStatus } from "./CheckoutStatus.js";
 export type { CheckoutStatusResponse } from "./CheckoutStatusResponse.js";
+export type { CheckoutCancelResponse } from "./CheckoutCancelResponse.js";
 export type { TaxBehavior } from "./TaxBehavior.js";
 export type { PurchaseAmounts } from "./PurchaseAmounts.js";
 export type { CheckoutSettingsUsed } from "./CheckoutSettingsUsed.js";

@@ -22,58 +22,48 @@ pub async fn owner(db: &Db, token: &str) -> sqlx::Result<Option<String>> {
     Ok(row.map(|(u,)| u))
 }
 
-/// The device token to hand back after a successful sign-in: the one presented, if it is this
-/// account's (its use is recorded), else a new one.
+/// Most device tokens one account keeps; a new one drops the least recently used beyond it, so a
+/// thief with the password cannot bank exemptions from the per-email slowdown.
+pub const MAX_PER_ACCOUNT: i64 = 10;
+
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The device token to hand back after a successful sign-in: the one presented if the server
+/// issued it to this account (its use is recorded), else a new one made here. A value the client
+/// made up, or another account's, is never adopted.
 pub async fn remember(db: &Db, user_id: &str, presented: Option<&str>) -> sqlx::Result<String> {
-    let token =
-        presented.filter(|t| t.starts_with(PREFIX) && t.len() <= 100).map(str::to_string).unwrap_or_else(|| {
-            let mut bytes = [0u8; 32];
-            rand::rngs::OsRng.fill_bytes(&mut bytes);
-            format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
-        });
-    let (hash, user) = (hash_token(&token), user_id.to_string());
-    let kept = db
-        .write(None, move |uow| {
-            let (hash, user) = (hash.clone(), user.clone());
-            Box::pin(async move {
-                let now = now_ms();
-                // Guarded: a presented token of another account is never taken over.
+    let presented = presented.filter(|t| t.starts_with(PREFIX) && t.len() <= 100).map(str::to_string);
+    let user = user_id.to_string();
+    db.write(None, move |uow| {
+        let (presented, user) = (presented.clone(), user.clone());
+        Box::pin(async move {
+            if let Some(token) = presented {
+                // Guarded: only a row this account already has is touched.
                 let touched =
                     sqlx::query("UPDATE auth_devices SET last_used_at = $1 WHERE token_hash = $2 AND user_id = $3")
-                        .bind(now)
-                        .bind(&hash)
+                        .bind(now_ms())
+                        .bind(hash_token(&token))
                         .bind(&user)
                         .execute(&mut **uow)
                         .await?;
                 if touched.rows_affected() == 1 {
-                    return Ok(true);
+                    return Ok(token);
                 }
-                let inserted = sqlx::query(
-                    "INSERT INTO auth_devices (token_hash, user_id, created_at, last_used_at) VALUES ($1, $2, $3, $3)
-                     ON CONFLICT (token_hash) DO NOTHING",
-                )
-                .bind(&hash)
-                .bind(&user)
-                .bind(now)
-                .execute(&mut **uow)
-                .await?;
-                Ok::<_, sqlx::Error>(inserted.rows_affected() == 1)
-            })
+            }
+            fresh_in(uow, &user).await
         })
-        .await?;
-    if kept {
-        Ok(token)
-    } else {
-        // The presented token belongs to someone else: this device gets a fresh one.
-        Box::pin(remember(db, user_id, None)).await
-    }
+    })
+    .await
 }
 
-/// A new device token for `user_id`, inside the caller's write.
+/// A new device token for `user_id`, inside the caller's write; the account keeps at most
+/// [`MAX_PER_ACCOUNT`] (the least recently used go).
 pub async fn fresh_in(uow: &mut crate::db::Uow, user_id: &str) -> sqlx::Result<String> {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let token = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
+    let token = new_token();
     let now = now_ms();
     sqlx::query("INSERT INTO auth_devices (token_hash, user_id, created_at, last_used_at) VALUES ($1, $2, $3, $3)")
         .bind(hash_token(&token))
@@ -81,5 +71,24 @@ pub async fn fresh_in(uow: &mut crate::db::Uow, user_id: &str) -> sqlx::Result<S
         .bind(now)
         .execute(&mut **uow)
         .await?;
+    sqlx::query(
+        "DELETE FROM auth_devices WHERE user_id = $1 AND token_hash NOT IN (
+             SELECT token_hash FROM auth_devices WHERE user_id = $1
+             ORDER BY last_used_at DESC, created_at DESC LIMIT $2)",
+    )
+    .bind(user_id)
+    .bind(MAX_PER_ACCOUNT)
+    .execute(&mut **uow)
+    .await?;
     Ok(token)
+}
+
+/// Ends every device token of the account (a password change, a reset, signing out everywhere):
+/// whoever signs in next starts as a new device.
+pub async fn forget_all_in(uow: &mut crate::db::Uow, user_id: &str) -> sqlx::Result<u64> {
+    Ok(sqlx::query("DELETE FROM auth_devices WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut **uow)
+        .await?
+        .rows_affected())
 }

@@ -201,20 +201,22 @@ pub async fn password_changed(db: &Db, id: &str, user_id: &str) -> sqlx::Result<
     .await
 }
 
-/// The person confirmed "Sign in the plugin as …": the plugin's poll may take it now. Returns
+/// The person confirmed "Sign in the plugin as …" for `shown`, the account the page showed (if
+/// someone else signed in on the link since, nothing happens): the plugin's poll may take it now. Returns
 /// the user id, or `None` when there is nothing to confirm.
-pub async fn confirm(db: &Db, id: &str) -> sqlx::Result<Option<String>> {
-    let id = id.to_string();
+pub async fn confirm(db: &Db, id: &str, shown: &str) -> sqlx::Result<Option<String>> {
+    let (id, shown) = (id.to_string(), shown.to_string());
     db.write(None, move |uow| {
-        let id = id.clone();
+        let (id, shown) = (id.clone(), shown.clone());
         Box::pin(async move {
             let user: Option<String> = sqlx::query_scalar(
                 "UPDATE auth_handoffs SET confirmed_at = $1
-                 WHERE id = $2 AND user_id IS NOT NULL AND must_change = 0 AND confirmed_at IS NULL AND expires_at > $1
+                 WHERE id = $2 AND user_id = $3 AND must_change = 0 AND confirmed_at IS NULL AND expires_at > $1
                  RETURNING user_id",
             )
             .bind(now_ms())
             .bind(&id)
+            .bind(&shown)
             .fetch_optional(&mut **uow)
             .await?;
             if user.is_some() {

@@ -7,6 +7,7 @@ pub mod password;
 pub mod reset;
 pub mod secret;
 pub mod service_keys;
+pub mod shared_throttle;
 pub mod throttle;
 pub mod tokens;
 pub mod verify;

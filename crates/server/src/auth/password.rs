@@ -4,10 +4,19 @@
 //! blocking pool a burst of logins (no account needed) grows hundreds of threads and gigabytes of
 //! memory; here at most `threads` computations exist at once, a short queue absorbs a spike, and
 //! beyond it callers get [`PasswordError::Busy`] (503 with Retry-After) at once.
+//!
+//! The pool is shared fairly: work done for a source (a client address, an account) takes at
+//! most [`PasswordPool::share`] places of threads and queue at once. Its other requests wait for
+//! one of its own places outside the pool (briefly, then `Busy`), so one address or account
+//! hammering password changes or logins can never fill the pool and starve everyone's sign-in.
 
-use std::sync::{
-    atomic::{AtomicUsize, Ordering},
-    mpsc, Arc, Mutex,
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        mpsc, Arc, Mutex,
+    },
+    time::Duration,
 };
 
 use argon2::{
@@ -34,6 +43,93 @@ pub struct PasswordPool {
     threads: usize,
     running: Arc<AtomicUsize>,
     peak: Arc<AtomicUsize>,
+    sources: Arc<Sources>,
+}
+
+/// How long a source's request waits for one of its own places before it is told `Busy`.
+const SOURCE_WAIT: Duration = Duration::from_secs(5);
+
+/// Places in use per source, and who waits for one.
+struct Sources {
+    share: usize,
+    in_use: Mutex<HashMap<String, usize>>,
+    /// Requests waiting per source: bounded too, or one source could park any number of tasks.
+    waiting: Mutex<HashMap<String, usize>>,
+    freed: tokio::sync::Notify,
+}
+
+/// One job's places; given back when the job ends (or never enters the queue).
+struct Places {
+    sources: Arc<Sources>,
+    keys: Vec<String>,
+}
+
+impl Drop for Places {
+    fn drop(&mut self) {
+        let mut in_use = self.sources.in_use.lock().unwrap_or_else(|e| e.into_inner());
+        for key in &self.keys {
+            if let Some(n) = in_use.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    in_use.remove(key);
+                }
+            }
+        }
+        drop(in_use);
+        self.sources.freed.notify_waiters();
+    }
+}
+
+impl Sources {
+    /// Takes a place for every key at once, or none.
+    fn try_take(self: &Arc<Self>, keys: &[String]) -> Option<Places> {
+        let mut in_use = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
+        if keys.iter().any(|k| in_use.get(k).copied().unwrap_or(0) >= self.share) {
+            return None;
+        }
+        for k in keys {
+            *in_use.entry(k.clone()).or_default() += 1;
+        }
+        Some(Places { sources: self.clone(), keys: keys.to_vec() })
+    }
+
+    fn waiters(&self, keys: &[String], delta: isize) -> bool {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if delta > 0 && keys.iter().any(|k| waiting.get(k).copied().unwrap_or(0) >= 4 * self.share) {
+            return false;
+        }
+        for k in keys {
+            let n = waiting.entry(k.clone()).or_default();
+            *n = n.saturating_add_signed(delta);
+            if *n == 0 {
+                waiting.remove(k);
+            }
+        }
+        true
+    }
+
+    async fn take(self: &Arc<Self>, keys: &[String]) -> Result<Places, PasswordError> {
+        if let Some(p) = self.try_take(keys) {
+            return Ok(p);
+        }
+        if !self.waiters(keys, 1) {
+            return Err(PasswordError::Busy);
+        }
+        let deadline = tokio::time::Instant::now() + SOURCE_WAIT;
+        let taken = loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(p) = self.try_take(keys) {
+                break Ok(p);
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                break Err(PasswordError::Busy);
+            }
+        };
+        self.waiters(keys, -1);
+        taken
+    }
 }
 
 impl std::fmt::Debug for PasswordPool {
@@ -71,7 +167,20 @@ impl PasswordPool {
                 tracing::error!(error = %e, "cannot start a password thread");
             }
         }
-        PasswordPool { queue, threads, running: Arc::default(), peak: Arc::default() }
+        // Threads + queue are 5 × threads places; a source gets a fifth (2 of 10 with 2 threads).
+        let share = threads;
+        let sources = Arc::new(Sources {
+            share,
+            in_use: Mutex::default(),
+            waiting: Mutex::default(),
+            freed: tokio::sync::Notify::new(),
+        });
+        PasswordPool { queue, threads, running: Arc::default(), peak: Arc::default(), sources }
+    }
+
+    /// The most places of threads and queue one source takes at once.
+    pub fn share(&self) -> usize {
+        self.sources.share
     }
 
     pub fn threads(&self) -> usize {
@@ -83,10 +192,17 @@ impl PasswordPool {
         self.peak.load(Ordering::Relaxed)
     }
 
-    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, PasswordError> {
+    async fn run<T: Send + 'static>(
+        &self,
+        sources: &[&str],
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        let keys: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+        let places = if keys.is_empty() { None } else { Some(self.sources.take(&keys).await?) };
         let (reply, answer) = oneshot::channel();
         let (running, peak) = (self.running.clone(), self.peak.clone());
         let job: Job = Box::new(move || {
+            let _places = places;
             let now = running.fetch_add(1, Ordering::Relaxed) + 1;
             peak.fetch_max(now, Ordering::Relaxed);
             let result = work();
@@ -103,8 +219,14 @@ impl PasswordPool {
         answer.await.map_err(|_| PasswordError::Failed("a password thread stopped".into()))
     }
 
+    /// Hashes a password for no particular source (operators, tools).
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
-        self.run(move || {
+        self.hash_for(&[], password).await
+    }
+
+    /// Hashes a password within the share of each of `sources`.
+    pub async fn hash_for(&self, sources: &[&str], password: String) -> Result<String, PasswordError> {
+        self.run(sources, move || {
             let salt = SaltString::generate(&mut OsRng);
             Argon2::default()
                 .hash_password(password.as_bytes(), &salt)
@@ -114,8 +236,14 @@ impl PasswordPool {
         .await?
     }
 
+    /// Verifies a password for no particular source (operators, tools).
     pub async fn verify(&self, password: String, stored: String) -> Result<bool, PasswordError> {
-        self.run(move || {
+        self.verify_for(&[], password, stored).await
+    }
+
+    /// Verifies a password within the share of each of `sources`.
+    pub async fn verify_for(&self, sources: &[&str], password: String, stored: String) -> Result<bool, PasswordError> {
+        self.run(sources, move || {
             let parsed = PasswordHash::new(&stored)
                 .map_err(|e| PasswordError::Failed(format!("stored hash unreadable: {e}")))?;
             Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())

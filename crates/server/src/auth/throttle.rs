@@ -12,9 +12,9 @@
 //! An attempt is counted when it is reserved, before the password is verified, and given back
 //! when the password was right: N concurrent guesses count like N sequential ones.
 //!
-//! The counters live in this process. With several replicas each keeps its own, so the effective
-//! limit is multiplied by the replica count; that is acceptable for a brute-force brake (argon2 is
-//! the real cost) and avoids a shared store. Keys are capped in length and tables in size.
+//! The counters live in this process; on PostgreSQL the failure counts and the per-email
+//! slowdown are also taken in the database, shared by every replica (see `auth::shared_throttle`).
+//! Keys are capped in length and tables in size.
 
 use std::{
     collections::HashMap,
@@ -69,6 +69,15 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// The rule a count key belongs to (see [`Attempt::counted`]).
+    pub fn of_key(key: &str) -> Rule {
+        match key.split('|').next() {
+            Some("pair") => Rule::EmailAndAddress,
+            Some("device") => Rule::Device,
+            _ => Rule::Address,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Rule::EmailAndAddress => "email_and_address",
@@ -84,8 +93,30 @@ impl Rule {
 #[must_use]
 pub struct Attempt {
     keys: Vec<String>,
+    /// Each key's limit (same order as `keys`).
+    limits: Vec<u32>,
     /// The email whose slowdown this attempt advanced, with the state before it.
     email: Option<(String, Option<Slowdown>)>,
+}
+
+/// The time at or before which the oldest tenth of `times` lies.
+fn oldest_tenth(times: impl Iterator<Item = Instant>) -> Instant {
+    let mut times: Vec<Instant> = times.collect();
+    let cut = times.len() / 10;
+    let (_, nth, _) = times.select_nth_unstable(cut);
+    *nth
+}
+
+impl Attempt {
+    /// The counts this attempt took, with their limits (the shared counts take the same).
+    pub fn counted(&self) -> Vec<(String, u32)> {
+        self.keys.iter().cloned().zip(self.limits.iter().copied()).collect()
+    }
+
+    /// The email key whose slowdown this attempt advanced (none on a known device).
+    pub fn slowed_email(&self) -> Option<&str> {
+        self.email.as_ref().map(|(k, _)| k.as_str())
+    }
 }
 
 fn key(parts: &[&str]) -> String {
@@ -123,26 +154,34 @@ impl Throttle {
         let now = Instant::now();
         let window = self.config.window;
         let mut t = self.lock();
+        // A full table forgets what has lapsed, then the oldest tenth; never everything (wiping
+        // would let whoever fills it reset a victim's counters).
         if t.counts.len() >= MAX_KEYS {
             t.counts.retain(|_, c| now.duration_since(c.since) < window);
             if t.counts.len() >= MAX_KEYS {
-                t.counts.clear();
+                let cut = oldest_tenth(t.counts.values().map(|c| c.since));
+                t.counts.retain(|_, c| c.since > cut);
             }
         }
         if t.emails.len() >= MAX_KEYS {
             let cap = self.config.email_max_delay.max(window);
             t.emails.retain(|_, s| now.duration_since(s.last) < cap);
             if t.emails.len() >= MAX_KEYS {
-                t.emails.clear();
+                let cut = oldest_tenth(t.emails.values().map(|s| s.last));
+                t.emails.retain(|_, s| s.last > cut);
             }
         }
-        let limits: Vec<(String, u32, Rule)> = match device {
+        let mut limits: Vec<(String, u32, Rule)> = match device {
             Some(device) => vec![(key(&["device", email, device]), self.config.max_failures, Rule::Device)],
             None => vec![
                 (key(&["pair", email, client]), self.config.max_failures, Rule::EmailAndAddress),
                 (key(&["client", client]), self.config.client_max_failures, Rule::Address),
             ],
         };
+        // An IPv6 /64 also counts in its /48, with four times the budget (see `rate_limit`).
+        if let (None, Some(wide)) = (device, crate::rate_limit::wide_key(client)) {
+            limits.push((key(&["client", &wide]), self.config.client_max_failures.saturating_mul(4), Rule::Address));
+        }
         for (k, limit, rule) in &limits {
             if let Some(c) = t.counts.get(k) {
                 let elapsed = now.duration_since(c.since);
@@ -176,7 +215,21 @@ impl Throttle {
             }
             c.n += 1;
         }
-        Ok(Attempt { keys: limits.into_iter().map(|(k, _, _)| k).collect(), email: email_state })
+        Ok(Attempt {
+            keys: limits.iter().map(|(k, _, _)| k.clone()).collect(),
+            limits: limits.iter().map(|(_, l, _)| *l).collect(),
+            email: email_state,
+        })
+    }
+
+    /// The failure window (the shared counts use it too, see `auth::shared_throttle`).
+    pub fn window(&self) -> Duration {
+        self.config.window
+    }
+
+    /// The slowdown's settings: failures before it starts, and its longest spacing.
+    pub fn slowdown(&self) -> (u32, Duration) {
+        (self.config.email_free_failures, self.config.email_max_delay)
     }
 
     /// The password was wrong: the attempt stays counted.
@@ -275,6 +328,41 @@ mod tests {
         let cancelled = t.reserve("b@x.io", "1.1.1.1", None).unwrap();
         t.cancelled(cancelled);
         assert!(t.reserve("b@x.io", "1.1.1.1", None).is_ok());
+    }
+
+    /// Issue 25, item 7: filling the table with new keys evicts the oldest, never the victim's
+    /// fresh counter (the table used to be wiped at 100,000 keys).
+    #[test]
+    fn a_full_table_is_not_wiped() {
+        let t = Throttle::new(ThrottleConfig { window: Duration::from_secs(600), ..config() });
+        for i in 0..(MAX_KEYS / 2 + 10) {
+            t.failed(t.reserve(&format!("f{i}@x.io"), &format!("c{i}"), None).unwrap());
+        }
+        for _ in 0..2 {
+            t.failed(t.reserve("victim@x.io", "1.1.1.1", None).unwrap());
+        }
+        for i in 0..1000 {
+            t.failed(t.reserve(&format!("g{i}@x.io"), &format!("d{i}"), None).unwrap());
+        }
+        assert!(t.lock().counts.len() <= MAX_KEYS);
+        assert!(t.reserve("victim@x.io", "1.1.1.1", None).is_err(), "the victim's counter survived");
+    }
+
+    #[test]
+    fn ipv6_addresses_also_count_per_48() {
+        let t = Throttle::new(config());
+        // 3 per address; 12 per /48: sixteen /64s of one /48 get 12 failures, not 48.
+        let mut counted = 0;
+        for i in 0..16 {
+            for n in 0..3 {
+                if let Ok(a) = t.reserve(&format!("u{i}-{n}@x.io"), &format!("2001:db8:1:{i:x}::/64"), None) {
+                    t.failed(a);
+                    counted += 1;
+                }
+            }
+        }
+        assert_eq!(counted, 12);
+        assert!(t.reserve("x@x.io", "2001:db8:2:0::/64", None).is_ok(), "another /48");
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub async fn revoke(db: &Db, token: &str) -> sqlx::Result<()> {
 }
 
 /// Signs the user out everywhere except the token whose hash is `keep` (which stops being
-/// restricted), inside a write (a password change or reset).
+/// restricted), and ends every device token, inside a write (a password change or reset).
 pub async fn revoke_all_in(uow: &mut Uow, user_id: &str, keep: Option<&str>) -> sqlx::Result<u64> {
     let done = sqlx::query(
         "UPDATE auth_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND token_hash <> $3",
@@ -109,6 +109,8 @@ pub async fn revoke_all_in(uow: &mut Uow, user_id: &str, keep: Option<&str>) -> 
     }
     // The short-lived tokens handed to services end with the rest.
     sqlx::query("DELETE FROM service_user_tokens WHERE user_id = $1").bind(user_id).execute(&mut **uow).await?;
+    // So do the devices: an exemption from the per-email slowdown must not outlive the password.
+    super::devices::forget_all_in(uow, user_id).await?;
     uow.tokens_changed();
     Ok(done.rows_affected())
 }

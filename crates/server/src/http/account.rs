@@ -117,7 +117,7 @@ pub async fn reset_submit(
     if body.password != body.password_confirm {
         return again("The two passwords differ. Type the same new password twice.");
     }
-    let hash = match state.passwords.hash(body.password).await {
+    let hash = match state.passwords.hash_for(&[&client], body.password).await {
         Ok(h) => h,
         Err(PasswordError::Busy) => {
             return html::message(

@@ -86,8 +86,8 @@ pub async fn logout(State(state): State<AppState>, user: AuthUser) -> ApiResult<
         (status = 204, description = "Changed; every other session is signed out"),
         (status = 400, description = "Body is not valid JSON of this shape", body = ErrorEnvelope),
         (status = 401, description = "Not signed in (`unauthorized`), or a wrong current password (`invalid_credentials`)", body = ErrorEnvelope),
-        (status = 422, description = "The new password is too short or too long", body = ErrorEnvelope),
-        (status = 429, description = "Too many wrong attempts; see Retry-After", body = ErrorEnvelope),
+        (status = 422, description = "The new password is too short, too long, or the same as the current one", body = ErrorEnvelope),
+        (status = 429, description = "Too many changes (5 per account, 10 per address an hour by default, successful or not) or wrong attempts; see Retry-After", body = ErrorEnvelope),
         (status = 503, description = "Too many sign-ins at once (`busy`); see Retry-After", body = ErrorEnvelope),
     ))]
 pub async fn change_password(

@@ -2,7 +2,8 @@
 //! webhook, and the pages Checkout returns to.
 
 use api_types::{
-    codes, CheckoutListResponse, CheckoutRequest, CheckoutResponse, CheckoutStatusResponse, ErrorEnvelope,
+    codes, CheckoutCancelResponse, CheckoutListResponse, CheckoutRequest, CheckoutResponse, CheckoutStatusResponse,
+    ErrorEnvelope,
 };
 use axum::{extract::State, http::HeaderMap, Json};
 use serde::Deserialize;
@@ -72,6 +73,25 @@ pub async fn checkout_status(
     let ops::purchases::CheckoutState { record, balance } =
         ops::purchases::wait_for_checkout(&state, &user, &session_id, q.wait.unwrap_or(0)).await?;
     Ok(Json(CheckoutStatusResponse { session_id: record.id, status: record.status, credits: record.credits, balance }))
+}
+
+/// Cancel a pending checkout: Stripe expires it, so it can no longer be paid. A checkout that is
+/// no longer pending is answered as it is.
+#[utoipa::path(post, path = "/api/v1/billing/checkout/{session_id}/cancel", tag = "billing", security(("bearer" = [])),
+    params(("session_id" = String, Path, description = "The Checkout Session id")),
+    responses(
+        (status = 200, description = "Where the checkout stands now (`expired`, or `credited` if it was paid first)", body = CheckoutCancelResponse),
+        (status = 401, description = "Not signed in", body = ErrorEnvelope),
+        (status = 404, description = "No such session for this user", body = ErrorEnvelope),
+        (status = 503, description = "Payments are not configured", body = ErrorEnvelope),
+    ))]
+pub async fn cancel_checkout(
+    State(state): State<AppState>,
+    user: AuthUser,
+    PathId(session_id): PathId,
+) -> ApiResult<Json<CheckoutCancelResponse>> {
+    let status = ops::purchases::cancel_checkout(&state, Some(&user), &session_id).await?;
+    Ok(Json(CheckoutCancelResponse { status }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -130,7 +130,8 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
 }
 
 /// Who is calling, for throttling and rate limits, as `TRUSTED_PROXIES` says to read it (see
-/// [`client_address`]); an IPv6 client counts by its /64 (one household or host has a whole /64).
+/// [`client_address`]); an IPv6 client counts by its /64 (one household or host has a whole /64),
+/// and the rate limits count its /48 too (see `rate_limit`).
 pub struct ClientAddr(pub String);
 
 impl FromRequestParts<AppState> for ClientAddr {

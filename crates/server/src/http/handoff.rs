@@ -106,6 +106,8 @@ struct SignInPage<'a> {
 struct ConfirmPage<'a> {
     secret: &'a str,
     csrf: &'a str,
+    /// The account shown: the confirm is bound to it.
+    account: &'a str,
     email: &'a str,
     asked: String,
     different_network: bool,
@@ -140,6 +142,9 @@ pub struct PageForm {
     new_password: String,
     #[serde(default)]
     new_password_confirm: String,
+    /// On the confirm step: the account the page showed.
+    #[serde(default)]
+    account: String,
 }
 
 /// The cookie that keeps this browser's device token (the login throttle's "device cookie").
@@ -189,11 +194,12 @@ impl Pages<'_> {
         html::render_with_cookie(status, &page, cookie)
     }
 
-    fn confirm(&self, h: &Handoff, email: &str) -> Response {
+    fn confirm(&self, h: &Handoff, account: &str, email: &str) -> Response {
         let (csrf, cookie) = self.csrf();
         let page = ConfirmPage {
             secret: self.secret,
             csrf: &csrf,
+            account,
             email,
             asked: ago(h.created_at),
             different_network: h.created_address != self.client,
@@ -214,7 +220,7 @@ impl Pages<'_> {
         let Some(user_id) = &h.user_id else { return self.sign_in(h, StatusCode::OK, "", "", None) };
         match accounts::find_by_id(&self.state.db, user_id).await {
             Ok(Some(account)) if h.must_change != 0 => self.change(StatusCode::OK, &account.email, None),
-            Ok(Some(account)) => self.confirm(h, &account.email),
+            Ok(Some(account)) => self.confirm(h, &account.id, &account.email),
             Ok(None) => self.sign_in(h, StatusCode::OK, "", "", None),
             Err(e) => unavailable(e),
         }
@@ -279,7 +285,9 @@ pub async fn submit(
     match form.step.as_str() {
         "sign_in" | "sign_up" => sign_in_step(&pages, &h, &form).await,
         "change_password" => change_step(&pages, &h, &form).await,
-        "confirm" => match handoff::confirm(&state.db, &h.id).await {
+        // Bound to the account the page showed: if someone else signed in on this link since, the
+        // confirm does nothing and the page shows who is signed in now.
+        "confirm" => match handoff::confirm(&state.db, &h.id, &form.account).await {
             Ok(Some(user_id)) => {
                 tracing::info!(handoff_id = %h.id, user_id = %user_id, client = %client, "browser sign-in confirmed");
                 notify_by_mail(&state, &user_id, &client).await;
@@ -368,7 +376,7 @@ async fn sign_in_step(pages: &Pages<'_>, h: &Handoff, form: &PageForm) -> Respon
     let mut response = if signed.must_change {
         pages.change(StatusCode::OK, &signed.account.email, None)
     } else {
-        pages.confirm(h, &signed.account.email)
+        pages.confirm(h, &signed.account.id, &signed.account.email)
     };
     // This browser is a known device of the account from now on.
     if let Ok(token) = devices::remember(&state.db, &signed.account.id, device.as_deref()).await {
@@ -401,7 +409,7 @@ async fn change_step(pages: &Pages<'_>, h: &Handoff, form: &PageForm) -> Respons
             Some("The two passwords differ. Type the same new password twice."),
         );
     }
-    let hash = match state.passwords.hash(form.new_password.clone()).await {
+    let hash = match state.passwords.hash_for(&[pages.client], form.new_password.clone()).await {
         Ok(h) => h,
         Err(PasswordError::Busy) => {
             return pages.change(
@@ -420,7 +428,7 @@ async fn change_step(pages: &Pages<'_>, h: &Handoff, form: &PageForm) -> Respons
         Err(e) => return unavailable(e),
     }
     match handoff::password_changed(&state.db, &h.id, user_id).await {
-        Ok(true) => pages.confirm(h, &account.email),
+        Ok(true) => pages.confirm(h, &account.id, &account.email),
         Ok(false) => link_unusable(),
         Err(e) => unavailable(e),
     }

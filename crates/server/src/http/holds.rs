@@ -24,6 +24,7 @@ use crate::{
         (status = 403, description = "`PLUGIN_SPEND=false`: the service that does the work holds (`spend_requires_service`)", body = ErrorEnvelope),
         (status = 409, description = "Idempotency-Key used for a different hold", body = ErrorEnvelope),
         (status = 422, description = "amount, reason, feature or ttl_seconds out of range", body = ErrorEnvelope),
+        (status = 429, description = "Too many holds for this account (per caller: the plugin, or each service key); see Retry-After", body = ErrorEnvelope),
     ))]
 pub async fn create(
     State(state): State<AppState>,

@@ -5,6 +5,7 @@ pub mod admin_api;
 pub mod admin_webhooks;
 pub mod auth;
 pub mod billing;
+pub mod connections;
 pub mod console;
 pub mod credits;
 pub mod extract;
@@ -128,6 +129,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi, Vec<PlainRoute>)
         .routes(routes!(meta::packs))
         .routes(routes!(billing::start_checkout))
         .routes(routes!(billing::checkout_status))
+        .routes(routes!(billing::cancel_checkout))
         .routes(routes!(billing::list_checkouts))
         // Stripe events can be larger than API bodies.
         .merge(OpenApiRouter::new().routes(routes!(billing::webhook)).layer(DefaultBodyLimit::max(1024 * 1024)))
@@ -156,7 +158,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi, Vec<PlainRoute>)
     // The pages Stripe and mails send people to, with the security headers of every HTML page.
     let mut pages = Plain::default();
     pages.route("/billing/success", "GET", get(pages::success));
-    pages.route("/billing/cancel", "GET", get(pages::cancel));
+    pages.route("/billing/cancel", "GET POST", get(pages::cancel).post(pages::cancel_submit));
     pages.route("/account/reset", "GET POST", get(account::reset_form).post(account::reset_submit));
     pages.route("/account/sign-in", "GET POST", get(handoff::page).post(handoff::submit));
     pages.route("/account/verify", "GET POST", get(account::verify_form).post(account::verify_submit));
@@ -272,7 +274,24 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(trace)
         .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::new()))
+        .layer(axum::middleware::map_request(drop_unsafe_request_id))
         .with_state(state)
+}
+
+/// A client's `X-Request-Id` is echoed and logged: it is kept only as 1 to 64 characters of
+/// `A-Z a-z 0-9 - _` (nothing that could forge a log field or a header), else dropped so that
+/// [`SetRequestIdLayer`] makes a fresh one.
+async fn drop_unsafe_request_id(mut req: Request) -> Request {
+    let safe = |v: &HeaderValue| {
+        let b = v.as_bytes();
+        (1..=64).contains(&b.len()) && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+    };
+    let mut values = req.headers().get_all(&REQUEST_ID).iter();
+    let keep = matches!((values.next(), values.next()), (Some(v), None) if safe(v));
+    if !keep {
+        req.headers_mut().remove(&REQUEST_ID);
+    }
+    req
 }
 
 /// The console and its API (`/admin…`, `/api/v1/admin…`) authenticate with a cookie, and the

@@ -112,6 +112,7 @@ pub async fn spend(
         (status = 404, description = "No such user", body = ErrorEnvelope),
         (status = 409, description = "Idempotency-Key used for a different hold", body = ErrorEnvelope),
         (status = 422, description = "amount, reason, feature or ttl_seconds out of range", body = ErrorEnvelope),
+        (status = 429, description = "Too many holds for this account (per caller: the plugin, or each service key); see Retry-After", body = ErrorEnvelope),
     ))]
 pub async fn hold(
     State(state): State<AppState>,

@@ -117,6 +117,10 @@ struct HoldRow {
 const COLUMNS: &str =
     "id, user_id, amount, status, captured_amount, entry_id, created_at, expires_at, service_key_id, feature, actor_user_id, request_hash";
 
+/// A tombstone read as a hold: what it no longer keeps is empty.
+const TOMBSTONE_COLUMNS: &str = "id, user_id, amount, status, captured_amount, entry_id, created_at, expires_at, \
+     service_key_id, CAST(NULL AS TEXT) AS feature, '' AS request_hash";
+
 impl TryFrom<HoldRow> for Hold {
     type Error = sqlx::Error;
 
@@ -236,9 +240,12 @@ pub async fn funds(db: &Db, user_id: &str) -> sqlx::Result<Option<Funds>> {
 }
 
 async fn find_owned(uow: &mut Uow, owner: Owner<'_>, user_id: &str, hold_id: &str) -> sqlx::Result<Option<Hold>> {
+    // A hold pruned to its tombstone (see `retention`) still answers replays, as it was closed.
     let row: Option<HoldRow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM credit_holds WHERE id = $1 AND user_id = $2{}",
-        owner.condition()
+        "SELECT {COLUMNS} FROM credit_holds WHERE id = $1 AND user_id = $2{cond}
+         UNION ALL
+         SELECT {TOMBSTONE_COLUMNS} FROM credit_hold_tombstones WHERE id = $1 AND user_id = $2{cond}",
+        cond = owner.condition()
     ))
     .bind(hold_id)
     .bind(user_id)
@@ -256,10 +263,13 @@ pub async fn user_of(db: &Db, owner: Owner<'_>, hold_id: &str) -> sqlx::Result<O
         Owner::Service(_) => "",
     };
     // A member's hold on a team's wallet is theirs to settle (even after they left the team:
-    // the job they started has run or not, and its credits must be captured or freed).
+    // the job they started has run or not, and its credits must be captured or freed). A finished
+    // hold may have become a tombstone (retention): replays still find it.
     let sql = format!(
-        "SELECT user_id FROM credit_holds WHERE id = $1 AND ($2 = '' OR user_id = $2 OR actor_user_id = $2){}",
-        owner.condition()
+        "SELECT user_id FROM credit_holds WHERE id = $1 AND ($2 = '' OR user_id = $2 OR actor_user_id = $2){cond}
+         UNION ALL
+         SELECT user_id FROM credit_hold_tombstones WHERE id = $1 AND ($2 = '' OR user_id = $2){cond}",
+        cond = owner.condition()
     );
     let row: Option<(String,)> = sqlx::query_as(&sql).bind(hold_id).bind(user).fetch_optional(db.pool()).await?;
     Ok(row.map(|(u,)| u))

@@ -31,6 +31,8 @@ use crate::{
         handoff::{self, Poll},
         normalise_email,
         password::{self, PasswordError},
+        shared_throttle,
+        throttle::{self, Refused, Rule},
         tokens, validate_password, verify,
     },
     db::now_ms,
@@ -98,6 +100,84 @@ pub struct Session {
     pub must_change: bool,
 }
 
+/// An attempt counted in this process's throttle and, on PostgreSQL, in the counts every replica
+/// shares (`auth::shared_throttle`).
+struct Counted {
+    local: throttle::Attempt,
+    shared: Vec<String>,
+    /// The email whose shared slowdown this attempt advanced.
+    slowed: Option<String>,
+}
+
+impl Counted {
+    async fn reserve(state: &AppState, email: &str, client: &str, device: Option<&str>) -> Result<Counted, Refused> {
+        let local = state.throttle.reserve(email, client, device)?;
+        let counted = local.counted();
+        let shared = match shared_throttle::reserve(&state.db, &counted, state.throttle.window()).await {
+            Ok(Ok(())) => counted.into_iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            Ok(Err((key, wait))) => {
+                state.throttle.cancelled(local);
+                return Err(Refused { rule: Rule::of_key(&key), retry_after_secs: wait });
+            }
+            Err(e) => {
+                // The shared counts are a brake across replicas; this process's still holds.
+                tracing::warn!(error = %e, "the shared sign-in counts could not be read");
+                return Ok(Counted { local, shared: Vec::new(), slowed: None });
+            }
+        };
+        let Some(email_key) = local.slowed_email().map(str::to_string) else {
+            return Ok(Counted { local, shared, slowed: None });
+        };
+        let (free_failures, max_delay) = state.throttle.slowdown();
+        let settings = shared_throttle::Slowdown { free_failures, max_delay, window: state.throttle.window() };
+        match shared_throttle::slow(&state.db, &email_key, settings).await {
+            Ok(Ok(())) => Ok(Counted { local, shared, slowed: Some(email_key) }),
+            Ok(Err(wait)) => {
+                state.throttle.cancelled(local);
+                Self::give_back(state, &shared).await;
+                Err(Refused { rule: Rule::EmailSlowdown, retry_after_secs: wait })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the shared sign-in slowdown could not be read");
+                Ok(Counted { local, shared, slowed: None })
+            }
+        }
+    }
+
+    /// The password was wrong: the attempt stays counted everywhere.
+    fn failed(self, state: &AppState) {
+        state.throttle.failed(self.local);
+    }
+
+    /// The password was right: given back everywhere, the email's slowdown cleared.
+    async fn succeeded(self, state: &AppState) {
+        state.throttle.succeeded(self.local);
+        Self::give_back(state, &self.shared).await;
+        if let Some(email) = &self.slowed {
+            if let Err(e) = shared_throttle::clear_slowdown(&state.db, email).await {
+                tracing::warn!(error = %e, "the shared sign-in slowdown could not be cleared");
+            }
+        }
+    }
+
+    /// The password could not be checked: as if the attempt never happened.
+    async fn cancelled(self, state: &AppState) {
+        state.throttle.cancelled(self.local);
+        Self::give_back(state, &self.shared).await;
+        if let Some(email) = &self.slowed {
+            if let Err(e) = shared_throttle::undo_slowdown(&state.db, email).await {
+                tracing::warn!(error = %e, "the shared sign-in slowdown could not be taken back");
+            }
+        }
+    }
+
+    async fn give_back(state: &AppState, keys: &[String]) {
+        if let Err(e) = shared_throttle::give_back(&state.db, keys).await {
+            tracing::warn!(error = %e, "a shared sign-in count could not be given back");
+        }
+    }
+}
+
 fn rate_limited(what: &str, wait: u64) -> OpError {
     OpError::rate_limited(format!("Too many {what} from your network. Try again in {wait} seconds."), wait)
 }
@@ -137,7 +217,7 @@ async fn new_account(
     }
     let email = normalise_email(email).map_err(OpError::Invalid)?;
     validate_password(&password).map_err(OpError::Invalid)?;
-    let hash = state.passwords.hash(password).await?;
+    let hash = state.passwords.hash_for(&[client], password).await?;
     Ok((Arc::new(accounts::new_account(&email, &hash)), ()))
 }
 
@@ -180,7 +260,13 @@ pub async fn sign_up(
 /// passwords that expire; at the console, the operator role and a TOTP code too.
 pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<SignedIn, OpError> {
     let Attempt { client, email, password, device_token, door, code } = attempt;
-    if let Err(wait) = state.limits.logins.check(client) {
+    // The console counts apart from the plugin and the page: a stranger failing plugin logins
+    // for an operator's email must not slow or refuse the operator's console sign-in.
+    let counted_as = match door {
+        Door::Console => format!("console|{client}"),
+        Door::Plugin | Door::Page => client.to_string(),
+    };
+    if let Err(wait) = state.limits.logins.check(&counted_as) {
         tracing::warn!(client = %client, ?door, "login rate limit reached");
         return Err(rate_limited("sign-in attempts", wait));
     }
@@ -198,7 +284,11 @@ pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<Si
         }
         _ => None,
     };
-    let reserved = match state.throttle.reserve(&email, client, device.as_deref()) {
+    let throttled_email = match door {
+        Door::Console => format!("console|{email}"),
+        Door::Plugin | Door::Page => email.clone(),
+    };
+    let reserved = match Counted::reserve(state, &throttled_email, &counted_as, device.as_deref()).await {
         Ok(reserved) => reserved,
         Err(refused) => {
             tracing::warn!(
@@ -220,10 +310,10 @@ pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<Si
     };
     let stored = account.as_ref().map_or_else(|| password::dummy_hash().to_string(), |a| a.password_hash.clone());
     let user_id = account.as_ref().map(|a| a.id.clone());
-    let password_ok = match state.passwords.verify(password, stored).await {
+    let password_ok = match state.passwords.verify_for(&[client], password, stored).await {
         Ok(ok) => ok,
         Err(e) => {
-            state.throttle.cancelled(reserved);
+            reserved.cancelled(state).await;
             return Err(e.into());
         }
     };
@@ -242,17 +332,17 @@ pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<Si
         match second {
             Ok(passed) => ok = passed,
             Err(e) => {
-                state.throttle.cancelled(reserved);
+                reserved.cancelled(state).await;
                 return Err(e.into());
             }
         }
     }
     let Some(account) = account.filter(|_| ok) else {
-        state.throttle.failed(reserved);
+        reserved.failed(state);
         tracing::warn!(user_id = user_id.as_deref(), client = %client, ?door, password_ok, one_time_password_expired = expired, "sign-in failed");
         return Err(wrong(door));
     };
-    state.throttle.succeeded(reserved);
+    reserved.succeeded(state).await;
     let must_change = account.password_expires_at.is_some();
     if door == Door::Console && must_change {
         return Err(OpError::Forbidden {
@@ -285,28 +375,49 @@ pub async fn change_password(
     new: String,
 ) -> Result<u64, OpError> {
     validate_password(&new).map_err(OpError::Invalid)?;
-    let reserved = state.throttle.reserve(&user.email, client, None).map_err(|refused| {
+    // Refused before any hashing: it would cost two argon2 runs to change nothing.
+    if new == current {
+        return Err(OpError::Invalid(
+            "The new password is the same as the current one: choose a different password.".into(),
+        ));
+    }
+    // Counted before the password is checked, whether it then succeeds or not: a right current
+    // password costs two argon2 runs, a wrong one one.
+    for (limiter, key) in
+        [(&state.limits.password_changes, user.id.as_str()), (&state.limits.password_changes_per_address, client)]
+    {
+        if let Err(wait) = limiter.check(key) {
+            tracing::warn!(user_id = %user.id, client = %client, "password change rate limit reached");
+            return Err(OpError::rate_limited(
+                format!("Too many password changes. Try again in {} minutes.", wait.div_ceil(60)),
+                wait,
+            ));
+        }
+    }
+    let reserved = Counted::reserve(state, &user.email, client, None).await.map_err(|refused| {
         tracing::warn!(user_id = %user.id, client = %client, rule = refused.rule.as_str(), "password change throttled");
         OpError::rate_limited("Too many wrong passwords. Try again later.", refused.retry_after_secs)
     })?;
     let account = accounts::find_by_id(&state.db, &user.id).await?;
     let stored = account.as_ref().map_or_else(|| password::dummy_hash().to_string(), |a| a.password_hash.clone());
     let nul = current.contains('\0');
-    let ok = match state.passwords.verify(current, stored).await {
+    // The pool's share is per address and per account: neither can fill it with changes.
+    let sources = [client, user.id.as_str()];
+    let ok = match state.passwords.verify_for(&sources, current, stored).await {
         Ok(ok) => ok && !nul,
         Err(e) => {
-            state.throttle.cancelled(reserved);
+            reserved.cancelled(state).await;
             return Err(e.into());
         }
     };
     if !ok || account.is_none() {
-        state.throttle.failed(reserved);
+        reserved.failed(state);
         tracing::warn!(user_id = %user.id, client = %client, "password change refused: wrong current password");
         // Never `unauthorized`: the plugin reads that as an expired session and signs out.
         return Err(OpError::WrongCredentials("The current password is wrong.".into()));
     }
-    state.throttle.succeeded(reserved);
-    let hash = state.passwords.hash(new).await?;
+    reserved.succeeded(state).await;
+    let hash = state.passwords.hash_for(&sources, new).await?;
     let signed_out = accounts::replace_password(&state.db, &user.id, &hash, NewPasswordKind::Chosen, Some(&user.token))
         .await?
         .ok_or_else(|| OpError::Unauthorized("This account no longer exists.".into()))?;
@@ -471,6 +582,24 @@ pub async fn request_password_reset(state: &AppState, client: &str, email: &str)
             ),
             wait,
         ));
+    }
+    // On PostgreSQL the same limits are also kept where every replica sees them.
+    let limits = &state.config.rate_limits;
+    for (key, per_hour) in [
+        (format!("reset|addr:{client}"), limits.resets_per_hour),
+        (format!("reset|email:{email}"), limits.resets_per_email_per_hour),
+    ] {
+        match shared_throttle::rate(&state.db, &key, per_hour, Duration::from_secs(3600)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(wait)) => {
+                tracing::warn!(client = %client, "password reset rate limit reached (shared)");
+                return Err(OpError::rate_limited(
+                    format!("Too many reset requests. Try again in {} minutes.", wait.div_ceil(60)),
+                    wait,
+                ));
+            }
+            Err(e) => tracing::warn!(error = %e, "the shared reset limits could not be read"),
+        }
     }
     tracing::info!(client = %client, "password reset requested");
     state.resets.request(email, client.to_string());

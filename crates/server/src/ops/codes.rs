@@ -13,6 +13,7 @@ use api_types::{codes, EntryKind};
 use super::{error::Conflict, write_retrying, OpError, Operator, User};
 use crate::{
     admin::log,
+    auth::shared_throttle,
     db::{now_ms, rfc3339_ms},
     ledger::{self, Lots, NewEntry, Overdraft, Source},
     promo::{self, NewCode, Taken},
@@ -180,6 +181,22 @@ pub async fn redeem(state: &AppState, user: &User, client: &str, typed: &str) ->
             ));
         }
     }
+    // On PostgreSQL the guesses are also counted where every replica sees them: taken before the
+    // code is looked up (concurrent guesses count like sequential ones), given back unless wrong.
+    let limit = state.config.rate_limits.wrong_codes_per_hour;
+    let shared = [(format!("code|{by_user}"), limit), (format!("code|{by_address}"), limit)];
+    match shared_throttle::reserve(&state.db, &shared, GUESS_WINDOW).await {
+        Ok(Ok(())) => {}
+        Ok(Err((_, wait))) => {
+            tracing::warn!(user_id = %user.id, client = %client, "code guessing limit reached (shared)");
+            return Err(OpError::rate_limited(
+                format!("Too many wrong codes. Try again in {} minutes.", wait.div_ceil(60)),
+                wait,
+            ));
+        }
+        Err(e) => tracing::warn!(error = %e, "the shared code-guess counts could not be read"),
+    }
+    let shared_keys: Vec<String> = shared.iter().map(|(k, _)| k.clone()).collect();
     let wrong = || {
         state.code_guesses.failed(&by_user);
         state.code_guesses.failed(&by_address);
@@ -232,6 +249,11 @@ pub async fn redeem(state: &AppState, user: &User, client: &str, typed: &str) ->
             tracing::info!(user_id = %user.id, client = %client, "a code that does not exist (or no longer works)");
         }
         Err(_) => {}
+    }
+    if !matches!(result, Err(OpError::NotFound { .. })) {
+        if let Err(e) = shared_throttle::give_back(&state.db, &shared_keys).await {
+            tracing::warn!(error = %e, "a shared code-guess count could not be given back");
+        }
     }
     result
 }

@@ -472,6 +472,20 @@ pub async fn hold(
     if !(min_ttl..=holds::MAX_TTL_SECS).contains(&ttl) {
         return Err(OpError::Invalid(format!("ttl_seconds must be from {min_ttl} to {}.", holds::MAX_TTL_SECS)));
     }
+    // Per wallet and caller: a hold is a durable write that a release undoes for free, so
+    // creating and releasing in a loop would otherwise churn the database. Each service key has
+    // its own budget, so one service's burst does not refuse another's.
+    let budget = match who {
+        Spender::Plugin(_) => format!("plugin:{user_id}"),
+        Spender::Service(s) => format!("key:{}:{user_id}", s.key_id),
+    };
+    if let Err(wait) = state.limits.holds.check(&budget) {
+        tracing::warn!(user_id = %user_id, "hold creation rate limit reached");
+        return Err(OpError::rate_limited(
+            format!("Too many holds for this account. Try again in {wait} seconds."),
+            wait,
+        ));
+    }
     let new = Arc::new(NewHold {
         user_id: wallet.clone(),
         amount,

@@ -75,6 +75,7 @@ pub async fn start_checkout(
         expires_at: expires_at_secs,
         settings: billing.config.checkout,
     };
+    billing.budget.write(&billing.db).await;
     let session = billing.stripe.create_checkout_session(&request).await.map_err(|e| {
         tracing::error!(error = %e, "creating a Checkout Session failed");
         OpError::Provider("The payment page could not be prepared. Please try again in a moment.".into())
@@ -96,6 +97,7 @@ pub async fn start_checkout(
     );
     checkouts::insert(&state.db, &record).await?;
     tracing::info!(session_id = %record.id, user_id = %user.id, pack = pack.id, "checkout started");
+    trim_pending(state, billing, &user.id).await;
     Ok(record)
 }
 
@@ -126,9 +128,14 @@ pub async fn wait_for_checkout(
     }
     let owned = |r: Option<CheckoutRecord>| r.filter(|r| r.user_id == wallet).ok_or_else(not_found);
     let billing = billing(state)?;
+    // The fallback asks Stripe about the user's newest pending checkout only: the one being paid
+    // now. Older ones are settled by the webhook (or expire), and asking about every one of them
+    // is how one account used to push the Stripe account into its rate limits.
+    let newest = checkouts::list_for_user(&state.db, &user.id, Some(CheckoutStatus::Pending), 1).await?;
+    let may_ask = newest.first().is_some_and(|r| r.id == session_id);
     let record = long_poll(state, session_id, Duration::from_secs(wait), Duration::from_secs(1), || async {
         let mut record = owned(checkouts::find(&state.db, session_id).await?)?;
-        if record.status == CheckoutStatus::Pending && billing.may_check_stripe(session_id) {
+        if record.status == CheckoutStatus::Pending && may_ask && billing.may_check_stripe(session_id).await {
             // The webhook may be late or lost: ask Stripe and fulfil from its answer.
             if let Err(e) = fulfil::fulfil_from_stripe(billing, session_id).await {
                 tracing::warn!(session_id = %session_id, error = %e, "could not check the session at Stripe");
@@ -156,4 +163,67 @@ pub async fn list_checkouts(
         ),
     };
     Ok(checkouts::list_for_user(&state.db, &user.id, status, 20).await?)
+}
+
+/// Ends a pending checkout: expires it at Stripe so it cannot be paid later, records that, and
+/// answers where it stands now (`credited` when Stripe refused because it was paid meanwhile;
+/// a checkout no longer pending is answered as it is). `buyer`: only that user's checkout (the
+/// API); `None`: whoever holds the session id and passed the page's CSRF check.
+pub async fn cancel_checkout(
+    state: &AppState,
+    buyer: Option<&User>,
+    session_id: &str,
+) -> Result<CheckoutStatus, OpError> {
+    let not_found = || OpError::not_found("No such checkout for this account.");
+    let billing = billing(state)?;
+    let record = checkouts::find(&state.db, session_id)
+        .await?
+        .filter(|r| buyer.is_none_or(|u| r.user_id == u.id))
+        .ok_or_else(not_found)?;
+    if record.status != CheckoutStatus::Pending {
+        return Ok(record.status);
+    }
+    expire_at_stripe(billing, &record.id).await;
+    let now = checkouts::find(&state.db, &record.id).await?.ok_or_else(not_found)?;
+    tracing::info!(session_id = %record.id, status = now.status.as_str(), by_buyer = buyer.is_some(), "checkout cancelled");
+    Ok(now.status)
+}
+
+/// Expires a session at Stripe and records it; when Stripe refuses because it was paid
+/// meanwhile, it is fulfilled from Stripe's answer as usual.
+async fn expire_at_stripe(billing: &Billing, session_id: &str) {
+    billing.budget.write(&billing.db).await;
+    match billing.stripe.expire_session(session_id).await {
+        Ok(session) => {
+            if let Err(e) = fulfil::fulfil_checkout(billing, &session).await {
+                tracing::warn!(session_id = %session_id, error = %e, "could not record the cancelled session");
+            }
+        }
+        Err(e) => {
+            tracing::info!(session_id = %session_id, error = %e, "expiring the session failed; checking whether it was paid");
+            if let Err(e) = fulfil::fulfil_from_stripe(billing, session_id).await {
+                tracing::warn!(session_id = %session_id, error = %e, "could not check the session at Stripe");
+            }
+        }
+    }
+}
+
+/// Most pending checkouts one user keeps: each is a session the long-poll and the return pages
+/// may ask Stripe about, and Stripe's rate limits are per Stripe account, shared by every buyer.
+pub const MAX_PENDING_PER_USER: usize = 5;
+
+/// Expires the user's pending checkouts beyond the newest [`MAX_PENDING_PER_USER`] at Stripe.
+/// Run after a new one is stored, so concurrent starts all trim to the same newest five.
+async fn trim_pending(state: &AppState, billing: &Billing, user_id: &str) {
+    let pending = match checkouts::list_for_user(&state.db, user_id, Some(CheckoutStatus::Pending), 50).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(user_id = %user_id, error = %e, "could not list pending checkouts to trim them");
+            return;
+        }
+    };
+    for old in pending.iter().skip(MAX_PENDING_PER_USER) {
+        tracing::info!(session_id = %old.id, user_id = %user_id, "expiring an older pending checkout (at most 5 per user)");
+        expire_at_stripe(billing, &old.id).await;
+    }
 }

@@ -32,6 +32,20 @@ fn session_cookie(id: &str, secure: bool) -> Option<HeaderValue> {
     .ok()
 }
 
+/// The console's device cookie: a server-made device token (see `auth::devices`) kept by a
+/// browser that signed in to the console before. A sign-in that sends it back for the same
+/// operator is limited per (email, device) only, so a stranger failing console sign-ins for an
+/// operator's email never slows the operator down on a known browser.
+const DEVICE_COOKIE: &str = "mascot_admin_device";
+
+fn device_cookie(token: &str, secure: bool) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{DEVICE_COOKIE}={token}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=31536000{}",
+        if secure { "; Secure" } else { "" }
+    ))
+    .ok()
+}
+
 fn cleared_session_cookie(secure: bool) -> HeaderValue {
     HeaderValue::from_str(&format!(
         "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
@@ -76,8 +90,9 @@ fn login_again(headers: &HeaderMap, state: &AppState, status: StatusCode, email:
     html::render_with_cookie(status, &LoginPage { csrf, email: email.to_string(), error: Some(error) }, set_cookie)
 }
 
-/// `POST /admin/login`: email, password and TOTP code. Throttled like `POST /api/v1/auth/login`
-/// (the same per-address limit and the same failure throttle); a wrong code is a failure there.
+/// `POST /admin/login`: email, password and TOTP code. Throttled by the same rules as
+/// `POST /api/v1/auth/login` but under keys of its own (a stranger failing plugin logins for an
+/// operator's email does not slow the console); a wrong code is a failure there.
 pub async fn login(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
@@ -96,11 +111,12 @@ pub async fn login(
         Ok(false) => return console_off(),
         Err(e) => return ApiError::from(e).into_response(),
     }
+    let device = html::cookie(&headers, DEVICE_COOKIE);
     let attempt = Attempt {
         client: &client,
         email: &form.email,
         password: form.password,
-        device_token: None,
+        device_token: device.as_deref(),
         door: Door::Console,
         code: Some(&form.code),
     };
@@ -137,7 +153,15 @@ pub async fn login(
         if secure { "; Secure" } else { "" }
     ))
     .ok();
-    redirect_with("/admin", session_cookie(&id, secure).into_iter().chain(csrf).collect())
+    // This browser is a known device of the operator from now on (the token is the server's own).
+    let device = match crate::auth::devices::remember(&state.db, &account.id, device.as_deref()).await {
+        Ok(token) => device_cookie(&token, secure),
+        Err(e) => {
+            tracing::warn!(error = %e, "the console's device cookie could not be recorded");
+            None
+        }
+    };
+    redirect_with("/admin", session_cookie(&id, secure).into_iter().chain(csrf).chain(device).collect())
 }
 
 fn retry_later(headers: &HeaderMap, state: &AppState, email: &str, wait: u64) -> Response {
