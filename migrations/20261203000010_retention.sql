@@ -10,6 +10,8 @@ CREATE TABLE credit_hold_tombstones (
     captured_amount BIGINT,
     entry_id        TEXT,
     service_key_id  TEXT,
+    -- The team member who made a hold on a team's wallet (team wallets, issue 23).
+    actor_user_id   TEXT,
     created_at      BIGINT NOT NULL,
     expires_at      BIGINT NOT NULL,
     closed_at       BIGINT NOT NULL

@@ -70,8 +70,8 @@ pub async fn run_once(db: &Db, retention: Retention, now: i64) -> sqlx::Result<P
                 Box::pin(async move {
                     sqlx::query(
                         "INSERT INTO credit_hold_tombstones
-                             (id, user_id, amount, status, captured_amount, entry_id, service_key_id, created_at, expires_at, closed_at)
-                         SELECT id, user_id, amount, status, captured_amount, entry_id, service_key_id, created_at, expires_at, closed_at
+                             (id, user_id, amount, status, captured_amount, entry_id, service_key_id, actor_user_id, created_at, expires_at, closed_at)
+                         SELECT id, user_id, amount, status, captured_amount, entry_id, service_key_id, actor_user_id, created_at, expires_at, closed_at
                          FROM credit_holds
                          WHERE status <> 'active' AND closed_at < $1
                          ORDER BY closed_at LIMIT $2

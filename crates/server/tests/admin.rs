@@ -125,10 +125,11 @@ async fn wrong_codes_count_as_failed_sign_ins(b: Backend) {
     let res = browser.sign_in("ops@example.com", PASSWORD, &totp::current_code(&secret, now_secs())).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "the right code after five wrong ones is throttled");
     assert!(res.headers().contains_key(header::RETRY_AFTER));
-    // The same throttle as the plugin's login: that email from this address is refused there too.
+    // The console counts under its own throttle keys (issue 25, item 2): its failures do not
+    // lock the plugin's login, as a stranger's plugin failures do not lock the console.
     let res =
         app.post_json("/api/v1/auth/login", None, &json!({"email": "ops@example.com", "password": PASSWORD})).await;
-    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    assert_eq!(res.status(), StatusCode::OK);
 }
 
 async fn without_the_role_every_admin_route_is_refused(b: Backend) {

@@ -119,7 +119,7 @@ const COLUMNS: &str =
 
 /// A tombstone read as a hold: what it no longer keeps is empty.
 const TOMBSTONE_COLUMNS: &str = "id, user_id, amount, status, captured_amount, entry_id, created_at, expires_at, \
-     service_key_id, CAST(NULL AS TEXT) AS feature, '' AS request_hash";
+     service_key_id, CAST(NULL AS TEXT) AS feature, actor_user_id, '' AS request_hash";
 
 impl TryFrom<HoldRow> for Hold {
     type Error = sqlx::Error;
@@ -268,7 +268,7 @@ pub async fn user_of(db: &Db, owner: Owner<'_>, hold_id: &str) -> sqlx::Result<O
     let sql = format!(
         "SELECT user_id FROM credit_holds WHERE id = $1 AND ($2 = '' OR user_id = $2 OR actor_user_id = $2){cond}
          UNION ALL
-         SELECT user_id FROM credit_hold_tombstones WHERE id = $1 AND ($2 = '' OR user_id = $2){cond}",
+         SELECT user_id FROM credit_hold_tombstones WHERE id = $1 AND ($2 = '' OR user_id = $2 OR actor_user_id = $2){cond}",
         cond = owner.condition()
     );
     let row: Option<(String,)> = sqlx::query_as(&sql).bind(hold_id).bind(user).fetch_optional(db.pool()).await?;
