@@ -141,15 +141,29 @@ async fn claim_in(uow: &mut Uow, wallet: &str, seq: i64) -> sqlx::Result<Option<
 }
 
 async fn mail_low(db: &Db, mailer: &Mailer, wallet: &str, c: &Crossing) {
-    let email: Option<(String,)> =
-        match sqlx::query_as("SELECT email FROM users WHERE id = $1").bind(wallet).fetch_optional(db.pool()).await {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(error = %e, "low-balance mail: the address could not be read");
-                return;
-            }
-        };
-    let Some((email,)) = email else { return };
+    // A person's wallet mails its owner; a team's (no mailbox of its own) its owner and admins.
+    let emails: Vec<(String,)> = match sqlx::query_as(
+        "SELECT email FROM users WHERE id = $1 AND kind = 'person'
+         UNION
+         SELECT u.email FROM team_members m JOIN users u ON u.id = m.user_id
+         WHERE m.team_id = $1 AND m.role IN ('owner', 'admin')",
+    )
+    .bind(wallet)
+    .fetch_all(db.pool())
+    .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "low-balance mail: the addresses could not be read");
+            return;
+        }
+    };
+    for (email,) in emails {
+        mail_one(mailer, wallet, c, email);
+    }
+}
+
+fn mail_one(mailer: &Mailer, wallet: &str, c: &Crossing, email: String) {
     let left = c.available.max(0);
     mailer.send(Mail {
         to: email,

@@ -1076,8 +1076,92 @@ async fn the_migration_keeps_every_balance(b: Backend) {
     db.close().await;
 }
 
+/// A team's alert and usage (issue 24 with team wallets): only owners and admins see and set the
+/// alert; a crossing of the team's wallet fires one `balance.low` and mails the owner and the
+/// admins (never the member, never the wallet's own placeholder address); a member's usage
+/// shows only their own spends, the owner's all of them.
+async fn a_team_alert_and_usage(b: Backend) {
+    let server = smtp::SmtpServer::start().await;
+    let url = server.url();
+    let app = spawn_app_with(b, move |c| {
+        c.mail = mascot_server::config::MailConfig::Smtp {
+            url: SecretString::from(url),
+            from: "Mascot <no-reply@mascot.test>".into(),
+        };
+    })
+    .await;
+    let owner = app.signup("alert-owner@example.com").await;
+    let admin = app.signup("alert-admin@example.com").await;
+    let member = app.signup("alert-member@example.com").await;
+    let stranger = app.signup("alert-stranger@example.com").await;
+    sqlx::query("UPDATE users SET email_verified_at = 1 WHERE email LIKE 'alert-%'")
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+    let team = create_team(&app, &owner, "Alerting studio").await;
+    join(&app, &team, &owner, &admin, "admin", Value::Null).await;
+    join(&app, &team, &owner, &member, "member", Value::Null).await;
+    grant_team(&app, &team, 20).await;
+    let path = format!("/api/v1/teams/{team}/alerts");
+    assert_error(
+        send(&app, Method::PUT, &path, &member.token, Some(json!({"low_balance": 10}))).await,
+        StatusCode::FORBIDDEN,
+        "role_forbidden",
+    )
+    .await;
+    assert_error(send(&app, Method::GET, &path, &stranger.token, None).await, StatusCode::NOT_FOUND, "not_found").await;
+    let set =
+        json_of(send(&app, Method::PUT, &path, &admin.token, Some(json!({"low_balance": 10}))).await, StatusCode::OK)
+            .await;
+    assert_eq!(set, json!({"low_balance": 10}));
+    assert_eq!(json_of(send(&app, Method::GET, &path, &owner.token, None).await, StatusCode::OK).await, set);
+
+    assert_eq!(team_spend(&app, &member.token, &team, "m1", 6).await.status(), StatusCode::OK);
+    assert_eq!(team_spend(&app, &admin.token, &team, "a1", 5).await.status(), StatusCode::OK);
+    let mut low = 0;
+    for _ in 0..100 {
+        low = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM webhook_events WHERE type = 'balance.low' AND wallet_id = $1",
+        )
+        .bind(&team)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+        if low > 0 && server.received_about("Your Mascot credits are running low").await.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(low, 1, "one crossing, one event");
+    let mut to: Vec<String> =
+        server.received_about("Your Mascot credits are running low").await.into_iter().flat_map(|m| m.to).collect();
+    to.sort();
+    assert_eq!(to, vec!["alert-admin@example.com".to_string(), "alert-owner@example.com".to_string()]);
+
+    let mine = json_of(
+        app.get(&format!("/api/v1/credits/usage?days=1&team_id={team}"), Some(&member.token)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(mine["days"][0]["spent"], 6, "a member sees their own spends: {mine}");
+    let all = json_of(
+        app.get(&format!("/api/v1/credits/usage?days=1&team_id={team}"), Some(&owner.token)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(all["days"][0]["spent"], 11, "{all}");
+    assert_error(
+        app.get(&format!("/api/v1/credits/usage?team_id={team}"), Some(&stranger.token)).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    audit_clean(&app).await;
+}
+
 on_both_databases!(
     roles_and_hand_over,
+    a_team_alert_and_usage,
     invitations,
     invitations_by_mail,
     a_cap_holds_under_concurrent_spends,

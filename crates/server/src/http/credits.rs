@@ -109,6 +109,46 @@ pub async fn put_alerts(
     Ok(Json(AlertSettings { low_balance: alert.threshold }))
 }
 
+/// A team's low-balance alert (owners and admins).
+#[utoipa::path(get, path = "/api/v1/teams/{team_id}/alerts", tag = "teams", security(("bearer" = [])),
+    params(("team_id" = String, Path, description = "The team")),
+    responses(
+        (status = 200, description = "The threshold, or null when the alert is off", body = AlertSettings),
+        (status = 401, description = "Not signed in", body = ErrorEnvelope),
+        (status = 403, description = "`role_forbidden`: a member who is not owner or admin", body = ErrorEnvelope),
+        (status = 404, description = "No such team of the caller's", body = ErrorEnvelope),
+    ))]
+pub async fn get_team_alerts(
+    State(state): State<AppState>,
+    user: AuthUser,
+    axum::extract::Path(team_id): axum::extract::Path<String>,
+) -> ApiResult<Json<AlertSettings>> {
+    let alert = ops::credits::team_alerts(&state, &user, &team_id, None).await?;
+    Ok(Json(AlertSettings { low_balance: alert.threshold }))
+}
+
+/// Sets a team's low-balance alert: `balance.low` / `balance.recovered` for the team's wallet,
+/// mailed to its owner and admins.
+#[utoipa::path(put, path = "/api/v1/teams/{team_id}/alerts", tag = "teams", security(("bearer" = [])),
+    params(("team_id" = String, Path, description = "The team")), request_body = AlertSettings,
+    responses(
+        (status = 200, description = "Saved", body = AlertSettings),
+        (status = 400, description = "Body is not valid JSON of this shape", body = ErrorEnvelope),
+        (status = 401, description = "Not signed in", body = ErrorEnvelope),
+        (status = 403, description = "`role_forbidden`: a member who is not owner or admin", body = ErrorEnvelope),
+        (status = 404, description = "No such team of the caller's", body = ErrorEnvelope),
+        (status = 422, description = "low_balance outside 1–1,000,000", body = ErrorEnvelope),
+    ))]
+pub async fn put_team_alerts(
+    State(state): State<AppState>,
+    user: AuthUser,
+    axum::extract::Path(team_id): axum::extract::Path<String>,
+    ApiJson(body): ApiJson<AlertSettings>,
+) -> ApiResult<Json<AlertSettings>> {
+    let alert = ops::credits::team_alerts(&state, &user, &team_id, Some(body.low_balance)).await?;
+    Ok(Json(AlertSettings { low_balance: alert.threshold }))
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
@@ -145,6 +185,8 @@ pub async fn history(
 pub struct UsageQuery {
     /// UTC days to cover, today included: 1 to 366 (default 30).
     pub days: Option<i64>,
+    /// A team the caller is a member of (absent: the personal wallet; a member sees their own spends).
+    pub team_id: Option<String>,
 }
 
 /// Where the caller's credits went: per UTC day and feature, with the runway at the last week's pace.
@@ -153,6 +195,7 @@ pub struct UsageQuery {
         (status = 200, description = "Every day of the range, oldest first (empty days are 0)", body = UsageResponse),
         (status = 400, description = "Unreadable query", body = ErrorEnvelope),
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
+        (status = 404, description = "`team_id` names no team of the caller's", body = ErrorEnvelope),
         (status = 422, description = "days outside 1–366", body = ErrorEnvelope),
     ))]
 pub async fn usage(
@@ -160,7 +203,7 @@ pub async fn usage(
     user: AuthUser,
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> ApiResult<Json<UsageResponse>> {
-    Ok(Json(ops::credits::usage(&state, &user, q.days.unwrap_or(30)).await?))
+    Ok(Json(ops::credits::usage(&state, &user, q.days.unwrap_or(30), q.team_id.as_deref()).await?))
 }
 
 /// Start a CSV export of the caller's whole history: a single-use address for the browser.

@@ -23,8 +23,15 @@ struct Row {
     credits: i64,
 }
 
-/// The last `days` UTC days of `wallet` (today included), and the runway of `available` credits.
-pub async fn usage(db: &Db, wallet: &str, days: i64, available: i64) -> sqlx::Result<UsageResponse> {
+/// The last `days` UTC days of `wallet` (today included), and the runway of `available` credits;
+/// with `only`, the entries of that team member alone.
+pub async fn usage(
+    db: &Db,
+    wallet: &str,
+    days: i64,
+    available: i64,
+    only: Option<&str>,
+) -> sqlx::Result<UsageResponse> {
     let today = now_ms().div_euclid(DAY_MS);
     let first = today - days + 1;
     let since = first.min(today - PACE_DAYS + 1) * DAY_MS;
@@ -33,10 +40,12 @@ pub async fn usage(db: &Db, wallet: &str, days: i64, available: i64) -> sqlx::Re
         "SELECT CAST(created_at / 86400000 AS BIGINT) AS day, kind, COALESCE(feature, '') AS feature,
                 CAST(SUM(-delta) AS BIGINT) AS credits
          FROM ledger_entries WHERE user_id = $1 AND delta < 0 AND created_at >= $2
+           AND ($3 = '' OR actor_user_id = $3)
          GROUP BY 1, 2, 3",
     )
     .bind(wallet)
     .bind(since)
+    .bind(only.unwrap_or(""))
     .fetch_all(db.pool())
     .await?;
 

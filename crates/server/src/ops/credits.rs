@@ -4,7 +4,7 @@
 //! |---|---|
 //! | [`balance`], [`wait_balance`] | plugin API `GET /credits/balance` (`?wait=&after=`), service API `GET /service/users/{id}/balance` |
 //! | [`usage`], [`start_export`], [`download_export`] | plugin API `GET /credits/usage`, `POST /credits/export`; the page `/exports/csv` |
-//! | [`alerts`], [`set_alerts`] | plugin API `GET|PUT /me/alerts` |
+//! | [`alerts`], [`set_alerts`], [`team_alerts`] | plugin API `GET|PUT /me/alerts`, `GET|PUT /teams/{id}/alerts` |
 //! | [`history`] | plugin API `GET /credits/history` |
 //! | [`spend`] | plugin API `POST /credits/spend`, service API `POST /service/users/{id}/spend` |
 //! | [`hold`] | plugin API `POST /credits/holds`, service API `POST /service/users/{id}/holds` |
@@ -339,28 +339,70 @@ pub async fn set_alerts(
     user: &User,
     low_balance: Option<i64>,
 ) -> Result<crate::alerts::Alert, OpError> {
-    if let Some(t) = low_balance {
-        if !(1..=crate::alerts::MAX_THRESHOLD).contains(&t) {
-            return Err(OpError::Invalid(format!(
-                "low_balance must be a whole number of credits from 1 to {}, or null to turn the alert off.",
-                crate::alerts::MAX_THRESHOLD
-            )));
-        }
-    }
+    check_threshold(low_balance)?;
     Ok(crate::alerts::set(&state.db, &user.id, low_balance).await?)
 }
 
 /// Where the user's credits went over the last `days` UTC days (1–366), and how long the
 /// available balance lasts at the last week's pace. Records a due expiry first (through the
 /// balance read), so an expiry shows here the moment it is due.
-pub async fn usage(state: &AppState, user: &User, days: i64) -> Result<api_types::UsageResponse, OpError> {
+///
+/// With `team_id`: the team's wallet; owners and admins see all of it, a member only their own
+/// spends, with the runway of what is left to them (the pool or their cap, whichever is less).
+pub async fn usage(
+    state: &AppState,
+    user: &User,
+    days: i64,
+    team_id: Option<&str>,
+) -> Result<api_types::UsageResponse, OpError> {
     if !(1..=ledger::usage::MAX_DAYS).contains(&days) {
         return Err(OpError::Invalid(format!("days must be from 1 to {}.", ledger::usage::MAX_DAYS)));
+    }
+    if let Some(team) = team_id {
+        let (wallet, _) = wallet_of(&user.id, Some(team))?;
+        let seat = teams::seat(&state.db, &wallet, &user.id).await?;
+        let available = team_balance(state, &Spender::Plugin(user.clone()), &user.id, &wallet).await?.available;
+        let only = (!seat.sees_all()).then_some(user.id.as_str());
+        return Ok(ledger::usage::usage(&state.db, &wallet, days, available, only).await?);
     }
     let funds = holds::funds(&state.db, &user.id)
         .await?
         .ok_or_else(|| OpError::Unauthorized("This account no longer exists.".into()))?;
-    Ok(ledger::usage::usage(&state.db, &user.id, days, funds.available()).await?)
+    Ok(ledger::usage::usage(&state.db, &user.id, days, funds.available(), None).await?)
+}
+
+/// A team's low-balance alert (owners and admins; others 403, non-members 404).
+pub async fn team_alerts(
+    state: &AppState,
+    user: &User,
+    team_id: &str,
+    set: Option<Option<i64>>,
+) -> Result<crate::alerts::Alert, OpError> {
+    let (wallet, _) = wallet_of(&user.id, Some(team_id))?;
+    let seat = teams::seat(&state.db, &wallet, &user.id).await?;
+    if !seat.sees_all() {
+        return Err(OpError::Forbidden {
+            code: codes::ROLE_FORBIDDEN,
+            message: "Only the team's owner and admins see and set its alerts.".into(),
+        });
+    }
+    match set {
+        None => Ok(crate::alerts::get(&state.db, &wallet).await?),
+        Some(threshold) => {
+            check_threshold(threshold)?;
+            Ok(crate::alerts::set(&state.db, &wallet, threshold).await?)
+        }
+    }
+}
+
+fn check_threshold(low_balance: Option<i64>) -> Result<(), OpError> {
+    match low_balance {
+        Some(t) if !(1..=crate::alerts::MAX_THRESHOLD).contains(&t) => Err(OpError::Invalid(format!(
+            "low_balance must be a whole number of credits from 1 to {}, or null to turn the alert off.",
+            crate::alerts::MAX_THRESHOLD
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// A single-use address (5 minutes) from which the browser downloads the user's whole history as
