@@ -341,7 +341,9 @@ async fn every_door_refuses_the_other_credentials(b: Backend) {
 }
 
 async fn a_revoked_key_is_refused_on_the_next_request(b: Backend) {
-    let app = spawn_app(b).await;
+    // Cached keys would live a minute here: only the revocation stamp (SQLite) or the
+    // notification (PostgreSQL) can make the next request see the revocation.
+    let app = spawn_app_with(b, |c| c.cache_ttl = std::time::Duration::from_secs(60)).await;
     let u = app.signup("eve@example.com").await;
     // Made and revoked by the real CLI, another process: nothing tells the server.
     let (code, out, err) = cli(&app, &["service-keys", "add", "--name", "gen", "--max-credits-per-day", "100"]);
@@ -350,10 +352,28 @@ async fn a_revoked_key_is_refused_on_the_next_request(b: Backend) {
     assert!(k.starts_with("mck_") && k.len() == 47 && !out.trim().contains('\n'), "only the key on stdout: {out}");
     let path = format!("/api/v1/service/users/{}/balance", u.id);
     assert_eq!(svc_get(&app, &k, &path).await.status(), StatusCode::OK);
-    let replica = if b == Backend::Postgres { Some(spawn_replica_with(&app, |_| {}).await) } else { None };
+    let replica = if b == Backend::Postgres {
+        Some(spawn_replica_with(&app, |c| c.cache_ttl = std::time::Duration::from_secs(60)).await)
+    } else {
+        None
+    };
     if let Some(r) = &replica {
         assert_eq!(svc_get(r, &k, &path).await.status(), StatusCode::OK);
     }
+    // Served from the cache now: the key's row, made unreadable behind the server's back (no
+    // trigger fires for this column), does not matter while the key is live.
+    sqlx::query("UPDATE service_keys SET key_hash = 'x' || key_hash WHERE name = 'gen'")
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(svc_get(&app, &k, &path).await.status(), StatusCode::OK, "a cached live key");
+    if let Some(r) = &replica {
+        assert_eq!(svc_get(r, &k, &path).await.status(), StatusCode::OK, "a cached live key");
+    }
+    sqlx::query("UPDATE service_keys SET key_hash = SUBSTR(key_hash, 2) WHERE name = 'gen'")
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
     let (code, _, err) = cli(&app, &["service-keys", "revoke", "--name", "gen"]);
     assert_eq!(code, 0, "{err}");
     assert_error(svc_get(&app, &k, &path).await, StatusCode::UNAUTHORIZED, "unauthorized").await;

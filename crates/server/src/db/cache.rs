@@ -18,8 +18,8 @@ use std::{
     collections::HashMap,
     hash::Hash,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        RwLock,
+        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
+        Arc, RwLock,
     },
     time::{Duration, Instant},
 };
@@ -65,11 +65,26 @@ impl Funds {
     }
 }
 
+/// A live service key, as cached: checked on every hit against the revocation stamp it was read
+/// under (see `auth::service_keys`), and sharing, across hits, when its last use was recorded.
+#[derive(Debug)]
+pub struct CachedKey {
+    pub id: String,
+    pub name: String,
+    pub max_credits_per_day: Option<i64>,
+    /// The revocation stamp when the key was read.
+    pub stamp: u128,
+    /// When its last use was last recorded (ms): a hot key is touched once a minute, not per hit.
+    pub touched: AtomicI64,
+}
+
 #[derive(Debug)]
 pub struct ReadCache {
     enabled: AtomicBool,
     ttl: Duration,
     tokens: Part<String, TokenOwner>,
+    /// Live service keys by the SHA-256 of the key; dropped with the tokens.
+    keys: Part<String, Arc<CachedKey>>,
     funds: Part<String, Funds>,
     /// Woken whenever cached balances are dropped: a balance may have changed (long-polls and the
     /// alert worker wait on it instead of polling).
@@ -87,6 +102,7 @@ impl ReadCache {
             enabled: AtomicBool::new(false),
             ttl,
             tokens: Part::default(),
+            keys: Part::default(),
             funds: Part::default(),
             funds_signal: tokio::sync::Notify::new(),
         }
@@ -110,6 +126,7 @@ impl ReadCache {
 
     pub fn clear(&self) {
         self.tokens.invalidate();
+        self.keys.invalidate();
         self.funds.invalidate();
     }
 
@@ -125,9 +142,10 @@ impl ReadCache {
         self.funds_signal.notified()
     }
 
-    /// A token was revoked (or sessions were ended).
+    /// A token was revoked (or sessions were ended), or a service key was revoked.
     pub fn tokens_changed(&self) {
         self.tokens.invalidate();
+        self.keys.invalidate();
     }
 
     pub fn token(&self, token_hash: &str, now_ms: i64) -> Option<TokenOwner> {
@@ -144,6 +162,23 @@ impl ReadCache {
     pub fn put_token(&self, ticket: Ticket, token_hash: &str, owner: TokenOwner) {
         if self.is_enabled() {
             self.tokens.put(ticket, token_hash.to_string(), owner, Instant::now() + self.ttl);
+        }
+    }
+
+    pub fn service_key(&self, key_hash: &str) -> Option<Arc<CachedKey>> {
+        if !self.is_enabled() {
+            return None;
+        }
+        self.keys.get(key_hash)
+    }
+
+    pub fn service_key_ticket(&self) -> Ticket {
+        self.keys.ticket()
+    }
+
+    pub fn put_service_key(&self, ticket: Ticket, key_hash: &str, key: Arc<CachedKey>) {
+        if self.is_enabled() {
+            self.keys.put(ticket, key_hash.to_string(), key, Instant::now() + self.ttl);
         }
     }
 

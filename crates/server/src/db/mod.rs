@@ -45,6 +45,16 @@ pub struct Db {
     health: Arc<WriteHealth>,
     /// Wakes this process's webhook delivery worker when a commit made deliveries due.
     outbox: Arc<tokio::sync::Notify>,
+    /// SQLite on a file: the revocation stamp's file (see [`Db::revocation_stamp`]).
+    stamp_file: Option<Arc<std::path::PathBuf>>,
+}
+
+/// The file a SQLite URL names (`None` for an in-memory database, which no other process opens).
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    let file = options.get_filename();
+    let text = file.to_string_lossy();
+    (!text.is_empty() && text != ":memory:" && !url.contains("mode=memory")).then(|| file.to_path_buf())
 }
 
 /// How [`Db::connect_with`] sets up the database.
@@ -106,6 +116,14 @@ impl Db {
             wakeups: Wakeups::default(),
             health,
             outbox: Arc::new(tokio::sync::Notify::new()),
+            stamp_file: match kind {
+                DatabaseKind::Sqlite => sqlite_file(url).map(|f| {
+                    let mut name = f.into_os_string();
+                    name.push("-revocations");
+                    Arc::new(std::path::PathBuf::from(name))
+                }),
+                DatabaseKind::Postgres => None,
+            },
         };
         if db_options.group_commit {
             db.group = Some(group::GroupCommit::spawn(db.clone(), options, db_options.sqlite_max_page_count));
@@ -123,6 +141,37 @@ impl Db {
             notify::install_triggers(self).await.map_err(|e| anyhow::anyhow!("cannot install triggers: {e}"))?;
         }
         Ok(())
+    }
+
+    /// The revocation stamp: changes whenever a process on this SQLite file revoked a service key
+    /// (the modification time of a file next to the database, in ns; 0 before the first). Another
+    /// process cannot reach this one's cache, so cached keys are checked against it on every hit
+    /// (one `stat`). Always 0 on PostgreSQL, where the cache is told by notifications instead.
+    pub fn revocation_stamp(&self) -> u128 {
+        let Some(file) = &self.stamp_file else { return 0 };
+        std::fs::metadata(file.as_path())
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos().max(1))
+    }
+
+    /// Changes the revocation stamp (after the revoking write committed).
+    pub fn bump_revocation_stamp(&self) {
+        let Some(file) = &self.stamp_file else { return };
+        let before = self.revocation_stamp();
+        for _ in 0..100 {
+            if let Err(e) = std::fs::write(file.as_path(), now_ms().to_string()) {
+                // The revoking process's own cache is already dropped; say why others may lag.
+                tracing::warn!(error = %e, "could not write the revocation stamp: other processes on this file see the revocation within the cache's life");
+                return;
+            }
+            // A file system with coarse timestamps could keep the same time: write until it moves.
+            if self.revocation_stamp() != before {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// The read cache (off until the server turns it on: see [`cache`]).

@@ -36,6 +36,12 @@ pub(super) async fn install_triggers(db: &Db) -> sqlx::Result<()> {
          FOR EACH STATEMENT EXECUTE FUNCTION mascot_cache_notify('tokens')",
     )
     .await?;
+    // A revoked service key: every replica's cached keys go (its last-use touch does not fire it).
+    tx.execute(
+        "CREATE OR REPLACE TRIGGER mascot_service_keys_cache AFTER UPDATE OF revoked_at OR DELETE ON service_keys
+         FOR EACH STATEMENT EXECUTE FUNCTION mascot_cache_notify('tokens')",
+    )
+    .await?;
     tx.commit().await
 }
 

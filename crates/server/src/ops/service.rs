@@ -141,7 +141,12 @@ pub async fn revoke_key(state: &AppState, op: &Operator, name: &str) -> Result<s
         })
         .await;
     match &revoked {
-        Ok(key) => tracing::info!(name = %key.name, key_id = %key.id, by = %op.actor, "service key revoked"),
+        Ok(key) => {
+            // For a server on the same SQLite file (this may be the CLI): its cached keys are
+            // read under the old stamp, so its next request reads the key again.
+            state.db.bump_revocation_stamp();
+            tracing::info!(name = %key.name, key_id = %key.id, by = %op.actor, "service key revoked")
+        }
         Err(e) => log::record_refusal(&state.db, &audit, &format!("failed: {}", e.for_people())).await,
     }
     revoked
