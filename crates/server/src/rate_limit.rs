@@ -143,6 +143,10 @@ pub(crate) fn wide_key(key: &str) -> Option<String> {
 /// The server's limits (see `config::RateLimits`).
 /// CSV exports per user and hour (a person downloads a few; a loop would read the ledger nonstop).
 pub const EXPORTS_PER_HOUR: u32 = 20;
+/// Low-balance thresholds a user may set per hour (each a durable write), for themself or a team.
+pub const ALERT_CHANGES_PER_HOUR: u32 = 60;
+/// Usage reports per user and minute (each sums up to a year of the wallet's history).
+pub const USAGE_READS_PER_MINUTE: u32 = 60;
 
 pub struct Limits {
     pub signups: Limiter,
@@ -164,6 +168,10 @@ pub struct Limits {
     pub password_changes_per_address: Limiter,
     /// Holds created per wallet and caller (spends are not limited: each costs a credit).
     pub holds: Limiter,
+    /// `PUT /me/alerts` and `PUT /teams/{id}/alerts` per user.
+    pub alert_changes: Limiter,
+    /// `GET /credits/usage` per user.
+    pub usage_reads: Limiter,
 }
 
 impl Limits {
@@ -181,6 +189,8 @@ impl Limits {
             password_changes: Limiter::per_hour(config.password_changes_per_user_per_hour),
             password_changes_per_address: Limiter::per_hour(config.password_changes_per_address_per_hour),
             holds: Limiter::with_burst(config.holds_per_second, config.holds_burst),
+            alert_changes: Limiter::per_hour(ALERT_CHANGES_PER_HOUR),
+            usage_reads: Limiter::per_minute(USAGE_READS_PER_MINUTE),
         }
     }
 }

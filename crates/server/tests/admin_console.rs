@@ -663,7 +663,101 @@ async fn webhook_deliveries_are_listed_and_replayed_in_the_console(b: Backend) {
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
 
+/// A support request about a team: the operator finds it by a member's email, sees members,
+/// caps with what each used this period, pending invitations, the ledger with who spent and the
+/// activity, and grants to the team's wallet (escaped everywhere; the same form twice grants once).
+async fn a_team_in_the_console(b: Backend) {
+    let app = spawn_app(b).await;
+    let (mut ops, _) = operator(&app).await;
+    let owner = app.signup("lead@studio.example").await;
+    let member = app.signup("designer@studio.example").await;
+    let name = "<script>alert(3)</script> & Co";
+    let res = app.post_json("/api/v1/teams", Some(&owner.token), &json!({"name": name})).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let team = res.json::<Value>().await.unwrap()["team_id"].as_str().unwrap().to_string();
+    let invite = |email: &str, cap: Value| {
+        let req = app
+            .client
+            .post(app.url(&format!("/api/v1/teams/{team}/invitations")))
+            .bearer_auth(&owner.token)
+            .json(&json!({"email": email, "role": "member", "cap": cap}));
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let made = invite("designer@studio.example", json!({"credits": 4, "period": "week"})).await;
+    let res =
+        app.post_json("/api/v1/teams/invitations/accept", Some(&member.token), &json!({"token": made["token"]})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    invite("later@studio.example", Value::Null).await;
+
+    // Found by a member's email; the name is escaped.
+    let html = ops.get("/admin/teams?q=designer@studio").await.text().await.unwrap();
+    assert!(html.contains(&format!("/admin/teams/{team}")), "{html}");
+    assert!(!html.contains("<script>alert(3)"), "escaped in the list");
+    let html = ops.get("/admin/teams?q=nothing-like-it").await.text().await.unwrap();
+    assert!(!html.contains(&format!("/admin/teams/{team}")));
+    // Team wallets are not people: the user search does not list them.
+    let html = ops.get("/admin/users?q=team").await.text().await.unwrap();
+    assert!(!html.contains(&format!("/admin/users/{team}")), "{html}");
+
+    // Grant to the team, then the member spends 3 of their 4.
+    let page = ops.get(&format!("/admin/teams/{team}")).await.text().await.unwrap();
+    assert!(!page.contains("<script>alert(3)"), "escaped on its page");
+    let h1 = page.split("<h1>").nth(1).unwrap().split("</h1>").next().unwrap();
+    assert!(h1.starts_with("Team &#60;script&#62;alert(3)&#60;/script&#62; &#38; Co"), "shown verbatim, escaped: {h1}");
+    let grant_id = page.split("name=\"grant_id\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let csrf = ops.cookie("mascot_csrf").unwrap();
+    let path = format!("/admin/teams/{team}/grant");
+    let form = [("csrf", csrf.as_str()), ("grant_id", &grant_id), ("amount", "20"), ("reason", "support: trial")];
+    for _ in 0..2 {
+        let res = ops.post_form(&path, &form).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.text().await.unwrap().contains("Its balance is now 20."), "the same form twice grants once");
+    }
+    let res = app
+        .client
+        .post(app.url("/api/v1/credits/spend"))
+        .bearer_auth(&member.token)
+        .header("Idempotency-Key", "console-team-1")
+        .json(&json!({"amount": 3, "reason": "mascot", "team_id": team}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let (balance,): (i64,) = sqlx::query_as("SELECT balance FROM users WHERE id = $1")
+        .bind(&team)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(balance, 17, "the team's wallet, read from the database");
+
+    let page = ops.get(&format!("/admin/teams/{team}")).await.text().await.unwrap();
+    assert!(page.contains(r#"id="balance">17<"#), "{page}");
+    assert!(page.contains(r#"id="debt">0<"#), "{page}");
+    let members = page.split("<h2>Members</h2>").nth(1).unwrap().split("</table>").next().unwrap();
+    assert!(members.contains("lead@studio.example") && members.contains("owner"), "{members}");
+    let row = members.split("designer@studio.example").nth(1).unwrap().split("</tr>").next().unwrap();
+    assert!(row.contains("4 a week") && row.contains(r#"<td class="num">3</td>"#), "cap and its use: {row}");
+    let pending = page.split("<h2>Pending invitations</h2>").nth(1).unwrap().split("</table>").next().unwrap();
+    assert!(pending.contains("later@studio.example") && !pending.contains("mci_"), "{pending}");
+    let ledger = page.split("<h2>Ledger").nth(1).unwrap().split("</table>").next().unwrap();
+    let spend = ledger.split("<tr>").find(|r| r.contains("mascot")).unwrap();
+    assert!(spend.contains("designer@studio.example") && spend.contains("-3"), "who spent: {spend}");
+    assert!(ledger.contains("support: trial"), "{ledger}");
+    let activity = page.split("<h2>Activity").nth(1).unwrap();
+    assert!(activity.contains("member.joined") && activity.contains("invitation.sent"), "{activity}");
+    // The member's page links to the team.
+    let user_page = ops.get(&format!("/admin/users/{}", member.id)).await.text().await.unwrap();
+    assert!(user_page.contains(&format!("/admin/teams/{team}")), "{user_page}");
+    // A user's id is not a team.
+    assert_eq!(ops.get(&format!("/admin/teams/{}", member.id)).await.status(), StatusCode::NOT_FOUND);
+    let res = ops.post_form(&format!("/admin/teams/{}/grant", member.id), &form).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let audit = mascot_server::audit::run(&app.state.db).await.unwrap();
+    assert!(audit.is_clean(), "{}", audit.to_text());
+}
+
 on_both_databases!(
+    a_team_in_the_console,
     the_overview_equals_what_was_bought_granted_spent_and_refunded,
     user_page_actions_go_through_the_cli_paths,
     a_failing_event_is_replayed_from_the_console,

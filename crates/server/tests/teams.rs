@@ -501,6 +501,9 @@ async fn a_cap_holds_under_concurrent_spends(b: Backend) {
     assert_eq!(ok, 10);
     assert_eq!(spent_by(&app, &team, &member.id).await, 10, "the ledger agrees");
     assert_eq!(wallet(&app, &team).await, (90, 0, 0));
+    let reached = events(&app, "team.cap_reached", &team).await;
+    assert_eq!(reached.len(), 1, "one team.cap_reached for the member and the day, however many raced: {reached:?}");
+    assert_eq!((reached[0]["used"].as_i64(), reached[0]["cap"].as_i64()), (Some(10), Some(10)), "{reached:?}");
     // A retry of a spend that went through is answered, not refused by the cap.
     let (key,): (String,) = sqlx::query_as("SELECT cause FROM ledger_entries WHERE actor_user_id = $1 LIMIT 1")
         .bind(&member.id)
@@ -890,6 +893,29 @@ async fn a_refund_of_a_team_purchase_after_members_spent(b: Backend) {
     )
     .await;
     assert_eq!(status["status"], "credited", "{status}");
+    // The team's checkouts: its owner lists them; a member may not; the owner's own list has none.
+    let listed = json_of(
+        app.get(&format!("/api/v1/billing/checkouts?team_id={team}"), Some(&owner.token)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(listed["checkouts"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["checkouts"][0]["session_id"], session.as_str(), "{listed}");
+    let own = json_of(app.get("/api/v1/billing/checkouts", Some(&owner.token)).await, StatusCode::OK).await;
+    assert_eq!(own["checkouts"], json!([]), "{own}");
+    assert_error(
+        app.get(&format!("/api/v1/billing/checkouts?team_id={team}"), Some(&m.token)).await,
+        StatusCode::FORBIDDEN,
+        "role_forbidden",
+    )
+    .await;
+    let outsider = app.signup("outsider@example.com").await;
+    assert_error(
+        app.get(&format!("/api/v1/billing/checkouts?team_id={team}"), Some(&outsider.token)).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
     assert_error(
         app.get(&format!("/api/v1/billing/checkout/{session}"), Some(&m.token)).await,
         StatusCode::NOT_FOUND,
@@ -1159,7 +1185,94 @@ async fn a_team_alert_and_usage(b: Backend) {
     audit_clean(&app).await;
 }
 
+async fn events(app: &TestApp, kind: &str, wallet: &str) -> Vec<Value> {
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT data FROM webhook_events WHERE type = $1 AND wallet_id = $2 ORDER BY sequence")
+            .bind(kind)
+            .bind(wallet)
+            .fetch_all(app.state.db.pool())
+            .await
+            .unwrap();
+    rows.into_iter().map(|(d,)| serde_json::from_str(&d).unwrap()).collect()
+}
+
+/// `team.member_added`, `team.member_removed` and `team.cap_reached` go to the outbox with the
+/// change that causes them: one per membership change, one per member and period for the cap
+/// (whether a spend used it up exactly or one was refused by it, and however often refused).
+async fn team_events_reach_the_outbox(b: Backend) {
+    let app = spawn_app(b).await;
+    let owner = app.signup("events-owner@example.com").await;
+    let m = app.signup("events-m@example.com").await;
+    let n = app.signup("events-n@example.com").await;
+    let team = create_team(&app, &owner, "Outbox").await;
+    join(&app, &team, &owner, &m, "member", json!({"credits": 3, "period": "day"})).await;
+    join(&app, &team, &owner, &n, "admin", json!({"credits": 5, "period": "week"})).await;
+    grant_team(&app, &team, 100).await;
+    let added = events(&app, "team.member_added", &team).await;
+    assert_eq!(added.len(), 2, "{added:?}");
+    assert_eq!(
+        (added[0]["user_id"].as_str(), added[0]["email"].as_str(), added[0]["role"].as_str()),
+        (Some(m.id.as_str()), Some("events-m@example.com"), Some("member"))
+    );
+    assert_eq!((added[1]["role"].as_str(), added[1]["team_id"].as_str()), (Some("admin"), Some(team.as_str())));
+    assert_eq!(added[1]["wallet_id"], team.as_str());
+
+    // m uses the cap up exactly: one event; a refused spend after it adds none.
+    for i in 0..3 {
+        assert_eq!(team_spend(&app, &m.token, &team, &format!("m{i}"), 1).await.status(), StatusCode::OK);
+    }
+    assert_error(team_spend(&app, &m.token, &team, "m3", 1).await, StatusCode::PAYMENT_REQUIRED, "member_cap_reached")
+        .await;
+    // n stops short of the cap, then is refused twice (a spend, then a hold): one event.
+    assert_eq!(team_spend(&app, &n.token, &team, "n0", 3).await.status(), StatusCode::OK);
+    assert!(events(&app, "team.cap_reached", &team).await.iter().all(|e| e["user_id"] != n.id.as_str()));
+    assert_error(team_spend(&app, &n.token, &team, "n1", 4).await, StatusCode::PAYMENT_REQUIRED, "member_cap_reached")
+        .await;
+    assert_error(team_hold(&app, &n.token, &team, "n2", 3).await, StatusCode::PAYMENT_REQUIRED, "member_cap_reached")
+        .await;
+    let reached = events(&app, "team.cap_reached", &team).await;
+    assert_eq!(reached.len(), 2, "{reached:?}");
+    assert_eq!(
+        (reached[0]["user_id"].as_str(), reached[0]["used"].as_i64(), reached[0]["cap"].as_i64()),
+        (Some(m.id.as_str()), Some(3), Some(3))
+    );
+    assert_eq!(reached[0]["period"], "day");
+    assert!(reached[0]["period_start"].as_str().unwrap().ends_with("T00:00:00.000Z"), "{reached:?}");
+    assert!(reached[0]["resets_at"].as_str().unwrap().ends_with("T00:00:00.000Z"), "{reached:?}");
+    assert_eq!(
+        (reached[1]["user_id"].as_str(), reached[1]["used"].as_i64(), reached[1]["period"].as_str()),
+        (Some(n.id.as_str()), Some(3), Some("week"))
+    );
+    assert_eq!(reached[1]["email"], "events-n@example.com");
+
+    // n leaves; the owner removes m.
+    let res = send(&app, Method::DELETE, &format!("/api/v1/teams/{team}/members/{}", n.id), &n.token, None).await;
+    assert!(res.status().is_success(), "{}", res.status());
+    let res = send(&app, Method::DELETE, &format!("/api/v1/teams/{team}/members/{}", m.id), &owner.token, None).await;
+    assert!(res.status().is_success(), "{}", res.status());
+    let removed = events(&app, "team.member_removed", &team).await;
+    assert_eq!(removed.len(), 2, "{removed:?}");
+    assert_eq!(
+        (removed[0]["user_id"].as_str(), removed[0]["by_user_id"].as_str(), removed[0]["role"].as_str()),
+        (Some(n.id.as_str()), Some(n.id.as_str()), Some("admin"))
+    );
+    assert_eq!(
+        (removed[1]["user_id"].as_str(), removed[1]["by_user_id"].as_str()),
+        (Some(m.id.as_str()), Some(owner.id.as_str()))
+    );
+    // Sequences count per wallet, in commit order, across the types.
+    let (seqs,): (i64,) =
+        sqlx::query_as("SELECT CAST(COUNT(DISTINCT sequence) AS BIGINT) FROM webhook_events WHERE wallet_id = $1")
+            .bind(&team)
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(seqs, 2 + 2 + 2 + 1, "member_added ×2, cap_reached ×2, member_removed ×2, credits.granted");
+    audit_clean(&app).await;
+}
+
 on_both_databases!(
+    team_events_reach_the_outbox,
     roles_and_hand_over,
     a_team_alert_and_usage,
     invitations,

@@ -234,7 +234,43 @@ async fn the_history_exports_as_csv_once(b: Backend) {
     assert_eq!(rows, 0, "a used export token is gone from the database");
 }
 
+/// Each usage report sums a year of history and each threshold set is a durable write: both are
+/// limited per user (60 reports a minute, 60 alert changes an hour), with `Retry-After`, and one
+/// user's use of them refuses nobody else.
+async fn usage_reports_and_alert_changes_are_limited_per_user(b: Backend) {
+    let app = spawn_app(b).await;
+    let heavy = app.signup("heavy@example.com").await;
+    let other = app.signup("other@example.com").await;
+    for _ in 0..60 {
+        usage(&app, &heavy.token, "?days=366").await;
+    }
+    let res = app.get("/api/v1/credits/usage?days=366", Some(&heavy.token)).await;
+    let wait: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    usage(&app, &other.token, "?days=366").await;
+
+    let put = |token: String, n: i64| {
+        let req = app.client.put(app.url("/api/v1/me/alerts")).bearer_auth(token).json(&json!({"low_balance": n}));
+        async move { req.send().await.unwrap() }
+    };
+    for n in 1..=60 {
+        assert_eq!(put(heavy.token.clone(), n).await.status(), StatusCode::OK);
+    }
+    let res = put(heavy.token.clone(), 61).await;
+    assert!(res.headers().contains_key("retry-after"));
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    let (threshold,): (Option<i64>,) = sqlx::query_as("SELECT threshold FROM balance_alerts WHERE wallet_id = $1")
+        .bind(&heavy.id)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(threshold, Some(60), "the refused change wrote nothing");
+    assert_eq!(put(other.token.clone(), 5).await.status(), StatusCode::OK);
+}
+
 on_both_databases!(
+    usage_reports_and_alert_changes_are_limited_per_user,
     usage_adds_up_to_what_left_the_wallet,
     usage_range_and_empty_account,
     the_history_exports_as_csv_once

@@ -179,7 +179,7 @@ pub async fn search_users(db: &Db, query: &str) -> sqlx::Result<Vec<AdminUserSum
     let q = crate::auth::accounts::canonical_email(query);
     let q: String = q.chars().filter(|c| !c.is_control()).take(254).collect();
     let rows: Vec<UserRow> = sqlx::query_as(
-        "SELECT id, email, balance, held, created_at FROM users WHERE email LIKE $1 ESCAPE '\\' ORDER BY email LIMIT 50",
+        "SELECT id, email, balance, held, created_at FROM users WHERE kind = 'person' AND email LIKE $1 ESCAPE '\\' ORDER BY email LIMIT 50",
     )
     .bind(format!("%{}%", like_escape(&q)))
     .fetch_all(db.pool())
@@ -451,4 +451,245 @@ pub async fn event_detail(db: &Db, id: &str) -> sqlx::Result<Option<AdminEvent>>
 /// The latest runs of `reconcile` and `audit`.
 pub async fn recent_runs(db: &Db, limit: i64) -> sqlx::Result<Vec<OperatorRun>> {
     runs::recent(db, limit).await
+}
+
+/// A team in the console's list.
+#[derive(Debug, Clone)]
+pub struct TeamSummary {
+    pub id: String,
+    pub name: String,
+    pub owner_email: String,
+    pub members: i64,
+    pub balance: i64,
+    pub created_at: String,
+    pub deleted: bool,
+}
+
+/// A member as the console shows them, with what they used of their cap this period.
+#[derive(Debug, Clone)]
+pub struct TeamMember {
+    pub user_id: String,
+    pub email: String,
+    pub role: String,
+    /// `10 a week`; empty: no cap.
+    pub cap: String,
+    /// Spent plus held in the cap's current period (only with a cap).
+    pub used: Option<i64>,
+    pub resets_at: Option<String>,
+    pub joined_at: String,
+}
+
+/// A pending invitation (never its token: only its hash is stored).
+#[derive(Debug, Clone)]
+pub struct TeamInvitation {
+    pub email: String,
+    pub role: String,
+    pub cap: String,
+    pub invited_by: String,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+/// One row of a team's ledger, with the member who caused it.
+#[derive(Debug, Clone)]
+pub struct TeamEntry {
+    pub seq: i64,
+    pub kind: String,
+    pub delta: i64,
+    pub balance_after: i64,
+    pub description: String,
+    pub cause: String,
+    /// The member who spent (empty: a purchase, a grant, an expiry: the wallet's own).
+    pub member: String,
+    pub created_at: String,
+}
+
+/// A membership change: who did what to whom.
+#[derive(Debug, Clone)]
+pub struct TeamActivity {
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub detail: String,
+    pub created_at: String,
+}
+
+/// A team's page: the wallet (as a user's page shows it: funds, holds, purchases), its debt,
+/// members with caps, pending invitations, the ledger with who spent, and the activity.
+#[derive(Debug, Clone)]
+pub struct Team {
+    pub summary: TeamSummary,
+    pub wallet: AdminUser,
+    pub debt: i64,
+    pub members: Vec<TeamMember>,
+    pub invitations: Vec<TeamInvitation>,
+    pub entries: Vec<TeamEntry>,
+    pub activity: Vec<TeamActivity>,
+}
+
+type TeamRow = (String, String, String, i64, i64, i64, Option<i64>);
+
+const TEAM_SUMMARY_SQL: &str = "SELECT t.id, t.name, COALESCE(o.email, ''),
+        (SELECT CAST(COUNT(*) AS BIGINT) FROM team_members m WHERE m.team_id = t.id),
+        w.balance, t.created_at, t.deleted_at
+     FROM teams t JOIN users w ON w.id = t.id
+     LEFT JOIN team_members om ON om.team_id = t.id AND om.role = 'owner'
+     LEFT JOIN users o ON o.id = om.user_id";
+
+fn team_summary((id, name, owner_email, members, balance, created_at, deleted_at): TeamRow) -> TeamSummary {
+    TeamSummary {
+        id,
+        name,
+        owner_email,
+        members,
+        balance,
+        created_at: rfc3339_ms(created_at),
+        deleted: deleted_at.is_some(),
+    }
+}
+
+fn cap_text(credits: Option<i64>, period: Option<&str>) -> String {
+    match (credits, period) {
+        (Some(c), Some(p)) => format!("{c} a {p}"),
+        _ => String::new(),
+    }
+}
+
+/// Teams whose name contains `query` (case-insensitive), or with a member whose email contains
+/// it; at most 50, newest first.
+pub async fn search_teams(db: &Db, query: &str) -> sqlx::Result<Vec<TeamSummary>> {
+    let q: String = query.trim().chars().filter(|c| !c.is_control()).take(254).collect();
+    let pattern = format!("%{}%", like_escape(&q.to_lowercase()));
+    let rows: Vec<TeamRow> = sqlx::query_as(&format!(
+        "{TEAM_SUMMARY_SQL}
+         WHERE LOWER(t.name) LIKE $1 ESCAPE '\\'
+            OR EXISTS (SELECT 1 FROM team_members m JOIN users u ON u.id = m.user_id
+                       WHERE m.team_id = t.id AND u.email LIKE $1 ESCAPE '\\')
+         ORDER BY t.created_at DESC LIMIT 50"
+    ))
+    .bind(pattern)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows.into_iter().map(team_summary).collect())
+}
+
+/// The teams `user_id` belongs to, with their role.
+pub async fn teams_of(db: &Db, user_id: &str) -> sqlx::Result<Vec<(TeamSummary, String)>> {
+    let rows: Vec<(String, String, String, i64, i64, i64, Option<i64>, String)> = sqlx::query_as(&format!(
+        "SELECT q.*, r.role FROM ({TEAM_SUMMARY_SQL}) q
+         JOIN team_members r ON r.team_id = q.id AND r.user_id = $1 ORDER BY q.created_at"
+    ))
+    .bind(user_id)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, owner, members, balance, created, deleted, role)| {
+            (team_summary((id, name, owner, members, balance, created, deleted)), role)
+        })
+        .collect())
+}
+
+/// One team, as its console page shows it.
+pub async fn team(db: &Db, team_id: &str) -> sqlx::Result<Option<Team>> {
+    let row: Option<TeamRow> =
+        sqlx::query_as(&format!("{TEAM_SUMMARY_SQL} WHERE t.id = $1")).bind(team_id).fetch_optional(db.pool()).await?;
+    let Some(row) = row else { return Ok(None) };
+    let Some(wallet) = user(db, team_id).await? else { return Ok(None) };
+    let (debt,): (i64,) =
+        sqlx::query_as("SELECT debt FROM users WHERE id = $1").bind(team_id).fetch_one(db.pool()).await?;
+    let now = now_ms();
+    let rows: Vec<(String, String, String, Option<i64>, Option<String>, i64)> = sqlx::query_as(
+        "SELECT m.user_id, u.email, m.role, m.cap_credits, m.cap_period, m.joined_at
+         FROM team_members m JOIN users u ON u.id = m.user_id WHERE m.team_id = $1
+         ORDER BY CASE m.role WHEN 'owner' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END, u.email",
+    )
+    .bind(team_id)
+    .fetch_all(db.pool())
+    .await?;
+    let mut members = Vec::with_capacity(rows.len());
+    for (user_id, email, role, credits, period, joined_at) in rows {
+        let (used, resets_at) = match period.as_deref().and_then(api_types::CapPeriod::parse) {
+            Some(p) => {
+                let (start, end) = ledger::caps::period_bounds(p, now);
+                (Some(ledger::caps::used_in(db.pool(), team_id, &user_id, start, now).await?), Some(rfc3339_ms(end)))
+            }
+            None => (None, None),
+        };
+        members.push(TeamMember {
+            cap: cap_text(credits, period.as_deref()),
+            user_id,
+            email,
+            role,
+            used,
+            resets_at,
+            joined_at: rfc3339_ms(joined_at),
+        });
+    }
+    let invitations: Vec<(String, String, Option<i64>, Option<String>, String, i64, i64)> = sqlx::query_as(
+        "SELECT i.email, i.role, i.cap_credits, i.cap_period, COALESCE(u.email, ''), i.created_at, i.expires_at
+         FROM team_invitations i LEFT JOIN users u ON u.id = i.invited_by
+         WHERE i.team_id = $1 AND i.accepted_at IS NULL AND i.revoked_at IS NULL AND i.expires_at > $2
+         ORDER BY i.created_at DESC LIMIT 100",
+    )
+    .bind(team_id)
+    .bind(now)
+    .fetch_all(db.pool())
+    .await?;
+    let entries: Vec<(i64, String, i64, i64, String, String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT e.seq, e.kind, e.delta, e.balance_after, e.description, e.cause, a.email, e.created_at
+         FROM ledger_entries e LEFT JOIN users a ON a.id = e.actor_user_id
+         WHERE e.user_id = $1 ORDER BY e.seq DESC LIMIT 200",
+    )
+    .bind(team_id)
+    .fetch_all(db.pool())
+    .await?;
+    let activity: Vec<(Option<String>, String, Option<String>, Option<String>, i64)> = sqlx::query_as(
+        "SELECT a.email, t.action, s.email, t.detail, t.created_at
+         FROM team_activity t LEFT JOIN users a ON a.id = t.actor_id LEFT JOIN users s ON s.id = t.subject_id
+         WHERE t.team_id = $1 ORDER BY t.created_at DESC, t.id DESC LIMIT 200",
+    )
+    .bind(team_id)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(Some(Team {
+        summary: team_summary(row),
+        wallet,
+        debt,
+        members,
+        invitations: invitations
+            .into_iter()
+            .map(|(email, role, credits, period, invited_by, created_at, expires_at)| TeamInvitation {
+                cap: cap_text(credits, period.as_deref()),
+                email,
+                role,
+                invited_by,
+                created_at: rfc3339_ms(created_at),
+                expires_at: rfc3339_ms(expires_at),
+            })
+            .collect(),
+        entries: entries
+            .into_iter()
+            .map(|(seq, kind, delta, balance_after, description, cause, member, created_at)| TeamEntry {
+                seq,
+                kind,
+                delta,
+                balance_after,
+                description,
+                cause,
+                member: member.unwrap_or_default(),
+                created_at: rfc3339_ms(created_at),
+            })
+            .collect(),
+        activity: activity
+            .into_iter()
+            .map(|(actor, action, subject, detail, created_at)| TeamActivity {
+                actor: actor.unwrap_or_default(),
+                action,
+                subject: subject.unwrap_or_default(),
+                detail: detail.unwrap_or_default(),
+                created_at: rfc3339_ms(created_at),
+            })
+            .collect(),
+    }))
 }

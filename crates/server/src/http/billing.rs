@@ -99,6 +99,8 @@ pub async fn cancel_checkout(
 pub struct ListQuery {
     /// `pending`, `credited`, `failed` or `expired`; all when absent.
     pub status: Option<String>,
+    /// A team's checkouts (its owner and admins) instead of the caller's own.
+    pub team_id: Option<String>,
 }
 
 /// The caller's checkouts, newest first (`status=pending`: the ones still payable).
@@ -107,6 +109,8 @@ pub struct ListQuery {
         (status = 200, description = "Checkouts, newest first (at most 20)", body = CheckoutListResponse),
         (status = 400, description = "Unreadable query", body = ErrorEnvelope),
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
+        (status = 403, description = "`team_id`: a member, not an owner or admin (`role_forbidden`)", body = ErrorEnvelope),
+        (status = 404, description = "`team_id` names no team of the caller's", body = ErrorEnvelope),
         (status = 422, description = "Unknown status", body = ErrorEnvelope),
     ))]
 pub async fn list_checkouts(
@@ -114,7 +118,7 @@ pub async fn list_checkouts(
     user: AuthUser,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<CheckoutListResponse>> {
-    let records = ops::purchases::list_checkouts(&state, &user, q.status.as_deref()).await?;
+    let records = ops::purchases::list_checkouts(&state, &user, q.status.as_deref(), q.team_id.as_deref()).await?;
     Ok(Json(CheckoutListResponse { checkouts: records.iter().map(CheckoutRecord::summary).collect() }))
 }
 

@@ -175,6 +175,9 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi, Vec<PlainRoute>)
     pages.route("/admin/users/{id}/grant", "POST", post(console::users::grant_form));
     pages.route("/admin/users/{id}/logout-all", "POST", post(console::users::logout_all_form));
     pages.route("/admin/users/{id}/one-time-password", "POST", post(console::users::one_time_password_form));
+    pages.route("/admin/teams", "GET", get(console::teams::teams_page));
+    pages.route("/admin/teams/{id}", "GET", get(console::teams::team_page));
+    pages.route("/admin/teams/{id}/grant", "POST", post(console::teams::grant_form));
     pages.route("/admin/purchases", "GET", get(console::purchases::purchases_page));
     pages.route("/admin/events", "GET", get(console::events::events_page));
     pages.route("/admin/events/{id}", "GET", get(console::events::event_page));

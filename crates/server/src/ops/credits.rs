@@ -275,24 +275,97 @@ async fn team_seat_in(uow: &mut Uow, team_id: &str, member: &str) -> Result<team
 }
 
 /// …then, unless the request is a retry of what was already recorded (answered, never refused:
-/// looked up after the lock, so a concurrent twin is seen), the member's cap.
-async fn check_cap_in(uow: &mut Uow, seat: &teams::Seat, member: &str, amount: i64) -> Result<(), OpError> {
+/// looked up after the lock, so a concurrent twin is seen), the member's cap. `Ok(Some(_))` when
+/// this spend or hold uses the cap up exactly: the caller writes `team.cap_reached` with it.
+async fn check_cap_in(
+    uow: &mut Uow,
+    seat: &teams::Seat,
+    member: &str,
+    amount: i64,
+) -> Result<Option<catalogue::CapReached>, OpError> {
     let team_id = seat.team_id.as_str();
-    if let Some(cap) = seat.cap {
-        let now = now_ms();
-        let (start, end) = caps::period_bounds(cap.period, now);
-        let used = caps::used_in(&mut **uow, team_id, member, start, now).await?;
-        if used + amount > cap.credits {
-            return Err(OpError::MemberCap {
-                limit: cap.credits,
-                period: cap.period.as_str(),
-                used,
-                needed: amount,
-                resets_at: end,
-            });
-        }
+    let Some(cap) = seat.cap else { return Ok(None) };
+    let now = now_ms();
+    let (start, end) = caps::period_bounds(cap.period, now);
+    let used = caps::used_in(&mut **uow, team_id, member, start, now).await?;
+    if used + amount > cap.credits {
+        return Err(OpError::MemberCap {
+            limit: cap.credits,
+            period: cap.period.as_str(),
+            used,
+            needed: amount,
+            resets_at: end,
+        });
     }
+    Ok((used + amount == cap.credits).then(|| catalogue::CapReached {
+        team_id: team_id.to_string(),
+        user_id: member.to_string(),
+        email: String::new(),
+        cap: cap.credits,
+        period: cap.period.as_str(),
+        used: used + amount,
+        period_start: rfc3339_ms(start),
+        resets_at: rfc3339_ms(end),
+    }))
+}
+
+/// Writes `team.cap_reached` once per member and period (its cause names both).
+async fn cap_reached_in(uow: &mut Uow, mut data: catalogue::CapReached) -> sqlx::Result<()> {
+    let (email,): (String,) =
+        sqlx::query_as("SELECT email FROM users WHERE id = $1").bind(&data.user_id).fetch_one(&mut **uow).await?;
+    data.email = email;
+    let event = NewEvent {
+        event_type: EventType::TeamCapReached,
+        wallet_id: data.team_id.clone(),
+        cause: cap_cause(&data.team_id, &data.user_id, &data.period_start),
+        data,
+    };
+    webhooks::enqueue(uow, event).await?;
     Ok(())
+}
+
+fn cap_cause(team_id: &str, member: &str, period_start: &str) -> String {
+    format!("{team_id}:{member}:{period_start}")
+}
+
+/// After a spend or hold the cap refused (its unit rolled back): `team.cap_reached`, unless the
+/// period already has one. Looked up first with a plain read, so a member retrying a refused
+/// spend in a loop causes no write after the first.
+async fn cap_refused(state: &AppState, team_id: &str, member: &str, refusal: &OpError) {
+    let OpError::MemberCap { limit, period, used, resets_at, .. } = refusal else { return };
+    let Some(p) = api_types::CapPeriod::parse(period) else { return };
+    let (start, end) = caps::period_bounds(p, resets_at - 1);
+    let period_start = rfc3339_ms(start);
+    let cause = format!("{}:{}", EventType::TeamCapReached.as_str(), cap_cause(team_id, member, &period_start));
+    let known: Result<Option<(String,)>, _> = sqlx::query_as("SELECT id FROM webhook_events WHERE cause = $1")
+        .bind(&cause)
+        .fetch_optional(state.db.pool())
+        .await;
+    if !matches!(known, Ok(None)) {
+        return;
+    }
+    let data = catalogue::CapReached {
+        team_id: team_id.to_string(),
+        user_id: member.to_string(),
+        email: String::new(),
+        cap: *limit,
+        period,
+        used: *used,
+        period_start,
+        resets_at: rfc3339_ms(end),
+    };
+    let data = Arc::new(data);
+    let written = state
+        .db
+        .write(order(team_id), move |uow| {
+            let data = data.clone();
+            Box::pin(async move { Ok::<_, OpError>(cap_reached_in(uow, (*data).clone()).await?) })
+        })
+        .await;
+    if let Err(e) = written {
+        // The refusal stands either way; the event is a notice about it.
+        tracing::warn!(team_id = %team_id, error = %e, "team.cap_reached event not written");
+    }
 }
 
 /// One page of the user's history (or of a team's, as the user may see it), newest first.
@@ -340,6 +413,7 @@ pub async fn set_alerts(
     low_balance: Option<i64>,
 ) -> Result<crate::alerts::Alert, OpError> {
     check_threshold(low_balance)?;
+    alert_budget(state, user)?;
     Ok(crate::alerts::set(&state.db, &user.id, low_balance).await?)
 }
 
@@ -357,6 +431,10 @@ pub async fn usage(
 ) -> Result<api_types::UsageResponse, OpError> {
     if !(1..=ledger::usage::MAX_DAYS).contains(&days) {
         return Err(OpError::Invalid(format!("days must be from 1 to {}.", ledger::usage::MAX_DAYS)));
+    }
+    // Each report sums up to a year of a wallet's history.
+    if let Err(wait) = state.limits.usage_reads.check(&user.id) {
+        return Err(OpError::rate_limited(format!("Too many usage reports. Try again in {wait} seconds."), wait));
     }
     if let Some(team) = team_id {
         let (wallet, _) = wallet_of(&user.id, Some(team))?;
@@ -390,9 +468,20 @@ pub async fn team_alerts(
         None => Ok(crate::alerts::get(&state.db, &wallet).await?),
         Some(threshold) => {
             check_threshold(threshold)?;
+            alert_budget(state, user)?;
             Ok(crate::alerts::set(&state.db, &wallet, threshold).await?)
         }
     }
+}
+
+/// Each threshold set is a durable write: a bounded number per user and hour (theirs and their
+/// teams' together).
+fn alert_budget(state: &AppState, user: &User) -> Result<(), OpError> {
+    state
+        .limits
+        .alert_changes
+        .check(&user.id)
+        .map_err(|wait| OpError::rate_limited(format!("Too many alert changes. Try again in {wait} seconds."), wait))
 }
 
 fn check_threshold(low_balance: Option<i64>) -> Result<(), OpError> {
@@ -466,6 +555,7 @@ pub async fn spend(
     let result = write_retrying(&state.db, order(&wallet), move |uow| {
         let (entry, who) = (entry.clone(), who_.clone());
         Box::pin(async move {
+            let mut reached = None;
             if let Some(member) = &entry.actor_user_id {
                 let seat = team_seat_in(uow, &entry.user_id, member).await?;
                 let (recorded,): (i64,) =
@@ -474,12 +564,15 @@ pub async fn spend(
                         .fetch_one(&mut **uow)
                         .await?;
                 if recorded == 0 {
-                    check_cap_in(uow, &seat, member, amount).await?;
+                    reached = check_cap_in(uow, &seat, member, amount).await?;
                 }
             }
             let recorded = ledger::post_once_in(uow, &entry, Overdraft::Refuse).await?;
             if !recorded.replayed {
                 charge_key(uow, &who, now_ms(), amount).await?;
+                if let Some(data) = reached {
+                    cap_reached_in(uow, data).await?;
+                }
             }
             Ok(recorded)
         })
@@ -488,6 +581,12 @@ pub async fn spend(
     match result {
         Err(OpError::Insufficient { available, .. }) => Err(OpError::Insufficient { needed: amount, available }),
         Err(OpError::NotFound { .. }) if !on_team => Err(unknown_user(who, user_id)),
+        Err(e @ OpError::MemberCap { .. }) => {
+            if let Some(member) = &actor {
+                cap_refused(state, &wallet, member, &e).await;
+            }
+            Err(e)
+        }
         other => other,
     }
 }
@@ -539,9 +638,10 @@ pub async fn hold(
         actor_user_id: actor.clone(),
     });
     let who_ = Arc::new(who.clone());
-    write_retrying(&state.db, order(&wallet), move |uow| {
+    let result = write_retrying(&state.db, order(&wallet), move |uow| {
         let (new, who) = (new.clone(), who_.clone());
         Box::pin(async move {
+            let mut reached = None;
             if let Some(member) = &new.actor_user_id {
                 // Holds rows before the wallet's row, as in every hold write (see
                 // `holds::create_in`): the sweep first, then the lock.
@@ -555,18 +655,24 @@ pub async fn hold(
                 .fetch_one(&mut **uow)
                 .await?;
                 if made == 0 {
-                    check_cap_in(uow, &seat, member, new.amount).await?;
+                    reached = check_cap_in(uow, &seat, member, new.amount).await?;
                 }
             }
             let settled = holds::create_in(uow, &new).await?;
             if !settled.replayed {
                 charge_key(uow, &who, settled.hold.created_at, new.amount).await?;
+                if let Some(data) = reached {
+                    cap_reached_in(uow, data).await?;
+                }
             }
             Ok(settled)
         })
     })
-    .await
-    .map_err(|e| match e {
+    .await;
+    if let (Err(e @ OpError::MemberCap { .. }), Some(member)) = (&result, &actor) {
+        cap_refused(state, &wallet, member, e).await;
+    }
+    result.map_err(|e| match e {
         // A user row that vanished under a live token.
         OpError::Db(sqlx::Error::RowNotFound) => unknown_user(who, user_id),
         other => other,

@@ -149,11 +149,13 @@ pub async fn wait_for_checkout(
     Ok(CheckoutState { record, balance })
 }
 
-/// The user's checkouts, newest first (`status`: only those), at most 20.
+/// The user's checkouts, newest first (`status`: only those), at most 20. With `team_id`: the
+/// team's (owners and admins; a member 403, a non-member 404).
 pub async fn list_checkouts(
     state: &AppState,
     user: &User,
     status: Option<&str>,
+    team_id: Option<&str>,
 ) -> Result<Vec<CheckoutRecord>, OpError> {
     let status = match status.map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
@@ -162,7 +164,20 @@ pub async fn list_checkouts(
                 .ok_or_else(|| OpError::Invalid("status must be pending, credited, failed or expired.".into()))?,
         ),
     };
-    Ok(checkouts::list_for_user(&state.db, &user.id, status, 20).await?)
+    let wallet = match team_id.map(str::trim) {
+        None => user.id.clone(),
+        Some(team) => {
+            let seat = super::teams::seat(&state.db, team, &user.id).await?;
+            if !seat.sees_all() {
+                return Err(OpError::Forbidden {
+                    code: api_types::codes::ROLE_FORBIDDEN,
+                    message: "Only the team's owner and admins see its checkouts.".into(),
+                });
+            }
+            seat.team_id
+        }
+    };
+    Ok(checkouts::list_for_user(&state.db, &wallet, status, 20).await?)
 }
 
 /// Ends a pending checkout: expires it at Stripe so it cannot be paid later, records that, and

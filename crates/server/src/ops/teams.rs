@@ -23,6 +23,7 @@ use crate::{
     db::{now_ms, rfc3339_ms, Db, Uow},
     ledger::caps,
     mail::Mail,
+    webhooks::{self, catalogue, EventType, NewEvent},
     AppState,
 };
 
@@ -132,12 +133,13 @@ async fn activity(
     action: &str,
     subject: Option<&str>,
     detail: Option<String>,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<String> {
+    let id = uuid::Uuid::now_v7().to_string();
     sqlx::query(
         "INSERT INTO team_activity (id, team_id, actor_id, action, subject_id, detail, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
-    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(&id)
     .bind(team_id)
     .bind(actor)
     .bind(action)
@@ -146,6 +148,31 @@ async fn activity(
     .bind(now_ms())
     .execute(&mut **uow)
     .await?;
+    Ok(id)
+}
+
+/// A `team.member_added` or `team.member_removed` event, in the unit that changed the membership.
+/// `cause` is unique per change (the invitation accepted, or the activity row of the removal).
+async fn member_event(
+    uow: &mut Uow,
+    event_type: EventType,
+    team_id: &str,
+    user_id: &str,
+    role: TeamRole,
+    by: &str,
+    cause: &str,
+) -> sqlx::Result<()> {
+    let (email,): (String,) =
+        sqlx::query_as("SELECT email FROM users WHERE id = $1").bind(user_id).fetch_one(&mut **uow).await?;
+    let data = catalogue::Membership {
+        team_id: team_id.to_string(),
+        user_id: user_id.to_string(),
+        email,
+        role: role.as_str(),
+        by_user_id: by.to_string(),
+    };
+    webhooks::enqueue(uow, NewEvent { event_type, wallet_id: team_id.to_string(), cause: cause.to_string(), data })
+        .await?;
     Ok(())
 }
 
@@ -396,7 +423,8 @@ pub async fn remove_member(state: &AppState, user: &User, team_id: &str, target:
                     .execute(&mut **uow)
                     .await?;
                 let action = if leaving { "member.left" } else { "member.removed" };
-                activity(uow, &team, &me, action, Some(&them), None).await?;
+                let done = activity(uow, &team, &me, action, Some(&them), None).await?;
+                member_event(uow, EventType::TeamMemberRemoved, &team, &them, theirs.role, &me, &done).await?;
                 Ok::<_, OpError>(())
             })
         })
@@ -720,6 +748,8 @@ pub async fn accept(state: &AppState, user: &User, token: &str) -> Result<TeamSu
                     .execute(&mut **uow)
                     .await?;
                     activity(uow, &team, &me, "member.joined", Some(&me), Some(format!("invitation {id}"))).await?;
+                    let role = TeamRole::parse(&role).unwrap_or(TeamRole::Member);
+                    member_event(uow, EventType::TeamMemberAdded, &team, &me, role, &me, &id).await?;
                 }
                 let seat = seat_in(uow, &team, &me).await?;
                 Ok::<_, OpError>(seat.summary())

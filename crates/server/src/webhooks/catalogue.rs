@@ -63,6 +63,9 @@ impl EventType {
                 | EventType::CreditsExpired
                 | EventType::BalanceLow
                 | EventType::BalanceRecovered
+                | EventType::TeamMemberAdded
+                | EventType::TeamMemberRemoved
+                | EventType::TeamCapReached
         )
     }
 }
@@ -149,6 +152,38 @@ pub struct Expired {
     pub balance: i64,
     /// When the lot expired (RFC 3339).
     pub expired_at: String,
+}
+
+/// `team.member_added` (an invitation was accepted) and `team.member_removed` (an owner or admin
+/// removed a member, or the member left); `wallet_id` is the team's.
+#[derive(Debug, Clone, Serialize)]
+pub struct Membership {
+    pub team_id: String,
+    /// The member who joined or left.
+    pub user_id: String,
+    pub email: String,
+    /// Their role in the team (when added; when removed, the role they had).
+    pub role: &'static str,
+    /// Who made the change: the member themself (accepting, leaving) or the owner or admin.
+    pub by_user_id: String,
+}
+
+/// `team.cap_reached`: a member used up their cap for the period — a spend or hold brought what
+/// they used to the cap, or one was refused by it. Once per member per period.
+#[derive(Debug, Clone, Serialize)]
+pub struct CapReached {
+    pub team_id: String,
+    pub user_id: String,
+    pub email: String,
+    /// Credits per period.
+    pub cap: i64,
+    /// `day`, `week` or `month` (UTC calendar periods; weeks start on Monday).
+    pub period: &'static str,
+    /// Spent plus held in the period, when it was reached.
+    pub used: i64,
+    /// When the period started and when it ends (RFC 3339).
+    pub period_start: String,
+    pub resets_at: String,
 }
 
 #[cfg(test)]

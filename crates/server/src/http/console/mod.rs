@@ -11,6 +11,7 @@ pub mod purchases;
 pub mod runs;
 pub mod service_keys;
 pub mod sign_in;
+pub mod teams;
 pub mod users;
 pub mod webhooks;
 
@@ -147,10 +148,11 @@ pub struct Nav {
 }
 
 impl Nav {
-    pub fn links(&self) -> [(&'static str, &'static str, &'static str); 9] {
+    pub fn links(&self) -> [(&'static str, &'static str, &'static str); 10] {
         [
             ("/admin", "Overview", "overview"),
             ("/admin/users", "Users", "users"),
+            ("/admin/teams", "Teams", "teams"),
             ("/admin/purchases", "Purchases", "purchases"),
             ("/admin/events", "Events", "events"),
             ("/admin/reconcile", "Reconcile", "reconcile"),

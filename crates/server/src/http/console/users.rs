@@ -63,6 +63,7 @@ pub async fn users_page(
 struct UserPage {
     nav: Nav,
     u: AdminUser,
+    teams: Vec<(data::TeamSummary, String)>,
     grant_id: String,
     one_time_password: Option<(String, String)>,
 }
@@ -80,11 +81,15 @@ async fn render_user(
         Ok(None) => return not_found_page(),
         Err(e) => return db_page(e),
     };
+    let teams = match data::teams_of(&state.db, user_id).await {
+        Ok(t) => t,
+        Err(e) => return db_page(e),
+    };
     let (mut nav, set_cookie) = nav(state, headers, op, "users");
     nav.flash = flash;
     // A new grant id per rendering: the same form sent twice grants once.
     let grant_id = format!("console-{}", uuid::Uuid::new_v4());
-    page(status, &UserPage { nav, u, grant_id, one_time_password }, set_cookie)
+    page(status, &UserPage { nav, u, teams, grant_id, one_time_password }, set_cookie)
 }
 
 /// `GET /admin/users/{id}`.
@@ -100,16 +105,16 @@ pub async fn user_page(
 #[derive(Deserialize)]
 pub struct GrantForm {
     #[serde(default)]
-    csrf: String,
+    pub(super) csrf: String,
     #[serde(default)]
-    amount: String,
+    pub(super) amount: String,
     #[serde(default)]
-    reason: String,
+    pub(super) reason: String,
     #[serde(default)]
-    grant_id: String,
+    pub(super) grant_id: String,
     /// Days until the credits expire; empty: never.
     #[serde(default)]
-    valid_days: String,
+    pub(super) valid_days: String,
 }
 
 impl HasCsrf for GrantForm {
