@@ -48,15 +48,20 @@ const CLAIM_SQLITE: &str =
             ORDER BY next_attempt_at LIMIT $4)
      RETURNING event_id, endpoint_id, attempts, retry_from";
 
-/// The same, skipping rows another replica's claim has locked.
+/// The same, skipping rows another replica's claim has locked. The pick is a MATERIALIZED CTE:
+/// evaluated exactly once, so the UPDATE can never take more than `$4` rows (a subquery under
+/// `IN` may be re-scanned by the plan, and a re-scan after this statement's own updates would
+/// lock and return further rows).
 const CLAIM_POSTGRES: &str =
-    "UPDATE webhook_deliveries SET lease = $1, next_attempt_at = $2, attempts = attempts + 1, last_attempt_at = $3
-     WHERE status = 'pending' AND next_attempt_at <= $3
-       AND (event_id, endpoint_id) IN (SELECT event_id, endpoint_id FROM webhook_deliveries
-            WHERE status = 'pending' AND next_attempt_at <= $3 AND endpoint_id NOT IN (SELECT endpoint_id FROM webhook_deliveries
-                  WHERE status = 'pending' AND lease IS NOT NULL AND next_attempt_at > $3 GROUP BY endpoint_id HAVING COUNT(*) >= $5)
-            ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED)
-     RETURNING event_id, endpoint_id, attempts, retry_from";
+    "WITH picked AS MATERIALIZED (
+         SELECT event_id, endpoint_id FROM webhook_deliveries
+         WHERE status = 'pending' AND next_attempt_at <= $3 AND endpoint_id NOT IN (SELECT endpoint_id FROM webhook_deliveries
+               WHERE status = 'pending' AND lease IS NOT NULL AND next_attempt_at > $3 GROUP BY endpoint_id HAVING COUNT(*) >= $5)
+         ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED)
+     UPDATE webhook_deliveries d SET lease = $1, next_attempt_at = $2, attempts = d.attempts + 1, last_attempt_at = $3
+     FROM picked p
+     WHERE d.event_id = p.event_id AND d.endpoint_id = p.endpoint_id AND d.status = 'pending' AND d.next_attempt_at <= $3
+     RETURNING d.event_id, d.endpoint_id, d.attempts, d.retry_from";
 
 /// How long a claim holds a delivery: an attempt is cut off at `timeout`, so twice that leaves
 /// room to record its outcome.
@@ -213,9 +218,16 @@ impl Worker {
         // single endpoint's backlog.
         let n = free.min(self.settings.per_endpoint.max(1));
         let claims = claim(&self.db, n, lease_of(&self.settings), self.settings.per_endpoint).await?;
-        let full = claims.len() == n;
+        tracing::debug!(free, asked = n, claimed = claims.len(), "webhook deliveries claimed");
+        let full = claims.len() >= n;
         for c in claims {
-            let Ok(permit) = slots.clone().acquire_owned().await else { break };
+            // Never wait for a slot here: this loop is what notices finished attempts. A claim
+            // beyond the free slots (none should be) goes back at once, due again.
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                tracing::warn!(event_id = %c.event_id, endpoint_id = %c.endpoint_id, "claimed a delivery without a free slot; giving it back");
+                self.give_back(&c).await?;
+                continue;
+            };
             let worker = self.clone();
             tokio::spawn(async move {
                 worker.attempt(c).await;
@@ -303,6 +315,29 @@ impl Worker {
             ("webhook-signature", signature),
         ];
         send::post(Outgoing { target: &target, headers, body }).await
+    }
+
+    /// Undoes a claim that was not attempted (under its lease): due again, the attempt not counted.
+    async fn give_back(&self, c: &Claim) -> sqlx::Result<()> {
+        let (event_id, endpoint_id, lease) = (c.event_id.clone(), c.endpoint_id.clone(), c.lease.clone());
+        self.db
+            .write(None, move |uow| {
+                let (event_id, endpoint_id, lease) = (event_id.clone(), endpoint_id.clone(), lease.clone());
+                Box::pin(async move {
+                    sqlx::query(
+                        "UPDATE webhook_deliveries SET lease = NULL, next_attempt_at = $1, attempts = attempts - 1
+                         WHERE event_id = $2 AND endpoint_id = $3 AND lease = $4 AND status = 'pending'",
+                    )
+                    .bind(now_ms())
+                    .bind(&event_id)
+                    .bind(&endpoint_id)
+                    .bind(&lease)
+                    .execute(&mut **uow)
+                    .await
+                    .map(|_| ())
+                })
+            })
+            .await
     }
 
     /// Writes the outcome, only while the row still carries this attempt's lease.
