@@ -75,6 +75,10 @@ enum Cmd {
         target: Target,
         #[arg(long, default_value_t = 5)]
         seconds: u32,
+        /// Only these parts, comma-separated (one_lot, eleven_lots, alert_and_webhook, team,
+        /// service_jobs, verify): for a quick look; ./bench/run runs them all.
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Only the 64-clients-on-one-account spend run.
     Spend {
@@ -103,9 +107,9 @@ fn main() -> anyhow::Result<()> {
             print!("{}", report::console_rows(&r));
             Ok(())
         }),
-        Cmd::System { target: t, seconds } => rt.block_on(async {
+        Cmd::System { target: t, seconds, only } => rt.block_on(async {
             std::fs::create_dir_all(&t.out)?;
-            let r = system::run(&t.server, &t.out, &t.postgres, seconds).await?;
+            let r = system::run(&t.server, &t.out, &t.postgres, seconds, only.as_deref()).await?;
             print!("{}", system::markdown(&r));
             Ok(())
         }),

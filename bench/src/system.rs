@@ -17,21 +17,44 @@ use serde_json::{json, Value};
 use crate::scenarios::{fresh_db, spend_run, Single};
 
 /// One fresh server per measurement, so that no run inherits another's rows.
-pub async fn run(server: &str, out: &Path, postgres: &str, seconds: u32) -> anyhow::Result<Value> {
+pub async fn run(server: &str, out: &Path, postgres: &str, seconds: u32, only: Option<&str>) -> anyhow::Result<Value> {
     let mut rows = Vec::new();
+    let wanted = |part: &str| only.is_none_or(|list| list.split(',').any(|p| p.trim() == part));
     for backend in ["sqlite", "postgres"] {
         eprintln!("== credit system, {backend}");
-        let one = spends(server, out, postgres, backend, seconds, Setup::OneLot).await?;
-        let lots = spends(server, out, postgres, backend, seconds, Setup::ElevenLots).await?;
-        let alert = spends(server, out, postgres, backend, seconds, Setup::AlertAndWebhook).await?;
-        let jobs = service_jobs(server, out, postgres, backend, seconds).await?;
-        let verify = verify_against_hello(server, out, postgres, backend, seconds).await?;
+        let mut one = Value::Null;
+        if wanted("one_lot") {
+            one = spends(server, out, postgres, backend, seconds, Setup::OneLot).await?;
+        }
+        let mut lots = Value::Null;
+        if wanted("eleven_lots") {
+            lots = spends(server, out, postgres, backend, seconds, Setup::ElevenLots).await?;
+        }
+        let mut alert = Value::Null;
+        if wanted("alert_and_webhook") {
+            alert = spends(server, out, postgres, backend, seconds, Setup::AlertAndWebhook).await?;
+        }
+        let mut team = Value::Null;
+        if wanted("team") {
+            team = team_spends(server, out, postgres, backend, seconds).await?;
+        }
+        let mut jobs = Value::Null;
+        if wanted("service_jobs") {
+            jobs = service_jobs(server, out, postgres, backend, seconds).await?;
+        }
+        let mut verify = Value::Null;
+        if wanted("verify") {
+            verify = verify_against_hello(server, out, postgres, backend, seconds).await?;
+        }
         rows.push(json!({"backend": backend, "one_lot": one, "eleven_lots": lots, "alert_and_webhook": alert,
-                         "service_jobs": jobs, "verify": verify}));
+                         "team": team, "service_jobs": jobs, "verify": verify}));
     }
     let result = json!({"seconds": seconds, "runs": rows});
-    std::fs::write(out.join("credit-system.json"), serde_json::to_string_pretty(&result)?)?;
-    std::fs::write(out.join("credit-system.md"), markdown(&result))?;
+    // A partial run (--only) prints its figures but keeps the full run's files.
+    if only.is_none() {
+        std::fs::write(out.join("credit-system.json"), serde_json::to_string_pretty(&result)?)?;
+        std::fs::write(out.join("credit-system.md"), markdown(&result))?;
+    }
     Ok(result)
 }
 
@@ -108,6 +131,87 @@ async fn spends(
     single.stop().await;
     cleanup.run().await;
     Ok(json!({"lots": lots.len(), "spends": ok, "refused": refused, "seconds": secs, "per_s": ok as f64 / secs,
+              "server_cpu_s": cpu, "exact": exact}))
+}
+
+/// 64 members, each with a cap (far above the run), spending 1 credit at a time on one team
+/// wallet: every spend locks the wallet, reads the member's seat and sums their period — issue 23.
+async fn team_spends(server: &str, out: &Path, postgres: &str, backend: &str, seconds: u32) -> anyhow::Result<Value> {
+    let (url, cleanup) = fresh_db(backend, out, postgres).await?;
+    let single = Single::start_on(server, out, &url, backend, "team").await?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    let api = single.srv.url.clone();
+    let (owner, _) = crate::scenarios::signup(&client, &api, "owner@bench.example.com").await?;
+    let made: Value = client
+        .post(format!("{api}/api/v1/teams"))
+        .bearer_auth(&owner)
+        .json(&json!({"name": "Bench studio"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let team = made["team_id"].as_str().ok_or_else(|| anyhow::anyhow!("team: {made}"))?.to_string();
+    // Invitations are limited to 20 a team a day: the members are written directly (as accepted
+    // invitations would), each with a monthly cap the run cannot reach.
+    let mut tokens = Vec::new();
+    for i in 0..64 {
+        let (token, user_id) =
+            crate::scenarios::signup(&client, &api, &format!("member-{i}@bench.example.com")).await?;
+        sqlx::query(
+            "INSERT INTO team_members (team_id, user_id, role, cap_credits, cap_period, joined_at)
+             VALUES ($1, $2, 'member', 1000000000, 'month', $3)",
+        )
+        .bind(&team)
+        .bind(&user_id)
+        .bind(mascot_server::db::now_ms())
+        .execute(single.db.pool())
+        .await?;
+        tokens.push(token);
+    }
+    let total = 10_000_000i64;
+    mascot_server::ledger::post_once(
+        &single.db,
+        &mascot_server::ledger::grant_entry(&team, total, "bench", &uuid::Uuid::new_v4().to_string(), None),
+        mascot_server::ledger::Overdraft::Allow,
+    )
+    .await?;
+    let cpu = single.srv.cpu_seconds();
+    let deadline = Instant::now() + Duration::from_secs(seconds as u64);
+    let t0 = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for token in tokens {
+        let (client, url, team) = (client.clone(), format!("{api}/api/v1/credits/spend"), team.clone());
+        tasks.spawn(async move {
+            let (mut ok, mut refused) = (0u64, 0u64);
+            while Instant::now() < deadline {
+                let res = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+                    .json(&json!({"amount": 1, "reason": "bench", "team_id": team}))
+                    .send()
+                    .await;
+                match res.map(|r| r.status().as_u16()) {
+                    Ok(200) => ok += 1,
+                    _ => refused += 1,
+                }
+            }
+            (ok, refused)
+        });
+    }
+    let (mut ok, mut refused) = (0u64, 0u64);
+    while let Some(r) = tasks.join_next().await {
+        let (o, f) = r?;
+        ok += o;
+        refused += f;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = single.srv.cpu_seconds() - cpu;
+    let (cached, summed) = mascot_server::ledger::verify_balance(&single.db, &team).await?;
+    let exact = cached == summed && cached == total - ok as i64;
+    single.stop().await;
+    cleanup.run().await;
+    Ok(json!({"members": 64, "spends": ok, "refused": refused, "seconds": secs, "per_s": ok as f64 / secs,
               "server_cpu_s": cpu, "exact": exact}))
 }
 
@@ -256,6 +360,14 @@ pub fn markdown(r: &Value) -> String {
                 if loss <= goal { "✅ met" } else { "❌ not met" }
             ));
         }
+        let t = &run["team"];
+        let team_per_s = t["per_s"].as_f64().unwrap_or(0.0);
+        out.push_str(&format!(
+            "| 64 members (each with a cap) spending on one team wallet | {b} | {team_per_s:.0} spends/s ({:+.1} %), {} refused, balance {} | 64 clients on one personal wallet: {base:.0} spends/s | — (reported) | |\n",
+            if base > 0.0 { (team_per_s / base - 1.0) * 100.0 } else { 0.0 },
+            t["refused"],
+            exact(t)
+        ));
         let v = &run["verify"];
         let ratio = v["ratio"].as_f64().unwrap_or(0.0);
         out.push_str(&format!(

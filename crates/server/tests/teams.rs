@@ -1271,7 +1271,48 @@ async fn team_events_reach_the_outbox(b: Backend) {
     audit_clean(&app).await;
 }
 
+/// `GET /credits/balance?team_id=&wait=&after=`: a member's long-poll is answered when what they
+/// see changes (not at the end of the wait), not when the owner's spend leaves their view as it
+/// was, and a member's `version` does not spell out the pool's balance they may not see.
+async fn a_team_balance_long_poll(b: Backend) {
+    let app = Arc::new(spawn_app(b).await);
+    let owner = app.signup("poll-owner@example.com").await;
+    let m = app.signup("poll-m@example.com").await;
+    let team = create_team(&app, &owner, "Poll").await;
+    join(&app, &team, &owner, &m, "member", json!({"credits": 50, "period": "month"})).await;
+    grant_team(&app, &team, 12345).await;
+    let seen = team_balance(&app, &m.token, &team).await;
+    let version = seen["version"].as_str().unwrap().to_string();
+    assert!(!version.contains("12345"), "a member's version hides the pool: {version}");
+    assert_eq!(seen["available"], 50);
+    let (app2, token, team2, after) = (app.clone(), m.token.clone(), team.clone(), version.clone());
+    let started = std::time::Instant::now();
+    let poll = tokio::spawn(async move {
+        let res =
+            app2.get(&format!("/api/v1/credits/balance?team_id={team2}&wait=20&after={after}"), Some(&token)).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        (res.json::<Value>().await.unwrap(), started.elapsed())
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The owner's spend leaves the member's view unchanged (cap 50 < pool): no answer for that…
+    assert_eq!(team_spend(&app, &owner.token, &team, "o1", 5).await.status(), StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!poll.is_finished(), "nothing the member sees changed");
+    // …the member's own spend (from another device) does.
+    assert_eq!(team_spend(&app, &m.token, &team, "m1", 3).await.status(), StatusCode::OK);
+    let (body, took) = poll.await.unwrap();
+    assert!(took < std::time::Duration::from_secs(10), "answered on the change, not at the wait's end: {took:?}");
+    assert_eq!((body["available"].as_i64(), body["cap"]["used"].as_i64()), (Some(47), Some(3)), "{body}");
+    assert_ne!(body["version"], version.as_str());
+    // The owner's long-poll sees any spend; a bad wait is refused as for the personal wallet.
+    let owner_seen = team_balance(&app, &owner.token, &team).await;
+    assert_eq!(owner_seen["balance"], 12345 - 8);
+    let res = app.get(&format!("/api/v1/credits/balance?team_id={team}&wait=99"), Some(&owner.token)).await;
+    assert_error(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+}
+
 on_both_databases!(
+    a_team_balance_long_poll,
     team_events_reach_the_outbox,
     roles_and_hand_over,
     a_team_alert_and_usage,

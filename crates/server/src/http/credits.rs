@@ -20,7 +20,6 @@ pub struct BalanceQuery {
     /// A team the caller is a member of (absent: the personal wallet).
     pub team_id: Option<String>,
     /// Seconds to wait (1 to 25) for the balance to differ from `after`; absent: answer at once.
-    /// The personal wallet only.
     pub wait: Option<u64>,
     /// The `version` of the answer the caller has.
     pub after: Option<String>,
@@ -34,7 +33,7 @@ pub struct BalanceQuery {
         (status = 400, description = "Unreadable query", body = ErrorEnvelope),
         (status = 401, description = "Not signed in", body = ErrorEnvelope),
         (status = 404, description = "`team_id` names no team of the caller's", body = ErrorEnvelope),
-        (status = 422, description = "wait outside 1–25, or with a team", body = ErrorEnvelope),
+        (status = 422, description = "wait outside 1–25", body = ErrorEnvelope),
     ))]
 pub async fn balance(
     State(state): State<AppState>,
@@ -43,19 +42,10 @@ pub async fn balance(
 ) -> ApiResult<Json<BalanceResponse>> {
     let id = user.id.clone();
     let who = Spender::Plugin(user);
-    if let Some(team) = q.team_id.as_deref() {
-        if q.wait.is_some() {
-            return Err(
-                ops::OpError::Invalid("wait is for the personal wallet; leave it out with team_id.".into()).into()
-            );
-        }
-        return Ok(Json(ops::credits::team_balance(&state, &who, &id, team).await?));
-    }
-    let view = match q.wait {
-        None => ops::credits::balance(&state, &who, &id).await?,
-        Some(wait) if (1..=ops::credits::MAX_BALANCE_WAIT.as_secs()).contains(&wait) => {
-            let after = q.after.unwrap_or_default();
-            ops::credits::wait_balance(&state, &who, &id, &after, std::time::Duration::from_secs(wait)).await?
+    let wait = match q.wait {
+        None => None,
+        Some(w) if (1..=ops::credits::MAX_BALANCE_WAIT.as_secs()).contains(&w) => {
+            Some(std::time::Duration::from_secs(w))
         }
         Some(_) => {
             return Err(ops::OpError::Invalid(format!(
@@ -64,6 +54,17 @@ pub async fn balance(
             ))
             .into())
         }
+    };
+    let after = q.after.unwrap_or_default();
+    if let Some(team) = q.team_id.as_deref() {
+        return Ok(Json(match wait {
+            None => ops::credits::team_balance(&state, &who, &id, team).await?,
+            Some(w) => ops::credits::wait_team_balance(&state, &who, &id, team, &after, w).await?,
+        }));
+    }
+    let view = match wait {
+        None => ops::credits::balance(&state, &who, &id).await?,
+        Some(w) => ops::credits::wait_balance(&state, &who, &id, &after, w).await?,
     };
     Ok(Json(balance_body(&view)))
 }

@@ -236,14 +236,45 @@ pub async fn team_balance(
         }
     };
     let mut body = balance_response(&view);
+    let used = cap.as_ref().map_or(0, |c| c.used);
+    body.version = format!("{}.{available}.{own_held}.{used}", body.version);
     if !seat.sees_all() {
         body.balance = None;
         body.held = own_held;
         body.expiring = vec![];
+        // Only what a member sees, and hashed: the plain version spells out the pool's balance.
+        let cap_credits = cap.as_ref().map_or(0, |c| c.credits);
+        let seen = format!("{available}.{own_held}.{used}.{cap_credits}.{}.{:?}", body.low, body.low_balance);
+        body.version = crate::auth::secret::hash(&seen)[..16].to_string();
     }
     body.available = available;
     body.cap = cap;
     Ok(body)
+}
+
+/// [`team_balance`] as a long-poll: answered when its `version` differs from `after` (a spend,
+/// hold, purchase or alert change on the team's wallet, or the member's cap use), or at `wait`.
+pub async fn wait_team_balance(
+    state: &AppState,
+    who: &Spender,
+    user_id: &str,
+    team_id: &str,
+    after: &str,
+    wait: Duration,
+) -> Result<BalanceResponse, OpError> {
+    let deadline = tokio::time::Instant::now() + wait.min(MAX_BALANCE_WAIT);
+    loop {
+        let changed = state.db.cache().funds_signal();
+        let body = team_balance(state, who, user_id, team_id).await?;
+        let now = tokio::time::Instant::now();
+        if body.version != after || now >= deadline {
+            return Ok(body);
+        }
+        let step = (deadline - now).min(Duration::from_secs(1));
+        if tokio::time::timeout(step, changed).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100).min(deadline.saturating_duration_since(now))).await;
+        }
+    }
 }
 
 /// The JSON answer for a wallet's funds and alert.
