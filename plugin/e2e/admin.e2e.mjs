@@ -44,6 +44,8 @@ async function startDemo() {
   });
   return {
     ...ready,
+    /** What the demo printed so far (it prints its mails). */
+    output: () => output,
     async stop() {
       child.kill("SIGTERM");
       await new Promise((r) => (child.exitCode !== null ? r() : child.on("exit", r)));
@@ -298,6 +300,77 @@ test("webhooks out: add an endpoint (its secret once), list deliveries; the cons
   }
   await goto("/admin/webhooks/deliveries?status=failed");
   await shoot("webhook-deliveries");
+  assert.deepEqual(dialogs, [], "no injected script ran");
+});
+
+test("a team in the console; every console page passes axe-core light and dark, at desktop and phone width", async () => {
+  // A team whose name is markup, bought into by its owner, one member capped.
+  const lead = await signup("lead@example.com");
+  const team = await api("POST", "/api/v1/teams", { token: lead.token, body: { name: "<script>alert('team')</script> Studio" } });
+  assert.equal(team.status, 201, JSON.stringify(team.body));
+  const teamId = team.body.team_id;
+  const member = await signup("designer@example.com");
+  // With mail on (the demo prints its mails), accepting needs a confirmed email: confirm it.
+  let link = null;
+  for (let i = 0; i < 50 && !link; i++) {
+    const mail = server.output().split("----- mail to designer@example.com -----")[1] ?? "";
+    link = mail.match(/http:\/\/127\.0\.0\.1:\d+\/account\/verify\?token=mcv_[A-Za-z0-9_-]+/)?.[0] ?? null;
+    if (!link) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(link, "the confirmation mail was printed");
+  await page.goto(link);
+  await page.click("button:has-text('Confirm my email')");
+  await page.waitForLoadState();
+  const inv = await api("POST", `/api/v1/teams/${teamId}/invitations`, { token: lead.token, body: { email: "designer@example.com", role: "member", cap: { credits: 5, period: "week" } } });
+  assert.equal(inv.status, 201, JSON.stringify(inv.body));
+  assert.equal((await api("POST", "/api/v1/teams/invitations/accept", { token: member.token, body: { token: inv.body.token } })).status, 200);
+  await goto(`/admin/teams?q=designer`);
+  await page.click(`a[href="/admin/teams/${teamId}"]`);
+  await page.waitForURL(new RegExp(`/admin/teams/${teamId}$`));
+  assert.match(await page.textContent("h1"), /<script>alert\('team'\)<\/script> Studio/, "the name shown as text");
+  await page.fill("input[name=amount]", "40");
+  await page.fill("input[name=reason]", "Support: onboarding");
+  await page.click("button:has-text('Grant credits')");
+  assert.match(await page.textContent("#balance"), /^\s*40\s*$/);
+  assert.match(await page.textContent("section:has(h2:text('Members'))"), /5 a week/);
+  await shoot("team");
+
+  const eventId = (await page.goto(`${server.api}/admin/events`), await page.getAttribute("tbody a[href^='/admin/events/']", "href"));
+  const pages = [
+    "/admin",
+    "/admin/users?q=example",
+    `/admin/users/${buyer.user.id}`,
+    "/admin/teams",
+    `/admin/teams/${teamId}`,
+    "/admin/purchases",
+    "/admin/events",
+    ...(eventId ? [eventId] : []),
+    "/admin/reconcile",
+    "/admin/codes",
+    "/admin/service-keys",
+    "/admin/webhooks",
+    "/admin/webhooks/deliveries",
+    "/admin/audit",
+  ];
+  for (const [width, height] of [[1280, 900], [390, 844]]) {
+    await page.setViewportSize({ width, height });
+    for (const pathname of pages) {
+      await goto(pathname);
+      await axeBoth(`${pathname} at ${width} px`);
+      // Wide tables scroll inside their box; the page itself never scrolls sideways.
+      const overflow = await page.evaluate(() => {
+        const over = document.documentElement.scrollWidth - window.innerWidth;
+        if (over <= 0) return null;
+        // Name the widest element that sticks out, for the message.
+        const out = [...document.querySelectorAll("body *")]
+          .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 0.5 )
+          .map((e) => `${e.tagName.toLowerCase()}.${e.className} (${Math.round(e.getBoundingClientRect().right)} px)`);
+        return `${over} px too wide (client ${document.documentElement.clientWidth}, inner ${window.innerWidth}): ${out.slice(0, 8).join(", ")}`;
+      });
+      assert.equal(overflow, null, `${pathname} at ${width} px`);
+    }
+  }
+  await page.setViewportSize({ width: 1280, height: 900 });
   assert.deepEqual(dialogs, [], "no injected script ran");
 });
 
