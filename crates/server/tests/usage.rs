@@ -269,7 +269,37 @@ async fn usage_reports_and_alert_changes_are_limited_per_user(b: Backend) {
     assert_eq!(put(other.token.clone(), 5).await.status(), StatusCode::OK);
 }
 
+/// An export link is single-use under concurrency too: 8 downloads at once, each its own
+/// transaction on PostgreSQL (no group commit), get exactly one CSV; the row is gone.
+async fn an_export_link_raced_downloads_once(b: Backend) {
+    let app = std::sync::Arc::new(common::spawn_app_with(b, move |c| c.group_commit = b == Backend::Sqlite).await);
+    let u = app.signup("race-export@example.com").await;
+    let started: Value =
+        app.post_json("/api/v1/credits/export", Some(&u.token), &json!({})).await.json().await.unwrap();
+    let url = started["url"].as_str().unwrap().to_string();
+    let path = url[url.find("/exports/").unwrap()..].to_string();
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (app, path, barrier) = (app.clone(), path.clone(), barrier.clone());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            app.client.get(app.url(&path)).send().await.unwrap().status()
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(s) = tasks.join_next().await {
+        statuses.push(s.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::NOT_FOUND).count(), 7, "{statuses:?}");
+    let rows: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM csv_exports").fetch_one(app.state.db.pool()).await.unwrap();
+    assert_eq!(rows, 0);
+}
+
 on_both_databases!(
+    an_export_link_raced_downloads_once,
     usage_reports_and_alert_changes_are_limited_per_user,
     usage_adds_up_to_what_left_the_wallet,
     usage_range_and_empty_account,
