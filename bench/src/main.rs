@@ -75,6 +75,9 @@ enum Cmd {
         target: Target,
         #[arg(long, default_value_t = 5)]
         seconds: u32,
+        /// Rounds of the spend setups, interleaved (each figure: its median round).
+        #[arg(long, default_value_t = 1)]
+        rounds: u32,
         /// Only these parts, comma-separated (one_lot, eleven_lots, alert_and_webhook, team,
         /// service_jobs, verify): for a quick look; ./bench/run runs them all.
         #[arg(long)]
@@ -107,9 +110,9 @@ fn main() -> anyhow::Result<()> {
             print!("{}", report::console_rows(&r));
             Ok(())
         }),
-        Cmd::System { target: t, seconds, only } => rt.block_on(async {
+        Cmd::System { target: t, seconds, rounds, only } => rt.block_on(async {
             std::fs::create_dir_all(&t.out)?;
-            let r = system::run(&t.server, &t.out, &t.postgres, seconds, only.as_deref()).await?;
+            let r = system::run(&t.server, &t.out, &t.postgres, seconds, rounds, only.as_deref()).await?;
             print!("{}", system::markdown(&r));
             Ok(())
         }),

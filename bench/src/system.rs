@@ -17,23 +17,35 @@ use serde_json::{json, Value};
 use crate::scenarios::{fresh_db, spend_run, Single};
 
 /// One fresh server per measurement, so that no run inherits another's rows.
-pub async fn run(server: &str, out: &Path, postgres: &str, seconds: u32, only: Option<&str>) -> anyhow::Result<Value> {
+///
+/// `rounds` > 1 measures the three spend setups that many times, interleaved (one lot, 11 lots,
+/// alert, one lot, …), and reports each setup's median round: background load then weighs on
+/// each setup alike, and one unlucky round does not decide a figure.
+pub async fn run(
+    server: &str,
+    out: &Path,
+    postgres: &str,
+    seconds: u32,
+    rounds: u32,
+    only: Option<&str>,
+) -> anyhow::Result<Value> {
     let mut rows = Vec::new();
     let wanted = |part: &str| only.is_none_or(|list| list.split(',').any(|p| p.trim() == part));
     for backend in ["sqlite", "postgres"] {
         eprintln!("== credit system, {backend}");
-        let mut one = Value::Null;
-        if wanted("one_lot") {
-            one = spends(server, out, postgres, backend, seconds, Setup::OneLot).await?;
+        let (mut ones, mut lotss, mut alerts) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds.max(1) {
+            if wanted("one_lot") {
+                ones.push(spends(server, out, postgres, backend, seconds, Setup::OneLot).await?);
+            }
+            if wanted("eleven_lots") {
+                lotss.push(spends(server, out, postgres, backend, seconds, Setup::ElevenLots).await?);
+            }
+            if wanted("alert_and_webhook") {
+                alerts.push(spends(server, out, postgres, backend, seconds, Setup::AlertAndWebhook).await?);
+            }
         }
-        let mut lots = Value::Null;
-        if wanted("eleven_lots") {
-            lots = spends(server, out, postgres, backend, seconds, Setup::ElevenLots).await?;
-        }
-        let mut alert = Value::Null;
-        if wanted("alert_and_webhook") {
-            alert = spends(server, out, postgres, backend, seconds, Setup::AlertAndWebhook).await?;
-        }
+        let (one, lots, alert) = (median_round(ones), median_round(lotss), median_round(alerts));
         let mut team = Value::Null;
         if wanted("team") {
             team = team_spends(server, out, postgres, backend, seconds).await?;
@@ -49,13 +61,26 @@ pub async fn run(server: &str, out: &Path, postgres: &str, seconds: u32, only: O
         rows.push(json!({"backend": backend, "one_lot": one, "eleven_lots": lots, "alert_and_webhook": alert,
                          "team": team, "service_jobs": jobs, "verify": verify}));
     }
-    let result = json!({"seconds": seconds, "runs": rows});
-    // A partial run (--only) prints its figures but keeps the full run's files.
-    if only.is_none() {
-        std::fs::write(out.join("credit-system.json"), serde_json::to_string_pretty(&result)?)?;
-        std::fs::write(out.join("credit-system.md"), markdown(&result))?;
-    }
+    let result = json!({"seconds": seconds, "rounds": rounds.max(1), "runs": rows});
+    // A partial run (--only) keeps the full run's files: it writes its own.
+    let name = if only.is_none() { "credit-system" } else { "credit-system-partial" };
+    std::fs::write(out.join(format!("{name}.json")), serde_json::to_string_pretty(&result)?)?;
+    std::fs::write(out.join(format!("{name}.md")), markdown(&result))?;
     Ok(result)
+}
+
+/// The round with the median `per_s` (its other fields with it), and every round's `per_s`.
+fn median_round(mut rounds: Vec<Value>) -> Value {
+    if rounds.is_empty() {
+        return Value::Null;
+    }
+    let all: Vec<f64> = rounds.iter().map(|r| r["per_s"].as_f64().unwrap_or(0.0)).collect();
+    rounds.sort_by(|a, b| a["per_s"].as_f64().partial_cmp(&b["per_s"].as_f64()).unwrap_or(std::cmp::Ordering::Equal));
+    let exact = rounds.iter().all(|r| r["exact"] == true);
+    let mut median = rounds.swap_remove(rounds.len() / 2);
+    median["per_s_rounds"] = json!(all);
+    median["exact"] = json!(exact);
+    median
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -338,9 +363,16 @@ async fn job(client: &reqwest::Client, api: &str, key: &str, token: &str, user: 
 
 pub fn markdown(r: &Value) -> String {
     let mut out = String::from(
-        "# Credit system: what lots, alerts and service metering cost\n\n`mascot-bench system` (part of `./bench/run`). Each figure is its own fresh server and database, measured in the same run; 64 concurrent clients; durability as in results.md.\n\n| figure | backend | measured | against (same run) | goal | |\n|---|---|---|---|---|---|\n",
+        "# Credit system: what lots, alerts and service metering cost\n\n`mascot-bench system` (part of `./bench/run`). Each figure is its own fresh server and database, measured in the same run; 64 concurrent clients; durability as in results.md.\n",
     );
     let seconds = r["seconds"].as_u64().unwrap_or(0);
+    let rounds = r["rounds"].as_u64().unwrap_or(1);
+    if rounds > 1 {
+        out.push_str(&format!(
+            "The three spend setups ran {rounds} times each, interleaved; each shows its median round (all rounds in credit-system.json, `per_s_rounds`).\n"
+        ));
+    }
+    out.push_str("\n| figure | backend | measured | against (same run) | goal | |\n|---|---|---|---|---|---|\n");
     for run in r["runs"].as_array().into_iter().flatten() {
         let b = run["backend"].as_str().unwrap_or("");
         let base = run["one_lot"]["per_s"].as_f64().unwrap_or(0.0);
