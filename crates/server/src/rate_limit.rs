@@ -164,6 +164,9 @@ pub struct Limits {
     pub password_changes_per_address: Limiter,
     /// Holds created per wallet and caller (spends are not limited: each costs a credit).
     pub holds: Limiter,
+    /// One-time sign-in codes mailed per email and per address (each is a mail).
+    pub sign_in_codes_per_email: Limiter,
+    pub sign_in_codes_per_address: Limiter,
 }
 
 impl Limits {
@@ -181,6 +184,8 @@ impl Limits {
             password_changes: Limiter::per_hour(config.password_changes_per_user_per_hour),
             password_changes_per_address: Limiter::per_hour(config.password_changes_per_address_per_hour),
             holds: Limiter::with_burst(config.holds_per_second, config.holds_burst),
+            sign_in_codes_per_email: Limiter::per_hour(config.sign_in_codes_per_email_per_hour),
+            sign_in_codes_per_address: Limiter::per_hour(config.sign_in_codes_per_address_per_hour),
         }
     }
 }

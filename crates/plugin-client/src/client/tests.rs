@@ -136,6 +136,7 @@ fn login_sends_the_credentials_and_keeps_the_token() {
         email: "a@b.c".into(),
         password: "pa\"ss\\word\n".into(),
         device_token: None,
+        sign_in_code: None,
     })
     .unwrap();
     assert_eq!(req.body.as_deref(), Some(want.as_str()), "the same JSON the server's types read");
@@ -340,6 +341,7 @@ fn login_sends_the_device_token_when_there_is_one() {
         email: "a@b.c".into(),
         password: "secret 123".into(),
         device_token: Some("mcd_\"dev".into()),
+        sign_in_code: None,
     })
     .unwrap();
     let reqs = sent(&c);
