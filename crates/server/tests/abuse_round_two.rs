@@ -1222,3 +1222,92 @@ async fn the_stripe_budget_holds_across_replicas() {
         "{looked_up} retrieves for 20 polls on two replicas in {elapsed:?}"
     );
 }
+
+/// Item 8: the other security limits, split between two replicas on one PostgreSQL, hold like on
+/// one: login requests per address, password changes per account, the failing sources that turn
+/// an email's slowdown on and the sign-in code mails it sends, and wrong codes on a browser
+/// sign-in. (The failure counts, the slowdown, promotion-code guesses, reset limits and the
+/// Stripe budget have their tests above.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_other_security_limits_hold_across_replicas() {
+    if !common::postgres_available().await {
+        return;
+    }
+    let mail = smtp::SmtpServer::start().await;
+    let base = with_mail(&mail);
+    let adjust = move |c: &mut mascot_server::Config| {
+        base(c);
+        c.rate_limits.logins_per_minute = 3;
+        c.rate_limits.password_changes_per_user_per_hour = 2;
+        c.rate_limits.sign_in_codes_per_email_per_hour = 1;
+        c.login_throttle.email_free_sources = 1;
+        c.login_throttle.email_free_failures = 0;
+    };
+    let first = spawn_app_with(Backend::Postgres, adjust.clone()).await;
+    let second = common::spawn_replica_with(&first, adjust).await;
+
+    // Login requests per address: 3 a minute, taken 2 + 1; the fourth is refused on either.
+    for (i, app) in [&first, &second, &first].into_iter().enumerate() {
+        let res = login(app, "nobody@example.com", "wrong guess!", "10.70.0.1", None).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "request {i}");
+    }
+    let res = login(&second, "nobody@example.com", "wrong guess!", "10.70.0.1", None).await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+
+    // Password changes per account: 2 an hour, one on each; the third is refused.
+    let u = first.signup("changer@example.com").await;
+    for (i, app) in [&first, &second].into_iter().enumerate() {
+        let res = change_password(app, &u.token, &format!("10.71.0.{i}"), "wrong guess!", "new password 1").await;
+        assert_error(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    }
+    let res = change_password(&first, &u.token, "10.71.0.9", PASSWORD, "new password 1").await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+
+    // Failing sources: one on each replica. Each has seen one (not more than the one free), but
+    // together they are two: the email's slowdown is on, on both, and mails one code in all.
+    first.signup("target@example.com").await;
+    let res = login(&first, "target@example.com", "wrong guess!", "10.72.0.1", None).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = login(&second, "target@example.com", "wrong guess!", "10.72.0.2", None).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    for (app, ip) in [(&first, "10.72.0.3"), (&second, "10.72.0.4")] {
+        let res = login(app, "target@example.com", PASSWORD, ip, None).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "slowed on {ip}");
+        let body: Value = res.json().await.unwrap();
+        assert!(body["error"]["message"].as_str().unwrap().contains("sign-in code"), "{body}");
+    }
+    mail.wait_about(SIGN_IN_CODE, 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(mail.received_about(SIGN_IN_CODE).await.len(), 1, "one mail an hour per email, on both replicas");
+    let code = code_in(&mail.received_about(SIGN_IN_CODE).await[0]);
+    let res = second
+        .client
+        .post(second.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", "10.72.0.5")
+        .json(&json!({"email": "target@example.com", "password": PASSWORD, "sign_in_code": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the code mailed by one replica works on the other");
+
+    // A browser sign-in's wrong codes: 3 on one replica and 2 on the other cancel it.
+    let res = first.post_json("/api/v1/auth/handoff", None, &json!({})).await;
+    let h: Value = res.json().await.unwrap();
+    let page = forms::open(&first, h["url"].as_str().unwrap(), &[]).await;
+    let cookie = page.csrf_cookie.clone().expect("a CSRF cookie");
+    for i in 0..5 {
+        let app = if i < 3 { &first } else { &second };
+        let fields = [
+            ("secret", page.field("secret")),
+            ("csrf", page.field("csrf")),
+            ("step", "sign_in".to_string()),
+            ("code", "WRONGCOD".to_string()),
+            ("email", "target@example.com".to_string()),
+            ("password", PASSWORD.to_string()),
+        ];
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let res = forms::post_form(app, "/account/sign-in", &cookie, &fields, &[]).await;
+        let expected = if i < 4 { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::NOT_FOUND };
+        assert_eq!(res.status, expected, "wrong code {i}");
+    }
+}

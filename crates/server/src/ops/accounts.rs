@@ -201,6 +201,18 @@ impl Counted {
     }
 }
 
+/// A limit kept where every replica sees it too (PostgreSQL; nothing on SQLite, where the
+/// process's own limiter is the only one): `Err(seconds)` when over it.
+async fn shared_rate(state: &AppState, key: &str, per_period: u32, period: Duration) -> Result<(), u64> {
+    match shared_throttle::rate(&state.db, key, per_period, period).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "a shared rate limit could not be read");
+            Ok(())
+        }
+    }
+}
+
 fn rate_limited(what: &str, wait: u64) -> OpError {
     OpError::rate_limited(format!("Too many {what} from your network. Try again in {wait} seconds."), wait)
 }
@@ -291,6 +303,11 @@ pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<Si
     };
     if let Err(wait) = state.limits.logins.check(&counted_as) {
         tracing::warn!(client = %client, ?door, "login rate limit reached");
+        return Err(rate_limited("sign-in attempts", wait));
+    }
+    let per_minute = state.config.rate_limits.logins_per_minute;
+    if let Err(wait) = shared_rate(state, &format!("login|{counted_as}"), per_minute, Duration::from_secs(60)).await {
+        tracing::warn!(client = %client, ?door, "login rate limit reached (shared)");
         return Err(rate_limited("sign-in attempts", wait));
     }
     // A malformed email cannot match an account, and no stored password contains NUL: the same
@@ -489,10 +506,21 @@ pub async fn change_password(
     }
     // Counted before the password is checked, whether it then succeeds or not: a right current
     // password costs two argon2 runs, a wrong one one.
-    for (limiter, key) in
-        [(&state.limits.password_changes, user.id.as_str()), (&state.limits.password_changes_per_address, client)]
-    {
-        if let Err(wait) = limiter.check(key) {
+    let limits = &state.config.rate_limits;
+    for (limiter, key, per_hour) in [
+        (&state.limits.password_changes, format!("user:{}", user.id), limits.password_changes_per_user_per_hour),
+        (
+            &state.limits.password_changes_per_address,
+            format!("addr:{client}"),
+            limits.password_changes_per_address_per_hour,
+        ),
+    ] {
+        let local_key = key.split_once(':').map_or(key.as_str(), |(_, k)| k);
+        let checked = match limiter.check(local_key) {
+            Ok(()) => shared_rate(state, &format!("pwchange|{key}"), per_hour, Duration::from_secs(3600)).await,
+            Err(wait) => Err(wait),
+        };
+        if let Err(wait) = checked {
             tracing::warn!(user_id = %user.id, client = %client, "password change rate limit reached");
             return Err(OpError::rate_limited(
                 format!("Too many password changes. Try again in {} minutes.", wait.div_ceil(60)),
