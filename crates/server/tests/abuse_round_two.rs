@@ -1224,9 +1224,9 @@ async fn the_stripe_budget_holds_across_replicas() {
 }
 
 /// Item 8: the other security limits, split between two replicas on one PostgreSQL, hold like on
-/// one: login requests per address, password changes per account, the failing sources that turn
-/// an email's slowdown on and the sign-in code mails it sends, and wrong codes on a browser
-/// sign-in. (The failure counts, the slowdown, promotion-code guesses, reset limits and the
+/// one: failed sign-ins per address and per (email, device), login requests per address,
+/// password changes per account, the failing sources that turn an email's slowdown on and the
+/// sign-in code mails it sends, and wrong codes on a browser sign-in. (The failure counts, the slowdown, promotion-code guesses, reset limits and the
 /// Stripe budget have their tests above.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_other_security_limits_hold_across_replicas() {
@@ -1242,16 +1242,40 @@ async fn the_other_security_limits_hold_across_replicas() {
         c.rate_limits.sign_in_codes_per_email_per_hour = 1;
         c.login_throttle.email_free_sources = 1;
         c.login_throttle.email_free_failures = 0;
+        c.login_throttle.client_max_failures = 2;
     };
     let first = spawn_app_with(Backend::Postgres, adjust.clone()).await;
     let second = common::spawn_replica_with(&first, adjust).await;
 
-    // Login requests per address: 3 a minute, taken 2 + 1; the fourth is refused on either.
-    for (i, app) in [&first, &second, &first].into_iter().enumerate() {
-        let res = login(app, "nobody@example.com", "wrong guess!", "10.70.0.1", None).await;
-        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "request {i}");
+    // Failed sign-ins per address across emails: 2 here, one on each; a third email is refused.
+    for (i, app) in [&first, &second].into_iter().enumerate() {
+        let res = login(app, &format!("stuffed{i}@example.com"), "wrong guess!", "10.73.0.1", None).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     }
-    let res = login(&second, "nobody@example.com", "wrong guess!", "10.70.0.1", None).await;
+    let res = login(&first, "stuffed9@example.com", "wrong guess!", "10.73.0.1", None).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("failed sign-in attempts"), "{body}");
+
+    // Failed sign-ins per (email, known device): 5, split 3 + 2 from five addresses; then even the
+    // right password on that device waits.
+    let device = signup_device(&first, "device@example.com").await;
+    for i in 0..5 {
+        let app = if i % 2 == 0 { &first } else { &second };
+        let res = login(app, "device@example.com", "wrong guess!", &format!("10.74.0.{i}"), Some(&device)).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "failure {i}");
+    }
+    let res = login(&second, "device@example.com", PASSWORD, "10.74.0.9", Some(&device)).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "the device's budget is spent on both");
+    assert!(retry_after(&res) > 60);
+
+    // Login requests per address: 3 a minute, taken 2 + 1; the fourth is refused on either.
+    first.signup("frequent@example.com").await;
+    for (i, app) in [&first, &second, &first].into_iter().enumerate() {
+        let res = login(app, "frequent@example.com", PASSWORD, "10.70.0.1", None).await;
+        assert_eq!(res.status(), StatusCode::OK, "request {i}");
+    }
+    let res = login(&second, "frequent@example.com", PASSWORD, "10.70.0.1", None).await;
     assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
 
     // Password changes per account: 2 an hour, one on each; the third is refused.

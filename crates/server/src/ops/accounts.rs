@@ -440,14 +440,15 @@ fn offer_sign_in_code(state: &AppState, account: Option<&Account>, client: &str)
         ];
         for (limiter, key, per_hour) in checks {
             if limiter.check(&key).is_err() {
-                tracing::info!(user_id = %account.id, client = %client, "sign-in code not mailed: one went out recently");
+                // Debug only: every refused attempt of an attack comes here.
+                tracing::debug!(user_id = %account.id, client = %client, "sign-in code not mailed: one went out recently");
                 return;
             }
             let shared = format!("signin-code|{key}");
             match shared_throttle::rate(&state.db, &shared, per_hour, Duration::from_secs(3600)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => {
-                    tracing::info!(user_id = %account.id, client = %client, "sign-in code not mailed: one went out recently (shared)");
+                    tracing::debug!(user_id = %account.id, client = %client, "sign-in code not mailed: one went out recently (shared)");
                     return;
                 }
                 Err(e) => tracing::warn!(error = %e, "the shared sign-in code limits could not be read"),
