@@ -357,6 +357,26 @@ fn login_sends_the_device_token_when_there_is_one() {
 }
 
 #[test]
+fn login_with_code_sends_the_mailed_code() {
+    let script = Script::default().answer(200, &auth_json()).answer(200, &auth_json());
+    let c = client(script, None);
+    block_on(c.login_with_code("a@b.c", "secret 123", Some("mcd_dev"), " mcl_code ")).unwrap();
+    block_on(c.login_with_code("a@b.c", "secret 123", None, "")).unwrap();
+    let reqs = sent(&c);
+    let read: Credentials = serde_json::from_str(reqs[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        read,
+        Credentials {
+            email: "a@b.c".into(),
+            password: "secret 123".into(),
+            device_token: Some("mcd_dev".into()),
+            sign_in_code: Some("mcl_code".into()),
+        }
+    );
+    assert_eq!(reqs[1].body.as_deref(), Some(r#"{"email":"a@b.c","password":"secret 123"}"#), "no empty code");
+}
+
+#[test]
 fn change_password_sends_both_and_a_wrong_current_password_is_a_typed_error_that_keeps_the_session() {
     let script = Script::default()
         .answer(204, "")
