@@ -348,9 +348,11 @@ pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<Si
                 retry_after_secs = refused.retry_after_secs,
                 "sign-in throttled"
             );
+            // Past its budget, the newest mail is at most one spacing of the mails old.
+            let minutes = (60 / state.config.rate_limits.sign_in_codes_per_email_per_hour.max(1)).max(1);
             return Err(OpError::rate_limited(
                 format!(
-                    "Too many failed sign-in attempts for this email from elsewhere. If it is yours, a sign-in code is in its mailbox (sent now or in the last 20 minutes): send it with your password to sign in now, or try again in {} seconds.",
+                    "Too many failed sign-in attempts for this email from elsewhere. If it is yours, a sign-in code is in its mailbox (sent now or in the last {minutes} minutes): send it with your password to sign in now, or try again in {} seconds.",
                     refused.retry_after_secs
                 ),
                 refused.retry_after_secs,
@@ -454,7 +456,9 @@ fn offer_sign_in_code(state: &AppState, account: Option<&Account>, client: &str)
                 Err(e) => tracing::warn!(error = %e, "the shared sign-in code limits could not be read"),
             }
         }
-        let ttl = sign_in_codes::TTL_MS.max(2 * 3_600_000 / i64::from(limits.sign_in_codes_per_email_per_hour.max(1)));
+        // Longer than the spacing of the mails once the budget is spent, by 10 minutes at least.
+        let spacing = 3_600_000 / i64::from(limits.sign_in_codes_per_email_per_hour.max(1));
+        let ttl = sign_in_codes::TTL_MS.max(spacing + 10 * 60_000);
         let code = match sign_in_codes::issue(&state.db, &account.id, ttl).await {
             Ok(c) => c,
             Err(e) => {
