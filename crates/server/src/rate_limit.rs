@@ -123,6 +123,14 @@ impl Limiter {
         });
     }
 
+    /// Gives `key` back one request of its budget (not its /48's).
+    pub fn give_back(&self, key: &str) {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(full_at) = table.get_mut(key) {
+            *full_at = full_at.checked_sub(self.interval).unwrap_or(*full_at);
+        }
+    }
+
     /// Keys held now (tests check the bound).
     pub fn len(&self) -> usize {
         self.table.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -203,6 +211,17 @@ mod tests {
         let wait = l.check("1.2.3.4").unwrap_err();
         assert!((1..=1200).contains(&wait), "{wait}");
         assert!(l.check("5.6.7.8").is_ok(), "keys are separate");
+    }
+
+    #[test]
+    fn a_request_given_back_can_be_made_again() {
+        let l = Limiter::per_hour(2);
+        l.check("k").unwrap();
+        l.check("k").unwrap();
+        assert!(l.check("k").is_err());
+        l.give_back("k");
+        assert!(l.check("k").is_ok(), "one more");
+        assert!(l.check("k").is_err(), "only one");
     }
 
     #[test]

@@ -275,3 +275,25 @@ pub async fn rate(db: &Db, key: &str, per_period: u32, period: Duration) -> sqlx
     })
     .await
 }
+
+/// Gives a [`rate`] key back one request of its budget, on every replica (one guarded update).
+pub async fn give_back_rate(db: &Db, key: &str, per_period: u32, period: Duration) -> sqlx::Result<()> {
+    if db.kind() != DatabaseKind::Postgres {
+        return Ok(());
+    }
+    let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX / 4);
+    let interval = (period_ms / i64::from(per_period.max(1))).max(1);
+    let key = key.to_string();
+    db.write(None, move |uow| {
+        let key = key.clone();
+        Box::pin(async move {
+            sqlx::query("UPDATE rate_limit_budgets SET full_at = full_at - $2 WHERE key = $1")
+                .bind(&key)
+                .bind(interval)
+                .execute(&mut **uow)
+                .await?;
+            Ok::<_, sqlx::Error>(())
+        })
+    })
+    .await
+}

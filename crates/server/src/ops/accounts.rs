@@ -415,6 +415,18 @@ pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<Si
         // Single use; a concurrent sign-in with the same code and password may have used it first.
         let used = sign_in_codes::use_up(&state.db, c, &account.id).await?;
         tracing::info!(user_id = %account.id, client = %client, used, "signed in with a mailed sign-in code");
+        if used {
+            // The email gets back the mail that brought this code: the next refusal mails a new
+            // one, so an owner signing in on several new devices always has an unused code. Only
+            // the owner, who holds the codes, can do this: it cannot flood the mailbox.
+            state.limits.sign_in_codes_per_email.give_back(&account.email);
+            let (key, per_hour) =
+                (format!("signin-code|{}", account.email), state.config.rate_limits.sign_in_codes_per_email_per_hour);
+            if let Err(e) = shared_throttle::give_back_rate(&state.db, &key, per_hour, Duration::from_secs(3600)).await
+            {
+                tracing::warn!(error = %e, "the shared sign-in code mail budget could not be given back");
+            }
+        }
     }
     let must_change = account.password_expires_at.is_some();
     if door == Door::Console && must_change {
