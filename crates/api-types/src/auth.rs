@@ -15,6 +15,12 @@ pub struct Credentials {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub device_token: Option<String>,
+    /// A one-time sign-in code (`mcl_…`) mailed to the account while failed attempts from
+    /// elsewhere slow its sign-in down (login only): with the right password, the login is not
+    /// slowed down. It works once, for 30 minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub sign_in_code: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]

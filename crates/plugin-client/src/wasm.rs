@@ -113,6 +113,7 @@ fn reject(e: MascotError) -> JsValue {
 enum Call {
     Signup(String, String),
     Login(String, String, Option<String>),
+    LoginWithCode(String, String, Option<String>, String),
     Logout,
     ChangePassword(String, String),
     LogoutAll,
@@ -148,6 +149,9 @@ async fn run(c: Rc<Client<Browser>>, call: Call) -> Result<JsValue> {
     let answer = match call {
         Call::Signup(email, password) => some(c.signup(&email, &password).await),
         Call::Login(email, password, device) => some(c.login(&email, &password, device.as_deref()).await),
+        Call::LoginWithCode(email, password, device, code) => {
+            some(c.login_with_code(&email, &password, device.as_deref(), &code).await)
+        }
         Call::Logout => none(c.logout().await),
         Call::ChangePassword(current, new) => none(c.change_password(&current, &new).await),
         Call::LogoutAll => none(c.logout_all().await),
@@ -224,6 +228,19 @@ impl MascotClient {
         #[wasm_bindgen(js_name = deviceToken)] device_token: Option<String>,
     ) -> js_sys::Promise {
         self.call(Call::Login(email, password, device_token))
+    }
+
+    /// `login` with the one-time sign-in code the server mailed while failed attempts from
+    /// elsewhere slow this email down (its 429 says so).
+    #[wasm_bindgen(js_name = loginWithCode, unchecked_return_type = "Promise<AuthResponse>")]
+    pub fn login_with_code(
+        &self,
+        email: String,
+        password: String,
+        #[wasm_bindgen(js_name = deviceToken)] device_token: Option<String>,
+        #[wasm_bindgen(js_name = signInCode)] sign_in_code: String,
+    ) -> js_sys::Promise {
+        self.call(Call::LoginWithCode(email, password, device_token, sign_in_code))
     }
 
     /// Revokes the token at the server (best effort) and forgets it.

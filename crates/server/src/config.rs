@@ -38,6 +38,12 @@ pub struct ThrottleConfig {
     pub email_free_failures: u32,
     /// The longest spacing between verifications for one email.
     pub email_max_delay: Duration,
+    /// Sources (IPv4 addresses, IPv6 /48s) whose failures for one email leave the email's
+    /// slowdown off (`LOGIN_SLOWDOWN_FREE_SOURCES`): it starts only once more than this many have
+    /// failed for the email within `window`. A stranger at up to this many sources slows only
+    /// those sources (each locked per (email, source) after `max_failures`), never the owner
+    /// elsewhere; 0 slows the email after any failure.
+    pub email_free_sources: u32,
 }
 
 impl Default for ThrottleConfig {
@@ -48,6 +54,7 @@ impl Default for ThrottleConfig {
             client_max_failures: 20,
             email_free_failures: 3,
             email_max_delay: Duration::from_secs(30),
+            email_free_sources: 4,
         }
     }
 }
@@ -76,6 +83,10 @@ pub struct RateLimits {
     /// burst allowed above that rate: each hold is a durable write, and its release costs nothing.
     pub holds_per_second: u32,
     pub holds_burst: u32,
+    /// One-time sign-in codes mailed per email while its sign-in slowdown refuses attempts, and
+    /// per client address whose refused attempts asked for them (each is a mail).
+    pub sign_in_codes_per_email_per_hour: u32,
+    pub sign_in_codes_per_address_per_hour: u32,
 }
 
 impl Default for RateLimits {
@@ -93,6 +104,8 @@ impl Default for RateLimits {
             password_changes_per_address_per_hour: 10,
             holds_per_second: 20,
             holds_burst: 100,
+            sign_in_codes_per_email_per_hour: 3,
+            sign_in_codes_per_address_per_hour: 10,
         }
     }
 }
@@ -113,6 +126,8 @@ impl RateLimits {
             password_changes_per_address_per_hour: 1_000_000,
             holds_per_second: 1_000_000,
             holds_burst: 1_000_000,
+            sign_in_codes_per_email_per_hour: 1_000_000,
+            sign_in_codes_per_address_per_hour: 1_000_000,
         }
     }
 }
@@ -561,6 +576,11 @@ impl Config {
             ("RATE_LIMIT_HOLDS_BURST", &mut config.rate_limits.holds_burst),
             ("LOGIN_MAX_FAILURES", &mut config.login_throttle.max_failures),
             ("LOGIN_MAX_FAILURES_PER_ADDRESS", &mut config.login_throttle.client_max_failures),
+            ("RATE_LIMIT_SIGN_IN_CODES_PER_EMAIL_PER_HOUR", &mut config.rate_limits.sign_in_codes_per_email_per_hour),
+            (
+                "RATE_LIMIT_SIGN_IN_CODES_PER_ADDRESS_PER_HOUR",
+                &mut config.rate_limits.sign_in_codes_per_address_per_hour,
+            ),
         ] {
             if let Some(n) = get(var) {
                 match n.trim().parse::<u32>() {
@@ -609,6 +629,12 @@ impl Config {
                 "true" | "1" => config.plugin_spend = true,
                 "false" | "0" => config.plugin_spend = false,
                 _ => problems.push(format!("PLUGIN_SPEND must be true or false (got {v:?})")),
+            }
+        }
+        if let Some(n) = get("LOGIN_SLOWDOWN_FREE_SOURCES") {
+            match n.trim().parse::<u32>() {
+                Ok(n) if n <= 1000 => config.login_throttle.email_free_sources = n,
+                _ => problems.push(format!("LOGIN_SLOWDOWN_FREE_SOURCES must be from 0 to 1000 (got {n:?})")),
             }
         }
         if let Some(n) = get("HOLD_MIN_TTL_SECONDS") {
@@ -848,6 +874,16 @@ mod tests {
         assert_eq!(c.hold_retention_days, 7);
         assert_eq!(c.connections, crate::http::connections::Limits::default());
         assert_eq!(c.connections.header_timeout, Duration::from_secs(15));
+        assert_eq!(c.login_throttle.email_free_sources, 4);
+        assert_eq!(
+            (c.rate_limits.sign_in_codes_per_email_per_hour, c.rate_limits.sign_in_codes_per_address_per_hour),
+            (3, 10)
+        );
+        let c = from(&[("LOGIN_SLOWDOWN_FREE_SOURCES", "0"), ("RATE_LIMIT_SIGN_IN_CODES_PER_EMAIL_PER_HOUR", "2")])
+            .unwrap();
+        assert_eq!(c.login_throttle.email_free_sources, 0);
+        assert_eq!(c.rate_limits.sign_in_codes_per_email_per_hour, 2);
+        assert!(from(&[("LOGIN_SLOWDOWN_FREE_SOURCES", "-1")]).is_err());
         let c = from(&[
             ("RATE_LIMIT_PASSWORD_CHANGES_PER_HOUR", "3"),
             ("RATE_LIMIT_HOLDS_PER_SECOND", "5"),

@@ -123,6 +123,14 @@ impl Limiter {
         });
     }
 
+    /// Gives `key` back one request of its budget (not its /48's).
+    pub fn give_back(&self, key: &str) {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(full_at) = table.get_mut(key) {
+            *full_at = full_at.checked_sub(self.interval).unwrap_or(*full_at);
+        }
+    }
+
     /// Keys held now (tests check the bound).
     pub fn len(&self) -> usize {
         self.table.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -172,6 +180,9 @@ pub struct Limits {
     pub alert_changes: Limiter,
     /// `GET /credits/usage` per user.
     pub usage_reads: Limiter,
+    /// One-time sign-in codes mailed per email and per address (each is a mail).
+    pub sign_in_codes_per_email: Limiter,
+    pub sign_in_codes_per_address: Limiter,
 }
 
 impl Limits {
@@ -191,6 +202,8 @@ impl Limits {
             holds: Limiter::with_burst(config.holds_per_second, config.holds_burst),
             alert_changes: Limiter::per_hour(ALERT_CHANGES_PER_HOUR),
             usage_reads: Limiter::per_minute(USAGE_READS_PER_MINUTE),
+            sign_in_codes_per_email: Limiter::per_hour(config.sign_in_codes_per_email_per_hour),
+            sign_in_codes_per_address: Limiter::per_hour(config.sign_in_codes_per_address_per_hour),
         }
     }
 }
@@ -208,6 +221,17 @@ mod tests {
         let wait = l.check("1.2.3.4").unwrap_err();
         assert!((1..=1200).contains(&wait), "{wait}");
         assert!(l.check("5.6.7.8").is_ok(), "keys are separate");
+    }
+
+    #[test]
+    fn a_request_given_back_can_be_made_again() {
+        let l = Limiter::per_hour(2);
+        l.check("k").unwrap();
+        l.check("k").unwrap();
+        assert!(l.check("k").is_err());
+        l.give_back("k");
+        assert!(l.check("k").is_ok(), "one more");
+        assert!(l.check("k").is_err(), "only one");
     }
 
     #[test]

@@ -141,6 +141,16 @@ pub async fn run_once(db: &Db, retention: Retention, now: i64) -> sqlx::Result<P
                     .execute(&mut **uow)
                     .await?
                     .rows_affected();
+                other += sqlx::query("DELETE FROM throttle_sources WHERE last <= $1")
+                    .bind(now - DAY_MS)
+                    .execute(&mut **uow)
+                    .await?
+                    .rows_affected();
+                other += sqlx::query("DELETE FROM sign_in_codes WHERE expires_at <= $1")
+                    .bind(now)
+                    .execute(&mut **uow)
+                    .await?
+                    .rows_affected();
                 uow.tokens_changed();
                 Ok::<_, sqlx::Error>((tokens, devices, handoffs, other))
             })

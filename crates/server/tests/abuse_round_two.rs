@@ -629,6 +629,7 @@ async fn plugin_login_failures_do_not_slow_the_console(b: Backend) {
     let app = spawn_app_with(b, |c| {
         behind_local_proxy(c);
         c.login_throttle.email_free_failures = 2;
+        c.login_throttle.email_free_sources = 0;
     })
     .await;
     app.signup("ops@example.com").await;
@@ -709,6 +710,7 @@ async fn a_known_browser_gets_into_the_console_whatever_strangers_try(b: Backend
     let app = spawn_app_with(b, |c| {
         behind_local_proxy(c);
         c.login_throttle.email_free_failures = 2;
+        c.login_throttle.email_free_sources = 0;
     })
     .await;
     app.signup("ops@example.com").await;
@@ -741,6 +743,232 @@ async fn a_known_browser_gets_into_the_console_whatever_strangers_try(b: Backend
     assert_eq!(res.status(), StatusCode::SEE_OTHER, "the known browser gets in at once");
 }
 
+/// The subject of the one-time sign-in code mails.
+const SIGN_IN_CODE: &str = "Your Mascot sign-in code";
+
+fn with_mail(mail: &smtp::SmtpServer) -> impl Fn(&mut mascot_server::Config) + Clone {
+    let url = mail.url();
+    move |c: &mut mascot_server::Config| {
+        behind_local_proxy(c);
+        c.mail = mascot_server::config::MailConfig::Smtp {
+            url: secrecy::SecretString::from(url.clone()),
+            from: "Mascot <no-reply@mascot.test>".into(),
+        };
+        let defaults = RateLimits::default();
+        c.rate_limits.sign_in_codes_per_email_per_hour = defaults.sign_in_codes_per_email_per_hour;
+        c.rate_limits.sign_in_codes_per_address_per_hour = defaults.sign_in_codes_per_address_per_hour;
+    }
+}
+
+/// The one-time code in a sign-in code mail.
+fn code_in(mail: &smtp::Received) -> String {
+    let text = mail.data.replace("=\r\n", "").replace("=\n", "");
+    let start = text.find("mcl_").expect("a code in the mail");
+    let code: String =
+        text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect();
+    common::plant(&code);
+    code
+}
+
+/// Signs up `email` and returns its device token (the signing-up device is a known one).
+async fn signup_device(app: &TestApp, email: &str) -> String {
+    let res = app.post_json("/api/v1/auth/signup", None, &json!({"email": email, "password": PASSWORD})).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    res.json::<Value>().await.unwrap()["device_token"].as_str().unwrap().to_string()
+}
+
+/// What an attacker saw: wrong passwords verified (401), and attempts refused (429).
+#[derive(Default)]
+struct Attack {
+    verified: std::sync::atomic::AtomicUsize,
+    refused: std::sync::atomic::AtomicUsize,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+/// Fails logins for `email` from ever new addresses (one attempt each, so no address is ever
+/// locked), as fast as two connections go: every slot the slowdown opens is taken at once.
+fn attack(app: Arc<TestApp>, email: &'static str, attack: Arc<Attack>) -> tokio::task::JoinSet<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut set = tokio::task::JoinSet::new();
+    for lane in 0..2u32 {
+        let (app, attack) = (app.clone(), attack.clone());
+        set.spawn(async move {
+            let mut i = 0u32;
+            while !attack.stop.load(Relaxed) {
+                let ip = format!("10.{}.{}.{}", 100 + lane, (i / 250) % 250, i % 250 + 1);
+                i += 1;
+                match login(&app, email, "wrong guess!", &ip, None).await.status() {
+                    StatusCode::UNAUTHORIZED => attack.verified.fetch_add(1, Relaxed),
+                    StatusCode::TOO_MANY_REQUESTS => attack.refused.fetch_add(1, Relaxed),
+                    other => panic!("attacker got {other}"),
+                };
+            }
+        });
+    }
+    set
+}
+
+/// The owner, on a new device at a new address, signs in the way the 429 says: with the password,
+/// then, if refused, with the newest mailed code not used yet and the password. Attempts, time,
+/// the code used.
+async fn owner_signs_in(
+    app: &TestApp,
+    mail: &smtp::SmtpServer,
+    email: &str,
+    ip: &str,
+    used: &[String],
+) -> (usize, Duration, Option<String>) {
+    let started = std::time::Instant::now();
+    let res = login(app, email, PASSWORD, ip, None).await;
+    if res.status() == StatusCode::OK {
+        return (1, started.elapsed(), None);
+    }
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("sign-in code"), "{body}");
+    let code = loop {
+        let newest = mail.received_about(SIGN_IN_CODE).await.into_iter().rev().find(|m| !used.contains(&code_in(m)));
+        if let Some(m) = newest {
+            assert_eq!(m.to, vec![email.to_string()]);
+            break code_in(&m);
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no unused code in the mailbox");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let res = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"email": email, "password": PASSWORD, "sign_in_code": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the owner gets in with the mailed code");
+    (2, started.elapsed(), Some(code))
+}
+
+/// Item 2, with mail: an attacker failing logins for the owner's email from ever new addresses,
+/// at every slot the slowdown opens, does not keep the owner out: a refused login mails a
+/// one-time code (at most 3 mails an hour per email, whatever the attacker sends), and the code
+/// with the password gets in at once, within 2 attempts and 30 s. A known device gets in at once.
+/// A used code does not work again; a code never helps a wrong password.
+async fn the_owner_gets_in_with_a_mailed_code_whatever_the_attacker_does(b: Backend) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mail = smtp::SmtpServer::start().await;
+    let app = Arc::new(spawn_app_with(b, with_mail(&mail)).await);
+    let device = signup_device(&app, "owner@example.com").await;
+    let state = Arc::new(Attack::default());
+    let attacker = attack(app.clone(), "owner@example.com", state.clone());
+    // Let the slowdown grow under the attack (4 s: the spacing is past 2 s, every slot taken).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(state.refused.load(Relaxed) > 20, "the attacker is slowed down");
+
+    let res = login(&app, "owner@example.com", PASSWORD, "10.200.0.1", Some(&device)).await;
+    assert_eq!(res.status(), StatusCode::OK, "a known device gets in at once");
+
+    // The owner signs in on new devices, one after another, while the attack goes on: each time
+    // within 2 attempts and 30 s. (A code used gives the email its mail budget back, so the
+    // owner is never left with used codes only.)
+    let mut used: Vec<String> = Vec::new();
+    for n in 0..6 {
+        let (attempts, took, code) =
+            owner_signs_in(&app, &mail, "owner@example.com", &format!("10.201.0.{}", n + 1), &used).await;
+        println!("owner under attack: {attempts} attempt(s), {took:?}, code used: {}", code.is_some());
+        assert!(attempts <= 2 && took <= Duration::from_secs(30), "{attempts} attempts in {took:?}");
+        match code {
+            Some(code) => used.push(code),
+            // The owner took an open slot (and cleared the slowdown): let the attack take them again.
+            None => tokio::time::sleep(Duration::from_secs(3)).await,
+        }
+        if used.len() == 4 {
+            break;
+        }
+    }
+    assert!(used.len() >= 2, "the owner was refused while the attacker took every slot, and used {used:?}");
+    let code = used[0].clone();
+    state.stop.store(true, Relaxed);
+    attacker.join_all().await;
+    let (verified, refused) = (state.verified.load(Relaxed), state.refused.load(Relaxed));
+    let mails = mail.received_about(SIGN_IN_CODE).await.len();
+    println!("attacker: {verified} wrong passwords verified, {refused} refused; sign-in code mails: {mails}");
+    // 3 an hour, and one more after each code the owner used.
+    assert!(mails <= 3 + used.len(), "{mails} mails for {} codes used", used.len());
+    assert!(refused > 100, "{refused}");
+
+    // The code was used up: once the next slot is seconds away, it is only a new device.
+    slowed_for_3_seconds(&app, "owner@example.com").await;
+    let reuse = |password: &'static str, code: String| {
+        let app = app.clone();
+        async move {
+            app.client
+                .post(app.url("/api/v1/auth/login"))
+                .header("x-forwarded-for", "10.202.0.1")
+                .json(&json!({"email": "owner@example.com", "password": password, "sign_in_code": code}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(reuse(PASSWORD, code).await, StatusCode::TOO_MANY_REQUESTS, "a used code is only a new device");
+}
+
+/// Fails logins for `email` from new addresses at every open slot until the next one is at
+/// least 3 s away.
+async fn slowed_for_3_seconds(app: &TestApp, email: &str) {
+    let started = std::time::Instant::now();
+    for i in 1.. {
+        assert!(started.elapsed() < Duration::from_secs(30), "the email was never slowed down");
+        let res = login(app, email, "wrong guess!", &format!("10.51.{}.{}", i / 250, i % 250 + 1), None).await;
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            let wait = retry_after(&res);
+            if wait >= 3 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(wait * 1000 - 200)).await;
+        }
+    }
+}
+
+/// Item 2, without mail: an attacker at K = 4 sources (three IPv4 addresses and an IPv6 /48
+/// through many of its /64s, the default `LOGIN_SLOWDOWN_FREE_SOURCES`) fails as fast as it
+/// can: each source is locked after 5 failures, and the owner at another address gets in at
+/// the first attempt, at once. A fifth source turns the email's slowdown on for every new
+/// device: the bound on guesses per email (the known device still gets in at once).
+async fn strangers_at_k_sources_do_not_slow_the_owner(b: Backend) {
+    use mascot_server::config::ThrottleConfig;
+    assert_eq!(ThrottleConfig::default().email_free_sources, 4);
+    let app = spawn_app_with(b, behind_local_proxy).await;
+    let device = signup_device(&app, "owner@example.com").await;
+    let mut verified = 0;
+    for round in 0..8 {
+        for source in 0..4 {
+            let ip = if source == 3 { format!("2001:db8:7:{round:x}::1") } else { format!("10.50.0.{source}") };
+            let res = login(&app, "owner@example.com", "wrong guess!", &ip, None).await;
+            match res.status() {
+                StatusCode::UNAUTHORIZED => verified += 1,
+                StatusCode::TOO_MANY_REQUESTS => assert!(retry_after(&res) > 60, "locked per (email, source)"),
+                other => panic!("{other}"),
+            }
+        }
+    }
+    assert_eq!(verified, 20, "5 wrong passwords per source, the /48 being one");
+    let started = std::time::Instant::now();
+    let res = login(&app, "owner@example.com", PASSWORD, "10.60.0.1", None).await;
+    assert_eq!(res.status(), StatusCode::OK, "the owner on a new device gets in at the first attempt");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    let res = login(&app, "owner@example.com", PASSWORD, "10.60.0.2", Some(&device)).await;
+    assert_eq!(res.status(), StatusCode::OK, "a known device gets in at once");
+
+    // More sources: past K the slowdown is on. Fail at every slot until the spacing is 4 s.
+    slowed_for_3_seconds(&app, "owner@example.com").await;
+    let res = login(&app, "owner@example.com", PASSWORD, "10.60.0.3", None).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "a new device now waits (no mail here)");
+    assert!(retry_after(&res) <= 30);
+    let res = login(&app, "owner@example.com", PASSWORD, "10.60.0.4", Some(&device)).await;
+    assert_eq!(res.status(), StatusCode::OK, "the known device still gets in at once");
+}
+
 on_both_databases!(
     password_change_is_rate_limited_per_user_and_address,
     password_change_to_the_same_password_is_refused_without_hashing,
@@ -759,6 +987,8 @@ on_both_databases!(
     plugin_login_failures_do_not_slow_the_console,
     stripe_lookups_are_budgeted_and_only_for_the_newest_pending_checkout,
     a_known_browser_gets_into_the_console_whatever_strangers_try,
+    the_owner_gets_in_with_a_mailed_code_whatever_the_attacker_does,
+    strangers_at_k_sources_do_not_slow_the_owner,
 );
 
 /// Item 5, with short test-only limits (1 s): unfinished headers, an unfinished body and an idle
@@ -894,6 +1124,7 @@ async fn the_email_slowdown_holds_across_replicas() {
         behind_local_proxy(c);
         c.login_throttle.email_free_failures = 2;
         c.login_throttle.email_max_delay = Duration::from_secs(2);
+        c.login_throttle.email_free_sources = 0;
     };
     let first = spawn_app_with(Backend::Postgres, slow).await;
     let second = common::spawn_replica_with(&first, slow).await;
@@ -1008,4 +1239,117 @@ async fn the_stripe_budget_holds_across_replicas() {
         looked_up >= 1 && looked_up <= allowed,
         "{looked_up} retrieves for 20 polls on two replicas in {elapsed:?}"
     );
+}
+
+/// Item 8: the other security limits, split between two replicas on one PostgreSQL, hold like on
+/// one: failed sign-ins per address and per (email, device), login requests per address,
+/// password changes per account, the failing sources that turn an email's slowdown on and the
+/// sign-in code mails it sends, and wrong codes on a browser sign-in. (The failure counts, the slowdown, promotion-code guesses, reset limits and the
+/// Stripe budget have their tests above.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_other_security_limits_hold_across_replicas() {
+    if !common::postgres_available().await {
+        return;
+    }
+    let mail = smtp::SmtpServer::start().await;
+    let base = with_mail(&mail);
+    let adjust = move |c: &mut mascot_server::Config| {
+        base(c);
+        c.rate_limits.logins_per_minute = 3;
+        c.rate_limits.password_changes_per_user_per_hour = 2;
+        c.rate_limits.sign_in_codes_per_email_per_hour = 1;
+        c.login_throttle.email_free_sources = 1;
+        c.login_throttle.email_free_failures = 0;
+        c.login_throttle.client_max_failures = 2;
+    };
+    let first = spawn_app_with(Backend::Postgres, adjust.clone()).await;
+    let second = common::spawn_replica_with(&first, adjust).await;
+
+    // Failed sign-ins per address across emails: 2 here, one on each; a third email is refused.
+    for (i, app) in [&first, &second].into_iter().enumerate() {
+        let res = login(app, &format!("stuffed{i}@example.com"), "wrong guess!", "10.73.0.1", None).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let res = login(&first, "stuffed9@example.com", "wrong guess!", "10.73.0.1", None).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("failed sign-in attempts"), "{body}");
+
+    // Failed sign-ins per (email, known device): 5, split 3 + 2 from five addresses; then even the
+    // right password on that device waits.
+    let device = signup_device(&first, "device@example.com").await;
+    for i in 0..5 {
+        let app = if i % 2 == 0 { &first } else { &second };
+        let res = login(app, "device@example.com", "wrong guess!", &format!("10.74.0.{i}"), Some(&device)).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "failure {i}");
+    }
+    let res = login(&second, "device@example.com", PASSWORD, "10.74.0.9", Some(&device)).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "the device's budget is spent on both");
+    assert!(retry_after(&res) > 60);
+
+    // Login requests per address: 3 a minute, taken 2 + 1; the fourth is refused on either.
+    first.signup("frequent@example.com").await;
+    for (i, app) in [&first, &second, &first].into_iter().enumerate() {
+        let res = login(app, "frequent@example.com", PASSWORD, "10.70.0.1", None).await;
+        assert_eq!(res.status(), StatusCode::OK, "request {i}");
+    }
+    let res = login(&second, "frequent@example.com", PASSWORD, "10.70.0.1", None).await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+
+    // Password changes per account: 2 an hour, one on each; the third is refused.
+    let u = first.signup("changer@example.com").await;
+    for (i, app) in [&first, &second].into_iter().enumerate() {
+        let res = change_password(app, &u.token, &format!("10.71.0.{i}"), "wrong guess!", "new password 1").await;
+        assert_error(res, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    }
+    let res = change_password(&first, &u.token, "10.71.0.9", PASSWORD, "new password 1").await;
+    assert_error(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+
+    // Failing sources: one on each replica. Each has seen one (not more than the one free), but
+    // together they are two: the email's slowdown is on, on both, and mails one code in all.
+    first.signup("target@example.com").await;
+    let res = login(&first, "target@example.com", "wrong guess!", "10.72.0.1", None).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = login(&second, "target@example.com", "wrong guess!", "10.72.0.2", None).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    for (app, ip) in [(&first, "10.72.0.3"), (&second, "10.72.0.4")] {
+        let res = login(app, "target@example.com", PASSWORD, ip, None).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "slowed on {ip}");
+        let body: Value = res.json().await.unwrap();
+        assert!(body["error"]["message"].as_str().unwrap().contains("sign-in code"), "{body}");
+    }
+    mail.wait_about(SIGN_IN_CODE, 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(mail.received_about(SIGN_IN_CODE).await.len(), 1, "one mail an hour per email, on both replicas");
+    let code = code_in(&mail.received_about(SIGN_IN_CODE).await[0]);
+    let res = second
+        .client
+        .post(second.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", "10.72.0.5")
+        .json(&json!({"email": "target@example.com", "password": PASSWORD, "sign_in_code": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the code mailed by one replica works on the other");
+
+    // A browser sign-in's wrong codes: 3 on one replica and 2 on the other cancel it.
+    let res = first.post_json("/api/v1/auth/handoff", None, &json!({})).await;
+    let h: Value = res.json().await.unwrap();
+    let page = forms::open(&first, h["url"].as_str().unwrap(), &[]).await;
+    let cookie = page.csrf_cookie.clone().expect("a CSRF cookie");
+    for i in 0..5 {
+        let app = if i < 3 { &first } else { &second };
+        let fields = [
+            ("secret", page.field("secret")),
+            ("csrf", page.field("csrf")),
+            ("step", "sign_in".to_string()),
+            ("code", "WRONGCOD".to_string()),
+            ("email", "target@example.com".to_string()),
+            ("password", PASSWORD.to_string()),
+        ];
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let res = forms::post_form(app, "/account/sign-in", &cookie, &fields, &[]).await;
+        let expected = if i < 4 { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::NOT_FOUND };
+        assert_eq!(res.status, expected, "wrong code {i}");
+    }
 }

@@ -136,6 +136,7 @@ fn login_sends_the_credentials_and_keeps_the_token() {
         email: "a@b.c".into(),
         password: "pa\"ss\\word\n".into(),
         device_token: None,
+        sign_in_code: None,
     })
     .unwrap();
     assert_eq!(req.body.as_deref(), Some(want.as_str()), "the same JSON the server's types read");
@@ -340,6 +341,7 @@ fn login_sends_the_device_token_when_there_is_one() {
         email: "a@b.c".into(),
         password: "secret 123".into(),
         device_token: Some("mcd_\"dev".into()),
+        sign_in_code: None,
     })
     .unwrap();
     let reqs = sent(&c);
@@ -352,6 +354,26 @@ fn login_sends_the_device_token_when_there_is_one() {
         Some(r#"{"email":"a@b.c","password":"secret 123"}"#),
         "an empty one is not sent"
     );
+}
+
+#[test]
+fn login_with_code_sends_the_mailed_code() {
+    let script = Script::default().answer(200, &auth_json()).answer(200, &auth_json());
+    let c = client(script, None);
+    block_on(c.login_with_code("a@b.c", "secret 123", Some("mcd_dev"), " mcl_code ")).unwrap();
+    block_on(c.login_with_code("a@b.c", "secret 123", None, "")).unwrap();
+    let reqs = sent(&c);
+    let read: Credentials = serde_json::from_str(reqs[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        read,
+        Credentials {
+            email: "a@b.c".into(),
+            password: "secret 123".into(),
+            device_token: Some("mcd_dev".into()),
+            sign_in_code: Some("mcl_code".into()),
+        }
+    );
+    assert_eq!(reqs[1].body.as_deref(), Some(r#"{"email":"a@b.c","password":"secret 123"}"#), "no empty code");
 }
 
 #[test]

@@ -8,6 +8,7 @@ pub mod reset;
 pub mod secret;
 pub mod service_keys;
 pub mod shared_throttle;
+pub mod sign_in_codes;
 pub mod throttle;
 pub mod tokens;
 pub mod verify;

@@ -92,8 +92,10 @@ pub struct Slowdown {
 
 /// Advances the email's shared slowdown as if this attempt fails, or refuses it with the seconds
 /// to wait (at most the longest spacing). One guarded upsert: only an attempt at or after
-/// `next_allowed` (or past the window) moves it, so replicas never verify two at once.
-pub async fn slow(db: &Db, email_key: &str, s: Slowdown) -> sqlx::Result<Result<(), u64>> {
+/// `next_allowed` (or past the window) moves it, so replicas never verify two at once. When
+/// `enforce` is false (the email is not under attack, see `auth::throttle`) the failure is counted
+/// and nothing is refused.
+pub async fn slow(db: &Db, email_key: &str, s: Slowdown, enforce: bool) -> sqlx::Result<Result<(), u64>> {
     if db.kind() != DatabaseKind::Postgres {
         return Ok(Ok(()));
     }
@@ -116,7 +118,7 @@ pub async fn slow(db: &Db, email_key: &str, s: Slowdown) -> sqlx::Result<Result<
             let sql = format!(
                 "INSERT INTO throttle_slowdowns (key, failures, next_allowed, last) VALUES ($1, 1, $2 + {first}, $2)
                  ON CONFLICT (key) DO UPDATE SET failures = {f}, next_allowed = $2 + {next}, last = $2
-                 WHERE throttle_slowdowns.last <= $3 OR throttle_slowdowns.next_allowed <= $2
+                 WHERE NOT $6 OR throttle_slowdowns.last <= $3 OR throttle_slowdowns.next_allowed <= $2
                  RETURNING failures",
                 first = delay("1"),
                 next = delay(f),
@@ -127,6 +129,7 @@ pub async fn slow(db: &Db, email_key: &str, s: Slowdown) -> sqlx::Result<Result<
                 .bind(now - window_ms)
                 .bind(free)
                 .bind(max_ms)
+                .bind(enforce)
                 .fetch_optional(&mut **uow)
                 .await?;
             if moved.is_some() {
@@ -138,6 +141,54 @@ pub async fn slow(db: &Db, email_key: &str, s: Slowdown) -> sqlx::Result<Result<
                 .await?;
             let wait_ms = next.map_or(0, |n| n - now).clamp(1, max_ms.max(1000));
             Ok::<_, sqlx::Error>(Err(u64::try_from(wait_ms).unwrap_or(1000).div_ceil(1000)))
+        })
+    })
+    .await
+}
+
+/// How many sources (see `auth::throttle::source_of`) failed for the email within `window`, on
+/// every replica (0 on SQLite, where the process knows).
+pub async fn sources_failing(db: &Db, email_key: &str, window: Duration) -> sqlx::Result<u64> {
+    if db.kind() != DatabaseKind::Postgres {
+        return Ok(0);
+    }
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX / 4);
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM throttle_sources WHERE key = $1 AND last > $2")
+        .bind(email_key)
+        .bind(now_ms() - window_ms)
+        .fetch_one(db.pool())
+        .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Records that `source` failed for the email now; keeps the email's `keep` most recent sources
+/// (enough to tell "more than the free sources").
+pub async fn source_failed(db: &Db, email_key: &str, source: &str, keep: u32) -> sqlx::Result<()> {
+    if db.kind() != DatabaseKind::Postgres {
+        return Ok(());
+    }
+    let (key, source) = (email_key.to_string(), source.to_string());
+    db.write(None, move |uow| {
+        let (key, source) = (key.clone(), source.clone());
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO throttle_sources (key, source, last) VALUES ($1, $2, $3)
+                 ON CONFLICT (key, source) DO UPDATE SET last = GREATEST(throttle_sources.last, $3)",
+            )
+            .bind(&key)
+            .bind(&source)
+            .bind(now_ms())
+            .execute(&mut **uow)
+            .await?;
+            sqlx::query(
+                "DELETE FROM throttle_sources WHERE key = $1 AND source NOT IN (
+                     SELECT source FROM throttle_sources WHERE key = $1 ORDER BY last DESC LIMIT $2)",
+            )
+            .bind(&key)
+            .bind(i64::from(keep))
+            .execute(&mut **uow)
+            .await?;
+            Ok::<_, sqlx::Error>(())
         })
     })
     .await
@@ -220,6 +271,28 @@ pub async fn rate(db: &Db, key: &str, per_period: u32, period: Duration) -> sqlx
                 .await?;
             let wait_ms = full_at.map_or(0, |f| f - now - tolerance).max(0);
             Ok::<_, sqlx::Error>(Err(u64::try_from(wait_ms / 1000).unwrap_or(0) + 1))
+        })
+    })
+    .await
+}
+
+/// Gives a [`rate`] key back one request of its budget, on every replica (one guarded update).
+pub async fn give_back_rate(db: &Db, key: &str, per_period: u32, period: Duration) -> sqlx::Result<()> {
+    if db.kind() != DatabaseKind::Postgres {
+        return Ok(());
+    }
+    let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX / 4);
+    let interval = (period_ms / i64::from(per_period.max(1))).max(1);
+    let key = key.to_string();
+    db.write(None, move |uow| {
+        let key = key.clone();
+        Box::pin(async move {
+            sqlx::query("UPDATE rate_limit_budgets SET full_at = full_at - $2 WHERE key = $1")
+                .bind(&key)
+                .bind(interval)
+                .execute(&mut **uow)
+                .await?;
+            Ok::<_, sqlx::Error>(())
         })
     })
     .await

@@ -3,9 +3,16 @@
 //! Policy (numbers in [`ThrottleConfig`], documented in docs/operations.md):
 //! - per (email, client address): `max_failures` failures per `window`, then 429 until it passes;
 //! - per client address, across emails (credential stuffing): `client_max_failures` per `window`;
+//! - per (email, source), a source being an IPv4 address or an IPv6 /48: `max_failures` too, so a
+//!   /48's many /64s count as one source;
 //! - per email, from any address: never a lockout, only a slowdown. After `email_free_failures`
 //!   failures, verifications for that email are spaced by a growing interval (1 s, 2 s, 4 s, …,
-//!   capped at `email_max_delay`); an attempt inside it gets 429 with a Retry-After of at most the cap;
+//!   capped at `email_max_delay`); an attempt inside it gets 429 with a Retry-After of at most the cap.
+//!   The spacing is enforced only once more than `email_free_sources` sources have failed for the
+//!   email within `window`: strangers' failures slow only strangers. An attacker at up to that many
+//!   sources gets each of them locked per (email, source) and never slows the owner elsewhere; the
+//!   price is that many more guesses per email before the spacing starts (docs/operations.md). With
+//!   mail, a refused owner gets a one-time sign-in code that is limited like a device (below);
 //! - a client that signed in to this account before sends its device token: it is limited only per
 //!   (email, device), so a stranger's guesses never refuse or delay the owner on a known device.
 //!
@@ -46,6 +53,9 @@ struct Slowdown {
 struct Tables {
     counts: HashMap<String, Count>,
     emails: HashMap<String, Slowdown>,
+    /// Per email: the sources that failed for it lately, with their last failure (at most
+    /// `email_free_sources + 1` each: past that the slowdown is on whatever more come).
+    sources: HashMap<String, Vec<(String, Instant)>>,
 }
 
 pub struct Throttle {
@@ -97,6 +107,9 @@ pub struct Attempt {
     limits: Vec<u32>,
     /// The email whose slowdown this attempt advanced, with the state before it.
     email: Option<(String, Option<Slowdown>)>,
+    /// The email key and the source this attempt came from (none on a known device), recorded
+    /// as failing for the email if it fails.
+    source: Option<(String, String)>,
 }
 
 /// The time at or before which the oldest tenth of `times` lies.
@@ -117,6 +130,17 @@ impl Attempt {
     pub fn slowed_email(&self) -> Option<&str> {
         self.email.as_ref().map(|(k, _)| k.as_str())
     }
+
+    /// The email key and this attempt's source (none on a known device).
+    pub fn source(&self) -> Option<(&str, &str)> {
+        self.source.as_ref().map(|(e, s)| (e.as_str(), s.as_str()))
+    }
+}
+
+/// The source an address counts as for one email's slowdown: an IPv4 address, or the /48 of an
+/// IPv6 /64 (see `rate_limit::wide_key`).
+pub fn source_of(client: &str) -> String {
+    crate::rate_limit::wide_key(client).unwrap_or_else(|| client.to_string())
 }
 
 fn key(parts: &[&str]) -> String {
@@ -151,6 +175,36 @@ impl Throttle {
     /// Counts one sign-in attempt for `email` from `client` (with the device token's hash when
     /// the caller sent a valid one for this account), or says why not and for how long.
     pub fn reserve(&self, email: &str, client: &str, device: Option<&str>) -> Result<Attempt, Refused> {
+        self.reserve_with(email, client, device, false)
+    }
+
+    /// Whether more than `email_free_sources` sources failed for `email` within the window (in
+    /// this process): its slowdown is enforced.
+    pub fn under_attack(&self, email: &str) -> bool {
+        let now = Instant::now();
+        let t = self.lock();
+        let active = t
+            .sources
+            .get(&key(&[email]))
+            .map_or(0, |v| v.iter().filter(|(_, last)| now.duration_since(*last) < self.config.window).count());
+        active > self.config.email_free_sources as usize
+    }
+
+    /// The most sources failing for one email that leave its slowdown off.
+    pub fn free_sources(&self) -> u32 {
+        self.config.email_free_sources
+    }
+
+    /// [`Throttle::reserve`], the slowdown enforced also when `attacked_elsewhere` (other
+    /// replicas saw more than `email_free_sources` sources fail for the email).
+    pub fn reserve_with(
+        &self,
+        email: &str,
+        client: &str,
+        device: Option<&str>,
+        attacked_elsewhere: bool,
+    ) -> Result<Attempt, Refused> {
+        let engaged = attacked_elsewhere || (device.is_none() && self.under_attack(email));
         let now = Instant::now();
         let window = self.config.window;
         let mut t = self.lock();
@@ -171,6 +225,18 @@ impl Throttle {
                 t.emails.retain(|_, s| s.last > cut);
             }
         }
+        if t.sources.len() >= MAX_KEYS {
+            t.sources.retain(|_, v| {
+                v.retain(|(_, last)| now.duration_since(*last) < window);
+                !v.is_empty()
+            });
+            if t.sources.len() >= MAX_KEYS {
+                let newest = |v: &Vec<(String, Instant)>| v.iter().map(|(_, l)| *l).max().unwrap_or(now);
+                let cut = oldest_tenth(t.sources.values().map(newest));
+                t.sources.retain(|_, v| newest(v) > cut);
+            }
+        }
+        let source = source_of(client);
         let mut limits: Vec<(String, u32, Rule)> = match device {
             Some(device) => vec![(key(&["device", email, device]), self.config.max_failures, Rule::Device)],
             None => vec![
@@ -178,9 +244,11 @@ impl Throttle {
                 (key(&["client", client]), self.config.client_max_failures, Rule::Address),
             ],
         };
-        // An IPv6 /64 also counts in its /48, with four times the budget (see `rate_limit`).
+        // An IPv6 /64 also counts in its /48, with four times the budget (see `rate_limit`); and
+        // per email a /48 is one source, with one (email, address) budget.
         if let (None, Some(wide)) = (device, crate::rate_limit::wide_key(client)) {
             limits.push((key(&["client", &wide]), self.config.client_max_failures.saturating_mul(4), Rule::Address));
+            limits.push((key(&["pair", email, &wide]), self.config.max_failures, Rule::EmailAndAddress));
         }
         for (k, limit, rule) in &limits {
             if let Some(c) = t.counts.get(k) {
@@ -194,7 +262,8 @@ impl Throttle {
         if device.is_none() {
             let email_key = key(&[email]);
             let before = t.emails.get(&email_key).copied().filter(|s| now.duration_since(s.last) < window);
-            if let Some(s) = before {
+            // The failures are always counted; the spacing is enforced only under attack.
+            if let (Some(s), true) = (before, engaged) {
                 if now < s.next_allowed {
                     let wait = s.next_allowed.duration_since(now);
                     let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
@@ -219,6 +288,7 @@ impl Throttle {
             keys: limits.iter().map(|(k, _, _)| k.clone()).collect(),
             limits: limits.iter().map(|(_, l, _)| *l).collect(),
             email: email_state,
+            source: device.is_none().then(|| (key(&[email]), key(&[&source]))),
         })
     }
 
@@ -232,9 +302,21 @@ impl Throttle {
         (self.config.email_free_failures, self.config.email_max_delay)
     }
 
-    /// The password was wrong: the attempt stays counted.
+    /// The password was wrong: the attempt stays counted, and its source is one that failed for
+    /// the email.
     pub fn failed(&self, attempt: Attempt) {
-        drop(attempt);
+        let Some((email, source)) = attempt.source else { return };
+        let now = Instant::now();
+        let (window, keep) = (self.config.window, self.config.email_free_sources as usize + 1);
+        let mut t = self.lock();
+        let list = t.sources.entry(email).or_default();
+        list.retain(|(s, last)| *s != source && now.duration_since(*last) < window);
+        list.push((source, now));
+        if list.len() > keep {
+            // The most recent are kept: enough to say "more than the free sources".
+            list.sort_by_key(|(_, last)| std::cmp::Reverse(*last));
+            list.truncate(keep);
+        }
     }
 
     /// The password was right: the attempt is given back and the email's slowdown cleared.
@@ -278,6 +360,7 @@ mod tests {
             client_max_failures: 3,
             email_free_failures: 10,
             email_max_delay: Duration::from_secs(30),
+            email_free_sources: 0,
         }
     }
 
@@ -363,6 +446,38 @@ mod tests {
         }
         assert_eq!(counted, 12);
         assert!(t.reserve("x@x.io", "2001:db8:2:0::/64", None).is_ok(), "another /48");
+    }
+
+    /// Issue 25, item 2: failures from up to `email_free_sources` sources never slow the email
+    /// for another source; one more source turns the slowdown on for everyone. A /48's many /64s
+    /// are one source, with one (email, address) budget.
+    #[test]
+    fn strangers_at_few_sources_slow_only_themselves() {
+        let t = Throttle::new(ThrottleConfig {
+            email_free_failures: 1,
+            email_free_sources: 2,
+            window: Duration::from_secs(600),
+            ..config()
+        });
+        // Two sources fail as fast as they can: each is locked by its (email, source) budget.
+        for source in ["1.1.1.1", "2001:db8:1:0::/64"] {
+            for i in 0..10 {
+                let client = if source.contains(':') { format!("2001:db8:1:{i:x}::/64") } else { source.to_string() };
+                if let Ok(a) = t.reserve("a@x.io", &client, None) {
+                    t.failed(a);
+                }
+            }
+        }
+        assert!(!t.under_attack("a@x.io"));
+        let refused = t.reserve("a@x.io", "2001:db8:1:99::/64", None).err().unwrap();
+        assert_eq!(refused.rule, Rule::EmailAndAddress, "the /48 is one source");
+        assert!(t.reserve("a@x.io", "9.9.9.9", None).is_ok(), "the owner elsewhere is not slowed");
+        // A third source: the slowdown is on for everyone new.
+        t.failed(t.reserve("a@x.io", "3.3.3.3", None).unwrap());
+        assert!(t.under_attack("a@x.io"));
+        assert_eq!(t.reserve("a@x.io", "8.8.8.8", None).err().map(|r| r.rule), Some(Rule::EmailSlowdown));
+        assert!(t.reserve("a@x.io", "8.8.8.8", Some("device-hash")).is_ok(), "a known device is not slowed");
+        assert!(t.lock().sources.values().all(|v| v.len() <= 3));
     }
 
     #[test]

@@ -111,6 +111,7 @@ pub async fn revoke_all_in(uow: &mut Uow, user_id: &str, keep: Option<&str>) -> 
     sqlx::query("DELETE FROM service_user_tokens WHERE user_id = $1").bind(user_id).execute(&mut **uow).await?;
     // So do the devices: an exemption from the per-email slowdown must not outlive the password.
     super::devices::forget_all_in(uow, user_id).await?;
+    super::sign_in_codes::forget_all_in(uow, user_id).await?;
     uow.tokens_changed();
     Ok(done.rows_affected())
 }

@@ -50,7 +50,7 @@ fn auth_response(token: String, session: ops::accounts::Session) -> AuthResponse
         (status = 200, description = "Signed in", body = AuthResponse),
         (status = 400, description = "Body is not valid JSON of this shape", body = ErrorEnvelope),
         (status = 401, description = "Wrong email or password", body = ErrorEnvelope),
-        (status = 429, description = "Too many attempts; see Retry-After", body = ErrorEnvelope),
+        (status = 429, description = "Too many attempts; see Retry-After. While failed attempts from elsewhere slow this email down, the account's owner is mailed a one-time `sign_in_code` (when mail is set up): sent with the right password, it signs in at once", body = ErrorEnvelope),
         (status = 503, description = "Too many sign-ins at once (`busy`); see Retry-After", body = ErrorEnvelope),
     ))]
 pub async fn login(
@@ -65,6 +65,7 @@ pub async fn login(
         device_token: body.device_token.as_deref(),
         door: Door::Plugin,
         code: None,
+        sign_in_code: body.sign_in_code.as_deref(),
     };
     let (token, session) = ops::accounts::login(&state, attempt).await?;
     Ok(Json(auth_response(token, session)))

@@ -152,7 +152,17 @@ pub fn client_address(trusted: &TrustedProxies, peer: Option<IpAddr>, headers: &
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     match trusted {
         TrustedProxies::None => peer,
-        TrustedProxies::Railway => header("x-real-ip").and_then(|v| v.trim().parse().ok()).or(peer),
+        // Railway says only that its edge sets `X-Real-IP` to the client's address; it publishes
+        // no edge addresses to check the peer against. So: exactly one header holding one
+        // address. Two (a client's own and the edge's) or anything else: the TCP peer, so that a
+        // client who sends its own header cannot pick the key it is counted under.
+        TrustedProxies::Railway => {
+            let mut values = headers.get_all("x-real-ip").iter();
+            match (values.next(), values.next()) {
+                (Some(v), None) => v.to_str().ok().and_then(|v| v.trim().parse().ok()).or(peer),
+                _ => peer,
+            }
+        }
         TrustedProxies::Cidrs(nets) => {
             let trusted = |ip: &IpAddr| nets.iter().any(|n| n.contains(ip));
             let peer_ip = peer?;
@@ -230,6 +240,14 @@ mod tests {
         assert_eq!(client_address(&nets, Some(outside), &chain), Some(outside), "an untrusted peer is the client");
         assert_eq!(client_address(&TrustedProxies::Railway, Some(peer), &spoofed), Some("7.7.7.7".parse().unwrap()));
         assert_eq!(client_address(&TrustedProxies::Railway, Some(peer), &HeaderMap::new()), Some(peer));
+        // Issue 25, item 7: in `railway` mode nothing but one X-Real-IP with one address counts.
+        let mut twice = headers(&[("x-real-ip", "7.7.7.7")]);
+        twice.append("x-real-ip", HeaderValue::from_static("8.8.4.4"));
+        assert_eq!(client_address(&TrustedProxies::Railway, Some(peer), &twice), Some(peer), "two headers");
+        for bad in ["7.7.7.7, 8.8.4.4", "not an address", ""] {
+            let h = headers(&[("x-real-ip", bad)]);
+            assert_eq!(client_address(&TrustedProxies::Railway, Some(peer), &h), Some(peer), "{bad:?}");
+        }
     }
 
     #[test]

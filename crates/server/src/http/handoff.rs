@@ -353,6 +353,7 @@ async fn sign_in_step(pages: &Pages<'_>, h: &Handoff, form: &PageForm) -> Respon
             device_token: device.as_deref(),
             door: Door::Page,
             code: None,
+            sign_in_code: None,
         };
         ops::accounts::check_password(state, attempt).await
     };

@@ -31,7 +31,7 @@ use crate::{
         handoff::{self, Poll},
         normalise_email,
         password::{self, PasswordError},
-        shared_throttle,
+        shared_throttle, sign_in_codes,
         throttle::{self, Refused, Rule},
         tokens, validate_password, verify,
     },
@@ -81,6 +81,9 @@ pub struct Attempt<'a> {
     pub door: Door,
     /// The console's TOTP code.
     pub code: Option<&'a str>,
+    /// A one-time sign-in code mailed while the email's slowdown refused attempts (the plugin's
+    /// door only): with the right password, it signs in outside the slowdown.
+    pub sign_in_code: Option<&'a str>,
 }
 
 /// A password that checked out.
@@ -111,7 +114,19 @@ struct Counted {
 
 impl Counted {
     async fn reserve(state: &AppState, email: &str, client: &str, device: Option<&str>) -> Result<Counted, Refused> {
-        let local = state.throttle.reserve(email, client, device)?;
+        // The email's slowdown is enforced only once more than the free sources failed for it,
+        // on any replica (see `auth::throttle`).
+        let engaged = device.is_none() && {
+            let elsewhere = match shared_throttle::sources_failing(&state.db, email, state.throttle.window()).await {
+                Ok(n) => n > u64::from(state.throttle.free_sources()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the shared failing sources could not be read");
+                    false
+                }
+            };
+            elsewhere || state.throttle.under_attack(email)
+        };
+        let local = state.throttle.reserve_with(email, client, device, engaged)?;
         let counted = local.counted();
         let shared = match shared_throttle::reserve(&state.db, &counted, state.throttle.window()).await {
             Ok(Ok(())) => counted.into_iter().map(|(k, _)| k).collect::<Vec<_>>(),
@@ -130,7 +145,7 @@ impl Counted {
         };
         let (free_failures, max_delay) = state.throttle.slowdown();
         let settings = shared_throttle::Slowdown { free_failures, max_delay, window: state.throttle.window() };
-        match shared_throttle::slow(&state.db, &email_key, settings).await {
+        match shared_throttle::slow(&state.db, &email_key, settings, engaged).await {
             Ok(Ok(())) => Ok(Counted { local, shared, slowed: Some(email_key) }),
             Ok(Err(wait)) => {
                 state.throttle.cancelled(local);
@@ -144,9 +159,17 @@ impl Counted {
         }
     }
 
-    /// The password was wrong: the attempt stays counted everywhere.
-    fn failed(self, state: &AppState) {
+    /// The password was wrong: the attempt stays counted everywhere, and its source is one that
+    /// failed for the email.
+    async fn failed(self, state: &AppState) {
+        let source = self.local.source().map(|(e, s)| (e.to_string(), s.to_string()));
         state.throttle.failed(self.local);
+        if let Some((email, source)) = source {
+            let keep = state.throttle.free_sources().saturating_add(1);
+            if let Err(e) = shared_throttle::source_failed(&state.db, &email, &source, keep).await {
+                tracing::warn!(error = %e, "the shared failing sources could not be updated");
+            }
+        }
     }
 
     /// The password was right: given back everywhere, the email's slowdown cleared.
@@ -174,6 +197,18 @@ impl Counted {
     async fn give_back(state: &AppState, keys: &[String]) {
         if let Err(e) = shared_throttle::give_back(&state.db, keys).await {
             tracing::warn!(error = %e, "a shared sign-in count could not be given back");
+        }
+    }
+}
+
+/// A limit kept where every replica sees it too (PostgreSQL; nothing on SQLite, where the
+/// process's own limiter is the only one): `Err(seconds)` when over it.
+async fn shared_rate(state: &AppState, key: &str, per_period: u32, period: Duration) -> Result<(), u64> {
+    match shared_throttle::rate(&state.db, key, per_period, period).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "a shared rate limit could not be read");
+            Ok(())
         }
     }
 }
@@ -259,7 +294,7 @@ pub async fn sign_up(
 /// the throttle (reserved before the verification), the bounded password pool, one-time
 /// passwords that expire; at the console, the operator role and a TOTP code too.
 pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<SignedIn, OpError> {
-    let Attempt { client, email, password, device_token, door, code } = attempt;
+    let Attempt { client, email, password, device_token, door, code, sign_in_code } = attempt;
     // The console counts apart from the plugin and the page: a stranger failing plugin logins
     // for an operator's email must not slow or refuse the operator's console sign-in.
     let counted_as = match door {
@@ -268,6 +303,11 @@ pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<Si
     };
     if let Err(wait) = state.limits.logins.check(&counted_as) {
         tracing::warn!(client = %client, ?door, "login rate limit reached");
+        return Err(rate_limited("sign-in attempts", wait));
+    }
+    let per_minute = state.config.rate_limits.logins_per_minute;
+    if let Err(wait) = shared_rate(state, &format!("login|{counted_as}"), per_minute, Duration::from_secs(60)).await {
+        tracing::warn!(client = %client, ?door, "login rate limit reached (shared)");
         return Err(rate_limited("sign-in attempts", wait));
     }
     // A malformed email cannot match an account, and no stored password contains NUL: the same
@@ -284,12 +324,40 @@ pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<Si
         }
         _ => None,
     };
+    // A mailed one-time code of this account is limited on its own too (a new device otherwise).
+    let code_used = match (sign_in_code, &account, door, &device) {
+        (Some(c), Some(a), Door::Plugin, None) if sign_in_codes::valid(&state.db, c, &a.id).await? => Some(c),
+        _ => None,
+    };
+    let exempt = device.clone().or_else(|| code_used.map(tokens::hash_token));
     let throttled_email = match door {
         Door::Console => format!("console|{email}"),
         Door::Plugin | Door::Page => email.clone(),
     };
-    let reserved = match Counted::reserve(state, &throttled_email, &counted_as, device.as_deref()).await {
+    let reserved = match Counted::reserve(state, &throttled_email, &counted_as, exempt.as_deref()).await {
         Ok(reserved) => reserved,
+        Err(refused) if refused.rule == Rule::EmailSlowdown && door == Door::Plugin && state.mailer.enabled() => {
+            // The email is under attack: its owner gets a one-time code by mail (the answer is the
+            // same whether or not the account exists, and does not wait for the mail).
+            offer_sign_in_code(state, account.as_ref(), client);
+            tracing::warn!(
+                user_id = account.as_ref().map(|a| a.id.as_str()),
+                client = %client,
+                ?door,
+                rule = refused.rule.as_str(),
+                retry_after_secs = refused.retry_after_secs,
+                "sign-in throttled"
+            );
+            // Past its budget, the newest mail is at most one spacing of the mails old.
+            let minutes = (60 / state.config.rate_limits.sign_in_codes_per_email_per_hour.max(1)).max(1);
+            return Err(OpError::rate_limited(
+                format!(
+                    "Too many failed sign-in attempts for this email from elsewhere. If it is yours, a sign-in code is in its mailbox (sent now or in the last {minutes} minutes): send it with your password to sign in now, or try again in {} seconds.",
+                    refused.retry_after_secs
+                ),
+                refused.retry_after_secs,
+            ));
+        }
         Err(refused) => {
             tracing::warn!(
                 user_id = account.as_ref().map(|a| a.id.as_str()),
@@ -338,11 +406,28 @@ pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<Si
         }
     }
     let Some(account) = account.filter(|_| ok) else {
-        reserved.failed(state);
+        reserved.failed(state).await;
         tracing::warn!(user_id = user_id.as_deref(), client = %client, ?door, password_ok, one_time_password_expired = expired, "sign-in failed");
         return Err(wrong(door));
     };
     reserved.succeeded(state).await;
+    if let Some(c) = code_used {
+        // Single use; a concurrent sign-in with the same code and password may have used it first.
+        let used = sign_in_codes::use_up(&state.db, c, &account.id).await?;
+        tracing::info!(user_id = %account.id, client = %client, used, "signed in with a mailed sign-in code");
+        if used {
+            // The email gets back the mail that brought this code: the next refusal mails a new
+            // one, so an owner signing in on several new devices always has an unused code. Only
+            // the owner, who holds the codes, can do this: it cannot flood the mailbox.
+            state.limits.sign_in_codes_per_email.give_back(&account.email);
+            let (key, per_hour) =
+                (format!("signin-code|{}", account.email), state.config.rate_limits.sign_in_codes_per_email_per_hour);
+            if let Err(e) = shared_throttle::give_back_rate(&state.db, &key, per_hour, Duration::from_secs(3600)).await
+            {
+                tracing::warn!(error = %e, "the shared sign-in code mail budget could not be given back");
+            }
+        }
+    }
     let must_change = account.password_expires_at.is_some();
     if door == Door::Console && must_change {
         return Err(OpError::Forbidden {
@@ -352,6 +437,61 @@ pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<Si
         });
     }
     Ok(SignedIn { account, must_change, known_device: device.is_some() })
+}
+
+/// Mails the account a one-time sign-in code, in the background, within its limits: per email
+/// (`RATE_LIMIT_SIGN_IN_CODES_PER_EMAIL_PER_HOUR`, 3) and per address whose refused attempts
+/// asked (`…_PER_ADDRESS_PER_HOUR`, 10), on PostgreSQL shared by the replicas. A code lasts
+/// longer than the spacing of the mails, so a refused owner always has a working one.
+fn offer_sign_in_code(state: &AppState, account: Option<&Account>, client: &str) {
+    let Some(account) = account.cloned() else { return };
+    let (state, client) = (state.clone(), client.to_string());
+    tokio::spawn(async move {
+        let limits = &state.config.rate_limits;
+        let checks = [
+            (&state.limits.sign_in_codes_per_email, account.email.clone(), limits.sign_in_codes_per_email_per_hour),
+            (&state.limits.sign_in_codes_per_address, client.clone(), limits.sign_in_codes_per_address_per_hour),
+        ];
+        for (limiter, key, per_hour) in checks {
+            if limiter.check(&key).is_err() {
+                // Debug only: every refused attempt of an attack comes here.
+                tracing::debug!(user_id = %account.id, client = %client, "sign-in code not mailed: one went out recently");
+                return;
+            }
+            let shared = format!("signin-code|{key}");
+            match shared_throttle::rate(&state.db, &shared, per_hour, Duration::from_secs(3600)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    tracing::debug!(user_id = %account.id, client = %client, "sign-in code not mailed: one went out recently (shared)");
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, "the shared sign-in code limits could not be read"),
+            }
+        }
+        // Longer than the spacing of the mails once the budget is spent, by 10 minutes at least.
+        let spacing = 3_600_000 / i64::from(limits.sign_in_codes_per_email_per_hour.max(1));
+        let ttl = sign_in_codes::TTL_MS.max(spacing + 10 * 60_000);
+        let code = match sign_in_codes::issue(&state.db, &account.id, ttl).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, user_id = %account.id, "a sign-in code could not be stored");
+                return;
+            }
+        };
+        let minutes = ttl / 60_000;
+        let body = format!(
+            "Hello,\n\nMany sign-ins to your Mascot account ({email}) failed lately, so new devices are slowed down. If you are signing in, enter this code in the plugin with your password; it lets you in at once (it works once, for {minutes} minutes):\n\n{code}\n\nIf you are not signing in, someone may be guessing your password: nothing changes without it, and you can ignore this mail. A long password you use nowhere else keeps you safe.\n\n— Mascot\n",
+            email = account.email,
+        );
+        state.mailer.send(Mail {
+            to: account.email.clone(),
+            subject: "Your Mascot sign-in code".into(),
+            body,
+            kind: "sign_in_code",
+            user_id: account.id.clone(),
+        });
+        tracing::info!(user_id = %account.id, client = %client, "sign-in code mailed");
+    });
 }
 
 /// Signs in to the plugin: a new token, and the device token to send next time.
@@ -383,10 +523,21 @@ pub async fn change_password(
     }
     // Counted before the password is checked, whether it then succeeds or not: a right current
     // password costs two argon2 runs, a wrong one one.
-    for (limiter, key) in
-        [(&state.limits.password_changes, user.id.as_str()), (&state.limits.password_changes_per_address, client)]
-    {
-        if let Err(wait) = limiter.check(key) {
+    let limits = &state.config.rate_limits;
+    for (limiter, key, per_hour) in [
+        (&state.limits.password_changes, format!("user:{}", user.id), limits.password_changes_per_user_per_hour),
+        (
+            &state.limits.password_changes_per_address,
+            format!("addr:{client}"),
+            limits.password_changes_per_address_per_hour,
+        ),
+    ] {
+        let local_key = key.split_once(':').map_or(key.as_str(), |(_, k)| k);
+        let checked = match limiter.check(local_key) {
+            Ok(()) => shared_rate(state, &format!("pwchange|{key}"), per_hour, Duration::from_secs(3600)).await,
+            Err(wait) => Err(wait),
+        };
+        if let Err(wait) = checked {
             tracing::warn!(user_id = %user.id, client = %client, "password change rate limit reached");
             return Err(OpError::rate_limited(
                 format!("Too many password changes. Try again in {} minutes.", wait.div_ceil(60)),
@@ -411,7 +562,7 @@ pub async fn change_password(
         }
     };
     if !ok || account.is_none() {
-        reserved.failed(state);
+        reserved.failed(state).await;
         tracing::warn!(user_id = %user.id, client = %client, "password change refused: wrong current password");
         // Never `unauthorized`: the plugin reads that as an expired session and signs out.
         return Err(OpError::WrongCredentials("The current password is wrong.".into()));

@@ -12,4 +12,10 @@ password: string,
  * The `device_token` an earlier sign-in on this device returned (login only): such a
  * login is not slowed down by failed attempts from elsewhere.
  */
-device_token?: string, };
+device_token?: string, 
+/**
+ * A one-time sign-in code (`mcl_…`) mailed to the account while failed attempts from
+ * elsewhere slow its sign-in down (login only): with the right password, the login is not
+ * slowed down. It works once, for 30 minutes.
+ */
+sign_in_code?: string, };

@@ -119,6 +119,7 @@ pub async fn login(
         device_token: device.as_deref(),
         door: Door::Console,
         code: Some(&form.code),
+        sign_in_code: None,
     };
     let account = match ops::accounts::check_password(&state, attempt).await {
         Ok(signed) => signed.account,
