@@ -321,7 +321,11 @@ impl<T: Transport> Client<T> {
     /// `BalanceResponse` of the personal wallet, or of a team's (`team`): a member who is not an
     /// owner or admin gets `balance: null`, what they may spend as `available`, and their `cap`.
     pub async fn balance(&self, team: Option<&str>) -> Result<String, MascotError> {
-        self.get(&with_team("/api/v1/credits/balance".into(), team)).await
+        Ok(self.object(self.balance_request(team)).await?.0)
+    }
+
+    pub fn balance_request(&self, team: Option<&str>) -> Request {
+        self.request(Method::Get, &with_team("/api/v1/credits/balance".into(), team), None, None)
     }
 
     /// One page of history, newest first; `before` is the previous page's `next_cursor`. With
@@ -332,7 +336,11 @@ impl<T: Transport> Client<T> {
         before: Option<&str>,
         team: Option<&str>,
     ) -> Result<String, MascotError> {
-        self.get(&with_team(history_path(limit, before), team)).await
+        Ok(self.object(self.history_request(limit, before, team)).await?.0)
+    }
+
+    pub fn history_request(&self, limit: Option<u32>, before: Option<&str>, team: Option<&str>) -> Request {
+        self.request(Method::Get, &with_team(history_path(limit, before), team), None, None)
     }
 
     /// Spends from the personal wallet, or a team's (`team`): 402 `insufficient_credits`, or
@@ -359,7 +367,12 @@ impl<T: Transport> Client<T> {
     /// `UsageResponse`: the last `days` UTC days (1–366) per feature, and the runway, of the
     /// personal wallet or of a team's.
     pub async fn usage(&self, days: u32, team: Option<&str>) -> Result<String, MascotError> {
-        self.get(&with_team("/api/v1/credits/usage?days=".to_string() + &int(days.into()), team)).await
+        Ok(self.object(self.usage_request(days, team)).await?.0)
+    }
+
+    pub fn usage_request(&self, days: u32, team: Option<&str>) -> Request {
+        let path = with_team("/api/v1/credits/usage?days=".to_string() + &int(days.into()), team);
+        self.request(Method::Get, &path, None, None)
     }
 
     /// `ExportResponse`: a single-use address (5 minutes) to open in the browser, which downloads
@@ -393,8 +406,12 @@ impl<T: Transport> Client<T> {
 
     /// Sets the low-balance alert (`None` turns it off); `AlertSettings` as saved.
     pub async fn set_alerts(&self, low_balance: Option<i64>, team: Option<&str>) -> Result<String, MascotError> {
+        Ok(self.object(self.set_alerts_request(low_balance, team)).await?.0)
+    }
+
+    pub fn set_alerts_request(&self, low_balance: Option<i64>, team: Option<&str>) -> Request {
         let body = Object::default().opt_int("low_balance", low_balance).finish();
-        Ok(self.object(self.request(Method::Put, &alerts_path(team), Some(body), None)).await?.0)
+        self.request(Method::Put, &alerts_path(team), Some(body), None)
     }
 
     /// `POST /api/v1/auth/verify-email`: 202, the server mails a new verification link.
@@ -405,8 +422,12 @@ impl<T: Transport> Client<T> {
     /// `CheckoutResponse`: open its `checkout_url` in the browser. With `team` (owners and
     /// admins), the credits go to the team's wallet.
     pub async fn start_checkout(&self, pack_id: &str, team: Option<&str>) -> Result<String, MascotError> {
+        Ok(self.object(self.checkout_request(pack_id, team)).await?.0)
+    }
+
+    pub fn checkout_request(&self, pack_id: &str, team: Option<&str>) -> Request {
         let body = Object::default().str("pack_id", pack_id).opt_str("team_id", team).finish();
-        Ok(self.post("/api/v1/billing/checkout", body, None).await?.0)
+        self.request(Method::Post, "/api/v1/billing/checkout", Some(body), None)
     }
 
     /// The caller's checkouts that can still be paid (to resume waiting after a restart).
@@ -485,6 +506,55 @@ impl<T: Transport> Client<T> {
     pub fn accept_invitation_request(&self, token: &str) -> Request {
         let body = Object::default().str("token", token.trim()).finish();
         self.request(Method::Post, "/api/v1/teams/invitations/accept", Some(body), None)
+    }
+
+    /// The team route named `route`, its arguments by position (what the Wasm layer's one
+    /// `team(route, a, b, c, n, d)` method passes; its TypeScript overloads name them):
+    ///
+    /// | route | a | b | c | n | d |
+    /// |---|---|---|---|---|---|
+    /// | `list` | | | | | |
+    /// | `create` | name | | | | |
+    /// | `delete`, `members`, `invitations` | team | | | | |
+    /// | `role` | team | user | role | | |
+    /// | `cap` | team | user | period | credits (none: remove) | |
+    /// | `remove` | team | user | | | |
+    /// | `invite` | team | email | role | cap credits | cap period |
+    /// | `revoke` | team | invitation | | | |
+    /// | `accept` | token | | | | |
+    /// | `balance`, `alerts` | team | | | | |
+    /// | `history` | team | before | | limit | |
+    /// | `usage` | team | | | days | |
+    /// | `set-alerts` | team | | | threshold (none: off) | |
+    /// | `checkout` | team | pack | | | |
+    ///
+    /// The last six are the wallet selector: the team's wallet instead of the personal one.
+    /// An unknown route is a usage error (kind `decode`, code `unknown_route`), not a request.
+    pub fn team_request(&self, route: &str, args: TeamArgs) -> Result<Request, MascotError> {
+        let TeamArgs { a, b, c, n, d } = args;
+        let (a, b, c, d) = (a.unwrap_or(""), b.unwrap_or(""), c.unwrap_or(""), d.unwrap_or(""));
+        Ok(match route {
+            "list" => self.teams_request(),
+            "create" => self.create_team_request(a),
+            "delete" => self.delete_team_request(a),
+            "members" => self.members_request(a),
+            "role" => self.update_member_request(a, b, Some(c), CapChange::Keep),
+            "cap" => self.update_member_request(a, b, None, n.map_or(CapChange::Remove, |n| CapChange::Set(n, c))),
+            "remove" => self.remove_member_request(a, b),
+            "invite" => self.invite_request(a, b, c, n.map(|n| (n, d))),
+            "invitations" => self.invitations_request(a),
+            "revoke" => self.revoke_invitation_request(a, b),
+            "accept" => self.accept_invitation_request(a),
+            "balance" => self.balance_request(Some(a)),
+            "history" => self.history_request(n.map(|n| n.clamp(1, 100) as u32), Some(b), Some(a)),
+            "usage" => self.usage_request(n.unwrap_or(30).clamp(1, 366) as u32, Some(a)),
+            "alerts" => self.request(Method::Get, &alerts_path(Some(a)), None, None),
+            "set-alerts" => self.set_alerts_request(n, Some(a)),
+            "checkout" => self.checkout_request(b, Some(a)),
+            _ => {
+                return Err(MascotError::new(ErrorKind::Decode, 0, "unknown_route", "This team action does not exist."))
+            }
+        })
     }
 
     fn status_request(&self, session_id: &str, wait: u32) -> Request {
@@ -598,6 +668,16 @@ fn credentials(email: &str, password: &str, device_token: Option<&str>) -> Strin
         None => body,
     }
     .finish()
+}
+
+/// The positional arguments of `team_request` (see its table).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TeamArgs<'a> {
+    pub a: Option<&'a str>,
+    pub b: Option<&'a str>,
+    pub c: Option<&'a str>,
+    pub n: Option<i64>,
+    pub d: Option<&'a str>,
 }
 
 /// A member's cap in `update_member_request`: as it is, none, or `credits` a `period`.

@@ -14,11 +14,11 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::{CapChange, Client, MascotError, Reply, Request, Transport};
+use crate::{Client, MascotError, Reply, Request, TeamArgs, Transport};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
-import type { AlertSettings, AuthOptions, AuthResponse, BalanceResponse, CheckoutListResponse, CheckoutResponse, CheckoutStatusResponse, ExportResponse, HandoffPoll, HandoffStart, HistoryResponse, InvitationCreated, InvitationsResponse, Me, MembersResponse, PacksResponse, RedeemResponse, ServiceTokenResponse, SpendResponse, TeamMember, TeamRole, TeamSummary, TeamsResponse, UsageResponse, CapPeriod } from "../src/generated";
+import type { AlertSettings, AuthOptions, AuthResponse, BalanceResponse, CapPeriod, CheckoutListResponse, CheckoutResponse, CheckoutStatusResponse, ExportResponse, HandoffPoll, HandoffStart, HistoryResponse, InvitationCreated, InvitationsResponse, Me, MembersResponse, PacksResponse, RedeemResponse, ServiceTokenResponse, SpendResponse, TeamMember, TeamRole, TeamSummary, TeamsResponse, UsageResponse } from "../src/generated";
 
 /** Every MascotClient method rejects with this. */
 export interface MascotError {
@@ -30,6 +30,42 @@ export interface MascotError {
   message: string;
   /** When a refusal that depends on a period ends (`member_cap_reached`), RFC 3339. */
   resets_at?: string;
+}
+
+/** Team wallets: one method, the action by name (the Wasm exports one function for all). */
+export interface MascotClient {
+  /** The caller's teams, with their role, cap and whether they see the team's balance. */
+  team(route: "list"): Promise<TeamsResponse>;
+  /** Creates a team (1–64 characters); the caller is its owner. */
+  team(route: "create", name: string): Promise<TeamSummary>;
+  /** Deletes a team (owner); 409 `team_has_credits` while it has credits, debt or holds. */
+  team(route: "delete", teamId: string): Promise<void>;
+  team(route: "members", teamId: string): Promise<MembersResponse>;
+  /** Changes a member's role; "owner" hands the team over (the old owner becomes an admin). */
+  team(route: "role", teamId: string, userId: string, role: TeamRole): Promise<TeamMember>;
+  /** Sets a member's cap, `credits` a `period`; `credits` null removes it. */
+  team(route: "cap", teamId: string, userId: string, period: CapPeriod | null, credits: number | null): Promise<TeamMember>;
+  /** Removes a member, or leaves the team (the caller's own id); 409 `owner_must_hand_over`. */
+  team(route: "remove", teamId: string, userId: string): Promise<void>;
+  /** Invites `email` as `role` (admin or member), with a cap when `capCredits` is a number. */
+  team(route: "invite", teamId: string, email: string, role: TeamRole, capCredits?: number | null, capPeriod?: CapPeriod | null): Promise<InvitationCreated>;
+  /** The pending invitations (owners and admins). */
+  team(route: "invitations", teamId: string): Promise<InvitationsResponse>;
+  team(route: "revoke", teamId: string, invitationId: string): Promise<void>;
+  /** Joins a team with the `mci_…` code of an invitation sent to this account's email. */
+  team(route: "accept", token: string): Promise<TeamSummary>;
+  // The wallet selector: the team's wallet where the methods above use the personal one.
+  /** A member who is not an owner or admin gets `balance: null`, what they may spend as
+   * `available`, and their `cap` (`{credits, period, used, resets_at}`). */
+  team(route: "balance", teamId: string): Promise<BalanceResponse>;
+  /** Owners and admins see every entry (with the member who spent), members their own. */
+  team(route: "history", teamId: string, before: string | null, c: null, limit: number | null): Promise<HistoryResponse>;
+  team(route: "usage", teamId: string, b: null, c: null, days: number): Promise<UsageResponse>;
+  /** The team's low-balance alert (owners and admins; mailed to them). */
+  team(route: "alerts", teamId: string): Promise<AlertSettings>;
+  team(route: "set-alerts", teamId: string, b: null, c: null, lowBalance: number | null): Promise<AlertSettings>;
+  /** Buys a pack into the team's wallet (owners and admins): open `checkout_url`. */
+  team(route: "checkout", teamId: string, packId: string): Promise<CheckoutResponse>;
 }
 "#;
 
@@ -125,22 +161,22 @@ enum Call {
     Me,
     ServiceToken,
     Packs,
-    Balance(Option<String>),
-    History(Option<u32>, Option<String>, Option<String>),
-    Spend(f64, String, String, Option<String>),
-    StartCheckout(String, Option<String>),
+    Balance,
+    History(Option<u32>, Option<String>),
+    Spend(f64, String, String),
+    StartCheckout(String),
     Redeem(String),
-    Usage(u32, Option<String>),
+    Usage(u32),
     BalanceAfter(String, u32),
-    Alerts(Option<String>),
-    SetAlerts(Option<f64>, Option<String>),
-    /// A team route, already built by the native client: one arm for all of them.
-    Exchange(Request),
+    Alerts,
+    SetAlerts(Option<f64>),
     ExportCsv,
     SendVerification,
     PendingCheckouts,
     CheckoutStatus(String, u32),
     WaitForCheckout(String, Option<f64>),
+    /// A team action or a team's wallet, already built by the native client: one arm for all.
+    Exchange(Request),
 }
 
 /// Runs one call: its answer as JS values (the JSON text the native client already read and
@@ -162,21 +198,21 @@ async fn run(c: Rc<Client<Browser>>, call: Call) -> Result<JsValue> {
         Call::Me => some(c.me().await),
         Call::ServiceToken => some(c.service_token().await),
         Call::Packs => some(c.packs().await),
-        Call::Balance(team) => some(c.balance(team.as_deref()).await),
-        Call::History(limit, before, team) => some(c.history(limit, before.as_deref(), team.as_deref()).await),
-        Call::Spend(amount, reason, key, team) => some(c.spend(amount as i64, &reason, &key, team.as_deref()).await),
-        Call::StartCheckout(pack, team) => some(c.start_checkout(&pack, team.as_deref()).await),
+        Call::Balance => some(c.balance(None).await),
+        Call::History(limit, before) => some(c.history(limit, before.as_deref(), None).await),
+        Call::Spend(amount, reason, key) => some(c.spend(amount as i64, &reason, &key, None).await),
+        Call::StartCheckout(pack) => some(c.start_checkout(&pack, None).await),
         Call::Redeem(code) => some(c.redeem(&code).await),
-        Call::Usage(days, team) => some(c.usage(days, team.as_deref()).await),
+        Call::Usage(days) => some(c.usage(days, None).await),
         Call::BalanceAfter(after, wait) => some(c.balance_after(&after, wait).await),
-        Call::Alerts(team) => some(c.alerts(team.as_deref()).await),
-        Call::SetAlerts(t, team) => some(c.set_alerts(t.map(|t| t as i64), team.as_deref()).await),
-        Call::Exchange(request) => c.exchange(request).await,
+        Call::Alerts => some(c.alerts(None).await),
+        Call::SetAlerts(t) => some(c.set_alerts(t.map(|t| t as i64), None).await),
         Call::ExportCsv => some(c.export_csv().await),
         Call::SendVerification => none(c.send_verification().await),
         Call::PendingCheckouts => some(c.pending_checkouts().await),
         Call::CheckoutStatus(id, wait) => some(c.checkout_status(&id, wait).await.map(|(text, _)| text)),
         Call::WaitForCheckout(id, timeout) => some(c.wait_for_checkout(&id, timeout).await),
+        Call::Exchange(request) => c.exchange(request).await,
     };
     match answer.map_err(reject)? {
         None => Ok(JsValue::UNDEFINED),
@@ -300,36 +336,25 @@ impl MascotClient {
         self.call(Call::Packs)
     }
 
-    /// The personal wallet's balance, or a team's (`teamId`): a member who is not an owner or
-    /// admin gets `balance: null`, what they may spend as `available`, and their `cap`.
     #[wasm_bindgen(unchecked_return_type = "Promise<BalanceResponse>")]
-    pub fn balance(&self, #[wasm_bindgen(js_name = teamId)] team_id: Option<String>) -> js_sys::Promise {
-        self.call(Call::Balance(team_id))
+    pub fn balance(&self) -> js_sys::Promise {
+        self.call(Call::Balance)
     }
 
     /// One page of history, newest first; pass the previous page's `next_cursor` as `before`.
-    /// With `teamId`, the team's (members see their own entries).
     #[wasm_bindgen(unchecked_return_type = "Promise<HistoryResponse>")]
-    pub fn history(
-        &self,
-        limit: Option<u32>,
-        before: Option<String>,
-        #[wasm_bindgen(js_name = teamId)] team_id: Option<String>,
-    ) -> js_sys::Promise {
-        self.call(Call::History(limit, before, team_id))
+    pub fn history(&self, limit: Option<u32>, before: Option<String>) -> js_sys::Promise {
+        self.call(Call::History(limit, before))
     }
 
-    /// Rejects with 402 `insufficient_credits`, or `member_cap_reached` (with `resets_at`) past
-    /// a member's cap on the team `teamId`.
     #[wasm_bindgen(unchecked_return_type = "Promise<SpendResponse>")]
     pub fn spend(
         &self,
         amount: f64,
         reason: String,
         #[wasm_bindgen(js_name = idempotencyKey)] idempotency_key: String,
-        #[wasm_bindgen(js_name = teamId)] team_id: Option<String>,
     ) -> js_sys::Promise {
-        self.call(Call::Spend(amount, reason, idempotency_key, team_id))
+        self.call(Call::Spend(amount, reason, idempotency_key))
     }
 
     /// Redeems a promotion code: its credits, when they expire and the new balance.
@@ -349,31 +374,21 @@ impl MascotClient {
         self.call(Call::BalanceAfter(after, wait_seconds.unwrap_or(25)))
     }
 
-    /// The low-balance alert, personal or of the team `teamId` (owners and admins).
     #[wasm_bindgen(unchecked_return_type = "Promise<AlertSettings>")]
-    pub fn alerts(&self, #[wasm_bindgen(js_name = teamId)] team_id: Option<String>) -> js_sys::Promise {
-        self.call(Call::Alerts(team_id))
+    pub fn alerts(&self) -> js_sys::Promise {
+        self.call(Call::Alerts)
     }
 
     /// Sets the low-balance alert's threshold; null turns it off.
     #[wasm_bindgen(unchecked_return_type = "Promise<AlertSettings>", js_name = setAlerts)]
-    pub fn set_alerts(
-        &self,
-        #[wasm_bindgen(js_name = lowBalance)] low_balance: Option<f64>,
-        #[wasm_bindgen(js_name = teamId)] team_id: Option<String>,
-    ) -> js_sys::Promise {
-        self.call(Call::SetAlerts(low_balance, team_id))
+    pub fn set_alerts(&self, #[wasm_bindgen(js_name = lowBalance)] low_balance: Option<f64>) -> js_sys::Promise {
+        self.call(Call::SetAlerts(low_balance))
     }
 
-    /// Where the credits went over the last `days` UTC days (default 30), personal or the team
-    /// `teamId`'s (a member sees their own spends).
+    /// Where the credits went over the last `days` UTC days (default 30).
     #[wasm_bindgen(unchecked_return_type = "Promise<UsageResponse>")]
-    pub fn usage(
-        &self,
-        days: Option<u32>,
-        #[wasm_bindgen(js_name = teamId)] team_id: Option<String>,
-    ) -> js_sys::Promise {
-        self.call(Call::Usage(days.unwrap_or(30), team_id))
+    pub fn usage(&self, days: Option<u32>) -> js_sys::Promise {
+        self.call(Call::Usage(days.unwrap_or(30)))
     }
 
     /// A single-use address that downloads the whole history as CSV: open it in the browser.
@@ -388,115 +403,32 @@ impl MascotClient {
         self.call(Call::SendVerification)
     }
 
-    /// Creates a Stripe Checkout Session for a pack; open `checkout_url` in the browser. With
-    /// `teamId` (owners and admins) the credits go to the team's wallet.
+    /// Creates a Stripe Checkout Session for a pack; open `checkout_url` in the browser.
     #[wasm_bindgen(unchecked_return_type = "Promise<CheckoutResponse>", js_name = startCheckout)]
-    pub fn start_checkout(
+    pub fn start_checkout(&self, #[wasm_bindgen(js_name = packId)] pack_id: String) -> js_sys::Promise {
+        self.call(Call::StartCheckout(pack_id))
+    }
+
+    /// Every team action and the team side of the wallet selector, by name, its arguments by
+    /// position (`Client::team_request` has the table; the TypeScript overloads above type
+    /// each route). One export, instead of one per route or a team argument on each personal
+    /// method, keeps the Wasm and its glue within the size budget.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn team(
         &self,
-        #[wasm_bindgen(js_name = packId)] pack_id: String,
-        #[wasm_bindgen(js_name = teamId)] team_id: Option<String>,
+        route: String,
+        a: Option<String>,
+        b: Option<String>,
+        c: Option<String>,
+        n: Option<f64>,
+        d: Option<String>,
     ) -> js_sys::Promise {
-        self.call(Call::StartCheckout(pack_id, team_id))
-    }
-
-    // Teams: each method builds its request with the native client and sends it through the
-    // one `Exchange` call.
-
-    /// The caller's teams, with their role, cap and whether they see the team's balance.
-    #[wasm_bindgen(unchecked_return_type = "Promise<TeamsResponse>")]
-    pub fn teams(&self) -> js_sys::Promise {
-        self.call(Call::Exchange(self.inner.teams_request()))
-    }
-
-    /// Creates a team (1–64 characters); the caller is its owner.
-    #[wasm_bindgen(unchecked_return_type = "Promise<TeamSummary>", js_name = createTeam)]
-    pub fn create_team(&self, name: String) -> js_sys::Promise {
-        self.call(Call::Exchange(self.inner.create_team_request(&name)))
-    }
-
-    /// Deletes a team (owner); rejects with 409 `team_has_credits` while it has credits or holds.
-    #[wasm_bindgen(unchecked_return_type = "Promise<void>", js_name = deleteTeam)]
-    pub fn delete_team(&self, #[wasm_bindgen(js_name = teamId)] team_id: String) -> js_sys::Promise {
-        self.call(Call::Exchange(self.inner.delete_team_request(&team_id)))
-    }
-
-    #[wasm_bindgen(unchecked_return_type = "Promise<MembersResponse>")]
-    pub fn members(&self, #[wasm_bindgen(js_name = teamId)] team_id: String) -> js_sys::Promise {
-        self.call(Call::Exchange(self.inner.members_request(&team_id)))
-    }
-
-    /// Changes a member's role; `"owner"` hands the team over (the old owner becomes an admin).
-    #[wasm_bindgen(unchecked_return_type = "Promise<TeamMember>", js_name = setMemberRole)]
-    pub fn set_member_role(
-        &self,
-        #[wasm_bindgen(js_name = teamId)] team_id: String,
-        #[wasm_bindgen(js_name = userId)] user_id: String,
-        #[wasm_bindgen(unchecked_param_type = "TeamRole")] role: String,
-    ) -> js_sys::Promise {
-        self.call(Call::Exchange(self.inner.update_member_request(&team_id, &user_id, Some(&role), CapChange::Keep)))
-    }
-
-    /// Sets a member's cap (`credits` a `period`), or removes it (`credits` null).
-    #[wasm_bindgen(unchecked_return_type = "Promise<TeamMember>", js_name = setMemberCap)]
-    pub fn set_member_cap(
-        &self,
-        #[wasm_bindgen(js_name = teamId)] team_id: String,
-        #[wasm_bindgen(js_name = userId)] user_id: String,
-        credits: Option<f64>,
-        #[wasm_bindgen(unchecked_param_type = "CapPeriod | null | undefined")] period: Option<String>,
-    ) -> js_sys::Promise {
-        let cap = match credits {
-            Some(n) => CapChange::Set(n as i64, period.as_deref().unwrap_or("")),
-            None => CapChange::Remove,
-        };
-        self.call(Call::Exchange(self.inner.update_member_request(&team_id, &user_id, None, cap)))
-    }
-
-    /// Removes a member, or leaves the team (the caller's own id).
-    #[wasm_bindgen(unchecked_return_type = "Promise<void>", js_name = removeMember)]
-    pub fn remove_member(
-        &self,
-        #[wasm_bindgen(js_name = teamId)] team_id: String,
-        #[wasm_bindgen(js_name = userId)] user_id: String,
-    ) -> js_sys::Promise {
-        self.call(Call::Exchange(self.inner.remove_member_request(&team_id, &user_id)))
-    }
-
-    /// Invites `email` as `role` (`admin` or `member`), with a cap when `capCredits` is given.
-    #[wasm_bindgen(unchecked_return_type = "Promise<InvitationCreated>")]
-    pub fn invite(
-        &self,
-        #[wasm_bindgen(js_name = teamId)] team_id: String,
-        email: String,
-        #[wasm_bindgen(unchecked_param_type = "TeamRole")] role: String,
-        #[wasm_bindgen(js_name = capCredits)] cap_credits: Option<f64>,
-        #[wasm_bindgen(js_name = capPeriod, unchecked_param_type = "CapPeriod | null | undefined")] cap_period: Option<
-            String,
-        >,
-    ) -> js_sys::Promise {
-        let cap = cap_credits.map(|n| (n as i64, cap_period.as_deref().unwrap_or("")));
-        self.call(Call::Exchange(self.inner.invite_request(&team_id, &email, &role, cap)))
-    }
-
-    /// The team's pending invitations (owners and admins).
-    #[wasm_bindgen(unchecked_return_type = "Promise<InvitationsResponse>")]
-    pub fn invitations(&self, #[wasm_bindgen(js_name = teamId)] team_id: String) -> js_sys::Promise {
-        self.call(Call::Exchange(self.inner.invitations_request(&team_id)))
-    }
-
-    #[wasm_bindgen(unchecked_return_type = "Promise<void>", js_name = revokeInvitation)]
-    pub fn revoke_invitation(
-        &self,
-        #[wasm_bindgen(js_name = teamId)] team_id: String,
-        #[wasm_bindgen(js_name = invitationId)] invitation_id: String,
-    ) -> js_sys::Promise {
-        self.call(Call::Exchange(self.inner.revoke_invitation_request(&team_id, &invitation_id)))
-    }
-
-    /// Joins a team with the `mci_…` code of an invitation sent to this account's email.
-    #[wasm_bindgen(unchecked_return_type = "Promise<TeamSummary>", js_name = acceptInvitation)]
-    pub fn accept_invitation(&self, token: String) -> js_sys::Promise {
-        self.call(Call::Exchange(self.inner.accept_invitation_request(&token)))
+        let args =
+            TeamArgs { a: a.as_deref(), b: b.as_deref(), c: c.as_deref(), n: n.map(|n| n as i64), d: d.as_deref() };
+        match self.inner.team_request(&route, args) {
+            Ok(request) => self.call(Call::Exchange(request)),
+            Err(e) => js_sys::Promise::reject(&reject(e)),
+        }
     }
 
     /// The caller's checkouts that can still be paid (to resume waiting after a restart).

@@ -694,3 +694,88 @@ fn exchange_passes_answers_on_and_types_the_team_errors() {
     let spend: SpendRequest = serde_json::from_str(sent(&c)[6].body.as_deref().unwrap()).unwrap();
     assert_eq!(spend.team_id.as_deref(), Some("tm_1"));
 }
+
+#[test]
+fn team_request_dispatches_each_route_by_name_to_its_builder() {
+    let c = client(Script::default(), Some("mct_t"));
+    let args = |a: Option<&'static str>,
+                b: Option<&'static str>,
+                cc: Option<&'static str>,
+                n: Option<i64>,
+                d: Option<&'static str>| { TeamArgs { a, b, c: cc, n, d } };
+    let cases = [
+        ("list", TeamArgs::default(), c.teams_request()),
+        ("create", args(Some("Studio"), None, None, None, None), c.create_team_request("Studio")),
+        ("delete", args(Some("tm_1"), None, None, None, None), c.delete_team_request("tm_1")),
+        ("members", args(Some("tm_1"), None, None, None, None), c.members_request("tm_1")),
+        (
+            "role",
+            args(Some("tm_1"), Some("u2"), Some("owner"), None, None),
+            c.update_member_request("tm_1", "u2", Some("owner"), CapChange::Keep),
+        ),
+        (
+            "cap",
+            args(Some("tm_1"), Some("u2"), Some("day"), Some(10), None),
+            c.update_member_request("tm_1", "u2", None, CapChange::Set(10, "day")),
+        ),
+        (
+            "cap",
+            args(Some("tm_1"), Some("u2"), None, None, None),
+            c.update_member_request("tm_1", "u2", None, CapChange::Remove),
+        ),
+        ("remove", args(Some("tm_1"), Some("u2"), None, None, None), c.remove_member_request("tm_1", "u2")),
+        (
+            "invite",
+            args(Some("tm_1"), Some("b@c.d"), Some("member"), Some(5), Some("week")),
+            c.invite_request("tm_1", "b@c.d", "member", Some((5, "week"))),
+        ),
+        (
+            "invite",
+            args(Some("tm_1"), Some("b@c.d"), Some("admin"), None, Some("week")),
+            c.invite_request("tm_1", "b@c.d", "admin", None),
+        ),
+        ("invitations", args(Some("tm_1"), None, None, None, None), c.invitations_request("tm_1")),
+        ("revoke", args(Some("tm_1"), Some("inv_1"), None, None, None), c.revoke_invitation_request("tm_1", "inv_1")),
+        ("accept", args(Some("mci_x"), None, None, None, None), c.accept_invitation_request("mci_x")),
+        ("balance", args(Some("tm_1"), None, None, None, None), c.balance_request(Some("tm_1"))),
+        (
+            "history",
+            args(Some("tm_1"), Some("cur"), None, Some(10), None),
+            c.history_request(Some(10), Some("cur"), Some("tm_1")),
+        ),
+        ("history", args(Some("tm_1"), None, None, None, None), c.history_request(None, None, Some("tm_1"))),
+        ("usage", args(Some("tm_1"), None, None, Some(7), None), c.usage_request(7, Some("tm_1"))),
+        ("usage", args(Some("tm_1"), None, None, None, None), c.usage_request(30, Some("tm_1"))),
+        (
+            "alerts",
+            args(Some("tm_1"), None, None, None, None),
+            c.request(Method::Get, "/api/v1/teams/tm_1/alerts", None, None),
+        ),
+        ("set-alerts", args(Some("tm_1"), None, None, Some(5), None), c.set_alerts_request(Some(5), Some("tm_1"))),
+        ("set-alerts", args(Some("tm_1"), None, None, None, None), c.set_alerts_request(None, Some("tm_1"))),
+        (
+            "checkout",
+            args(Some("tm_1"), Some("pack_25"), None, None, None),
+            c.checkout_request("pack_25", Some("tm_1")),
+        ),
+    ];
+    for (route, a, want) in cases {
+        assert_eq!(c.team_request(route, a).unwrap(), want, "{route}");
+    }
+    // A cap's body from the dispatcher is the one the server reads.
+    let cap = c.team_request("cap", args(Some("tm_1"), Some("u2"), Some("day"), Some(10), None)).unwrap();
+    let read: api_types::UpdateMemberRequest = serde_json::from_str(cap.body.as_deref().unwrap()).unwrap();
+    assert_eq!(read.cap, Some(Some(api_types::Cap { credits: 10, period: api_types::CapPeriod::Day })));
+    let checkout = c.team_request("checkout", args(Some("tm_1"), Some("pack_25"), None, None, None)).unwrap();
+    let read: api_types::CheckoutRequest = serde_json::from_str(checkout.body.as_deref().unwrap()).unwrap();
+    assert_eq!((read.pack_id.as_str(), read.team_id.as_deref()), ("pack_25", Some("tm_1")));
+    assert_eq!(checkout.url, "http://api.test/api/v1/billing/checkout");
+    let usage = c.team_request("usage", args(Some("tm_1"), None, None, Some(9999), None)).unwrap();
+    assert_eq!(
+        usage.url, "http://api.test/api/v1/credits/usage?days=366&team_id=tm_1",
+        "days within what the server takes"
+    );
+    let e = c.team_request("drop-tables", TeamArgs::default()).unwrap_err();
+    assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Decode, "unknown_route"));
+    assert!(sent(&c).is_empty(), "building requests sends nothing");
+}
