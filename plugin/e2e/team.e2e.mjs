@@ -1,16 +1,19 @@
 // Team wallets in the Account tab (issue 23, item 7), two people in two browser sessions against
 // the real server, the Stripe simulator and a real SMTP server (aiosmtpd): the owner creates a
 // team and invites the second account, whose invitation code arrives by mail; the second
-// account confirms its email and joins; the owner sets a cap; the member spends up to it and the
-// tab shows the cap reached with when it resets; the owner buys a pack for the team on the
+// account confirms its email and joins; the owner sets a cap; the member creates mascots from the
+// team's wallet (the Create tab, the example service examples/generator) up to the cap, and the
+// tab says the cap is reached and when it resets; the owner buys a pack for the team on the
 // simulator and the team's balance rises. axe-core on the new screens in light and dark, the
 // switcher by keyboard, and the CORS preflight of PATCH and DELETE from the null origin.
-// Needs plugin/dist built for E2E_PORT.
+// Needs plugin/dist built for E2E_PORT and E2E_SERVICE_PORT.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { createApp } from "../../examples/generator/app.js";
 import { everyTheme, launchBrowser, pluginFrame, startDemo, startSmtp, tabOrder } from "./harness.mjs";
 
 const port = Number(process.env.E2E_PORT ?? 8080);
+const servicePort = Number(process.env.E2E_SERVICE_PORT ?? 8081);
 // A team name with markup and quotes: it must show as the text it is, never as HTML.
 const TEAM = `Studio <b>"Ünï"</b> & co`;
 const OWNER = `owner-${Date.now()}@example.com`;
@@ -18,6 +21,7 @@ const MEMBER = `member-${Date.now()}@example.com`;
 const PASSWORD = "correct horse";
 let smtp;
 let demo;
+let generator;
 let chrome;
 let owner;
 let member;
@@ -26,6 +30,9 @@ let teamId;
 before(async () => {
   smtp = await startSmtp();
   demo = await startDemo(port, smtp.env);
+  const serviceKey = (await demo.operator("service-keys", "add", "--name", "e2e-team-generator")).trim();
+  generator = createApp({ apiBase: demo.api, serviceKey });
+  await new Promise((resolve, reject) => generator.once("error", reject).listen(servicePort, "127.0.0.1", resolve));
   chrome = await launchBrowser();
   const session = async () => {
     const context = await chrome.browser.newContext({ viewport: { width: 1200, height: 900 } });
@@ -43,6 +50,7 @@ before(async () => {
 
 after(async () => {
   await chrome?.close();
+  await new Promise((resolve) => (generator ? generator.close(resolve) : resolve()));
   await demo?.stop();
   smtp?.stop();
 });
@@ -176,7 +184,7 @@ test("the second account joins in its own session, once its email is confirmed",
 
 let resetsAt;
 
-test("the owner sets a cap; the member spends up to it and sees when it resets", async () => {
+test("the owner sets a cap; the member creates mascots from the team up to it and sees when it resets", async () => {
   await owner.ui.locator("#close-team").click();
   await ownerTeamScreen();
   await waitText(owner, "#members .member", MEMBER);
@@ -187,13 +195,24 @@ test("the owner sets a cap; the member spends up to it and sees when it resets",
   await waitText(owner, ".banner.success", `${MEMBER} may now spend 10 credits a day.`);
   await waitText(owner, "#members .member", "Cap: 10 credits a day");
 
-  // Credits in the team's wallet (the operator's grant), then the member spends from it.
+  // Credits in the team's wallet (the operator's grant), then the member spends from it: the
+  // Create tab pays from the wallet the switcher shows, 5 credits a mascot.
   await demo.operator("credits", "grant", "--team", teamId, "--amount", "40", "--reason", "Seed");
-  const token = await login(MEMBER);
-  for (const amount of [4, 6]) {
-    const spent = await api("POST", "/api/v1/credits/spend", token, { amount, reason: "render", feature: "generate", team_id: teamId });
-    assert.equal(spent.status, 200, JSON.stringify(spent.body));
+  await member.ui.locator("#refresh").click();
+  await waitText(member, "#cap-left", "10 of 10 credits left today");
+  await member.ui.locator("#tab-create").click();
+  await waitText(member, "#create-balance", `Paid from ${TEAM}: 10 credits available to you`);
+  for (const name of ["Ada", "Bob"]) {
+    await member.ui.locator("#mascot-name").fill(name);
+    await member.ui.locator("#create-submit").click();
+    await waitText(member, "#mascot-result figcaption", `${name} · 5 credits charged`);
+    await waitText(member, ".banner.success", `Created for 5 credits from ${TEAM}.`);
   }
+  await member.ui.locator("#mascot-name").fill("Cy");
+  await member.ui.locator("#create-submit").click();
+  await waitText(member, ".banner.error", "Your cap on this team is 10 credits a day");
+  const frame = await pluginFrame(member.page);
+  const token = await login(MEMBER);
   const refused = await api("POST", "/api/v1/credits/spend", token, { amount: 1, reason: "render", team_id: teamId });
   assert.equal(refused.status, 402);
   assert.equal(refused.body.error.code, "member_cap_reached");
@@ -201,15 +220,25 @@ test("the owner sets a cap; the member spends up to it and sees when it resets",
   const tomorrow = new Date();
   tomorrow.setUTCHours(24, 0, 0, 0);
   assert.equal(Date.parse(resetsAt), tomorrow.getTime(), "a daily cap resets at the next UTC midnight");
-
-  await member.ui.locator("#refresh").click();
-  await waitText(member, "#cap-left", "0 of 10 credits left today");
-  const frame = await pluginFrame(member.page);
   const when = await frame.evaluate((iso) => new Date(iso).toLocaleString("en-US", { month: "short", day: "numeric", hour: "numeric", minute: "2-digit" }), resetsAt);
+  // The refusal in the Create tab says when the cap resets; nothing was drawn or charged.
+  await waitText(member, ".banner.error", `Your cap resets on ${when}.`);
+  assert.equal(await frame.evaluate(() => document.querySelector(".banner.error").getAttribute("role")), "alert");
+  assert.equal(await member.ui.locator("#mascot-result").count(), 0);
+  await everyTheme(member.page, "team-create-cap", async () => {
+    await member.ui.locator("#wallet").selectOption(teamId);
+    await member.ui.locator("#tab-create").click();
+    await member.ui.locator("#mascot-name").fill("Cy");
+    await member.ui.locator("#create-submit").click();
+    await waitText(member, ".banner.error", `Your cap resets on ${when}.`);
+  });
+
+  await member.ui.locator("#tab-account").click();
+  await waitText(member, "#cap-left", "0 of 10 credits left today");
   await waitText(member, "#cap-reset", `You have reached your cap. It resets on ${when}.`);
   await waitText(member, "#balance", "0 credits");
   // The member's history: their own spends only.
-  assert.equal(await member.ui.locator("#history .entry").count(), 2);
+  assert.deepEqual(await member.ui.locator("#history .entry-desc").allTextContents(), ["Generated a mascot: Bob", "Generated a mascot: Ada"]);
   assert.equal(await member.ui.locator("#buy").count(), 0);
   const reach = async () => {
     await member.ui.locator("#wallet").selectOption(teamId);

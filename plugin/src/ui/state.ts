@@ -45,7 +45,7 @@ export type Tab = "account" | "create";
 export interface CreateModel {
   name: string;
   busy: boolean;
-  result: { name: string; svg: string; charged: number; balance: number } | null;
+  result: { name: string; svg: string; charged: number; balance: number | null } | null;
 }
 
 export interface Model {
@@ -648,13 +648,16 @@ export class AccountState implements Actions {
     // The last mascot goes: what shows next is this name's, or why there is none.
     this.set({ create: { ...create, busy: true, result: null }, banner: null });
     try {
+      // The wallet the switcher shows pays: the personal one, or a team's within the member's cap.
+      const team = this.chosenTeam();
       const { token } = await this.client.serviceToken();
-      const made = await generate(this.serviceBase, token, name, newKey());
-      const text = `Created for ${credits(made.charged)}. Your balance is now ${credits(made.balance)}.`;
+      const made = await generate(this.serviceBase, token, name, newKey(), team?.team_id ?? null);
       const b = this.model.balance;
+      const personal = !team && made.balance !== null ? made.balance : null;
+      const text = team ? `Created for ${credits(made.charged)} from ${team.name}.` : `Created for ${credits(made.charged)}.${personal === null ? "" : ` Your balance is now ${credits(personal)}.`}`;
       this.set({
         create: { name, busy: false, result: { name, ...made } },
-        balance: b ? { ...b, balance: made.balance, available: made.balance - b.held } : b,
+        balance: b && personal !== null ? { ...b, balance: personal, available: personal - b.held } : b,
         banner: { text, tone: "success" },
         announce: text,
         focus: "mascot-result",
@@ -664,8 +667,9 @@ export class AccountState implements Actions {
     } catch (e) {
       const after = { create: { ...create, busy: false, result: null }, focus: "mascot-name" };
       if (isServiceError(e)) {
-        // The service's messages are written for people (402 carries the Mascot server's own).
-        this.set({ ...after, banner: { text: e.message, tone: "error" } });
+        // The service's messages are written for people (402 carries the Mascot server's own);
+        // past a member's cap on the team, when it resets too.
+        this.set({ ...after, banner: { text: e.code === "member_cap_reached" ? explain(e) : e.message, tone: "error" } });
       } else {
         this.fail(e, undefined, after);
       }

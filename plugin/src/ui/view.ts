@@ -636,6 +636,7 @@ function createView(model: Model, actions: Actions): HTMLElement {
   const submit = (): void => actions.create(name.value);
   onEnter(submit, name);
   const b = model.balance;
+  const team = shownTeam(model);
   return h(
     "section",
     { className: "card", "aria-labelledby": "create-title" },
@@ -648,8 +649,9 @@ function createView(model: Model, actions: Actions): HTMLElement {
       { type: "button", className: "primary", id: "create-submit", disabled: c.busy, "aria-busy": c.busy ? "true" : undefined, onclick: submit },
       c.busy ? "Creating…" : `Create mascot · ${credits(CREATE_PRICE)}`,
     ),
-    h("p", { className: "muted small", id: "create-balance" }, b ? `${credits(b.available)} available` : ""),
-    model.wallet ? h("p", { className: "muted small", id: "create-wallet" }, "Mascots are paid from your personal wallet.") : null,
+    team
+      ? h("p", { className: "muted small", id: "create-balance" }, `Paid from `, h("span", { className: "team-name" }, team.name), model.teamBalance ? `: ${credits(model.teamBalance.available)} available to you` : "")
+      : h("p", { className: "muted small", id: "create-balance" }, b ? `${credits(b.available)} available` : ""),
     c.result
       ? h(
           "figure",
