@@ -315,9 +315,9 @@ test("a cap on the owner and deleting a team with credits are refused in words",
   assert.equal(await frame.evaluate(() => document.activeElement.id), "delete-team");
   assert.equal(await owner.ui.locator("#members-error").getAttribute("role"), "alert");
   // The member is made an admin, then a member again (only the owner may).
-  await owner.ui.getByRole("button", { name: `Make ${MEMBER} an admin` }).click();
+  await owner.ui.getByRole("button", { name: `Make admin: ${MEMBER}` }).click();
   await waitText(owner, ".banner.success", `${MEMBER} is now an admin.`);
-  await owner.ui.getByRole("button", { name: `Make ${MEMBER} a member` }).click();
+  await owner.ui.getByRole("button", { name: `Make member: ${MEMBER}` }).click();
   await waitText(owner, ".banner.success", `${MEMBER} is now a member.`);
   const { body } = await api("GET", `/api/v1/teams/${teamId}/members`, await login(OWNER));
   assert.deepEqual(body.members.map((m) => [m.user.email, m.role, m.cap ?? null]), [
@@ -352,4 +352,24 @@ test("PATCH and DELETE on a team route pass the CORS preflight from the null ori
     { api: demo.api, path },
   );
   assert.deepEqual(statuses, [401, 401]);
+});
+
+test("the owner hands the team over and becomes an admin, then leaves it", async () => {
+  await owner.ui.getByRole("button", { name: `Make owner: ${MEMBER} (you become an admin)` }).click();
+  await waitText(owner, ".banner.success", `${MEMBER} is now the owner; you are an admin.`);
+  await waitText(owner, "#members .member", `${OWNER} (you)Admin`);
+  await waitText(owner, "#members .member", `${MEMBER}Owner`);
+  // An admin neither changes roles nor deletes the team; they may leave it.
+  assert.equal(await owner.ui.locator("#delete-team").count(), 0);
+  assert.equal(await owner.ui.getByRole("button", { name: /^Make / }).count(), 0);
+  await owner.ui.locator("#leave-team").click();
+  await waitText(owner, ".banner.success", `You left ${TEAM}.`);
+  assert.equal(await owner.ui.locator("#wallet").count(), 0, "no team left: the switcher gives way to the Team wallets button");
+  await waitText(owner, "#show-team", "Team wallets");
+  // The new owner sees it when they go back to the account (it refreshes).
+  await member.ui.locator("#close-team").click();
+  await waitText(member, "#team-role", "You are the owner of this team.");
+  assert.match(await member.ui.locator("#wallet").evaluate((el) => el.selectedOptions[0].textContent), /\(owner\)$/);
+  await waitText(member, "#balance", "55 credits");
+  await waitText(member, "h2", "Buy credits for");
 });

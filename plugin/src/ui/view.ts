@@ -122,7 +122,7 @@ function walletView(model: Model, actions: Actions): HTMLElement {
   }
   const select = h(
     "select",
-    { id: "wallet", name: "wallet", disabled: model.busy && !model.balance, onchange: (ev: Event) => actions.selectWallet((ev.target as HTMLSelectElement).value || null) },
+    { id: "wallet", name: "wallet", onchange: (ev: Event) => actions.selectWallet((ev.target as HTMLSelectElement).value || null) },
     h("option", { value: "", selected: model.wallet === null }, "Personal"),
     ...model.teams.map((t) => h("option", { value: t.team_id, selected: model.wallet === t.team_id }, `${t.name} (${roleName(t.role).toLowerCase()})`)),
   );
@@ -779,8 +779,8 @@ function memberRow(model: Model, actions: Actions, team: TeamSummary, m: TeamMem
     if (team.role === "owner") {
       const other: TeamRole = m.role === "admin" ? "member" : "admin";
       actionsRow.push(
-        h("button", { type: "button", className: "link", id: `role-${i}`, disabled: model.busy, "aria-label": `Make ${email} ${other === "admin" ? "an admin" : "a member"}`, onclick: () => actions.setRole(m.user.id, other) }, other === "admin" ? "Make admin" : "Make member"),
-        h("button", { type: "button", className: "link", id: `owner-${i}`, disabled: model.busy, "aria-label": `Make ${email} the owner (you become an admin)`, onclick: () => actions.setRole(m.user.id, "owner") }, "Make owner"),
+        h("button", { type: "button", className: "link", id: `role-${i}`, disabled: model.busy, "aria-label": `${other === "admin" ? "Make admin" : "Make member"}: ${email}`, onclick: () => actions.setRole(m.user.id, other) }, other === "admin" ? "Make admin" : "Make member"),
+        h("button", { type: "button", className: "link", id: `owner-${i}`, disabled: model.busy, "aria-label": `Make owner: ${email} (you become an admin)`, onclick: () => actions.setRole(m.user.id, "owner") }, "Make owner"),
       );
     }
     actionsRow.push(h("button", { type: "button", className: "link", id: `remove-${i}`, disabled: model.busy, "aria-label": `Remove ${email} from the team`, onclick: () => actions.removeMember(m.user.id) }, "Remove"));
