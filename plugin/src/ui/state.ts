@@ -316,13 +316,16 @@ export class AccountState implements Actions {
   private async doRefresh(): Promise<void> {
     if (this.model.busy) return;
     this.set({ busy: true });
+    const shown = this.model.wallet;
     try {
       // `me` too: an email verified in the browser since ends the "verify your email" notice;
       // the teams too: a role, a cap or the membership itself may have changed.
       const [me, balance, teams] = await Promise.all([this.client.me(), this.client.balance(), this.client.team("list")]);
-      const gone = this.model.wallet !== null && !teams.teams.some((t) => t.team_id === this.model.wallet);
-      const wallet = gone ? null : this.model.wallet;
+      const gone = shown !== null && !teams.teams.some((t) => t.team_id === shown);
+      const wallet = gone ? null : shown;
       const [teamBalance, page] = await Promise.all([wallet ? this.client.team("balance", wallet) : null, this.history(wallet, null)]);
+      // Another wallet was chosen meanwhile: its own load shows it; keep only what is not per wallet.
+      if (this.model.wallet !== shown) return this.set({ me, balance, teams: teams.teams });
       // A refresh settles a failure; a success message stays until the next action.
       let banner = this.model.banner?.tone === "error" ? null : this.model.banner;
       if (gone) banner = { text: `You are no longer in ${this.teamName(this.model.wallet)}. Showing your personal wallet.`, tone: "info" };
@@ -339,8 +342,10 @@ export class AccountState implements Actions {
   private async doLoadMore(): Promise<void> {
     if (!this.model.cursor || this.model.loadingMore) return;
     this.set({ loadingMore: true });
+    const wallet = this.model.wallet;
     try {
-      const page = await this.history(this.model.wallet, this.model.cursor);
+      const page = await this.history(wallet, this.model.cursor);
+      if (this.model.wallet !== wallet) return this.set({ loadingMore: false });
       this.set({ history: [...this.model.history, ...page.entries], cursor: page.next_cursor, loadingMore: false });
     } catch (e) {
       this.fail(e, undefined, { loadingMore: false });
