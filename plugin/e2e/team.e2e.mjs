@@ -55,7 +55,8 @@ after(async () => {
   smtp?.stop();
 });
 
-const waitText = (who, selector, hasText, timeout = 15_000) => who.ui.locator(selector, { hasText }).waitFor({ timeout });
+// 30 s: two sessions, the example service and the simulator on a shared, sometimes loaded machine.
+const waitText = (who, selector, hasText, timeout = 30_000) => who.ui.locator(selector, { hasText }).waitFor({ timeout });
 
 async function signUp(who, email) {
   await who.ui.locator("#auth-switch").click();
@@ -194,6 +195,11 @@ test("the owner sets a cap; the member creates mascots from the team up to it an
   await row.getByRole("button", { name: `Set cap for ${MEMBER}` }).click();
   await waitText(owner, ".banner.success", `${MEMBER} may now spend 10 credits a day.`);
   await waitText(owner, "#members .member", "Cap: 10 credits a day");
+  // The owner's controls over a member (cap, role, hand-over, removal): axe in light and dark.
+  await everyTheme(owner.page, "team-owner-members", async () => {
+    await ownerTeamScreen();
+    await waitText(owner, "#members .member", "Cap: 10 credits a day");
+  });
 
   // Credits in the team's wallet (the operator's grant), then the member spends from it: the
   // Create tab pays from the wallet the switcher shows, 5 credits a mascot.
