@@ -159,8 +159,15 @@ test("the owner invites the second account; the code arrives by mail, and a seco
 test("the second account joins in its own session, once its email is confirmed", async () => {
   await signUp(member, MEMBER);
   await member.ui.locator("#show-team").click();
-  // Mail is configured: an unconfirmed email cannot join yet, and the form says why.
+  // What is typed survives a render: a grant to the member's own wallet reaches the open tab
+  // through its balance long-poll and the panel is rebuilt, the code still in its field.
   await member.ui.locator("#join-code").fill(invitationToken);
+  const frame = await pluginFrame(member.page);
+  await frame.evaluate(() => (document.getElementById("join-code").dataset.before = "render"));
+  await demo.operator("credits", "grant", "--email", MEMBER, "--amount", "1", "--reason", "A render");
+  await member.ui.locator("#join-code:not([data-before])").waitFor({ timeout: 30_000 });
+  assert.equal(await member.ui.locator("#join-code").inputValue(), invitationToken);
+  // Mail is configured: an unconfirmed email cannot join yet, and the form says why.
   await member.ui.locator("#join-team").click();
   await waitText(member, "#join-error", "Confirm your email first");
   assert.equal(await member.ui.locator("#join-code").getAttribute("aria-describedby"), "join-error");

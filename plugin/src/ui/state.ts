@@ -89,6 +89,9 @@ export interface Model {
   teamBalance: BalanceResponse | null;
   /** The Team screen. */
   team: TeamModel;
+  /** What was typed in the fields of the Team screen and the Create tab, by field (kept without
+   * a render, so that a render, which rebuilds every field, does not drop it). */
+  drafts: Record<string, string>;
 }
 
 /** Which form of the Team screen an error belongs to (shown under that form). */
@@ -159,6 +162,7 @@ export interface Actions {
   removeMember(userId: string): void;
   leaveTeam(): void;
   deleteTeam(confirmed: boolean): void;
+  draft(key: string, value: string): void;
 }
 
 const HISTORY_PAGE = 10;
@@ -195,6 +199,7 @@ export function initialModel(): Model {
     wallet: null,
     teamBalance: null,
     team: emptyTeam(),
+    drafts: {},
   };
 }
 
@@ -778,6 +783,10 @@ export class AccountState implements Actions {
         const balance = await this.client.balanceAfter(version, 25);
         if (generation !== this.watching) return;
         failures = 0;
+        // Unchanged after the wait: no render. Each render rebuilds the panel, and one every 25 s
+        // would drop what is being typed in a field the model does not hold (the Team screen's
+        // forms) and a click that lands mid-render.
+        if (balance.version === version) continue;
         const wasLow = this.model.balance?.low ?? false;
         const patch: Partial<Model> = { balance };
         if (balance.low && !wasLow && balance.low_balance !== null) {
@@ -837,6 +846,16 @@ export class AccountState implements Actions {
   // caps, roles and invitations, and creates or joins teams. Team names are the users' own text:
   // the view only ever puts them in text nodes.
 
+  draft(key: string, value: string): void {
+    // No render: the field already shows it; the next render puts it back.
+    this.model = { ...this.model, drafts: { ...this.model.drafts, [key]: value } };
+  }
+
+  /** The drafts left once the fields `done` says were sent have done their job. */
+  private withoutDrafts(done: (key: string) => boolean): Record<string, string> {
+    return Object.fromEntries(Object.entries(this.model.drafts).filter(([k]) => !done(k)));
+  }
+
   /** The chosen team, when the wallet is one. */
   private chosenTeam(): TeamSummary | null {
     return this.model.teams.find((t) => t.team_id === this.model.wallet) ?? null;
@@ -854,7 +873,7 @@ export class AccountState implements Actions {
   private async doSelectWallet(teamId: string | null, focus: string | null): Promise<void> {
     const wallet = teamId && this.model.teams.some((t) => t.team_id === teamId) ? teamId : null;
     const name = wallet ? this.teamName(wallet) : "your personal wallet";
-    this.set({ wallet, teamBalance: null, history: [], cursor: null, banner: null, busy: true, usage: null, team: emptyTeam(), focus });
+    this.set({ wallet, teamBalance: null, history: [], cursor: null, banner: null, busy: true, usage: null, team: emptyTeam(), drafts: this.withoutDrafts((k) => k !== "mascot-name"), focus });
     try {
       const [teamBalance, page] = await Promise.all([wallet ? this.client.team("balance", wallet) : null, this.history(wallet, null)]);
       if (this.model.wallet !== wallet) return;
@@ -911,7 +930,7 @@ export class AccountState implements Actions {
     try {
       const made = await this.client.team("create", name);
       const teams = await this.client.team("list");
-      this.set({ busy: false, teams: teams.teams });
+      this.set({ busy: false, teams: teams.teams, drafts: this.withoutDrafts((k) => k === "team-name") });
       await this.doSelectWallet(made.team_id, null);
       const text = `${made.name} is created, and you are its owner. Invite your team below.`;
       await this.doShowTeam("team-title");
@@ -934,7 +953,7 @@ export class AccountState implements Actions {
     try {
       const joined = await this.client.team("accept", token);
       const teams = await this.client.team("list");
-      this.set({ busy: false, teams: teams.teams });
+      this.set({ busy: false, teams: teams.teams, drafts: this.withoutDrafts((k) => k === "join-code") });
       await this.doSelectWallet(joined.team_id, null);
       const text = `You joined ${joined.name} as ${roleName(joined.role).toLowerCase()}.`;
       this.set({ screen: { kind: "account" }, banner: { text, tone: "success" }, announce: text, focus: "wallet" });
@@ -957,6 +976,7 @@ export class AccountState implements Actions {
     this.set({ busy: true, banner: null, team: { ...this.model.team, errors: {} } });
     try {
       const made = await this.client.team("invite", team.team_id, email, role, cap, cap === null ? null : capPeriod);
+      this.set({ drafts: this.withoutDrafts((k) => k.startsWith("invite-")) });
       const text = `Invitation sent to ${email}. It works for 7 days.`;
       await this.doShowTeam(null, { invited: { email, token: made.token } });
       this.set({ busy: false, banner: { text, tone: "success" }, announce: text, focus: "invite-code" });
@@ -1015,7 +1035,8 @@ export class AccountState implements Actions {
     try {
       const text = await change(team.team_id);
       const teams = await this.client.team("list");
-      this.set({ busy: false, teams: teams.teams });
+      // The members' list is reloaded: their caps show as the server has them now.
+      this.set({ busy: false, teams: teams.teams, drafts: this.withoutDrafts((k) => k.startsWith("cap:") || k.startsWith("period:")) });
       await this.doShowTeam(null);
       this.set({ banner: { text, tone: "success" }, announce: text, focus });
     } catch (e) {

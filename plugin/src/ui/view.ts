@@ -632,7 +632,7 @@ function receiptLinks(e: HistoryEntry, actions: Actions): HTMLElement[] {
 /** The Create tab: a name in, a mascot out, for a few credits (charged by the generation service). */
 function createView(model: Model, actions: Actions): HTMLElement {
   const c = model.create;
-  const name = h("input", { id: "mascot-name", type: "text", name: "mascot-name", autocomplete: "off", maxlength: MAX_NAME, required: true, value: c.name, placeholder: "e.g. Ada", "aria-describedby": "create-hint" });
+  const name = h("input", { id: "mascot-name", type: "text", name: "mascot-name", autocomplete: "off", maxlength: MAX_NAME, required: true, ...drafted(model, actions, "mascot-name", c.name), placeholder: "e.g. Ada", "aria-describedby": "create-hint" });
   const submit = (): void => actions.create(name.value);
   onEnter(submit, name);
   const b = model.balance;
@@ -663,9 +663,16 @@ function createView(model: Model, actions: Actions): HTMLElement {
   );
 }
 
-function periodSelect(id: string, value: CapPeriod, describedby?: string): HTMLSelectElement {
+/** What the person typed or chose in a field, kept in the model under `key` (without a render)
+ * so that a render, which rebuilds the fields, puts it back; `fallback` until they do. */
+function drafted(model: Model, actions: Actions, key: string, fallback = ""): { value: string; oninput: (ev: Event) => void; onchange: (ev: Event) => void } {
+  const keep = (ev: Event): void => actions.draft(key, (ev.target as HTMLInputElement | HTMLSelectElement).value);
+  return { value: model.drafts[key] ?? fallback, oninput: keep, onchange: keep };
+}
+
+function periodSelect(id: string, value: string, draft: ReturnType<typeof drafted>, describedby?: string): HTMLSelectElement {
   const periods: [CapPeriod, string][] = [["day", "day"], ["week", "week"], ["month", "month"]];
-  return h("select", { id, name: id, "aria-describedby": describedby }, ...periods.map(([p, label]) => h("option", { value: p, selected: p === value }, label)));
+  return h("select", { id, name: id, "aria-describedby": describedby, onchange: draft.onchange }, ...periods.map(([p, label]) => h("option", { value: p, selected: p === value }, label)));
 }
 
 /** A form's error under it (announced), or nothing. */
@@ -709,10 +716,10 @@ function teamView(model: Model, actions: Actions): HTMLElement[] {
       ),
     );
   }
-  const name = h("input", { id: "team-name", type: "text", name: "team-name", autocomplete: "off", maxlength: 64, required: true, "aria-invalid": t.errors.create ? "true" : undefined, "aria-describedby": t.errors.create ? "create-error" : undefined });
+  const name = h("input", { id: "team-name", type: "text", name: "team-name", autocomplete: "off", maxlength: 64, required: true, ...drafted(model, actions, "team-name"), "aria-invalid": t.errors.create ? "true" : undefined, "aria-describedby": t.errors.create ? "create-error" : undefined });
   const createTeam = (): void => actions.createTeam(name.value);
   onEnter(createTeam, name);
-  const code = h("input", { id: "join-code", type: "text", name: "join-code", autocomplete: "off", spellcheck: false, required: true, placeholder: "mci_…", "aria-invalid": t.errors.join ? "true" : undefined, "aria-describedby": t.errors.join ? "join-error" : "join-hint" });
+  const code = h("input", { id: "join-code", type: "text", name: "join-code", autocomplete: "off", spellcheck: false, required: true, placeholder: "mci_…", ...drafted(model, actions, "join-code"), "aria-invalid": t.errors.join ? "true" : undefined, "aria-describedby": t.errors.join ? "join-error" : "join-hint" });
   const join = (): void => actions.acceptInvitation(code.value);
   onEnter(join, code);
   sections.push(
@@ -761,8 +768,9 @@ function memberRow(model: Model, actions: Actions, team: TeamSummary, m: TeamMem
     capLine ? h("div", { className: "muted small", id: `member-cap-${i}` }, capLine) : null,
   ];
   if (manage) {
-    const amount = h("input", { id: `cap-credits-${i}`, type: "number", name: `cap-credits-${i}`, inputmode: "numeric", min: 1, step: 1, value: m.cap ? String(m.cap.credits) : "", "aria-describedby": `member-cap-${i}` });
-    const period = periodSelect(`cap-period-${i}`, m.cap?.period ?? "week");
+    const amount = h("input", { id: `cap-credits-${i}`, type: "number", name: `cap-credits-${i}`, inputmode: "numeric", min: 1, step: 1, ...drafted(model, actions, `cap:${m.user.id}`, m.cap ? String(m.cap.credits) : ""), "aria-describedby": `member-cap-${i}` });
+    const periodDraft = drafted(model, actions, `period:${m.user.id}`, m.cap?.period ?? "week");
+    const period = periodSelect(`cap-period-${i}`, periodDraft.value, periodDraft);
     const setCap = (): void => actions.setCap(m.user.id, amount.value, period.value as CapPeriod);
     onEnter(setCap, amount);
     parts.push(
@@ -792,15 +800,17 @@ function memberRow(model: Model, actions: Actions, team: TeamSummary, m: TeamMem
 /** Invite by email, with a role (the owner may invite admins) and an optional cap. */
 function inviteView(model: Model, actions: Actions, team: TeamSummary): HTMLElement {
   const t = model.team;
-  const email = h("input", { id: "invite-email", type: "email", name: "invite-email", autocomplete: "off", required: true, placeholder: "name@example.com", "aria-invalid": t.errors.invite ? "true" : undefined, "aria-describedby": t.errors.invite ? "invite-error" : undefined });
+  const email = h("input", { id: "invite-email", type: "email", name: "invite-email", autocomplete: "off", required: true, placeholder: "name@example.com", ...drafted(model, actions, "invite-email"), "aria-invalid": t.errors.invite ? "true" : undefined, "aria-describedby": t.errors.invite ? "invite-error" : undefined });
+  const roleDraft = drafted(model, actions, "invite-role", "member");
   const role = h(
     "select",
-    { id: "invite-role", name: "invite-role" },
-    h("option", { value: "member", selected: true }, "Member"),
-    team.role === "owner" ? h("option", { value: "admin" }, "Admin") : null,
+    { id: "invite-role", name: "invite-role", onchange: roleDraft.onchange },
+    h("option", { value: "member", selected: roleDraft.value !== "admin" }, "Member"),
+    team.role === "owner" ? h("option", { value: "admin", selected: roleDraft.value === "admin" }, "Admin") : null,
   );
-  const cap = h("input", { id: "invite-cap", type: "number", name: "invite-cap", inputmode: "numeric", min: 1, step: 1, placeholder: "No cap", "aria-describedby": "invite-cap-hint" });
-  const period = periodSelect("invite-period", "week", "invite-cap-hint");
+  const cap = h("input", { id: "invite-cap", type: "number", name: "invite-cap", inputmode: "numeric", min: 1, step: 1, placeholder: "No cap", ...drafted(model, actions, "invite-cap"), "aria-describedby": "invite-cap-hint" });
+  const periodDraft = drafted(model, actions, "invite-period", "week");
+  const period = periodSelect("invite-period", periodDraft.value, periodDraft, "invite-cap-hint");
   const send = (): void => actions.invite(email.value, role.value as TeamRole, cap.value, period.value as CapPeriod);
   onEnter(send, email, cap);
   return h(
