@@ -56,7 +56,16 @@ after(async () => {
 });
 
 // 30 s: two sessions, the example service and the simulator on a shared, sometimes loaded machine.
-const waitText = (who, selector, hasText, timeout = 30_000) => who.ui.locator(selector, { hasText }).waitFor({ timeout });
+// A timeout says what the tab showed instead (its banner and screen), to tell a slow run from a wrong one.
+async function waitText(who, selector, hasText, timeout = 30_000) {
+  try {
+    await who.ui.locator(selector, { hasText }).waitFor({ timeout });
+  } catch (e) {
+    const shown = await (await pluginFrame(who.page)).evaluate(() => `banner: ${document.querySelector(".banner")?.textContent ?? "none"}; panel: ${document.getElementById("panel")?.textContent.slice(0, 400)}`).catch(() => "?");
+    e.message += `\n${shown}`;
+    throw e;
+  }
+}
 
 async function signUp(who, email) {
   await who.ui.locator("#auth-switch").click();
