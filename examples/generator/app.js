@@ -63,22 +63,27 @@ async function readBody(req) {
   return Buffer.concat(chunks).toString("utf8");
 }
 
-/** @param {string} text */
-function parseName(text) {
+/** `{name, team_id?}`: the name, and the team whose wallet pays (absent: the user's own).
+ * @param {string} text */
+function parseJob(text) {
   let body;
   try {
     body = JSON.parse(text);
   } catch {
     throw new Refusal(400, "invalid_body", 'The body must be JSON like {"name": "Ada"}.');
   }
-  if (body === null || typeof body !== "object" || typeof body.name !== "string") {
+  if (body === null || typeof body !== "object" || typeof body.name !== "string" || (body.team_id !== undefined && typeof body.team_id !== "string")) {
     throw new Refusal(400, "invalid_body", 'The body must be JSON like {"name": "Ada"}.');
   }
   const name = normaliseName(body.name);
   if (name.length === 0 || [...name].length > MAX_NAME || /[\u0000-\u001f\u007f]/.test(name)) {
     throw new Refusal(422, "validation_failed", `Give your mascot a name of 1 to ${MAX_NAME} characters.`);
   }
-  return name;
+  const teamId = body.team_id;
+  if (teamId !== undefined && (teamId.length === 0 || teamId.length > 255 || /[\u0000-\u001f\u007f]/.test(teamId))) {
+    throw new Refusal(422, "validation_failed", "team_id is not a team.");
+  }
+  return { name, teamId };
 }
 
 /** @param {Options} options */
@@ -90,7 +95,7 @@ export function createApp({ apiBase, serviceKey, maxInFlight = 32, log = () => {
   async function generate(req, res) {
     const token = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? "")?.[1];
     if (!token) throw new Refusal(401, "unauthorized", "Sign in to Mascot first.");
-    const name = parseName(await readBody(req));
+    const { name, teamId } = parseJob(await readBody(req));
     // Who is asking: the plugin sent a short-lived mcu_ token, never its own session token.
     const who = await mascot.verify(token);
     if (!who.active || !who.user) throw new Refusal(401, "unauthorized", "Your sign-in has expired. Please sign in again.");
@@ -99,10 +104,11 @@ export function createApp({ apiBase, serviceKey, maxInFlight = 32, log = () => {
     const key = req.headers["idempotency-key"];
     const idempotencyKey = typeof key === "string" && /^[\x21-\x7e]{1,200}$/.test(key) ? `generate:${key}` : undefined;
     const done = await mascot.withHold(
-      { userId: who.user.id, amount: PRICE, reason: `Generated a mascot: ${name}`, feature: FEATURE, ttlSeconds: 120, idempotencyKey },
+      { userId: who.user.id, teamId, amount: PRICE, reason: `Generated a mascot: ${name}`, feature: FEATURE, ttlSeconds: 120, idempotencyKey },
       async () => drawMascot(name),
     );
-    send(res, 200, { svg: done.value, charged: done.charged, balance: done.balance });
+    // A team's balance is for its owner and admins to see: a team job answers without it.
+    send(res, 200, { svg: done.value, charged: done.charged, balance: teamId === undefined ? done.balance : null });
   }
 
   /** @param {unknown} e @param {http.ServerResponse} res */
@@ -116,6 +122,10 @@ export function createApp({ apiBase, serviceKey, maxInFlight = 32, log = () => {
     if (cause instanceof MascotApiError) {
       // The user's own problem (too few credits): the server's message is written for them.
       if (cause.status === 402 && cause.code === "insufficient_credits") return send(res, 402, { error: { code: cause.code, message: cause.message } });
+      // A team member's cap for the period: the server's words, and when it resets.
+      if (cause.status === 402 && cause.code === "member_cap_reached") {
+        return send(res, 402, { error: { code: cause.code, message: cause.message, ...(cause.resetsAt ? { resets_at: cause.resetsAt } : {}) } });
+      }
       if (cause.code === "key_limit_reached") return send(res, 503, { error: { code: cause.code, message: "The generator has used its credit limit for today. Please try again tomorrow." } });
     }
     log(`Mascot call failed: ${e instanceof Error ? e.message : e}`);

@@ -128,7 +128,7 @@ test("a purchase's Stripe receipt opens in the browser", async () => {
 test("the keyboard reaches every action in order, with the focus always visible", async () => {
   const frame = await pluginFrame(page);
   // The radio group is one stop (the checked pack); the arrows move within it.
-  assert.deepEqual(await tabOrder(8), ["refresh", "sign-out", "change-password", "sign-out-all", "show-usage", "pack-pack_75", "buy", "redeem-toggle"]);
+  assert.deepEqual(await tabOrder(9), ["show-team", "refresh", "sign-out", "change-password", "sign-out-all", "show-usage", "pack-pack_75", "buy", "redeem-toggle"]);
   await ui.locator("#pack-pack_75").focus();
   await page.keyboard.press("ArrowDown");
   assert.equal(await frame.evaluate(() => document.activeElement.id), "pack-pack_200", "focus stays on the pack chosen with the keyboard");

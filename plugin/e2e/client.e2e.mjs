@@ -5,14 +5,17 @@ import fs from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import * as esbuild from "esbuild";
-import { launchBrowser, root, startDemo } from "./harness.mjs";
+import { launchBrowser, root, startDemo, startSmtp } from "./harness.mjs";
 
+let smtp;
 let demo;
 let chrome;
 let page;
 
 before(async () => {
-  demo = await startDemo(0);
+  // A real SMTP server: a team invitation is accepted only once the email is confirmed by mail.
+  smtp = await startSmtp();
+  demo = await startDemo(0, smtp.env);
   chrome = await launchBrowser();
   page = await chrome.browser.newPage();
   // A page of the local server: Chromium refuses loopback fetches from about:blank.
@@ -42,6 +45,7 @@ before(async () => {
 after(async () => {
   await chrome?.close();
   await demo?.stop();
+  smtp?.stop();
 });
 
 /** Runs `body(client)` in the page; returns its result or the rejection value as {error}. */
@@ -215,4 +219,120 @@ test("every other method through the Wasm boundary: spend, checkoutStatus, logou
   assert.equal(out.error, undefined, JSON.stringify(out.error));
   assert.equal(out.value, null);
   assert.equal((await run(async (c) => c.me(), { token })).error.code, "unauthorized");
+});
+
+test("team methods through the Wasm boundary: create, invite, accept, caps, roles, the wallet selector, errors", async () => {
+  const owner = await run(async (c) => c.signup("wasm-owner@example.com", "correct horse"));
+  const memberAuth = await run(async (c) => c.signup("wasm-member@example.com", "correct horse"));
+  const [ownerToken, memberToken, memberId] = [owner.token, memberAuth.token, memberAuth.value.user.id];
+  const made = await run(async (c) => {
+    const team = await c.team("create", "Wasm \"team\" <i>");
+    const invited = await c.team("invite", team.team_id, "wasm-member@example.com", "member", 3, "day");
+    const revoked = await c.team("invite", team.team_id, "nobody@example.com", "admin");
+    const pending = await c.team("invitations", team.team_id);
+    await c.team("revoke", team.team_id, revoked.invitation_id);
+    return { team, invited, pending, after: await c.team("invitations", team.team_id), teams: await c.team("list") };
+  }, { token: ownerToken });
+  assert.equal(made.error, undefined, JSON.stringify(made.error));
+  const teamId = made.value.team.team_id;
+  assert.deepEqual(made.value.teams.teams, [{ team_id: teamId, name: "Wasm \"team\" <i>", role: "owner", sees_all: true }]);
+  assert.match(made.value.invited.token, /^mci_/);
+  assert.deepEqual(made.value.pending.invitations.map((i) => [i.email, i.role, i.cap ?? null]), [
+    ["wasm-member@example.com", "member", { credits: 3, period: "day" }],
+    ["nobody@example.com", "admin", null],
+  ]);
+  assert.equal(made.value.after.invitations.length, 1, "revoked");
+
+  const unverified = await run(async (c, a) => c.team("accept", a.code), { token: memberToken, code: made.value.invited.token });
+  assert.deepEqual([unverified.error.status, unverified.error.code], [403, "email_unverified"]);
+  let confirm;
+  for (let i = 0; i < 100 && !confirm; i++) {
+    confirm = smtp.mails().find((m) => /^To: wasm-member@example\.com/m.test(m) && /^Subject: Confirm your email/m.test(m));
+    if (!confirm) await new Promise((r) => setTimeout(r, 100));
+  }
+  const link = smtp.link(confirm, "/account/verify");
+  const browser = await chrome.browser.newPage();
+  await browser.goto(link);
+  await browser.getByRole("button", { name: "Confirm my email" }).click();
+  await browser.getByRole("heading", { name: "Email confirmed" }).waitFor();
+  await browser.close();
+  const wrong = await run(async (c) => c.team("accept", "mci_not_a_real_code"), { token: memberToken });
+  assert.deepEqual([wrong.error.status, wrong.error.code], [404, "not_found"]);
+  const accepted = await run(async (c, a) => c.team("accept", a.code), { token: memberToken, code: made.value.invited.token });
+  assert.equal(accepted.error, undefined, JSON.stringify(accepted.error));
+  assert.deepEqual(accepted.value, { team_id: teamId, name: "Wasm \"team\" <i>", role: "member", cap: { credits: 3, period: "day" }, sees_all: false });
+
+  const changed = await run(async (c, a) => {
+    const admin = await c.team("role", a.team, a.member, "admin");
+    const back = await c.team("role", a.team, a.member, "member");
+    const uncapped = await c.team("cap", a.team, a.member, null, null);
+    const capped = await c.team("cap", a.team, a.member, "day", 2);
+    return { admin: admin.role, back: back.role, uncapped: uncapped.cap ?? null, capped: capped.cap, members: await c.team("members", a.team) };
+  }, { token: ownerToken, team: teamId, member: memberId });
+  assert.equal(changed.error, undefined, JSON.stringify(changed.error));
+  assert.deepEqual([changed.value.admin, changed.value.back, changed.value.uncapped, changed.value.capped], ["admin", "member", null, { credits: 2, period: "day" }]);
+  assert.equal(changed.value.members.members.length, 2);
+
+  await demo.operator("credits", "grant", "--team", teamId, "--amount", "10", "--reason", "Seed");
+  // The member spends from the team (the plugin itself does not; a service does, with team_id).
+  const spend = (amount, key) =>
+    fetch(`${demo.api}/api/v1/credits/spend`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${memberToken}`, "content-type": "application/json", "idempotency-key": key },
+      body: JSON.stringify({ amount, reason: "render", team_id: teamId }),
+    });
+  assert.equal((await spend(2, "team-spend-1")).status, 200);
+  const refused = await spend(1, "team-spend-2");
+  assert.equal(refused.status, 402);
+  const capError = (await refused.json()).error;
+  assert.equal(capError.code, "member_cap_reached");
+  assert.ok(!Number.isNaN(Date.parse(capError.resets_at)), capError.resets_at);
+  const spent = await run(async (c, a) => {
+    let forbidden = null;
+    try {
+      await c.team("checkout", a.team, "pack_25");
+    } catch (e) {
+      forbidden = e;
+    }
+    return { forbidden, balance: await c.team("balance", a.team), history: await c.team("history", a.team, null, null, 10), usage: await c.team("usage", a.team, null, null, 7), personal: await c.balance() };
+  }, { token: memberToken, team: teamId });
+  assert.equal(spent.error, undefined, JSON.stringify(spent.error));
+  assert.deepEqual([spent.value.forbidden.status, spent.value.forbidden.code], [403, "role_forbidden"]);
+  assert.equal(spent.value.balance.balance, null, "a member does not see the team's balance");
+  assert.equal(spent.value.balance.available, 0);
+  assert.deepEqual([spent.value.balance.cap.credits, spent.value.balance.cap.used], [2, 2]);
+  assert.deepEqual(spent.value.history.entries.map((e) => e.delta), [-2], "the member's own entries");
+  assert.equal(Object.values(spent.value.usage.total_by_feature).reduce((a, b) => a + b, 0), 2);
+  assert.equal(spent.value.personal.balance, 0, "the personal wallet is untouched");
+
+  const owned = await run(async (c, a) => {
+    const alerts = await c.team("set-alerts", a.team, null, null, 5);
+    const checkout = await c.team("checkout", a.team, "pack_25");
+    let hasCredits = null;
+    try {
+      await c.team("delete", a.team);
+    } catch (e) {
+      hasCredits = e;
+    }
+    let handOver = null;
+    try {
+      await c.team("remove", a.team, a.me);
+    } catch (e) {
+      handOver = e;
+    }
+    const removed = await c.team("remove", a.team, a.member);
+    return { alerts, read: await c.team("alerts", a.team), checkout, hasCredits, handOver, removed: removed ?? null, balance: await c.team("balance", a.team), history: await c.team("history", a.team, null, null, 10) };
+  }, { token: ownerToken, team: teamId, member: memberId, me: owner.value.user.id });
+  assert.equal(owned.error, undefined, JSON.stringify(owned.error));
+  assert.deepEqual([owned.value.alerts, owned.value.read], [{ low_balance: 5 }, { low_balance: 5 }]);
+  assert.ok(owned.value.checkout.checkout_url.startsWith(demo.sim));
+  assert.deepEqual([owned.value.hasCredits.status, owned.value.hasCredits.code], [409, "team_has_credits"]);
+  assert.deepEqual([owned.value.handOver.status, owned.value.handOver.code], [409, "owner_must_hand_over"]);
+  assert.equal(owned.value.removed, null, "204: no answer");
+  assert.equal(owned.value.balance.balance, 8);
+  assert.equal(owned.value.history.entries.find((e) => e.delta === -2).user.email, "wasm-member@example.com");
+  const gone = await run(async (c, a) => c.team("members", a.team), { token: memberToken, team: teamId });
+  assert.equal(gone.error.status, 404, "a removed member sees nothing of the team");
+  const unknown = await run(async (c) => c.team("drop"), { token: ownerToken });
+  assert.deepEqual([unknown.error.kind, unknown.error.code], ["decode", "unknown_route"]);
 });

@@ -31,6 +31,12 @@ export async function startDemo(port = 0, env = {}) {
     child.stderr.on("data", (c) => (output += c));
     child.on("exit", (code) => reject(new Error(`demo exited with ${code}:\n${output}`)));
   });
+  // A demo that goes away while its tests still run says so, with how it ended and its last words
+  // (else the tests only see "fetch failed" or a tab that cannot reach the server).
+  let stopping = false;
+  child.on("exit", (code, signal) => {
+    if (!stopping) process.stderr.write(`\nmascot-server demo on ${ready.api} exited (code ${code}, signal ${signal}) before stop():\n${output.slice(-4000)}\n`);
+  });
   return {
     ...ready,
     dataDir,
@@ -45,6 +51,7 @@ export async function startDemo(port = 0, env = {}) {
       );
     },
     async stop() {
+      stopping = true;
       child.kill("SIGTERM");
       await new Promise((r) => (child.exitCode !== null ? r() : child.on("exit", r)));
       fs.rmSync(dataDir, { recursive: true, force: true });

@@ -27,6 +27,8 @@ pub enum Method {
     Get,
     Post,
     Put,
+    Patch,
+    Delete,
 }
 
 impl Method {
@@ -35,6 +37,8 @@ impl Method {
             Method::Get => "GET",
             Method::Post => "POST",
             Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
         }
     }
 }
@@ -331,17 +335,41 @@ impl<T: Transport> Client<T> {
         self.get("/api/v1/billing/packs").await
     }
 
-    pub async fn balance(&self) -> Result<String, MascotError> {
-        self.get("/api/v1/credits/balance").await
+    /// `BalanceResponse` of the personal wallet, or of a team's (`team`): a member who is not an
+    /// owner or admin gets `balance: null`, what they may spend as `available`, and their `cap`.
+    pub async fn balance(&self, team: Option<&str>) -> Result<String, MascotError> {
+        Ok(self.object(self.balance_request(team)).await?.0)
     }
 
-    /// One page of history, newest first; `before` is the previous page's `next_cursor`.
-    pub async fn history(&self, limit: Option<u32>, before: Option<&str>) -> Result<String, MascotError> {
-        self.get(&history_path(limit, before)).await
+    pub fn balance_request(&self, team: Option<&str>) -> Request {
+        self.request(Method::Get, &with_team("/api/v1/credits/balance".into(), team), None, None)
     }
 
-    pub async fn spend(&self, amount: i64, reason: &str, idempotency_key: &str) -> Result<String, MascotError> {
-        let body = Object::default().int("amount", amount).str("reason", reason).finish();
+    /// One page of history, newest first; `before` is the previous page's `next_cursor`. With
+    /// `team`, the team's (owners and admins see every entry, members their own).
+    pub async fn history(
+        &self,
+        limit: Option<u32>,
+        before: Option<&str>,
+        team: Option<&str>,
+    ) -> Result<String, MascotError> {
+        Ok(self.object(self.history_request(limit, before, team)).await?.0)
+    }
+
+    pub fn history_request(&self, limit: Option<u32>, before: Option<&str>, team: Option<&str>) -> Request {
+        self.request(Method::Get, &with_team(history_path(limit, before), team), None, None)
+    }
+
+    /// Spends from the personal wallet, or a team's (`team`): 402 `insufficient_credits`, or
+    /// `member_cap_reached` with `resets_at` past the member's cap.
+    pub async fn spend(
+        &self,
+        amount: i64,
+        reason: &str,
+        idempotency_key: &str,
+        team: Option<&str>,
+    ) -> Result<String, MascotError> {
+        let body = Object::default().int("amount", amount).str("reason", reason).opt_str("team_id", team).finish();
         Ok(self.post("/api/v1/credits/spend", body, Some(idempotency_key.to_string())).await?.0)
     }
 
@@ -353,9 +381,15 @@ impl<T: Transport> Client<T> {
         Ok(self.post("/api/v1/credits/redeem", body, None).await?.0)
     }
 
-    /// `UsageResponse`: the last `days` UTC days (1–366) per feature, and the runway.
-    pub async fn usage(&self, days: u32) -> Result<String, MascotError> {
-        self.get(&format!("/api/v1/credits/usage?days={days}")).await
+    /// `UsageResponse`: the last `days` UTC days (1–366) per feature, and the runway, of the
+    /// personal wallet or of a team's.
+    pub async fn usage(&self, days: u32, team: Option<&str>) -> Result<String, MascotError> {
+        Ok(self.object(self.usage_request(days, team)).await?.0)
+    }
+
+    pub fn usage_request(&self, days: u32, team: Option<&str>) -> Request {
+        let path = with_team("/api/v1/credits/usage?days=".to_string() + &int(days.into()), team);
+        self.request(Method::Get, &path, None, None)
     }
 
     /// `ExportResponse`: a single-use address (5 minutes) to open in the browser, which downloads
@@ -381,15 +415,20 @@ impl<T: Transport> Client<T> {
         Ok(self.object(request).await?.0)
     }
 
-    /// `AlertSettings`: the low-balance alert's threshold (null: off).
-    pub async fn alerts(&self) -> Result<String, MascotError> {
-        self.get("/api/v1/me/alerts").await
+    /// `AlertSettings`: the low-balance alert's threshold (null: off), the personal wallet's or
+    /// a team's (owners and admins).
+    pub async fn alerts(&self, team: Option<&str>) -> Result<String, MascotError> {
+        self.get(&alerts_path(team)).await
     }
 
     /// Sets the low-balance alert (`None` turns it off); `AlertSettings` as saved.
-    pub async fn set_alerts(&self, low_balance: Option<i64>) -> Result<String, MascotError> {
+    pub async fn set_alerts(&self, low_balance: Option<i64>, team: Option<&str>) -> Result<String, MascotError> {
+        Ok(self.object(self.set_alerts_request(low_balance, team)).await?.0)
+    }
+
+    pub fn set_alerts_request(&self, low_balance: Option<i64>, team: Option<&str>) -> Request {
         let body = Object::default().opt_int("low_balance", low_balance).finish();
-        Ok(self.object(self.request(Method::Put, "/api/v1/me/alerts", Some(body), None)).await?.0)
+        self.request(Method::Put, &alerts_path(team), Some(body), None)
     }
 
     /// `POST /api/v1/auth/verify-email`: 202, the server mails a new verification link.
@@ -397,15 +436,142 @@ impl<T: Transport> Client<T> {
         self.send(self.request(Method::Post, "/api/v1/auth/verify-email", None, None)).await.map(|_| ())
     }
 
-    /// `CheckoutResponse`: open its `checkout_url` in the browser.
-    pub async fn start_checkout(&self, pack_id: &str) -> Result<String, MascotError> {
-        let body = Object::default().str("pack_id", pack_id).finish();
-        Ok(self.post("/api/v1/billing/checkout", body, None).await?.0)
+    /// `CheckoutResponse`: open its `checkout_url` in the browser. With `team` (owners and
+    /// admins), the credits go to the team's wallet.
+    pub async fn start_checkout(&self, pack_id: &str, team: Option<&str>) -> Result<String, MascotError> {
+        Ok(self.object(self.checkout_request(pack_id, team)).await?.0)
+    }
+
+    pub fn checkout_request(&self, pack_id: &str, team: Option<&str>) -> Request {
+        let body = Object::default().str("pack_id", pack_id).opt_str("team_id", team).finish();
+        self.request(Method::Post, "/api/v1/billing/checkout", Some(body), None)
     }
 
     /// The caller's checkouts that can still be paid (to resume waiting after a restart).
     pub async fn pending_checkouts(&self) -> Result<String, MascotError> {
         self.get("/api/v1/billing/checkouts?status=pending").await
+    }
+
+    /// Sends a request built by one of the `*_request` methods below (the team routes): the
+    /// answer's JSON text, `None` for an empty one (204), else the typed error. One async path
+    /// for all of them keeps the Wasm small.
+    pub async fn exchange(&self, request: Request) -> Result<Option<String>, MascotError> {
+        Ok(self.send(request).await?.map(|(text, _)| text))
+    }
+
+    /// `GET /api/v1/teams`: `TeamsResponse`, the caller's teams with role, cap and `sees_all`.
+    pub fn teams_request(&self) -> Request {
+        self.request(Method::Get, "/api/v1/teams", None, None)
+    }
+
+    /// `POST /api/v1/teams {name}`: 201 `TeamSummary`, the caller is the owner.
+    pub fn create_team_request(&self, name: &str) -> Request {
+        let body = Object::default().str("name", name).finish();
+        self.request(Method::Post, "/api/v1/teams", Some(body), None)
+    }
+
+    /// `DELETE /api/v1/teams/{team}` (owner): 204; 409 `team_has_credits`.
+    pub fn delete_team_request(&self, team: &str) -> Request {
+        self.request(Method::Delete, &team_path(team, &[]), None, None)
+    }
+
+    /// `GET …/members`: `MembersResponse`.
+    pub fn members_request(&self, team: &str) -> Request {
+        self.request(Method::Get, &team_path(team, &["members"]), None, None)
+    }
+
+    /// `PATCH …/members/{user}`: the member as changed (`TeamMember`). `role: Some("owner")`
+    /// hands the team over; `cap` keeps, removes or sets the cap.
+    pub fn update_member_request(&self, team: &str, user: &str, role: Option<&str>, cap: CapChange) -> Request {
+        let body = Object::default().opt_str("role", role);
+        let body = match cap {
+            CapChange::Keep => body,
+            CapChange::Remove => body.raw("cap", "null"),
+            CapChange::Set(credits, period) => body.raw("cap", &cap_json(credits, period)),
+        };
+        self.request(Method::Patch, &team_path(team, &["members", user]), Some(body.finish()), None)
+    }
+
+    /// `DELETE …/members/{user}`: removes a member, or leaves (the caller's own id); 204.
+    pub fn remove_member_request(&self, team: &str, user: &str) -> Request {
+        self.request(Method::Delete, &team_path(team, &["members", user]), None, None)
+    }
+
+    /// `POST …/invitations {email, role, cap?}`: 201 `InvitationCreated` (the `mci_…` token,
+    /// mailed too where the server sends mail).
+    pub fn invite_request(&self, team: &str, email: &str, role: &str, cap: Option<(i64, &str)>) -> Request {
+        let body = Object::default().str("email", email).str("role", role);
+        let body = match cap {
+            Some((credits, period)) => body.raw("cap", &cap_json(credits, period)),
+            None => body,
+        };
+        self.request(Method::Post, &team_path(team, &["invitations"]), Some(body.finish()), None)
+    }
+
+    /// `GET …/invitations`: `InvitationsResponse`, the pending ones (owners and admins).
+    pub fn invitations_request(&self, team: &str) -> Request {
+        self.request(Method::Get, &team_path(team, &["invitations"]), None, None)
+    }
+
+    /// `DELETE …/invitations/{invitation}`: 204, revoked.
+    pub fn revoke_invitation_request(&self, team: &str, invitation: &str) -> Request {
+        self.request(Method::Delete, &team_path(team, &["invitations", invitation]), None, None)
+    }
+
+    /// `POST /api/v1/teams/invitations/accept {token}`: the joined team (`TeamSummary`); 404 for
+    /// an unknown, used, expired or another account's token (one answer).
+    pub fn accept_invitation_request(&self, token: &str) -> Request {
+        let body = Object::default().str("token", token.trim()).finish();
+        self.request(Method::Post, "/api/v1/teams/invitations/accept", Some(body), None)
+    }
+
+    /// The team route named `route`, its arguments by position (what the Wasm layer's one
+    /// `team(route, a, b, c, n, d)` method passes; its TypeScript overloads name them):
+    ///
+    /// | route | a | b | c | n | d |
+    /// |---|---|---|---|---|---|
+    /// | `list` | | | | | |
+    /// | `create` | name | | | | |
+    /// | `delete`, `members`, `invitations` | team | | | | |
+    /// | `role` | team | user | role | | |
+    /// | `cap` | team | user | period | credits (none: remove) | |
+    /// | `remove` | team | user | | | |
+    /// | `invite` | team | email | role | cap credits | cap period |
+    /// | `revoke` | team | invitation | | | |
+    /// | `accept` | token | | | | |
+    /// | `balance`, `alerts` | team | | | | |
+    /// | `history` | team | before | | limit | |
+    /// | `usage` | team | | | days | |
+    /// | `set-alerts` | team | | | threshold (none: off) | |
+    /// | `checkout` | team | pack | | | |
+    ///
+    /// The last six are the wallet selector: the team's wallet instead of the personal one.
+    /// An unknown route is a usage error (kind `decode`, code `unknown_route`), not a request.
+    pub fn team_request(&self, route: &str, args: TeamArgs) -> Result<Request, MascotError> {
+        let TeamArgs { a, b, c, n, d } = args;
+        let (a, b, c, d) = (a.unwrap_or(""), b.unwrap_or(""), c.unwrap_or(""), d.unwrap_or(""));
+        Ok(match route {
+            "list" => self.teams_request(),
+            "create" => self.create_team_request(a),
+            "delete" => self.delete_team_request(a),
+            "members" => self.members_request(a),
+            "role" => self.update_member_request(a, b, Some(c), CapChange::Keep),
+            "cap" => self.update_member_request(a, b, None, n.map_or(CapChange::Remove, |n| CapChange::Set(n, c))),
+            "remove" => self.remove_member_request(a, b),
+            "invite" => self.invite_request(a, b, c, n.map(|n| (n, d))),
+            "invitations" => self.invitations_request(a),
+            "revoke" => self.revoke_invitation_request(a, b),
+            "accept" => self.accept_invitation_request(a),
+            "balance" => self.balance_request(Some(a)),
+            "history" => self.history_request(n.map(|n| n.clamp(1, 100) as u32), Some(b), Some(a)),
+            "usage" => self.usage_request(n.unwrap_or(30).clamp(1, 366) as u32, Some(a)),
+            "alerts" => self.request(Method::Get, &alerts_path(Some(a)), None, None),
+            "set-alerts" => self.set_alerts_request(n, Some(a)),
+            "checkout" => self.checkout_request(b, Some(a)),
+            _ => {
+                return Err(MascotError::new(ErrorKind::Decode, 0, "unknown_route", "This team action does not exist."))
+            }
+        })
     }
 
     fn status_request(&self, session_id: &str, wait: u32) -> Request {
@@ -527,6 +693,56 @@ fn credentials_object(email: &str, password: &str, device_token: Option<&str>) -
         Some(t) => body.str("device_token", t),
         None => body,
     }
+}
+
+/// The positional arguments of `team_request` (see its table).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TeamArgs<'a> {
+    pub a: Option<&'a str>,
+    pub b: Option<&'a str>,
+    pub c: Option<&'a str>,
+    pub n: Option<i64>,
+    pub d: Option<&'a str>,
+}
+
+/// A member's cap in `update_member_request`: as it is, none, or `credits` a `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapChange<'a> {
+    Keep,
+    Remove,
+    Set(i64, &'a str),
+}
+
+/// `Cap` as JSON: `{"credits":N,"period":"day"|"week"|"month"}`.
+fn cap_json(credits: i64, period: &str) -> String {
+    Object::default().int("credits", credits).str("period", period).finish()
+}
+
+/// `/api/v1/teams/{team}/{segments…}`, each id percent-encoded.
+fn team_path(team: &str, segments: &[&str]) -> String {
+    let mut path = "/api/v1/teams/".to_string() + &encode_component(team);
+    for s in segments {
+        path.push('/');
+        path.push_str(&encode_component(s));
+    }
+    path
+}
+
+fn alerts_path(team: Option<&str>) -> String {
+    match team.filter(|t| !t.is_empty()) {
+        Some(t) => team_path(t, &["alerts"]),
+        None => "/api/v1/me/alerts".into(),
+    }
+}
+
+/// Names the wallet a GET reads: `team_id` in the query, or nothing for the personal one.
+fn with_team(mut path: String, team: Option<&str>) -> String {
+    if let Some(t) = team.filter(|t| !t.is_empty()) {
+        path.push(if path.contains('?') { '&' } else { '?' });
+        path.push_str("team_id=");
+        path.push_str(&encode_component(t));
+    }
+    path
 }
 
 fn history_path(limit: Option<u32>, before: Option<&str>) -> String {

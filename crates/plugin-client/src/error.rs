@@ -44,11 +44,14 @@ pub struct MascotError {
     /// The server's envelope code (`invalid_credentials`, `unauthorized`, …) or a client-side one.
     pub code: String,
     pub message: String,
+    /// When a refusal that depends on a period ends (`member_cap_reached`): the envelope's
+    /// `error.resets_at`, RFC 3339.
+    pub resets_at: Option<String>,
 }
 
 impl MascotError {
     pub fn new(kind: ErrorKind, status: u16, code: &str, message: impl Into<String>) -> Self {
-        MascotError { kind, status, code: code.to_string(), message: message.into() }
+        MascotError { kind, status, code: code.to_string(), message: message.into(), resets_at: None }
     }
 
     /// From an error answer: the server's `{"error":{"code","message"}}` envelope when the body is
@@ -57,7 +60,10 @@ impl MascotError {
         let env = json::parse(body);
         let field = |k| env.as_ref().and_then(|v| v.str_at(&["error", k]));
         match (field("code"), field("message")) {
-            (Some(code), Some(message)) => MascotError::new(ErrorKind::Http, status, code, message),
+            (Some(code), Some(message)) => MascotError {
+                resets_at: field("resets_at").map(String::from),
+                ..MascotError::new(ErrorKind::Http, status, code, message)
+            },
             _ => {
                 let mut n = String::new();
                 json::write_int(&mut n, status.into());
@@ -84,13 +90,14 @@ impl MascotError {
         MascotError::new(ErrorKind::Cancelled, 0, "cancelled", "Stopped waiting for the payment.")
     }
 
-    /// `{"kind","status","code","message"}`, for the JS side.
+    /// `{"kind","status","code","message","resets_at"?}`, for the JS side.
     pub fn to_json(&self) -> String {
         Object::default()
             .str("kind", self.kind.as_str())
             .int("status", self.status.into())
             .str("code", &self.code)
             .str("message", &self.message)
+            .opt_str("resets_at", self.resets_at.as_deref())
             .finish()
     }
 }
@@ -130,6 +137,29 @@ mod tests {
             r#" { "error" : { "message" : "\u00c9t\u00e9 \"x\"", "code" : "conflict" } } "#,
         );
         assert_eq!((e.code.as_str(), e.message.as_str()), ("conflict", "Été \"x\""));
+    }
+
+    #[test]
+    fn keeps_when_a_member_cap_resets() {
+        let body = serde_json::to_string(&api_types::ErrorEnvelope {
+            error: api_types::ErrorBody {
+                code: api_types::codes::MEMBER_CAP_REACHED.into(),
+                message:
+                    "Your cap on this team is 10 credits a day; 10 credits used this day, and this needs 1 credit."
+                        .into(),
+                resets_at: Some("2026-12-05T00:00:00.000Z".into()),
+            },
+        })
+        .unwrap();
+        let e = MascotError::from_envelope(402, &body);
+        assert_eq!((e.status, e.code.as_str()), (402, "member_cap_reached"));
+        assert_eq!(e.resets_at.as_deref(), Some("2026-12-05T00:00:00.000Z"));
+        let v = json::parse(&e.to_json()).unwrap();
+        assert_eq!(v.str_at(&["resets_at"]), Some("2026-12-05T00:00:00.000Z"), "reaches JS");
+        // Errors without it say nothing of it.
+        let e = MascotError::from_envelope(402, r#"{"error":{"code":"insufficient_credits","message":"x"}}"#);
+        assert_eq!(e.resets_at, None);
+        assert_eq!(json::parse(&e.to_json()).unwrap().get("resets_at"), None);
     }
 
     #[test]

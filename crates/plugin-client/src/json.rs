@@ -316,6 +316,21 @@ impl Object {
         o
     }
 
+    /// A string member, left out for `None` (or an empty string).
+    pub fn opt_str(self, k: &str, v: Option<&str>) -> Self {
+        match v.filter(|v| !v.is_empty()) {
+            Some(v) => self.str(k, v),
+            None => self,
+        }
+    }
+
+    /// A member whose value is already JSON text (a nested object, `null`).
+    pub fn raw(self, k: &str, json: &str) -> Self {
+        let mut o = self.key(k);
+        o.0.push_str(json);
+        o
+    }
+
     /// An integer, or `null` for `None`.
     pub fn opt_int(self, k: &str, v: Option<i64>) -> Self {
         match v {

@@ -14,11 +14,11 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::{Client, MascotError, Reply, Request, Transport};
+use crate::{Client, MascotError, Reply, Request, TeamArgs, Transport};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
-import type { AlertSettings, AuthOptions, AuthResponse, BalanceResponse, CheckoutListResponse, CheckoutResponse, CheckoutStatusResponse, ExportResponse, HandoffPoll, HandoffStart, HistoryResponse, Me, PacksResponse, RedeemResponse, ServiceTokenResponse, SpendResponse, UsageResponse } from "../src/generated";
+import type { AlertSettings, AuthOptions, AuthResponse, BalanceResponse, CapPeriod, CheckoutListResponse, CheckoutResponse, CheckoutStatusResponse, ExportResponse, HandoffPoll, HandoffStart, HistoryResponse, InvitationCreated, InvitationsResponse, Me, MembersResponse, PacksResponse, RedeemResponse, ServiceTokenResponse, SpendResponse, TeamMember, TeamRole, TeamSummary, TeamsResponse, UsageResponse } from "../src/generated";
 
 /** Every MascotClient method rejects with this. */
 export interface MascotError {
@@ -28,6 +28,44 @@ export interface MascotError {
   /** The server's error code (e.g. "invalid_credentials", "unauthorized") or a client-side one. */
   code: string;
   message: string;
+  /** When a refusal that depends on a period ends (`member_cap_reached`), RFC 3339. */
+  resets_at?: string;
+}
+
+/** Team wallets: one method, the action by name (the Wasm exports one function for all). */
+export interface MascotClient {
+  /** The caller's teams, with their role, cap and whether they see the team's balance. */
+  team(route: "list"): Promise<TeamsResponse>;
+  /** Creates a team (1–64 characters); the caller is its owner. */
+  team(route: "create", name: string): Promise<TeamSummary>;
+  /** Deletes a team (owner); 409 `team_has_credits` while it has credits, debt or holds. */
+  team(route: "delete", teamId: string): Promise<void>;
+  team(route: "members", teamId: string): Promise<MembersResponse>;
+  /** Changes a member's role; "owner" hands the team over (the old owner becomes an admin). */
+  team(route: "role", teamId: string, userId: string, role: TeamRole): Promise<TeamMember>;
+  /** Sets a member's cap, `credits` a `period`; `credits` null removes it. */
+  team(route: "cap", teamId: string, userId: string, period: CapPeriod | null, credits: number | null): Promise<TeamMember>;
+  /** Removes a member, or leaves the team (the caller's own id); 409 `owner_must_hand_over`. */
+  team(route: "remove", teamId: string, userId: string): Promise<void>;
+  /** Invites `email` as `role` (admin or member), with a cap when `capCredits` is a number. */
+  team(route: "invite", teamId: string, email: string, role: TeamRole, capCredits?: number | null, capPeriod?: CapPeriod | null): Promise<InvitationCreated>;
+  /** The pending invitations (owners and admins). */
+  team(route: "invitations", teamId: string): Promise<InvitationsResponse>;
+  team(route: "revoke", teamId: string, invitationId: string): Promise<void>;
+  /** Joins a team with the `mci_…` code of an invitation sent to this account's email. */
+  team(route: "accept", token: string): Promise<TeamSummary>;
+  // The wallet selector: the team's wallet where the methods above use the personal one.
+  /** A member who is not an owner or admin gets `balance: null`, what they may spend as
+   * `available`, and their `cap` (`{credits, period, used, resets_at}`). */
+  team(route: "balance", teamId: string): Promise<BalanceResponse>;
+  /** Owners and admins see every entry (with the member who spent), members their own. */
+  team(route: "history", teamId: string, before: string | null, c: null, limit: number | null): Promise<HistoryResponse>;
+  team(route: "usage", teamId: string, b: null, c: null, days: number): Promise<UsageResponse>;
+  /** The team's low-balance alert (owners and admins; mailed to them). */
+  team(route: "alerts", teamId: string): Promise<AlertSettings>;
+  team(route: "set-alerts", teamId: string, b: null, c: null, lowBalance: number | null): Promise<AlertSettings>;
+  /** Buys a pack into the team's wallet (owners and admins): open `checkout_url`. */
+  team(route: "checkout", teamId: string, packId: string): Promise<CheckoutResponse>;
 }
 "#;
 
@@ -138,6 +176,8 @@ enum Call {
     PendingCheckouts,
     CheckoutStatus(String, u32),
     WaitForCheckout(String, Option<f64>),
+    /// A team action or a team's wallet, already built by the native client: one arm for all.
+    Exchange(Request),
 }
 
 /// Runs one call: its answer as JS values (the JSON text the native client already read and
@@ -162,20 +202,21 @@ async fn run(c: Rc<Client<Browser>>, call: Call) -> Result<JsValue> {
         Call::Me => some(c.me().await),
         Call::ServiceToken => some(c.service_token().await),
         Call::Packs => some(c.packs().await),
-        Call::Balance => some(c.balance().await),
-        Call::History(limit, before) => some(c.history(limit, before.as_deref()).await),
-        Call::Spend(amount, reason, key) => some(c.spend(amount as i64, &reason, &key).await),
-        Call::StartCheckout(pack) => some(c.start_checkout(&pack).await),
+        Call::Balance => some(c.balance(None).await),
+        Call::History(limit, before) => some(c.history(limit, before.as_deref(), None).await),
+        Call::Spend(amount, reason, key) => some(c.spend(amount as i64, &reason, &key, None).await),
+        Call::StartCheckout(pack) => some(c.start_checkout(&pack, None).await),
         Call::Redeem(code) => some(c.redeem(&code).await),
-        Call::Usage(days) => some(c.usage(days).await),
+        Call::Usage(days) => some(c.usage(days, None).await),
         Call::BalanceAfter(after, wait) => some(c.balance_after(&after, wait).await),
-        Call::Alerts => some(c.alerts().await),
-        Call::SetAlerts(t) => some(c.set_alerts(t.map(|t| t as i64)).await),
+        Call::Alerts => some(c.alerts(None).await),
+        Call::SetAlerts(t) => some(c.set_alerts(t.map(|t| t as i64), None).await),
         Call::ExportCsv => some(c.export_csv().await),
         Call::SendVerification => none(c.send_verification().await),
         Call::PendingCheckouts => some(c.pending_checkouts().await),
         Call::CheckoutStatus(id, wait) => some(c.checkout_status(&id, wait).await.map(|(text, _)| text)),
         Call::WaitForCheckout(id, timeout) => some(c.wait_for_checkout(&id, timeout).await),
+        Call::Exchange(request) => c.exchange(request).await,
     };
     match answer.map_err(reject)? {
         None => Ok(JsValue::UNDEFINED),
@@ -383,6 +424,28 @@ impl MascotClient {
     #[wasm_bindgen(unchecked_return_type = "Promise<CheckoutResponse>", js_name = startCheckout)]
     pub fn start_checkout(&self, #[wasm_bindgen(js_name = packId)] pack_id: String) -> js_sys::Promise {
         self.call(Call::StartCheckout(pack_id))
+    }
+
+    /// Every team action and the team side of the wallet selector, by name, its arguments by
+    /// position (`Client::team_request` has the table; the TypeScript overloads above type
+    /// each route). One export, instead of one per route or a team argument on each personal
+    /// method, keeps the Wasm and its glue within the size budget.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn team(
+        &self,
+        route: String,
+        a: Option<String>,
+        b: Option<String>,
+        c: Option<String>,
+        n: Option<f64>,
+        d: Option<String>,
+    ) -> js_sys::Promise {
+        let args =
+            TeamArgs { a: a.as_deref(), b: b.as_deref(), c: c.as_deref(), n: n.map(|n| n as i64), d: d.as_deref() };
+        match self.inner.team_request(&route, args) {
+            Ok(request) => self.call(Call::Exchange(request)),
+            Err(e) => js_sys::Promise::reject(&reject(e)),
+        }
     }
 
     /// The caller's checkouts that can still be paid (to resume waiting after a restart).

@@ -77,6 +77,36 @@ test("too few credits: 402 with the server's message, nothing charged or held", 
   assert.deepEqual(await user.balance(), { balance: 3, available: 3, held: 0 });
 });
 
+test("a team member's mascot is paid from the team, up to their cap: 402 member_cap_reached with resets_at", async () => {
+  const [owner, member] = [await mascot.user(0), await mascot.user(0)];
+  const call = async (user, method, path, body) => {
+    const r = await fetch(`${mascot.base}${path}`, { method, headers: { Authorization: `Bearer ${user.token}`, "Content-Type": "application/json" }, body: body && JSON.stringify(body) });
+    return { status: r.status, body: r.status === 204 ? null : await r.json() };
+  };
+  const team = (await call(owner, "POST", "/api/v1/teams", { name: "Generator team" })).body.team_id;
+  const invited = await call(owner, "POST", `/api/v1/teams/${team}/invitations`, { email: member.email, role: "member", cap: { credits: PRICE, period: "day" } });
+  assert.equal((await call(member, "POST", "/api/v1/teams/invitations/accept", { token: invited.body.token })).status, 200);
+  await mascot.cli("credits", "grant", "--team", team, "--amount", "20", "--reason", "Team credits");
+
+  const made = await generate(await member.serviceToken(), { name: "Dee", team_id: team });
+  assert.equal(made.status, 200, JSON.stringify(made.body));
+  assert.deepEqual([made.body.charged, made.body.balance], [PRICE, null], "a team job does not tell the team's balance");
+  const refused = await generate(await member.serviceToken(), { name: "Eve", team_id: team });
+  assert.equal(refused.status, 402);
+  assert.equal(refused.body.error.code, "member_cap_reached");
+  assert.match(refused.body.error.message, /cap/);
+  const tomorrow = new Date();
+  tomorrow.setUTCHours(24, 0, 0, 0);
+  assert.equal(Date.parse(refused.body.error.resets_at), tomorrow.getTime(), "when the daily cap resets");
+  assert.deepEqual(await member.balance(), { balance: 0, available: 0, held: 0 }, "the member's own wallet is untouched");
+  const wallet = (await call(owner, "GET", `/api/v1/credits/balance?team_id=${team}`)).body;
+  assert.deepEqual([wallet.balance, wallet.held], [20 - PRICE, 0], "one mascot charged, nothing left on hold");
+  const [entry] = (await call(owner, "GET", `/api/v1/credits/history?team_id=${team}`)).body.entries;
+  assert.deepEqual([entry.delta, entry.feature, entry.user.email], [-PRICE, FEATURE, member.email]);
+  assert.equal((await generate(await member.serviceToken(), { name: "Eve", team_id: 7 })).status, 400);
+  assert.equal((await generate(await member.serviceToken(), { name: "Eve", team_id: "" })).status, 422);
+});
+
 test("no token, an unknown token or a signed-out one is 401; bad bodies are 400/422; all in the error envelope", async () => {
   const user = await mascot.user(20);
   assert.deepEqual((await generate(null, { name: "Dee" })).body.error.code, "unauthorized");

@@ -1,5 +1,6 @@
 // Turns a MascotClient rejection into words for the person.
 import type { MascotError } from "../../pkg/plugin_client";
+import { when } from "./format";
 
 export function asMascotError(e: unknown): MascotError {
   if (typeof e === "object" && e !== null && "kind" in e && "message" in e) {
@@ -15,6 +16,8 @@ export function explain(e: MascotError): string {
       return "You seem to be offline, or the Mascot server cannot be reached. Check your connection and try again.";
     case "http":
       if (e.status >= 500) return "The Mascot server had a problem. Please try again in a moment.";
+      // A member's cap on a team: the server says how it stands; the plugin adds when it resets.
+      if (e.code === "member_cap_reached" && e.resets_at) return `${e.message} Your cap resets on ${when(e.resets_at)}.`;
       return e.message;
     default:
       return e.message;

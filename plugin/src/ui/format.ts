@@ -1,5 +1,5 @@
 // Display helpers.
-import type { HistoryEntry, Pack, PurchaseAmounts } from "../generated";
+import type { CapPeriod, CapStatus, HistoryEntry, Pack, PurchaseAmounts } from "../generated";
 
 export function money(cents: number, currency: string): string {
   return new Intl.NumberFormat("en-US", { style: "currency", currency: currency.toUpperCase() }).format(cents / 100);
@@ -77,4 +77,20 @@ export function expiringSoon<T extends { expires_at: string }>(lots: T[] | undef
     const t = new Date(l.expires_at).getTime();
     return !Number.isNaN(t) && t <= end;
   });
+}
+
+/** A cap in words: "10 credits a week". */
+export function capText(n: number, period: CapPeriod): string {
+  return `${credits(n)} a ${period}`;
+}
+
+/** The period a cap runs in, as said after "left": "today", "this week", "this month". */
+export function periodNow(period: CapPeriod): string {
+  return period === "day" ? "today" : `this ${period}`;
+}
+
+/** What is left of a member's cap: "3 of 10 credits left this week". */
+export function capLeft(cap: CapStatus): string {
+  const left = Math.max(0, cap.credits - cap.used);
+  return `${left.toLocaleString("en-US")} of ${credits(cap.credits)} left ${periodNow(cap.period)}`;
 }

@@ -2,10 +2,10 @@
 // that change it (calls to MascotClient, messages to the main thread). Nothing here touches the
 // DOM: every change goes through `set`, which hands the new model to the one renderer.
 import type { MascotClient } from "../../pkg/plugin_client";
-import type { AuthOptions, AuthResponse, BalanceResponse, CheckoutSummary, HistoryEntry, Me, Pack, UsageResponse } from "../generated";
+import type { AuthOptions, AuthResponse, BalanceResponse, CapPeriod, CheckoutSummary, HistoryEntry, HistoryResponse, Invitation, Me, Pack, TeamMember, TeamRole, TeamSummary, UsageResponse } from "../generated";
 import type { PendingHandoff, ToMain } from "../protocol";
 import { asMascotError, explain, isPasswordChangeRequired, isSessionExpired } from "./errors";
-import { credits, expiresOn } from "./format";
+import { capText, credits, expiresOn } from "./format";
 import { generate, isServiceError, MAX_NAME, newKey } from "./service";
 
 export type Tone = "error" | "success" | "info";
@@ -18,6 +18,9 @@ export interface Waiting {
   sessionId: string;
   url: string;
   credits: number;
+  /** The team the pack is bought for (null: the personal wallet; undefined: not known, a
+   * checkout resumed after a restart). */
+  teamId?: string | null;
 }
 export type AuthMode = "signin" | "signup";
 export type Screen =
@@ -32,7 +35,9 @@ export type Screen =
    * this screen until it is changed. */
   | { kind: "change-password"; required: boolean }
   /** Where the credits went: 30 days by feature, the runway, the CSV export. */
-  | { kind: "usage" };
+  | { kind: "usage" }
+  /** Team wallets: create or join a team; the chosen team's members, caps and invitations. */
+  | { kind: "team" };
 
 export type Tab = "account" | "create";
 
@@ -40,7 +45,7 @@ export type Tab = "account" | "create";
 export interface CreateModel {
   name: string;
   busy: boolean;
-  result: { name: string; svg: string; charged: number; balance: number } | null;
+  result: { name: string; svg: string; charged: number; balance: number | null } | null;
 }
 
 export interface Model {
@@ -76,6 +81,32 @@ export interface Model {
   usage: UsageResponse | null;
   /** The low-balance alert form's error (in the Usage view). */
   alertError: string | null;
+  /** The caller's teams (the wallet switcher's choices besides Personal). */
+  teams: TeamSummary[];
+  /** The wallet the Account tab shows: null for the personal one, else a team id. */
+  wallet: string | null;
+  /** That team's balance (null while the personal wallet is shown, or while it loads). */
+  teamBalance: BalanceResponse | null;
+  /** The Team screen. */
+  team: TeamModel;
+  /** What was typed in the fields of the Team screen and the Create tab, by field (kept without
+   * a render, so that a render, which rebuilds every field, does not drop it). */
+  drafts: Record<string, string>;
+}
+
+/** Which form of the Team screen an error belongs to (shown under that form). */
+export type TeamForm = "create" | "join" | "invite" | "members";
+
+export interface TeamModel {
+  /** The chosen team's members and pending invitations (null: not loaded, or not visible). */
+  members: TeamMember[] | null;
+  invitations: Invitation[] | null;
+  /** The last invitation made here: its code, to pass on when no mail arrives. */
+  invited: { email: string; token: string } | null;
+  /** Each form's error, under that form. */
+  errors: Partial<Record<TeamForm, string>>;
+  /** The owner asked to delete the team: the screen asks again. */
+  confirmDelete: boolean;
 }
 
 export interface RedeemModel {
@@ -118,6 +149,20 @@ export interface Actions {
   saveAlert(threshold: string): void;
   clearAlert(): void;
   openReceipt(url: string): void;
+  selectWallet(teamId: string | null): void;
+  showTeam(): void;
+  closeTeam(): void;
+  createTeam(name: string): void;
+  acceptInvitation(token: string): void;
+  invite(email: string, role: TeamRole, capCredits: string, capPeriod: CapPeriod): void;
+  revokeInvitation(invitationId: string): void;
+  setRole(userId: string, role: TeamRole): void;
+  setCap(userId: string, credits: string, period: CapPeriod): void;
+  removeCap(userId: string): void;
+  removeMember(userId: string): void;
+  leaveTeam(): void;
+  deleteTeam(confirmed: boolean): void;
+  draft(key: string, value: string): void;
 }
 
 const HISTORY_PAGE = 10;
@@ -150,7 +195,21 @@ export function initialModel(): Model {
     verifySent: false,
     usage: null,
     alertError: null,
+    teams: [],
+    wallet: null,
+    teamBalance: null,
+    team: emptyTeam(),
+    drafts: {},
   };
+}
+
+function emptyTeam(): TeamModel {
+  return { members: null, invitations: null, invited: null, errors: {}, confirmDelete: false };
+}
+
+/** "Owner", "Admin", "Member". */
+export function roleName(role: TeamRole): string {
+  return role === "owner" ? "Owner" : role === "admin" ? "Admin" : "Member";
 }
 
 export class AccountState implements Actions {
@@ -231,14 +290,17 @@ export class AccountState implements Actions {
   private async loadAccount(): Promise<void> {
     this.set({ screen: { kind: "loading" }, banner: null });
     try {
-      const [me, balance, packs, page, pending] = await Promise.all([
+      const [me, balance, packs, pending, teams] = await Promise.all([
         this.client.me(),
         this.client.balance(),
         this.client.packs(),
-        this.client.history(HISTORY_PAGE, null),
         this.client.pendingCheckouts(),
+        this.client.team("list"),
       ]);
-      this.set({ me, balance, packs: packs.packs, history: page.entries, cursor: page.next_cursor, screen: { kind: "account" }, banner: null });
+      // The wallet shown before (a reload after a password change) if the account is still in it.
+      const wallet = teams.teams.some((t) => t.team_id === this.model.wallet) ? this.model.wallet : null;
+      const [teamBalance, page] = await Promise.all([wallet ? this.client.team("balance", wallet) : null, this.history(wallet, null)]);
+      this.set({ me, balance, packs: packs.packs, teams: teams.teams, wallet, teamBalance, history: page.entries, cursor: page.next_cursor, screen: { kind: "account" }, banner: null });
       void this.watchBalance();
       const open = pending.checkouts[0];
       if (open && !this.model.waiting) this.resume(open);
@@ -247,19 +309,32 @@ export class AccountState implements Actions {
     }
   }
 
-  refresh(): void {
+  /** A page of the history of `wallet` (a team id, or null for the personal one). */
+  private history(wallet: string | null, before: string | null): Promise<HistoryResponse> {
+    return wallet ? this.client.team("history", wallet, before, null, HISTORY_PAGE) : this.client.history(HISTORY_PAGE, before);
+  }
+
+    refresh(): void {
     void this.doRefresh();
   }
 
   private async doRefresh(): Promise<void> {
     if (this.model.busy) return;
     this.set({ busy: true });
+    const shown = this.model.wallet;
     try {
-      // `me` too: an email verified in the browser since ends the "verify your email" notice.
-      const [me, balance, page] = await Promise.all([this.client.me(), this.client.balance(), this.client.history(HISTORY_PAGE, null)]);
+      // `me` too: an email verified in the browser since ends the "verify your email" notice;
+      // the teams too: a role, a cap or the membership itself may have changed.
+      const [me, balance, teams] = await Promise.all([this.client.me(), this.client.balance(), this.client.team("list")]);
+      const gone = shown !== null && !teams.teams.some((t) => t.team_id === shown);
+      const wallet = gone ? null : shown;
+      const [teamBalance, page] = await Promise.all([wallet ? this.client.team("balance", wallet) : null, this.history(wallet, null)]);
+      // Another wallet was chosen meanwhile: its own load shows it; keep only what is not per wallet.
+      if (this.model.wallet !== shown) return this.set({ me, balance, teams: teams.teams });
       // A refresh settles a failure; a success message stays until the next action.
-      const banner = this.model.banner?.tone === "error" ? null : this.model.banner;
-      this.set({ me, balance, history: page.entries, cursor: page.next_cursor, busy: false, banner });
+      let banner = this.model.banner?.tone === "error" ? null : this.model.banner;
+      if (gone) banner = { text: `You are no longer in ${this.teamName(this.model.wallet)}. Showing your personal wallet.`, tone: "info" };
+      this.set({ me, balance, teams: teams.teams, wallet, teamBalance, history: page.entries, cursor: page.next_cursor, busy: false, banner, announce: gone ? banner?.text ?? "" : "" });
     } catch (e) {
       this.fail(e, () => this.refresh());
     }
@@ -272,8 +347,10 @@ export class AccountState implements Actions {
   private async doLoadMore(): Promise<void> {
     if (!this.model.cursor || this.model.loadingMore) return;
     this.set({ loadingMore: true });
+    const wallet = this.model.wallet;
     try {
-      const page = await this.client.history(HISTORY_PAGE, this.model.cursor);
+      const page = await this.history(wallet, this.model.cursor);
+      if (this.model.wallet !== wallet) return this.set({ loadingMore: false });
       this.set({ history: [...this.model.history, ...page.entries], cursor: page.next_cursor, loadingMore: false });
     } catch (e) {
       this.fail(e, undefined, { loadingMore: false });
@@ -343,12 +420,13 @@ export class AccountState implements Actions {
   private async doBuy(): Promise<void> {
     const pack = this.model.packs.find((p) => p.id === this.model.selected);
     if (!pack || this.model.busy || this.model.waiting) return;
+    const teamId = this.model.wallet;
     this.set({ busy: true, banner: null });
     try {
-      const checkout = await this.client.startCheckout(pack.id);
+      const checkout = teamId ? await this.client.team("checkout", teamId, pack.id) : await this.client.startCheckout(pack.id);
       this.toMain({ type: "open-url", url: checkout.checkout_url });
       this.set({ busy: false });
-      this.wait({ sessionId: checkout.session_id, url: checkout.checkout_url, credits: pack.credits });
+      this.wait({ sessionId: checkout.session_id, url: checkout.checkout_url, credits: pack.credits, teamId });
     } catch (e) {
       this.fail(e, () => this.buy());
     }
@@ -372,14 +450,19 @@ export class AccountState implements Actions {
     this.client
       .waitForCheckout(waiting.sessionId, WAIT_TIMEOUT_MS)
       .then(async (done) => {
-        const text = `${credits(done.credits)} added. Thank you!`;
+        // `done.balance` is the balance of the wallet the pack was bought for.
+        const team = waiting.teamId ? this.model.teams.find((t) => t.team_id === waiting.teamId) : undefined;
+        const text = team ? `${credits(done.credits)} added to ${team.name}. Thank you!` : `${credits(done.credits)} added. Thank you!`;
         this.toMain({ type: "notify", text: `Mascot: ${text}` });
         const b = this.model.balance;
+        const tb = this.model.teamBalance;
+        const patch: Partial<Model> = waiting.teamId === null ? { balance: b ? { ...b, balance: done.balance, available: done.balance - b.held } : b } : {};
+        if (waiting.teamId && waiting.teamId === this.model.wallet && tb) patch.teamBalance = { ...tb, balance: done.balance, available: done.balance - tb.held };
         this.set({
+          ...patch,
           waiting: null,
           banner: { text, tone: "success" },
-          balance: b ? { ...b, balance: done.balance, available: done.balance - b.held } : b,
-          announce: `${text} Your balance is now ${credits(done.balance)}.`,
+          announce: `${text} ${team ? "The team's balance" : "Your balance"} is now ${credits(done.balance)}.`,
           focus: "buy",
         });
         await this.doRefresh();
@@ -575,13 +658,16 @@ export class AccountState implements Actions {
     // The last mascot goes: what shows next is this name's, or why there is none.
     this.set({ create: { ...create, busy: true, result: null }, banner: null });
     try {
+      // The wallet the switcher shows pays: the personal one, or a team's within the member's cap.
+      const team = this.chosenTeam();
       const { token } = await this.client.serviceToken();
-      const made = await generate(this.serviceBase, token, name, newKey());
-      const text = `Created for ${credits(made.charged)}. Your balance is now ${credits(made.balance)}.`;
+      const made = await generate(this.serviceBase, token, name, newKey(), team?.team_id ?? null);
       const b = this.model.balance;
+      const personal = !team && made.balance !== null ? made.balance : null;
+      const text = team ? `Created for ${credits(made.charged)} from ${team.name}.` : `Created for ${credits(made.charged)}.${personal === null ? "" : ` Your balance is now ${credits(personal)}.`}`;
       this.set({
         create: { name, busy: false, result: { name, ...made } },
-        balance: b ? { ...b, balance: made.balance, available: made.balance - b.held } : b,
+        balance: b && personal !== null ? { ...b, balance: personal, available: personal - b.held } : b,
         banner: { text, tone: "success" },
         announce: text,
         focus: "mascot-result",
@@ -591,8 +677,9 @@ export class AccountState implements Actions {
     } catch (e) {
       const after = { create: { ...create, busy: false, result: null }, focus: "mascot-name" };
       if (isServiceError(e)) {
-        // The service's messages are written for people (402 carries the Mascot server's own).
-        this.set({ ...after, banner: { text: e.message, tone: "error" } });
+        // The service's messages are written for people (402 carries the Mascot server's own);
+        // past a member's cap on the team, when it resets too.
+        this.set({ ...after, banner: { text: e.code === "member_cap_reached" ? explain(e) : e.message, tone: "error" } });
       } else {
         this.fail(e, undefined, after);
       }
@@ -656,7 +743,8 @@ export class AccountState implements Actions {
   private async doShowUsage(): Promise<void> {
     this.set({ screen: { kind: "usage" }, usage: null, banner: null, focus: "usage-title" });
     try {
-      const usage = await this.client.usage(30);
+      const wallet = this.model.wallet;
+      const usage = wallet ? await this.client.team("usage", wallet, null, null, 30) : await this.client.usage(30);
       if (this.model.screen.kind === "usage") this.set({ usage });
     } catch (e) {
       this.fail(e, () => this.showUsage());
@@ -695,6 +783,10 @@ export class AccountState implements Actions {
         const balance = await this.client.balanceAfter(version, 25);
         if (generation !== this.watching) return;
         failures = 0;
+        // Unchanged after the wait: no render. Each render rebuilds the panel, and one every 25 s
+        // would drop what is being typed in a field the model does not hold (the Team screen's
+        // forms) and a click that lands mid-render.
+        if (balance.version === version) continue;
         const wasLow = this.model.balance?.low ?? false;
         const patch: Partial<Model> = { balance };
         if (balance.low && !wasLow && balance.low_balance !== null) {
@@ -730,10 +822,14 @@ export class AccountState implements Actions {
     if (this.model.busy) return;
     this.set({ busy: true, alertError: null, banner: null });
     try {
-      await this.client.setAlerts(lowBalance);
-      const balance = await this.client.balance();
-      const text = lowBalance === null ? "Low-balance alert turned off." : `We will tell you when you have fewer than ${credits(lowBalance)} available.`;
-      this.set({ busy: false, balance, banner: { text, tone: "success" }, announce: text, focus: lowBalance === null ? "alert-threshold" : "alert-save" });
+      const wallet = this.model.wallet;
+      if (wallet) await this.client.team("set-alerts", wallet, null, null, lowBalance);
+      else await this.client.setAlerts(lowBalance);
+      const balance = wallet ? await this.client.team("balance", wallet) : await this.client.balance();
+      const who = wallet ? `${this.teamName(wallet)} has` : "you have";
+      const text = lowBalance === null ? "Low-balance alert turned off." : `We will tell you when ${who} fewer than ${credits(lowBalance)} available.`;
+      const patch: Partial<Model> = wallet ? { teamBalance: balance } : { balance };
+      this.set({ busy: false, ...patch, banner: { text, tone: "success" }, announce: text, focus: lowBalance === null ? "alert-threshold" : "alert-save" });
     } catch (e) {
       const err = asMascotError(e);
       if (err.kind === "http" && err.status === 422) this.set({ busy: false, alertError: err.message, focus: "alert-threshold" });
@@ -743,5 +839,239 @@ export class AccountState implements Actions {
   /** A purchase's Stripe receipt or invoice, in the browser (figma.openExternal). */
   openReceipt(url: string): void {
     if (/^https?:\/\//.test(url)) this.toMain({ type: "open-url", url });
+  }
+
+  // Team wallets. The switcher chooses the wallet the Account tab shows (balance or what is left
+  // of the member's cap, history, buying); the Team screen manages the chosen team: members,
+  // caps, roles and invitations, and creates or joins teams. Team names are the users' own text:
+  // the view only ever puts them in text nodes.
+
+  draft(key: string, value: string): void {
+    // No render: the field already shows it; the next render puts it back.
+    this.model = { ...this.model, drafts: { ...this.model.drafts, [key]: value } };
+  }
+
+  /** The drafts left once the fields `done` says were sent have done their job. */
+  private withoutDrafts(done: (key: string) => boolean): Record<string, string> {
+    return Object.fromEntries(Object.entries(this.model.drafts).filter(([k]) => !done(k)));
+  }
+
+  /** The chosen team, when the wallet is one. */
+  private chosenTeam(): TeamSummary | null {
+    return this.model.teams.find((t) => t.team_id === this.model.wallet) ?? null;
+  }
+
+  private teamName(teamId: string | null): string {
+    return this.model.teams.find((t) => t.team_id === teamId)?.name ?? "the team";
+  }
+
+  selectWallet(teamId: string | null): void {
+    void this.doSelectWallet(teamId, "wallet");
+  }
+
+  /** Shows `teamId`'s wallet (or the personal one): its balance and history. */
+  private async doSelectWallet(teamId: string | null, focus: string | null): Promise<void> {
+    const wallet = teamId && this.model.teams.some((t) => t.team_id === teamId) ? teamId : null;
+    const name = wallet ? this.teamName(wallet) : "your personal wallet";
+    this.set({ wallet, teamBalance: null, history: [], cursor: null, banner: null, busy: true, usage: null, team: emptyTeam(), drafts: this.withoutDrafts((k) => k !== "mascot-name"), focus });
+    try {
+      const [teamBalance, page] = await Promise.all([wallet ? this.client.team("balance", wallet) : null, this.history(wallet, null)]);
+      if (this.model.wallet !== wallet) return;
+      this.set({ teamBalance, history: page.entries, cursor: page.next_cursor, busy: false, announce: `Showing ${name}.`, focus });
+    } catch (e) {
+      this.fail(e, () => this.selectWallet(wallet));
+    }
+  }
+
+  showTeam(): void {
+    void this.doShowTeam("team-title");
+  }
+
+  /** The Team screen; the chosen team's members and, for owners and admins, its invitations. */
+  private async doShowTeam(focus: string | null, keep: Partial<TeamModel> = {}): Promise<void> {
+    const team = this.chosenTeam();
+    this.set({ screen: { kind: "team" }, banner: null, team: { ...emptyTeam(), ...keep }, focus });
+    if (!team) return;
+    try {
+      const [members, invitations] = await Promise.all([this.client.team("members", team.team_id), team.sees_all ? this.client.team("invitations", team.team_id) : null]);
+      if (this.model.screen.kind !== "team" || this.model.wallet !== team.team_id) return;
+      this.set({ team: { ...this.model.team, members: members.members, invitations: invitations?.invitations ?? null }, focus: null });
+    } catch (e) {
+      this.fail(e, () => this.showTeam());
+    }
+  }
+
+  closeTeam(): void {
+    this.set({ screen: { kind: "account" }, banner: null, team: emptyTeam(), focus: "show-team" });
+    void this.doRefresh();
+  }
+
+  /** A form of the Team screen failed: the server's words for a refusal go under that form
+   * (focus on its field); an expired session or an outage go the usual way. */
+  private teamFail(e: unknown, form: TeamForm, focus: string): void {
+    const err = asMascotError(e);
+    if (err.kind === "http" && err.status >= 400 && err.status < 500 && !isSessionExpired(err) && !isPasswordChangeRequired(err)) {
+      this.set({ busy: false, team: { ...this.model.team, errors: { [form]: explain(err) } }, focus });
+    } else {
+      this.fail(err);
+    }
+  }
+
+  createTeam(name: string): void {
+    if (!this.model.busy) void this.doCreateTeam(name.trim());
+  }
+
+  private async doCreateTeam(name: string): Promise<void> {
+    if (!name) {
+      this.set({ team: { ...this.model.team, errors: { create: "Give the team a name." } }, focus: "team-name" });
+      return;
+    }
+    this.set({ busy: true, banner: null, team: { ...this.model.team, errors: {} } });
+    try {
+      const made = await this.client.team("create", name);
+      const teams = await this.client.team("list");
+      this.set({ busy: false, teams: teams.teams, drafts: this.withoutDrafts((k) => k === "team-name") });
+      await this.doSelectWallet(made.team_id, null);
+      const text = `${made.name} is created, and you are its owner. Invite your team below.`;
+      await this.doShowTeam("team-title");
+      this.set({ banner: { text, tone: "success" }, announce: text, focus: "team-title" });
+    } catch (e) {
+      this.teamFail(e, "create", "team-name");
+    }
+  }
+
+  acceptInvitation(token: string): void {
+    if (!this.model.busy) void this.doAcceptInvitation(token.trim());
+  }
+
+  private async doAcceptInvitation(token: string): Promise<void> {
+    if (!token) {
+      this.set({ team: { ...this.model.team, errors: { join: "Paste the invitation code from the mail (it starts with mci_)." } }, focus: "join-code" });
+      return;
+    }
+    this.set({ busy: true, banner: null, team: { ...this.model.team, errors: {} } });
+    try {
+      const joined = await this.client.team("accept", token);
+      const teams = await this.client.team("list");
+      this.set({ busy: false, teams: teams.teams, drafts: this.withoutDrafts((k) => k === "join-code") });
+      await this.doSelectWallet(joined.team_id, null);
+      const text = `You joined ${joined.name} as ${roleName(joined.role).toLowerCase()}.`;
+      this.set({ screen: { kind: "account" }, banner: { text, tone: "success" }, announce: text, focus: "wallet" });
+    } catch (e) {
+      this.teamFail(e, "join", "join-code");
+    }
+  }
+
+  invite(email: string, role: TeamRole, capCredits: string, capPeriod: CapPeriod): void {
+    if (!this.model.busy) void this.doInvite(email.trim(), role, capCredits.trim(), capPeriod);
+  }
+
+  private async doInvite(email: string, role: TeamRole, capCredits: string, capPeriod: CapPeriod): Promise<void> {
+    const team = this.chosenTeam();
+    if (!team) return;
+    const formError = (text: string, focus: string): void => this.set({ team: { ...this.model.team, errors: { invite: text } }, focus });
+    if (!email) return formError("Type the email address to invite.", "invite-email");
+    const cap = capCredits === "" ? null : Number(capCredits);
+    if (cap !== null && (!Number.isInteger(cap) || cap < 1)) return formError("A cap is a whole number of credits, at least 1 (or leave it empty for none).", "invite-cap");
+    this.set({ busy: true, banner: null, team: { ...this.model.team, errors: {} } });
+    try {
+      const made = await this.client.team("invite", team.team_id, email, role, cap, cap === null ? null : capPeriod);
+      this.set({ drafts: this.withoutDrafts((k) => k.startsWith("invite-")) });
+      const text = `Invitation sent to ${email}. It works for 7 days.`;
+      await this.doShowTeam(null, { invited: { email, token: made.token } });
+      this.set({ busy: false, banner: { text, tone: "success" }, announce: text, focus: "invite-code" });
+    } catch (e) {
+      this.teamFail(e, "invite", "invite-email");
+    }
+  }
+
+  revokeInvitation(invitationId: string): void {
+    void this.teamChange(async (teamId) => {
+      await this.client.team("revoke", teamId, invitationId);
+      return "Invitation revoked.";
+    }, "invite-email");
+  }
+
+  setRole(userId: string, role: TeamRole): void {
+    void this.teamChange(async (teamId) => {
+      const m = await this.client.team("role", teamId, userId, role);
+      return role === "owner" ? `${m.user.email} is now the owner; you are an admin.` : `${m.user.email} is now ${role === "admin" ? "an admin" : "a member"}.`;
+    }, "members-title");
+  }
+
+  setCap(userId: string, creditsText: string, period: CapPeriod): void {
+    const n = Number(creditsText.trim());
+    if (!creditsText.trim() || !Number.isInteger(n) || n < 1) {
+      this.set({ team: { ...this.model.team, errors: { members: "A cap is a whole number of credits, at least 1." } }, focus: "members-title" });
+      return;
+    }
+    void this.teamChange(async (teamId) => {
+      const m = await this.client.team("cap", teamId, userId, period, n);
+      return `${m.user.email} may now spend ${capText(n, period)}.`;
+    }, "members-title");
+  }
+
+  removeCap(userId: string): void {
+    void this.teamChange(async (teamId) => {
+      const m = await this.client.team("cap", teamId, userId, null, null);
+      return `${m.user.email} has no cap now.`;
+    }, "members-title");
+  }
+
+  removeMember(userId: string): void {
+    const email = this.model.team.members?.find((m) => m.user.id === userId)?.user.email ?? "The member";
+    void this.teamChange(async (teamId) => {
+      await this.client.team("remove", teamId, userId);
+      return `${email} was removed from the team.`;
+    }, "members-title");
+  }
+
+  /** One change on the Team screen: run it, reload the teams (a hand-over changes the caller's
+   * own role) and the screen, then say what happened. Refusals go under the members' list. */
+  private async teamChange(change: (teamId: string) => Promise<string>, focus: string): Promise<void> {
+    const team = this.chosenTeam();
+    if (!team || this.model.busy) return;
+    this.set({ busy: true, banner: null, team: { ...this.model.team, errors: {} } });
+    try {
+      const text = await change(team.team_id);
+      const teams = await this.client.team("list");
+      // The members' list is reloaded: their caps show as the server has them now.
+      this.set({ busy: false, teams: teams.teams, drafts: this.withoutDrafts((k) => k.startsWith("cap:") || k.startsWith("period:")) });
+      await this.doShowTeam(null);
+      this.set({ banner: { text, tone: "success" }, announce: text, focus });
+    } catch (e) {
+      this.teamFail(e, "members", focus);
+    }
+  }
+
+  leaveTeam(): void {
+    void this.doLeaveOrDelete(false);
+  }
+
+  deleteTeam(confirmed: boolean): void {
+    if (!confirmed) {
+      this.set({ team: { ...this.model.team, confirmDelete: true, errors: {} }, focus: "delete-team-confirm" });
+      return;
+    }
+    void this.doLeaveOrDelete(true);
+  }
+
+  /** Leaving (a member or admin) or deleting (the owner) ends with the personal wallet shown. */
+  private async doLeaveOrDelete(remove: boolean): Promise<void> {
+    const team = this.chosenTeam();
+    const me = this.model.me;
+    if (!team || !me || this.model.busy) return;
+    this.set({ busy: true, banner: null, team: { ...this.model.team, errors: {}, confirmDelete: false } });
+    try {
+      if (remove) await this.client.team("delete", team.team_id);
+      else await this.client.team("remove", team.team_id, me.id);
+      const teams = await this.client.team("list");
+      this.set({ busy: false, teams: teams.teams });
+      await this.doSelectWallet(null, null);
+      const text = remove ? `${team.name} is deleted.` : `You left ${team.name}.`;
+      this.set({ screen: { kind: "account" }, team: emptyTeam(), banner: { text, tone: "success" }, announce: text, focus: "wallet" });
+    } catch (e) {
+      this.teamFail(e, "members", remove ? "delete-team" : "leave-team");
+    }
   }
 }

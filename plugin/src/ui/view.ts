@@ -1,10 +1,11 @@
 // The Account tab's view: pure functions from the model to elements. Each screen is one function;
 // events call the actions and never change anything here. `render` is the only renderer.
 import { h, mount } from "./dom";
-import type { AuthOptions, HistoryEntry } from "../generated";
+import type { AuthOptions, CapPeriod, HistoryEntry, Invitation, TeamMember, TeamRole, TeamSummary } from "../generated";
 import type { PendingHandoff } from "../protocol";
-import { bestValue, credits, day, delta, expiringSoon, paidSummary, perCredit, userCode, when } from "./format";
+import { bestValue, capLeft, capText, credits, day, delta, expiringSoon, paidSummary, perCredit, userCode, when } from "./format";
 import { CREATE_PRICE, MAX_NAME, svgImage } from "./service";
+import { roleName } from "./state";
 import type { Actions, AuthMode, Banner, Model, Tab, Waiting } from "./state";
 
 /** The parts that stay across renders: the tab bar (banner landmark, its tabs redrawn by each
@@ -80,7 +81,7 @@ function screen(model: Model, actions: Actions): (HTMLElement | null)[] {
       return [banner, authView(model, actions, model.screen.mode)];
     case "account":
       if (shownTab(model) === "create") return [banner, createView(model, actions)];
-      return [banner, balanceView(model, actions), model.waiting ? waitingView(model.waiting, actions) : packsView(model, actions), redeemView(model, actions), historyView(model, actions)];
+      return accountView(model, actions, banner);
     case "handoff":
       return [banner, handoffView(model.screen.handoff, actions)];
     case "forgot":
@@ -89,7 +90,78 @@ function screen(model: Model, actions: Actions): (HTMLElement | null)[] {
       return [banner, changePasswordView(model, actions, model.screen.required)];
     case "usage":
       return [banner, usageView(model, actions)];
+    case "team":
+      return [banner, ...teamView(model, actions)];
   }
+}
+
+const ROLE_LINE: Record<TeamRole, string> = {
+  owner: "You are the owner of this team.",
+  admin: "You are an admin of this team.",
+  member: "You are a member of this team.",
+};
+
+/** The team the switcher shows, when it shows one. */
+function shownTeam(model: Model): TeamSummary | null {
+  return model.teams.find((t) => t.team_id === model.wallet) ?? null;
+}
+
+/** The Account tab: the wallet switcher, then the chosen wallet's balance, buying and history.
+ * Members of a team see what is left of their cap and no buy button. */
+function accountView(model: Model, actions: Actions, banner: HTMLElement | null): (HTMLElement | null)[] {
+  const team = shownTeam(model);
+  const buying = model.waiting ? waitingView(model.waiting, actions) : !team || team.sees_all ? packsView(model, actions, team) : null;
+  return [banner, walletView(model, actions), team ? teamBalanceView(model, actions, team) : balanceView(model, actions), buying, team ? null : redeemView(model, actions), historyView(model, actions, team)];
+}
+
+/** Personal or a team: a native select (keyboard and screen readers know it), and the Team screen. */
+function walletView(model: Model, actions: Actions): HTMLElement {
+  const open = h("button", { type: "button", className: "secondary team-open", id: "show-team", onclick: () => actions.showTeam() }, model.teams.length ? "Team" : "Team wallets");
+  if (!model.teams.length) {
+    return h("section", { className: "wallet row", "aria-label": "Wallet" }, h("span", { className: "muted small" }, "Personal wallet. Share credits with a team?"), open);
+  }
+  const select = h(
+    "select",
+    { id: "wallet", name: "wallet", onchange: (ev: Event) => actions.selectWallet((ev.target as HTMLSelectElement).value || null) },
+    h("option", { value: "", selected: model.wallet === null }, "Personal"),
+    ...model.teams.map((t) => h("option", { value: t.team_id, selected: model.wallet === t.team_id }, `${t.name} (${roleName(t.role).toLowerCase()})`)),
+  );
+  return h("section", { className: "wallet", "aria-label": "Wallet" }, h("label", { for: "wallet" }, "Wallet"), h("div", { className: "row" }, select, open));
+}
+
+/** A team's wallet: its balance for owners and admins; for a member what they may spend, and
+ * what is left of their cap this period and when it resets. */
+function teamBalanceView(model: Model, actions: Actions, team: TeamSummary): HTMLElement {
+  const b = model.teamBalance;
+  const cap = b?.cap;
+  const amount = b ? (team.sees_all ? b.balance ?? b.available : b.available) : null;
+  return h(
+    "section",
+    { className: "card balance", "aria-label": "Balance" },
+    h(
+      "div",
+      { className: "row" },
+      h(
+        "div",
+        {},
+        h("h1", { className: "muted small label" }, team.sees_all ? "Team balance · " : "Yours to spend · ", h("span", { className: "team-name" }, team.name)),
+        h("div", { className: "big", id: "balance" }, amount === null ? "—" : credits(amount)),
+      ),
+      h("button", { type: "button", className: "icon", id: "refresh", title: "Refresh", "aria-label": "Refresh balance and history", disabled: model.busy, onclick: () => actions.refresh() }, "↻"),
+    ),
+    h("div", { className: "muted small", id: "team-role" }, ROLE_LINE[team.role]),
+    cap ? h("div", { className: "cap-left", id: "cap-left" }, capLeft(cap)) : null,
+    cap
+      ? cap.used >= cap.credits
+        ? h("div", { className: "warn small", id: "cap-reset" }, `You have reached your cap. It resets on ${when(cap.resets_at)}.`)
+        : h("div", { className: "muted small", id: "cap-reset" }, `Your cap resets on ${when(cap.resets_at)}.`)
+      : null,
+    b && !team.sees_all && !cap ? h("div", { className: "muted small", id: "no-cap" }, "No cap: you may spend what the team has available.") : null,
+    b && team.sees_all && b.held > 0 ? h("div", { className: "muted small", id: "held" }, `${credits(b.held)} on hold for running jobs · ${credits(b.available)} available`) : null,
+    b && team.sees_all && b.low && b.low_balance !== null && (b.balance ?? 0) >= 0 ? h("div", { className: "warn small", id: "low-balance" }, `Fewer than ${credits(b.low_balance)} available, the alert set for this team.`) : null,
+    b && team.sees_all && (b.balance ?? 0) < 0 ? h("div", { className: "warn small", id: "negative" }, "The team's balance is negative after a refund or dispute. Buy credits for it to continue.") : null,
+    ...accountRows(model, actions),
+  );
 }
 
 /** Enter in any of `fields` calls `submit` (no native form submission: Figma's sandboxed iframe
@@ -277,6 +349,13 @@ function balanceView(model: Model, actions: Actions): HTMLElement {
     ...expiringSoon(b?.expiring, Date.now()).map((lot, i) =>
       h("div", { className: "warn small expiring", id: i === 0 ? "expiring" : undefined }, `${credits(lot.credits)} expire on ${day(lot.expires_at)}.`),
     ),
+    ...accountRows(model, actions),
+  );
+}
+
+/** The account's own rows under either wallet's balance. */
+function accountRows(model: Model, actions: Actions): (HTMLElement | null)[] {
+  return [
     verifyNotice(model, actions),
     h(
       "div",
@@ -290,8 +369,8 @@ function balanceView(model: Model, actions: Actions): HTMLElement {
       h("button", { type: "button", className: "link", id: "change-password", onclick: () => actions.showChangePassword() }, "Change password"),
       h("button", { type: "button", className: "link", id: "sign-out-all", disabled: model.busy, onclick: () => actions.signOutEverywhere() }, "Sign out everywhere"),
     ),
-    h("button", { type: "button", className: "secondary usage-open", id: "show-usage", onclick: () => actions.showUsage() }, "Usage and export"),
-  );
+    h("button", { type: "button", className: "secondary usage-open", id: "show-usage", onclick: () => actions.showUsage() }, model.wallet ? "Usage" : "Usage and export"),
+  ];
 }
 
 /** Until the email is confirmed, on a server that gives sign-up credits: what it is worth, and a
@@ -353,7 +432,7 @@ function redeemView(model: Model, actions: Actions): HTMLElement {
 
 /** The low-balance alert: a threshold, saved to the server (a banner here, a mail, a webhook). */
 function alertView(model: Model, actions: Actions): HTMLElement {
-  const current = model.balance?.low_balance ?? null;
+  const current = (model.wallet ? model.teamBalance : model.balance)?.low_balance ?? null;
   const field = h("input", {
     id: "alert-threshold",
     type: "number",
@@ -372,7 +451,7 @@ function alertView(model: Model, actions: Actions): HTMLElement {
     "div",
     { className: "alert-form", role: "group", "aria-labelledby": "alert-title" },
     h("h2", { id: "alert-title" }, "Low-balance alert"),
-    h("label", { for: "alert-threshold" }, "Tell me when I have fewer than (credits)"),
+    h("label", { for: "alert-threshold" }, model.wallet ? "Tell the owner and admins when the team has fewer than (credits)" : "Tell me when I have fewer than (credits)"),
     h("div", { className: "row" }, field, h("button", { type: "button", className: "primary", id: "alert-save", disabled: model.busy, onclick: save }, "Save")),
     model.alertError
       ? h("p", { className: "error small", id: "alert-error", role: "alert" }, model.alertError)
@@ -388,8 +467,9 @@ const FEATURE_SLOTS = 4;
  * in the list under it, for screen readers and for exact numbers), the runway and the export. */
 function usageView(model: Model, actions: Actions): HTMLElement {
   const u = model.usage;
+  const team = shownTeam(model);
   const back = h("button", { type: "button", className: "link", id: "close-usage", onclick: () => actions.closeUsage() }, "Back to account");
-  const title = h("h1", { id: "usage-title", tabindex: "-1" }, "Usage");
+  const title = h("h1", { id: "usage-title", tabindex: "-1" }, "Usage", team ? h("span", { className: "muted" }, " · ", h("span", { className: "team-name" }, team.name)) : null);
   if (!u) {
     return h("section", { className: "card", "aria-labelledby": "usage-title" }, title, h("div", { className: "loading", role: "status" }, h("span", { className: "spinner", "aria-hidden": "true" }), "Loading your usage…"), back);
   }
@@ -442,14 +522,14 @@ function usageView(model: Model, actions: Actions): HTMLElement {
         ? "Nothing spent in the last 7 days."
         : `At the last 7 days’ pace your available credits last about ${u.runway_days.toLocaleString("en-US")} ${u.runway_days === 1 ? "day" : "days"}.`,
     ),
-    alertView(model, actions),
-    h("button", { type: "button", className: "secondary", id: "export-csv", disabled: model.busy, "aria-busy": model.busy ? "true" : undefined, onclick: () => actions.exportCsv() }, "Export history (CSV)"),
-    h("p", { className: "muted small" }, "Every entry, with features, amounts paid and Stripe ids. Opens in your browser."),
+    !team || team.sees_all ? alertView(model, actions) : null,
+    team ? null : h("button", { type: "button", className: "secondary", id: "export-csv", disabled: model.busy, "aria-busy": model.busy ? "true" : undefined, onclick: () => actions.exportCsv() }, "Export history (CSV)"),
+    team ? null : h("p", { className: "muted small" }, "Every entry, with features, amounts paid and Stripe ids. Opens in your browser."),
     back,
   );
 }
 
-function packsView(model: Model, actions: Actions): HTMLElement {
+function packsView(model: Model, actions: Actions, team: TeamSummary | null): HTMLElement {
   // What each pack is and costs comes from the server's catalogue (its label); the view only
   // divides price by credits and points at the cheapest per credit.
   const best = bestValue(model.packs);
@@ -466,7 +546,7 @@ function packsView(model: Model, actions: Actions): HTMLElement {
   return h(
     "section",
     { className: "card", "aria-label": "Buy credits" },
-    h("h2", {}, "Buy credits"),
+    team ? h("h2", {}, "Buy credits for ", h("span", { className: "team-name" }, team.name)) : h("h2", {}, "Buy credits"),
     model.packs.length ? h("fieldset", { className: "packs" }, h("legend", { className: "sr-only" }, "Credit pack"), ...options) : h("p", { className: "muted" }, "No packs are available right now."),
     h(
       "button",
@@ -474,6 +554,7 @@ function packsView(model: Model, actions: Actions): HTMLElement {
       model.busy ? "Opening checkout…" : "Buy more credits",
     ),
     h("p", { className: "muted small" }, chosen ? `${chosen.label}${chosen.tax_note ? ` ${chosen.tax_note}` : ""}. You pay securely with Stripe in your browser.` : ""),
+    team ? h("p", { className: "muted small", id: "buy-for-team" }, "The credits go to the team’s wallet; its members spend them within their caps.") : null,
   );
 }
 
@@ -492,7 +573,7 @@ function waitingView(w: Waiting, actions: Actions): HTMLElement {
   );
 }
 
-function historyView(model: Model, actions: Actions): HTMLElement {
+function historyView(model: Model, actions: Actions, team: TeamSummary | null): HTMLElement {
   const rows = model.history.map((e) =>
     h(
       "li",
@@ -503,7 +584,15 @@ function historyView(model: Model, actions: Actions): HTMLElement {
         h("div", { className: "entry-desc" }, e.description),
         ...(paidSummary(e.purchase) ? [h("div", { className: "muted small entry-paid" }, paidSummary(e.purchase))] : []),
         ...receiptLinks(e, actions),
-        h("div", { className: "muted small" }, e.feature ? h("span", { className: "entry-feature" }, e.feature) : null, e.feature ? " · " : null, when(e.created_at)),
+        h(
+          "div",
+          { className: "muted small" },
+          e.feature ? h("span", { className: "entry-feature" }, e.feature) : null,
+          e.feature ? " · " : null,
+          e.user ? h("span", { className: "entry-user" }, e.user.email) : null,
+          e.user ? " · " : null,
+          when(e.created_at),
+        ),
       ),
       h("div", { className: `entry-delta ${e.delta >= 0 ? "plus" : "minus"}` }, delta(e)),
     ),
@@ -512,7 +601,13 @@ function historyView(model: Model, actions: Actions): HTMLElement {
     "section",
     { className: "card", "aria-label": "History" },
     h("h2", {}, "History"),
-    rows.length ? h("ul", { className: "history", id: "history" }, ...rows) : h("p", { className: "muted small", id: "history-empty" }, "No activity yet. Purchases and spending will show up here."),
+    rows.length
+      ? h("ul", { className: "history", id: "history" }, ...rows)
+      : h(
+          "p",
+          { className: "muted small", id: "history-empty" },
+          !team ? "No activity yet. Purchases and spending will show up here." : team.sees_all ? "Nothing on this team yet. Purchases and members’ spending will show up here." : "You have not spent from this team yet.",
+        ),
     model.cursor ? h("button", { type: "button", className: "link", id: "load-more", disabled: model.loadingMore, onclick: () => actions.loadMore() }, model.loadingMore ? "Loading…" : "Load more") : null,
   );
 }
@@ -537,10 +632,11 @@ function receiptLinks(e: HistoryEntry, actions: Actions): HTMLElement[] {
 /** The Create tab: a name in, a mascot out, for a few credits (charged by the generation service). */
 function createView(model: Model, actions: Actions): HTMLElement {
   const c = model.create;
-  const name = h("input", { id: "mascot-name", type: "text", name: "mascot-name", autocomplete: "off", maxlength: MAX_NAME, required: true, value: c.name, placeholder: "e.g. Ada", "aria-describedby": "create-hint" });
+  const name = h("input", { id: "mascot-name", type: "text", name: "mascot-name", autocomplete: "off", maxlength: MAX_NAME, required: true, ...drafted(model, actions, "mascot-name", c.name), placeholder: "e.g. Ada", "aria-describedby": "create-hint" });
   const submit = (): void => actions.create(name.value);
   onEnter(submit, name);
   const b = model.balance;
+  const team = shownTeam(model);
   return h(
     "section",
     { className: "card", "aria-labelledby": "create-title" },
@@ -553,7 +649,9 @@ function createView(model: Model, actions: Actions): HTMLElement {
       { type: "button", className: "primary", id: "create-submit", disabled: c.busy, "aria-busy": c.busy ? "true" : undefined, onclick: submit },
       c.busy ? "Creating…" : `Create mascot · ${credits(CREATE_PRICE)}`,
     ),
-    h("p", { className: "muted small", id: "create-balance" }, b ? `${credits(b.available)} available` : ""),
+    team
+      ? h("p", { className: "muted small", id: "create-balance" }, `Paid from `, h("span", { className: "team-name" }, team.name), model.teamBalance ? `: ${credits(model.teamBalance.available)} available to you` : "")
+      : h("p", { className: "muted small", id: "create-balance" }, b ? `${credits(b.available)} available` : ""),
     c.result
       ? h(
           "figure",
@@ -562,5 +660,204 @@ function createView(model: Model, actions: Actions): HTMLElement {
           h("figcaption", { className: "muted small" }, `${c.result.name} · ${credits(c.result.charged)} charged`),
         )
       : null,
+  );
+}
+
+/** What the person typed or chose in a field, kept in the model under `key` (without a render)
+ * so that a render, which rebuilds the fields, puts it back; `fallback` until they do. */
+function drafted(model: Model, actions: Actions, key: string, fallback = ""): { value: string; oninput: (ev: Event) => void; onchange: (ev: Event) => void } {
+  const keep = (ev: Event): void => actions.draft(key, (ev.target as HTMLInputElement | HTMLSelectElement).value);
+  return { value: model.drafts[key] ?? fallback, oninput: keep, onchange: keep };
+}
+
+function periodSelect(id: string, value: string, draft: ReturnType<typeof drafted>, describedby?: string): HTMLSelectElement {
+  const periods: [CapPeriod, string][] = [["day", "day"], ["week", "week"], ["month", "month"]];
+  return h("select", { id, name: id, "aria-describedby": describedby, onchange: draft.onchange }, ...periods.map(([p, label]) => h("option", { value: p, selected: p === value }, label)));
+}
+
+/** A form's error under it (announced), or nothing. */
+function formError(id: string, text: string | undefined): HTMLElement | null {
+  return text ? h("p", { className: "error small", id, role: "alert" }, text) : null;
+}
+
+/** The Team screen: the chosen team (members, caps, roles, invitations, leave or delete), then
+ * creating a team and joining one with an invitation code. */
+function teamView(model: Model, actions: Actions): HTMLElement[] {
+  const team = shownTeam(model);
+  const t = model.team;
+  const back = h("button", { type: "button", className: "link", id: "close-team", onclick: () => actions.closeTeam() }, "Back to account");
+  const sections: HTMLElement[] = [];
+  if (team) {
+    sections.push(
+      h(
+        "section",
+        { className: "card team", "aria-labelledby": "team-title" },
+        h("h1", { id: "team-title", tabindex: "-1" }, h("span", { className: "team-name" }, team.name)),
+        h("p", { className: "muted small" }, `${ROLE_LINE[team.role]} ${team.sees_all ? "You see its balance and every member’s spending." : "You see what is left of your cap and your own spending."}`),
+        membersView(model, actions, team),
+        team.sees_all ? inviteView(model, actions, team) : null,
+        team.sees_all ? invitationsView(model, actions) : null,
+        team.role === "owner"
+          ? t.confirmDelete
+            ? h(
+                "div",
+                { className: "danger", role: "group", "aria-labelledby": "delete-question" },
+                h("p", { id: "delete-question" }, "Delete ", h("span", { className: "team-name" }, team.name), "? Its wallet must be empty. This cannot be undone."),
+                h(
+                  "div",
+                  { className: "row" },
+                  h("button", { type: "button", id: "delete-team-confirm", disabled: model.busy, onclick: () => actions.deleteTeam(true) }, "Delete the team"),
+                  h("button", { type: "button", className: "link", id: "delete-team-cancel", onclick: () => actions.showTeam() }, "Keep it"),
+                ),
+              )
+            : h("button", { type: "button", className: "link danger-link", id: "delete-team", disabled: model.busy, onclick: () => actions.deleteTeam(false) }, "Delete this team")
+          : h("button", { type: "button", className: "link danger-link", id: "leave-team", disabled: model.busy, onclick: () => actions.leaveTeam() }, "Leave this team"),
+        back,
+      ),
+    );
+  }
+  const name = h("input", { id: "team-name", type: "text", name: "team-name", autocomplete: "off", maxlength: 64, required: true, ...drafted(model, actions, "team-name"), "aria-invalid": t.errors.create ? "true" : undefined, "aria-describedby": t.errors.create ? "create-error" : undefined });
+  const createTeam = (): void => actions.createTeam(name.value);
+  onEnter(createTeam, name);
+  const code = h("input", { id: "join-code", type: "text", name: "join-code", autocomplete: "off", spellcheck: false, required: true, placeholder: "mci_…", ...drafted(model, actions, "join-code"), "aria-invalid": t.errors.join ? "true" : undefined, "aria-describedby": t.errors.join ? "join-error" : "join-hint" });
+  const join = (): void => actions.acceptInvitation(code.value);
+  onEnter(join, code);
+  sections.push(
+    h(
+      "section",
+      { className: "card", "aria-labelledby": team ? "new-team-title" : "team-title" },
+      team ? null : h("h1", { id: "team-title", tabindex: "-1" }, "Team wallets"),
+      team ? null : h("p", { className: "muted small" }, "A team buys credits once; its members spend them, each within a cap the owner or an admin sets. Choose a team in the Wallet menu to manage it."),
+      h("h2", { id: "new-team-title" }, "Create a team"),
+      h("label", { for: "team-name" }, "Team name"),
+      h("div", { className: "row" }, name, h("button", { type: "button", className: "primary", id: "create-team", disabled: model.busy, onclick: createTeam }, "Create")),
+      formError("create-error", t.errors.create),
+      h("h2", { id: "join-title" }, "Join a team"),
+      h("label", { for: "join-code" }, "Invitation code"),
+      h("div", { className: "row" }, code, h("button", { type: "button", className: "primary", id: "join-team", disabled: model.busy, onclick: join }, "Join")),
+      t.errors.join ? formError("join-error", t.errors.join) : h("p", { className: "muted small", id: "join-hint" }, "Paste the code from the invitation mail. It works once, for 7 days, for the address it was sent to."),
+      team ? null : back,
+    ),
+  );
+  return sections;
+}
+
+function membersView(model: Model, actions: Actions, team: TeamSummary): HTMLElement {
+  const t = model.team;
+  const list = t.members;
+  return h(
+    "div",
+    { className: "members" },
+    h("h2", { id: "members-title", tabindex: "-1" }, "Members"),
+    list === null
+      ? h("div", { className: "loading", role: "status" }, h("span", { className: "spinner", "aria-hidden": "true" }), "Loading the members…")
+      : h("ul", { className: "member-list", id: "members", "aria-labelledby": "members-title" }, ...list.map((m, i) => memberRow(model, actions, team, m, i))),
+    formError("members-error", t.errors.members),
+  );
+}
+
+/** One member; the controls the caller's role allows on them. Only the owner changes roles
+ * (and hands the team over); owners and admins set caps and remove members. */
+function memberRow(model: Model, actions: Actions, team: TeamSummary, m: TeamMember, i: number): HTMLElement {
+  const email = m.user.email;
+  const me = model.me?.id === m.user.id;
+  const manage = m.role !== "owner" && !me && (team.role === "owner" || (team.role === "admin" && m.role === "member"));
+  const capLine = m.cap ? `Cap: ${capText(m.cap.credits, m.cap.period)}` : m.role === "owner" ? "No cap (the owner)" : team.sees_all || me ? "No cap" : "";
+  const parts: (HTMLElement | null)[] = [
+    h("div", { className: "row member-head" }, h("span", { className: "member-email" }, email, me ? " (you)" : ""), h("span", { className: "role-badge" }, roleName(m.role))),
+    capLine ? h("div", { className: "muted small", id: `member-cap-${i}` }, capLine) : null,
+  ];
+  if (manage) {
+    const amount = h("input", { id: `cap-credits-${i}`, type: "number", name: `cap-credits-${i}`, inputmode: "numeric", min: 1, step: 1, ...drafted(model, actions, `cap:${m.user.id}`, m.cap ? String(m.cap.credits) : ""), "aria-describedby": `member-cap-${i}` });
+    const periodDraft = drafted(model, actions, `period:${m.user.id}`, m.cap?.period ?? "week");
+    const period = periodSelect(`cap-period-${i}`, periodDraft.value, periodDraft);
+    const setCap = (): void => actions.setCap(m.user.id, amount.value, period.value as CapPeriod);
+    onEnter(setCap, amount);
+    parts.push(
+      h(
+        "div",
+        { className: "member-cap", role: "group", "aria-label": `Cap for ${email}` },
+        h("div", {}, h("label", { for: amount.id }, "Credits"), amount),
+        h("div", {}, h("label", { for: period.id }, "per"), period),
+        h("button", { type: "button", id: `cap-save-${i}`, disabled: model.busy, "aria-label": `Set cap for ${email}`, onclick: setCap }, "Set cap"),
+      ),
+    );
+    const actionsRow: (HTMLElement | null)[] = [];
+    if (m.cap) actionsRow.push(h("button", { type: "button", className: "link", id: `cap-remove-${i}`, disabled: model.busy, "aria-label": `Remove cap for ${email}`, onclick: () => actions.removeCap(m.user.id) }, "Remove cap"));
+    if (team.role === "owner") {
+      const other: TeamRole = m.role === "admin" ? "member" : "admin";
+      actionsRow.push(
+        h("button", { type: "button", className: "link", id: `role-${i}`, disabled: model.busy, "aria-label": `${other === "admin" ? "Make admin" : "Make member"}: ${email}`, onclick: () => actions.setRole(m.user.id, other) }, other === "admin" ? "Make admin" : "Make member"),
+        h("button", { type: "button", className: "link", id: `owner-${i}`, disabled: model.busy, "aria-label": `Make owner: ${email} (you become an admin)`, onclick: () => actions.setRole(m.user.id, "owner") }, "Make owner"),
+      );
+    }
+    actionsRow.push(h("button", { type: "button", className: "link", id: `remove-${i}`, disabled: model.busy, "aria-label": `Remove ${email} from the team`, onclick: () => actions.removeMember(m.user.id) }, "Remove"));
+    parts.push(h("div", { className: "member-actions" }, ...actionsRow));
+  }
+  return h("li", { className: "member" }, ...parts);
+}
+
+/** Invite by email, with a role (the owner may invite admins) and an optional cap. */
+function inviteView(model: Model, actions: Actions, team: TeamSummary): HTMLElement {
+  const t = model.team;
+  const email = h("input", { id: "invite-email", type: "email", name: "invite-email", autocomplete: "off", required: true, placeholder: "name@example.com", ...drafted(model, actions, "invite-email"), "aria-invalid": t.errors.invite ? "true" : undefined, "aria-describedby": t.errors.invite ? "invite-error" : undefined });
+  const roleDraft = drafted(model, actions, "invite-role", "member");
+  const role = h(
+    "select",
+    { id: "invite-role", name: "invite-role", onchange: roleDraft.onchange },
+    h("option", { value: "member", selected: roleDraft.value !== "admin" }, "Member"),
+    team.role === "owner" ? h("option", { value: "admin", selected: roleDraft.value === "admin" }, "Admin") : null,
+  );
+  const cap = h("input", { id: "invite-cap", type: "number", name: "invite-cap", inputmode: "numeric", min: 1, step: 1, placeholder: "No cap", ...drafted(model, actions, "invite-cap"), "aria-describedby": "invite-cap-hint" });
+  const periodDraft = drafted(model, actions, "invite-period", "week");
+  const period = periodSelect("invite-period", periodDraft.value, periodDraft, "invite-cap-hint");
+  const send = (): void => actions.invite(email.value, role.value as TeamRole, cap.value, period.value as CapPeriod);
+  onEnter(send, email, cap);
+  return h(
+    "div",
+    { className: "invite", role: "group", "aria-labelledby": "invite-title" },
+    h("h2", { id: "invite-title" }, "Invite someone"),
+    h("label", { for: "invite-email" }, "Email"),
+    email,
+    h(
+      "div",
+      { className: "invite-grid" },
+      h("div", {}, h("label", { for: "invite-role" }, "Role"), role),
+      h("div", {}, h("label", { for: "invite-cap" }, "Cap (credits)"), cap),
+      h("div", {}, h("label", { for: "invite-period" }, "per"), period),
+    ),
+    h("p", { className: "muted small", id: "invite-cap-hint" }, "Leave the cap empty for none: the member may then spend all the team has."),
+    h("button", { type: "button", className: "primary", id: "invite-submit", disabled: model.busy, "aria-busy": model.busy ? "true" : undefined, onclick: send }, "Send invitation"),
+    formError("invite-error", t.errors.invite),
+    t.invited
+      ? h(
+          "div",
+          { className: "notice small", id: "invited" },
+          h("label", { for: "invite-code" }, `If the mail does not reach ${t.invited.email}, give them this code:`),
+          h("input", { id: "invite-code", type: "text", readonly: true, value: t.invited.token, spellcheck: false, onfocus: (ev: Event) => (ev.target as HTMLInputElement).select() }),
+        )
+      : null,
+  );
+}
+
+function invitationsView(model: Model, actions: Actions): HTMLElement {
+  const list = model.team.invitations ?? [];
+  const row = (inv: Invitation, i: number): HTMLElement =>
+    h(
+      "li",
+      { className: "row invitation" },
+      h(
+        "div",
+        {},
+        h("div", { className: "member-email" }, inv.email),
+        h("div", { className: "muted small" }, `${roleName(inv.role)}${inv.cap ? ` · ${capText(inv.cap.credits, inv.cap.period)}` : ""} · until ${day(inv.expires_at)}`),
+      ),
+      h("button", { type: "button", className: "link", id: `revoke-${i}`, disabled: model.busy, "aria-label": `Revoke the invitation to ${inv.email}`, onclick: () => actions.revokeInvitation(inv.invitation_id) }, "Revoke"),
+    );
+  return h(
+    "div",
+    { className: "invitations" },
+    h("h2", { id: "invitations-title" }, "Pending invitations"),
+    list.length ? h("ul", { className: "member-list", id: "invitations", "aria-labelledby": "invitations-title" }, ...list.map(row)) : h("p", { className: "muted small", id: "invitations-empty" }, "None."),
   );
 }

@@ -45,6 +45,7 @@
  * @property {string} [feature] What the credits pay for, e.g. `generate` (1–64 of `a-z 0-9 _ . -`).
  * @property {number} [ttlSeconds] Seconds until the hold lapses by itself (server default 900; from 30, the server's HOLD_MIN_TTL_SECS default, to 86400): longer than the work may take.
  * @property {string} [idempotencyKey] The job's key (a fresh one by default). Pass your own job id so that a repeated job answers the first one instead of charging twice.
+ * @property {string} [teamId] Hold on this team's wallet instead of the user's own (the user must be a member; their cap applies: 402 `member_cap_reached`, with `resetsAt`).
  */
 
 /**
@@ -85,12 +86,15 @@ export class MascotApiError extends MascotServiceError {
    * @param {string} code
    * @param {string} message
    * @param {number | null} retryAfterMs The `Retry-After` of a 429/503 answer.
+   * @param {string | null} [resetsAt] `error.resets_at` (RFC 3339): when a team member's cap
+   *   resets, on 402 `member_cap_reached`.
    */
-  constructor(status, code, message, retryAfterMs = null) {
+  constructor(status, code, message, retryAfterMs = null, resetsAt = null) {
     super("api", message);
     this.status = status;
     this.code = code;
     this.retryAfterMs = retryAfterMs;
+    this.resetsAt = resetsAt;
   }
 }
 
@@ -299,6 +303,7 @@ export class ServiceClient {
     const request = { amount: job.amount, reason: job.reason };
     if (job.feature !== undefined) request.feature = job.feature;
     if (job.ttlSeconds !== undefined) request.ttl_seconds = job.ttlSeconds;
+    if (job.teamId !== undefined) request.team_id = job.teamId;
     let hold;
     try {
       hold = await this.hold(job.userId, request, key);
@@ -420,7 +425,7 @@ export class ServiceClient {
     const seconds = retryAfter !== null && /^\s*\d+\s*$/.test(retryAfter) ? Number(retryAfter) * 1000 : null;
     const error = /** @type {Partial<ErrorEnvelope> | undefined} */ (json)?.error;
     if (error && typeof error.code === "string" && typeof error.message === "string") {
-      throw new MascotApiError(status, error.code, error.message, seconds);
+      throw new MascotApiError(status, error.code, error.message, seconds, typeof error.resets_at === "string" ? error.resets_at : null);
     }
     if ([429, 502, 503, 504].includes(status)) {
       // A proxy in front of the server answered without the envelope: still worth a retry.

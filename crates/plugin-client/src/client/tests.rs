@@ -146,8 +146,8 @@ fn login_sends_the_credentials_and_keeps_the_token() {
 fn signed_in_requests_carry_the_bearer_token() {
     let script = Script::default().answer(200, r#"{"balance":5,"available":5,"held":0}"#).answer(200, "{}");
     let c = client(script, Some("mct_t"));
-    block_on(c.balance()).unwrap();
-    block_on(c.spend(3, "render", "key-1")).unwrap();
+    block_on(c.balance(None)).unwrap();
+    block_on(c.spend(3, "render", "key-1", None)).unwrap();
     let reqs = sent(&c);
     assert_eq!(reqs[0].url, "http://api.test/api/v1/credits/balance");
     assert_eq!(reqs[0].headers, vec![("Authorization", "Bearer mct_t".to_string())]);
@@ -180,18 +180,18 @@ fn every_path() {
     block_on(async {
         c.me().await.unwrap();
         c.packs().await.unwrap();
-        c.history(None, None).await.unwrap();
-        c.history(Some(500), Some("2026-01-01T00:00:00Z|e 1")).await.unwrap();
-        c.start_checkout("pack_75").await.unwrap();
+        c.history(None, None, None).await.unwrap();
+        c.history(Some(500), Some("2026-01-01T00:00:00Z|e 1"), None).await.unwrap();
+        c.start_checkout("pack_75", None).await.unwrap();
         c.pending_checkouts().await.unwrap();
         c.checkout_status("cs/1", 0).await.unwrap_err();
         c.redeem("launch50").await.unwrap();
         c.send_verification().await.unwrap();
-        c.usage(7).await.unwrap();
+        c.usage(7, None).await.unwrap();
         c.export_csv().await.unwrap();
         c.balance_after("1.0.0.0.0.0", 99).await.unwrap();
-        c.alerts().await.unwrap();
-        c.set_alerts(None).await.unwrap();
+        c.alerts(None).await.unwrap();
+        c.set_alerts(None, None).await.unwrap();
     });
     let urls: Vec<String> = sent(&c).into_iter().map(|r| r.url.replace("http://api.test", "")).collect();
     assert_eq!(
@@ -576,4 +576,228 @@ fn poll_handoff_refused_timed_out_or_cancelled() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn the_wallet_selector_names_a_team_in_the_query_or_the_body() {
+    let c = client((0..8).fold(Script::default(), |s, _| s.answer(200, "{}")), Some("t"));
+    block_on(async {
+        c.balance(Some("team 1/ü")).await.unwrap();
+        c.history(None, None, Some("tm_1")).await.unwrap();
+        c.history(Some(10), Some("cursor 1"), Some("tm_1")).await.unwrap();
+        c.usage(30, Some("tm_1")).await.unwrap();
+        c.start_checkout("pack_25", Some("tm_1")).await.unwrap();
+        c.alerts(Some("tm_1")).await.unwrap();
+        c.set_alerts(Some(50), Some("tm_1")).await.unwrap();
+        // An empty team id is the personal wallet, as no id is.
+        c.balance(Some("")).await.unwrap();
+    });
+    let reqs = sent(&c);
+    let urls: Vec<String> = reqs.iter().map(|r| r.url.replace("http://api.test", "")).collect();
+    assert_eq!(
+        urls,
+        [
+            "/api/v1/credits/balance?team_id=team%201%2F%C3%BC",
+            "/api/v1/credits/history?limit=20&team_id=tm_1",
+            "/api/v1/credits/history?limit=10&before=cursor%201&team_id=tm_1",
+            "/api/v1/credits/usage?days=30&team_id=tm_1",
+            "/api/v1/billing/checkout",
+            "/api/v1/teams/tm_1/alerts",
+            "/api/v1/teams/tm_1/alerts",
+            "/api/v1/credits/balance",
+        ]
+    );
+    // The checkout body is the one the server's type reads, team included.
+    let read: api_types::CheckoutRequest = serde_json::from_str(reqs[4].body.as_deref().unwrap()).unwrap();
+    assert_eq!((read.pack_id.as_str(), read.team_id.as_deref()), ("pack_25", Some("tm_1")));
+    assert_eq!(
+        serde_json::from_str::<api_types::CheckoutRequest>(r#"{"pack_id":"pack_25"}"#).unwrap().team_id,
+        None,
+        "and the personal checkout sends no team_id"
+    );
+    assert_eq!((reqs[6].method, reqs[6].body.as_deref()), (Method::Put, Some(r#"{"low_balance":50}"#)));
+}
+
+#[test]
+fn team_routes_methods_paths_and_bodies() {
+    use api_types::{Cap, CapPeriod, InviteRequest, TeamRole, UpdateMemberRequest};
+    let c = client(Script::default(), Some("mct_t"));
+    let cases = [
+        (c.teams_request(), Method::Get, "/api/v1/teams"),
+        (c.create_team_request("Studio \"Ünïcode\" <b>"), Method::Post, "/api/v1/teams"),
+        (c.delete_team_request("tm/1"), Method::Delete, "/api/v1/teams/tm%2F1"),
+        (c.members_request("tm_1"), Method::Get, "/api/v1/teams/tm_1/members"),
+        (
+            c.update_member_request("tm_1", "u 2", Some("admin"), CapChange::Keep),
+            Method::Patch,
+            "/api/v1/teams/tm_1/members/u%202",
+        ),
+        (
+            c.update_member_request("tm_1", "u2", None, CapChange::Remove),
+            Method::Patch,
+            "/api/v1/teams/tm_1/members/u2",
+        ),
+        (
+            c.update_member_request("tm_1", "u2", None, CapChange::Set(10, "week")),
+            Method::Patch,
+            "/api/v1/teams/tm_1/members/u2",
+        ),
+        (c.remove_member_request("tm_1", "u2"), Method::Delete, "/api/v1/teams/tm_1/members/u2"),
+        (c.invite_request("tm_1", "b@c.d", "member", Some((5, "day"))), Method::Post, "/api/v1/teams/tm_1/invitations"),
+        (c.invite_request("tm_1", "b@c.d", "admin", None), Method::Post, "/api/v1/teams/tm_1/invitations"),
+        (c.invitations_request("tm_1"), Method::Get, "/api/v1/teams/tm_1/invitations"),
+        (c.revoke_invitation_request("tm_1", "inv_1"), Method::Delete, "/api/v1/teams/tm_1/invitations/inv_1"),
+        (c.accept_invitation_request("  mci_abc  "), Method::Post, "/api/v1/teams/invitations/accept"),
+    ];
+    for (req, method, path) in &cases {
+        assert_eq!((req.method, req.url.replace("http://api.test", "")), (*method, path.to_string()));
+        assert_eq!(req.headers[0], ("Authorization", "Bearer mct_t".to_string()));
+        assert_eq!(req.headers.iter().any(|(h, _)| *h == "Content-Type"), req.body.is_some());
+    }
+    let body = |i: usize| cases[i].0.body.clone().unwrap();
+    assert!(cases[0].0.body.is_none() && cases[2].0.body.is_none() && cases[7].0.body.is_none());
+    let create: api_types::CreateTeamRequest = serde_json::from_str(&body(1)).unwrap();
+    assert_eq!(create.name, "Studio \"Ünïcode\" <b>", "the name reaches the server verbatim");
+    // PATCH: role only (cap absent, kept), cap null (removed), a new cap; as the server reads them.
+    let read = |i: usize| serde_json::from_str::<UpdateMemberRequest>(&body(i)).unwrap();
+    assert_eq!(body(4), r#"{"role":"admin"}"#);
+    assert_eq!(read(4), UpdateMemberRequest { role: Some(TeamRole::Admin), cap: None });
+    assert_eq!(body(5), r#"{"cap":null}"#);
+    assert_eq!(read(5), UpdateMemberRequest { role: None, cap: Some(None) });
+    assert_eq!(
+        read(6),
+        UpdateMemberRequest { role: None, cap: Some(Some(Cap { credits: 10, period: CapPeriod::Week })) }
+    );
+    let invite = |i: usize| serde_json::from_str::<InviteRequest>(&body(i)).unwrap();
+    assert_eq!(
+        invite(8),
+        InviteRequest {
+            email: "b@c.d".into(),
+            role: TeamRole::Member,
+            cap: Some(Cap { credits: 5, period: CapPeriod::Day })
+        }
+    );
+    assert_eq!(invite(9), InviteRequest { email: "b@c.d".into(), role: TeamRole::Admin, cap: None });
+    let accept: api_types::AcceptInvitationRequest = serde_json::from_str(&body(12)).unwrap();
+    assert_eq!(accept.token, "mci_abc", "a pasted token is trimmed");
+}
+
+#[test]
+fn exchange_passes_answers_on_and_types_the_team_errors() {
+    let script = Script::default()
+        .answer(201, r#"{"team_id":"tm_1","name":"A","role":"owner","sees_all":true}"#)
+        .answer(204, "")
+        .answer(403, r#"{"error":{"code":"role_forbidden","message":"Only the owner promotes or demotes admins."}}"#)
+        .answer(409, r#"{"error":{"code":"owner_must_hand_over","message":"Hand the team over first."}}"#)
+        .answer(409, r#"{"error":{"code":"team_has_credits","message":"The team still has credits."}}"#)
+        .answer(404, r#"{"error":{"code":"not_found","message":"This invitation is unknown, expired, used, or for another email."}}"#)
+        .answer(
+            402,
+            r#"{"error":{"code":"member_cap_reached","message":"Your cap on this team is 10 credits a day.","resets_at":"2026-12-05T00:00:00.000Z"}}"#,
+        );
+    let c = client(script, Some("t"));
+    block_on(async {
+        let made = c.exchange(c.create_team_request("A")).await.unwrap();
+        assert_eq!(made.as_deref(), Some(r#"{"team_id":"tm_1","name":"A","role":"owner","sees_all":true}"#));
+        assert_eq!(c.exchange(c.remove_member_request("tm_1", "u2")).await.unwrap(), None, "204 is no answer");
+        let e = c.exchange(c.update_member_request("tm_1", "u2", Some("admin"), CapChange::Keep)).await.unwrap_err();
+        assert_eq!((e.kind, e.status, e.code.as_str()), (ErrorKind::Http, 403, "role_forbidden"));
+        let e = c.exchange(c.remove_member_request("tm_1", "me")).await.unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (409, "owner_must_hand_over"));
+        let e = c.exchange(c.delete_team_request("tm_1")).await.unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (409, "team_has_credits"));
+        let e = c.exchange(c.accept_invitation_request("mci_x")).await.unwrap_err();
+        assert_eq!((e.status, e.code.as_str(), e.resets_at), (404, "not_found", None));
+        let e = c.spend(1, "render", "k-1", Some("tm_1")).await.unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (402, "member_cap_reached"));
+        assert_eq!(e.resets_at.as_deref(), Some("2026-12-05T00:00:00.000Z"));
+    });
+    assert_eq!(c.token().as_deref(), Some("t"), "no team error signs anyone out");
+    let spend: SpendRequest = serde_json::from_str(sent(&c)[6].body.as_deref().unwrap()).unwrap();
+    assert_eq!(spend.team_id.as_deref(), Some("tm_1"));
+}
+
+#[test]
+fn team_request_dispatches_each_route_by_name_to_its_builder() {
+    let c = client(Script::default(), Some("mct_t"));
+    let args = |a: Option<&'static str>,
+                b: Option<&'static str>,
+                cc: Option<&'static str>,
+                n: Option<i64>,
+                d: Option<&'static str>| { TeamArgs { a, b, c: cc, n, d } };
+    let cases = [
+        ("list", TeamArgs::default(), c.teams_request()),
+        ("create", args(Some("Studio"), None, None, None, None), c.create_team_request("Studio")),
+        ("delete", args(Some("tm_1"), None, None, None, None), c.delete_team_request("tm_1")),
+        ("members", args(Some("tm_1"), None, None, None, None), c.members_request("tm_1")),
+        (
+            "role",
+            args(Some("tm_1"), Some("u2"), Some("owner"), None, None),
+            c.update_member_request("tm_1", "u2", Some("owner"), CapChange::Keep),
+        ),
+        (
+            "cap",
+            args(Some("tm_1"), Some("u2"), Some("day"), Some(10), None),
+            c.update_member_request("tm_1", "u2", None, CapChange::Set(10, "day")),
+        ),
+        (
+            "cap",
+            args(Some("tm_1"), Some("u2"), None, None, None),
+            c.update_member_request("tm_1", "u2", None, CapChange::Remove),
+        ),
+        ("remove", args(Some("tm_1"), Some("u2"), None, None, None), c.remove_member_request("tm_1", "u2")),
+        (
+            "invite",
+            args(Some("tm_1"), Some("b@c.d"), Some("member"), Some(5), Some("week")),
+            c.invite_request("tm_1", "b@c.d", "member", Some((5, "week"))),
+        ),
+        (
+            "invite",
+            args(Some("tm_1"), Some("b@c.d"), Some("admin"), None, Some("week")),
+            c.invite_request("tm_1", "b@c.d", "admin", None),
+        ),
+        ("invitations", args(Some("tm_1"), None, None, None, None), c.invitations_request("tm_1")),
+        ("revoke", args(Some("tm_1"), Some("inv_1"), None, None, None), c.revoke_invitation_request("tm_1", "inv_1")),
+        ("accept", args(Some("mci_x"), None, None, None, None), c.accept_invitation_request("mci_x")),
+        ("balance", args(Some("tm_1"), None, None, None, None), c.balance_request(Some("tm_1"))),
+        (
+            "history",
+            args(Some("tm_1"), Some("cur"), None, Some(10), None),
+            c.history_request(Some(10), Some("cur"), Some("tm_1")),
+        ),
+        ("history", args(Some("tm_1"), None, None, None, None), c.history_request(None, None, Some("tm_1"))),
+        ("usage", args(Some("tm_1"), None, None, Some(7), None), c.usage_request(7, Some("tm_1"))),
+        ("usage", args(Some("tm_1"), None, None, None, None), c.usage_request(30, Some("tm_1"))),
+        (
+            "alerts",
+            args(Some("tm_1"), None, None, None, None),
+            c.request(Method::Get, "/api/v1/teams/tm_1/alerts", None, None),
+        ),
+        ("set-alerts", args(Some("tm_1"), None, None, Some(5), None), c.set_alerts_request(Some(5), Some("tm_1"))),
+        ("set-alerts", args(Some("tm_1"), None, None, None, None), c.set_alerts_request(None, Some("tm_1"))),
+        (
+            "checkout",
+            args(Some("tm_1"), Some("pack_25"), None, None, None),
+            c.checkout_request("pack_25", Some("tm_1")),
+        ),
+    ];
+    for (route, a, want) in cases {
+        assert_eq!(c.team_request(route, a).unwrap(), want, "{route}");
+    }
+    // A cap's body from the dispatcher is the one the server reads.
+    let cap = c.team_request("cap", args(Some("tm_1"), Some("u2"), Some("day"), Some(10), None)).unwrap();
+    let read: api_types::UpdateMemberRequest = serde_json::from_str(cap.body.as_deref().unwrap()).unwrap();
+    assert_eq!(read.cap, Some(Some(api_types::Cap { credits: 10, period: api_types::CapPeriod::Day })));
+    let checkout = c.team_request("checkout", args(Some("tm_1"), Some("pack_25"), None, None, None)).unwrap();
+    let read: api_types::CheckoutRequest = serde_json::from_str(checkout.body.as_deref().unwrap()).unwrap();
+    assert_eq!((read.pack_id.as_str(), read.team_id.as_deref()), ("pack_25", Some("tm_1")));
+    assert_eq!(checkout.url, "http://api.test/api/v1/billing/checkout");
+    let usage = c.team_request("usage", args(Some("tm_1"), None, None, Some(9999), None)).unwrap();
+    assert_eq!(
+        usage.url, "http://api.test/api/v1/credits/usage?days=366&team_id=tm_1",
+        "days within what the server takes"
+    );
+    let e = c.team_request("drop-tables", TeamArgs::default()).unwrap_err();
+    assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Decode, "unknown_route"));
+    assert!(sent(&c).is_empty(), "building requests sends nothing");
 }
