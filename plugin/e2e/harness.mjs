@@ -40,6 +40,8 @@ export async function startDemo(port = 0, env = {}) {
   return {
     ...ready,
     dataDir,
+    /** What the demo printed so far (without SMTP_URL it prints its mails). */
+    output: () => output,
     /** Runs an operator command (`mascot-server users reset-password …`) on the demo's database. */
     async operator(...args) {
       const { execFile } = await import("node:child_process");

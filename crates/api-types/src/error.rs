@@ -83,4 +83,8 @@ pub mod codes {
     pub const ROLE_FORBIDDEN: &str = "role_forbidden";
     /// Accepting an invitation needs a verified email.
     pub const EMAIL_UNVERIFIED: &str = "email_unverified";
+    /// 429 on login: strangers' failures slow this email down, and a one-time sign-in code was
+    /// mailed to it (now or within the last spacing of those mails): send it as `sign_in_code`
+    /// with the password.
+    pub const SIGN_IN_CODE_SENT: &str = "sign_in_code_sent";
 }

@@ -189,7 +189,7 @@ impl<T: Transport> Client<T> {
         self.object(self.request(Method::Post, path, Some(body), key)).await
     }
 
-    async fn authenticate(&self, path: &str, body: String) -> Result<String, MascotError> {
+    pub(crate) async fn authenticate(&self, path: &str, body: String) -> Result<String, MascotError> {
         let (text, v) = self.post(path, body, None).await?;
         self.keep_token(&v)?;
         Ok(text)
@@ -204,18 +204,18 @@ impl<T: Transport> Client<T> {
 
     /// `AuthResponse`; the client keeps the token.
     pub async fn signup(&self, email: &str, password: &str) -> Result<String, MascotError> {
-        self.authenticate("/api/v1/auth/signup", credentials(email, password, None)).await
+        self.authenticate("/api/v1/auth/signup", credentials(email, password, None, "")).await
     }
 
     /// `AuthResponse`; the client keeps the token. `device_token` is the one an earlier sign-in
     /// on this device returned (such a login is not slowed down by others' wrong guesses).
     pub async fn login(&self, email: &str, password: &str, device_token: Option<&str>) -> Result<String, MascotError> {
-        self.authenticate("/api/v1/auth/login", credentials(email, password, device_token)).await
+        self.login_with_code(email, password, device_token, "").await
     }
 
     /// [`Client::login`] with the one-time sign-in code (`mcl_…`) the server mailed while failed
-    /// attempts from elsewhere slow this email down (its 429 says so): with the right password it
-    /// signs in at once.
+    /// attempts from elsewhere slow this email down (its 429 `sign_in_code_sent` says so): with
+    /// the right password it signs in at once. An empty code is no code.
     pub async fn login_with_code(
         &self,
         email: &str,
@@ -223,11 +223,7 @@ impl<T: Transport> Client<T> {
         device_token: Option<&str>,
         sign_in_code: &str,
     ) -> Result<String, MascotError> {
-        let body = match sign_in_code.trim() {
-            "" => credentials(email, password, device_token),
-            code => with_code(email, password, device_token, code),
-        };
-        self.authenticate("/api/v1/auth/login", body).await
+        self.authenticate("/api/v1/auth/login", credentials(email, password, device_token, sign_in_code)).await
     }
 
     /// `POST /api/v1/auth/password`: 204 on success (this session stays signed in, every other
@@ -677,22 +673,17 @@ impl<T: Transport> Client<T> {
         self.transport.abort();
     }
 }
-/// `Credentials` as JSON (`device_token` only when there is one).
-fn credentials(email: &str, password: &str, device_token: Option<&str>) -> String {
-    credentials_object(email, password, device_token).finish()
-}
-
-/// `Credentials` with a `sign_in_code`.
-fn with_code(email: &str, password: &str, device_token: Option<&str>, code: &str) -> String {
-    credentials_object(email, password, device_token).str("sign_in_code", code).finish()
-}
-
-fn credentials_object(email: &str, password: &str, device_token: Option<&str>) -> Object {
-    let body = Object::default().str("email", email).str("password", password);
-    match device_token.filter(|t| !t.is_empty()) {
-        Some(t) => body.str("device_token", t),
-        None => body,
+/// `Credentials` as JSON (`device_token` and `sign_in_code` only when there is one).
+pub(crate) fn credentials(email: &str, password: &str, device_token: Option<&str>, code: &str) -> String {
+    let mut body = Object::default().str("email", email).str("password", password);
+    if let Some(t) = device_token.filter(|t| !t.is_empty()) {
+        body = body.str("device_token", t);
     }
+    let code = code.trim();
+    if !code.is_empty() {
+        body = body.str("sign_in_code", code);
+    }
+    body.finish()
 }
 
 /// The positional arguments of `team_request` (see its table).

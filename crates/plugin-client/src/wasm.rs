@@ -149,9 +149,9 @@ fn reject(e: MascotError) -> JsValue {
 
 /// One request of the JS API, with its arguments.
 enum Call {
-    Signup(String, String),
-    Login(String, String, Option<String>),
-    LoginWithCode(String, String, Option<String>, String),
+    /// Sign-up (`true`) or login, with the device token and sign-in code a login may carry: one
+    /// path for both, since each path of the JS API costs the size budget.
+    Auth(bool, String, String, Option<String>, Option<String>),
     Logout,
     ChangePassword(String, String),
     LogoutAll,
@@ -187,10 +187,10 @@ async fn run(c: Rc<Client<Browser>>, call: Call) -> Result<JsValue> {
     let some = |r: std::result::Result<String, MascotError>| r.map(Some);
     let none = |r: std::result::Result<(), MascotError>| r.map(|_| None);
     let answer = match call {
-        Call::Signup(email, password) => some(c.signup(&email, &password).await),
-        Call::Login(email, password, device) => some(c.login(&email, &password, device.as_deref()).await),
-        Call::LoginWithCode(email, password, device, code) => {
-            some(c.login_with_code(&email, &password, device.as_deref(), &code).await)
+        Call::Auth(signup, email, password, device, code) => {
+            let path = if signup { "/api/v1/auth/signup" } else { "/api/v1/auth/login" };
+            let body = crate::client::credentials(&email, &password, device.as_deref(), code.as_deref().unwrap_or(""));
+            some(c.authenticate(path, body).await)
         }
         Call::Logout => none(c.logout().await),
         Call::ChangePassword(current, new) => none(c.change_password(&current, &new).await),
@@ -257,31 +257,21 @@ impl MascotClient {
 
     #[wasm_bindgen(unchecked_return_type = "Promise<AuthResponse>")]
     pub fn signup(&self, email: String, password: String) -> js_sys::Promise {
-        self.call(Call::Signup(email, password))
+        self.call(Call::Auth(true, email, password, None, None))
     }
 
-    /// Pass the `device_token` an earlier sign-in on this device returned, if any.
+    /// Pass the `device_token` an earlier sign-in on this device returned, if any, and the
+    /// one-time sign-in code the server mailed (`mcl_…`) when its 429 `sign_in_code_sent` said
+    /// that failed attempts from elsewhere slow this email down.
     #[wasm_bindgen(unchecked_return_type = "Promise<AuthResponse>")]
     pub fn login(
         &self,
         email: String,
         password: String,
         #[wasm_bindgen(js_name = deviceToken)] device_token: Option<String>,
+        #[wasm_bindgen(js_name = signInCode)] sign_in_code: Option<String>,
     ) -> js_sys::Promise {
-        self.call(Call::Login(email, password, device_token))
-    }
-
-    /// `login` with the one-time sign-in code the server mailed while failed attempts from
-    /// elsewhere slow this email down (its 429 says so).
-    #[wasm_bindgen(js_name = loginWithCode, unchecked_return_type = "Promise<AuthResponse>")]
-    pub fn login_with_code(
-        &self,
-        email: String,
-        password: String,
-        #[wasm_bindgen(js_name = deviceToken)] device_token: Option<String>,
-        #[wasm_bindgen(js_name = signInCode)] sign_in_code: String,
-    ) -> js_sys::Promise {
-        self.call(Call::LoginWithCode(email, password, device_token, sign_in_code))
+        self.call(Call::Auth(false, email, password, device_token, sign_in_code))
     }
 
     /// Revokes the token at the server (best effort) and forgets it.

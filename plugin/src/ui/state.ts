@@ -89,6 +89,10 @@ export interface Model {
   teamBalance: BalanceResponse | null;
   /** The Team screen. */
   team: TeamModel;
+  /** The sign-in form asks for the one-time code the server mailed (429 `sign_in_code_sent`:
+   * strangers' failures slow this email down). The password typed with it is kept in
+   * AccountState, never in the model or the DOM. */
+  signInCodeAsked: boolean;
   /** What was typed in the fields of the Team screen and the Create tab, by field (kept without
    * a render, so that a render, which rebuilds every field, does not drop it). */
   drafts: Record<string, string>;
@@ -119,7 +123,7 @@ export interface RedeemModel {
 
 /** What the view can ask for. */
 export interface Actions {
-  submitAuth(mode: AuthMode, email: string, password: string): void;
+  submitAuth(mode: AuthMode, email: string, password: string, signInCode?: string): void;
   switchMode(mode: AuthMode): void;
   refresh(): void;
   loadMore(): void;
@@ -198,6 +202,7 @@ export function initialModel(): Model {
     teams: [],
     wallet: null,
     teamBalance: null,
+    signInCodeAsked: false,
     team: emptyTeam(),
     drafts: {},
   };
@@ -216,6 +221,9 @@ export class AccountState implements Actions {
   private model: Model = initialModel();
   /** The one-time password of a sign-in that must change it (never in the model or the DOM). */
   private oneTimePassword: string | null = null;
+  /** The password of a sign-in that was slowed down and asked for the mailed code (so that the
+   * person types only the code). */
+  private slowedSignIn: { email: string; password: string } | null = null;
   private options: AuthOptions | null = null;
   /** The balance long-poll's generation: a loop whose number is no longer this one stops. */
   private watching = 0;
@@ -358,24 +366,32 @@ export class AccountState implements Actions {
   }
 
   switchMode(mode: AuthMode): void {
-    this.set({ screen: { kind: "signed-out", mode }, banner: null, focus: "email" });
+    this.slowedSignIn = null;
+    this.set({ screen: { kind: "signed-out", mode }, banner: null, focus: "email", signInCodeAsked: false });
   }
 
   backToSignIn(): void {
-    this.set({ screen: { kind: "signed-out", mode: "signin" }, banner: null, busy: false, focus: "email" });
+    this.slowedSignIn = null;
+    this.set({ screen: { kind: "signed-out", mode: "signin" }, banner: null, busy: false, focus: "email", signInCodeAsked: false });
   }
 
-  submitAuth(mode: AuthMode, email: string, password: string): void {
-    if (!this.model.busy) void this.doSubmitAuth(mode, email, password);
+  submitAuth(mode: AuthMode, email: string, password: string, signInCode = ""): void {
+    if (!this.model.busy) void this.doSubmitAuth(mode, email, password, signInCode.trim());
   }
 
-  private async doSubmitAuth(mode: AuthMode, email: string, password: string): Promise<void> {
+  private async doSubmitAuth(mode: AuthMode, email: string, password: string, signInCode: string): Promise<void> {
+    // The password of the slowed-down attempt, when only the code was typed now.
+    const slowed = this.slowedSignIn;
+    if (!password && slowed && slowed.email.toLowerCase() === email.toLowerCase()) password = slowed.password;
     this.set({ email, busy: true, banner: null });
     try {
+      const device = this.deviceTokens[email.toLowerCase()] ?? null;
       const auth: AuthResponse =
-        mode === "signin"
-          ? await this.client.login(email, password, this.deviceTokens[email.toLowerCase()] ?? null)
-          : await this.client.signup(email, password);
+        mode === "signup"
+          ? await this.client.signup(email, password)
+          : await this.client.login(email, password, device, signInCode || null);
+      this.slowedSignIn = null;
+      this.set({ signInCodeAsked: false });
       this.signedIn(auth.token, auth.user.email, auth.device_token);
       if (auth.password_change_required) {
         // An operator's one-time password: nothing else works until it is changed.
@@ -387,11 +403,26 @@ export class AccountState implements Actions {
       await this.loadAccount();
     } catch (e) {
       const err = asMascotError(e);
+      if (mode === "signin" && err.code === "sign_in_code_sent") {
+        // Someone else keeps failing to sign in as this email: its owner got a code by mail.
+        this.slowedSignIn = { email, password };
+        this.set({
+          busy: false,
+          screen: { kind: "signed-out", mode },
+          signInCodeAsked: true,
+          banner: {
+            text: "Sign-in to this email is slowed down because of failed attempts from elsewhere. We emailed you a sign-in code: enter it below to sign in now.",
+            tone: "info",
+          },
+          focus: "sign-in-code",
+        });
+        return;
+      }
       this.set({
         busy: false,
         screen: { kind: "signed-out", mode },
         banner: { text: explain(err), tone: "error" },
-        focus: err.code === "invalid_credentials" ? "password" : "email",
+        focus: err.code === "invalid_credentials" ? "password" : signInCode ? "sign-in-code" : "email",
       });
     }
   }

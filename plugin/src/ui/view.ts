@@ -200,10 +200,14 @@ function authView(model: Model, actions: Actions, mode: AuthMode): HTMLElement {
     autocomplete: mode === "signin" ? "current-password" : "new-password",
     required: true,
     minlength: mode === "signup" ? 8 : undefined,
-    placeholder: mode === "signup" ? "At least 8 characters" : "",
+    placeholder: mode === "signup" ? "At least 8 characters" : model.signInCodeAsked ? "Kept from your last try" : "",
   });
-  const submit = (): void => actions.submitAuth(mode, email.value.trim(), password.value);
-  onEnter(submit, email, password);
+  const asked = mode === "signin" && model.signInCodeAsked;
+  const code = asked
+    ? h("input", { id: "sign-in-code", type: "text", name: "sign-in-code", autocomplete: "one-time-code", spellcheck: "false", required: true, "aria-describedby": "sign-in-code-hint" })
+    : null;
+  const submit = (): void => actions.submitAuth(mode, email.value.trim(), password.value, code?.value ?? "");
+  onEnter(submit, ...[email, password, code].filter((f): f is HTMLInputElement => f !== null));
   return h(
     "div",
     { className: "card auth", role: "form", "aria-label": mode === "signin" ? "Sign in" : "Create account" },
@@ -213,6 +217,9 @@ function authView(model: Model, actions: Actions, mode: AuthMode): HTMLElement {
     email,
     h("label", { for: "password" }, "Password"),
     password,
+    asked ? h("label", { for: "sign-in-code" }, "Sign-in code from the email") : null,
+    code,
+    asked ? h("p", { className: "muted small", id: "sign-in-code-hint" }, "It starts with mcl_ and works once, for 30 minutes. Your password is kept from your last try.") : null,
     h("button", { type: "button", className: "primary", id: "auth-submit", disabled: model.busy, "aria-busy": model.busy ? "true" : undefined, onclick: submit }, model.busy ? "Please wait…" : mode === "signin" ? "Sign in" : "Create account"),
     mode === "signin" ? h("button", { type: "button", className: "link", id: "forgot", disabled: model.busy, onclick: () => actions.forgotPassword() }, "Forgot password?") : null,
     h("p", { className: "or muted small", "aria-hidden": "true" }, "or"),

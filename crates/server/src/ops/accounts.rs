@@ -350,7 +350,7 @@ pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<Si
             );
             // Past its budget, the newest mail is at most one spacing of the mails old.
             let minutes = (60 / state.config.rate_limits.sign_in_codes_per_email_per_hour.max(1)).max(1);
-            return Err(OpError::rate_limited(
+            return Err(OpError::sign_in_code_sent(
                 format!(
                     "Too many failed sign-in attempts for this email from elsewhere. If it is yours, a sign-in code is in its mailbox (sent now or in the last {minutes} minutes): send it with your password to sign in now, or try again in {} seconds.",
                     refused.retry_after_secs

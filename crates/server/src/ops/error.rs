@@ -50,7 +50,7 @@ pub enum OpError {
     Conflict(Conflict),
     /// 429 with `Retry-After`.
     #[error("{message}")]
-    RateLimited { message: String, retry_after: u64 },
+    RateLimited { message: String, retry_after: u64, code: &'static str },
     /// The password pool is full (503 `busy`, `Retry-After: 1`).
     #[error("Too many sign-ins at once. Please try again in a moment.")]
     Busy,
@@ -139,7 +139,17 @@ impl OpError {
     }
 
     pub fn rate_limited(message: impl Into<String>, retry_after: u64) -> OpError {
-        OpError::RateLimited { message: message.into(), retry_after: retry_after.max(1) }
+        OpError::RateLimited { message: message.into(), retry_after: retry_after.max(1), code: codes::RATE_LIMITED }
+    }
+
+    /// A sign-in slowed down for strangers' failures, whose owner was mailed a one-time sign-in
+    /// code (429 `sign_in_code_sent`, `Retry-After`): a client offers a field for it.
+    pub fn sign_in_code_sent(message: impl Into<String>, retry_after: u64) -> OpError {
+        OpError::RateLimited {
+            message: message.into(),
+            retry_after: retry_after.max(1),
+            code: codes::SIGN_IN_CODE_SENT,
+        }
     }
 
     /// The HTTP status every door answers this error with (the console renders its page with it).
@@ -186,7 +196,7 @@ impl From<OpError> for ApiError {
             OpError::KeyLimit { .. } => (codes::KEY_LIMIT_REACHED, None),
             OpError::MemberCap { .. } => (codes::MEMBER_CAP_REACHED, None),
             OpError::Conflict(c) => (c.code(), None),
-            OpError::RateLimited { retry_after, .. } => (codes::RATE_LIMITED, Some(*retry_after)),
+            OpError::RateLimited { retry_after, code, .. } => (*code, Some(*retry_after)),
             OpError::Busy => (codes::BUSY, Some(1)),
             OpError::PaymentsOff => (codes::PAYMENTS_UNAVAILABLE, None),
             OpError::Provider(_) => (codes::PAYMENT_PROVIDER_ERROR, None),
