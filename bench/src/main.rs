@@ -10,6 +10,7 @@ mod flood;
 mod procs;
 mod report;
 mod scenarios;
+mod sign_in;
 mod system;
 
 use std::path::PathBuf;
@@ -83,6 +84,18 @@ enum Cmd {
         #[arg(long)]
         only: Option<String>,
     },
+    /// The owner's sign-in while strangers fail logins for the email at every slot (with mail:
+    /// the mailed code), and a bystander's login latency while one address hammers password
+    /// changes; default limits.
+    SignIn {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        /// Times the owner signs in during the attack.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// Only the 64-clients-on-one-account spend run.
     Spend {
         #[command(flatten)]
@@ -114,6 +127,12 @@ fn main() -> anyhow::Result<()> {
             std::fs::create_dir_all(&t.out)?;
             let r = system::run(&t.server, &t.out, &t.postgres, seconds, rounds, only.as_deref()).await?;
             print!("{}", system::markdown(&r));
+            Ok(())
+        }),
+        Cmd::SignIn { target: t, backend, rounds } => rt.block_on(async {
+            let r = sign_in::run(&t.server, &t.out, &t.postgres, &backend, rounds).await?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            print!("{}", report::sign_in_rows(&serde_json::json!({ backend: r })));
             Ok(())
         }),
         Cmd::Spend { target: t, backend, seconds } => {

@@ -84,6 +84,7 @@ pub fn markdown(r: &Value) -> String {
             ));
         }
     }
+    md.push_str(&sign_in_rows(&r["sign_in"]));
     let w = &r["wasm"];
     if let Some(total) = w["total_gzip"].as_f64() {
         md.push_str(&format!(
@@ -161,6 +162,35 @@ pub fn console_rows(c: &Value) -> String {
             };
             md.push_str(&format!("| {name} | {backend} | {median:.1} ms | {max:.1} ms | {t} | {m} |\n"));
         }
+    }
+    md
+}
+
+/// `mascot-bench sign-in` (issue 25): the owner under the slowdown attack, and a bystander while
+/// one address hammers password changes.
+pub fn sign_in_rows(r: &Value) -> String {
+    let mut md = String::new();
+    for backend in ["sqlite", "postgres"] {
+        let b = &r[backend];
+        if b.is_null() {
+            continue;
+        }
+        let a = &b["owner_under_attack"];
+        let (median, max) = (f(&a["owner_ms_median"]), f(&a["owner_ms_max"]));
+        md.push_str(&format!(
+            "| owner's sign-in on a new device while strangers fail logins for the email at every slot (mail on: the mailed code), {} times | {backend} | {median:.0} ms median, {max:.0} ms max, at most {} attempts; attacker: {} guesses verified, {} refused in {:.0} s; {} code mails | — | ≤ 2 attempts, ≤ 30 s | {} |\n",
+            a["rounds"], a["owner_max_attempts"], a["attacker_guesses_verified"], a["attacker_attempts_refused"],
+            f(&a["attack_seconds"]), a["sign_in_code_mails"],
+            mark(a["owner_ok"] == true && a["owner_max_attempts"].as_u64().is_some_and(|n| n <= 2) && max <= 30_000.0)
+        ));
+        let h = &b["bystander_while_password_changes_hammer"];
+        md.push_str(&format!(
+            "| a bystander's login while one address hammers password changes (20 connections) | {backend} | p50 {:.0} ms, p99 {:.0} ms ({} not signed in); changes: {} done, {} refused 429, {} busy 503 | at rest p50 {:.0} ms, p99 {:.0} ms | every login signed in | {} |\n",
+            f(&h["bystander_ms_p50_hammered"]), f(&h["bystander_ms_p99_hammered"]), h["bystander_logins_not_ok_hammered"],
+            h["password_changes_204"], h["password_changes_429"], h["password_changes_503"],
+            f(&h["bystander_ms_p50_at_rest"]), f(&h["bystander_ms_p99_at_rest"]),
+            mark(h["bystander_logins_not_ok_hammered"] == 0)
+        ));
     }
     md
 }

@@ -55,6 +55,10 @@ pub async fn all(server: &str, out: &Path, postgres: &str, seconds: u32) -> anyh
     cleanup.run().await;
     results["two_replicas"] = replicas?;
     results["two_replicas"]["audit"] = audited?;
+    eprintln!("== sign-in under attack");
+    for backend in ["sqlite", "postgres"] {
+        results["sign_in"][backend] = crate::sign_in::run(server, out, postgres, backend, 5).await?;
+    }
     results["console"] = crate::console::both(out, postgres).await?;
     results["wasm"] = wasm_size();
     results["secrets_in_logs"] = scan_logs(&out.join("logs"), postgres, &tokens)?;
@@ -224,7 +228,7 @@ pub(crate) async fn fresh_db(backend: &str, out: &Path, postgres: &str) -> anyho
     Ok((format!("{}/{name}", postgres.trim_end_matches('/')), Cleanup(Some((admin, name)))))
 }
 
-fn server_env(db: &str, sim: &StripeSim, port: u16) -> Vec<(String, String)> {
+pub(crate) fn server_env(db: &str, sim: &StripeSim, port: u16) -> Vec<(String, String)> {
     [
         ("DATABASE_URL", db.to_string()),
         ("STRIPE_SECRET_KEY", SimConfig::default().secret_key),
@@ -243,7 +247,7 @@ fn server_env(db: &str, sim: &StripeSim, port: u16) -> Vec<(String, String)> {
     .collect()
 }
 
-async fn sim_for(retries: &[u64]) -> anyhow::Result<StripeSim> {
+pub(crate) async fn sim_for(retries: &[u64]) -> anyhow::Result<StripeSim> {
     let config = SimConfig {
         retry_schedule: retries.iter().map(|ms| Duration::from_millis(*ms)).collect(),
         async_payment_delay: Duration::from_millis(300),
@@ -264,7 +268,7 @@ pub(crate) async fn signup(client: &reqwest::Client, api: &str, email: &str) -> 
     Ok((token, v["user"]["id"].as_str().unwrap_or_default().to_string()))
 }
 
-fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+pub(crate) fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
