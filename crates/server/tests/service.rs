@@ -360,20 +360,21 @@ async fn a_revoked_key_is_refused_on_the_next_request(b: Backend) {
     if let Some(r) = &replica {
         assert_eq!(svc_get(r, &k, &path).await.status(), StatusCode::OK);
     }
-    // Served from the cache now: the key's row, made unreadable behind the server's back (no
-    // trigger fires for this column), does not matter while the key is live.
-    sqlx::query("UPDATE service_keys SET key_hash = 'x' || key_hash WHERE name = 'gen'")
-        .execute(app.state.db.pool())
-        .await
-        .unwrap();
-    assert_eq!(svc_get(&app, &k, &path).await.status(), StatusCode::OK, "a cached live key");
-    if let Some(r) = &replica {
-        assert_eq!(svc_get(r, &k, &path).await.status(), StatusCode::OK, "a cached live key");
+    // SQLite: served from the cache now (the key's row, made unreadable behind the server's
+    // back, does not matter while the key is live), so only the revocation stamp can make the
+    // next request see the CLI's revocation. (On PostgreSQL any token change of any replica,
+    // e.g. a start-up's pruning, notifies and empties the caches: not a state to assert.)
+    if b == Backend::Sqlite {
+        sqlx::query("UPDATE service_keys SET key_hash = 'x' || key_hash WHERE name = 'gen'")
+            .execute(app.state.db.pool())
+            .await
+            .unwrap();
+        assert_eq!(svc_get(&app, &k, &path).await.status(), StatusCode::OK, "a cached live key");
+        sqlx::query("UPDATE service_keys SET key_hash = SUBSTR(key_hash, 2) WHERE name = 'gen'")
+            .execute(app.state.db.pool())
+            .await
+            .unwrap();
     }
-    sqlx::query("UPDATE service_keys SET key_hash = SUBSTR(key_hash, 2) WHERE name = 'gen'")
-        .execute(app.state.db.pool())
-        .await
-        .unwrap();
     let (code, _, err) = cli(&app, &["service-keys", "revoke", "--name", "gen"]);
     assert_eq!(code, 0, "{err}");
     assert_error(svc_get(&app, &k, &path).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
