@@ -220,6 +220,9 @@ test("the owner sets a cap; the member creates mascots from the team up to it an
   // Credits in the team's wallet (the operator's grant), then the member spends from it: the
   // Create tab pays from the wallet the switcher shows, 5 credits a mascot.
   await demo.operator("credits", "grant", "--team", teamId, "--amount", "40", "--reason", "Seed");
+  // The CLI is another process on the demo's SQLite file: the server sees its grant once the
+  // balance it cached from the owner's last read has aged out (cache_ttl, 1 s; docs/operations.md).
+  await new Promise((r) => setTimeout(r, 1_200));
   await member.ui.locator("#refresh").click();
   await waitText(member, "#cap-left", "10 of 10 credits left today");
   await member.ui.locator("#tab-create").click();
