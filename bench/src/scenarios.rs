@@ -452,12 +452,27 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Sen
 
 /// (ok, refused, seconds)
 pub(crate) async fn spend_run(api: &str, token: &str, clients: usize, seconds: u32) -> anyhow::Result<(u64, u64, f64)> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
+    spend_run_as(api, vec![token.to_string(); clients], None, seconds).await
+}
+
+/// One client per token, each spending 1 credit at a time (from `team`'s wallet when given) until
+/// `seconds` pass. (ok, refused, seconds)
+pub(crate) async fn spend_run_as(
+    api: &str,
+    tokens: Vec<String>,
+    team: Option<&str>,
+    seconds: u32,
+) -> anyhow::Result<(u64, u64, f64)> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(tokens.len()).build()?;
+    let body = match team {
+        None => json!({"amount": 1, "reason": "bench"}),
+        Some(t) => json!({"amount": 1, "reason": "bench", "team_id": t}),
+    };
     let deadline = Instant::now() + Duration::from_secs(seconds as u64);
     let t0 = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..clients {
-        let (client, url, token) = (client.clone(), format!("{api}/api/v1/credits/spend"), token.to_string());
+    for token in tokens {
+        let (client, url, body) = (client.clone(), format!("{api}/api/v1/credits/spend"), body.clone());
         tasks.spawn(async move {
             let (mut ok, mut refused) = (0u64, 0u64);
             while Instant::now() < deadline {
@@ -465,7 +480,7 @@ pub(crate) async fn spend_run(api: &str, token: &str, clients: usize, seconds: u
                     .post(&url)
                     .bearer_auth(&token)
                     .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-                    .json(&json!({"amount": 1, "reason": "bench"}))
+                    .json(&body)
                     .send()
                     .await;
                 match res.map(|r| r.status().as_u16()) {

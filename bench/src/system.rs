@@ -201,36 +201,7 @@ async fn team_spends(server: &str, out: &Path, postgres: &str, backend: &str, se
     )
     .await?;
     let cpu = single.srv.cpu_seconds();
-    let deadline = Instant::now() + Duration::from_secs(seconds as u64);
-    let t0 = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for token in tokens {
-        let (client, url, team) = (client.clone(), format!("{api}/api/v1/credits/spend"), team.clone());
-        tasks.spawn(async move {
-            let (mut ok, mut refused) = (0u64, 0u64);
-            while Instant::now() < deadline {
-                let res = client
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-                    .json(&json!({"amount": 1, "reason": "bench", "team_id": team}))
-                    .send()
-                    .await;
-                match res.map(|r| r.status().as_u16()) {
-                    Ok(200) => ok += 1,
-                    _ => refused += 1,
-                }
-            }
-            (ok, refused)
-        });
-    }
-    let (mut ok, mut refused) = (0u64, 0u64);
-    while let Some(r) = tasks.join_next().await {
-        let (o, f) = r?;
-        ok += o;
-        refused += f;
-    }
-    let secs = t0.elapsed().as_secs_f64();
+    let (ok, refused, secs) = crate::scenarios::spend_run_as(&api, tokens, Some(&team), seconds).await?;
     let cpu = single.srv.cpu_seconds() - cpu;
     let (cached, summed) = mascot_server::ledger::verify_balance(&single.db, &team).await?;
     let exact = cached == summed && cached == total - ok as i64;

@@ -573,6 +573,15 @@ pub async fn search_teams(db: &Db, query: &str) -> sqlx::Result<Vec<TeamSummary>
     Ok(rows.into_iter().map(team_summary).collect())
 }
 
+/// Whether `team_id` names a team that is not deleted (one indexed read).
+pub async fn team_is_live(db: &Db, team_id: &str) -> sqlx::Result<bool> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT id FROM teams WHERE id = $1 AND deleted_at IS NULL")
+        .bind(team_id)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(row.is_some())
+}
+
 /// The teams `user_id` belongs to, with their role.
 pub async fn teams_of(db: &Db, user_id: &str) -> sqlx::Result<Vec<(TeamSummary, String)>> {
     let rows: Vec<(String, String, String, i64, i64, i64, Option<i64>, String)> = sqlx::query_as(&format!(

@@ -12,11 +12,6 @@ use axum::{
 use super::{db_page, flash, nav, not_found_page, page, users::GrantForm, CheckedForm, Console, ConsoleId, Nav, Usd};
 use crate::{
     admin::{data, Operator},
-    ops::{
-        self,
-        credits::{UserRef, Validity},
-        OpError,
-    },
     AppState,
 };
 
@@ -90,26 +85,12 @@ pub async fn grant_form(
     CheckedForm(f): CheckedForm<GrantForm>,
 ) -> Response {
     // Only a live team: a grant names its wallet by id, and a user's id must not be granted here.
-    match data::team(&state.db, &id).await {
-        Ok(Some(t)) if !t.summary.deleted => {}
-        Ok(_) => return not_found_page(),
+    match data::team_is_live(&state.db, &id).await {
+        Ok(true) => {}
+        Ok(false) => return not_found_page(),
         Err(e) => return db_page(e),
     }
-    let amount = f.amount.trim().parse::<i64>().unwrap_or(0);
-    let validity = match f.valid_days.trim() {
-        "" => Ok(Validity::Forever),
-        d => d
-            .parse::<i64>()
-            .map(Validity::Days)
-            .map_err(|_| OpError::Invalid("valid_days must be a whole number of days.".into())),
-    };
-    let op_ = (&op).into();
-    let result = match validity {
-        Ok(v) => {
-            ops::credits::grant(&state, &op_, &UserRef::Id(id.clone()), amount, &f.reason, Some(&f.grant_id), v).await
-        }
-        Err(e) => Err(e),
-    };
+    let (amount, result) = f.grant(&state, &op, &id).await;
     let shown = flash(&result, |g| {
         format!("Granted {amount} credits to the team. Its balance is now {}.", g.recorded.posted.balance)
     });

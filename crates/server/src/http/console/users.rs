@@ -123,6 +123,30 @@ impl HasCsrf for GrantForm {
     }
 }
 
+impl GrantForm {
+    /// The grant this form asks for, into the wallet `wallet_id` (a user's or a team's), through
+    /// the operations layer; the amount as typed (0 when unreadable: the operation refuses it).
+    pub(super) async fn grant(
+        &self,
+        state: &AppState,
+        op: &Operator,
+        wallet_id: &str,
+    ) -> (i64, Result<ops::credits::Granted, OpError>) {
+        let amount = self.amount.trim().parse::<i64>().unwrap_or(0);
+        let validity = match self.valid_days.trim() {
+            "" => Validity::Forever,
+            d => match d.parse::<i64>() {
+                Ok(days) => Validity::Days(days),
+                Err(_) => return (amount, Err(OpError::Invalid("valid_days must be a whole number of days.".into()))),
+            },
+        };
+        let target = UserRef::Id(wallet_id.to_string());
+        let result =
+            ops::credits::grant(state, &op.into(), &target, amount, &self.reason, Some(&self.grant_id), validity).await;
+        (amount, result)
+    }
+}
+
 /// `POST /admin/users/{id}/grant`.
 pub async fn grant_form(
     State(state): State<AppState>,
@@ -131,21 +155,7 @@ pub async fn grant_form(
     ConsoleId(id): ConsoleId,
     CheckedForm(f): CheckedForm<GrantForm>,
 ) -> Response {
-    let amount = f.amount.trim().parse::<i64>().unwrap_or(0);
-    let validity = match f.valid_days.trim() {
-        "" => Ok(Validity::Forever),
-        d => d
-            .parse::<i64>()
-            .map(Validity::Days)
-            .map_err(|_| OpError::Invalid("valid_days must be a whole number of days.".into())),
-    };
-    let op_ = (&op).into();
-    let result = match validity {
-        Ok(v) => {
-            ops::credits::grant(&state, &op_, &UserRef::Id(id.clone()), amount, &f.reason, Some(&f.grant_id), v).await
-        }
-        Err(e) => Err(e),
-    };
+    let (amount, result) = f.grant(&state, &op, &id).await;
     let shown =
         flash(&result, |g| format!("Granted {amount} credits. The balance is now {}.", g.recorded.posted.balance));
     render_user(&state, &headers, &op, &id, shown, None).await
