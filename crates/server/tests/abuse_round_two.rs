@@ -913,6 +913,88 @@ async fn the_owner_gets_in_with_a_mailed_code_whatever_the_attacker_does(b: Back
     assert_eq!(reuse(PASSWORD, code).await, StatusCode::TOO_MANY_REQUESTS, "a used code is only a new device");
 }
 
+/// Item 2 on the browser sign-in page: while the email is slowed down, the owner on a new
+/// browser is refused with a field for the mailed code; the code with a wrong password is
+/// refused (the field keeps it), with the right password it reaches the confirm step, and the
+/// plugin gets the owner.
+async fn the_browser_sign_in_page_takes_the_mailed_code(b: Backend) {
+    let mail = smtp::SmtpServer::start().await;
+    let app = spawn_app_with(b, with_mail(&mail)).await;
+    signup_device(&app, "owner@example.com").await;
+    slowed_for_3_seconds(&app, "owner@example.com").await;
+
+    let res = app.post_json("/api/v1/auth/handoff", None, &json!({})).await;
+    let h: Value = res.json().await.unwrap();
+    let (id, key, user_code, url) = (
+        h["handoff_id"].as_str().unwrap().to_string(),
+        h["read_key"].as_str().unwrap().to_string(),
+        h["user_code"].as_str().unwrap().to_string(),
+        h["url"].as_str().unwrap().to_string(),
+    );
+    let page = forms::open(&app, &url, &[]).await;
+    let cookie = page.csrf_cookie.clone().expect("a CSRF cookie");
+    let (secret, csrf) = (page.field("secret"), page.field("csrf"));
+    let send = |password: &'static str, sign_in_code: Option<String>| {
+        let (app, cookie, secret, csrf, user_code) =
+            (&app, cookie.clone(), secret.clone(), csrf.clone(), user_code.clone());
+        async move {
+            let mut fields = vec![
+                ("secret", secret),
+                ("csrf", csrf),
+                ("step", "sign_in".to_string()),
+                ("code", user_code),
+                ("email", "owner@example.com".to_string()),
+                ("password", password.to_string()),
+            ];
+            if let Some(c) = sign_in_code {
+                fields.push(("sign_in_code", c));
+            }
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            forms::post_form(app, "/account/sign-in", &cookie, &fields, &[("x-forwarded-for", "10.210.0.1")]).await
+        }
+    };
+
+    let refused = send(PASSWORD, None).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{}", refused.html);
+    assert!(refused.headers.contains_key("retry-after"));
+    assert!(refused.html.contains(r#"name="sign_in_code""#), "the page asks for the mailed code: {}", refused.html);
+    assert!(refused.html.contains("Sign-in code from the email"));
+    let code = loop {
+        if let Some(m) = mail.received_about(SIGN_IN_CODE).await.last() {
+            assert_eq!(m.to, vec!["owner@example.com".to_string()]);
+            assert!(m.data.contains("browser sign-in page"), "the mail names the page too");
+            break code_in(m);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let wrong = send("not the password", Some(code.clone())).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "a code never helps a wrong password: {}", wrong.html);
+    assert_eq!(wrong.field("sign_in_code"), code, "the field keeps the typed code");
+
+    let confirm = send(PASSWORD, Some(code.clone())).await;
+    assert_eq!(confirm.status, StatusCode::OK, "the code with the password gets in at once: {}", confirm.html);
+    assert!(confirm.html.contains("owner@example.com"), "{}", confirm.html);
+    let fields = [
+        ("secret", confirm.field("secret")),
+        ("csrf", confirm.field("csrf")),
+        ("step", "confirm".to_string()),
+        ("account", confirm.field("account")),
+    ];
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let done = forms::post_form(&app, "/account/sign-in", &cookie, &fields, &[]).await;
+    assert!(done.html.contains("You can go back to Figma"), "{}", done.html);
+    let res = app
+        .client
+        .get(app.url(&format!("/api/v1/auth/handoff/{id}?wait=0")))
+        .header("X-Handoff-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["user"]["email"], "owner@example.com", "the plugin gets the owner: {body}");
+}
+
 /// Fails logins for `email` from new addresses at every open slot until the next one is at
 /// least 3 s away.
 async fn slowed_for_3_seconds(app: &TestApp, email: &str) {
@@ -988,6 +1070,7 @@ on_both_databases!(
     stripe_lookups_are_budgeted_and_only_for_the_newest_pending_checkout,
     a_known_browser_gets_into_the_console_whatever_strangers_try,
     the_owner_gets_in_with_a_mailed_code_whatever_the_attacker_does,
+    the_browser_sign_in_page_takes_the_mailed_code,
     strangers_at_k_sources_do_not_slow_the_owner,
 );
 

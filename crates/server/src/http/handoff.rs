@@ -1,7 +1,7 @@
 //! Browser sign-in for the plugin: the API the plugin calls (`/api/v1/auth/handoff…`) and the
 //! page the system browser opens (`/account/sign-in`). See `auth::handoff` for the protocol.
 
-use api_types::{ErrorEnvelope, HandoffPoll, HandoffStart, HandoffStatus, User, HANDOFF_KEY_HEADER};
+use api_types::{codes, ErrorEnvelope, HandoffPoll, HandoffStart, HandoffStatus, User, HANDOFF_KEY_HEADER};
 use askama::Template;
 use axum::{
     extract::{rejection::FormRejection, Query, State},
@@ -99,6 +99,9 @@ struct SignInPage<'a> {
     code: &'a str,
     email: &'a str,
     error: Option<&'a str>,
+    /// The email is under attack and its owner was mailed a one-time sign-in code: the page asks
+    /// for it (kept when the password was wrong).
+    sign_in_code: Option<&'a str>,
 }
 
 #[derive(Template)]
@@ -142,6 +145,9 @@ pub struct PageForm {
     new_password: String,
     #[serde(default)]
     new_password_confirm: String,
+    /// The one-time code mailed while the email is under attack (`mcl_…`), when the page asked.
+    #[serde(default)]
+    sign_in_code: String,
     /// On the confirm step: the account the page showed.
     #[serde(default)]
     account: String,
@@ -181,6 +187,19 @@ impl Pages<'_> {
     }
 
     fn sign_in(&self, h: &Handoff, status: StatusCode, code: &str, email: &str, error: Option<&str>) -> Response {
+        self.sign_in_asking(h, status, code, email, error, None)
+    }
+
+    /// The sign-in form, with the field for a mailed sign-in code when `sign_in_code` is set.
+    fn sign_in_asking(
+        &self,
+        h: &Handoff,
+        status: StatusCode,
+        code: &str,
+        email: &str,
+        error: Option<&str>,
+        sign_in_code: Option<&str>,
+    ) -> Response {
         let (csrf, cookie) = self.csrf();
         let page = SignInPage {
             secret: self.secret,
@@ -190,6 +209,7 @@ impl Pages<'_> {
             code,
             email,
             error,
+            sign_in_code,
         };
         html::render_with_cookie(status, &page, cookie)
     }
@@ -353,7 +373,7 @@ async fn sign_in_step(pages: &Pages<'_>, h: &Handoff, form: &PageForm) -> Respon
             device_token: device.as_deref(),
             door: Door::Page,
             code: None,
-            sign_in_code: None,
+            sign_in_code: Some(form.sign_in_code.trim()).filter(|c| !c.is_empty()),
         };
         ops::accounts::check_password(state, attempt).await
     };
@@ -361,7 +381,18 @@ async fn sign_in_step(pages: &Pages<'_>, h: &Handoff, form: &PageForm) -> Respon
         Ok(s) => s,
         Err(e) => {
             let e = ApiError::from(e);
-            let mut response = pages.sign_in(h, e.status, &form.code, &form.email, Some(&e.message));
+            // Once a code was mailed, the page keeps asking for it (and keeps what was typed).
+            let typed = form.sign_in_code.trim();
+            let ask = (e.code == codes::SIGN_IN_CODE_SENT || !typed.is_empty()).then_some(typed);
+            let message = if e.code == codes::SIGN_IN_CODE_SENT {
+                format!(
+                    "Too many failed sign-ins for this email from elsewhere, so new devices wait {} seconds. If the email is yours, a sign-in code is in its mailbox (sent now or in the last minutes): type it below with your password to sign in now.",
+                    e.retry_after.unwrap_or(0)
+                )
+            } else {
+                e.message.clone()
+            };
+            let mut response = pages.sign_in_asking(h, e.status, &form.code, &form.email, Some(&message), ask);
             if let Some(wait) = e.retry_after.and_then(|w| HeaderValue::from_str(&w.to_string()).ok()) {
                 response.headers_mut().insert(header::RETRY_AFTER, wait);
             }

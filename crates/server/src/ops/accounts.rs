@@ -325,8 +325,11 @@ pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<Si
         _ => None,
     };
     // A mailed one-time code of this account is limited on its own too (a new device otherwise).
+    // The plugin and the browser sign-in page take one; the console has its own throttle keys.
     let code_used = match (sign_in_code, &account, door, &device) {
-        (Some(c), Some(a), Door::Plugin, None) if sign_in_codes::valid(&state.db, c, &a.id).await? => Some(c),
+        (Some(c), Some(a), Door::Plugin | Door::Page, None) if sign_in_codes::valid(&state.db, c, &a.id).await? => {
+            Some(c)
+        }
         _ => None,
     };
     let exempt = device.clone().or_else(|| code_used.map(tokens::hash_token));
@@ -336,7 +339,7 @@ pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<Si
     };
     let reserved = match Counted::reserve(state, &throttled_email, &counted_as, exempt.as_deref()).await {
         Ok(reserved) => reserved,
-        Err(refused) if refused.rule == Rule::EmailSlowdown && door == Door::Plugin && state.mailer.enabled() => {
+        Err(refused) if refused.rule == Rule::EmailSlowdown && door != Door::Console && state.mailer.enabled() => {
             // The email is under attack: its owner gets a one-time code by mail (the answer is the
             // same whether or not the account exists, and does not wait for the mail).
             offer_sign_in_code(state, account.as_ref(), client);
@@ -480,7 +483,7 @@ fn offer_sign_in_code(state: &AppState, account: Option<&Account>, client: &str)
         };
         let minutes = ttl / 60_000;
         let body = format!(
-            "Hello,\n\nMany sign-ins to your Mascot account ({email}) failed lately, so new devices are slowed down. If you are signing in, enter this code in the plugin with your password; it lets you in at once (it works once, for {minutes} minutes):\n\n{code}\n\nIf you are not signing in, someone may be guessing your password: nothing changes without it, and you can ignore this mail. A long password you use nowhere else keeps you safe.\n\n— Mascot\n",
+            "Hello,\n\nMany sign-ins to your Mascot account ({email}) failed lately, so new devices are slowed down. If you are signing in, enter this code with your password, in the plugin or on the browser sign-in page; it lets you in at once (it works once, for {minutes} minutes):\n\n{code}\n\nIf you are not signing in, someone may be guessing your password: nothing changes without it, and you can ignore this mail. A long password you use nowhere else keeps you safe.\n\n— Mascot\n",
             email = account.email,
         );
         state.mailer.send(Mail {
