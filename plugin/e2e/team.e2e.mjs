@@ -219,12 +219,14 @@ test("the owner sets a cap; the member creates mascots from the team up to it an
 
   // Credits in the team's wallet (the operator's grant), then the member spends from it: the
   // Create tab pays from the wallet the switcher shows, 5 credits a mascot.
+  // No refresh: the member's screen holds a long-poll on the team's balance as they see it, and
+  // follows the cap the owner set, then the grant. (The CLI is another process on the demo's
+  // SQLite file: the waiting server reads again every second, once the balance it cached has aged
+  // out, cache_ttl 1 s; docs/operations.md.)
+  await waitText(member, "#cap-left", "10 of 10 credits left today", 10_000);
+  await waitText(member, "#balance", /^0 credits$/);
   await demo.operator("credits", "grant", "--team", teamId, "--amount", "40", "--reason", "Seed");
-  // The CLI is another process on the demo's SQLite file: the server sees its grant once the
-  // balance it cached from the owner's last read has aged out (cache_ttl, 1 s; docs/operations.md).
-  await new Promise((r) => setTimeout(r, 1_200));
-  await member.ui.locator("#refresh").click();
-  await waitText(member, "#cap-left", "10 of 10 credits left today");
+  await waitText(member, "#balance", /^10 credits$/, 10_000);
   await member.ui.locator("#tab-create").click();
   await waitText(member, "#create-balance", `Paid from ${TEAM}: 10 credits available to you`);
   for (const name of ["Ada", "Bob"]) {

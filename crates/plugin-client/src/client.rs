@@ -399,16 +399,23 @@ impl<T: Transport> Client<T> {
     }
 
     /// `BalanceResponse` as soon as it differs from `after` (a `version` from an earlier answer),
-    /// or after `wait_seconds` (1–25) unchanged. Aborted by `cancel_wait`.
-    pub async fn balance_after(&self, after: &str, wait_seconds: u32) -> Result<String, MascotError> {
-        let mut request = self.request(
-            Method::Get,
-            &format!("/api/v1/credits/balance?wait={}&after={}", wait_seconds.clamp(1, 25), encode_component(after)),
-            None,
-            None,
-        );
+    /// or after `wait_seconds` (1–25) unchanged; with `team`, that team wallet's as the caller
+    /// sees it. Aborted by `cancel_wait`.
+    pub async fn balance_after(
+        &self,
+        after: &str,
+        wait_seconds: u32,
+        team: Option<&str>,
+    ) -> Result<String, MascotError> {
+        Ok(self.object(self.balance_after_request(after, wait_seconds, team)).await?.0)
+    }
+
+    pub fn balance_after_request(&self, after: &str, wait_seconds: u32, team: Option<&str>) -> Request {
+        let path =
+            format!("/api/v1/credits/balance?wait={}&after={}", wait_seconds.clamp(1, 25), encode_component(after));
+        let mut request = self.request(Method::Get, &with_team(path, team), None, None);
         request.abortable = true;
-        Ok(self.object(request).await?.0)
+        request
     }
 
     /// `AlertSettings`: the low-balance alert's threshold (null: off), the personal wallet's or
@@ -559,6 +566,7 @@ impl<T: Transport> Client<T> {
             "revoke" => self.revoke_invitation_request(a, b),
             "accept" => self.accept_invitation_request(a),
             "balance" => self.balance_request(Some(a)),
+            "wait" => self.balance_after_request(b, n.unwrap_or(25) as u32, Some(a)),
             "history" => self.history_request(n.map(|n| n.clamp(1, 100) as u32), Some(b), Some(a)),
             "usage" => self.usage_request(n.unwrap_or(30).clamp(1, 366) as u32, Some(a)),
             "alerts" => self.request(Method::Get, &alerts_path(Some(a)), None, None),

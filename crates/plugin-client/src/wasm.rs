@@ -58,6 +58,8 @@ export interface MascotClient {
   /** A member who is not an owner or admin gets `balance: null`, what they may spend as
    * `available`, and their `cap` (`{credits, period, used, resets_at}`). */
   team(route: "balance", teamId: string): Promise<BalanceResponse>;
+  /** `balanceAfter` for the team's wallet as the caller sees it (a member: their cap); `cancelWait` aborts it. */
+  team(route: "wait", teamId: string, after: string, c: null, waitSeconds: number): Promise<BalanceResponse>;
   /** Owners and admins see every entry (with the member who spent), members their own. */
   team(route: "history", teamId: string, before: string | null, c: null, limit: number | null): Promise<HistoryResponse>;
   team(route: "usage", teamId: string, b: null, c: null, days: number): Promise<UsageResponse>;
@@ -208,7 +210,7 @@ async fn run(c: Rc<Client<Browser>>, call: Call) -> Result<JsValue> {
         Call::StartCheckout(pack) => some(c.start_checkout(&pack, None).await),
         Call::Redeem(code) => some(c.redeem(&code).await),
         Call::Usage(days) => some(c.usage(days, None).await),
-        Call::BalanceAfter(after, wait) => some(c.balance_after(&after, wait).await),
+        Call::BalanceAfter(after, wait) => some(c.balance_after(&after, wait, None).await),
         Call::Alerts => some(c.alerts(None).await),
         Call::SetAlerts(t) => some(c.set_alerts(t.map(|t| t as i64), None).await),
         Call::ExportCsv => some(c.export_csv().await),

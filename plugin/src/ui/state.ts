@@ -343,6 +343,7 @@ export class AccountState implements Actions {
       let banner = this.model.banner?.tone === "error" ? null : this.model.banner;
       if (gone) banner = { text: `You are no longer in ${this.teamName(this.model.wallet)}. Showing your personal wallet.`, tone: "info" };
       this.set({ me, balance, teams: teams.teams, wallet, teamBalance, history: page.entries, cursor: page.next_cursor, busy: false, banner, announce: gone ? banner?.text ?? "" : "" });
+      if (gone) void this.watchBalance();
     } catch (e) {
       this.fail(e, () => this.refresh());
     }
@@ -802,26 +803,31 @@ export class AccountState implements Actions {
       this.fail(e, () => this.exportCsv());
     }
   }
-  // While the Account tab is open, one long-poll keeps the balance current (another device's
-  // spend, a purchase, a refund, an expiry) and says so when the low-balance alert turns on.
+  // While the Account tab is open, one long-poll keeps the wallet shown current (another device's
+  // or a teammate's spend, a purchase, a refund, an expiry, an operator's grant) and says so when
+  // the low-balance alert turns on. Choosing another wallet starts a new one; the old one ends
+  // with its next answer.
 
   private async watchBalance(): Promise<void> {
     const generation = ++this.watching;
+    const wallet = this.model.wallet;
     let failures = 0;
     while (generation === this.watching && this.client.token()) {
-      const version = this.model.balance?.version ?? "";
+      const shown = wallet ? this.model.teamBalance : this.model.balance;
+      const version = shown?.version ?? "";
       try {
-        const balance = await this.client.balanceAfter(version, 25);
-        if (generation !== this.watching) return;
+        const balance = wallet ? await this.client.team("wait", wallet, version, null, 25) : await this.client.balanceAfter(version, 25);
+        if (generation !== this.watching || this.model.wallet !== wallet) return;
         failures = 0;
         // Unchanged after the wait: no render. Each render rebuilds the panel, and one every 25 s
         // would drop what is being typed in a field the model does not hold (the Team screen's
         // forms) and a click that lands mid-render.
         if (balance.version === version) continue;
-        const wasLow = this.model.balance?.low ?? false;
-        const patch: Partial<Model> = { balance };
+        const wasLow = shown?.low ?? false;
+        const patch: Partial<Model> = wallet ? { teamBalance: balance } : { balance };
         if (balance.low && !wasLow && balance.low_balance !== null) {
-          const text = `Your available credits fell below ${credits(balance.low_balance)}. Buy more to keep creating.`;
+          const whose = wallet ? `${this.teamName(wallet)}’s available credits` : "Your available credits";
+          const text = `${whose} fell below ${credits(balance.low_balance)}. Buy more to keep creating.`;
           patch.banner = { text, tone: "info" };
           patch.announce = text;
         }
@@ -829,6 +835,8 @@ export class AccountState implements Actions {
       } catch (e) {
         const err = asMascotError(e);
         if (generation !== this.watching || isSessionExpired(err) || isPasswordChangeRequired(err)) return;
+        // Out of the team (404): the next refresh says so and shows the personal wallet.
+        if (wallet && err.kind === "http" && err.status === 404) return;
         // Cancelled with a checkout wait, offline, or a server restart: try again, slower each time.
         if (err.kind !== "cancelled") failures++;
         await new Promise((r) => setTimeout(r, Math.min(30_000, 1000 * 2 ** Math.min(failures, 5))));
@@ -909,6 +917,7 @@ export class AccountState implements Actions {
       const [teamBalance, page] = await Promise.all([wallet ? this.client.team("balance", wallet) : null, this.history(wallet, null)]);
       if (this.model.wallet !== wallet) return;
       this.set({ teamBalance, history: page.entries, cursor: page.next_cursor, busy: false, announce: `Showing ${name}.`, focus });
+      void this.watchBalance();
     } catch (e) {
       this.fail(e, () => this.selectWallet(wallet));
     }

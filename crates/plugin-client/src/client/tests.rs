@@ -175,6 +175,7 @@ fn every_path() {
         .answer(200, r#"{"url":"http://api.test/exports/csv?token=mce_x","expires_at":"x"}"#)
         .answer(200, "{}")
         .answer(200, "{}")
+        .answer(200, "{}")
         .answer(200, "{}");
     let c = client(script, Some("t"));
     block_on(async {
@@ -189,9 +190,10 @@ fn every_path() {
         c.send_verification().await.unwrap();
         c.usage(7, None).await.unwrap();
         c.export_csv().await.unwrap();
-        c.balance_after("1.0.0.0.0.0", 99).await.unwrap();
+        c.balance_after("1.0.0.0.0.0", 99, None).await.unwrap();
         c.alerts(None).await.unwrap();
         c.set_alerts(None, None).await.unwrap();
+        c.balance_after("m.3", 25, Some("team 1")).await.unwrap();
     });
     let urls: Vec<String> = sent(&c).into_iter().map(|r| r.url.replace("http://api.test", "")).collect();
     assert_eq!(
@@ -211,11 +213,13 @@ fn every_path() {
             "/api/v1/credits/balance?wait=25&after=1.0.0.0.0.0",
             "/api/v1/me/alerts",
             "/api/v1/me/alerts",
+            "/api/v1/credits/balance?wait=25&after=m.3&team_id=team%201",
         ]
     );
     assert_eq!(sent(&c)[4].body.as_deref(), Some(r#"{"pack_id":"pack_75"}"#));
     assert_eq!(sent(&c)[7].body.as_deref(), Some(r#"{"code":"launch50"}"#));
     assert!(sent(&c)[11].abortable, "the balance long-poll can be cancelled");
+    assert!(sent(&c)[14].abortable, "a team's balance long-poll too");
     assert_eq!((sent(&c)[13].method, sent(&c)[13].body.as_deref()), (Method::Put, Some(r#"{"low_balance":null}"#)));
 }
 
@@ -760,6 +764,7 @@ fn team_request_dispatches_each_route_by_name_to_its_builder() {
         ("revoke", args(Some("tm_1"), Some("inv_1"), None, None, None), c.revoke_invitation_request("tm_1", "inv_1")),
         ("accept", args(Some("mci_x"), None, None, None, None), c.accept_invitation_request("mci_x")),
         ("balance", args(Some("tm_1"), None, None, None, None), c.balance_request(Some("tm_1"))),
+        ("wait", args(Some("tm_1"), Some("v1"), None, Some(25), None), c.balance_after_request("v1", 25, Some("tm_1"))),
         (
             "history",
             args(Some("tm_1"), Some("cur"), None, Some(10), None),
