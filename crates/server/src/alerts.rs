@@ -18,24 +18,29 @@ use crate::{
     },
 };
 
-/// A wallet's alert as the plugin sees it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Alert {
-    pub threshold: Option<i64>,
-    pub low: bool,
-    pub crossings: i64,
-}
+/// A wallet's alert as the plugin sees it (kept in the read cache with the balances).
+pub use crate::db::cache::Alert;
 
 /// The largest threshold (a typo such as 10000000 should not be a silent "always low").
 pub const MAX_THRESHOLD: i64 = 1_000_000;
 
 pub async fn get(db: &Db, wallet: &str) -> sqlx::Result<Alert> {
+    // Every balance answer shows the alert: from the read cache, which drops it with the balances
+    // on any commit of this process and on PostgreSQL's notifications (the `users` trigger for a
+    // crossing, `mascot_alerts_cache` for a threshold set elsewhere).
+    if let Some(alert) = db.cache().alert(wallet) {
+        return Ok(alert);
+    }
+    let ticket = db.cache().alert_ticket();
     let row: Option<(i64, i64, i64)> =
         sqlx::query_as("SELECT threshold, low, crossings FROM balance_alerts WHERE wallet_id = $1")
             .bind(wallet)
             .fetch_optional(db.pool())
             .await?;
-    Ok(row.map_or_else(Alert::default, |(t, low, crossings)| Alert { threshold: Some(t), low: low == 1, crossings }))
+    let alert =
+        row.map_or_else(Alert::default, |(t, low, crossings)| Alert { threshold: Some(t), low: low == 1, crossings });
+    db.cache().put_alert(ticket, wallet, alert);
+    Ok(alert)
 }
 
 /// Sets (or, with `None`, removes) the threshold. Setting it is not a crossing: `low` starts as

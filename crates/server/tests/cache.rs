@@ -1,4 +1,4 @@
-//! The read cache (tokens and balances) never shows a client something stale that it, another
+//! The read cache (tokens, balances and alerts) never shows a client something stale that it, another
 //! replica or an operator command has changed: each server here caches for a minute, so only the
 //! invalidation paths can make these pass.
 
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::{postgres_available, spawn_app_with, spawn_replica_with, Backend, TestApp};
 use mascot_server::Config;
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn long_cache(c: &mut Config) {
     c.cache_ttl = Duration::from_secs(60);
@@ -36,7 +36,40 @@ async fn status(app: &TestApp, token: &str) -> StatusCode {
     app.get("/api/v1/credits/balance", Some(token)).await.status()
 }
 
-on_both_databases!(own_writes_are_read_back_at_once);
+on_both_databases!(own_writes_are_read_back_at_once, an_alert_set_is_read_back_at_once);
+
+async fn put_alert(app: &TestApp, token: &str, low_balance: Option<i64>) {
+    let res = app
+        .client
+        .put(app.url("/api/v1/me/alerts"))
+        .bearer_auth(token)
+        .json(&json!({ "low_balance": low_balance }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// The low-balance alert a balance answer shows, and whether it is low.
+async fn alert_shown(app: &TestApp, token: &str) -> (Value, Value) {
+    let v: Value = app.get("/api/v1/credits/balance", Some(token)).await.json().await.unwrap();
+    (v["low_balance"].clone(), v["low"].clone())
+}
+
+/// The alert is cached with the balance (every balance answer shows it), and a change of it, or a
+/// spend that crosses it, is in the next answer.
+async fn an_alert_set_is_read_back_at_once(b: Backend) {
+    let app = spawn_app_with(b, long_cache).await;
+    let u = app.signup("alert@example.com").await;
+    app.grant(&u.email, 20).await;
+    assert_eq!(alert_shown(&app, &u.token).await, (Value::Null, json!(false)), "warms the cache");
+    put_alert(&app, &u.token, Some(15)).await;
+    assert_eq!(alert_shown(&app, &u.token).await, (json!(15), json!(false)));
+    assert_eq!(app.spend(&u.token, "k1", 10, "render").await.status(), StatusCode::OK);
+    assert_eq!(alert_shown(&app, &u.token).await, (json!(15), json!(true)), "the crossing shows at once");
+    put_alert(&app, &u.token, None).await;
+    assert_eq!(alert_shown(&app, &u.token).await, (Value::Null, json!(false)));
+}
 
 /// A client reads its own writes: every answer after a spend or a grant shows it.
 async fn own_writes_are_read_back_at_once(b: Backend) {
@@ -102,6 +135,19 @@ async fn postgres_replicas_see_each_others_balance_changes() {
     common::grant_as_cli(&tool, &u.email, 5, "support", None).await.unwrap();
     eventually(Duration::from_secs(2), 25, || a.balance(&u.token)).await;
     eventually(Duration::from_secs(2), 25, || b.balance(&u.token)).await;
+}
+
+/// A threshold set on one replica is in the other's next balance answers (its cache keeps them
+/// for 60 s here): the `mascot_alerts_cache` trigger notifies, as for a balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replicas_see_each_others_alert_changes() {
+    let Some((a, b)) = pg_pair().await else { return };
+    let u = a.signup("alerts-both@example.com").await;
+    assert_eq!(alert_shown(&b, &u.token).await, (Value::Null, json!(false)), "cached on B");
+    put_alert(&a, &u.token, Some(5)).await;
+    eventually(Duration::from_secs(2), (json!(5), json!(true)), || alert_shown(&b, &u.token)).await;
+    put_alert(&a, &u.token, None).await;
+    eventually(Duration::from_secs(2), (Value::Null, json!(false)), || alert_shown(&b, &u.token)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

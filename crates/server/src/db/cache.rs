@@ -1,5 +1,6 @@
-//! A per-process cache of the two reads every signed-in request makes: who a bearer token belongs
-//! to, and a user's balance. Without it each `GET /credits/balance` costs two database round trips.
+//! A per-process cache of the reads every signed-in request makes: who a bearer token belongs to,
+//! a user's balance and their low-balance alert. Without it each `GET /credits/balance` costs
+//! three database round trips.
 //!
 //! Coherence, from the nearest writer to the farthest:
 //! - writes of this process: every write transaction commits through [`super::Db::commit`] (or the
@@ -65,6 +66,14 @@ impl Funds {
     }
 }
 
+/// A wallet's low-balance alert as the plugin sees it (`crate::alerts` owns its rules).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Alert {
+    pub threshold: Option<i64>,
+    pub low: bool,
+    pub crossings: i64,
+}
+
 /// A live service key, as cached: checked on every hit against the revocation stamp it was read
 /// under (see `auth::service_keys`), and sharing, across hits, when its last use was recorded.
 #[derive(Debug)]
@@ -86,6 +95,9 @@ pub struct ReadCache {
     /// Live service keys by the SHA-256 of the key; dropped with the tokens.
     keys: Part<String, Arc<CachedKey>>,
     funds: Part<String, Funds>,
+    /// Alerts by wallet; dropped with the balances (a crossing moves with the balance, in the
+    /// same transaction; a threshold set elsewhere notifies like a balance on PostgreSQL).
+    alerts: Part<String, Alert>,
     /// Woken whenever cached balances are dropped: a balance may have changed (long-polls and the
     /// alert worker wait on it instead of polling).
     funds_signal: tokio::sync::Notify,
@@ -104,6 +116,7 @@ impl ReadCache {
             tokens: Part::default(),
             keys: Part::default(),
             funds: Part::default(),
+            alerts: Part::default(),
             funds_signal: tokio::sync::Notify::new(),
         }
     }
@@ -128,11 +141,13 @@ impl ReadCache {
         self.tokens.invalidate();
         self.keys.invalidate();
         self.funds.invalidate();
+        self.alerts.invalidate();
     }
 
-    /// A balance or held amount may have changed.
+    /// A balance or held amount (or an alert) may have changed.
     pub fn funds_changed(&self) {
         self.funds.invalidate();
+        self.alerts.invalidate();
         self.funds_signal.notify_waiters();
     }
 
@@ -191,6 +206,23 @@ impl ReadCache {
 
     pub fn funds_ticket(&self) -> Ticket {
         self.funds.ticket()
+    }
+
+    pub fn alert(&self, wallet: &str) -> Option<Alert> {
+        if !self.is_enabled() {
+            return None;
+        }
+        self.alerts.get(wallet)
+    }
+
+    pub fn alert_ticket(&self) -> Ticket {
+        self.alerts.ticket()
+    }
+
+    pub fn put_alert(&self, ticket: Ticket, wallet: &str, alert: Alert) {
+        if self.is_enabled() {
+            self.alerts.put(ticket, wallet.to_string(), alert, Instant::now() + self.ttl);
+        }
     }
 
     /// Stores funds read under `ticket`; `valid_for` caps the entry's life (the next hold expiry
@@ -286,6 +318,21 @@ mod tests {
         assert!(cache.token("h", 1_000).is_none(), "a token is dead at its expiry");
         cache.put_funds(cache.funds_ticket(), "u1", Funds::new(1, 1), Some(Duration::ZERO));
         assert_eq!(cache.funds("u1"), None, "a hold expiring now ends the entry");
+    }
+
+    #[test]
+    fn alerts_go_with_the_balances() {
+        let cache = ReadCache::new(Duration::from_secs(60));
+        cache.enable();
+        let alert = Alert { threshold: Some(10), low: true, crossings: 1 };
+        let ticket = cache.alert_ticket();
+        cache.funds_changed();
+        cache.put_alert(ticket, "w1", alert);
+        assert_eq!(cache.alert("w1"), None, "read before a change: not stored");
+        cache.put_alert(cache.alert_ticket(), "w1", alert);
+        assert_eq!(cache.alert("w1"), Some(alert));
+        cache.funds_changed();
+        assert_eq!(cache.alert("w1"), None, "any commit drops it");
     }
 
     #[test]

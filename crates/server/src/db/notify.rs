@@ -1,7 +1,7 @@
 //! PostgreSQL notifications between replicas (and operator commands): one listener connection per
 //! process for two channels.
-//! - `mascot_cache`: sent by triggers whenever a balance, held credits or a token changes, whoever
-//!   the writer is; the read cache drops what it holds.
+//! - `mascot_cache`: sent by triggers whenever a balance, held credits, an alert or a token
+//!   changes, whoever the writer is; the read cache drops what it holds.
 //! - `mascot_checkout`: a checkout session changed (sent by the writer, see `billing::hub`);
 //!   long-polls waiting on it are woken.
 //!
@@ -34,6 +34,13 @@ pub(super) async fn install_triggers(db: &Db) -> sqlx::Result<()> {
     tx.execute(
         "CREATE OR REPLACE TRIGGER mascot_tokens_cache AFTER UPDATE OR DELETE ON auth_tokens
          FOR EACH STATEMENT EXECUTE FUNCTION mascot_cache_notify('tokens')",
+    )
+    .await?;
+    // A low-balance threshold set or removed: cached alerts go with the balances. Per row, so the
+    // balance trigger's guarded updates that change nothing (every spend's) do not fire it.
+    tx.execute(
+        "CREATE OR REPLACE TRIGGER mascot_alerts_cache AFTER INSERT OR UPDATE OR DELETE ON balance_alerts
+         FOR EACH ROW EXECUTE FUNCTION mascot_cache_notify('funds')",
     )
     .await?;
     // A revoked service key: every replica's cached keys go (its last-use touch does not fire it).
