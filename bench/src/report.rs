@@ -99,7 +99,7 @@ pub fn markdown(r: &Value) -> String {
     md.push_str("\n## Reliability\n\n| run | result | |\n|---|---|---|\n");
     let c = &r["crash_restart"];
     md.push_str(&format!(
-        "| SIGKILL the server mid-flood (300 paid sessions), restart, simulator retries | {} failed delivery attempts retried; credited {} sessions, {} credits (expected {}) | {} |\n",
+        "| SIGKILL the server mid-flood (300 paid sessions of 60 buyers), restart, simulator retries | {} failed delivery attempts retried; credited {} sessions, {} credits (expected {}) | {} |\n",
         c["failed_delivery_attempts_retried"], c["credited_sessions"], c["credits"], c["expected_credits"], if c["exact"] == true { "✅ nothing lost, nothing doubled" } else { "❌" }
     ));
     let t = &r["two_replicas"];
