@@ -702,6 +702,50 @@ async fn stripe_lookups_are_budgeted_and_only_for_the_newest_pending_checkout(b:
     );
 }
 
+/// Item 4: a burst of purchases (20 paid at once, their webhooks delivered together) fetches the
+/// receipts within the Stripe budget's share for lookups (test mode: 6 a second), not one call
+/// per purchase at once; every receipt is still stored, a few seconds later.
+async fn receipts_after_a_burst_of_purchases_keep_to_the_stripe_budget(b: Backend) {
+    let app = Arc::new(stripe::spawn_billing_app(b).await);
+    let mut sessions = Vec::new();
+    for i in 0..20 {
+        let buyer = app.signup(&format!("burst{i}@example.com")).await;
+        let res = app.post_json("/api/v1/billing/checkout", Some(&buyer.token), &json!({"pack_id": "pack_25"})).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        sessions.push(res.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_string());
+    }
+    // The creations used the budget: let it fill again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let receipt_calls = |app: &stripe::BillingApp| {
+        app.sim.requests().iter().filter(|r| r.method == "GET" && r.path.starts_with("/v1/payment_intents/")).count()
+    };
+    let stored = |app: Arc<stripe::BillingApp>| async move {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM checkout_sessions WHERE status = 'credited' AND receipt_url IS NOT NULL",
+        )
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+        n
+    };
+    let started = std::time::Instant::now();
+    let mut pays = tokio::task::JoinSet::new();
+    for id in sessions.clone() {
+        let app = app.clone();
+        pays.spawn(async move { app.sim.pay(&id, stripe_sim::PayMethod::Card).await.unwrap() });
+    }
+    pays.join_all().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (calls, took) = (receipt_calls(&app), started.elapsed());
+    let allowed = 6 + (6.0 * took.as_secs_f64()).ceil() as usize;
+    assert!(calls <= allowed, "{calls} receipt lookups in {took:?} (the budget allows {allowed})");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while stored(app.clone()).await < 20 {
+        assert!(std::time::Instant::now() < deadline, "receipts stored: {} of 20", stored(app.clone()).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Item 2 (part): the console keeps a device cookie. A stranger failing console sign-ins for an
 /// operator's email from many addresses slows that email down, but the operator's browser that
 /// signed in before gets in at once; a new browser waits.
@@ -1068,6 +1112,7 @@ on_both_databases!(
     pending_checkouts_per_user_are_capped_at_five,
     plugin_login_failures_do_not_slow_the_console,
     stripe_lookups_are_budgeted_and_only_for_the_newest_pending_checkout,
+    receipts_after_a_burst_of_purchases_keep_to_the_stripe_budget,
     a_known_browser_gets_into_the_console_whatever_strangers_try,
     the_owner_gets_in_with_a_mailed_code_whatever_the_attacker_does,
     the_browser_sign_in_page_takes_the_mailed_code,
