@@ -74,6 +74,15 @@ pub async fn lock(uow: &mut Uow, wallet: &str) -> sqlx::Result<Option<(i64, i64,
         .await
 }
 
+/// [`lock`], with when the wallet's next promotional lot is due (`users.lots_expire_at`): one
+/// round trip where a lock and [`expire_if_due`]'s read would be two.
+pub async fn lock_with_due(uow: &mut Uow, wallet: &str) -> sqlx::Result<Option<(i64, i64, i64, Option<i64>)>> {
+    sqlx::query_as("UPDATE users SET debt = debt WHERE id = $1 RETURNING balance, held, debt, lots_expire_at")
+        .bind(wallet)
+        .fetch_optional(&mut **uow)
+        .await
+}
+
 /// Makes a lot of `credits` (already net of the debt it paid) for the entry `entry_id`.
 pub async fn add_in(
     uow: &mut Uow,
@@ -89,21 +98,31 @@ pub async fn add_in(
     }
     let id = format!("lot_{}", uuid::Uuid::now_v7().simple());
     let expires_at = if source.paid() { None } else { expires_at };
-    sqlx::query(
+    // The lot and the entry's line for it in one round trip (a new lot: no line to add to): a
+    // data-modifying CTE on PostgreSQL, whose foreign key on the line is checked at the end of
+    // the statement; two statements sent together on SQLite.
+    let sql = if uow.kind() == crate::db::DatabaseKind::Postgres {
+        "WITH lot AS (
+             INSERT INTO credit_lots (id, wallet_id, credits, remaining, paid, expires_at, source, cause, created_at)
+             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8))
+         INSERT INTO entry_lots (entry_id, lot_id, credits) VALUES ($9, $1, $3)"
+    } else {
         "INSERT INTO credit_lots (id, wallet_id, credits, remaining, paid, expires_at, source, cause, created_at)
-         VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(&id)
-    .bind(wallet)
-    .bind(credits)
-    .bind(i64::from(source.paid()))
-    .bind(expires_at)
-    .bind(source.as_str())
-    .bind(cause)
-    .bind(now_ms())
-    .execute(&mut **uow)
-    .await?;
-    record(uow, entry_id, &id, credits).await?;
+         VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8);
+         INSERT INTO entry_lots (entry_id, lot_id, credits) VALUES ($9, $1, $3)"
+    };
+    sqlx::query(sql)
+        .bind(&id)
+        .bind(wallet)
+        .bind(credits)
+        .bind(i64::from(source.paid()))
+        .bind(expires_at)
+        .bind(source.as_str())
+        .bind(cause)
+        .bind(now_ms())
+        .bind(entry_id)
+        .execute(&mut **uow)
+        .await?;
     if let Some(at) = expires_at {
         sqlx::query(
             "UPDATE users SET lots_expire_at = CASE WHEN lots_expire_at IS NULL OR lots_expire_at > $1 THEN $1 ELSE lots_expire_at END

@@ -133,13 +133,17 @@ pub async fn post(tx: &mut Uow, entry: &NewEntry, overdraft: Overdraft) -> Resul
     // Everything else first locks the wallet and records due expiries, then decides how the
     // entry moves lots and debt. A capture comes first: the credits its hold kept from expiring
     // are its own to take; what it leaves of a due lot expires right after.
-    if lots::lock(tx, &entry.user_id).await?.is_none() {
+    let Some((mut balance, _, mut debt, due)) = lots::lock_with_due(tx, &entry.user_id).await? else {
         return Err(LedgerError::UnknownUser);
+    };
+    // Read again only when an expiry moved the balance (on the serial write path every round
+    // trip counts).
+    if entry.lots != Lots::Use
+        && due.is_some_and(|at| at <= now)
+        && lots::expire_due_in(tx, &entry.user_id, now).await? > 0
+    {
+        (balance, _, debt) = lots::lock(tx, &entry.user_id).await?.ok_or(LedgerError::UnknownUser)?;
     }
-    if entry.lots != Lots::Use {
-        lots::expire_if_due(tx, &entry.user_id, now).await?;
-    }
-    let (balance, _, debt) = lots::lock(tx, &entry.user_id).await?.ok_or(LedgerError::UnknownUser)?;
     let wallet = entry.user_id.as_str();
     match &entry.lots {
         Lots::Credit { source, expires_at } => {
