@@ -365,7 +365,8 @@ async fn a_receiver_that_fails_first_accepts_the_retry_with_a_fresh_signature(b:
         .expose_secret()
         .to_string();
     plant(&new_secret);
-    let seen = rx.wait_for(Duration::from_secs(10), |s| s.len() >= 2).await;
+    // A request is recorded when it arrives and its answer after: wait for the second's answer.
+    let seen = rx.wait_for(Duration::from_secs(10), |s| s.len() >= 2 && s[1].answered.is_some()).await;
     assert_eq!(seen.len(), 2, "{seen:?}");
     let list = wait_deliveries(&app.state.db, &event.id, Duration::from_secs(5), |d| d.status == "delivered").await;
     assert_eq!((list[0].status.as_str(), list[0].attempts, list[0].last_status), ("delivered", 2, Some(200)));
