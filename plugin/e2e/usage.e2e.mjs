@@ -52,6 +52,9 @@ test("Usage: spends by feature, the runway, and the history exported as CSV once
     assert.equal(res.status, 200);
   }
 
+  // The open tab's long-poll brings the spends (a render each): click once it has settled, as a
+  // click that lands on a panel being redrawn is lost.
+  await waitText("#balance", "89 credits");
   await ui.locator("#show-usage").click();
   await ui.locator("#usage-chart").waitFor();
   assert.match(await ui.locator("#usage-chart").getAttribute("aria-label"), /11 credits in all/);
