@@ -523,20 +523,44 @@ async fn the_cancel_page_changes_nothing_and_the_buyer_cancels(b: Backend) {
     assert_eq!(app.sim.session(&second).unwrap()["status"], "expired");
 }
 
+/// Starts a browser sign-in as the plugin does: `(handoff_id, read_key, user_code, url)`.
+async fn start_handoff(app: &TestApp) -> (String, String, String, String) {
+    let h: Value = app.post_json("/api/v1/auth/handoff", None, &json!({})).await.json().await.unwrap();
+    let field = |k: &str| h[k].as_str().unwrap().to_string();
+    (field("handoff_id"), field("read_key"), field("user_code"), field("url"))
+}
+
+/// Presses "Confirm" on a confirm page (with the account it shows).
+async fn confirm_on(app: &TestApp, page: &forms::Page, cookie: &str) -> forms::Page {
+    let fields = [
+        ("secret", page.field("secret")),
+        ("csrf", page.field("csrf")),
+        ("step", "confirm".to_string()),
+        ("account", page.field("account")),
+    ];
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    forms::post_form(app, "/account/sign-in", cookie, &fields, &[]).await
+}
+
+/// What the plugin's poll of a handoff answers now.
+async fn handoff_poll(app: &TestApp, id: &str, key: &str) -> Value {
+    let res = app
+        .client
+        .get(app.url(&format!("/api/v1/auth/handoff/{id}?wait=0")))
+        .header("X-Handoff-Key", key)
+        .send()
+        .await
+        .unwrap();
+    res.json().await.unwrap()
+}
+
 /// Item 7: the browser sign-in's confirm hands the plugin the account the page showed, not
 /// whoever signed in on the same link last.
 async fn the_sign_in_confirm_is_bound_to_the_account_shown(b: Backend) {
     let app = spawn_app_with(b, |_| {}).await;
     app.signup("owner@example.com").await;
     app.signup("intruder@example.com").await;
-    let res = app.post_json("/api/v1/auth/handoff", None, &json!({})).await;
-    let h: Value = res.json().await.unwrap();
-    let (id, key, code, url) = (
-        h["handoff_id"].as_str().unwrap().to_string(),
-        h["read_key"].as_str().unwrap().to_string(),
-        h["user_code"].as_str().unwrap().to_string(),
-        h["url"].as_str().unwrap().to_string(),
-    );
+    let (id, key, code, url) = start_handoff(&app).await;
     let sign_in = |email: &'static str| {
         let (app, url, code) = (&app, url.clone(), code.clone());
         async move {
@@ -559,23 +583,9 @@ async fn the_sign_in_confirm_is_bound_to_the_account_shown(b: Backend) {
     let (owner_page, owner_cookie) = sign_in("owner@example.com").await;
     // Someone else signs in on the same link before the owner presses the button.
     let _ = sign_in("intruder@example.com").await;
-    let fields = [
-        ("secret", owner_page.field("secret")),
-        ("csrf", owner_page.field("csrf")),
-        ("step", "confirm".to_string()),
-        ("account", owner_page.field("account")),
-    ];
-    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let after = forms::post_form(&app, "/account/sign-in", &owner_cookie, &fields, &[]).await;
+    let after = confirm_on(&app, &owner_page, &owner_cookie).await;
     assert!(!after.html.contains("You can go back to Figma"), "confirmed for someone else: {}", after.html);
-    let res = app
-        .client
-        .get(app.url(&format!("/api/v1/auth/handoff/{id}?wait=0")))
-        .header("X-Handoff-Key", &key)
-        .send()
-        .await
-        .unwrap();
-    let body: Value = res.json().await.unwrap();
+    let body = handoff_poll(&app, &id, &key).await;
     assert_eq!(body["status"], "pending", "the plugin got nobody: {body}");
 }
 
@@ -967,14 +977,7 @@ async fn the_browser_sign_in_page_takes_the_mailed_code(b: Backend) {
     signup_device(&app, "owner@example.com").await;
     slowed_for_3_seconds(&app, "owner@example.com").await;
 
-    let res = app.post_json("/api/v1/auth/handoff", None, &json!({})).await;
-    let h: Value = res.json().await.unwrap();
-    let (id, key, user_code, url) = (
-        h["handoff_id"].as_str().unwrap().to_string(),
-        h["read_key"].as_str().unwrap().to_string(),
-        h["user_code"].as_str().unwrap().to_string(),
-        h["url"].as_str().unwrap().to_string(),
-    );
+    let (id, key, user_code, url) = start_handoff(&app).await;
     let page = forms::open(&app, &url, &[]).await;
     let cookie = page.csrf_cookie.clone().expect("a CSRF cookie");
     let (secret, csrf) = (page.field("secret"), page.field("csrf"));
@@ -1019,23 +1022,9 @@ async fn the_browser_sign_in_page_takes_the_mailed_code(b: Backend) {
     let confirm = send(PASSWORD, Some(code.clone())).await;
     assert_eq!(confirm.status, StatusCode::OK, "the code with the password gets in at once: {}", confirm.html);
     assert!(confirm.html.contains("owner@example.com"), "{}", confirm.html);
-    let fields = [
-        ("secret", confirm.field("secret")),
-        ("csrf", confirm.field("csrf")),
-        ("step", "confirm".to_string()),
-        ("account", confirm.field("account")),
-    ];
-    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let done = forms::post_form(&app, "/account/sign-in", &cookie, &fields, &[]).await;
+    let done = confirm_on(&app, &confirm, &cookie).await;
     assert!(done.html.contains("You can go back to Figma"), "{}", done.html);
-    let res = app
-        .client
-        .get(app.url(&format!("/api/v1/auth/handoff/{id}?wait=0")))
-        .header("X-Handoff-Key", &key)
-        .send()
-        .await
-        .unwrap();
-    let body: Value = res.json().await.unwrap();
+    let body = handoff_poll(&app, &id, &key).await;
     assert_eq!(body["user"]["email"], "owner@example.com", "the plugin gets the owner: {body}");
 }
 

@@ -339,28 +339,6 @@ pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<Si
     };
     let reserved = match Counted::reserve(state, &throttled_email, &counted_as, exempt.as_deref()).await {
         Ok(reserved) => reserved,
-        Err(refused) if refused.rule == Rule::EmailSlowdown && door != Door::Console && state.mailer.enabled() => {
-            // The email is under attack: its owner gets a one-time code by mail (the answer is the
-            // same whether or not the account exists, and does not wait for the mail).
-            offer_sign_in_code(state, account.as_ref(), client);
-            tracing::warn!(
-                user_id = account.as_ref().map(|a| a.id.as_str()),
-                client = %client,
-                ?door,
-                rule = refused.rule.as_str(),
-                retry_after_secs = refused.retry_after_secs,
-                "sign-in throttled"
-            );
-            // Past its budget, the newest mail is at most one spacing of the mails old.
-            let minutes = (60 / state.config.rate_limits.sign_in_codes_per_email_per_hour.max(1)).max(1);
-            return Err(OpError::sign_in_code_sent(
-                format!(
-                    "Too many failed sign-in attempts for this email from elsewhere. If it is yours, a sign-in code is in its mailbox (sent now or in the last {minutes} minutes): send it with your password to sign in now, or try again in {} seconds.",
-                    refused.retry_after_secs
-                ),
-                refused.retry_after_secs,
-            ));
-        }
         Err(refused) => {
             tracing::warn!(
                 user_id = account.as_ref().map(|a| a.id.as_str()),
@@ -370,6 +348,20 @@ pub async fn check_password(state: &AppState, attempt: Attempt<'_>) -> Result<Si
                 retry_after_secs = refused.retry_after_secs,
                 "sign-in throttled"
             );
+            if refused.rule == Rule::EmailSlowdown && door != Door::Console && state.mailer.enabled() {
+                // The email is under attack: its owner gets a one-time code by mail (the answer is
+                // the same whether or not the account exists, and does not wait for the mail).
+                offer_sign_in_code(state, account.as_ref(), client);
+                // Past its budget, the newest mail is at most one spacing of the mails old.
+                let minutes = (60 / state.config.rate_limits.sign_in_codes_per_email_per_hour.max(1)).max(1);
+                return Err(OpError::sign_in_code_sent(
+                    format!(
+                        "Too many failed sign-in attempts for this email from elsewhere. If it is yours, a sign-in code is in its mailbox (sent now or in the last {minutes} minutes): send it with your password to sign in now, or try again in {} seconds.",
+                        refused.retry_after_secs
+                    ),
+                    refused.retry_after_secs,
+                ));
+            }
             let wait = refused.retry_after_secs;
             let message = if wait >= 60 {
                 format!("Too many failed sign-in attempts. Try again in {} minutes.", wait.div_ceil(60))
