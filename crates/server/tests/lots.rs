@@ -489,6 +489,66 @@ async fn paid_lots_cannot_expire(b: Backend) {
     let _: Option<Signed> = None;
 }
 
+/// PostgreSQL: a spend's statement that starts while another writer holds the wallet (another
+/// replica's batch: a spend that empties most of the wallet's lot, then a purchase in a new lot)
+/// waits for the lock, and its snapshot shows the lots as they were before. It must still take its
+/// credits from the lots as they now are, never leave them holding more than the balance says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spend_that_waited_for_the_wallet_takes_from_the_lots_as_they_now_are() {
+    if !common::postgres_available().await {
+        return;
+    }
+    let app = Arc::new(spawn_app(Backend::Postgres).await);
+    let u = app.signup("waits@example.com").await;
+    app.grant(&u.email, 10).await;
+    let first: String = sqlx::query_scalar("SELECT id FROM credit_lots WHERE wallet_id = $1")
+        .bind(&u.id)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    let now = now_ms();
+    let mut other = app.state.db.pool().begin().await.unwrap();
+    for sql in [
+        "UPDATE users SET balance = balance - 8, entry_seq = entry_seq + 1 WHERE id = $1",
+        "INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, description, balance_after, created_at)
+         SELECT 'e-spend', id, entry_seq, -8, 'spend', 'spend:other', 'on the other replica', balance, $2 FROM users WHERE id = $1",
+        "UPDATE credit_lots SET remaining = remaining - 8 WHERE id = $3",
+        "INSERT INTO entry_lots (entry_id, lot_id, credits) VALUES ('e-spend', $3, -8)",
+        "UPDATE users SET balance = balance + 10, entry_seq = entry_seq + 1 WHERE id = $1",
+        "INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, description, balance_after, created_at)
+         SELECT 'e-grant', id, entry_seq, 10, 'grant', 'grant:other', 'on the other replica', balance, $2 FROM users WHERE id = $1",
+        "INSERT INTO credit_lots (id, wallet_id, credits, remaining, paid, source, cause, created_at)
+         VALUES ('lot-other', $1, 10, 10, 0, 'grant', 'grant:other', $2 + 1)",
+        "INSERT INTO entry_lots (entry_id, lot_id, credits) VALUES ('e-grant', 'lot-other', 10)",
+    ] {
+        sqlx::query(sql).bind(&u.id).bind(now).bind(&first).execute(&mut *other).await.unwrap();
+    }
+    let spend = {
+        let (app, token) = (app.clone(), u.token.clone());
+        tokio::spawn(async move { app.spend(&token, "meanwhile", 5, "render").await.status() })
+    };
+    // The spend's statement has started (10 credits in its snapshot) and waits for the lock.
+    let mut waited = 0;
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM pg_locks WHERE NOT granted")
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        waited += 1;
+        assert!(waited < 500, "the spend never waited for the lock");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    other.commit().await.unwrap();
+    assert_eq!(spend.await.unwrap(), StatusCode::OK);
+    assert_eq!(balance(&app, &u.token).await["balance"], 7);
+    let remaining: Vec<i64> = lots(&app, &u.id).await.into_iter().map(|l| l.1).collect();
+    assert_eq!(remaining, vec![0, 7], "the old lot's last 2 credits first, then 3 of the new one");
+    audit_clean(&app).await;
+}
+
 on_both_databases!(
     the_expiry_instant_raced_by_spends_and_the_sweep,
     a_hold_across_an_expiry,

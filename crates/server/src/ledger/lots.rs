@@ -176,7 +176,7 @@ async fn take(uow: &mut Uow, entry_id: &str, lot: &str, amount: i64, expiring: b
 /// clawback, whose shortfall the caller records as debt).
 pub async fn use_in(uow: &mut Uow, wallet: &str, entry_id: &str, amount: i64) -> sqlx::Result<i64> {
     let lots: Vec<(String, i64)> = sqlx::query_as(&format!(
-        "SELECT id, remaining FROM credit_lots WHERE wallet_id = $1 AND remaining > 0 ORDER BY {USE_ORDER}"
+        "SELECT id, remaining FROM credit_lots WHERE wallet_id = $1 AND has_credits = 1 ORDER BY {USE_ORDER}"
     ))
     .bind(wallet)
     .fetch_all(&mut **uow)
@@ -201,7 +201,7 @@ pub async fn take_back_in(
     purchase_cause: &str,
 ) -> sqlx::Result<i64> {
     let lots: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT id, remaining FROM credit_lots WHERE wallet_id = $1 AND paid = 1 AND remaining > 0
+        "SELECT id, remaining FROM credit_lots WHERE wallet_id = $1 AND paid = 1 AND has_credits = 1
          ORDER BY CASE WHEN cause = $2 THEN 0 ELSE 1 END, created_at DESC, id DESC",
     )
     .bind(wallet)
@@ -224,7 +224,7 @@ pub async fn take_back_in(
 pub async fn expire_due_in(uow: &mut Uow, wallet: &str, now: i64) -> Result<i64, super::LedgerError> {
     let due: Vec<(String, i64, i64, i64)> = sqlx::query_as(
         "SELECT id, remaining, expires_at, expiry_entries FROM credit_lots
-         WHERE wallet_id = $1 AND remaining > 0 AND expires_at IS NOT NULL AND expires_at <= $2 AND paid = 0
+         WHERE wallet_id = $1 AND has_credits = 1 AND expires_at IS NOT NULL AND expires_at <= $2 AND paid = 0
          ORDER BY expires_at, created_at, id",
     )
     .bind(wallet)
@@ -291,7 +291,7 @@ pub async fn expire_due_in(uow: &mut Uow, wallet: &str, now: i64) -> Result<i64,
 pub async fn refresh_expiry(uow: &mut Uow, wallet: &str) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE users SET lots_expire_at = (SELECT MIN(expires_at) FROM credit_lots
-             WHERE wallet_id = $1 AND remaining > 0 AND expires_at IS NOT NULL AND paid = 0)
+             WHERE wallet_id = $1 AND has_credits = 1 AND expires_at IS NOT NULL AND paid = 0)
          WHERE id = $1",
     )
     .bind(wallet)
@@ -330,7 +330,7 @@ pub async fn record_due(db: &crate::db::Db, wallet: &str) -> sqlx::Result<()> {
 pub async fn expiring(db: &crate::db::Db, wallet: &str, now: i64) -> sqlx::Result<Vec<(i64, i64)>> {
     sqlx::query_as(
         "SELECT remaining, expires_at FROM credit_lots
-         WHERE wallet_id = $1 AND remaining > 0 AND paid = 0 AND expires_at IS NOT NULL AND expires_at > $2
+         WHERE wallet_id = $1 AND has_credits = 1 AND paid = 0 AND expires_at IS NOT NULL AND expires_at > $2
          ORDER BY expires_at, created_at LIMIT 20",
     )
     .bind(wallet)

@@ -199,31 +199,51 @@ fn check_took(took: i64, wanted: i64, wallet: &str) -> Result<(), LedgerError> {
 
 /// A spend in as few round trips as possible: the balance moves and the entry is written only if
 /// `condition` holds (see [`COVERED`]), then the credits are taken from the lots in their order.
-/// Every statement runs under the wallet's row lock, taken by the first.
-/// - PostgreSQL: two statements (a data-modifying CTE each). The second reads the lots after the
-///   lock is held, so it sees every committed change to them.
+/// - PostgreSQL: one statement (data-modifying CTEs), then a second only in the rare case below.
+///   The statement's snapshot is taken before the wallet's row lock it waits for, so a change to
+///   the lots committed by the lock's previous holder (another replica's purchase or expiry) may
+///   be unseen: the statement then takes less than the spend (each take is guarded by the lot's
+///   current `remaining`, never below zero), and what is missing is taken right after, under the
+///   lock, from the lots as they now are. One round trip instead of two doubled the spends per
+///   second the serial writer sustains (bench/results/credit-system.md).
 /// - SQLite: four statements sent together, each guarded by the previous one's `changes()`.
 async fn spend_fast(tx: &mut Uow, entry: &NewEntry, condition: &str, now: i64) -> Result<Option<Posted>, LedgerError> {
     if tx.kind() == crate::db::DatabaseKind::Postgres {
-        let Some(posted) = move_and_insert_at(tx, entry, condition, 0, now).await? else { return Ok(None) };
-        sqlx::query(&format!(
-            "WITH ordered AS (
-                 SELECT id, remaining, SUM(remaining) OVER (ORDER BY {} ROWS UNBOUNDED PRECEDING) AS running
-                 FROM credit_lots WHERE wallet_id = $1 AND remaining > 0),
+        let sql = format!(
+            "WITH moved AS (
+                 UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1, debt = debt + $11 WHERE id = $2{condition}
+                 RETURNING balance, entry_seq),
+             entry AS (
+                 INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id, debt_delta, actor_user_id)
+                 SELECT $4, $2, entry_seq, $1, $5, $3, $6, $7, balance, $8, $9, $10, $11, $12 FROM moved
+                 RETURNING balance_after),
+             ordered AS (
+                 SELECT id, remaining, SUM(remaining) OVER (ORDER BY {order} ROWS UNBOUNDED PRECEDING) AS running
+                 FROM credit_lots WHERE wallet_id = $2 AND has_credits = 1 AND EXISTS (SELECT 1 FROM moved)),
              takes AS (
-                 SELECT id, LEAST(remaining, $2 - (running - remaining)) AS t FROM ordered WHERE running - remaining < $2),
-             moved AS (
+                 SELECT id, LEAST(remaining, -$1 - (running - remaining)) AS t FROM ordered WHERE running - remaining < -$1),
+             used AS (
                  UPDATE credit_lots l SET remaining = l.remaining - takes.t FROM takes
-                 WHERE l.id = takes.id AND l.remaining >= takes.t RETURNING l.id, takes.t)
-             INSERT INTO entry_lots (entry_id, lot_id, credits) SELECT $3, id, -t FROM moved",
-            lots::USE_ORDER
-        ))
-        .bind(&entry.user_id)
-        .bind(-entry.delta)
-        .bind(&posted.entry_id)
-        .execute(&mut **tx)
-        .await?;
-        return Ok(Some(posted));
+                 WHERE l.id = takes.id AND l.remaining >= takes.t RETURNING l.id, takes.t),
+             linked AS (
+                 INSERT INTO entry_lots (entry_id, lot_id, credits) SELECT $4, id, -t FROM used RETURNING credits)
+             SELECT balance_after, (SELECT CAST(COALESCE(SUM(-credits), 0) AS BIGINT) FROM linked) FROM entry",
+            order = lots::USE_ORDER
+        );
+        let entry_id = new_entry_id();
+        let Some((balance, taken)) = bind_entry(sqlx::query_as::<_, (i64, i64)>(&sql), entry, &entry_id, now, 0)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(unique_to_duplicate)?
+        else {
+            return Ok(None);
+        };
+        let wanted = -entry.delta;
+        if taken < wanted {
+            let more = lots::use_in(tx, &entry.user_id, &entry_id, wanted - taken).await?;
+            check_took(taken + more, wanted, &entry.user_id)?;
+        }
+        return Ok(Some(Posted { entry_id, balance, debt_delta: 0 }));
     }
     let sql = format!(
         "INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id, debt_delta, actor_user_id)
@@ -233,7 +253,7 @@ async fn spend_fast(tx: &mut Uow, entry: &NewEntry, condition: &str, now: i64) -
          INSERT INTO entry_lots (entry_id, lot_id, credits)
          SELECT $4, id, -(CASE WHEN remaining < -$1 - (running - remaining) THEN remaining ELSE -$1 - (running - remaining) END)
          FROM (SELECT id, remaining, SUM(remaining) OVER (ORDER BY {order} ROWS UNBOUNDED PRECEDING) AS running
-               FROM credit_lots WHERE wallet_id = $2 AND remaining > 0)
+               FROM credit_lots WHERE wallet_id = $2 AND has_credits = 1)
          WHERE running - remaining < -$1 AND changes() = 1;
          UPDATE credit_lots SET remaining = remaining + (SELECT credits FROM entry_lots WHERE entry_id = $4 AND lot_id = credit_lots.id)
          WHERE id IN (SELECT lot_id FROM entry_lots WHERE entry_id = $4)",
@@ -289,11 +309,27 @@ async fn run_insert(
     let entry_id = new_entry_id();
     // `fetch_all`, not `fetch_optional`: the latter stops after the first row, before SQLite's
     // later statements have run.
-    let inserted: Result<Vec<(i64,)>, _> = sqlx::query_as(sql)
+    let rows: Vec<(i64,)> = bind_entry(sqlx::query_as(sql), entry, &entry_id, created_at, debt_delta)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(unique_to_duplicate)?;
+    Ok(rows.first().map(|&(balance,)| Posted { entry_id, balance, debt_delta }))
+}
+
+/// Binds an entry's columns as `$1`…`$12`, in the order [`move_and_insert_at`]'s statements name
+/// them.
+fn bind_entry<'q, O>(
+    query: sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>>,
+    entry: &'q NewEntry,
+    entry_id: &'q str,
+    created_at: i64,
+    debt_delta: i64,
+) -> sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>> {
+    query
         .bind(entry.delta)
         .bind(&entry.user_id)
         .bind(&entry.cause)
-        .bind(&entry_id)
+        .bind(entry_id)
         .bind(entry.kind.as_str())
         .bind(&entry.request_hash)
         .bind(&entry.description)
@@ -302,12 +338,14 @@ async fn run_insert(
         .bind(&entry.service_key_id)
         .bind(debt_delta)
         .bind(&entry.actor_user_id)
-        .fetch_all(&mut **tx)
-        .await;
-    match inserted {
-        Ok(rows) => Ok(rows.first().map(|&(balance,)| Posted { entry_id, balance, debt_delta })),
-        Err(e) if is_unique_violation(&e) => Err(LedgerError::DuplicateCause),
-        Err(e) => Err(e.into()),
+}
+
+/// A second entry for a cause is [`LedgerError::DuplicateCause`].
+fn unique_to_duplicate(e: sqlx::Error) -> LedgerError {
+    if is_unique_violation(&e) {
+        LedgerError::DuplicateCause
+    } else {
+        e.into()
     }
 }
 

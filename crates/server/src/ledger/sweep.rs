@@ -35,7 +35,7 @@ pub async fn run_once(db: &Db, mailer: &Mailer) -> sqlx::Result<usize> {
     // Only wallets where something can expire now: a lot kept by holds waits for them to close.
     let wallets: Vec<(String,)> = sqlx::query_as(
         "SELECT DISTINCT l.wallet_id FROM credit_lots l JOIN users u ON u.id = l.wallet_id
-         WHERE l.remaining > 0 AND l.paid = 0 AND l.expires_at IS NOT NULL AND l.expires_at <= $1
+         WHERE l.has_credits = 1 AND l.paid = 0 AND l.expires_at IS NOT NULL AND l.expires_at <= $1
            AND u.balance + u.debt > u.held
          LIMIT 500",
     )
@@ -60,7 +60,7 @@ async fn warn(db: &Db, mailer: &Mailer, now: i64, days: i64) -> sqlx::Result<()>
             Box::pin(async move {
                 sqlx::query_as(&format!(
                     "UPDATE credit_lots SET {column} = $1
-                     WHERE {column} IS NULL AND paid = 0 AND remaining > 0 AND expires_at IS NOT NULL
+                     WHERE {column} IS NULL AND paid = 0 AND has_credits = 1 AND expires_at IS NOT NULL
                        AND expires_at > $1 AND expires_at <= $1 + $2
                      RETURNING id, wallet_id, remaining, expires_at"
                 ))
