@@ -489,6 +489,30 @@ async fn paid_lots_cannot_expire(b: Backend) {
     let _: Option<Signed> = None;
 }
 
+/// Credits that come in after a promotional lot's expiry instant, before anything recorded it:
+/// the expiry is recorded first (dated at the instant), then the credits, which take nothing of
+/// the expired lot.
+async fn credits_in_after_an_expiry_record_the_expiry_first(b: Backend) {
+    let app = spawn_app(b).await;
+    let u = app.signup("late@example.com").await;
+    let at = now_ms() + 300;
+    grant_until(&app, &u.email, 10, at).await;
+    tokio::time::sleep(Duration::from_millis(u64::try_from(at + 30 - now_ms()).unwrap_or(0))).await;
+    // Credits that never expire (a purchase's kind of lot, without a checkout session to make).
+    let late = mascot_server::ledger::grant_entry(&u.id, 25, "late", "g-late", None);
+    mascot_server::ledger::post_once(&app.state.db, &late, mascot_server::ledger::Overdraft::Allow).await.unwrap();
+    let entries: Vec<(String, i64, i64)> =
+        sqlx::query_as("SELECT kind, delta, balance_after FROM ledger_entries WHERE user_id = $1 ORDER BY seq")
+            .bind(&u.id)
+            .fetch_all(app.state.db.pool())
+            .await
+            .unwrap();
+    let entries: Vec<(&str, i64, i64)> = entries.iter().map(|(k, d, b)| (k.as_str(), *d, *b)).collect();
+    assert_eq!(entries, vec![("grant", 10, 10), ("expiry", -10, 0), ("grant", 25, 25)]);
+    assert_eq!(balance(&app, &u.token).await["balance"], 25);
+    audit_clean(&app).await;
+}
+
 /// PostgreSQL: a spend's statement that starts while another writer holds the wallet (another
 /// replica's batch: a spend that empties most of the wallet's lot, then a purchase in a new lot)
 /// waits for the lock, and its snapshot shows the lots as they were before. It must still take its
@@ -559,4 +583,5 @@ on_both_databases!(
     sign_up_credits_for_a_verified_email,
     the_migration_keeps_every_number,
     paid_lots_cannot_expire,
+    credits_in_after_an_expiry_record_the_expiry_first,
 );

@@ -32,7 +32,7 @@ pub enum Source {
 }
 
 impl Source {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Source::Purchase => "purchase",
             Source::Dispute => "dispute",
@@ -83,6 +83,11 @@ pub async fn lock_with_due(uow: &mut Uow, wallet: &str) -> sqlx::Result<Option<(
         .await
 }
 
+/// A new lot's id (time-ordered, like entries').
+pub(crate) fn new_lot_id() -> String {
+    format!("lot_{}", uuid::Uuid::now_v7().simple())
+}
+
 /// Makes a lot of `credits` (already net of the debt it paid) for the entry `entry_id`.
 pub async fn add_in(
     uow: &mut Uow,
@@ -96,7 +101,7 @@ pub async fn add_in(
     if credits <= 0 {
         return Ok(());
     }
-    let id = format!("lot_{}", uuid::Uuid::now_v7().simple());
+    let id = new_lot_id();
     let expires_at = if source.paid() { None } else { expires_at };
     // The lot and the entry's line for it in one round trip (a new lot: no line to add to): a
     // data-modifying CTE on PostgreSQL, whose foreign key on the line is checked at the end of

@@ -130,6 +130,15 @@ pub async fn post(tx: &mut Uow, entry: &NewEntry, overdraft: Overdraft) -> Resul
             }
         };
     }
+    // Credits in, the common case (a purchase): one round trip when there is no debt to pay and
+    // no promotional lot due, and the new lot does not expire.
+    if let Lots::Credit { source, expires_at } = &entry.lots {
+        if entry.delta > 0 && (source.paid() || expires_at.is_none()) {
+            if let Some(posted) = credit_fast(tx, entry, *source, now).await? {
+                return Ok(posted);
+            }
+        }
+    }
     // Everything else first locks the wallet and records due expiries, then decides how the
     // entry moves lots and debt. A capture comes first: the credits its hold kept from expiring
     // are its own to take; what it leaves of a due lot expires right after.
@@ -260,6 +269,52 @@ async fn spend_fast(tx: &mut Uow, entry: &NewEntry, condition: &str, now: i64) -
         order = lots::USE_ORDER
     );
     run_insert(tx, entry, &sql, now, 0).await
+}
+
+/// Credits that come in as a lot that never expires, when the wallet has no debt (which they
+/// would pay first) and no promotional lot due (which expires first): the balance moves, the entry,
+/// the lot and the entry's line for it are written, in one round trip. `None` when a condition
+/// does not hold (or there is no such wallet): nothing was written, and [`post`] takes the path
+/// that locks the wallet and reads it. The conditions are on the wallet's row, which the first
+/// statement locks and (on PostgreSQL) re-reads as it is once locked; the new lot depends on no
+/// other.
+async fn credit_fast(tx: &mut Uow, entry: &NewEntry, source: Source, now: i64) -> Result<Option<Posted>, LedgerError> {
+    let sql = if tx.kind() == crate::db::DatabaseKind::Postgres {
+        "WITH moved AS (
+             UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1
+             WHERE id = $2 AND debt = 0 AND (lots_expire_at IS NULL OR lots_expire_at > $8)
+             RETURNING balance, entry_seq),
+         entry AS (
+             INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id, debt_delta, actor_user_id)
+             SELECT $4, $2, entry_seq, $1, $5, $3, $6, $7, balance, $8, $9, $10, $11, $12 FROM moved
+             RETURNING balance_after),
+         lot AS (
+             INSERT INTO credit_lots (id, wallet_id, credits, remaining, paid, expires_at, source, cause, created_at)
+             SELECT $13, $2, $1, $1, $14, NULL, $15, $3, $8 FROM moved),
+         line AS (
+             INSERT INTO entry_lots (entry_id, lot_id, credits) SELECT $4, $13, $1 FROM moved)
+         SELECT balance_after FROM entry"
+    } else {
+        "INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id, debt_delta, actor_user_id)
+         SELECT $4, $2, entry_seq + 1, $1, $5, $3, $6, $7, balance + $1, $8, $9, $10, $11, $12 FROM users
+         WHERE id = $2 AND debt = 0 AND (lots_expire_at IS NULL OR lots_expire_at > $8)
+         RETURNING balance_after;
+         UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1 WHERE id = $2 AND changes() = 1;
+         INSERT INTO credit_lots (id, wallet_id, credits, remaining, paid, expires_at, source, cause, created_at)
+         SELECT $13, $2, $1, $1, $14, NULL, $15, $3, $8 WHERE changes() = 1;
+         INSERT INTO entry_lots (entry_id, lot_id, credits) SELECT $4, $13, $1 WHERE changes() = 1"
+    };
+    let entry_id = new_entry_id();
+    let lot_id = lots::new_lot_id();
+    // `fetch_all`: SQLite's later statements run only when the rows are all read.
+    let rows: Vec<(i64,)> = bind_entry(sqlx::query_as(sql), entry, &entry_id, now, 0)
+        .bind(&lot_id)
+        .bind(i64::from(source.paid()))
+        .bind(source.as_str())
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(unique_to_duplicate)?;
+    Ok(rows.first().map(|&(balance,)| Posted { entry_id, balance, debt_delta: 0 }))
 }
 
 /// Moves the wallet's balance by the entry's delta, its debt by `debt_delta`, and appends the
