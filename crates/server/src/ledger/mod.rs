@@ -100,6 +100,14 @@ impl UnitError for LedgerError {
     }
 }
 
+/// A new entry's columns, in the order [`bind_entry`] binds their values…
+const ENTRY: &str = "INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id, debt_delta, actor_user_id)";
+/// …on PostgreSQL from a `moved` CTE's wallet row, as the update left it…
+const FROM_MOVED: &str = "SELECT $4, $2, entry_seq, $1, $5, $3, $6, $7, balance, $8, $9, $10, $11, $12 FROM moved";
+/// …on SQLite from the wallet row before its update (the statement after it moves the balance).
+const FROM_USER: &str =
+    "SELECT $4, $2, entry_seq + 1, $1, $5, $3, $6, $7, balance + $1, $8, $9, $10, $11, $12 FROM users";
+
 /// Conditions on the `users` row for a spend: the available credits cover it (held credits are
 /// not available), there is no debt (promotional credits cannot be spent while one remains), and
 /// no promotional lot is due to expire (`$8` is now: a due expiry is recorded first, see `lots`).
@@ -223,8 +231,8 @@ async fn spend_fast(tx: &mut Uow, entry: &NewEntry, condition: &str, now: i64) -
                  UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1, debt = debt + $11 WHERE id = $2{condition}
                  RETURNING balance, entry_seq),
              entry AS (
-                 INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id, debt_delta, actor_user_id)
-                 SELECT $4, $2, entry_seq, $1, $5, $3, $6, $7, balance, $8, $9, $10, $11, $12 FROM moved
+                 {ENTRY}
+                 {FROM_MOVED}
                  RETURNING balance_after),
              ordered AS (
                  SELECT id, remaining, SUM(remaining) OVER (ORDER BY {order} ROWS UNBOUNDED PRECEDING) AS running
@@ -255,8 +263,8 @@ async fn spend_fast(tx: &mut Uow, entry: &NewEntry, condition: &str, now: i64) -
         return Ok(Some(Posted { entry_id, balance, debt_delta: 0 }));
     }
     let sql = format!(
-        "INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id, debt_delta, actor_user_id)
-         SELECT $4, $2, entry_seq + 1, $1, $5, $3, $6, $7, balance + $1, $8, $9, $10, $11, $12 FROM users WHERE id = $2{condition}
+        "{ENTRY}
+         {FROM_USER} WHERE id = $2{condition}
          RETURNING balance_after;
          UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1 WHERE id = $2 AND changes() = 1;
          INSERT INTO entry_lots (entry_id, lot_id, credits)
@@ -280,13 +288,14 @@ async fn spend_fast(tx: &mut Uow, entry: &NewEntry, condition: &str, now: i64) -
 /// other.
 async fn credit_fast(tx: &mut Uow, entry: &NewEntry, source: Source, now: i64) -> Result<Option<Posted>, LedgerError> {
     let sql = if tx.kind() == crate::db::DatabaseKind::Postgres {
-        "WITH moved AS (
+        format!(
+            "WITH moved AS (
              UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1
              WHERE id = $2 AND debt = 0 AND (lots_expire_at IS NULL OR lots_expire_at > $8)
              RETURNING balance, entry_seq),
          entry AS (
-             INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id, debt_delta, actor_user_id)
-             SELECT $4, $2, entry_seq, $1, $5, $3, $6, $7, balance, $8, $9, $10, $11, $12 FROM moved
+             {ENTRY}
+             {FROM_MOVED}
              RETURNING balance_after),
          lot AS (
              INSERT INTO credit_lots (id, wallet_id, credits, remaining, paid, expires_at, source, cause, created_at)
@@ -294,20 +303,23 @@ async fn credit_fast(tx: &mut Uow, entry: &NewEntry, source: Source, now: i64) -
          line AS (
              INSERT INTO entry_lots (entry_id, lot_id, credits) SELECT $4, $13, $1 FROM moved)
          SELECT balance_after FROM entry"
+        )
     } else {
-        "INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id, debt_delta, actor_user_id)
-         SELECT $4, $2, entry_seq + 1, $1, $5, $3, $6, $7, balance + $1, $8, $9, $10, $11, $12 FROM users
+        format!(
+            "{ENTRY}
+         {FROM_USER}
          WHERE id = $2 AND debt = 0 AND (lots_expire_at IS NULL OR lots_expire_at > $8)
          RETURNING balance_after;
          UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1 WHERE id = $2 AND changes() = 1;
          INSERT INTO credit_lots (id, wallet_id, credits, remaining, paid, expires_at, source, cause, created_at)
          SELECT $13, $2, $1, $1, $14, NULL, $15, $3, $8 WHERE changes() = 1;
          INSERT INTO entry_lots (entry_id, lot_id, credits) SELECT $4, $13, $1 WHERE changes() = 1"
+        )
     };
     let entry_id = new_entry_id();
     let lot_id = lots::new_lot_id();
     // `fetch_all`: SQLite's later statements run only when the rows are all read.
-    let rows: Vec<(i64,)> = bind_entry(sqlx::query_as(sql), entry, &entry_id, now, 0)
+    let rows: Vec<(i64,)> = bind_entry(sqlx::query_as(&sql), entry, &entry_id, now, 0)
         .bind(&lot_id)
         .bind(i64::from(source.paid()))
         .bind(source.as_str())
@@ -339,14 +351,14 @@ pub(crate) async fn move_and_insert_at(
             "WITH moved AS (
                  UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1, debt = debt + $11 WHERE id = $2{condition}
                  RETURNING balance, entry_seq)
-             INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id, debt_delta, actor_user_id)
-             SELECT $4, $2, entry_seq, $1, $5, $3, $6, $7, balance, $8, $9, $10, $11, $12 FROM moved
+             {ENTRY}
+             {FROM_MOVED}
              RETURNING balance_after"
         )
     } else {
         format!(
-            "INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description, balance_after, created_at, feature, service_key_id, debt_delta, actor_user_id)
-             SELECT $4, $2, entry_seq + 1, $1, $5, $3, $6, $7, balance + $1, $8, $9, $10, $11, $12 FROM users WHERE id = $2{condition}
+            "{ENTRY}
+             {FROM_USER} WHERE id = $2{condition}
              RETURNING balance_after;
              UPDATE users SET balance = balance + $1, entry_seq = entry_seq + 1, debt = debt + $11 WHERE id = $2 AND changes() = 1"
         )
