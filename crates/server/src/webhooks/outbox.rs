@@ -43,60 +43,79 @@ pub async fn enqueue<D: Serialize>(uow: &mut Uow, event: NewEvent<D>) -> sqlx::R
             return Err(sqlx::Error::Protocol(format!("webhook event {kind}: data must serialise to a JSON object")))
         }
     };
-    // The wallet's next sequence number, unless an event of this cause exists (then nothing moves:
-    // no row). One round trip for the check and the number: on the serial write path every round
-    // trip counts. Two writers of one cause at once both get here; the cause's UNIQUE index
-    // refuses the second event, and its unit runs again alone and finds the first.
-    let sequence: Option<(i64,)> = sqlx::query_as(
-        "INSERT INTO webhook_sequences (wallet_id, last_sequence)
-         SELECT $1, 1 WHERE NOT EXISTS (SELECT 1 FROM webhook_events WHERE cause = $2)
-         ON CONFLICT (wallet_id) DO UPDATE SET last_sequence = webhook_sequences.last_sequence + 1
-         RETURNING last_sequence",
-    )
-    .bind(&event.wallet_id)
-    .bind(&cause)
-    .fetch_optional(&mut **uow)
-    .await?;
-    let Some((sequence,)) = sequence else { return Ok(None) };
     data.insert("wallet_id".into(), Value::String(event.wallet_id.clone()));
-    data.insert("sequence".into(), Value::from(sequence));
+    // The sequence is only known in the database (the wallet's counter row), so the data's text is
+    // cut where its value goes and the statement puts it there: the same text serde writes. The
+    // marker is a number no sequence is; at the top level the key is written once.
+    data.insert("sequence".into(), Value::from(SEQUENCE_MARKER));
+    let text = Value::Object(data).to_string();
+    let marker = format!("\"sequence\":{SEQUENCE_MARKER}");
+    let Some((before, after)) = text.split_once(&marker) else {
+        return Err(sqlx::Error::Protocol(format!("webhook event {kind}: no place for the sequence in its data")));
+    };
+    let before = format!("{before}\"sequence\":");
     let id = new_id("msg_");
     let now = now_ms();
-    // The event and its deliveries, one to each live endpoint that takes its type, in one round
-    // trip: a data-modifying CTE on PostgreSQL (the deliveries' foreign key is checked at the end
-    // of the statement, after the event's insert), two statements sent together on SQLite.
-    // Endpoints store their types as ',a.b,c.d,' (or '*'); '_' is LIKE's wildcard: escaped.
+    // One round trip, on the serial write path where every round trip counts:
+    // - the wallet's next sequence number (an upsert on its counter row, so concurrent writers of
+    //   one wallet take turns and sequences follow commit order), unless an event of this cause
+    //   exists: then nothing moves and nothing is written. Two writers of one cause at once both
+    //   get past that check; the cause's UNIQUE index refuses the second event, and its unit runs
+    //   again alone and finds the first;
+    // - the event, numbered;
+    // - one delivery to each live endpoint that takes its type. Endpoints store their types as
+    //   ',a.b,c.d,' (or '*'); '_' is LIKE's wildcard: escaped.
+    // PostgreSQL: data-modifying CTEs (the deliveries' foreign key is checked at the end of the
+    // statement, after the event's insert). SQLite: statements sent together, each guarded by the
+    // previous one's `changes()`, then the event read back.
     let pattern = format!("%,{},%", kind.replace('_', "\\_"));
-    let postgres = uow.kind() == crate::db::DatabaseKind::Postgres;
-    let sql = if postgres {
-        "WITH event AS (
+    let sql = if uow.kind() == crate::db::DatabaseKind::Postgres {
+        "WITH seq AS (
+             INSERT INTO webhook_sequences (wallet_id, last_sequence)
+             SELECT $3, 1 WHERE NOT EXISTS (SELECT 1 FROM webhook_events WHERE cause = $4)
+             ON CONFLICT (wallet_id) DO UPDATE SET last_sequence = webhook_sequences.last_sequence + 1
+             RETURNING last_sequence),
+         event AS (
              INSERT INTO webhook_events (id, type, wallet_id, sequence, cause, data, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7))
-         INSERT INTO webhook_deliveries (event_id, endpoint_id, status, attempts, next_attempt_at, retry_from, created_at)
-         SELECT $1, id, 'pending', 0, $7, $7, $7 FROM webhook_endpoints
-         WHERE removed_at IS NULL AND (events = '*' OR events LIKE $8 ESCAPE '\\')"
+             SELECT $1, $2, $3, last_sequence, $4, $5 || CAST(last_sequence AS TEXT) || $8, $6 FROM seq
+             RETURNING sequence),
+         fanned AS (
+             INSERT INTO webhook_deliveries (event_id, endpoint_id, status, attempts, next_attempt_at, retry_from, created_at)
+             SELECT $1, p.id, 'pending', 0, $6, $6, $6 FROM webhook_endpoints p, event
+             WHERE p.removed_at IS NULL AND (p.events = '*' OR p.events LIKE $7 ESCAPE '\\')
+             RETURNING 1)
+         SELECT sequence, (SELECT CAST(COUNT(*) AS BIGINT) FROM fanned) FROM event"
     } else {
-        "INSERT INTO webhook_events (id, type, wallet_id, sequence, cause, data, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7);
+        "INSERT INTO webhook_sequences (wallet_id, last_sequence)
+         SELECT $3, 1 WHERE NOT EXISTS (SELECT 1 FROM webhook_events WHERE cause = $4)
+         ON CONFLICT (wallet_id) DO UPDATE SET last_sequence = webhook_sequences.last_sequence + 1;
+         INSERT INTO webhook_events (id, type, wallet_id, sequence, cause, data, created_at)
+         SELECT $1, $2, $3, last_sequence, $4, $5 || last_sequence || $8, $6 FROM webhook_sequences
+         WHERE wallet_id = $3 AND changes() = 1;
          INSERT INTO webhook_deliveries (event_id, endpoint_id, status, attempts, next_attempt_at, retry_from, created_at)
-         SELECT $1, id, 'pending', 0, $7, $7, $7 FROM webhook_endpoints
-         WHERE removed_at IS NULL AND (events = '*' OR events LIKE $8 ESCAPE '\\')"
+         SELECT $1, id, 'pending', 0, $6, $6, $6 FROM webhook_endpoints
+         WHERE changes() = 1 AND removed_at IS NULL AND (events = '*' OR events LIKE $7 ESCAPE '\\');
+         SELECT sequence, (SELECT COUNT(*) FROM webhook_deliveries WHERE event_id = $1) FROM webhook_events WHERE id = $1"
     };
-    let fanned = sqlx::query(sql)
+    // `fetch_all`: SQLite's statements all run only when the rows are all read.
+    let written: Vec<(i64, i64)> = sqlx::query_as(sql)
         .bind(&id)
         .bind(kind)
         .bind(&event.wallet_id)
-        .bind(sequence)
         .bind(&cause)
-        .bind(Value::Object(data).to_string())
+        .bind(before)
         .bind(now)
         .bind(&pattern)
-        .execute(&mut **uow)
+        .bind(after)
+        .fetch_all(&mut **uow)
         .await?;
-    // SQLite counts both statements' rows: the event's one, then the deliveries.
-    let deliveries = if postgres { fanned.rows_affected() } else { fanned.rows_affected().saturating_sub(1) };
+    let Some(&(sequence, deliveries)) = written.first() else { return Ok(None) };
+    let deliveries = u64::try_from(deliveries).unwrap_or(0);
     if deliveries > 0 {
         uow.outbox_changed();
     }
     Ok(Some(Enqueued { id, sequence, deliveries }))
 }
+
+/// Stands in for the sequence in an event's data until the statement writes the number there.
+const SEQUENCE_MARKER: i64 = i64::MIN;
