@@ -224,6 +224,7 @@ impl Application {
         if let Some(extra) = self.extra_routes {
             app = extra.merge(app);
         }
+        return_start_up_memory();
         let notify = self.shutdown;
         let stopping = async move {
             shutdown.await;
@@ -234,6 +235,18 @@ impl Application {
         let result = http::connections::serve(self.listener, app, limits, stopping).await;
         db.close().await;
         result
+    }
+}
+
+/// Start-up peaks at about 3 MB of heap (most of it the OpenAPI document that utoipa-axum builds
+/// alongside the router, dropped once the router exists). glibc keeps freed memory that lies below
+/// live allocations resident, so an idle server held it for good (measured: 6.6 MB anonymous
+/// memory, 4.2 MB after this). `malloc_trim(0)` hands the free pages of every heap back, once.
+fn return_start_up_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free pages of the allocator's own heaps.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
