@@ -632,3 +632,40 @@ async fn failed_event_is_replayed_after_the_fix(b: Backend) {
 }
 
 on_both_databases!(journal_keeps_each_verified_event_once, failed_event_is_replayed_after_the_fix);
+
+/// A long-poll on one replica answers as soon as another replica credits the payment: the
+/// crediting transaction's commit notifies every replica (PostgreSQL NOTIFY). Without it the
+/// answer would wait for the poll's once-a-second re-check: the payment lands between two of
+/// them (1.2 s; re-checks at 1 s and 2 s), so an answer before 1.85 s came from the notification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_long_poll_wakes_on_a_payment_credited_by_another_replica() {
+    if !common::postgres_available().await {
+        return;
+    }
+    let app = spawn_billing_app(Backend::Postgres).await; // the simulator's webhooks go here
+    let stripe = app.state.config.stripe.clone();
+    let other = common::spawn_replica_with(&app, |c| c.stripe = stripe).await;
+    // The replica's listener connects in the background; its read cache turns on once it listens.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !other.state.db.cache().is_enabled() {
+        assert!(Instant::now() < deadline, "the replica never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let u = app.signup("two-replicas@example.com").await;
+    let (id, _) = start_checkout(&app, &u.token, "pack_25").await;
+    let (sim, pay_id) = (app.sim.clone(), id.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        sim.pay(&pay_id, PayMethod::Card).await.unwrap();
+    });
+    let start = Instant::now();
+    let res = other.get(&format!("/api/v1/billing/checkout/{id}?wait=20"), Some(&u.token)).await;
+    let elapsed = start.elapsed();
+    assert_eq!(res.status(), StatusCode::OK);
+    let s: Value = res.json().await.unwrap();
+    assert_eq!(s["status"], "credited");
+    assert!(
+        elapsed >= Duration::from_millis(1100) && elapsed < Duration::from_millis(1850),
+        "answered after {elapsed:?}"
+    );
+}

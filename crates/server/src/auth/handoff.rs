@@ -220,7 +220,7 @@ pub async fn confirm(db: &Db, id: &str, shown: &str) -> sqlx::Result<Option<Stri
             .fetch_optional(&mut **uow)
             .await?;
             if user.is_some() {
-                uow.wake(&wake_key(&id)).await?;
+                uow.wake(&wake_key(&id));
             }
             Ok::<_, sqlx::Error>(user)
         })
@@ -238,7 +238,7 @@ pub async fn cancel(db: &Db, id: &str) -> sqlx::Result<()> {
                 .bind(&id)
                 .execute(&mut **uow)
                 .await?;
-            uow.wake(&wake_key(&id)).await?;
+            uow.wake(&wake_key(&id));
             Ok::<_, sqlx::Error>(())
         })
     })

@@ -224,7 +224,7 @@ pub async fn fulfil_checkout_in(
     if !session.is_settled() {
         if session.status.as_deref() == Some("expired") {
             if checkouts::close_pending_in(tx, &record.id, CheckoutStatus::Expired, "expired at Stripe").await? {
-                tx.checkout_changed(&record.id).await?;
+                tx.checkout_changed(&record.id);
             }
             return Ok(FulfilOutcome::Expired);
         }
@@ -335,7 +335,7 @@ async fn credit_claimed_in(
     // The claim already holds the session row, so a duplicate cause cannot reach here; if it ever
     // did, the transaction is spoiled and the caller rolls back.
     let posted = ledger::post(tx, &entry, Overdraft::Allow).await?;
-    tx.checkout_changed(session_id).await?;
+    tx.checkout_changed(session_id);
     // In the same transaction as the entry: one event per purchase, whatever the retries.
     let data = catalogue::Purchased {
         user_id: user_id.to_string(),
@@ -373,7 +373,7 @@ pub async fn fail_checkout_in(
         None => Ok(FulfilOutcome::NotOurs),
         Some(r) => {
             if checkouts::close_pending_in(tx, &r.id, CheckoutStatus::Failed, "payment failed").await? {
-                tx.checkout_changed(&r.id).await?;
+                tx.checkout_changed(&r.id);
             }
             Ok(FulfilOutcome::NotPaid)
         }

@@ -88,22 +88,15 @@ impl Uow {
     }
 
     /// What long-polls wait on under `key` changed: they wake after the commit, in this process
-    /// and (on PostgreSQL, through a notification sent on commit) in every replica.
-    pub async fn wake(&mut self, key: &str) -> sqlx::Result<()> {
-        if self.kind == DatabaseKind::Postgres {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(super::notify::CHECKOUT_CHANNEL)
-                .bind(key)
-                .execute(&mut **self)
-                .await?;
-        }
+    /// and (on PostgreSQL, through a notification the commit sends: see [`Uow::commit`]) in every
+    /// replica.
+    pub fn wake(&mut self, key: &str) {
         self.effects.wakeups.push(key.to_string());
-        Ok(())
     }
 
     /// A checkout session changed: its long-polls wake after the commit ([`Uow::wake`]).
-    pub async fn checkout_changed(&mut self, session_id: &str) -> sqlx::Result<()> {
-        self.wake(session_id).await
+    pub fn checkout_changed(&mut self, session_id: &str) {
+        self.wake(session_id)
     }
 
     /// An event was enqueued or a delivery made due: the delivery worker wakes after the commit.
@@ -116,8 +109,20 @@ impl Uow {
         if self.kind == DatabaseKind::Postgres {
             // PostgreSQL answers COMMIT of a transaction that a failed statement aborted by rolling
             // it back, without an error. A unit that swallowed such a failure must not be told
-            // "committed": this statement fails in an aborted transaction.
-            self.conn.execute("SELECT 1").await?;
+            // "committed": this statement fails in an aborted transaction. It also queues the
+            // replicas' wake-ups, all in one round trip: a notification is sent only if the
+            // transaction commits, so queuing it last changes nothing but the trips (one fewer
+            // per paid webhook on the serial write path).
+            if self.effects.wakeups.is_empty() {
+                self.conn.execute("SELECT 1").await?;
+            } else {
+                let keys = serde_json::to_string(&self.effects.wakeups).expect("strings serialize");
+                sqlx::query("SELECT pg_notify($1, key) FROM json_array_elements_text(CAST($2 AS json)) AS key")
+                    .bind(super::notify::CHECKOUT_CHANNEL)
+                    .bind(keys)
+                    .execute(&mut *self.conn)
+                    .await?;
+            }
         }
         self.conn.execute("COMMIT").await?;
         self.open = false;
