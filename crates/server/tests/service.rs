@@ -242,7 +242,7 @@ async fn a_plugin_hold_under_the_services_key_is_not_replayed(b: Backend) {
     let squatted = json_of(res, StatusCode::CREATED).await["hold_id"].as_str().unwrap().to_string();
     let theirs = service_hold(&app, &k, &u, "job-9", 50).await;
     assert_ne!(theirs, squatted);
-    assert_eq!(hold_row(&app, &theirs).await.3.is_some(), true, "a service hold");
+    assert!(hold_row(&app, &theirs).await.3.is_some(), "a service hold");
     assert_eq!(hold_row(&app, &squatted).await.3, None, "still the plugin's own");
     assert_eq!(held_and_balance(&app, &u.id).await, (100, 100));
     // The same for a spend: the service's spend happens.
@@ -468,7 +468,7 @@ async fn a_keys_daily_limit_holds(b: Backend) {
         svc_post(&app, &k5, &format!("/api/v1/service/holds/{h}/release"), None, json!({})).await.status(),
         StatusCode::OK
     );
-    assert_eq!(service_hold(&app, &k5, &u, "h3", 5).await.len() > 0, true);
+    assert!(!service_hold(&app, &k5, &u, "h3", 5).await.is_empty());
     let report = mascot_server::audit::run(&app.state.db).await.unwrap();
     assert!(report.is_clean(), "{}", report.to_text());
 }

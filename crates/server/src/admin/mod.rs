@@ -351,10 +351,10 @@ pub async fn authenticate(db: &Db, secret: &str, kind: CredentialKind) -> sqlx::
     .fetch_optional(db.pool())
     .await?;
     let Some((user_id, email, password_hash, stamp, last_used)) = row else { return Ok(None) };
-    if kind == CredentialKind::Session {
-        if stamp.as_deref() != Some(password_stamp(&password_hash).as_str()) || last_used + SESSION_IDLE_MS <= now {
-            return Ok(None);
-        }
+    if kind == CredentialKind::Session
+        && (stamp.as_deref() != Some(password_stamp(&password_hash).as_str()) || last_used + SESSION_IDLE_MS <= now)
+    {
+        return Ok(None);
     }
     if now - last_used >= TOUCH_EVERY_MS {
         let h = hash.clone();

@@ -134,7 +134,7 @@ pub async fn record_finished(
 #[derive(Debug)]
 pub enum StartError {
     /// Another reconcile is running (its run).
-    AlreadyRunning(Option<OperatorRun>),
+    AlreadyRunning(Option<Box<OperatorRun>>),
     Db(sqlx::Error),
 }
 
@@ -181,7 +181,7 @@ pub async fn start_reconcile(db: &Db, actor: &str, via: Via, params: &str) -> Re
             .fetch_optional(db.pool())
             .await
             .map_err(StartError::Db)?;
-            Err(StartError::AlreadyRunning(running.map(from_row)))
+            Err(StartError::AlreadyRunning(running.map(|r| Box::new(from_row(r)))))
         }
         Err(e) => Err(StartError::Db(e)),
     }

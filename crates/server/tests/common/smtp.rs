@@ -127,8 +127,7 @@ impl SmtpServer {
 /// The reset link in a mail (`…/account/reset?token=…`), with quoted-printable soft breaks undone.
 pub fn link_in(mail: &Received, path: &str) -> String {
     let text = mail.data.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
-    let start =
-        text.find(&format!("http://127.0.0.1")).filter(|i| text[*i..].contains(path)).expect("a link in the mail");
+    let start = text.find("http://127.0.0.1").filter(|i| text[*i..].contains(path)).expect("a link in the mail");
     let rest = &text[start..];
     let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
     rest[..end].to_string()

@@ -255,7 +255,7 @@ impl Usd for i64 {
         // Thousands separators.
         let mut grouped = String::new();
         for (i, ch) in dollars.chars().enumerate() {
-            if i > 0 && (dollars.len() - i) % 3 == 0 {
+            if i > 0 && (dollars.len() - i).is_multiple_of(3) {
                 grouped.push(',');
             }
             grouped.push(ch);
