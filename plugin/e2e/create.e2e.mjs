@@ -157,3 +157,25 @@ test("an empty name is the form's error, and nothing is sent", async () => {
   assert.equal(await focused(), "mascot-name");
   assert.equal(served.length, before);
 });
+
+// Each render rebuilds the fields; a balance that changes while a name is typed must not move the
+// caret or drop the selection (the first letters typed after it would land in the wrong place).
+test("a render while a name is typed keeps the caret and the selection", async () => {
+  await openCreate();
+  const name = ui.locator("#mascot-name");
+  await name.fill("");
+  await name.focus();
+  await page.keyboard.type("Ad");
+  // A render the person did not ask for: credits granted meanwhile reach the tab by its long-poll.
+  await demo.operator("credits", "grant", "--email", EMAIL, "--amount", "5", "--reason", "A render while typing");
+  await waitText("#create-balance", "5 credits available");
+  await page.keyboard.type("a");
+  assert.equal(await name.inputValue(), "Ada", "typed on at the caret");
+  assert.equal(await focused(), "mascot-name");
+  // All of it selected, a render, then typed over: the selection is what was replaced.
+  await name.selectText();
+  await demo.operator("credits", "grant", "--email", EMAIL, "--amount", "5", "--reason", "Another render while typing");
+  await waitText("#create-balance", "10 credits available");
+  await page.keyboard.type("Bob");
+  assert.equal(await name.inputValue(), "Bob", "the selection was typed over");
+});

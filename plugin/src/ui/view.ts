@@ -24,6 +24,9 @@ export function render(root: HTMLElement, live: HTMLElement, model: Model, actio
   const active = document.activeElement;
   const inside = (el: Element | null): boolean => !!el && el !== document.body && (root.contains(el) || !!tabs?.contains(el));
   const keep = model.focus ?? (inside(active) ? active?.id || null : null);
+  // And the caret or selection in the field being typed in: a new field would take the caret to
+  // its start, and the next letters typed would land there.
+  const caret = !model.focus && keep ? selectionOf(active) : null;
   const tab = shownTab(model);
   if (tabs) mount(tabs, ...tabButtons(model, actions, tab));
   root.setAttribute("aria-labelledby", `tab-${tab}`);
@@ -31,8 +34,19 @@ export function render(root: HTMLElement, live: HTMLElement, model: Model, actio
   if (keep) {
     const el = document.getElementById(keep);
     el?.focus();
+    if (caret && (el instanceof HTMLInputElement || el instanceof HTMLTextAreaElement) && el.value === caret.value) {
+      el.setSelectionRange(caret.start, caret.end, caret.direction);
+    }
   }
   if (model.announce) live.textContent = model.announce;
+}
+
+/** Where the caret or selection is in a text field (null for fields without one: email, number). */
+function selectionOf(el: Element | null): { value: string; start: number; end: number; direction: "forward" | "backward" | "none" } | null {
+  if (!(el instanceof HTMLInputElement || el instanceof HTMLTextAreaElement)) return null;
+  const { selectionStart: start, selectionEnd: end } = el;
+  if (start === null || end === null) return null;
+  return { value: el.value, start, end, direction: el.selectionDirection ?? "none" };
 }
 
 /** The Create tab is there only while signed in, in a build with a generation service. */
