@@ -319,17 +319,29 @@ test("the owner sees every member's spending and buys a pack for the team on the
 });
 
 test("the wallet switcher is reached and used with the keyboard", async () => {
+  // The balance long-polls the tab has in flight (each holds one of the browser's six connections
+  // to the server for up to 25 s).
+  const polls = new Set();
+  const isPoll = (r) => /\/api\/v1\/credits\/balance\?wait=/.test(r.url());
+  owner.page.on("request", (r) => isPoll(r) && polls.add(r));
+  for (const done of ["requestfinished", "requestfailed"]) owner.page.on(done, (r) => polls.delete(r));
   const frame = await pluginFrame(owner.page);
   const order = await tabOrder(owner.page, 3);
   assert.deepEqual(order, ["wallet", "show-team", "refresh"]);
   await owner.ui.locator("#wallet").focus();
-  await owner.page.keyboard.press("ArrowDown");
-  await waitText(owner, "#balance", "55 credits");
-  assert.equal(await frame.evaluate(() => document.activeElement.id), "wallet", "focus stays on the switcher");
-  await waitText(owner, "#live", "Showing");
-  await owner.page.keyboard.press("ArrowUp");
-  await waitText(owner, "#balance", "0 credits");
-  assert.equal(await frame.evaluate(() => document.activeElement.id), "wallet");
+  for (let round = 0; round < 3; round++) {
+    await owner.page.keyboard.press("ArrowDown");
+    await waitText(owner, "#balance", "55 credits");
+    assert.equal(await frame.evaluate(() => document.activeElement.id), "wallet", "focus stays on the switcher");
+    await waitText(owner, "#live", "Showing");
+    await owner.page.keyboard.press("ArrowUp");
+    await waitText(owner, "#balance", "0 credits");
+    assert.equal(await frame.evaluate(() => document.activeElement.id), "wallet");
+  }
+  // Six switches later, one long-poll runs: each switch ended the one before (it used to run
+  // out its 25 s, and a few switches stalled every other request of the tab).
+  for (let i = 0; polls.size !== 1 && i < 50; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual([...polls].map((r) => new URL(r.url()).searchParams.has("team_id")), [false], "one long-poll, on the wallet shown");
 });
 
 test("a cap on the owner and deleting a team with credits are refused in words", async () => {

@@ -51,8 +51,21 @@ pub struct Request {
     /// Header name and value pairs, in the order they are set.
     pub headers: Vec<(&'static str, String)>,
     pub body: Option<String>,
-    /// A long-poll that `cancel_wait` may abort.
-    pub abortable: bool,
+    /// Which long-poll it is, if one: what may abort it.
+    pub abort: Abort,
+}
+
+/// Long-polls, by what may abort them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abort {
+    /// Not a long-poll: never aborted.
+    Never,
+    /// A wait the person started (a checkout, a browser sign-in): ended by `cancel_wait`.
+    Wait,
+    /// The balance long-poll: ended by `cancel_wait`, and by the next balance long-poll. One is
+    /// enough, and one left to run out holds one of the browser's six connections to the server
+    /// for up to 25 s: a few wallet switches would stall every other request.
+    Watch,
 }
 
 /// What a transport got back: an HTTP answer, or why there was none.
@@ -74,8 +87,8 @@ pub trait Transport {
     async fn send(&self, request: Request) -> Reply;
     async fn sleep(&self, ms: u32);
     fn now_ms(&self) -> f64;
-    /// Aborts the abortable request in flight, if any.
-    fn abort(&self);
+    /// Aborts the request of that kind in flight, if any (not `Abort::Never`).
+    fn abort(&self, kind: Abort);
 }
 
 /// `encodeURIComponent`: everything but `A-Z a-z 0-9 - _ . ! ~ * ' ( )` is percent-encoded.
@@ -155,12 +168,15 @@ impl<T: Transport> Client<T> {
         if body.is_some() {
             headers.push(("Content-Type", "application/json".to_string()));
         }
-        Request { method, url: self.base.clone() + path, headers, body, abortable: false }
+        Request { method, url: self.base.clone() + path, headers, body, abort: Abort::Never }
     }
 
     /// Sends one request and reads its answer: the JSON text of a 2xx answer whose body is an
     /// object (`None` for an empty body), else the typed error.
     pub async fn send(&self, request: Request) -> Result<Option<(String, Value)>, MascotError> {
+        if request.abort == Abort::Watch {
+            self.transport.abort(Abort::Watch);
+        }
         match self.transport.send(request).await {
             Reply::Aborted => Err(MascotError::cancelled()),
             Reply::Unreachable(why) => Err(MascotError::network(&why)),
@@ -274,7 +290,7 @@ impl<T: Transport> Client<T> {
             url,
             headers: vec![(HANDOFF_KEY_HEADER, read_key.to_string())],
             body: None,
-            abortable: true,
+            abort: Abort::Wait,
         }
     }
 
@@ -400,7 +416,7 @@ impl<T: Transport> Client<T> {
 
     /// `BalanceResponse` as soon as it differs from `after` (a `version` from an earlier answer),
     /// or after `wait_seconds` (1–25) unchanged; with `team`, that team wallet's as the caller
-    /// sees it. Aborted by `cancel_wait`.
+    /// sees it. Aborted by `cancel_wait` and by the next one.
     pub async fn balance_after(
         &self,
         after: &str,
@@ -414,7 +430,7 @@ impl<T: Transport> Client<T> {
         let path =
             format!("/api/v1/credits/balance?wait={}&after={}", wait_seconds.clamp(1, 25), encode_component(after));
         let mut request = self.request(Method::Get, &with_team(path, team), None, None);
-        request.abortable = true;
+        request.abort = Abort::Watch;
         request
     }
 
@@ -606,7 +622,7 @@ impl<T: Transport> Client<T> {
         self.long_poll(
             &|wait| {
                 let mut request = self.status_request(session_id, wait);
-                request.abortable = true;
+                request.abort = Abort::Wait;
                 request
             },
             &|text, v| match v.str_at(&["status"]).and_then(checkout_status) {
@@ -675,10 +691,12 @@ impl<T: Transport> Client<T> {
         }
     }
 
-    /// Stops `wait_for_checkout` or `poll_handoff` (it fails with kind `cancelled`).
+    /// Stops `wait_for_checkout` or `poll_handoff` (it fails with kind `cancelled`), and the
+    /// balance long-poll in flight.
     pub fn cancel_wait(&self) {
         self.generation.set(self.generation.get().wrapping_add(1));
-        self.transport.abort();
+        self.transport.abort(Abort::Wait);
+        self.transport.abort(Abort::Watch);
     }
 }
 /// `Credentials` as JSON (`device_token` and `sign_in_code` only when there is one).

@@ -14,7 +14,7 @@ pub mod json;
 mod wasm;
 
 pub use client::{
-    backoff_ms, checkout_status, encode_component, CapChange, Client, Method, Reply, Request, TeamArgs, Transport,
-    DEFAULT_HANDOFF_WAIT_MS, DEFAULT_WAIT_MS, LONG_POLL_SECONDS,
+    backoff_ms, checkout_status, encode_component, Abort, CapChange, Client, Method, Reply, Request, TeamArgs,
+    Transport, DEFAULT_HANDOFF_WAIT_MS, DEFAULT_WAIT_MS, LONG_POLL_SECONDS,
 };
 pub use error::{ErrorKind, MascotError};

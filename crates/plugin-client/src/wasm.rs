@@ -14,7 +14,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::{Client, MascotError, Reply, Request, TeamArgs, Transport};
+use crate::{Abort, Client, MascotError, Reply, Request, TeamArgs, Transport};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -95,15 +95,17 @@ extern "C" {
 /// The browser under the native client.
 #[derive(Default)]
 struct Browser {
-    /// The AbortController of the long-poll in flight.
-    polling: RefCell<Option<JsValue>>,
+    /// The AbortControllers of the long-polls in flight, by `Abort` (a wait's, the balance
+    /// watch's; `Never`'s stays empty).
+    polling: [RefCell<Option<JsValue>>; 3],
 }
 
 impl Transport for Browser {
     async fn send(&self, request: Request) -> Reply {
-        let c = request.abortable.then(controller);
+        let slot = &self.polling[request.abort as usize];
+        let c = (request.abort != Abort::Never).then(controller);
         if let Some(c) = &c {
-            *self.polling.borrow_mut() = Some(c.clone());
+            *slot.borrow_mut() = Some(c.clone());
         }
         let mut headers = String::new();
         for (name, value) in &request.headers {
@@ -116,8 +118,8 @@ impl Transport for Browser {
         }
         let answer =
             JsFuture::from(send(request.method.as_str(), &request.url, &headers, request.body, c.as_ref())).await;
-        if c.is_some() && *self.polling.borrow() == c {
-            *self.polling.borrow_mut() = None;
+        if c.is_some() && *slot.borrow() == c {
+            *slot.borrow_mut() = None;
         }
         let answer: js_sys::Array = answer.unwrap_or(JsValue::NULL).unchecked_into();
         let body = answer.get(1).as_string().unwrap_or_default();
@@ -136,8 +138,8 @@ impl Transport for Browser {
         js_sys::Date::now()
     }
 
-    fn abort(&self) {
-        if let Some(c) = self.polling.borrow_mut().take() {
+    fn abort(&self, kind: Abort) {
+        if let Some(c) = self.polling[kind as usize].borrow_mut().take() {
             abort(&c);
         }
     }

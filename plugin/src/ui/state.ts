@@ -805,8 +805,9 @@ export class AccountState implements Actions {
   }
   // While the Account tab is open, one long-poll keeps the wallet shown current (another device's
   // or a teammate's spend, a purchase, a refund, an expiry, an operator's grant) and says so when
-  // the low-balance alert turns on. Choosing another wallet starts a new one; the old one ends
-  // with its next answer.
+  // the low-balance alert turns on. Choosing another wallet starts a new one, and the client
+  // aborts the old one's request (left to run out, each would hold one of the browser's six
+  // connections to the server for up to 25 s).
 
   private async watchBalance(): Promise<void> {
     const generation = ++this.watching;

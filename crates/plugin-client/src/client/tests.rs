@@ -24,7 +24,8 @@ struct Script {
     sent: RefCell<Vec<Request>>,
     clock: Cell<f64>,
     slept: RefCell<Vec<u32>>,
-    aborted: Cell<bool>,
+    /// Every `Transport::abort`, in order.
+    aborts: RefCell<Vec<Abort>>,
 }
 
 impl Script {
@@ -43,12 +44,17 @@ impl Script {
     }
 }
 
-struct Held<'a>(&'a Script);
+/// A request the server holds until an abort of its kind comes after `seen` earlier aborts.
+struct Held<'a> {
+    script: &'a Script,
+    kind: Abort,
+    seen: usize,
+}
 
 impl Future for Held<'_> {
     type Output = Reply;
     fn poll(self: std::pin::Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Reply> {
-        if self.0.aborted.replace(false) {
+        if self.script.aborts.borrow()[self.seen..].contains(&self.kind) {
             Poll::Ready(Reply::Aborted)
         } else {
             Poll::Pending
@@ -58,6 +64,7 @@ impl Future for Held<'_> {
 
 impl Transport for Script {
     async fn send(&self, request: Request) -> Reply {
+        let (kind, seen) = (request.abort, self.aborts.borrow().len());
         self.sent.borrow_mut().push(request);
         let step = self.steps.borrow_mut().pop_front().expect("a scripted answer for every request");
         match step {
@@ -65,7 +72,7 @@ impl Transport for Script {
                 self.clock.set(self.clock.get() + ms);
                 reply
             }
-            Step::Hold => Held(self).await,
+            Step::Hold => Held { script: self, kind, seen }.await,
         }
     }
     async fn sleep(&self, ms: u32) {
@@ -75,8 +82,8 @@ impl Transport for Script {
     fn now_ms(&self) -> f64 {
         self.clock.get()
     }
-    fn abort(&self) {
-        self.aborted.set(true);
+    fn abort(&self, kind: Abort) {
+        self.aborts.borrow_mut().push(kind);
     }
 }
 
@@ -218,8 +225,8 @@ fn every_path() {
     );
     assert_eq!(sent(&c)[4].body.as_deref(), Some(r#"{"pack_id":"pack_75"}"#));
     assert_eq!(sent(&c)[7].body.as_deref(), Some(r#"{"code":"launch50"}"#));
-    assert!(sent(&c)[11].abortable, "the balance long-poll can be cancelled");
-    assert!(sent(&c)[14].abortable, "a team's balance long-poll too");
+    assert_eq!(sent(&c)[11].abort, Abort::Watch, "the balance long-poll can be cancelled");
+    assert_eq!(sent(&c)[14].abort, Abort::Watch, "a team's balance long-poll too");
     assert_eq!((sent(&c)[13].method, sent(&c)[13].body.as_deref()), (Method::Put, Some(r#"{"low_balance":null}"#)));
 }
 
@@ -290,7 +297,7 @@ fn waits_through_pending_answers_and_network_failures() {
     let reqs = sent(&c);
     assert!(reqs
         .iter()
-        .all(|r| r.abortable && r.url.starts_with("http://api.test/api/v1/billing/checkout/cs_1?wait=")));
+        .all(|r| r.abort == Abort::Wait && r.url.starts_with("http://api.test/api/v1/billing/checkout/cs_1?wait=")));
     assert_eq!(reqs[0].url, "http://api.test/api/v1/billing/checkout/cs_1?wait=25");
 }
 
@@ -332,7 +339,28 @@ fn cancel_wait_aborts_the_long_poll_in_flight() {
         Poll::Ready(Err(e)) => assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Cancelled, "cancelled")),
         other => panic!("{other:?}"),
     }
-    assert!(!c.transport().aborted.get(), "the abort reached the transport");
+    assert_eq!(*c.transport().aborts.borrow(), [Abort::Wait, Abort::Watch], "the abort reached the transport");
+}
+
+#[test]
+fn a_balance_long_poll_ends_the_one_in_flight_and_no_wait() {
+    let script = Script::default().hold().hold().answer(200, r#"{"balance":5}"#);
+    let c = client(script, Some("t"));
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut checkout = pin!(c.wait_for_checkout("cs_1", None));
+    assert!(checkout.as_mut().poll(&mut cx).is_pending(), "held by the server");
+    let mut old = pin!(c.balance_after("v1", 25, None));
+    assert!(old.as_mut().poll(&mut cx).is_pending(), "held by the server");
+    // The wallet shown changed: the new long-poll is sent, the old one is aborted...
+    let new = block_on(c.balance_after("v2", 25, Some("team 1"))).unwrap();
+    assert_eq!(new, r#"{"balance":5}"#);
+    match old.as_mut().poll(&mut cx) {
+        Poll::Ready(Err(e)) => assert_eq!(e.kind, ErrorKind::Cancelled),
+        other => panic!("the old long-poll still runs: {other:?}"),
+    }
+    // ...and the checkout's wait goes on.
+    assert!(checkout.as_mut().poll(&mut cx).is_pending(), "a wait is not a balance long-poll");
+    assert_eq!(*c.transport().aborts.borrow(), [Abort::Watch, Abort::Watch]);
 }
 
 #[test]
@@ -536,7 +564,7 @@ fn poll_handoff_sends_the_read_key_in_a_header_waits_through_pending_and_failure
             vec![("x-handoff-key", "mhr_secret".to_string())],
             "the key in a header, no bearer token"
         );
-        assert!(r.abortable && !r.url.contains("mhr_secret"), "never in the URL");
+        assert!(r.abort == Abort::Wait && !r.url.contains("mhr_secret"), "never in the URL");
     }
     assert_eq!(api_types::HANDOFF_KEY_HEADER, "x-handoff-key");
 }
