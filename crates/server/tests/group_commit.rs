@@ -162,3 +162,112 @@ async fn sqlite_commits_reach_the_database_file() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+on_both_databases!(spends_queued_together_are_written_together_and_exactly);
+
+/// Spends that queue while the writer is busy share the next batch; on PostgreSQL the writer
+/// writes them with one statement (`ledger::spend_step`). Each must get its own outcome: the
+/// credits run out part-way, and two requests with one idempotency key but different amounts
+/// must not take each other's entry.
+async fn spends_queued_together_are_written_together_and_exactly(b: Backend) {
+    use mascot_server::ledger::{self, LedgerError, Overdraft};
+    let (url, _cleanup) = fresh_database(b).await;
+    let db = Db::connect(&SecretString::from(url), 4).await.unwrap();
+    db.migrate().await.unwrap();
+    let user = mascot_server::auth::accounts::create(&db, "batch@example.com", "not-a-hash").await.ok().unwrap().id;
+    // Two lots: the spends cross from one to the other.
+    for (grant, credits) in [("g1", 60), ("g2", 40)] {
+        let entry = ledger::grant_entry(&user, credits, "seed", grant, None);
+        ledger::post_once(&db, &entry, Overdraft::Allow).await.unwrap();
+    }
+
+    // Holds the writer until `release`, so that what is queued meanwhile forms one batch.
+    async fn busy_writer(db: &Db) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let gates = Arc::new(std::sync::Mutex::new(Some((started_tx, released))));
+        let db = db.clone();
+        let busy = tokio::spawn(async move {
+            db.write(None, move |_tx| {
+                let gates = gates.lock().unwrap().take();
+                Box::pin(async move {
+                    if let Some((started, released)) = gates {
+                        let _ = started.send(());
+                        let _ = released.await;
+                    }
+                    Ok::<_, sqlx::Error>(())
+                })
+            })
+            .await
+            .unwrap();
+        });
+        started.await.unwrap();
+        (release, busy)
+    }
+
+    // 40 spends of 3 on 100 credits: 33 are written, 7 refused.
+    let (release, busy) = busy_writer(&db).await;
+    let mut spends = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let (db, user) = (db.clone(), user.clone());
+        spends.spawn(async move { ledger::spend(&db, &user, 3, "render", &format!("k{i}")).await });
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    release.send(()).unwrap();
+    busy.await.unwrap();
+    let (mut written, mut refused) = (0, 0);
+    while let Some(outcome) = spends.join_next().await {
+        match outcome.unwrap() {
+            Ok(r) => {
+                assert!(!r.replayed);
+                written += 1;
+            }
+            Err(LedgerError::InsufficientCredits { .. }) => refused += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!((written, refused), (33, 7));
+    let (balance, summed) = ledger::verify_balance(&db, &user).await.unwrap();
+    assert_eq!((balance, summed), (1, 1));
+    let (remaining, taken, entries, seqs, instants): (i64, i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT CAST(SUM(remaining) AS BIGINT) FROM credit_lots WHERE wallet_id = $1),
+                (SELECT CAST(-SUM(l.credits) AS BIGINT) FROM entry_lots l JOIN ledger_entries e ON e.id = l.entry_id
+                   WHERE e.user_id = $1 AND e.kind = 'spend'),
+                (SELECT COUNT(*) FROM ledger_entries WHERE user_id = $1 AND kind = 'spend'),
+                (SELECT COUNT(DISTINCT seq) FROM ledger_entries WHERE user_id = $1),
+                (SELECT COUNT(DISTINCT created_at) FROM ledger_entries WHERE user_id = $1 AND kind = 'spend')",
+    )
+    .bind(&user)
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!((remaining, taken, entries, seqs), (1, 99, 33, 35), "the lots give what the entries say");
+    if b == Backend::Postgres {
+        // One statement wrote the batch's spends: one instant for all of them.
+        assert_eq!(instants, 1, "written together");
+    }
+
+    // One idempotency key, two requests: 500 credits (queued first), then 2. The 2 are spent
+    // once; the 500 is refused (for want of credits, or as a reused key when the writer took the
+    // 2 first), never answered with the other request's entry.
+    let top_up = ledger::grant_entry(&user, 10, "more", "g3", None);
+    ledger::post_once(&db, &top_up, Overdraft::Allow).await.unwrap();
+    let (release, busy) = busy_writer(&db).await;
+    let (db1, user1) = (db.clone(), user.clone());
+    let large = tokio::spawn(async move { ledger::spend(&db1, &user1, 500, "render", "same").await });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (db2, user2) = (db.clone(), user.clone());
+    let small = tokio::spawn(async move { ledger::spend(&db2, &user2, 2, "render", "same").await });
+    let (db3, user3) = (db.clone(), user.clone());
+    let other = tokio::spawn(async move { ledger::spend(&db3, &user3, 1, "render", "other").await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    release.send(()).unwrap();
+    busy.await.unwrap();
+    let large = large.await.unwrap();
+    assert!(matches!(large, Err(LedgerError::KeyReused | LedgerError::InsufficientCredits { .. })), "{large:?}");
+    let small = small.await.unwrap().unwrap();
+    assert!(!small.replayed && [8, 9].contains(&small.posted.balance), "{small:?}");
+    other.await.unwrap().unwrap();
+    let (balance, summed) = ledger::verify_balance(&db, &user).await.unwrap();
+    assert_eq!((balance, summed), (8, 8), "2 and 1 spent once each");
+}

@@ -19,7 +19,7 @@ use sqlx::{
     AnyPool, ConnectOptions, Executor,
 };
 
-pub use group::UnitFuture;
+pub use group::{FirstStep, UnitFuture};
 pub use write::{UnitError, Uow, WriteHealth};
 
 pub use wakeups::Wakeups;
@@ -193,7 +193,26 @@ impl Db {
         F: for<'t> Fn(&'t mut Uow) -> UnitFuture<'t, T, E> + Send + Sync + 'static,
     {
         match &self.group {
-            Some(group) => group.run(order, unit).await,
+            Some(group) => group.run(order, None, unit).await,
+            None => group::alone(self, &unit).await,
+        }
+    }
+
+    /// [`Db::write`] for a unit whose first step the group writer may take together with its
+    /// neighbours' (see [`group::FirstStep`]); alone, the unit does it all itself.
+    pub async fn write_with_first_step<T, E, F>(
+        &self,
+        order: Option<String>,
+        step: group::FirstStep,
+        unit: F,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: UnitError,
+        F: for<'t> Fn(&'t mut Uow) -> UnitFuture<'t, T, E> + Send + Sync + 'static,
+    {
+        match &self.group {
+            Some(group) => group.run(order, Some(step), unit).await,
             None => group::alone(self, &unit).await,
         }
     }

@@ -211,6 +211,48 @@ const STEPS: &[Step] = &[
         data: None,
         data_on: None,
     },
+    Step {
+        // A spend's guarded write (`ledger::spend_fast` on PostgreSQL, with the condition of a
+        // new cause) as a function, so that the group writer takes the spends of a batch in one
+        // statement, one call per spend in order (`ledger::spend_step`). A VOLATILE function's
+        // statements each take a new snapshot, so each call sees the calls before it. The
+        // function answers no row when a guard refuses (the unit then goes its usual way).
+        name: "20261206000010_batched_spends",
+        postgres: &["CREATE OR REPLACE FUNCTION mascot_spend(
+                 p_delta BIGINT, p_user TEXT, p_cause TEXT, p_id TEXT, p_kind TEXT, p_hash TEXT,
+                 p_description TEXT, p_now BIGINT, p_feature TEXT, p_service_key TEXT, p_actor TEXT)
+             RETURNS TABLE (out_balance BIGINT, out_taken BIGINT) LANGUAGE sql VOLATILE AS $$
+             WITH moved AS (
+                 UPDATE users SET balance = balance + p_delta, entry_seq = entry_seq + 1
+                 WHERE id = p_user AND balance + p_delta >= held AND debt = 0
+                   AND (lots_expire_at IS NULL OR lots_expire_at > p_now)
+                   AND NOT EXISTS (SELECT 1 FROM ledger_entries WHERE cause = p_cause)
+                 RETURNING balance, entry_seq),
+             entry AS (
+                 INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description,
+                     balance_after, created_at, feature, service_key_id, debt_delta, actor_user_id)
+                 SELECT p_id, p_user, entry_seq, p_delta, p_kind, p_cause, p_hash, p_description,
+                     balance, p_now, p_feature, p_service_key, 0, p_actor FROM moved
+                 RETURNING balance_after),
+             ordered AS (
+                 SELECT id, remaining, SUM(remaining) OVER (
+                     ORDER BY CASE WHEN expires_at IS NULL THEN 1 ELSE 0 END, expires_at, created_at, id
+                     ROWS UNBOUNDED PRECEDING) AS running
+                 FROM credit_lots WHERE wallet_id = p_user AND has_credits = 1 AND EXISTS (SELECT 1 FROM moved)),
+             takes AS (
+                 SELECT id, LEAST(remaining, -p_delta - (running - remaining)) AS t FROM ordered
+                 WHERE running - remaining < -p_delta),
+             used AS (
+                 UPDATE credit_lots l SET remaining = l.remaining - takes.t FROM takes
+                 WHERE l.id = takes.id AND l.remaining >= takes.t RETURNING l.id, takes.t),
+             linked AS (
+                 INSERT INTO entry_lots (entry_id, lot_id, credits) SELECT p_id, id, -t FROM used RETURNING credits)
+             SELECT balance_after, (SELECT CAST(COALESCE(SUM(-credits), 0) AS BIGINT) FROM linked) FROM entry
+             $$"],
+        sqlite: &[],
+        data: None,
+        data_on: None,
+    },
 ];
 
 /// The kinds an entry may have, as SQL (see `api_types::EntryKind`).

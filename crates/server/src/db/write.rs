@@ -26,6 +26,9 @@ pub struct Uow {
     /// True between a successful BEGIN and a successful COMMIT or ROLLBACK.
     open: bool,
     effects: Effects,
+    /// First steps that a group batch took for its units, by key, each until its unit takes it
+    /// (see `db::group::FirstStep`).
+    done: Vec<(String, Box<dyn std::any::Any + Send>)>,
 }
 
 /// What a committed unit of work asks for.
@@ -75,7 +78,7 @@ impl Uow {
             conn.close_on_drop();
             return Err(e);
         }
-        Ok(Uow { conn, kind, open: true, effects: Effects::default() })
+        Ok(Uow { conn, kind, open: true, effects: Effects::default(), done: Vec::new() })
     }
 
     pub fn kind(&self) -> DatabaseKind {
@@ -102,6 +105,23 @@ impl Uow {
     /// An event was enqueued or a delivery made due: the delivery worker wakes after the commit.
     pub fn outbox_changed(&mut self) {
         self.effects.outbox = true;
+    }
+
+    /// Keeps what the first step keyed `key` did, for its unit to take.
+    pub fn put_done<T: Send + 'static>(&mut self, key: String, value: T) {
+        self.done.push((key, Box::new(value)));
+    }
+
+    /// What the batch already did of the first step keyed `key`, if it did (taken once).
+    pub fn take_done<T: 'static>(&mut self, key: &str) -> Option<T> {
+        let at = self.done.iter().position(|(k, v)| k == key && v.is::<T>())?;
+        let (_, value) = self.done.swap_remove(at);
+        value.downcast::<T>().ok().map(|v| *v)
+    }
+
+    /// Whether a first step keyed `key` is done and its unit has not taken it.
+    pub(super) fn has_done(&self, key: &str) -> bool {
+        self.done.iter().any(|(k, _)| k == key)
     }
 
     /// Commits; on success returns the effects to apply.

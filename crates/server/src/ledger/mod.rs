@@ -256,12 +256,7 @@ async fn spend_fast(tx: &mut Uow, entry: &NewEntry, condition: &str, now: i64) -
         else {
             return Ok(None);
         };
-        let wanted = -entry.delta;
-        if taken < wanted {
-            let more = lots::use_in(tx, &entry.user_id, &entry_id, wanted - taken).await?;
-            check_took(taken + more, wanted, &entry.user_id)?;
-        }
-        return Ok(Some(Posted { entry_id, balance, debt_delta: 0 }));
+        return finish_spend(tx, entry, Spent { entry_id, balance, taken }).await.map(Some);
     }
     let sql = format!(
         "{ENTRY}
@@ -278,6 +273,84 @@ async fn spend_fast(tx: &mut Uow, entry: &NewEntry, condition: &str, now: i64) -
         order = lots::USE_ORDER
     );
     run_insert(tx, entry, &sql, now, 0).await
+}
+
+/// A spend that PostgreSQL's guarded write made: its entry, the balance after it, and the credits
+/// it took from the lots.
+#[derive(Debug)]
+struct Spent {
+    entry_id: String,
+    balance: i64,
+    taken: i64,
+}
+
+/// What the guarded write did not take from the lots (see [`spend_fast`]) is taken now, under the
+/// wallet's lock.
+async fn finish_spend(tx: &mut Uow, entry: &NewEntry, spent: Spent) -> Result<Posted, LedgerError> {
+    let Spent { entry_id, balance, taken } = spent;
+    let wanted = -entry.delta;
+    if taken < wanted {
+        let more = lots::use_in(tx, &entry.user_id, &entry_id, wanted - taken).await?;
+        check_took(taken + more, wanted, &entry.user_id)?;
+    }
+    Ok(Posted { entry_id, balance, debt_delta: 0 })
+}
+
+/// A spend's guarded write as the group writer's first step (see `db::group::FirstStep`): on
+/// PostgreSQL the spends next to each other in a batch are written by one statement, one call of
+/// `mascot_spend` (step `20261206000010_batched_spends`: [`spend_fast`] with [`NEW_CAUSE`]) per
+/// spend, in order, instead of a round trip each. [`post_once_in`] then finds its spend written.
+/// `mascot-bench spend --backend postgres`: see the commit that added it.
+pub fn spend_step(entry: Arc<NewEntry>) -> crate::db::FirstStep {
+    crate::db::FirstStep { key: step_key(&entry), input: entry, run: spend_all }
+}
+
+/// Whose written spend is whose: the cause and the request's fingerprint. Two spends of one
+/// batch with the same idempotency key but different requests write at most one entry, and only
+/// the spend that wrote it may take it.
+fn step_key(entry: &NewEntry) -> String {
+    format!("{}\n{}", entry.cause, entry.request_hash.as_deref().unwrap_or(""))
+}
+
+fn spend_all<'t>(
+    inputs: &'t [Arc<dyn std::any::Any + Send + Sync>],
+    tx: &'t mut Uow,
+) -> crate::db::UnitFuture<'t, (), sqlx::Error> {
+    Box::pin(async move {
+        let now = now_ms();
+        let mut rows = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let Some(entry) = input.downcast_ref::<NewEntry>() else { continue };
+            rows.push((entry, new_entry_id()));
+        }
+        let spends: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(e, id)| {
+                serde_json::json!({
+                    "delta": e.delta, "user_id": e.user_id, "cause": e.cause, "id": id, "kind": e.kind.as_str(),
+                    "hash": e.request_hash, "description": e.description, "feature": e.feature,
+                    "service_key": e.service_key_id, "actor": e.actor_user_id,
+                })
+            })
+            .collect();
+        let done: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT CAST(s.n AS BIGINT), r.out_balance, r.out_taken
+             FROM ROWS FROM (json_to_recordset(CAST($1 AS json)) AS (delta BIGINT, user_id TEXT, cause TEXT, id TEXT,
+                  kind TEXT, hash TEXT, description TEXT, feature TEXT, service_key TEXT, actor TEXT))
+                  WITH ORDINALITY AS s(delta, user_id, cause, id, kind, hash, description, feature, service_key, actor, n)
+             CROSS JOIN LATERAL mascot_spend(s.delta, s.user_id, s.cause, s.id, s.kind, s.hash, s.description,
+                  $2, s.feature, s.service_key, s.actor) AS r",
+        )
+        .bind(serde_json::Value::Array(spends).to_string())
+        .bind(now)
+        .fetch_all(&mut **tx)
+        .await?;
+        for (n, balance, taken) in done {
+            let Some((entry, entry_id)) = usize::try_from(n - 1).ok().and_then(|i| rows.get(i)) else { continue };
+            tx.put_done(step_key(entry), Spent { entry_id: entry_id.clone(), balance, taken });
+        }
+        Ok(())
+    })
 }
 
 /// Credits that come in as a lot that never expires, when the wallet has no debt (which they
@@ -440,6 +513,10 @@ pub(crate) async fn post_once_in(
 ) -> Result<Recorded, LedgerError> {
     // A spend, the common case, in as few round trips as possible: it is written only if the
     // cause is new and the available credits cover it; anything else takes the slow path below.
+    // The group writer may have written it already, with the spends next to it ([`spend_step`]).
+    if let Some(done) = tx.take_done::<Spent>(&step_key(entry)) {
+        return Ok(Recorded { posted: finish_spend(tx, entry, done).await?, replayed: false });
+    }
     if entry.lots == Lots::Use && overdraft == Overdraft::Refuse {
         let condition = format!("{COVERED}{NEW_CAUSE}");
         if let Some(posted) = spend_fast(tx, entry, &condition, now_ms()).await? {
@@ -456,6 +533,14 @@ pub(crate) async fn post_once_in(
     Ok(Recorded { posted, replayed: false })
 }
 
+fn posting(
+    tx: &mut Uow,
+    entry: Arc<NewEntry>,
+    overdraft: Overdraft,
+) -> crate::db::UnitFuture<'_, Recorded, LedgerError> {
+    Box::pin(async move { post_once_in(tx, &entry, overdraft).await })
+}
+
 /// Posts `entry` exactly once per cause, committed (perhaps with concurrent postings: see
 /// `db::group`) before this returns. When the cause is already there (a retry, or a concurrent
 /// request that won) the existing entry is returned with `replayed = true`, provided it was made
@@ -463,14 +548,15 @@ pub(crate) async fn post_once_in(
 pub async fn post_once(db: &Db, entry: &NewEntry, overdraft: Overdraft) -> Result<Recorded, LedgerError> {
     let entry = Arc::new(entry.clone());
     // A cause lost to a concurrent writer (a unique violation) is found committed next round.
+    let spend = entry.lots == Lots::Use && overdraft == Overdraft::Refuse;
     for _ in 0..3 {
-        let unit_entry = entry.clone();
-        let outcome = db
-            .write(Some(format!("user:{}", entry.user_id)), move |tx| {
-                let entry = unit_entry.clone();
-                Box::pin(async move { post_once_in(tx, &entry, overdraft).await })
-            })
-            .await;
+        let (order, e) = (Some(format!("user:{}", entry.user_id)), entry.clone());
+        let outcome = if spend {
+            db.write_with_first_step(order, spend_step(entry.clone()), move |tx| posting(tx, e.clone(), overdraft))
+                .await
+        } else {
+            db.write(order, move |tx| posting(tx, e.clone(), overdraft)).await
+        };
         match outcome {
             Err(LedgerError::DuplicateCause) => continue,
             other => return other,

@@ -15,7 +15,7 @@ use std::{sync::Arc, time::Duration};
 
 use api_types::{codes, BalanceResponse, CapStatus, HoldRequest, SpendRequest};
 
-use super::{teams, write_retrying, OpError, Operator, Spender, User};
+use super::{teams, write_retrying, write_retrying_with, OpError, Operator, Spender, User};
 use crate::{
     admin::log,
     auth::{accounts, normalise_email},
@@ -583,7 +583,10 @@ pub async fn spend(
     let entry = Arc::new(order_.entry());
     let who_ = Arc::new(who.clone());
     let on_team = actor.is_some();
-    let result = write_retrying(&state.db, order(&wallet), move |uow| {
+    // A personal spend's unit begins with its guarded write, which the group writer may take with
+    // the spends next to it; a team spend checks the member's cap first.
+    let step = (!on_team).then(|| ledger::spend_step(entry.clone()));
+    let result = write_retrying_with(&state.db, order(&wallet), step, move |uow| {
         let (entry, who) = (entry.clone(), who_.clone());
         Box::pin(async move {
             let mut reached = None;

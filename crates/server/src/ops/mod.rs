@@ -80,10 +80,29 @@ where
     T: Send + 'static,
     F: for<'t> Fn(&'t mut Uow) -> UnitFuture<'t, T, OpError> + Send + Sync + 'static,
 {
+    write_retrying_with(db, order, None, unit).await
+}
+
+/// [`write_retrying`] for a unit whose first step the group writer may take with its
+/// neighbours' (see `db::FirstStep`).
+pub(crate) async fn write_retrying_with<T, F>(
+    db: &Db,
+    order: Option<String>,
+    step: Option<crate::db::FirstStep>,
+    unit: F,
+) -> Result<T, OpError>
+where
+    T: Send + 'static,
+    F: for<'t> Fn(&'t mut Uow) -> UnitFuture<'t, T, OpError> + Send + Sync + 'static,
+{
     let unit = Arc::new(unit);
     for _ in 0..3 {
         let u = unit.clone();
-        match db.write(order.clone(), move |uow| u(uow)).await {
+        let written = match step.clone() {
+            Some(step) => db.write_with_first_step(order.clone(), step, move |uow| u(uow)).await,
+            None => db.write(order.clone(), move |uow| u(uow)).await,
+        };
+        match written {
             Err(OpError::Raced) => continue,
             other => return other,
         }
