@@ -29,9 +29,16 @@ use common::{spawn_app_with, Backend, TestApp};
 
 /// On PostgreSQL every request gets a transaction of its own (no group commit), as with several
 /// replicas: the guards, not the one writer thread, must keep the invariants. SQLite keeps its
-/// production setting (one writer either way).
+/// production setting (one writer either way). The `postgres_group_commit` runs keep PostgreSQL's
+/// production setting too, where the writer writes a batch's spends in one statement.
 fn race_config(b: Backend) -> impl FnOnce(&mut mascot_server::Config) {
-    move |c| c.group_commit = b == Backend::Sqlite
+    let grouped = GROUPED.try_with(|g| *g).unwrap_or(false);
+    move |c| c.group_commit = b == Backend::Sqlite || grouped
+}
+
+tokio::task_local! {
+    /// Set for the runs on PostgreSQL with the group writer.
+    static GROUPED: bool;
 }
 use mascot_server::{audit, billing::Billing, db::now_ms, Db};
 use proptest::{
@@ -1207,6 +1214,39 @@ on_both_databases!(
     grant_x_spend,
     model_checked_concurrent_operations,
 );
+
+/// Spends against spends, holds, grants and everything else on PostgreSQL with the group writer
+/// (production's setting): spends queued side by side are written by one statement there
+/// (`ledger::spend_step`), between the other units of their batch.
+mod postgres_group_commit {
+    use super::{common, Backend, GROUPED};
+
+    async fn grouped<F: std::future::Future<Output = ()>>(run: F) {
+        if common::postgres_available().await {
+            GROUPED.scope(true, run).await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spend_x_spend() {
+        grouped(super::spend_x_spend(Backend::Postgres)).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hold_x_spend() {
+        grouped(super::hold_x_spend(Backend::Postgres)).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn grant_x_spend() {
+        grouped(super::grant_x_spend(Backend::Postgres)).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn model_checked_concurrent_operations() {
+        grouped(super::model_checked_concurrent_operations(Backend::Postgres)).await
+    }
+}
 
 #[test]
 fn permutations_are_all_orders() {

@@ -334,6 +334,7 @@ async fn first_steps(batch: &[Box<dyn Job>], from: usize, tx: &mut Uow) -> sqlx:
         .collect::<Vec<_>>();
     if run.len() > 1 {
         (first.run)(&run, tx).await?;
+        tracing::debug!(units = run.len(), "first steps taken together");
     }
     Ok(from + run.len())
 }
