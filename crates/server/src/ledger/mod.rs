@@ -217,6 +217,9 @@ fn check_took(took: i64, wanted: i64, wallet: &str) -> Result<(), LedgerError> {
 /// A spend in as few round trips as possible: the balance moves and the entry is written only if
 /// `condition` holds (see [`COVERED`]), then the credits are taken from the lots in their order.
 /// - PostgreSQL: one statement (data-modifying CTEs), then a second only in the rare case below.
+///   With [`NEW_CAUSE`] it is also the body of the SQL function `mascot_spend` that batches use
+///   ([`spend_step`]; backend step `20261206000010_batched_spends`): a change to it here needs a
+///   new step that replaces the function.
 ///   The statement's snapshot is taken before the wallet's row lock it waits for, so a change to
 ///   the lots committed by the lock's previous holder (another replica's purchase or expiry) may
 ///   be unseen: the statement then takes less than the spend (each take is guarded by the lot's
