@@ -2,6 +2,8 @@
 //! neither loses the others' writes nor keeps its own.
 
 mod common;
+#[path = "common/stripe.rs"]
+mod stripe;
 
 use std::sync::Arc;
 
@@ -163,6 +165,30 @@ async fn sqlite_commits_reach_the_database_file() {
     }
 }
 
+/// Holds the writer until `release`, so that what is queued meanwhile forms one batch.
+async fn busy_writer(db: &Db) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let gates = Arc::new(std::sync::Mutex::new(Some((started_tx, released))));
+    let db = db.clone();
+    let busy = tokio::spawn(async move {
+        db.write(None, move |_tx| {
+            let gates = gates.lock().unwrap().take();
+            Box::pin(async move {
+                if let Some((started, released)) = gates {
+                    let _ = started.send(());
+                    let _ = released.await;
+                }
+                Ok::<_, sqlx::Error>(())
+            })
+        })
+        .await
+        .unwrap();
+    });
+    started.await.unwrap();
+    (release, busy)
+}
+
 on_both_databases!(spends_queued_together_are_written_together_and_exactly);
 
 /// Spends that queue while the writer is busy share the next batch; on PostgreSQL the writer
@@ -179,30 +205,6 @@ async fn spends_queued_together_are_written_together_and_exactly(b: Backend) {
     for (grant, credits) in [("g1", 60), ("g2", 40)] {
         let entry = ledger::grant_entry(&user, credits, "seed", grant, None);
         ledger::post_once(&db, &entry, Overdraft::Allow).await.unwrap();
-    }
-
-    // Holds the writer until `release`, so that what is queued meanwhile forms one batch.
-    async fn busy_writer(db: &Db) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-        let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
-        let (release, released) = tokio::sync::oneshot::channel::<()>();
-        let gates = Arc::new(std::sync::Mutex::new(Some((started_tx, released))));
-        let db = db.clone();
-        let busy = tokio::spawn(async move {
-            db.write(None, move |_tx| {
-                let gates = gates.lock().unwrap().take();
-                Box::pin(async move {
-                    if let Some((started, released)) = gates {
-                        let _ = started.send(());
-                        let _ = released.await;
-                    }
-                    Ok::<_, sqlx::Error>(())
-                })
-            })
-            .await
-            .unwrap();
-        });
-        started.await.unwrap();
-        (release, busy)
     }
 
     // 40 spends of 3 on 100 credits: 33 are written, 7 refused.
@@ -270,4 +272,166 @@ async fn spends_queued_together_are_written_together_and_exactly(b: Backend) {
     other.await.unwrap().unwrap();
     let (balance, summed) = ledger::verify_balance(&db, &user).await.unwrap();
     assert_eq!((balance, summed), (8, 8), "2 and 1 spent once each");
+}
+
+on_both_databases!(webhooks_queued_together_are_credited_together_and_exactly);
+
+/// Paid sessions' webhooks that queue while the writer is busy share the next batch; on
+/// PostgreSQL the writer claims and credits them with one statement (`fulfil::claim_step`). Each
+/// delivery must get its own outcome: a session delivered twice is credited once, a session
+/// whose event does not match the sale is not credited, and a buyer with a promotional lot due
+/// (whose credit the batch's statement refuses) is credited the way that records the expiry first.
+async fn webhooks_queued_together_are_credited_together_and_exactly(b: Backend) {
+    use mascot_server::ledger::{self, Overdraft};
+    use serde_json::{json, Value};
+    let app = stripe::spawn_billing_app_with(b, |c| c.group_commit = true).await;
+    app.sim.set_delivery(stripe_sim::DeliveryMode { drop_all: true, ..Default::default() });
+    let db = app.state.db.clone();
+    let buyers =
+        [app.signup("a@example.com").await, app.signup("b@example.com").await, app.signup("c@example.com").await];
+    let due = app.signup("due@example.com").await;
+    let expires_at = mascot_server::db::now_ms() + 300;
+    ledger::post_once(&db, &ledger::grant_entry(&due.id, 10, "trial", "g-due", Some(expires_at)), Overdraft::Allow)
+        .await
+        .unwrap();
+    let mut sessions = Vec::new();
+    let mut events = Vec::new();
+    for (i, (buyer, pack)) in [
+        (&buyers[0], "pack_25"),
+        (&buyers[1], "pack_75"),
+        (&buyers[2], "pack_200"),
+        (&buyers[0], "pack_75"),
+        (&due, "pack_25"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let res = app.post_json("/api/v1/billing/checkout", Some(&buyer.token), &json!({"pack_id": pack})).await;
+        assert_eq!(res.status(), reqwest::StatusCode::OK);
+        let session = res.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_string();
+        app.sim.pay(&session, stripe_sim::PayMethod::Card).await.unwrap();
+        let event = app
+            .sim
+            .events()
+            .into_iter()
+            .find(|e| e["type"] == "checkout.session.completed" && e["data"]["object"]["id"] == session.as_str())
+            .unwrap();
+        // The first session's event is delivered twice.
+        let copies = if i == 0 { 2 } else { 1 };
+        events.extend(std::iter::repeat_n(event.to_string(), copies));
+        sessions.push((session, buyer.id.clone(), pack));
+    }
+    // A paid session whose event names another pack than the one sold: never credited.
+    let res = app.post_json("/api/v1/billing/checkout", Some(&buyers[1].token), &json!({"pack_id": "pack_25"})).await;
+    let wrong = res.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_string();
+    app.sim.pay(&wrong, stripe_sim::PayMethod::Card).await.unwrap();
+    let mut tampered = app
+        .sim
+        .events()
+        .into_iter()
+        .find(|e| e["type"] == "checkout.session.completed" && e["data"]["object"]["id"] == wrong.as_str())
+        .unwrap();
+    // Its id sorts first in the batch (units run sorted by event id): the claims of the others stay
+    // next to each other.
+    tampered["id"] = json!("evt_00000000_tampered");
+    tampered["data"]["object"]["metadata"]["pack_id"] = json!("pack_200");
+    events.insert(2, tampered.to_string());
+    // The trial lot is due before the batch runs.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+
+    let (release, busy) = busy_writer(&db).await;
+    let mut deliveries = tokio::task::JoinSet::new();
+    for body in events.clone() {
+        let (client, url) = (app.client.clone(), app.url("/api/v1/billing/webhook"));
+        deliveries.spawn(async move {
+            let header =
+                stripe_sim::sign_payload(stripe::WEBHOOK_SECRET, mascot_server::db::now_ms() / 1000, body.as_bytes());
+            let res = client
+                .post(url)
+                .header("stripe-signature", header)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            res.status().as_u16()
+        });
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    release.send(()).unwrap();
+    busy.await.unwrap();
+    while let Some(status) = deliveries.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+
+    let count = |sql: &'static str, bind: String| {
+        let db = db.clone();
+        async move { sqlx::query_as::<_, (i64,)>(sql).bind(bind).fetch_one(db.pool()).await.unwrap().0 }
+    };
+    for (session, buyer, pack) in &sessions {
+        let credits = api_types::find_pack(pack).unwrap().credits;
+        let (n, sum): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(delta), 0) AS BIGINT) FROM ledger_entries WHERE cause = $1 AND user_id = $2",
+        )
+        .bind(format!("purchase:{session}"))
+        .bind(buyer)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        assert_eq!((n, sum), (1, credits), "{session} credited once");
+        let status = count(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM checkout_sessions WHERE id = $1 AND status = 'credited'",
+            session.clone(),
+        )
+        .await;
+        assert_eq!(status, 1, "{session} marked credited");
+        let lots = count(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM credit_lots WHERE cause = $1 AND paid = 1 AND expires_at IS NULL",
+            format!("purchase:{session}"),
+        )
+        .await;
+        assert_eq!(lots, 1, "{session}: one paid lot that never expires");
+        let outbox = count(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM webhook_events WHERE type = 'credits.purchased' AND cause LIKE $1",
+            format!("%purchase:{session}"),
+        )
+        .await;
+        assert_eq!(outbox, 1, "{session}: one credits.purchased event");
+    }
+    assert_eq!(
+        count("SELECT CAST(COUNT(*) AS BIGINT) FROM ledger_entries WHERE cause = $1", format!("purchase:{wrong}"))
+            .await,
+        0
+    );
+    let (status, outcome): (String, Option<String>) =
+        sqlx::query_as("SELECT status, outcome FROM stripe_events WHERE id = 'evt_00000000_tampered'")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(status, "processed");
+    assert!(outcome.unwrap_or_default().starts_with("rejected:"), "the tampered event is rejected");
+    // Every delivery journaled once per event, the first delivery's outcome kept.
+    let credited =
+        count("SELECT CAST(COUNT(*) AS BIGINT) FROM stripe_events WHERE outcome = $1", "credited".into()).await;
+    assert_eq!(credited, 5);
+    for (user, want) in [(&buyers[0].id, 25 + 75), (&buyers[1].id, 75), (&buyers[2].id, 200), (&due.id, 25)] {
+        assert_eq!(ledger::verify_balance(&db, user).await.unwrap(), (want, want), "the trial's 10 expired first");
+    }
+    let expired = count(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM ledger_entries WHERE user_id = $1 AND kind = 'expiry'",
+        due.id.clone(),
+    )
+    .await;
+    assert_eq!(expired, 1);
+    if b == Backend::Postgres {
+        // One statement credited the batch's four plain purchases: one instant for all of them.
+        let instants = count(
+            "SELECT CAST(COUNT(DISTINCT created_at) AS BIGINT) FROM ledger_entries WHERE kind = 'purchase' AND user_id <> $1",
+            due.id.clone(),
+        )
+        .await;
+        assert_eq!(instants, 1, "credited together");
+    }
+    let report = mascot_server::audit::run(&db).await.unwrap();
+    assert!(report.is_clean(), "{}", report.to_text());
 }

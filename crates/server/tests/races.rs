@@ -30,7 +30,8 @@ use common::{spawn_app_with, Backend, TestApp};
 /// On PostgreSQL every request gets a transaction of its own (no group commit), as with several
 /// replicas: the guards, not the one writer thread, must keep the invariants. SQLite keeps its
 /// production setting (one writer either way). The `postgres_group_commit` runs keep PostgreSQL's
-/// production setting too, where the writer writes a batch's spends in one statement.
+/// production setting too, where the writer writes a batch's spends, and its webhooks' claims, in
+/// one statement.
 fn race_config(b: Backend) -> impl FnOnce(&mut mascot_server::Config) {
     let grouped = GROUPED.try_with(|g| *g).unwrap_or(false);
     move |c| c.group_commit = b == Backend::Sqlite || grouped
@@ -1245,6 +1246,13 @@ mod postgres_group_commit {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn model_checked_concurrent_operations() {
         grouped(super::model_checked_concurrent_operations(Backend::Postgres)).await
+    }
+
+    /// The webhook's claim is the writer's first step here (`fulfil::claim_step`), taken with the
+    /// claims of the other deliveries of its batch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fulfil_paths() {
+        grouped(super::fulfil_paths(Backend::Postgres)).await
     }
 }
 

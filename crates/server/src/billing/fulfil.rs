@@ -178,7 +178,9 @@ fn mismatch(session: &SessionView, record: &CheckoutRecord) -> Option<String> {
 }
 
 /// The exactly-once claim of a settled session ($1 payment intent, $2 now, $3 session id, $4..$7
-/// the amounts Stripe reported): it changes a row only if the session is not credited yet.
+/// the amounts Stripe reported): it changes a row only if the session is not credited yet. The
+/// SQL function `mascot_fulfil` holds a copy (see [`credit_matching_in`]): a change here needs a
+/// new backend step that replaces it.
 const CLAIM: &str = "UPDATE checkout_sessions SET status = 'credited', payment_intent = $1, credited_at = $2, updated_at = $2, failure_reason = NULL,
         amount_subtotal_cents = $4, amount_paid_cents = $5, amount_discount_cents = $6, amount_tax_cents = $7
      WHERE id = $3 AND status <> 'credited'";
@@ -250,7 +252,7 @@ pub async fn fulfil_checkout_in(
     if claimed.rows_affected() == 0 {
         return Ok(FulfilOutcome::AlreadyCredited);
     }
-    credit_claimed_in(tx, &record.id, &record.user_id, pack, amounts.paid).await
+    credit_claimed_in(tx, &record.id, &record.user_id, pack, amounts.paid, None).await
 }
 
 /// The common case in one claim: a settled session whose every detail matches what the catalogue
@@ -260,19 +262,31 @@ pub async fn fulfil_checkout_in(
 /// credited. `None` when it did not apply (not settled, not ours, already credited, or something
 /// differs): the caller then takes the path that reads the record and says why. Saves a read per
 /// webhook on the serial write path.
+/// - PostgreSQL: the claim and the credit are one statement, the function `mascot_fulfil` (backend
+///   step `20261206000020_batched_fulfilment`), which the group writer may already have called for
+///   this session with the webhooks next to it ([`claim_step`]).
+/// - SQLite: the claim, then the credit.
 async fn credit_matching_in(tx: &mut Uow, session: &SessionView) -> Result<Option<FulfilOutcome>, FulfilError> {
-    let meta = |k: &str| session.metadata.get(k).map(String::as_str);
-    let (Some(user_id), Some(pack)) = (meta("user_id"), meta("pack_id").and_then(find_pack)) else {
-        return Ok(None);
-    };
-    let currency = session.currency.as_deref().map(str::to_ascii_lowercase);
-    if !session.is_settled()
-        || currency.as_deref() != Some(pack.currency)
-        || session.client_reference_id.as_deref().is_some_and(|c| c != user_id)
-    {
-        return Ok(None);
+    let Some(claim) = Claim::of(session) else { return Ok(None) };
+    if tx.kind() == crate::db::DatabaseKind::Postgres {
+        let claimed = match tx.take_done::<Claimed>(&claim.key()) {
+            Some(done) => Some(done),
+            None => claim_all(std::slice::from_ref(&claim), tx).await?.pop().flatten(),
+        };
+        let Some(Claimed { entry_id, balance }) = claimed else { return Ok(None) };
+        let posted = balance.map(|balance| ledger::Posted { entry_id, balance, debt_delta: 0 });
+        return credit_claimed_in(
+            tx,
+            &claim.session_id,
+            &claim.user_id,
+            claim.pack,
+            claim.demands.amounts.paid,
+            posted,
+        )
+        .await
+        .map(Some);
     }
-    let Ok(demands) = demands(session, pack) else { return Ok(None) };
+    let demands = claim.demands;
     let mut sql = format!(
         "{CLAIM} AND user_id = $8 AND pack_id = $9 AND credits = $10 AND amount_cents = $11 AND currency = $12"
     );
@@ -283,16 +297,16 @@ async fn credit_matching_in(tx: &mut Uow, session: &SessionView) -> Result<Optio
         // A fixed word from the enum, not input.
         sql.push_str(&format!(" AND tax_behavior = '{}'", behavior.as_str()));
     }
-    let a = demands.amounts;
+    let (a, pack) = (demands.amounts, claim.pack);
     let claimed = sqlx::query(&sql)
-        .bind(session.payment_intent_id())
+        .bind(&claim.payment_intent)
         .bind(now_ms())
-        .bind(&session.id)
+        .bind(&claim.session_id)
         .bind(a.subtotal)
         .bind(a.paid)
         .bind(a.discount)
         .bind(a.tax)
-        .bind(user_id)
+        .bind(&claim.user_id)
         .bind(pack.id)
         .bind(pack.credits)
         .bind(pack.price_cents)
@@ -302,29 +316,171 @@ async fn credit_matching_in(tx: &mut Uow, session: &SessionView) -> Result<Optio
     if claimed.rows_affected() == 0 {
         return Ok(None);
     }
-    credit_claimed_in(tx, &session.id, user_id, pack, a.paid).await.map(Some)
+    credit_claimed_in(tx, &claim.session_id, &claim.user_id, pack, a.paid, None).await.map(Some)
 }
 
-/// Posts the purchase entry for a session just claimed (its status set to credited in `tx`).
+/// What a settled session claims when its every detail, as far as the session alone tells, is a
+/// sale of a pack in the catalogue (the record's side is the claim's WHERE).
+#[derive(Debug, Clone)]
+struct Claim {
+    session_id: String,
+    payment_intent: Option<String>,
+    user_id: String,
+    pack: &'static PackDef,
+    demands: Demands,
+}
+
+impl Claim {
+    fn of(session: &SessionView) -> Option<Claim> {
+        let meta = |k: &str| session.metadata.get(k).map(String::as_str);
+        let (user_id, pack) = (meta("user_id")?, meta("pack_id").and_then(find_pack)?);
+        let currency = session.currency.as_deref().map(str::to_ascii_lowercase);
+        if !session.is_settled()
+            || currency.as_deref() != Some(pack.currency)
+            || session.client_reference_id.as_deref().is_some_and(|c| c != user_id)
+        {
+            return None;
+        }
+        Some(Claim {
+            session_id: session.id.clone(),
+            payment_intent: session.payment_intent_id(),
+            user_id: user_id.to_string(),
+            pack,
+            demands: demands(session, pack).ok()?,
+        })
+    }
+
+    /// Whose claim is whose in a batch: everything the claim writes. Two claims with one key are
+    /// the same claim (two deliveries of one event): the first is written, the second refused,
+    /// and either unit may take the one written.
+    fn key(&self) -> String {
+        let (d, a) = (&self.demands, &self.demands.amounts);
+        format!(
+            "fulfil\n{}\n{:?}\n{}\n{}\n{} {} {} {} {} {:?}",
+            self.session_id,
+            self.payment_intent,
+            self.user_id,
+            self.pack.id,
+            a.subtotal,
+            a.paid,
+            a.discount,
+            a.tax,
+            d.discounted,
+            d.tax_behavior
+        )
+    }
+}
+
+/// A claim that `mascot_fulfil` wrote: the purchase's entry, and the balance after it when the
+/// credit was written too.
+#[derive(Debug)]
+struct Claimed {
+    entry_id: String,
+    balance: Option<i64>,
+}
+
+/// A webhook's claim as the group writer's first step (see `db::group::FirstStep`): on
+/// PostgreSQL the claims of the webhooks next to each other in a batch are written by one
+/// statement, one call of `mascot_fulfil` per claim, in order, instead of a round trip each.
+/// `None` when the fast path does not apply to this session (the unit then does not start with
+/// a claim, and must not be given one).
+pub fn claim_step(billing: &Billing, session: &SessionView) -> Option<crate::db::FirstStep> {
+    if session.livemode != billing.stripe.livemode() {
+        return None;
+    }
+    let claim = Claim::of(session)?;
+    Some(crate::db::FirstStep { key: claim.key(), input: Arc::new(claim), run: claim_batch })
+}
+
+fn claim_batch<'t>(
+    inputs: &'t [Arc<dyn std::any::Any + Send + Sync>],
+    tx: &'t mut Uow,
+) -> crate::db::UnitFuture<'t, (), sqlx::Error> {
+    Box::pin(async move {
+        let claims: Vec<Claim> = inputs.iter().filter_map(|i| i.downcast_ref::<Claim>()).cloned().collect();
+        let done = claim_all(&claims, tx).await.map_err(|e| match e {
+            FulfilError::Db(e) | FulfilError::Ledger(LedgerError::Db(e)) => e,
+            other => sqlx::Error::Protocol(other.to_string()),
+        })?;
+        for (claim, claimed) in claims.iter().zip(done) {
+            if let Some(claimed) = claimed {
+                tx.put_done(claim.key(), claimed);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Calls `mascot_fulfil` for each claim, in order, in one statement; what each wrote, in the
+/// claims' order.
+async fn claim_all(claims: &[Claim], tx: &mut Uow) -> Result<Vec<Option<Claimed>>, FulfilError> {
+    let now = now_ms();
+    let ids: Vec<(String, String)> =
+        claims.iter().map(|_| (ledger::new_entry_id(), ledger::lots::new_lot_id())).collect();
+    let rows: Vec<serde_json::Value> = claims
+        .iter()
+        .zip(&ids)
+        .map(|(c, (entry, lot))| {
+            let (d, a) = (&c.demands, &c.demands.amounts);
+            serde_json::json!({
+                "session": c.session_id, "pi": c.payment_intent, "subtotal": a.subtotal, "paid": a.paid,
+                "discount": a.discount, "tax": a.tax, "user_id": c.user_id, "pack": c.pack.id,
+                "credits": c.pack.credits, "price": c.pack.price_cents, "currency": c.pack.currency,
+                "discounted": d.discounted, "tax_behavior": d.tax_behavior.map(|t| t.as_str()),
+                "entry": entry, "lot": lot, "description": purchase_description(c.pack, a.paid),
+            })
+        })
+        .collect();
+    let written: Vec<(i64, Option<i64>)> = sqlx::query_as(
+        "SELECT CAST(s.n AS BIGINT), r.out_balance
+         FROM ROWS FROM (json_to_recordset(CAST($1 AS json)) AS (session TEXT, pi TEXT, subtotal BIGINT, paid BIGINT,
+              discount BIGINT, tax BIGINT, user_id TEXT, pack TEXT, credits BIGINT, price BIGINT, currency TEXT,
+              discounted BOOLEAN, tax_behavior TEXT, entry TEXT, lot TEXT, description TEXT))
+              WITH ORDINALITY AS s(session, pi, subtotal, paid, discount, tax, user_id, pack, credits, price, currency,
+              discounted, tax_behavior, entry, lot, description, n)
+         CROSS JOIN LATERAL mascot_fulfil(s.session, s.pi, $2, s.subtotal, s.paid, s.discount, s.tax, s.user_id,
+              s.pack, s.credits, s.price, s.currency, s.discounted, s.tax_behavior, s.entry, s.lot, s.description) AS r",
+    )
+    .bind(serde_json::Value::Array(rows).to_string())
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut out: Vec<Option<Claimed>> = claims.iter().map(|_| None).collect();
+    for (n, balance) in written {
+        let i = usize::try_from(n - 1).ok().filter(|&i| i < out.len());
+        if let Some(i) = i {
+            out[i] = Some(Claimed { entry_id: ids[i].0.clone(), balance });
+        }
+    }
+    Ok(out)
+}
+
+/// A purchase's line in the history: what the buyer paid (tax included, discount taken off); the
+/// pack price when they are equal.
+fn purchase_description(pack: &PackDef, paid_cents: i64) -> String {
+    if paid_cents == pack.price_cents {
+        format!("Bought {} credits ({})", pack.credits, pack.price_display())
+    } else {
+        format!("Bought {} credits (${}.{:02} paid)", pack.credits, paid_cents / 100, paid_cents % 100)
+    }
+}
+
+/// Posts the purchase entry for a session just claimed (its status set to credited in `tx`),
+/// unless `posted` says it is written already, and enqueues its webhook event.
 async fn credit_claimed_in(
     tx: &mut Uow,
     session_id: &str,
     user_id: &str,
     pack: &PackDef,
     paid_cents: i64,
+    posted: Option<ledger::Posted>,
 ) -> Result<FulfilOutcome, FulfilError> {
-    // What the buyer paid (tax included, discount taken off); the pack price when they are equal.
-    let description = if paid_cents == pack.price_cents {
-        format!("Bought {} credits ({})", pack.credits, pack.price_display())
-    } else {
-        format!("Bought {} credits (${}.{:02} paid)", pack.credits, paid_cents / 100, paid_cents % 100)
-    };
     let entry = NewEntry {
         user_id: user_id.to_string(),
         delta: pack.credits,
         kind: EntryKind::Purchase,
         cause: format!("purchase:{session_id}"),
-        description,
+        description: purchase_description(pack, paid_cents),
         request_hash: None,
         feature: None,
         service_key_id: None,
@@ -334,7 +490,10 @@ async fn credit_claimed_in(
     };
     // The claim already holds the session row, so a duplicate cause cannot reach here; if it ever
     // did, the transaction is spoiled and the caller rolls back.
-    let posted = ledger::post(tx, &entry, Overdraft::Allow).await?;
+    let posted = match posted {
+        Some(posted) => posted,
+        None => ledger::post(tx, &entry, Overdraft::Allow).await?,
+    };
     tx.checkout_changed(session_id);
     // In the same transaction as the entry: one event per purchase, whatever the retries.
     let data = catalogue::Purchased {

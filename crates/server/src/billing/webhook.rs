@@ -96,6 +96,12 @@ async fn apply(
         }
         _ => None,
     };
+    // A paid session's claim is the unit's first step, which the group writer may take with the
+    // claims of the webhooks next to it (see `fulfil::claim_step`).
+    let step = match &object {
+        events::EventObject::Fulfil(session) => super::fulfil::claim_step(billing, session),
+        _ => None,
+    };
     let unit_billing = billing.clone();
     let unit_event = Arc::new((event.id.clone(), event.event_type.clone(), event.livemode, object, payload.to_vec()));
     // Concurrent deliveries share group commits behind `write` (see `db::group`): on SQLite, with
@@ -103,7 +109,7 @@ async fn apply(
     // transactions.
     let result = billing
         .db
-        .write(Some(format!("event:{}", event.id)), move |uow| {
+        .write_with_first_step(Some(format!("event:{}", event.id)), step, move |uow| {
             let (billing, event, audit) = (unit_billing.clone(), unit_event.clone(), audit.clone());
             Box::pin(async move {
                 let (event_id, event_type, livemode, object, payload) = &*event;

@@ -198,12 +198,12 @@ impl Db {
         }
     }
 
-    /// [`Db::write`] for a unit whose first step the group writer may take together with its
-    /// neighbours' (see [`group::FirstStep`]); alone, the unit does it all itself.
+    /// [`Db::write`] for a unit whose first step, if it has one, the group writer may take
+    /// together with its neighbours' (see [`group::FirstStep`]); alone, the unit does it all itself.
     pub async fn write_with_first_step<T, E, F>(
         &self,
         order: Option<String>,
-        step: group::FirstStep,
+        step: Option<group::FirstStep>,
         unit: F,
     ) -> Result<T, E>
     where
@@ -212,7 +212,7 @@ impl Db {
         F: for<'t> Fn(&'t mut Uow) -> UnitFuture<'t, T, E> + Send + Sync + 'static,
     {
         match &self.group {
-            Some(group) => group.run(order, Some(step), unit).await,
+            Some(group) => group.run(order, step, unit).await,
             None => group::alone(self, &unit).await,
         }
     }

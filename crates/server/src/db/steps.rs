@@ -253,6 +253,55 @@ const STEPS: &[Step] = &[
         data: None,
         data_on: None,
     },
+    Step {
+        // A paid checkout session's claim and its credit in one statement (`billing::fulfil`'s
+        // fast path on PostgreSQL), as a function so that the group writer also takes the webhooks
+        // of a batch in one statement, one call per session in order (`fulfil::claim_step`).
+        // The claim is `fulfil::CLAIM` with every condition `fulfil::mismatch` checks (a discount
+        // needs promotion codes allowed, a tax the tax behaviour it was computed with); the credit
+        // is `ledger::credit_fast` for a paid lot. A row answers a claim; its balance is NULL when
+        // the credit's own guard refused (debt to pay, a promotional lot due): the caller then
+        // posts the purchase the way that handles those. No row: nothing was written.
+        name: "20261206000020_batched_fulfilment",
+        postgres: &["CREATE OR REPLACE FUNCTION mascot_fulfil(
+                 p_session TEXT, p_payment_intent TEXT, p_now BIGINT, p_subtotal BIGINT, p_paid BIGINT,
+                 p_discount BIGINT, p_tax BIGINT, p_user TEXT, p_pack TEXT, p_credits BIGINT, p_price BIGINT,
+                 p_currency TEXT, p_discounted BOOLEAN, p_tax_behavior TEXT, p_entry TEXT, p_lot TEXT,
+                 p_description TEXT)
+             RETURNS TABLE (out_balance BIGINT) LANGUAGE sql VOLATILE AS $$
+             WITH claimed AS (
+                 UPDATE checkout_sessions SET status = 'credited', payment_intent = p_payment_intent,
+                     credited_at = p_now, updated_at = p_now, failure_reason = NULL,
+                     amount_subtotal_cents = p_subtotal, amount_paid_cents = p_paid,
+                     amount_discount_cents = p_discount, amount_tax_cents = p_tax
+                 WHERE id = p_session AND status <> 'credited' AND user_id = p_user AND pack_id = p_pack
+                   AND credits = p_credits AND amount_cents = p_price AND currency = p_currency
+                   AND (NOT p_discounted OR allow_promotion_codes = 1)
+                   AND (p_tax_behavior IS NULL OR tax_behavior = p_tax_behavior)
+                 RETURNING id),
+             moved AS (
+                 UPDATE users SET balance = balance + p_credits, entry_seq = entry_seq + 1
+                 WHERE id = p_user AND debt = 0 AND (lots_expire_at IS NULL OR lots_expire_at > p_now)
+                   AND EXISTS (SELECT 1 FROM claimed)
+                 RETURNING balance, entry_seq),
+             entry AS (
+                 INSERT INTO ledger_entries (id, user_id, seq, delta, kind, cause, request_hash, description,
+                     balance_after, created_at, feature, service_key_id, debt_delta, actor_user_id)
+                 SELECT p_entry, p_user, entry_seq, p_credits, 'purchase', 'purchase:' || p_session, NULL,
+                     p_description, balance, p_now, NULL, NULL, 0, NULL FROM moved
+                 RETURNING balance_after),
+             lot AS (
+                 INSERT INTO credit_lots (id, wallet_id, credits, remaining, paid, expires_at, source, cause, created_at)
+                 SELECT p_lot, p_user, p_credits, p_credits, 1, NULL, 'purchase', 'purchase:' || p_session, p_now
+                 FROM moved),
+             line AS (
+                 INSERT INTO entry_lots (entry_id, lot_id, credits) SELECT p_entry, p_lot, p_credits FROM moved)
+             SELECT (SELECT balance_after FROM entry) FROM claimed
+             $$"],
+        sqlite: &[],
+        data: None,
+        data_on: None,
+    },
 ];
 
 /// The kinds an entry may have, as SQL (see `api_types::EntryKind`).

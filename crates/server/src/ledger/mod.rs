@@ -363,6 +363,8 @@ fn spend_all<'t>(
 /// that locks the wallet and reads it. The conditions are on the wallet's row, which the first
 /// statement locks and (on PostgreSQL) re-reads as it is once locked; the new lot depends on no
 /// other.
+/// The SQL function `mascot_fulfil` holds a copy of the PostgreSQL statement for a purchase (see
+/// `billing::fulfil`): a change here needs a new backend step that replaces it.
 async fn credit_fast(tx: &mut Uow, entry: &NewEntry, source: Source, now: i64) -> Result<Option<Posted>, LedgerError> {
     let sql = if tx.kind() == crate::db::DatabaseKind::Postgres {
         format!(
@@ -495,7 +497,7 @@ fn unique_to_duplicate(e: sqlx::Error) -> LedgerError {
 
 /// A time-ordered UUID (v7): new entries land at the end of the primary-key index instead of on
 /// a random page of it, so a commit rewrites fewer index pages.
-fn new_entry_id() -> String {
+pub(crate) fn new_entry_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
@@ -554,12 +556,8 @@ pub async fn post_once(db: &Db, entry: &NewEntry, overdraft: Overdraft) -> Resul
     let spend = entry.lots == Lots::Use && overdraft == Overdraft::Refuse;
     for _ in 0..3 {
         let (order, e) = (Some(format!("user:{}", entry.user_id)), entry.clone());
-        let outcome = if spend {
-            db.write_with_first_step(order, spend_step(entry.clone()), move |tx| posting(tx, e.clone(), overdraft))
-                .await
-        } else {
-            db.write(order, move |tx| posting(tx, e.clone(), overdraft)).await
-        };
+        let step = spend.then(|| spend_step(entry.clone()));
+        let outcome = db.write_with_first_step(order, step, move |tx| posting(tx, e.clone(), overdraft)).await;
         match outcome {
             Err(LedgerError::DuplicateCause) => continue,
             other => return other,

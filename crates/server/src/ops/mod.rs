@@ -98,10 +98,7 @@ where
     let unit = Arc::new(unit);
     for _ in 0..3 {
         let u = unit.clone();
-        let written = match step.clone() {
-            Some(step) => db.write_with_first_step(order.clone(), step, move |uow| u(uow)).await,
-            None => db.write(order.clone(), move |uow| u(uow)).await,
-        };
+        let written = db.write_with_first_step(order.clone(), step.clone(), move |uow| u(uow)).await;
         match written {
             Err(OpError::Raced) => continue,
             other => return other,
