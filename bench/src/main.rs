@@ -64,6 +64,9 @@ enum Cmd {
         /// Concurrent senders.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// Each event sent this many times, shuffled (as `all`'s duplicate flood does with 3).
+        #[arg(long, default_value_t = 1)]
+        copies: usize,
     },
     /// Only the operator console's queries over 1,000,000 ledger entries and 100,000 purchases.
     Console {
@@ -113,8 +116,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Cmd::Hello { port } => rt.block_on(hello(port)),
         Cmd::All { target: t, seconds } => rt.block_on(scenarios::all(&t.server, &t.out, &t.postgres, seconds)),
-        Cmd::Flood { target: t, backend, events, concurrency } => {
-            rt.block_on(scenarios::flood_only(&t.server, &t.out, &t.postgres, &backend, events, concurrency))
+        Cmd::Flood { target: t, backend, events, concurrency, copies } => {
+            rt.block_on(scenarios::flood_only(&t.server, &t.out, &t.postgres, &backend, events, concurrency, copies))
         }
         Cmd::Console { target: t } => rt.block_on(async {
             std::fs::create_dir_all(&t.out)?;

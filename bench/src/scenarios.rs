@@ -147,15 +147,18 @@ pub async fn flood_only(
     backend: &str,
     events: usize,
     concurrency: usize,
+    copies: usize,
 ) -> anyhow::Result<()> {
     let Single { srv, sim, db, cleanup } = Single::start(server, out, postgres, backend, "flood").await?;
     let users = flood::users(&db, "flood-", 50).await?;
     let prepared = flood::sessions(&db, "f", &users, events).await?;
     let expected: i64 = prepared.sessions.iter().map(|s| s.2).sum();
-    let bodies: Vec<String> = prepared.sessions.iter().map(flood::completed_event).collect();
+    let copies = copies.max(1);
+    let bodies: Vec<String> =
+        prepared.sessions.iter().flat_map(|s| std::iter::repeat_n(flood::completed_event(s), copies)).collect();
     let webhook = vec![format!("{}/api/v1/billing/webhook", srv.url)];
     let (server_cpu, own_cpu) = (srv.cpu_seconds(), procs::cpu_seconds_of(std::process::id()));
-    let f = flood::send(&webhook, SECRET, bodies, concurrency, false).await?;
+    let f = flood::send(&webhook, SECRET, bodies, concurrency, copies > 1).await?;
     let (server_cpu, own_cpu) = (srv.cpu_seconds() - server_cpu, procs::cpu_seconds_of(std::process::id()) - own_cpu);
     let (n, sum) = flood::credited(&db, "f").await?;
     println!(

@@ -269,8 +269,10 @@ pub async fn fulfil_checkout_in(
 async fn credit_matching_in(tx: &mut Uow, session: &SessionView) -> Result<Option<FulfilOutcome>, FulfilError> {
     let Some(claim) = Claim::of(session) else { return Ok(None) };
     if tx.kind() == crate::db::DatabaseKind::Postgres {
-        let claimed = match tx.take_done::<Claimed>(&claim.key()) {
-            Some(done) => Some(done),
+        // What the group writer's step did of this claim in this transaction, written or refused
+        // (then it would be refused again), or else the claim now.
+        let claimed = match tx.take_done::<Option<Claimed>>(&claim.key()) {
+            Some(done) => done,
             None => claim_all(std::slice::from_ref(&claim), tx).await?.pop().flatten(),
         };
         let Some(Claimed { entry_id, balance }) = claimed else { return Ok(None) };
@@ -382,6 +384,8 @@ struct Claimed {
 /// A webhook's claim as the group writer's first step (see `db::group::FirstStep`): on
 /// PostgreSQL the claims of the webhooks next to each other in a batch are written by one
 /// statement, one call of `mascot_fulfil` per claim, in order, instead of a round trip each.
+/// A refused claim is recorded too (`None`), so that its unit (a delivery of a session already
+/// credited) does not send it again: each call of the function alone plans its statement anew.
 /// `None` when the fast path does not apply to this session (the unit then does not start with
 /// a claim, and must not be given one).
 pub fn claim_step(billing: &Billing, session: &SessionView) -> Option<crate::db::FirstStep> {
@@ -403,9 +407,7 @@ fn claim_batch<'t>(
             other => sqlx::Error::Protocol(other.to_string()),
         })?;
         for (claim, claimed) in claims.iter().zip(done) {
-            if let Some(claimed) = claimed {
-                tx.put_done(claim.key(), claimed);
-            }
+            tx.put_done(claim.key(), claimed);
         }
         Ok(())
     })

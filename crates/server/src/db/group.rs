@@ -33,9 +33,11 @@ const MAX_BATCH: usize = 128;
 ///
 /// Each unit then finds its step's outcome in the [`Uow`] ([`Uow::take_done`] with `key`); a
 /// step that did not happen (its guard refused) leaves nothing there, and the unit does what it
-/// does without one. A unit that leaves its step's outcome untaken spoils the batch, whose units
-/// then run again alone, where no step is taken for them. Steps run in the batch's order, so row
-/// locks are taken in the order the units would take them.
+/// does without one, unless the step records the refusal as its outcome. An outcome left untaken
+/// when the batch's units have all run spoils the batch, whose units then run again alone, where
+/// no step is taken for them. (Checked at the end, not after each unit: two units with the same
+/// step, such as two deliveries of one event, share a key, and either may take either outcome.)
+/// Steps run in the batch's order, so row locks are taken in the order the units would take them.
 #[derive(Clone)]
 pub struct FirstStep {
     pub key: String,
@@ -286,7 +288,7 @@ async fn run_batch(db: &Db, mut batch: Vec<Box<dyn Job>>, mut late: Option<&mut 
                     }
                 }
                 let job = &mut batch[next];
-                if !job.run_in(&mut tx).await || job.first_step().is_some_and(|s| tx.has_done(&s.key)) {
+                if !job.run_in(&mut tx).await {
                     tx.rollback().await;
                     return None;
                 }
@@ -296,6 +298,11 @@ async fn run_batch(db: &Db, mut batch: Vec<Box<dyn Job>>, mut late: Option<&mut 
                 Some(Ok(job)) => batch.push(job),
                 _ => break,
             }
+        }
+        if tx.has_done() {
+            tracing::warn!("a first step's outcome was left untaken: running the batch's units one by one");
+            tx.rollback().await;
+            return None;
         }
         let committing = std::time::Instant::now();
         db.commit(tx).await.ok()?;

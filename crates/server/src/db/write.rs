@@ -119,9 +119,9 @@ impl Uow {
         value.downcast::<T>().ok().map(|v| *v)
     }
 
-    /// Whether a first step keyed `key` is done and its unit has not taken it.
-    pub(super) fn has_done(&self, key: &str) -> bool {
-        self.done.iter().any(|(k, _)| k == key)
+    /// Whether an outcome of a first step is left that no unit has taken.
+    pub(super) fn has_done(&self) -> bool {
+        !self.done.is_empty()
     }
 
     /// Commits; on success returns the effects to apply.
