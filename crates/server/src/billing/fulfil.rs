@@ -354,7 +354,7 @@ impl Claim {
 
     /// Whose claim is whose in a batch: everything the claim writes. Two claims with one key are
     /// the same claim (two deliveries of one event): the first is written, the second refused,
-    /// and either unit may take the one written.
+    /// and either unit may take either outcome (one credits, the other finds it credited).
     fn key(&self) -> String {
         let (d, a) = (&self.demands, &self.demands.amounts);
         format!(
