@@ -353,6 +353,10 @@ pub fn markdown(r: &Value) -> String {
             ("the same spends with a low-balance alert set and a webhook endpoint", "alert_and_webhook", 0.10),
         ] {
             let v = &run[key];
+            // Parts left out with --only have no row.
+            if v.is_null() {
+                continue;
+            }
             let per_s = v["per_s"].as_f64().unwrap_or(0.0);
             let loss = if base > 0.0 { 1.0 - per_s / base } else { 1.0 };
             out.push_str(&format!(
@@ -365,15 +369,18 @@ pub fn markdown(r: &Value) -> String {
         }
         let t = &run["team"];
         let team_per_s = t["per_s"].as_f64().unwrap_or(0.0);
-        out.push_str(&format!(
+        if !t.is_null() {
+            out.push_str(&format!(
             "| 64 members (each with a cap) spending on one team wallet | {b} | {team_per_s:.0} spends/s ({:+.1} %), {} refused, balance {} | 64 clients on one personal wallet: {base:.0} spends/s | — (reported) | |\n",
             if base > 0.0 { (team_per_s / base - 1.0) * 100.0 } else { 0.0 },
             t["refused"],
             exact(t)
         ));
+        }
         let v = &run["verify"];
         let ratio = v["ratio"].as_f64().unwrap_or(0.0);
-        out.push_str(&format!(
+        if !v.is_null() {
+            out.push_str(&format!(
             "| `POST /api/v1/service/verify` (a service key, a live user token), 64 connections | {b} | {:.0} req/s ({:.0} % of reference), p99 {:.2} ms | hello-world {:.0} req/s | ≥ 40 % | {} |\n",
             v["rps"].as_f64().unwrap_or(0.0),
             ratio * 100.0,
@@ -381,13 +388,16 @@ pub fn markdown(r: &Value) -> String {
             v["hello_rps"].as_f64().unwrap_or(0.0),
             if ratio >= 0.40 { "✅ met" } else { "❌ not met" }
         ));
+        }
         let j = &run["service_jobs"];
-        out.push_str(&format!(
+        if !j.is_null() {
+            out.push_str(&format!(
             "| service jobs (verify + hold 2 + capture 1, own key), 64 concurrent on 64 users, {seconds} s | {b} | {:.0} jobs/s ({} failed), balance {} | 64 plugin spends: {base:.0}/s | — | |\n",
             j["per_s"].as_f64().unwrap_or(0.0),
             j["failed"],
             exact(j)
         ));
+        }
     }
     out
 }
