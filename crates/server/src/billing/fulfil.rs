@@ -354,7 +354,9 @@ impl Claim {
 
     /// Whose claim is whose in a batch: everything the claim writes. Two claims with one key are
     /// the same claim (two deliveries of one event): the first is written, the second refused,
-    /// and either unit may take either outcome (one credits, the other finds it credited).
+    /// and the units take the outcomes in the batch's order (see `Uow::take_done`), so the
+    /// delivery that runs first is the one that credits, and its journal row, written first,
+    /// says "credited".
     fn key(&self) -> String {
         let (d, a) = (&self.demands, &self.demands.amounts);
         format!(

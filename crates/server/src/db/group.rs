@@ -36,7 +36,7 @@ const MAX_BATCH: usize = 128;
 /// does without one, unless the step records the refusal as its outcome. An outcome left untaken
 /// when the batch's units have all run spoils the batch, whose units then run again alone, where
 /// no step is taken for them. (Checked at the end, not after each unit: two units with the same
-/// step, such as two deliveries of one event, share a key, and either may take either outcome.)
+/// step, such as two deliveries of one event, share a key, and take its outcomes in order.)
 /// Steps run in the batch's order, so row locks are taken in the order the units would take them.
 #[derive(Clone)]
 pub struct FirstStep {

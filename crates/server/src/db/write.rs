@@ -112,10 +112,13 @@ impl Uow {
         self.done.push((key, Box::new(value)));
     }
 
-    /// What the batch already did of the first step keyed `key`, if it did (taken once).
+    /// What the batch already did of the first step keyed `key`, if it did (taken once). Outcomes
+    /// with one key are taken in the order they were put, which is the batch's order: of two units
+    /// with the same step (two deliveries of one event), the one that runs first takes the first
+    /// step's outcome.
     pub fn take_done<T: 'static>(&mut self, key: &str) -> Option<T> {
         let at = self.done.iter().position(|(k, v)| k == key && v.is::<T>())?;
-        let (_, value) = self.done.swap_remove(at);
+        let (_, value) = self.done.remove(at);
         value.downcast::<T>().ok().map(|v| *v)
     }
 
