@@ -348,16 +348,7 @@ async fn webhooks_queued_together_are_credited_together_and_exactly(b: Backend) 
     for body in events.clone() {
         let (client, url) = (app.client.clone(), app.url("/api/v1/billing/webhook"));
         deliveries.spawn(async move {
-            let header =
-                stripe_sim::sign_payload(stripe::WEBHOOK_SECRET, mascot_server::db::now_ms() / 1000, body.as_bytes());
-            let res = client
-                .post(url)
-                .header("stripe-signature", header)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
+            let res = stripe::post_signed(&client, &url, body).await;
             res.status().as_u16()
         });
     }

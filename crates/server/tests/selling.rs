@@ -448,17 +448,7 @@ fn event(kind: &str, object: Value) -> Value {
 }
 
 async fn post_event(app: &BillingApp, event: &Value) -> String {
-    let body = event.to_string();
-    let header = stripe_sim::sign_payload(WEBHOOK_SECRET, now(), body.as_bytes());
-    let res = app
-        .client
-        .post(app.url("/api/v1/billing/webhook"))
-        .header("stripe-signature", header)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let res = stripe::post_signed(&app.client, &app.url("/api/v1/billing/webhook"), event.to_string()).await;
     assert_eq!(res.status(), StatusCode::OK);
     let (outcome,): (Option<String>,) = sqlx::query_as("SELECT outcome FROM stripe_events WHERE id = $1")
         .bind(event["id"].as_str().unwrap())

@@ -192,10 +192,7 @@ impl Db {
         E: UnitError,
         F: for<'t> Fn(&'t mut Uow) -> UnitFuture<'t, T, E> + Send + Sync + 'static,
     {
-        match &self.group {
-            Some(group) => group.run(order, None, unit).await,
-            None => group::alone(self, &unit).await,
-        }
+        self.write_with_first_step(order, None, unit).await
     }
 
     /// [`Db::write`] for a unit whose first step, if it has one, the group writer may take

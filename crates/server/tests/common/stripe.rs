@@ -52,3 +52,18 @@ pub async fn spawn_billing_app_with(backend: Backend, adjust: impl FnOnce(&mut C
         sim,
     }
 }
+
+/// Posts `body` to `url` signed with [`WEBHOOK_SECRET`] now, as Stripe delivers an event.
+#[allow(dead_code)]
+pub async fn post_signed(client: &Client, url: &str, body: String) -> reqwest::Response {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let header = stripe_sim::sign_payload(WEBHOOK_SECRET, now, body.as_bytes());
+    client
+        .post(url)
+        .header("stripe-signature", header)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
